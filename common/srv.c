@@ -1,0 +1,675 @@
+#include "srv.h"
+
+#include "err.h"
+#include "log.h"
+
+#include "grpc/health/v1/health.pb-c.h"
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
+#include <grpc/support/time.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define NCODES         17
+#define GENERIC_POSTS  4   /* pre-posted requests for unknown methods */
+#define POLL_MS        200 /* how often an idle worker checks for shutdown */
+#define MSG_MAX        512 /* status message length */
+#define HEALTH_SERVICE "grpc.health.v1.Health"
+
+enum tag_kind { TAG_REQUEST, TAG_GENERIC, TAG_DONE };
+
+/* One registered method, with its metrics. */
+typedef struct method {
+    char path[256]; /* "/tally.v1.Dashboard/GetOverview" */
+    const char *service;
+    const srv_method *m;
+    void *handle; /* from grpc_server_register_method */
+    metrics_counter *started;
+    metrics_counter *handled[NCODES];
+    metrics_histogram *seconds;
+} method;
+
+typedef struct worker {
+    srv_server *srv;
+    int index;
+    void *state;
+    pthread_t thread;
+} worker;
+
+/* A call from request to completion. The tag of every event is a srv_call. */
+struct srv_call {
+    enum tag_kind kind; /* first: what the event is */
+    srv_server *srv;
+    method *method; /* NULL for a generic (unknown method) call */
+    worker *worker; /* while a handler runs */
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array md;
+    grpc_byte_buffer *payload;
+    grpc_call_details details; /* generic calls only */
+    grpc_byte_buffer *reply;
+    grpc_slice status_details;
+    int cancelled;
+    char msg[MSG_MAX];
+};
+
+struct srv_server {
+    grpc_server *server;
+    grpc_completion_queue *cq;          /* polled by every worker */
+    grpc_completion_queue *shutdown_cq; /* only the shutdown notification */
+    method *methods;
+    size_t nmethods;
+    const srv_service *services;
+    size_t nservices;
+    worker *workers;
+    int nworkers; /* threads running */
+    int want_workers;
+    int posts; /* pre-posted requests per method */
+    long long max_message;
+    int port;
+    void *(*worker_init)(int index, void *arg);
+    void (*worker_free)(void *state, void *arg);
+    void *arg;
+    metrics_counter *unknown;
+    _Atomic bool serving;
+    _Atomic bool shutting_down; /* no more re-posts */
+    _Atomic bool stopping;      /* server shut down: workers leave once live is 0 */
+    _Atomic long live;          /* calls taken and not yet completed */
+    bool started;
+};
+
+static const srv_method health_methods[] = {
+    { "Check", &grpc__health__v1__health_check_request__descriptor, NULL },
+};
+
+/*
+ * Routes the core's own log lines through ours. Its INFO lines are start-up chatter ("grpc
+ * epoll fd: 3"), so they go out at debug; its errors stay errors.
+ */
+static void core_log(gpr_log_func_args *a)
+{
+    enum log_level lv = a->severity == GPR_LOG_SEVERITY_ERROR ? LOG_ERROR : LOG_DEBUG;
+    log_at(lv, a->message, LOG_STR("component", "grpc"), LOG_STR("file", a->file),
+           LOG_INT("line", a->line));
+}
+
+/* ---- calls ---------------------------------------------------------------------------- */
+
+static srv_call *call_new(srv_server *s, enum tag_kind kind, method *m)
+{
+    srv_call *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->kind = kind;
+    c->srv = s;
+    c->method = m;
+    grpc_metadata_array_init(&c->md);
+    if (kind == TAG_GENERIC)
+        grpc_call_details_init(&c->details);
+    return c;
+}
+
+static void call_free(srv_call *c)
+{
+    grpc_metadata_array_destroy(&c->md);
+    if (c->method == NULL)
+        grpc_call_details_destroy(&c->details);
+    if (c->payload)
+        grpc_byte_buffer_destroy(c->payload);
+    if (c->reply)
+        grpc_byte_buffer_destroy(c->reply);
+    if (c->kind == TAG_DONE)
+        grpc_slice_unref(c->status_details);
+    if (c->call)
+        grpc_call_unref(c->call);
+    free(c);
+}
+
+/* Posts one request for method m (NULL: an unknown-method request). */
+static int post(srv_server *s, method *m)
+{
+    srv_call *c = call_new(s, m ? TAG_REQUEST : TAG_GENERIC, m);
+    grpc_call_error e;
+    if (!c)
+        return TALLY_ENOMEM;
+    if (m)
+        e = grpc_server_request_registered_call(s->server, m->handle, &c->call, &c->deadline,
+                                                &c->md, &c->payload, s->cq, s->cq, c);
+    else
+        e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, s->cq, s->cq, c);
+    if (e != GRPC_CALL_OK) {
+        log_error("cannot request a call", LOG_INT("grpc_call_error", e));
+        call_free(c);
+        return TALLY_EINTERNAL;
+    }
+    return 0;
+}
+
+/* Sends status (and the reply when code is OK) in one batch; the DONE event frees the call. */
+static void finish(srv_call *c, int code)
+{
+    grpc_op ops[4];
+    size_t n = 0;
+    memset(ops, 0, sizeof(ops));
+    c->kind = TAG_DONE;
+    c->status_details = grpc_slice_from_copied_string(c->msg);
+    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[n++].data.send_initial_metadata.count = 0;
+    if (code == 0 && c->reply) {
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = c->reply;
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = (grpc_status_code)code;
+    ops[n].data.send_status_from_server.status_details = c->msg[0] ? &c->status_details : NULL;
+    ops[n++].data.send_status_from_server.trailing_metadata_count = 0;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+    srv_server *s = c->srv;
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, c, NULL);
+    if (e != GRPC_CALL_OK) {
+        log_error("cannot send a reply", LOG_INT("grpc_call_error", e));
+        call_free(c);
+        atomic_fetch_sub(&s->live, 1);
+    }
+}
+
+static double mono_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Reads the payload and decodes it with the method's descriptor; NULL with c->msg set. */
+static ProtobufCMessage *decode(srv_call *c)
+{
+    grpc_byte_buffer_reader reader;
+    grpc_slice slice;
+    ProtobufCMessage *req;
+    if (!c->payload) {
+        snprintf(c->msg, sizeof(c->msg), "missing request message (%s)",
+                 c->method->m->request->name);
+        return NULL;
+    }
+    if (!grpc_byte_buffer_reader_init(&reader, c->payload)) {
+        snprintf(c->msg, sizeof(c->msg), "cannot read the request (unsupported compression)");
+        return NULL;
+    }
+    slice = grpc_byte_buffer_reader_readall(&reader);
+    grpc_byte_buffer_reader_destroy(&reader);
+    req = protobuf_c_message_unpack(c->method->m->request, NULL, GRPC_SLICE_LENGTH(slice),
+                                    GRPC_SLICE_START_PTR(slice));
+    grpc_slice_unref(slice);
+    if (!req)
+        snprintf(c->msg, sizeof(c->msg), "malformed request: not a valid %s message",
+                 c->method->m->request->name);
+    return req;
+}
+
+static int health_check(srv_call *c, const ProtobufCMessage *msg)
+{
+    const Grpc__Health__V1__HealthCheckRequest *req = (const void *)msg;
+    Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    srv_server *s = c->srv;
+    bool known = req->service[0] == '\0' || strcmp(req->service, HEALTH_SERVICE) == 0;
+    for (size_t i = 0; !known && i < s->nservices; i++)
+        known = strcmp(req->service, s->services[i].name) == 0;
+    if (!known)
+        return srv_fail(c, TALLY_ENOTFOUND, "unknown service \"%.200s\"", req->service);
+    resp.status = atomic_load(&s->serving)
+                      ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                      : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    return srv_reply(c, &resp.base);
+}
+
+/* Serves a call of a registered method on the worker w. */
+static void serve(worker *w, srv_call *c)
+{
+    method *m = c->method;
+    double t0 = mono_seconds();
+    ProtobufCMessage *req = NULL;
+    int rc, code;
+
+    metrics_inc(m->started, 1);
+    c->worker = w;
+    if (srv_remaining_ms(c) <= 0) {
+        rc = TALLY_ETIMEOUT;
+        snprintf(c->msg, sizeof(c->msg), "deadline exceeded before the call was served");
+    } else if ((req = decode(c)) == NULL) {
+        rc = TALLY_EINVAL;
+    } else if (m->m->handler == NULL) {
+        rc = health_check(c, req);
+    } else {
+        rc = m->m->handler(c, req, w->state);
+    }
+    if (req)
+        protobuf_c_message_free_unpacked(req, NULL);
+    if (rc == 0 && !c->reply) {
+        rc = TALLY_EINTERNAL;
+        snprintf(c->msg, sizeof(c->msg), "handler %s returned no reply", m->path);
+    }
+    if (rc != 0 && c->reply) {
+        grpc_byte_buffer_destroy(c->reply);
+        c->reply = NULL;
+    }
+    if (rc != 0 && !c->msg[0])
+        snprintf(c->msg, sizeof(c->msg), "%s", tally_err_str(rc));
+    code = tally_err_grpc_code(rc);
+    metrics_inc(m->handled[code], 1);
+    metrics_observe(m->seconds, mono_seconds() - t0);
+    if (code == 13 || code == 2)
+        log_error("call failed", LOG_STR("method", m->path),
+                  LOG_STR("code", tally_grpc_code_name(code)), LOG_STR("error", c->msg));
+    else
+        log_debug("call", LOG_STR("method", m->path), LOG_STR("code", tally_grpc_code_name(code)),
+                  LOG_DBL("seconds", mono_seconds() - t0));
+    c->worker = NULL;
+    finish(c, code);
+}
+
+static void dispatch(worker *w, srv_call *c, bool ok)
+{
+    srv_server *s = w->srv;
+    switch (c->kind) {
+    case TAG_REQUEST:
+    case TAG_GENERIC:
+        if (!ok) { /* the server is shutting down */
+            call_free(c);
+            return;
+        }
+        atomic_fetch_add(&s->live, 1);
+        if (!atomic_load(&s->shutting_down))
+            post(s, c->method);
+        if (c->kind == TAG_REQUEST) {
+            serve(w, c);
+            return;
+        }
+        metrics_inc(s->unknown, 1);
+        snprintf(c->msg, sizeof(c->msg), "unknown method %.*s",
+                 (int)GRPC_SLICE_LENGTH(c->details.method),
+                 (const char *)GRPC_SLICE_START_PTR(c->details.method));
+        log_debug("unknown method", LOG_STR("error", c->msg));
+        finish(c, 12);
+        return;
+    case TAG_DONE:
+        call_free(c);
+        atomic_fetch_sub(&s->live, 1);
+        return;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    srv_server *s = w->srv;
+    if (s->worker_init)
+        w->state = s->worker_init(w->index, s->arg);
+    for (;;) {
+        gpr_timespec until =
+            gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(POLL_MS, GPR_TIMESPAN));
+        grpc_event ev = grpc_completion_queue_next(s->cq, until, NULL);
+        if (ev.type == GRPC_OP_COMPLETE)
+            dispatch(w, ev.tag, ev.success != 0);
+        else if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (atomic_load(&s->stopping) && atomic_load(&s->live) == 0)
+            break;
+    }
+    return NULL;
+}
+
+/* ---- handler API ------------------------------------------------------------------------ */
+
+int64_t srv_remaining_ms(const srv_call *c)
+{
+    gpr_timespec dl = gpr_convert_clock_type(c->deadline, GPR_CLOCK_MONOTONIC);
+    if (gpr_time_cmp(dl, gpr_inf_future(GPR_CLOCK_MONOTONIC)) == 0)
+        return INT64_MAX;
+    gpr_timespec left = gpr_time_sub(dl, gpr_now(GPR_CLOCK_MONOTONIC));
+    return (int64_t)left.tv_sec * 1000 + left.tv_nsec / 1000000;
+}
+
+const char *srv_metadata(const srv_call *c, const char *key, size_t *len)
+{
+    for (size_t i = 0; i < c->md.count; i++) {
+        if (grpc_slice_str_cmp(c->md.metadata[i].key, key) == 0) {
+            *len = GRPC_SLICE_LENGTH(c->md.metadata[i].value);
+            return (const char *)GRPC_SLICE_START_PTR(c->md.metadata[i].value);
+        }
+    }
+    return NULL;
+}
+
+int srv_worker_index(const srv_call *c)
+{
+    return c->worker ? c->worker->index : -1;
+}
+
+int srv_reply(srv_call *c, const ProtobufCMessage *msg)
+{
+    size_t size = protobuf_c_message_get_packed_size(msg);
+    if ((long long)size > c->srv->max_message)
+        return srv_fail(c, TALLY_ETOOBIG, "reply of %zu bytes is over the limit of %lld", size,
+                        c->srv->max_message);
+    grpc_slice slice = grpc_slice_malloc(size);
+    protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
+    if (c->reply)
+        grpc_byte_buffer_destroy(c->reply);
+    c->reply = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    return 0;
+}
+
+int srv_fail(srv_call *c, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->msg, sizeof(c->msg), fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+/* ---- lifecycle --------------------------------------------------------------------------- */
+
+static char *slurp(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long len;
+    if (!f || fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 || len > (1 << 20) ||
+        fseek(f, 0, SEEK_SET) != 0 || !(buf = malloc((size_t)len + 1)) ||
+        fread(buf, 1, (size_t)len, f) != (size_t)len) {
+        snprintf(err, errlen, "cannot read %s", path);
+        free(buf);
+        buf = NULL;
+    } else {
+        buf[len] = '\0';
+    }
+    if (f)
+        fclose(f);
+    return buf;
+}
+
+static grpc_server_credentials *credentials(const cfg_common *cfg, char *err, size_t errlen)
+{
+    grpc_ssl_pem_key_cert_pair pair;
+    char *cert, *key, *ca = NULL;
+    grpc_server_credentials *creds = NULL;
+    if (!cfg->tls_cert[0] && !cfg->tls_key[0])
+        return grpc_insecure_server_credentials_create();
+    if (!cfg->tls_cert[0] || !cfg->tls_key[0]) {
+        snprintf(err, errlen, "TALLY_TLS_CERT and TALLY_TLS_KEY: set both or neither");
+        return NULL;
+    }
+    cert = slurp(cfg->tls_cert, err, errlen);
+    key = cert ? slurp(cfg->tls_key, err, errlen) : NULL;
+    if (key && cfg->tls_client_ca[0])
+        ca = slurp(cfg->tls_client_ca, err, errlen);
+    if (key && (ca || !cfg->tls_client_ca[0])) {
+        pair.private_key = key;
+        pair.cert_chain = cert;
+        creds = grpc_ssl_server_credentials_create_ex(
+            ca, &pair, 1,
+            ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+               : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+            NULL);
+        if (!creds)
+            snprintf(err, errlen, "TALLY_TLS_CERT/TALLY_TLS_KEY: not a usable certificate and key");
+    }
+    free(cert);
+    free(key);
+    free(ca);
+    return creds;
+}
+
+static int add_method(srv_server *s, const char *service, const srv_method *sm,
+                      metrics_registry *reg)
+{
+    method *m = &s->methods[s->nmethods++];
+    char labels[512];
+    m->service = service;
+    m->m = sm;
+    snprintf(m->path, sizeof(m->path), "/%s/%s", service, sm->name);
+    m->handle = grpc_server_register_method(s->server, m->path, NULL,
+                                            GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    if (!m->handle)
+        return TALLY_EINVAL;
+    metrics_labels(labels, sizeof(labels), "grpc_method", sm->name, "grpc_service", service,
+                   "grpc_type", "unary", NULL);
+    m->started = metrics_counter_add(reg, "grpc_server_started_total",
+                                     "Total number of RPCs started on the server.", labels);
+    m->seconds = metrics_histogram_add(
+        reg, "grpc_server_handling_seconds",
+        "Histogram of response latency (seconds) of gRPC that had been application-level "
+        "handled by the server.",
+        labels, metrics_latency_buckets, metrics_latency_nbuckets);
+    for (int code = 0; code < NCODES; code++) {
+        char codelabels[600];
+        metrics_labels(codelabels, sizeof(codelabels), "grpc_code", tally_grpc_code_name(code),
+                       "grpc_method", sm->name, "grpc_service", service, "grpc_type", "unary",
+                       NULL);
+        m->handled[code] = metrics_counter_add(
+            reg, "grpc_server_handled_total",
+            "Total number of RPCs completed on the server, regardless of success or failure.",
+            codelabels);
+        if (!m->handled[code])
+            return TALLY_ENOMEM;
+    }
+    return m->started && m->seconds ? 0 : TALLY_ENOMEM;
+}
+
+static double live_calls(void *arg)
+{
+    return (double)atomic_load(&((srv_server *)arg)->live);
+}
+
+static grpc_arg int_arg(const char *key, long long v)
+{
+    grpc_arg a = { .type = GRPC_ARG_INTEGER, .key = (char *)key };
+    a.value.integer = v > INT32_MAX ? INT32_MAX : (int)v;
+    return a;
+}
+
+srv_server *srv_new(const srv_config *conf, char *err, size_t errlen)
+{
+    const cfg_common *cfg = conf->cfg;
+    srv_server *s;
+    grpc_server_credentials *creds;
+    grpc_arg args[12];
+    size_t nargs = 0, total = 1;
+    char addr[300];
+
+    gpr_set_log_function(core_log);
+    gpr_set_log_verbosity(log_enabled(LOG_DEBUG) ? GPR_LOG_SEVERITY_DEBUG : GPR_LOG_SEVERITY_ERROR);
+    grpc_init();
+    s = calloc(1, sizeof(*s));
+    for (size_t i = 0; i < conf->nservices; i++)
+        total += conf->services[i].nmethods;
+    if (!s || !(s->methods = calloc(total, sizeof(method)))) {
+        snprintf(err, errlen, "out of memory");
+        goto out_free;
+    }
+    s->services = conf->services;
+    s->nservices = conf->nservices;
+    s->want_workers = (int)cfg->workers;
+    s->posts = s->want_workers * 4 < 16 ? 16 : s->want_workers * 4;
+    s->max_message = cfg->max_message_bytes;
+    s->worker_init = conf->worker_init;
+    s->worker_free = conf->worker_free;
+    s->arg = conf->arg;
+
+    args[nargs++] = int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, cfg->max_message_bytes);
+    args[nargs++] = int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, cfg->max_message_bytes);
+    args[nargs++] = int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, cfg->keepalive_ms);
+    args[nargs++] = int_arg(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, cfg->keepalive_timeout_ms);
+    /* Let clients keep idle connections alive with pings every 10 s or more. */
+    args[nargs++] = int_arg(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+    args[nargs++] = int_arg(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    /* A second process on the same port must fail, not silently share it. */
+    args[nargs++] = int_arg(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    if (cfg->max_connection_age_ms > 0) {
+        args[nargs++] = int_arg(GRPC_ARG_MAX_CONNECTION_AGE_MS, cfg->max_connection_age_ms);
+        args[nargs++] = int_arg(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, cfg->shutdown_grace_ms);
+    }
+    if (cfg->max_connection_idle_ms > 0)
+        args[nargs++] = int_arg(GRPC_ARG_MAX_CONNECTION_IDLE_MS, cfg->max_connection_idle_ms);
+    grpc_channel_args chargs = { .num_args = nargs, .args = args };
+
+    s->server = grpc_server_create(&chargs, NULL);
+    s->cq = grpc_completion_queue_create_for_next(NULL);
+    s->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
+    grpc_server_register_completion_queue(s->server, s->cq, NULL);
+    for (size_t i = 0; i < conf->nservices; i++)
+        for (size_t j = 0; j < conf->services[i].nmethods; j++)
+            if (add_method(s, conf->services[i].name, &conf->services[i].methods[j],
+                           conf->metrics) != 0) {
+                snprintf(err, errlen, "cannot register /%s/%s", conf->services[i].name,
+                         conf->services[i].methods[j].name);
+                goto out_free;
+            }
+    if (add_method(s, HEALTH_SERVICE, &health_methods[0], conf->metrics) != 0) {
+        snprintf(err, errlen, "cannot register the health service");
+        goto out_free;
+    }
+    s->unknown = metrics_counter_add(conf->metrics, "grpc_server_unknown_method_total",
+                                     "Calls of methods this server does not serve.", NULL);
+    metrics_gauge_fn_add(conf->metrics, "grpc_server_calls_in_flight",
+                         "Calls being served right now.", NULL, live_calls, s);
+
+    creds = credentials(cfg, err, errlen);
+    if (!creds)
+        goto out_free;
+    cfg_hostport_str(&cfg->grpc_listen, addr, sizeof(addr));
+    s->port = grpc_server_add_http2_port(s->server, addr, creds);
+    grpc_server_credentials_release(creds);
+    if (s->port == 0) {
+        snprintf(err, errlen,
+                 "TALLY_GRPC_LISTEN: cannot listen on %s (in use, or not an address "
+                 "of this host)",
+                 addr);
+        goto out_free;
+    }
+    return s;
+
+out_free:
+    srv_free(s);
+    if (!s)
+        grpc_shutdown_blocking();
+    return NULL;
+}
+
+int srv_start(srv_server *s, char *err, size_t errlen)
+{
+    grpc_server_start(s->server);
+    s->started = true;
+    atomic_store(&s->serving, true);
+    for (size_t i = 0; i < s->nmethods; i++)
+        for (int k = 0; k < s->posts; k++)
+            if (post(s, &s->methods[i]) != 0)
+                goto out_fail;
+    for (int k = 0; k < GENERIC_POSTS; k++)
+        if (post(s, NULL) != 0)
+            goto out_fail;
+    s->workers = calloc((size_t)s->want_workers, sizeof(worker));
+    if (!s->workers)
+        goto out_fail;
+    for (int i = 0; i < s->want_workers; i++) {
+        worker *w = &s->workers[i];
+        w->srv = s;
+        w->index = i;
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+            goto out_fail;
+        s->nworkers++;
+    }
+    return 0;
+out_fail:
+    snprintf(err, errlen, "cannot start the gRPC workers");
+    return TALLY_EINTERNAL;
+}
+
+int srv_port(const srv_server *s)
+{
+    return s->port;
+}
+
+void srv_set_serving(srv_server *s, bool serving)
+{
+    atomic_store(&s->serving, serving);
+}
+
+void srv_shutdown(srv_server *s, long long grace_ms)
+{
+    static int shutdown_tag;
+    gpr_timespec until =
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(grace_ms, GPR_TIMESPAN));
+    grpc_event ev;
+    if (!s->started)
+        return;
+    atomic_store(&s->serving, false);
+    atomic_store(&s->shutting_down, true);
+    grpc_server_shutdown_and_notify(s->server, s->shutdown_cq, &shutdown_tag);
+    ev = grpc_completion_queue_pluck(s->shutdown_cq, &shutdown_tag, until, NULL);
+    if (ev.type == GRPC_QUEUE_TIMEOUT) {
+        log_warn("grace period over, cancelling calls", LOG_INT("calls", atomic_load(&s->live)),
+                 LOG_INT("grace_ms", grace_ms));
+        grpc_server_cancel_all_calls(s->server);
+        grpc_completion_queue_pluck(s->shutdown_cq, &shutdown_tag,
+                                    gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    }
+    atomic_store(&s->stopping, true);
+    for (int i = 0; i < s->nworkers; i++) {
+        pthread_join(s->workers[i].thread, NULL);
+        if (s->worker_free && s->workers[i].state)
+            s->worker_free(s->workers[i].state, s->arg);
+    }
+    s->nworkers = 0;
+}
+
+/* Shuts a queue down and frees the tags still in it (requests that never became calls). */
+static void drain(grpc_completion_queue *cq, bool calls)
+{
+    grpc_event ev;
+    grpc_completion_queue_shutdown(cq);
+    do {
+        ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (calls && ev.type == GRPC_OP_COMPLETE)
+            call_free(ev.tag);
+    } while (ev.type != GRPC_QUEUE_SHUTDOWN);
+    grpc_completion_queue_destroy(cq);
+}
+
+void srv_free(srv_server *s)
+{
+    if (!s)
+        return;
+    if (s->server) {
+        if (!s->started) {
+            /* A server that was never started cannot be shut down; start-and-stop it. */
+            grpc_server_start(s->server);
+            s->started = true;
+        }
+        if (!atomic_load(&s->stopping))
+            srv_shutdown(s, 0);
+        grpc_server_destroy(s->server);
+    }
+    if (s->cq)
+        drain(s->cq, true);
+    if (s->shutdown_cq) {
+        grpc_completion_queue_shutdown(s->shutdown_cq);
+        grpc_completion_queue_destroy(s->shutdown_cq);
+    }
+    free(s->workers);
+    free(s->methods);
+    free(s);
+    grpc_shutdown_blocking();
+}

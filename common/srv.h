@@ -1,0 +1,105 @@
+/*
+ * srv: a unary gRPC server over the gRPC C core.
+ *
+ * A service is a table of methods (name, request descriptor, handler). srv_new() binds the
+ * port and registers every method plus grpc.health.v1.Health/Check; srv_start() starts N
+ * worker threads that poll ONE shared completion queue, so the calls of a single HTTP/2
+ * connection spread over every thread. The worker that takes a call serves it start to end
+ * with its own state (its database connections: neither libpq nor hiredis is thread-safe).
+ *
+ * For each call the runtime reads and decodes the request (a missing or undecodable message is
+ * INVALID_ARGUMENT before any handler runs), skips calls whose deadline has already passed,
+ * calls the handler, and sends reply and status in one batch. Unknown methods get
+ * UNIMPLEMENTED at once. Every call is counted in the grpc_server_* metrics.
+ *
+ * Handlers never see grpc.h: they get a srv_call to ask for the deadline and metadata and to
+ * answer. A handler returns 0 after srv_reply(), or a negative tally_err, usually through
+ * srv_fail() with a message naming the problem ("title: longer than 200 bytes").
+ *
+ * Lifecycle: block SIGTERM/SIGINT in every thread before srv_new() (the core starts threads
+ * that inherit the mask); srv_new, srv_start, then srv_shutdown from the thread that waited
+ * for the signal, then srv_free. srv_new/srv_free bracket grpc_init/grpc_shutdown_blocking.
+ */
+#ifndef TALLY_SRV_H
+#define TALLY_SRV_H
+
+#include "cfg.h"
+#include "metrics.h"
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct srv_server srv_server;
+typedef struct srv_call srv_call;
+
+/*
+ * Serves one call. req is the decoded request (borrowed until return); worker is the state
+ * the worker_init hook made for this thread (NULL without one).
+ */
+typedef int (*srv_handler)(srv_call *call, const ProtobufCMessage *req, void *worker);
+
+typedef struct srv_method {
+    const char *name; /* "CreateComplaint" */
+    const ProtobufCMessageDescriptor *request;
+    srv_handler handler;
+} srv_method;
+
+typedef struct srv_service {
+    const char *name; /* the full service name, "tally.v1.ComplaintCommands" */
+    const srv_method *methods;
+    size_t nmethods;
+} srv_service;
+
+typedef struct srv_config {
+    const srv_service *services; /* borrowed until srv_free */
+    size_t nservices;
+    const cfg_common *cfg;     /* listen address, workers, limits, keepalive, TLS; copied */
+    metrics_registry *metrics; /* borrowed until srv_free */
+    /* Optional per-worker state, made on the worker's thread before it serves. */
+    void *(*worker_init)(int index, void *arg);
+    void (*worker_free)(void *state, void *arg);
+    void *arg;
+} srv_config;
+
+/* Registers, binds and prepares; nothing is served yet. NULL with the reason in err. */
+srv_server *srv_new(const srv_config *conf, char *err, size_t errlen);
+
+/* Starts the server and the worker threads. 0, or TALLY_EINTERNAL with the reason in err. */
+int srv_start(srv_server *s, char *err, size_t errlen);
+
+/* The bound gRPC port (useful with port 0). */
+int srv_port(const srv_server *s);
+
+/* What Health/Check answers: SERVING (true, the state after srv_start) or NOT_SERVING. */
+void srv_set_serving(srv_server *s, bool serving);
+
+/*
+ * Stops taking calls, lets in-flight calls finish for up to grace_ms, cancels the rest, and
+ * joins the workers. Blocks until done. Call once, from the main thread.
+ */
+void srv_shutdown(srv_server *s, long long grace_ms);
+
+/* Frees everything and shuts the gRPC core down. NULL-safe. */
+void srv_free(srv_server *s);
+
+/* Milliseconds left before the call's deadline; INT64_MAX when the client set none. */
+int64_t srv_remaining_ms(const srv_call *call);
+
+/*
+ * The first value of request metadata key (lower-case, e.g. "authorization"): a pointer
+ * borrowed until the handler returns, not NUL-terminated, with its length. NULL if absent.
+ */
+const char *srv_metadata(const srv_call *call, const char *key, size_t *len);
+
+/* The index (0..workers-1) of the worker thread serving the call. */
+int srv_worker_index(const srv_call *call);
+
+/* Sets the reply. 0, or TALLY_ETOOBIG if it is over the message size limit. */
+int srv_reply(srv_call *call, const ProtobufCMessage *msg);
+
+/* Sets the status message for a failure and returns err, so: return srv_fail(call, ...). */
+int srv_fail(srv_call *call, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,139 @@
+#include "svc.h"
+
+#include "err.h"
+#include "log.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_VARS 64
+
+/* Prints each "VAR: problem" line of text as its own JSON log line. */
+static void log_lines(enum log_level level, const char *msg, const char *text, const char *key)
+{
+    for (const char *p = text; *p;) {
+        size_t n = strcspn(p, "\n");
+        char line[512];
+        char var[128];
+        snprintf(line, sizeof(line), "%.*s", (int)n, p);
+        snprintf(var, sizeof(var), "%.*s", (int)strcspn(line, ":"), line);
+        log_at(level, msg, LOG_STR("variable", var), LOG_STR(key, line));
+        p += n + (p[n] == '\n');
+    }
+}
+
+static double start_time(void *arg)
+{
+    return *(const double *)arg;
+}
+
+int svc_main(const svc_def *def)
+{
+    static double started_at;
+    cfg_common cfg;
+    cfg_var vars[MAX_VARS];
+    size_t nvars = CFG_COMMON_NVARS;
+    char err[4096], warn[1024], addr[300];
+    sigset_t sigs;
+    int sig = 0, rc = 1;
+    metrics_registry *reg = NULL;
+    http_server *http = NULL;
+    srv_server *srv = NULL;
+    struct timespec now;
+
+    /* Before any thread exists (gRPC starts its own in srv_new): they all inherit the mask. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    log_init(def->name, LOG_INFO);
+    memset(&cfg, 0, sizeof(cfg));
+    cfg_common_vars(&cfg, vars, def->grpc_port, def->http_port);
+    if (def->nvars > MAX_VARS - CFG_COMMON_NVARS) {
+        log_error("too many configuration variables");
+        return 2;
+    }
+    memcpy(vars + nvars, def->vars, def->nvars * sizeof(cfg_var));
+    nvars += def->nvars;
+    if (cfg_load(vars, nvars, err, sizeof(err), warn, sizeof(warn)) != 0) {
+        log_lines(LOG_ERROR, "bad configuration", err, "problem");
+        return 2;
+    }
+    log_set_level(cfg.log_level);
+    log_lines(LOG_WARN, "unknown variable (ignored)", warn, "name");
+
+    clock_gettime(CLOCK_REALTIME, &now);
+    started_at = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+    reg = metrics_new();
+    http = reg ? http_new(reg) : NULL;
+    if (!http) {
+        log_error("out of memory");
+        goto out_free;
+    }
+    metrics_gauge_fn_add(reg, "process_start_time_seconds",
+                         "Start time of the process since unix epoch in seconds.", NULL, start_time,
+                         &started_at);
+
+    svc_env env = { .cfg = &cfg, .metrics = reg, .http = http };
+    if (def->setup && def->setup(&env, def->arg) != 0)
+        goto out_free;
+
+    srv_config sc = { .services = def->services,
+                      .nservices = def->nservices,
+                      .cfg = &cfg,
+                      .metrics = reg,
+                      .worker_init = def->worker_init,
+                      .worker_free = def->worker_free,
+                      .arg = def->arg };
+    srv = srv_new(&sc, err, sizeof(err));
+    if (!srv) {
+        log_error("cannot start the gRPC server", LOG_STR("error", err));
+        goto out_teardown;
+    }
+    if (http_start(http, &cfg.http_listen, err, sizeof(err)) != 0) {
+        log_error("cannot start the HTTP server", LOG_STR("variable", "TALLY_HTTP_LISTEN"),
+                  LOG_STR("error", err));
+        goto out_teardown;
+    }
+    if (srv_start(srv, err, sizeof(err)) != 0) {
+        log_error("cannot start the gRPC server", LOG_STR("error", err));
+        goto out_teardown;
+    }
+    cfg_hostport_str(&cfg.grpc_listen, addr, sizeof(addr));
+    log_info("grpc server listening", LOG_STR("addr", addr), LOG_INT("port", srv_port(srv)),
+             LOG_INT("workers", cfg.workers), LOG_BOOL("tls", cfg.tls_cert[0] != '\0'));
+    cfg_hostport_str(&cfg.http_listen, addr, sizeof(addr));
+    log_info("http server listening", LOG_STR("addr", addr), LOG_INT("port", http_port(http)));
+
+    while (sigwait(&sigs, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
+        ;
+    log_info("shutting down", LOG_STR("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
+             LOG_INT("drain_ms", cfg.drain_ms), LOG_INT("grace_ms", cfg.shutdown_grace_ms));
+    srv_set_serving(srv, false);
+    http_set_draining(http, true);
+    if (cfg.drain_ms > 0) {
+        struct timespec d = { .tv_sec = cfg.drain_ms / 1000,
+                              .tv_nsec = (cfg.drain_ms % 1000) * 1000000 };
+        nanosleep(&d, NULL);
+    }
+    srv_shutdown(srv, cfg.shutdown_grace_ms);
+    rc = 0;
+
+out_teardown:
+    srv_free(srv);
+    if (def->teardown)
+        def->teardown(def->arg);
+out_free:
+    http_free(http);
+    metrics_free(reg);
+    if (rc == 0)
+        log_info("stopped");
+    return rc;
+}

@@ -1,0 +1,46 @@
+/*
+ * svc: the life of a service process, the same for every Tally service.
+ *
+ *   configuration from the environment (checked; each problem one line, exit 2)
+ *   -> JSON logging -> metrics registry -> the HTTP operations port -> the gRPC server
+ *   -> serve until SIGTERM or SIGINT -> drain: health NOT_SERVING and /readyz 503, wait
+ *   TALLY_SHUTDOWN_DRAIN_MS, stop accepting, let in-flight calls finish within
+ *   TALLY_SHUTDOWN_GRACE_MS -> teardown -> exit 0.
+ *
+ * A service's main() fills a svc_def and returns svc_main(&def).
+ */
+#ifndef TALLY_SVC_H
+#define TALLY_SVC_H
+
+#include "cfg.h"
+#include "http.h"
+#include "metrics.h"
+#include "srv.h"
+
+typedef struct svc_env {
+    const cfg_common *cfg;
+    metrics_registry *metrics;
+    http_server *http; /* add readiness checks here, before serving starts */
+} svc_env;
+
+typedef struct svc_def {
+    const char *name; /* the "service" of every log line: "command-svc" */
+    int grpc_port;    /* default ports on 127.0.0.1 */
+    int http_port;
+    const srv_service *services;
+    size_t nservices;
+    const cfg_var *vars; /* the service's own variables, beside the common ones */
+    size_t nvars;
+    /* Called once configuration is loaded, before serving. 0, or non-zero to exit 1. */
+    int (*setup)(const svc_env *env, void *arg);
+    /* Called after the server has stopped. */
+    void (*teardown)(void *arg);
+    void *(*worker_init)(int index, void *arg);
+    void (*worker_free)(void *state, void *arg);
+    void *arg;
+} svc_def;
+
+/* Runs the service; returns the process exit code (0 after a clean shutdown). */
+int svc_main(const svc_def *def);
+
+#endif
