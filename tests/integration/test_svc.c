@@ -1,0 +1,197 @@
+/*
+ * A service process as operators see it: configuration checked at start, readiness of its
+ * dependencies, and a clean drain on SIGTERM.
+ */
+#include "echo.pb-c.h"
+#include "gclient.h"
+#include "proc.h"
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+typedef struct batch {
+    int port, n, sleep_ms;
+    gc_result *rs;
+} batch;
+
+static void *run_batch(void *arg)
+{
+    batch *b = arg;
+    gc_client *c = gc_new_port(b->port);
+    Tally__Test__V1__EchoRequest req = TALLY__TEST__V1__ECHO_REQUEST__INIT;
+    req.sleep_ms = (uint32_t)b->sleep_ms;
+    gc_call_many(c, "/tally.test.v1.Echo/Sleep", &req.base, b->n, 30000, b->rs);
+    gc_free(c);
+    return NULL;
+}
+
+/* The calls_in_flight gauge, read from /metrics. */
+static long in_flight(int http_port)
+{
+    static char text[1 << 20];
+    if (http_get(http_port, "/metrics", text, sizeof(text)) != 200)
+        return -1;
+    const char *at = strstr(text, "\ngrpc_server_calls_in_flight ");
+    return at ? atol(at + 29) : -1;
+}
+
+static void wait_in_flight(int http_port, long n)
+{
+    for (int i = 0; i < 500 && in_flight(http_port) < n; i++)
+        sleep_ms(10);
+    cr_assert_geq(in_flight(http_port), n, "calls never got in flight");
+}
+
+Test(svc, sigterm_lets_in_flight_calls_finish_then_exits_0)
+{
+    proc p;
+    const char *env[] = { "TALLY_WORKERS=8", NULL };
+    cr_assert_eq(proc_start(&p, ECHO_SVC_PATH, env), 0);
+    batch b = { .port = p.grpc_port, .n = 8, .sleep_ms = 1000 };
+    b.rs = calloc(8, sizeof(gc_result));
+    pthread_t t;
+    pthread_create(&t, NULL, run_batch, &b);
+    wait_in_flight(p.http_port, 8);
+
+    int rc = proc_stop(&p, SIGTERM, 10000);
+    pthread_join(t, NULL);
+    cr_assert_eq(rc, 0, "exit status %d", rc);
+    for (int i = 0; i < 8; i++) {
+        cr_assert_eq(b.rs[i].code, 0, "call %d: %d %s", i, b.rs[i].code, b.rs[i].details);
+        gc_result_release(&b.rs[i]);
+    }
+    cr_assert(proc_log_has(&p, "\"msg\":\"shutting down\",\"signal\":\"SIGTERM\""));
+    cr_assert(proc_log_has(&p, "\"msg\":\"stopped\""));
+    free(b.rs);
+    proc_release(&p);
+}
+
+Test(svc, calls_past_the_grace_period_are_cancelled_and_the_exit_is_still_clean)
+{
+    proc p;
+    const char *env[] = { "TALLY_SHUTDOWN_GRACE_MS=300", NULL };
+    cr_assert_eq(proc_start(&p, ECHO_SVC_PATH, env), 0);
+    batch b = { .port = p.grpc_port, .n = 1, .sleep_ms = 2500 };
+    b.rs = calloc(1, sizeof(gc_result));
+    pthread_t t;
+    pthread_create(&t, NULL, run_batch, &b);
+    wait_in_flight(p.http_port, 1);
+
+    int rc = proc_stop(&p, SIGTERM, 10000);
+    pthread_join(t, NULL);
+    cr_assert_eq(rc, 0, "exit status %d", rc);
+    cr_assert_neq(b.rs[0].code, 0, "a call past the grace period succeeded");
+    cr_assert_lt(b.rs[0].seconds, 2.0, "the call was not cut at the grace period");
+    cr_assert(proc_log_has(&p, "grace period over, cancelling calls"));
+    gc_result_release(&b.rs[0]);
+    free(b.rs);
+    proc_release(&p);
+}
+
+Test(svc, draining_turns_health_and_readiness_off_before_refusing_calls)
+{
+    proc p;
+    const char *env[] = { "TALLY_SHUTDOWN_DRAIN_MS=1500", NULL };
+    char body[512];
+    cr_assert_eq(proc_start(&p, ECHO_SVC_PATH, env), 0);
+    gc_client *c = gc_new_port(p.grpc_port);
+    kill(p.pid, SIGTERM);
+    sleep_ms(300);
+    cr_assert_eq(http_get(p.http_port, "/readyz", body, sizeof(body)), 503);
+    cr_assert_not_null(strstr(body, "\"server\":\"draining\""), "%s", body);
+    cr_assert_eq(http_get(p.http_port, "/healthz", body, sizeof(body)), 200, "liveness stays");
+    gc_result r;
+    gc_call_raw(c, "/grpc.health.v1.Health/Check", "", 0, true, NULL, 2000, &r);
+    cr_assert_eq(r.code, 0, "%d %s", r.code, r.details);
+    cr_assert(r.len == 2 && r.data[1] == 2, "health is not NOT_SERVING while draining");
+    gc_result_release(&r);
+    gc_free(c);
+    cr_assert_eq(proc_wait(&p, 10000), 0);
+    proc_release(&p);
+}
+
+Test(svc, each_bad_variable_is_named_and_the_exit_is_non_zero)
+{
+    proc p;
+    const char *env[] = { "TALLY_WORKERS=0",
+                          "TALLY_REDIS_URL=http://localhost:6379",
+                          "TALLY_PG_DSN=host=x port",
+                          "TALLY_HTTP_LISTEN=localhost",
+                          "TALLY_ECHO_CHECK_DEPS=perhaps",
+                          NULL };
+    int rc = proc_run(&p, ECHO_SVC_PATH, env, 10000);
+    cr_assert_eq(rc, 2, "exit status %d", rc);
+    const char *named[] = {
+        "\"variable\":\"TALLY_WORKERS\"",         "\"variable\":\"TALLY_REDIS_URL\"",
+        "\"variable\":\"TALLY_PG_DSN\"",          "\"variable\":\"TALLY_HTTP_LISTEN\"",
+        "\"variable\":\"TALLY_ECHO_CHECK_DEPS\"", NULL
+    };
+    for (int i = 0; named[i]; i++)
+        cr_assert(proc_log_has(&p, named[i]), "no line with %s in:\n%s", named[i], p.log);
+    cr_assert(!proc_log_has(&p, "grpc server listening"));
+    proc_release(&p);
+}
+
+Test(svc, a_port_in_use_is_an_error_naming_the_variable)
+{
+    proc first, second;
+    char env_grpc[64];
+    cr_assert_eq(proc_start(&first, ECHO_SVC_PATH, NULL), 0);
+    snprintf(env_grpc, sizeof(env_grpc), "TALLY_GRPC_LISTEN=127.0.0.1:%d", first.grpc_port);
+    const char *env[] = { env_grpc, "TALLY_HTTP_LISTEN=127.0.0.1:0", NULL };
+    int rc = proc_run(&second, ECHO_SVC_PATH, env, 10000);
+    cr_assert_eq(rc, 1, "exit status %d", rc);
+    cr_assert(proc_log_has(&second, "TALLY_GRPC_LISTEN: cannot listen on 127.0.0.1:"), "%s",
+              second.log);
+    proc_release(&second);
+    cr_assert_eq(proc_stop(&first, SIGTERM, 10000), 0);
+    proc_release(&first);
+}
+
+/* Storage comes from scripts/test's private stack. */
+static void need_stack(void)
+{
+    cr_assert(getenv("TALLY_PG_DSN") && getenv("TALLY_REDIS_URL"),
+              "TALLY_PG_DSN and TALLY_REDIS_URL are not set: run the tests with scripts/test");
+}
+
+Test(svc, readyz_checks_postgres_and_redis, .init = need_stack)
+{
+    proc p;
+    char body[1024];
+    const char *env[] = { "TALLY_ECHO_CHECK_DEPS=true", NULL };
+    cr_assert_eq(proc_start(&p, ECHO_SVC_PATH, env), 0);
+    cr_assert_eq(http_get(p.http_port, "/readyz", body, sizeof(body)), 200, "%s", body);
+    cr_assert_str_eq(body, "{\"checks\":{\"postgres\":\"ok\",\"redis\":\"ok\"},\"ready\":true}\n");
+    cr_assert_eq(proc_stop(&p, SIGTERM, 10000), 0);
+    proc_release(&p);
+}
+
+Test(svc, readyz_fails_naming_a_dependency_that_is_down, .init = need_stack)
+{
+    proc p;
+    char body[1024];
+    /* Port 1 on loopback: nothing listens there. */
+    const char *env[] = { "TALLY_ECHO_CHECK_DEPS=true", "TALLY_REDIS_URL=redis://127.0.0.1:1/0",
+                          NULL };
+    cr_assert_eq(proc_start(&p, ECHO_SVC_PATH, env), 0);
+    cr_assert_eq(http_get(p.http_port, "/readyz", body, sizeof(body)), 503, "%s", body);
+    cr_assert_not_null(strstr(body, "\"postgres\":\"ok\""), "%s", body);
+    cr_assert_not_null(strstr(body, "\"redis\":\"127.0.0.1:1: Connection refused\""), "%s", body);
+    cr_assert_not_null(strstr(body, "\"ready\":false"), "%s", body);
+    cr_assert_eq(http_get(p.http_port, "/healthz", body, sizeof(body)), 200,
+                 "liveness must not depend on Redis");
+    cr_assert_eq(proc_stop(&p, SIGTERM, 10000), 0);
+    proc_release(&p);
+}

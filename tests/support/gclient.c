@@ -1,0 +1,210 @@
+#include "gclient.h"
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct gc_client {
+    grpc_channel *ch;
+    grpc_completion_queue *cq;
+};
+
+typedef struct pending {
+    grpc_call *call;
+    grpc_metadata md[8];
+    size_t nmd;
+    grpc_metadata_array initial, trailing;
+    grpc_byte_buffer *send, *recv;
+    grpc_status_code status;
+    grpc_slice details;
+    struct timespec t0;
+    gc_result *out;
+} pending;
+
+gc_client *gc_new(const char *target)
+{
+    gc_client *c = calloc(1, sizeof(*c));
+    grpc_arg args[2] = {
+        { .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1 },
+        { .type = GRPC_ARG_INTEGER,
+          .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+          .value.integer = 64 << 20 },
+    };
+    grpc_channel_args chargs = { .num_args = 2, .args = args };
+    grpc_init();
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    c->ch = grpc_channel_create(target, creds, &chargs);
+    grpc_channel_credentials_release(creds);
+    c->cq = grpc_completion_queue_create_for_next(NULL);
+    return c;
+}
+
+gc_client *gc_new_port(int port)
+{
+    char target[64];
+    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+    return gc_new(target);
+}
+
+void gc_free(gc_client *c)
+{
+    if (!c)
+        return;
+    grpc_channel_destroy(c->ch);
+    grpc_completion_queue_shutdown(c->cq);
+    while (grpc_completion_queue_next(c->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN)
+        ;
+    grpc_completion_queue_destroy(c->cq);
+    free(c);
+    grpc_shutdown_blocking();
+}
+
+static int start(gc_client *c, pending *p, const char *method, const void *data, size_t len,
+                 bool send, const char *const *md, int deadline_ms)
+{
+    grpc_op ops[6];
+    size_t n = 0, nmd = 0;
+    gpr_timespec deadline = deadline_ms > 0
+                                ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                               gpr_time_from_millis(deadline_ms, GPR_TIMESPAN))
+                                : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    grpc_slice m = grpc_slice_from_copied_string(method);
+    clock_gettime(CLOCK_MONOTONIC, &p->t0);
+    p->call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq, m, NULL,
+                                       deadline, NULL);
+    grpc_slice_unref(m);
+    grpc_metadata_array_init(&p->initial);
+    grpc_metadata_array_init(&p->trailing);
+    for (; md && md[2 * nmd] && nmd < 8; nmd++) {
+        p->md[nmd].key = grpc_slice_from_copied_string(md[2 * nmd]);
+        p->md[nmd].value = grpc_slice_from_copied_string(md[2 * nmd + 1]);
+    }
+    memset(ops, 0, sizeof(ops));
+    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[n].data.send_initial_metadata.count = nmd;
+    ops[n++].data.send_initial_metadata.metadata = p->md;
+    if (send) {
+        grpc_slice s = grpc_slice_from_copied_buffer(data, len);
+        p->send = grpc_raw_byte_buffer_create(&s, 1);
+        grpc_slice_unref(s);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = p->send;
+    }
+    ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[n++].data.recv_initial_metadata.recv_initial_metadata = &p->initial;
+    ops[n].op = GRPC_OP_RECV_MESSAGE;
+    ops[n++].data.recv_message.recv_message = &p->recv;
+    ops[n].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[n].data.recv_status_on_client.trailing_metadata = &p->trailing;
+    ops[n].data.recv_status_on_client.status = &p->status;
+    ops[n++].data.recv_status_on_client.status_details = &p->details;
+    p->nmd = nmd;
+    return grpc_call_start_batch(p->call, ops, n, p, NULL) == GRPC_CALL_OK ? 0 : -1;
+}
+
+static void complete(pending *p)
+{
+    gc_result *out = p->out;
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    memset(out, 0, sizeof(*out));
+    out->code = (int)p->status;
+    out->seconds = (double)(t1.tv_sec - p->t0.tv_sec) + (double)(t1.tv_nsec - p->t0.tv_nsec) / 1e9;
+    snprintf(out->details, sizeof(out->details), "%.*s", (int)GRPC_SLICE_LENGTH(p->details),
+             (const char *)GRPC_SLICE_START_PTR(p->details));
+    if (p->recv) {
+        grpc_byte_buffer_reader r;
+        grpc_byte_buffer_reader_init(&r, p->recv);
+        grpc_slice s = grpc_byte_buffer_reader_readall(&r);
+        grpc_byte_buffer_reader_destroy(&r);
+        out->len = GRPC_SLICE_LENGTH(s);
+        out->data = malloc(out->len ? out->len : 1);
+        memcpy(out->data, GRPC_SLICE_START_PTR(s), out->len);
+        grpc_slice_unref(s);
+        grpc_byte_buffer_destroy(p->recv);
+    }
+    if (p->send)
+        grpc_byte_buffer_destroy(p->send);
+    for (size_t i = 0; i < p->nmd; i++) {
+        grpc_slice_unref(p->md[i].key);
+        grpc_slice_unref(p->md[i].value);
+    }
+    grpc_slice_unref(p->details);
+    grpc_metadata_array_destroy(&p->initial);
+    grpc_metadata_array_destroy(&p->trailing);
+    grpc_call_unref(p->call);
+}
+
+int gc_call_raw(gc_client *c, const char *method, const void *data, size_t len, bool send,
+                const char *const *md, int deadline_ms, gc_result *out)
+{
+    pending p;
+    memset(&p, 0, sizeof(p));
+    p.out = out;
+    if (start(c, &p, method, data, len, send, md, deadline_ms) != 0)
+        return -1;
+    grpc_event ev;
+    do
+        ev = grpc_completion_queue_next(c->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    while (ev.type != GRPC_OP_COMPLETE || ev.tag != &p);
+    complete(&p);
+    return 0;
+}
+
+static void *pack(const ProtobufCMessage *msg, size_t *len)
+{
+    *len = protobuf_c_message_get_packed_size(msg);
+    void *buf = malloc(*len ? *len : 1);
+    protobuf_c_message_pack(msg, buf);
+    return buf;
+}
+
+int gc_call(gc_client *c, const char *method, const ProtobufCMessage *msg, const char *const *md,
+            int deadline_ms, gc_result *out)
+{
+    size_t len;
+    void *buf = pack(msg, &len);
+    int rc = gc_call_raw(c, method, buf, len, true, md, deadline_ms, out);
+    free(buf);
+    return rc;
+}
+
+int gc_call_many(gc_client *c, const char *method, const ProtobufCMessage *msg, int n,
+                 int deadline_ms, gc_result *outs)
+{
+    size_t len;
+    void *buf = pack(msg, &len);
+    pending *ps = calloc((size_t)n, sizeof(pending));
+    int started = 0, rc = 0;
+    for (int i = 0; i < n; i++) {
+        ps[i].out = &outs[i];
+        if (start(c, &ps[i], method, buf, len, true, NULL, deadline_ms) != 0) {
+            rc = -1;
+            break;
+        }
+        started++;
+    }
+    for (int done = 0; done < started;) {
+        grpc_event ev = grpc_completion_queue_next(c->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        complete(ev.tag);
+        done++;
+    }
+    free(ps);
+    free(buf);
+    return rc;
+}
+
+void gc_result_release(gc_result *r)
+{
+    free(r->data);
+    r->data = NULL;
+}

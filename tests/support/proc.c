@@ -1,0 +1,223 @@
+#define _GNU_SOURCE /* pipe2 */
+#include "proc.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static void *read_stderr(void *arg)
+{
+    proc *p = arg;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = read(p->fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        pthread_mutex_lock(&p->mu);
+        if (n <= 0) {
+            p->eof = true;
+            pthread_mutex_unlock(&p->mu);
+            return NULL;
+        }
+        char *grown = realloc(p->log, p->loglen + (size_t)n + 1);
+        if (grown) {
+            p->log = grown;
+            memcpy(p->log + p->loglen, buf, (size_t)n);
+            p->loglen += (size_t)n;
+            p->log[p->loglen] = '\0';
+        }
+        pthread_mutex_unlock(&p->mu);
+        fwrite(buf, 1, (size_t)n, stderr); /* visible in ctest --output-on-failure */
+    }
+}
+
+/* The environment with overrides applied: a malloc'd array of borrowed strings. */
+static char **make_env(const char *const *over)
+{
+    size_t n = 0, m = 0, k = 0;
+    while (environ[n])
+        n++;
+    while (over && over[m])
+        m++;
+    char **env = calloc(n + m + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++) {
+        size_t klen = strcspn(environ[i], "=");
+        bool replaced = false;
+        for (size_t j = 0; j < m && !replaced; j++)
+            replaced = strncmp(over[j], environ[i], klen) == 0 && over[j][klen] == '=';
+        if (!replaced)
+            env[k++] = environ[i];
+    }
+    for (size_t j = 0; j < m; j++)
+        env[k++] = (char *)over[j];
+    return env;
+}
+
+static int spawn(proc *p, const char *path, const char *const *over)
+{
+    int fds[2];
+    memset(p, 0, sizeof(*p));
+    pthread_mutex_init(&p->mu, NULL);
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return -1;
+    char **env = make_env(over);
+    p->pid = fork();
+    if (p->pid == 0) {
+        /* A test that fails an assertion exits at once: its servers must not outlive it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(fds[1], STDERR_FILENO);
+        char *argv[] = { (char *)path, NULL };
+        execve(path, argv, env);
+        _exit(127);
+    }
+    free(env);
+    close(fds[1]);
+    p->fd = fds[0];
+    pthread_create(&p->reader, NULL, read_stderr, p);
+    return p->pid > 0 ? 0 : -1;
+}
+
+bool proc_log_has(proc *p, const char *needle)
+{
+    pthread_mutex_lock(&p->mu);
+    bool has = p->log && strstr(p->log, needle);
+    pthread_mutex_unlock(&p->mu);
+    return has;
+}
+
+/* The number after "key": in the first log line whose msg is msg; 0 if not there yet. */
+static int logged_port(proc *p, const char *msg)
+{
+    char needle[128];
+    int port = 0;
+    snprintf(needle, sizeof(needle), "\"msg\":\"%s\"", msg);
+    pthread_mutex_lock(&p->mu);
+    const char *line = p->log ? strstr(p->log, needle) : NULL;
+    const char *at = line ? strstr(line, "\"port\":") : NULL;
+    if (at && memchr(line, '\n', (size_t)(at - line)) == NULL)
+        port = atoi(at + 7);
+    pthread_mutex_unlock(&p->mu);
+    return port;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+int proc_start(proc *p, const char *path, const char *const *env)
+{
+    const char *over[32];
+    size_t n = 0;
+    over[n++] = "TALLY_GRPC_LISTEN=127.0.0.1:0";
+    over[n++] = "TALLY_HTTP_LISTEN=127.0.0.1:0";
+    for (; env && env[n - 2] && n < 31; n++)
+        over[n] = env[n - 2];
+    over[n] = NULL;
+    if (spawn(p, path, over) != 0)
+        return -1;
+    for (int waited = 0; waited < 10000; waited += 10) {
+        p->grpc_port = logged_port(p, "grpc server listening");
+        p->http_port = logged_port(p, "http server listening");
+        if (p->grpc_port && p->http_port)
+            return 0;
+        if (waitpid(p->pid, NULL, WNOHANG) == p->pid) {
+            p->pid = 0;
+            return -1;
+        }
+        sleep_ms(10);
+    }
+    return -1;
+}
+
+int proc_wait(proc *p, int timeout_ms)
+{
+    int status;
+    for (int waited = 0; waited <= timeout_ms; waited += 5) {
+        pid_t r = waitpid(p->pid, &status, WNOHANG);
+        if (r == p->pid) {
+            p->pid = 0;
+            pthread_join(p->reader, NULL);
+            close(p->fd);
+            if (WIFEXITED(status))
+                return WEXITSTATUS(status);
+            return 128 + WTERMSIG(status);
+        }
+        sleep_ms(5);
+    }
+    return -1;
+}
+
+int proc_run(proc *p, const char *path, const char *const *env, int timeout_ms)
+{
+    if (spawn(p, path, env) != 0)
+        return -1;
+    int rc = proc_wait(p, timeout_ms);
+    if (rc == -1) {
+        kill(p->pid, SIGKILL);
+        proc_wait(p, 5000);
+    }
+    return rc;
+}
+
+int proc_stop(proc *p, int sig, int timeout_ms)
+{
+    if (p->pid <= 0)
+        return -1;
+    kill(p->pid, sig);
+    int rc = proc_wait(p, timeout_ms);
+    if (rc == -1) {
+        kill(p->pid, SIGKILL);
+        proc_wait(p, 5000);
+    }
+    return rc;
+}
+
+void proc_release(proc *p)
+{
+    if (p->pid > 0)
+        proc_stop(p, SIGKILL, 5000);
+    free(p->log);
+    p->log = NULL;
+    pthread_mutex_destroy(&p->mu);
+}
+
+int http_get(int port, const char *path, char *body, size_t len)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    char req[256], resp[65536];
+    size_t got = 0;
+    int status = -1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        goto out;
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    if (write(fd, req, (size_t)n) != n)
+        goto out;
+    for (ssize_t r;
+         got < sizeof(resp) - 1 && (r = read(fd, resp + got, sizeof(resp) - 1 - got)) > 0;)
+        got += (size_t)r;
+    resp[got] = '\0';
+    if (sscanf(resp, "HTTP/1.%*d %d", &status) != 1)
+        status = -1;
+    const char *b = strstr(resp, "\r\n\r\n");
+    snprintf(body, len, "%s", b ? b + 4 : "");
+out:
+    if (fd >= 0)
+        close(fd);
+    return status;
+}

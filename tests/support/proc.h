@@ -1,0 +1,49 @@
+/*
+ * proc: runs a service binary as a child process for the tests.
+ *
+ * proc_start() runs it with the current environment plus overrides, listening on free ports
+ * (TALLY_GRPC_LISTEN and TALLY_HTTP_LISTEN with port 0), and waits until its JSON log says
+ * where it listens. A thread keeps reading its stderr into a buffer the test can search, so
+ * the child never blocks on a full pipe. http_get() is a tiny HTTP/1.0 client.
+ */
+#ifndef TALLY_TEST_PROC_H
+#define TALLY_TEST_PROC_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct proc {
+    pid_t pid;
+    int grpc_port, http_port;
+    int fd; /* read end of the child's stderr */
+    pthread_t reader;
+    pthread_mutex_t mu;
+    char *log; /* everything the child wrote to stderr so far, NUL-terminated */
+    size_t loglen;
+    bool eof;
+} proc;
+
+/* env: NULL, or "KEY=value" strings ended by NULL, overriding the inherited environment. */
+int proc_start(proc *p, const char *path, const char *const *env);
+
+/* Runs path to completion (no port waiting); returns its exit status, or -1 on timeout. */
+int proc_run(proc *p, const char *path, const char *const *env, int timeout_ms);
+
+/* Sends sig and waits up to timeout_ms; returns the exit code, 128+signal, or -1 on timeout. */
+int proc_stop(proc *p, int sig, int timeout_ms);
+
+/* Waits up to timeout_ms for the child to exit by itself; as proc_stop. */
+int proc_wait(proc *p, int timeout_ms);
+
+/* True if the log so far contains needle. */
+bool proc_log_has(proc *p, const char *needle);
+
+/* Frees the log; the child must have exited. */
+void proc_release(proc *p);
+
+/* GET path from 127.0.0.1:port; returns the status code and the body in body, or -1. */
+int http_get(int port, const char *path, char *body, size_t len);
+
+#endif
