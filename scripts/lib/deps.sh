@@ -1,0 +1,82 @@
+# shellcheck shell=bash
+# scripts/lib/deps.sh: the Debian bookworm packages Tally needs to build, test and run, and a
+# function that installs whichever of them are missing. Sourced by .ci/run and scripts/demo.
+#
+# Usage (from a bash script):
+#   source "$REPO/scripts/lib/deps.sh"
+#   tally_deps_install      # apt-get installs what dpkg says is missing; quick when nothing is
+#   tally_deps_missing      # prints the missing packages, one a line
+#
+# As root it runs apt-get itself; otherwise through sudo when there is one. apt-get runs
+# non-interactively, so it also works with no standard input (CI). The functions check every
+# step themselves: they work the same whether or not the caller runs under `set -e`.
+
+# Everything a fresh machine needs; keep it sorted by purpose and say why a package is here.
+TALLY_DEPS_PACKAGES=(
+    # Build: compiler, CMake, pkg-config.
+    build-essential cmake pkg-config
+    # Libraries: gRPC C core, protobuf-c (and its code generator), hiredis, libpq,
+    # libmicrohttpd (metrics and health over HTTP), Criterion (tests).
+    libgrpc-dev protobuf-c-compiler libprotobuf-c-dev libhiredis-dev libpq-dev
+    libmicrohttpd-dev libcriterion-dev
+    # grpc.health.v1 and the other standard protos.
+    grpc-proto
+    # The local stack: PostgreSQL 15 and Redis 7 (scripts/stack).
+    postgresql-15 redis-server
+    # Format check and static analysis.
+    clang-format clang-tidy
+    # The interop test: a Python grpcio client with stubs from protoc + grpc_python_plugin.
+    python3-grpcio protobuf-compiler protobuf-compiler-grpc
+    # h2load (benchmark and demo traffic), curl (metrics and health checks).
+    nghttp2-client curl ca-certificates
+)
+
+# Prints the packages of TALLY_DEPS_PACKAGES that dpkg does not have installed.
+tally_deps_missing() {
+    local pkg status
+    for pkg in "${TALLY_DEPS_PACKAGES[@]}"; do
+        status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) || status=""
+        if [[ $status != installed ]]; then
+            printf '%s\n' "$pkg"
+        fi
+    done
+}
+
+# Installs the missing packages with apt-get; does nothing (quickly) when none is missing.
+# Returns non-zero, with a message on stderr, when it cannot install them.
+tally_deps_install() {
+    local -a missing sudo=()
+    if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+        echo "deps: no dpkg/apt-get here: install these by hand: ${TALLY_DEPS_PACKAGES[*]}" >&2
+        return 1
+    fi
+    mapfile -t missing < <(tally_deps_missing)
+    if ((${#missing[@]} == 0)); then
+        echo "deps: all ${#TALLY_DEPS_PACKAGES[@]} packages already installed"
+        return 0
+    fi
+    echo "deps: installing ${#missing[@]} missing packages: ${missing[*]}"
+    if [[ $(id -u) -ne 0 ]]; then
+        if ! command -v sudo >/dev/null 2>&1; then
+            echo "deps: not root and no sudo: as root, run: apt-get install ${missing[*]}" >&2
+            return 1
+        fi
+        sudo=(sudo)
+    fi
+    local -a apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -q
+        -o Dpkg::Use-Pty=0 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+    "${apt[@]}" update </dev/null || {
+        echo "deps: apt-get update failed" >&2
+        return 1
+    }
+    "${apt[@]}" install --no-install-recommends "${missing[@]}" </dev/null || {
+        echo "deps: apt-get install failed" >&2
+        return 1
+    }
+    mapfile -t missing < <(tally_deps_missing)
+    if ((${#missing[@]} != 0)); then
+        echo "deps: still missing after apt-get install: ${missing[*]}" >&2
+        return 1
+    fi
+    echo "deps: installed"
+}
