@@ -1,0 +1,86 @@
+#include "kv.h"
+
+#include "err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct kv_conn {
+    cfg_redis addr;
+    struct timeval timeout;
+    redisContext *ctx;
+    char err[512];
+};
+
+kv_conn *kv_new(const cfg_redis *r, int timeout_ms)
+{
+    kv_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->addr = *r;
+    c->timeout.tv_sec = timeout_ms / 1000;
+    c->timeout.tv_usec = (timeout_ms % 1000) * 1000;
+    return c;
+}
+
+void kv_free(kv_conn *c)
+{
+    if (!c)
+        return;
+    if (c->ctx)
+        redisFree(c->ctx);
+    free(c);
+}
+
+void kv_reset(kv_conn *c)
+{
+    if (c->ctx) {
+        if (c->ctx->err)
+            snprintf(c->err, sizeof(c->err), "%.255s:%d: %.128s", c->addr.host, c->addr.port,
+                     c->ctx->errstr);
+        redisFree(c->ctx);
+    }
+    c->ctx = NULL;
+}
+
+int kv_connect(kv_conn *c)
+{
+    redisReply *rep;
+    if (c->ctx && !c->ctx->err)
+        return 0;
+    kv_reset(c);
+    c->ctx = redisConnectWithTimeout(c->addr.host, c->addr.port, c->timeout);
+    if (!c->ctx || c->ctx->err) {
+        if (!c->ctx)
+            snprintf(c->err, sizeof(c->err), "out of memory");
+        kv_reset(c);
+        return TALLY_EUNAVAIL;
+    }
+    redisSetTimeout(c->ctx, c->timeout);
+    redisEnableKeepAlive(c->ctx);
+    if (c->addr.db != 0) {
+        rep = redisCommand(c->ctx, "SELECT %d", c->addr.db);
+        if (!rep || rep->type == REDIS_REPLY_ERROR) {
+            snprintf(c->err, sizeof(c->err), "SELECT %d: %s", c->addr.db,
+                     rep ? rep->str : c->ctx->errstr);
+            if (rep)
+                freeReplyObject(rep);
+            kv_reset(c);
+            return TALLY_EUNAVAIL;
+        }
+        freeReplyObject(rep);
+    }
+    c->err[0] = '\0';
+    return 0;
+}
+
+redisContext *kv_ctx(kv_conn *c)
+{
+    return c->ctx;
+}
+
+const char *kv_errstr(const kv_conn *c)
+{
+    return c->err;
+}

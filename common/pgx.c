@@ -1,0 +1,281 @@
+#include "pgx.h"
+
+#include "err.h"
+#include "log.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CONNECT_TIMEOUT_S "2"
+#define CANCEL_WAIT_MS 1000   /* how long a cancelled statement may take to stop */
+#define RECONNECT_PAUSE_MS 100 /* after a failed connect, fail fast for this long */
+
+struct pgx_conn {
+    PGconn *pg;
+    char *dsn;
+    char appname[64];
+    char options[64];
+    const pgx_stmt *stmts;
+    size_t nstmts;
+    int64_t failed_at_ms; /* monotonic time of the last failed connect */
+    char err[512];
+    char sqlstate[6];
+    char constraint[64];
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_err(pgx_conn *c, const char *msg, const char *sqlstate, const char *constraint)
+{
+    snprintf(c->err, sizeof(c->err), "%s", msg ? msg : "");
+    c->err[strcspn(c->err, "\n")] = '\0';
+    snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", sqlstate ? sqlstate : "");
+    snprintf(c->constraint, sizeof(c->constraint), "%s", constraint ? constraint : "");
+}
+
+pgx_conn *pgx_new(const char *dsn, const char *application_name, const pgx_stmt *stmts,
+                  size_t nstmts, int64_t statement_timeout_ms)
+{
+    pgx_conn *c = calloc(1, sizeof(*c));
+    if (!c || !(c->dsn = strdup(dsn))) {
+        free(c);
+        return NULL;
+    }
+    snprintf(c->appname, sizeof(c->appname), "%s", application_name);
+    snprintf(c->options, sizeof(c->options), "-c statement_timeout=%lld",
+             (long long)statement_timeout_ms);
+    c->stmts = stmts;
+    c->nstmts = nstmts;
+    return c;
+}
+
+void pgx_free(pgx_conn *c)
+{
+    if (!c)
+        return;
+    if (c->pg)
+        PQfinish(c->pg);
+    free(c->dsn);
+    free(c);
+}
+
+void pgx_reset(pgx_conn *c)
+{
+    if (c->pg)
+        PQfinish(c->pg);
+    c->pg = NULL;
+}
+
+PGconn *pgx_pg(pgx_conn *c)
+{
+    return c->pg;
+}
+
+int pgx_connect(pgx_conn *c)
+{
+    const char *keys[] = { "dbname", "connect_timeout", "application_name", "options", NULL };
+    const char *vals[] = { c->dsn, CONNECT_TIMEOUT_S, c->appname, c->options, NULL };
+    if (c->pg && PQstatus(c->pg) == CONNECTION_OK)
+        return 0;
+    pgx_reset(c);
+    if (c->failed_at_ms && now_ms() - c->failed_at_ms < RECONNECT_PAUSE_MS)
+        return TALLY_EUNAVAIL; /* keep the last error; do not hammer a server that is down */
+    c->pg = PQconnectdbParams(keys, vals, 1);
+    if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
+        set_err(c, c->pg ? PQerrorMessage(c->pg) : "out of memory", "08006", NULL);
+        goto out_fail;
+    }
+    for (size_t i = 0; i < c->nstmts; i++) {
+        PGresult *r = PQprepare(c->pg, c->stmts[i].name, c->stmts[i].sql, c->stmts[i].nparams,
+                                NULL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            char msg[512];
+            snprintf(msg, sizeof(msg), "preparing %s: %s", c->stmts[i].name,
+                     PQresultErrorMessage(r));
+            set_err(c, msg, PQresultErrorField(r, PG_DIAG_SQLSTATE), NULL);
+            log_error("cannot prepare a statement", LOG_STR("statement", c->stmts[i].name),
+                      LOG_STR("error", c->err));
+            PQclear(r);
+            goto out_fail;
+        }
+        PQclear(r);
+    }
+    c->failed_at_ms = 0;
+    return 0;
+out_fail:
+    pgx_reset(c);
+    c->failed_at_ms = now_ms();
+    return TALLY_EUNAVAIL;
+}
+
+int pgx_err_from_sqlstate(const char *s)
+{
+    if (!s || strlen(s) != 5)
+        return TALLY_EINTERNAL;
+    if (strcmp(s, "23505") == 0)
+        return TALLY_EEXIST;
+    if (strcmp(s, "23503") == 0)
+        return TALLY_ENOTFOUND;
+    if (strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0)
+        return TALLY_ECONFLICT;
+    if (strcmp(s, "57014") == 0)
+        return TALLY_ETIMEOUT;
+    if (strncmp(s, "08", 2) == 0 || strncmp(s, "53", 2) == 0 || strcmp(s, "57P01") == 0 ||
+        strcmp(s, "57P02") == 0 || strcmp(s, "57P03") == 0 || strcmp(s, "25006") == 0)
+        return TALLY_EUNAVAIL;
+    if (strncmp(s, "22", 2) == 0 || strncmp(s, "23", 2) == 0)
+        return TALLY_EINVAL;
+    return TALLY_EINTERNAL;
+}
+
+/* Waits for the socket to be readable until deadline_ms (monotonic). 1 ready, 0 timeout. */
+static int wait_readable(PGconn *pg, int64_t deadline_ms)
+{
+    struct pollfd p = { .fd = PQsocket(pg), .events = POLLIN };
+    for (;;) {
+        int64_t left = deadline_ms - now_ms();
+        if (left <= 0)
+            return 0;
+        int n = poll(&p, 1, left > 60000 ? 60000 : (int)left);
+        if (n > 0)
+            return 1;
+        if (n < 0 && errno != EINTR)
+            return 1; /* let PQconsumeInput report the error */
+    }
+}
+
+/* Collects the results of the statement in flight; the last one is the statement's. */
+static int collect(pgx_conn *c, int64_t timeout_ms, PGresult **out)
+{
+    int64_t deadline = now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
+    bool cancelled = false;
+    PGresult *last = NULL, *r;
+    for (;;) {
+        while (PQisBusy(c->pg)) {
+            if (!wait_readable(c->pg, deadline)) {
+                if (cancelled) { /* the server ignores the cancel too: drop the connection */
+                    PQclear(last);
+                    set_err(c, "PostgreSQL did not answer a cancel", "57014", NULL);
+                    pgx_reset(c);
+                    return TALLY_ETIMEOUT;
+                }
+                char buf[256];
+                PGcancel *cn = PQgetCancel(c->pg);
+                if (cn) {
+                    PQcancel(cn, buf, sizeof(buf));
+                    PQfreeCancel(cn);
+                }
+                cancelled = true;
+                deadline = now_ms() + CANCEL_WAIT_MS;
+                continue;
+            }
+            if (!PQconsumeInput(c->pg)) {
+                PQclear(last);
+                set_err(c, PQerrorMessage(c->pg), "08006", NULL);
+                pgx_reset(c);
+                return TALLY_EUNAVAIL;
+            }
+        }
+        r = PQgetResult(c->pg);
+        if (!r)
+            break;
+        PQclear(last);
+        last = r;
+    }
+    if (!last) {
+        set_err(c, PQerrorMessage(c->pg), "08006", NULL);
+        pgx_reset(c);
+        return TALLY_EUNAVAIL;
+    }
+    ExecStatusType st = PQresultStatus(last);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+        if (out)
+            *out = last;
+        else
+            PQclear(last);
+        return 0;
+    }
+    const char *state = PQresultErrorField(last, PG_DIAG_SQLSTATE);
+    set_err(c, PQresultErrorMessage(last), state, PQresultErrorField(last, PG_DIAG_CONSTRAINT_NAME));
+    PQclear(last);
+    if (PQstatus(c->pg) != CONNECTION_OK) {
+        pgx_reset(c);
+        return TALLY_EUNAVAIL;
+    }
+    return cancelled ? TALLY_ETIMEOUT : pgx_err_from_sqlstate(c->sqlstate);
+}
+
+int pgx_exec(pgx_conn *c, int stmt, int nparams, const char *const *values, const int *lengths,
+             const int *formats, int64_t timeout_ms, PGresult **out)
+{
+    int rc;
+    if (out)
+        *out = NULL;
+    if (timeout_ms <= 0) {
+        set_err(c, "deadline exceeded before the statement was sent", "57014", NULL);
+        return TALLY_ETIMEOUT;
+    }
+    if ((rc = pgx_connect(c)) != 0)
+        return rc;
+    if (!PQsendQueryPrepared(c->pg, c->stmts[stmt].name, nparams, values, lengths, formats, 0)) {
+        set_err(c, PQerrorMessage(c->pg), "08006", NULL);
+        pgx_reset(c);
+        return TALLY_EUNAVAIL;
+    }
+    return collect(c, timeout_ms, out);
+}
+
+int pgx_exec_sql(pgx_conn *c, const char *sql, int64_t timeout_ms, PGresult **out)
+{
+    int rc;
+    if (out)
+        *out = NULL;
+    if (timeout_ms <= 0) {
+        set_err(c, "deadline exceeded before the statement was sent", "57014", NULL);
+        return TALLY_ETIMEOUT;
+    }
+    if ((rc = pgx_connect(c)) != 0)
+        return rc;
+    if (!PQsendQuery(c->pg, sql)) {
+        set_err(c, PQerrorMessage(c->pg), "08006", NULL);
+        pgx_reset(c);
+        return TALLY_EUNAVAIL;
+    }
+    return collect(c, timeout_ms, out);
+}
+
+const char *pgx_errstr(const pgx_conn *c)
+{
+    return c->err;
+}
+
+const char *pgx_sqlstate(const pgx_conn *c)
+{
+    return c->sqlstate;
+}
+
+const char *pgx_constraint(const pgx_conn *c)
+{
+    return c->constraint;
+}
+
+int64_t pgx_int(const PGresult *r, int row, int col)
+{
+    if (PQgetisnull(r, row, col))
+        return 0;
+    return strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+bool pgx_null(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) != 0;
+}

@@ -1,0 +1,74 @@
+/*
+ * pgx: one PostgreSQL connection for one thread, with prepared statements and deadlines.
+ *
+ * A pgx_conn connects lazily and again after the connection is lost, preparing the caller's
+ * statements each time. Every wait is bounded: pgx_exec() sends a prepared statement and
+ * waits for its result at most timeout_ms; at the deadline it cancels the statement on the
+ * server (so the server stops working for a client that has gone) and returns TALLY_ETIMEOUT.
+ * A server that does not answer the cancel either has its connection dropped. PostgreSQL down
+ * is TALLY_EUNAVAIL at once (connection refused) or within the connect timeout, never a hang.
+ *
+ * Errors are mapped from SQLSTATE to tally_err in one place (pgx_err_from_sqlstate); the
+ * server's message, SQLSTATE and violated constraint of the last failure stay readable
+ * (pgx_errstr, pgx_sqlstate, pgx_constraint) until the next call. Not thread-safe: one
+ * pgx_conn per thread, like the PGconn inside it.
+ */
+#ifndef TALLY_PGX_H
+#define TALLY_PGX_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pgx_conn pgx_conn;
+
+/* A statement prepared on every (re)connect. param_types may be NULL (inferred). */
+typedef struct pgx_stmt {
+    const char *name;
+    const char *sql;
+    int nparams;
+} pgx_stmt;
+
+/*
+ * dsn is copied; stmts is borrowed until pgx_free (a static table). statement_timeout_ms caps
+ * every statement on the server side too (0: no cap). Caller frees with pgx_free. NULL when
+ * out of memory; connecting happens on first use.
+ */
+pgx_conn *pgx_new(const char *dsn, const char *application_name, const pgx_stmt *stmts,
+                  size_t nstmts, int64_t statement_timeout_ms);
+void pgx_free(pgx_conn *c);
+
+/* Connects (and prepares) if not connected. 0, or TALLY_EUNAVAIL. */
+int pgx_connect(pgx_conn *c);
+
+/* The live connection, for LISTEN and other direct use; NULL when not connected. */
+PGconn *pgx_pg(pgx_conn *c);
+
+/* Forgets the connection (after an error that leaves it unusable); the next call reconnects. */
+void pgx_reset(pgx_conn *c);
+
+/*
+ * Runs prepared statement number stmt with parameters: values[i] is text, or binary bytes
+ * when lengths/formats say so (formats[i] = 1, lengths[i] = size; both may be NULL for all
+ * text). On success *out (when out is not NULL) is the result, caller frees with PQclear,
+ * and the return is 0. On failure the return is a tally_err and *out is NULL.
+ */
+int pgx_exec(pgx_conn *c, int stmt, int nparams, const char *const *values, const int *lengths,
+             const int *formats, int64_t timeout_ms, PGresult **out);
+
+/* As pgx_exec for a plain SQL text without parameters (BEGIN, COMMIT, LISTEN, ...). */
+int pgx_exec_sql(pgx_conn *c, const char *sql, int64_t timeout_ms, PGresult **out);
+
+const char *pgx_errstr(const pgx_conn *c);
+const char *pgx_sqlstate(const pgx_conn *c);   /* "" when the failure had none */
+const char *pgx_constraint(const pgx_conn *c); /* "" when no constraint was named */
+
+/* SQLSTATE to tally_err: 23505 EEXIST, 23503 ENOTFOUND, 40001 ECONFLICT, 57014 ETIMEOUT, ... */
+int pgx_err_from_sqlstate(const char *sqlstate);
+
+/* Helpers for result values (text format): integer, or 0 if NULL or not a number. */
+int64_t pgx_int(const PGresult *r, int row, int col);
+bool pgx_null(const PGresult *r, int row, int col);
+
+#endif
