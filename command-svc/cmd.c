@@ -1,0 +1,696 @@
+#include "cmd_int.h"
+
+#include "err.h"
+#include "event.h"
+#include "log.h"
+#include "tally/v1/commands.pb-c.h"
+#include "tally/v1/events.pb-c.h"
+#include "validate.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Milliseconds since the epoch of a timestamptz, as SQL. */
+#define MS(x) "(extract(epoch FROM " x ") * 1000)::bigint"
+#define BODY_MAX 8192
+#define HISTORY_PAGE_DEFAULT 50
+#define HISTORY_PAGE_MAX 500
+
+/*
+ * Reference data: an upsert that writes (and emits an event) only when something changed.
+ * $1 tenant, $2 id, $3 name, $4 event body. Answers (tenant exists, row existed, row written).
+ */
+#define PUT_REF(table, key, type)                                                                  \
+    "WITH t AS (SELECT time_zone FROM tenants WHERE tenant_id = $1),"                              \
+    " old AS (SELECT 1 FROM " table " WHERE tenant_id = $1 AND " key " = $2),"                     \
+    " up AS (INSERT INTO " table " (tenant_id, " key ", name) SELECT $1, $2, $3 FROM t"            \
+    "  ON CONFLICT (tenant_id, " key ") DO UPDATE SET name = EXCLUDED.name, updated_at = now()"    \
+    "  WHERE " table ".name IS DISTINCT FROM EXCLUDED.name RETURNING updated_at),"                 \
+    " ev AS (INSERT INTO events (tenant_id, type, occurred_at, local_day, payload)"                \
+    "  SELECT $1, " type ", up.updated_at, (up.updated_at AT TIME ZONE t.time_zone)::date, $4"     \
+    "  FROM up, t)"                                                                                \
+    " SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM old), (SELECT count(*) FROM up)"
+
+/* The complaint as the change commands need it, with the time of the change (now). */
+#define READ_COLUMNS                                                                               \
+    "c.version, c.status, coalesce(c.assigned_agent_id, ''), c.category_id, c.priority, "          \
+    MS("c.created_at") ", t.time_zone, (c.created_at AT TIME ZONE t.time_zone)::date::text, "      \
+    MS("now()")
+enum { R_VERSION, R_STATUS, R_AGENT, R_CATEGORY, R_PRIORITY, R_CREATED, R_TZ, R_CREATED_DAY, R_NOW };
+
+static const pgx_stmt stmts[S_COUNT] = {
+    [S_PUT_TENANT] = { "put_tenant",
+                       "WITH valid AS (SELECT EXISTS (SELECT 1 FROM pg_timezone_names"
+                       "  WHERE name = $3) AS ok),"
+                       " old AS (SELECT 1 FROM tenants WHERE tenant_id = $1),"
+                       " up AS (INSERT INTO tenants (tenant_id, name, time_zone)"
+                       "  SELECT $1, $2, $3 FROM valid WHERE ok"
+                       "  ON CONFLICT (tenant_id) DO UPDATE SET name = EXCLUDED.name,"
+                       "  time_zone = EXCLUDED.time_zone, updated_at = now()"
+                       "  WHERE (tenants.name, tenants.time_zone)"
+                       "  IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.time_zone)"
+                       "  RETURNING updated_at),"
+                       " ev AS (INSERT INTO events (tenant_id, type, occurred_at, local_day,"
+                       "  payload) SELECT $1, 10, up.updated_at,"
+                       "  (up.updated_at AT TIME ZONE $3)::date, $4 FROM up)"
+                       " SELECT (SELECT ok::int FROM valid), (SELECT count(*) FROM old),"
+                       " (SELECT count(*) FROM up)",
+                       4 },
+    [S_PUT_CATEGORY] = { "put_category", PUT_REF("categories", "category_id", "11"), 4 },
+    [S_PUT_AGENT] = { "put_agent", PUT_REF("agents", "agent_id", "12"), 4 },
+    /*
+     * One statement, one round trip: the idempotency key, the complaint, its first history row
+     * and its event. A retry (the key exists) writes nothing and answers a NULL id.
+     * $1 tenant $2 key $3 hash $4 category $5 priority $6 title $7 description $8 customer
+     * $9 event body.
+     */
+    [S_CREATE] = { "create_complaint",
+                   "WITH t AS (SELECT time_zone FROM tenants WHERE tenant_id = $1),"
+                   " id AS (SELECT nextval('complaints_complaint_id_seq') AS id, now() AS at"
+                   "  FROM t),"
+                   " k AS (INSERT INTO idempotency_keys (tenant_id, idempotency_key,"
+                   "  request_hash, complaint_id, version, created_at)"
+                   "  SELECT $1, $2, $3, id.id, 1, id.at FROM id"
+                   "  ON CONFLICT DO NOTHING RETURNING complaint_id, created_at),"
+                   " c AS (INSERT INTO complaints (complaint_id, tenant_id, category_id,"
+                   "  priority, status, title, description, customer_id, idempotency_key,"
+                   "  created_at, updated_at, version)"
+                   "  SELECT k.complaint_id, $1, $4, $5, 1, $6, $7, $8, $2, k.created_at,"
+                   "  k.created_at, 1 FROM k RETURNING complaint_id, created_at),"
+                   " h AS (INSERT INTO status_history (complaint_id, version, tenant_id,"
+                   "  from_status, to_status, actor, note, changed_at)"
+                   "  SELECT complaint_id, 1, $1, 0, 1, '', '', created_at FROM c),"
+                   " e AS (INSERT INTO events (tenant_id, complaint_id, version, type,"
+                   "  occurred_at, local_day, payload) SELECT $1, c.complaint_id, 1, 1,"
+                   "  c.created_at, (c.created_at AT TIME ZONE t.time_zone)::date, $9"
+                   "  FROM c, t)"
+                   " SELECT (SELECT count(*) FROM t), (SELECT complaint_id FROM c),"
+                   " (SELECT " MS("created_at") " FROM c)",
+                   9 },
+    [S_IDEM_LOOKUP] = { "idempotency_lookup",
+                        "SELECT request_hash = $3, complaint_id, version, " MS("created_at")
+                        " FROM idempotency_keys WHERE tenant_id = $1 AND idempotency_key = $2",
+                        3 },
+    [S_READ_FOR_CHANGE] = { "read_for_change",
+                            "SELECT " READ_COLUMNS " FROM complaints c JOIN tenants t"
+                            " USING (tenant_id) WHERE c.complaint_id = $2 AND c.tenant_id = $1",
+                            2 },
+    /*
+     * Optimistic: the update only happens at the expected version, so of two writers with
+     * the same expected version exactly one gets a row back. $1 tenant $2 complaint $3 agent
+     * ('' = none) $4 expected version $5 time (ms) $6 time zone $7 event body.
+     */
+    [S_ASSIGN] = { "assign_complaint",
+                   "WITH u AS (UPDATE complaints SET assigned_agent_id = NULLIF($3, ''),"
+                   "  version = version + 1, updated_at = to_timestamp($5::bigint / 1000.0)"
+                   "  WHERE complaint_id = $2 AND tenant_id = $1 AND version = $4"
+                   "  RETURNING version, updated_at),"
+                   " e AS (INSERT INTO events (tenant_id, complaint_id, version, type,"
+                   "  occurred_at, local_day, payload) SELECT $1, $2, u.version, 2,"
+                   "  u.updated_at, (u.updated_at AT TIME ZONE $6)::date, $7 FROM u)"
+                   " SELECT version, " MS("updated_at") " FROM u",
+                   7 },
+    /*
+     * $1 tenant $2 complaint $3 new status $4 expected version $5 time (ms) $6 time zone
+     * $7 event body $8 from status $9 actor $10 note.
+     */
+    [S_CHANGE_STATUS] = { "change_status",
+                          "WITH u AS (UPDATE complaints SET status = $3::smallint,"
+                          "  version = version + 1, updated_at = to_timestamp($5::bigint / 1000.0),"
+                          "  resolved_at = CASE WHEN $3::smallint = 3"
+                          "  THEN to_timestamp($5::bigint / 1000.0)"
+                          "  WHEN $3::smallint = 1 THEN NULL ELSE resolved_at END"
+                          "  WHERE complaint_id = $2 AND tenant_id = $1 AND version = $4"
+                          "  RETURNING version, updated_at),"
+                          " h AS (INSERT INTO status_history (complaint_id, version, tenant_id,"
+                          "  from_status, to_status, actor, note, changed_at)"
+                          "  SELECT $2, u.version, $1, $8::smallint, $3::smallint, $9, $10, u.updated_at"
+                          "  FROM u),"
+                          " e AS (INSERT INTO events (tenant_id, complaint_id, version, type,"
+                          "  occurred_at, local_day, payload) SELECT $1, $2, u.version, 3,"
+                          "  u.updated_at, (u.updated_at AT TIME ZONE $6)::date, $7 FROM u)"
+                          " SELECT version, " MS("updated_at") " FROM u",
+                          10 },
+    [S_CURRENT_VERSION] = { "current_version",
+                            "SELECT version FROM complaints WHERE complaint_id = $2"
+                            " AND tenant_id = $1",
+                            2 },
+    [S_GET] = { "get_complaint",
+                "SELECT complaint_id, tenant_id, category_id, priority, status,"
+                " coalesce(assigned_agent_id, ''), title, description, customer_id,"
+                " " MS("created_at") ", " MS("updated_at") ", coalesce(" MS("resolved_at")
+                ", 0), version, idempotency_key FROM complaints"
+                " WHERE complaint_id = $2 AND tenant_id = $1",
+                2 },
+    /* $3 after version, $4 limit (one more than the page, to know whether another follows). */
+    [S_HISTORY] = { "status_history",
+                    "SELECT version, from_status, to_status, actor, note, " MS("changed_at")
+                    " FROM status_history WHERE complaint_id = $2 AND tenant_id = $1"
+                    " AND version > $3 ORDER BY version LIMIT $4",
+                    4 },
+};
+
+/* ---- shared helpers ---------------------------------------------------------------------- */
+
+int64_t cmd_timeout(const cmd_worker *w, const srv_call *call)
+{
+    int64_t left = srv_remaining_ms(call);
+    return left < w->statement_timeout_ms ? left : w->statement_timeout_ms;
+}
+
+int cmd_db_fail(srv_call *call, cmd_worker *w, int rc, const char *what)
+{
+    switch (rc) {
+    case TALLY_EUNAVAIL:
+        return srv_fail(call, rc, "PostgreSQL is unavailable (%s): %s", what, pgx_errstr(w->pg));
+    case TALLY_ETIMEOUT:
+        return srv_fail(call, rc, "deadline exceeded while %s", what);
+    case TALLY_ECONFLICT:
+        return srv_fail(call, rc, "a concurrent change won while %s; retry", what);
+    default:
+        log_error("database error", LOG_STR("while", what), LOG_STR("sqlstate", pgx_sqlstate(w->pg)),
+                  LOG_STR("error", pgx_errstr(w->pg)));
+        return srv_fail(call, TALLY_EINTERNAL, "database error while %s", what);
+    }
+}
+
+int cmd_pack(const ProtobufCMessage *msg, uint8_t *buf, size_t cap)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    if (n > cap)
+        return -1;
+    return (int)protobuf_c_message_pack(msg, buf);
+}
+
+void *cmd_worker_new(int index, void *arg)
+{
+    const cmd_config *conf = arg;
+    char app[32];
+    cmd_worker *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    snprintf(app, sizeof(app), "command-svc/%d", index);
+    w->statement_timeout_ms = conf->statement_timeout_ms;
+    w->pg = pgx_new(conf->pg_dsn, app, stmts, S_COUNT, conf->statement_timeout_ms);
+    if (!w->pg) {
+        free(w);
+        return NULL;
+    }
+    pgx_connect(w->pg); /* early, so the first call is fast; failures retry on use */
+    return w;
+}
+
+void cmd_worker_free(void *worker, void *arg)
+{
+    cmd_worker *w = worker;
+    (void)arg;
+    if (!w)
+        return;
+    pgx_free(w->pg);
+    free(w);
+}
+
+/* A worker without state could not allocate: every call gets UNAVAILABLE. */
+#define WORKER(w, worker, call)                                                                    \
+    cmd_worker *w = (worker);                                                                      \
+    if (!w)                                                                                        \
+        return srv_fail((call), TALLY_EUNAVAIL, "worker has no database connection (out of memory)")
+
+#define CHECK(expr)                                                                                \
+    do {                                                                                           \
+        if ((expr) != 0)                                                                           \
+            return srv_fail(call, TALLY_EINVAL, "%s", w->err);                                     \
+    } while (0)
+
+/* ---- reference data ---------------------------------------------------------------------- */
+
+/* Answers a Put*: created/changed from the (tenant ok, existed, written) row. */
+static int put_reply(srv_call *call, const PGresult *r, const char *tenant_id)
+{
+    Tally__V1__PutTenantReply rep = TALLY__V1__PUT_TENANT_REPLY__INIT;
+    bool existed = pgx_int(r, 0, 1) > 0, written = pgx_int(r, 0, 2) > 0;
+    if (pgx_int(r, 0, 0) == 0)
+        return srv_fail(call, TALLY_ENOTFOUND, "tenant_id: no tenant \"%s\"", tenant_id);
+    rep.created = written && !existed;
+    rep.changed = written && existed;
+    /* PutCategoryReply and PutAgentReply have the same fields and numbers. */
+    return srv_reply(call, &rep.base);
+}
+
+static int put_tenant(srv_call *call, const ProtobufCMessage *msg, void *worker)
+{
+    const Tally__V1__PutTenantRequest *req = (const void *)msg;
+    Tally__V1__TenantPut body = TALLY__V1__TENANT_PUT__INIT;
+    uint8_t buf[BODY_MAX];
+    PGresult *r;
+    WORKER(w, worker, call);
+    CHECK(val_id("tenant_id", req->tenant_id, false, w->err, sizeof(w->err)));
+    CHECK(val_text("name", req->name, 1, VAL_NAME_MAX, w->err, sizeof(w->err)));
+    CHECK(val_time_zone("time_zone", req->time_zone, w->err, sizeof(w->err)));
+    body.name = req->name;
+    body.time_zone = req->time_zone;
+    int len = cmd_pack(&body.base, buf, sizeof(buf));
+    const char *vals[] = { req->tenant_id, req->name, req->time_zone, (const char *)buf };
+    const int lens[] = { 0, 0, 0, len }, fmts[] = { 0, 0, 0, 1 };
+    int rc = pgx_exec(w->pg, S_PUT_TENANT, 4, vals, lens, fmts, cmd_timeout(w, call), &r);
+    if (rc != 0)
+        return cmd_db_fail(call, w, rc, "writing the tenant");
+    if (pgx_int(r, 0, 0) == 0) {
+        PQclear(r);
+        return srv_fail(call, TALLY_EINVAL, "time_zone: unknown time zone \"%s\"", req->time_zone);
+    }
+    Tally__V1__PutTenantReply rep = TALLY__V1__PUT_TENANT_REPLY__INIT;
+    rep.created = pgx_int(r, 0, 2) > 0 && pgx_int(r, 0, 1) == 0;
+    rep.changed = pgx_int(r, 0, 2) > 0 && pgx_int(r, 0, 1) > 0;
+    PQclear(r);
+    return srv_reply(call, &rep.base);
+}
+
+/* PutCategory and PutAgent: the same shape, another table. */
+static int put_ref(srv_call *call, cmd_worker *w, int stmt, const char *tenant_id,
+                   const char *id_field, const char *id, const char *name,
+                   const ProtobufCMessage *body)
+{
+    uint8_t buf[BODY_MAX];
+    PGresult *r;
+    CHECK(val_id("tenant_id", tenant_id, false, w->err, sizeof(w->err)));
+    CHECK(val_id(id_field, id, false, w->err, sizeof(w->err)));
+    CHECK(val_text("name", name, 1, VAL_NAME_MAX, w->err, sizeof(w->err)));
+    int len = cmd_pack(body, buf, sizeof(buf));
+    const char *vals[] = { tenant_id, id, name, (const char *)buf };
+    const int lens[] = { 0, 0, 0, len }, fmts[] = { 0, 0, 0, 1 };
+    int rc = pgx_exec(w->pg, stmt, 4, vals, lens, fmts, cmd_timeout(w, call), &r);
+    if (rc != 0)
+        return cmd_db_fail(call, w, rc, "writing reference data");
+    rc = put_reply(call, r, tenant_id);
+    PQclear(r);
+    return rc;
+}
+
+static int put_category(srv_call *call, const ProtobufCMessage *msg, void *worker)
+{
+    const Tally__V1__PutCategoryRequest *req = (const void *)msg;
+    Tally__V1__CategoryPut body = TALLY__V1__CATEGORY_PUT__INIT;
+    WORKER(w, worker, call);
+    body.category_id = req->category_id;
+    body.name = req->name;
+    return put_ref(call, w, S_PUT_CATEGORY, req->tenant_id, "category_id", req->category_id,
+                   req->name, &body.base);
+}
+
+static int put_agent(srv_call *call, const ProtobufCMessage *msg, void *worker)
+{
+    const Tally__V1__PutAgentRequest *req = (const void *)msg;
+    Tally__V1__AgentPut body = TALLY__V1__AGENT_PUT__INIT;
+    WORKER(w, worker, call);
+    body.agent_id = req->agent_id;
+    body.name = req->name;
+    return put_ref(call, w, S_PUT_AGENT, req->tenant_id, "agent_id", req->agent_id, req->name,
+                   &body.base);
+}
+
+/* ---- complaints -------------------------------------------------------------------------- */
+
+static int create_complaint(srv_call *call, const ProtobufCMessage *msg, void *worker)
+{
+    const Tally__V1__CreateComplaintRequest *req = (const void *)msg;
+    Tally__V1__ComplaintCreated body = TALLY__V1__COMPLAINT_CREATED__INIT;
+    Tally__V1__CreateComplaintReply rep = TALLY__V1__CREATE_COMPLAINT_REPLY__INIT;
+    uint8_t buf[BODY_MAX], hash[8];
+    char prio[8];
+    PGresult *r;
+    WORKER(w, worker, call);
+    CHECK(val_id("tenant_id", req->tenant_id, false, w->err, sizeof(w->err)));
+    CHECK(val_id("idempotency_key", req->idempotency_key, false, w->err, sizeof(w->err)));
+    CHECK(val_id("category_id", req->category_id, false, w->err, sizeof(w->err)));
+    CHECK(val_priority("priority", req->priority, w->err, sizeof(w->err)));
+    CHECK(val_text("title", req->title, 1, VAL_TITLE_MAX, w->err, sizeof(w->err)));
+    CHECK(val_text("description", req->description, 0, VAL_DESCRIPTION_MAX, w->err,
+                   sizeof(w->err)));
+    CHECK(val_id("customer_id", req->customer_id, false, w->err, sizeof(w->err)));
+
+    /* The request's fingerprint: its packed bytes (deterministic for equal content). */
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    uint8_t *packed = malloc(n ? n : 1);
+    if (!packed)
+        return srv_fail(call, TALLY_ENOMEM, "out of memory");
+    protobuf_c_message_pack(msg, packed);
+    uint64_t h = event_fnv1a(packed, n, 0);
+    free(packed);
+    for (int i = 0; i < 8; i++)
+        hash[i] = (uint8_t)(h >> (56 - 8 * i));
+
+    body.category_id = req->category_id;
+    body.priority = req->priority;
+    body.customer_id = req->customer_id;
+    body.title = req->title;
+    body.status = TALLY__V1__STATUS__STATUS_OPEN;
+    int len = cmd_pack(&body.base, buf, sizeof(buf));
+    snprintf(prio, sizeof(prio), "%d", (int)req->priority);
+    const char *vals[] = { req->tenant_id, req->idempotency_key, (const char *)hash,
+                           req->category_id, prio, req->title, req->description,
+                           req->customer_id, (const char *)buf };
+    const int lens[] = { 0, 0, 8, 0, 0, 0, 0, 0, len }, fmts[] = { 0, 0, 1, 0, 0, 0, 0, 0, 1 };
+    int rc = pgx_exec(w->pg, S_CREATE, 9, vals, lens, fmts, cmd_timeout(w, call), &r);
+    if (rc == TALLY_ENOTFOUND && strcmp(pgx_constraint(w->pg), "complaints_category_fk") == 0)
+        return srv_fail(call, rc, "category_id: no category \"%s\" in tenant \"%s\"",
+                        req->category_id, req->tenant_id);
+    if (rc != 0)
+        return cmd_db_fail(call, w, rc, "creating the complaint");
+    if (pgx_int(r, 0, 0) == 0) {
+        PQclear(r);
+        return srv_fail(call, TALLY_ENOTFOUND, "tenant_id: no tenant \"%s\"", req->tenant_id);
+    }
+    if (!pgx_null(r, 0, 1)) {
+        rep.complaint_id = pgx_int(r, 0, 1);
+        rep.version = 1;
+        rep.created_at_ms = pgx_int(r, 0, 2);
+        PQclear(r);
+        return srv_reply(call, &rep.base);
+    }
+    PQclear(r);
+
+    /* A retry: the key exists. Same content: the first reply; other content: refused. */
+    rc = pgx_exec(w->pg, S_IDEM_LOOKUP, 3, vals, lens, fmts, cmd_timeout(w, call), &r);
+    if (rc != 0)
+        return cmd_db_fail(call, w, rc, "looking up the idempotency key");
+    if (PQntuples(r) != 1) { /* cannot happen: keys are never deleted */
+        PQclear(r);
+        return srv_fail(call, TALLY_ECONFLICT, "idempotency_key: in use concurrently; retry");
+    }
+    bool same = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    rep.complaint_id = pgx_int(r, 0, 1);
+    rep.version = pgx_int(r, 0, 2);
+    rep.created_at_ms = pgx_int(r, 0, 3);
+    PQclear(r);
+    if (!same)
+        return srv_fail(call, TALLY_EEXIST,
+                        "idempotency_key: \"%s\" was already used for another request "
+                        "(complaint %" PRId64 ")",
+                        req->idempotency_key, rep.complaint_id);
+    return srv_reply(call, &rep.base);
+}
+
+/* The complaint read before a change; fails the call (NOT_FOUND, ABORTED) when it must. */
+static int read_for_change(srv_call *call, cmd_worker *w, const char *tenant_id,
+                           int64_t complaint_id, int64_t expected, PGresult **out)
+{
+    char id[24];
+    snprintf(id, sizeof(id), "%" PRId64, complaint_id);
+    const char *vals[] = { tenant_id, id };
+    int rc = pgx_exec(w->pg, S_READ_FOR_CHANGE, 2, vals, NULL, NULL, cmd_timeout(w, call), out);
+    if (rc != 0)
+        return cmd_db_fail(call, w, rc, "reading the complaint");
+    if (PQntuples(*out) == 0) {
+        PQclear(*out);
+        return srv_fail(call, TALLY_ENOTFOUND, "complaint_id: no complaint %" PRId64
+                        " in tenant \"%s\"", complaint_id, tenant_id);
+    }
+    int64_t version = pgx_int(*out, 0, R_VERSION);
+    if (version != expected) {
+        PQclear(*out);
+        return srv_fail(call, TALLY_ECONFLICT,
+                        "expected_version: %" PRId64 ", but complaint %" PRId64
+                        " is at version %" PRId64 "; re-read it and decide again",
+                        expected, complaint_id, version);
+    }
+    return 0;
+}
+
+/* The change statement found another version (a concurrent writer won): ABORTED. */
+static int lost_race(srv_call *call, cmd_worker *w, const char *tenant_id, int64_t complaint_id,
+                     int64_t expected)
+{
+    char id[24];
+    PGresult *r;
+    snprintf(id, sizeof(id), "%" PRId64, complaint_id);
+    const char *vals[] = { tenant_id, id };
+    int rc = pgx_exec(w->pg, S_CURRENT_VERSION, 2, vals, NULL, NULL, cmd_timeout(w, call), &r);
+    int64_t now = rc == 0 && PQntuples(r) == 1 ? pgx_int(r, 0, 0) : 0;
+    if (rc == 0)
+        PQclear(r);
+    return srv_fail(call, TALLY_ECONFLICT,
+                    "expected_version: %" PRId64 ", but complaint %" PRId64
+                    " is at version %" PRId64 "; re-read it and decide again",
+                    expected, complaint_id, now);
+}
+
+static int assign_complaint(srv_call *call, const ProtobufCMessage *msg, void *worker)
+{
+    const Tally__V1__AssignComplaintRequest *req = (const void *)msg;
+    Tally__V1__ComplaintAssigned body = TALLY__V1__COMPLAINT_ASSIGNED__INIT;
+    Tally__V1__AssignComplaintReply rep = TALLY__V1__ASSIGN_COMPLAINT_REPLY__INIT;
+    uint8_t buf[BODY_MAX];
+    char id[24], expected[24];
+    PGresult *r, *u;
+    WORKER(w, worker, call);
+    CHECK(val_id("tenant_id", req->tenant_id, false, w->err, sizeof(w->err)));
+    CHECK(val_positive("complaint_id", req->complaint_id, w->err, sizeof(w->err)));
+    CHECK(val_id("agent_id", req->agent_id, true, w->err, sizeof(w->err)));
+    CHECK(val_positive("expected_version", req->expected_version, w->err, sizeof(w->err)));
+    int rc = read_for_change(call, w, req->tenant_id, req->complaint_id, req->expected_version, &r);
+    if (rc != 0)
+        return rc;
+    int status = (int)pgx_int(r, 0, R_STATUS);
+    rep.complaint_id = req->complaint_id;
+    if (status == TALLY__V1__STATUS__STATUS_CLOSED) {
+        PQclear(r);
+        return srv_fail(call, TALLY_EPRECOND,
+                        "complaint %" PRId64 " is CLOSED: it can no longer be assigned",
+                        req->complaint_id);
+    }
+    if (strcmp(PQgetvalue(r, 0, R_AGENT), req->agent_id) == 0) { /* nothing to change */
+        rep.version = req->expected_version;
+        PQclear(r);
+        return srv_reply(call, &rep.base);
+    }
+    body.previous_agent_id = PQgetvalue(r, 0, R_AGENT);
+    body.agent_id = req->agent_id;
+    body.category_id = PQgetvalue(r, 0, R_CATEGORY);
+    body.priority = (Tally__V1__Priority)pgx_int(r, 0, R_PRIORITY);
+    body.status = (Tally__V1__Status)status;
+    body.created_at_ms = pgx_int(r, 0, R_CREATED);
+    int len = cmd_pack(&body.base, buf, sizeof(buf));
+    snprintf(id, sizeof(id), "%" PRId64, req->complaint_id);
+    snprintf(expected, sizeof(expected), "%" PRId64, req->expected_version);
+    const char *vals[] = { req->tenant_id, id, req->agent_id, expected,
+                           PQgetvalue(r, 0, R_NOW), PQgetvalue(r, 0, R_TZ), (const char *)buf };
+    const int lens[] = { 0, 0, 0, 0, 0, 0, len }, fmts[] = { 0, 0, 0, 0, 0, 0, 1 };
+    rc = pgx_exec(w->pg, S_ASSIGN, 7, vals, lens, fmts, cmd_timeout(w, call), &u);
+    PQclear(r);
+    if (rc == TALLY_ENOTFOUND && strcmp(pgx_constraint(w->pg), "complaints_agent_fk") == 0)
+        return srv_fail(call, rc, "agent_id: no agent \"%s\" in tenant \"%s\"", req->agent_id,
+                        req->tenant_id);
+    if (rc != 0)
+        return cmd_db_fail(call, w, rc, "assigning the complaint");
+    if (PQntuples(u) == 0) {
+        PQclear(u);
+        return lost_race(call, w, req->tenant_id, req->complaint_id, req->expected_version);
+    }
+    rep.version = pgx_int(u, 0, 0);
+    rep.updated_at_ms = pgx_int(u, 0, 1);
+    PQclear(u);
+    return srv_reply(call, &rep.base);
+}
+
+static int change_status(srv_call *call, const ProtobufCMessage *msg, void *worker)
+{
+    const Tally__V1__ChangeStatusRequest *req = (const void *)msg;
+    Tally__V1__StatusChanged body = TALLY__V1__STATUS_CHANGED__INIT;
+    Tally__V1__ChangeStatusReply rep = TALLY__V1__CHANGE_STATUS_REPLY__INIT;
+    uint8_t buf[BODY_MAX];
+    char id[24], expected[24], to[8], from[8];
+    PGresult *r, *u;
+    WORKER(w, worker, call);
+    CHECK(val_id("tenant_id", req->tenant_id, false, w->err, sizeof(w->err)));
+    CHECK(val_positive("complaint_id", req->complaint_id, w->err, sizeof(w->err)));
+    CHECK(val_status("status", req->status, w->err, sizeof(w->err)));
+    CHECK(val_positive("expected_version", req->expected_version, w->err, sizeof(w->err)));
+    CHECK(val_text("note", req->note, 0, VAL_NOTE_MAX, w->err, sizeof(w->err)));
+    CHECK(val_id("actor", req->actor, false, w->err, sizeof(w->err)));
+    int rc = read_for_change(call, w, req->tenant_id, req->complaint_id, req->expected_version, &r);
+    if (rc != 0)
+        return rc;
+    int status = (int)pgx_int(r, 0, R_STATUS);
+    if (!val_move_allowed(status, req->status)) {
+        PQclear(r);
+        val_move_error(status, req->status, w->err, sizeof(w->err));
+        return srv_fail(call, TALLY_EPRECOND, "%s", w->err);
+    }
+    int64_t now = pgx_int(r, 0, R_NOW), created = pgx_int(r, 0, R_CREATED);
+    body.from_status = (Tally__V1__Status)status;
+    body.to_status = req->status;
+    body.category_id = PQgetvalue(r, 0, R_CATEGORY);
+    body.priority = (Tally__V1__Priority)pgx_int(r, 0, R_PRIORITY);
+    body.agent_id = PQgetvalue(r, 0, R_AGENT);
+    body.actor = req->actor;
+    body.created_at_ms = created;
+    body.created_local_day = PQgetvalue(r, 0, R_CREATED_DAY);
+    if (req->status == TALLY__V1__STATUS__STATUS_RESOLVED)
+        body.resolution_seconds = (now - created) / 1000;
+    int len = cmd_pack(&body.base, buf, sizeof(buf));
+    snprintf(id, sizeof(id), "%" PRId64, req->complaint_id);
+    snprintf(expected, sizeof(expected), "%" PRId64, req->expected_version);
+    snprintf(to, sizeof(to), "%d", (int)req->status);
+    snprintf(from, sizeof(from), "%d", status);
+    const char *vals[] = { req->tenant_id, id, to, expected, PQgetvalue(r, 0, R_NOW),
+                           PQgetvalue(r, 0, R_TZ), (const char *)buf, from, req->actor,
+                           req->note };
+    const int lens[] = { 0, 0, 0, 0, 0, 0, len, 0, 0, 0 };
+    const int fmts[] = { 0, 0, 0, 0, 0, 0, 1, 0, 0, 0 };
+    rc = pgx_exec(w->pg, S_CHANGE_STATUS, 10, vals, lens, fmts, cmd_timeout(w, call), &u);
+    PQclear(r);
+    if (rc != 0)
+        return cmd_db_fail(call, w, rc, "changing the status");
+    if (PQntuples(u) == 0) {
+        PQclear(u);
+        return lost_race(call, w, req->tenant_id, req->complaint_id, req->expected_version);
+    }
+    rep.complaint_id = req->complaint_id;
+    rep.version = pgx_int(u, 0, 0);
+    rep.updated_at_ms = pgx_int(u, 0, 1);
+    PQclear(u);
+    return srv_reply(call, &rep.base);
+}
+
+/* ---- reads ------------------------------------------------------------------------------- */
+
+static int get_complaint(srv_call *call, const ProtobufCMessage *msg, void *worker)
+{
+    const Tally__V1__GetComplaintRequest *req = (const void *)msg;
+    Tally__V1__GetComplaintReply rep = TALLY__V1__GET_COMPLAINT_REPLY__INIT;
+    Tally__V1__Complaint c = TALLY__V1__COMPLAINT__INIT;
+    char id[24];
+    PGresult *r;
+    WORKER(w, worker, call);
+    CHECK(val_id("tenant_id", req->tenant_id, false, w->err, sizeof(w->err)));
+    CHECK(val_positive("complaint_id", req->complaint_id, w->err, sizeof(w->err)));
+    snprintf(id, sizeof(id), "%" PRId64, req->complaint_id);
+    const char *vals[] = { req->tenant_id, id };
+    int rc = pgx_exec(w->pg, S_GET, 2, vals, NULL, NULL, cmd_timeout(w, call), &r);
+    if (rc != 0)
+        return cmd_db_fail(call, w, rc, "reading the complaint");
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return srv_fail(call, TALLY_ENOTFOUND,
+                        "complaint_id: no complaint %" PRId64 " in tenant \"%s\"",
+                        req->complaint_id, req->tenant_id);
+    }
+    c.complaint_id = pgx_int(r, 0, 0);
+    c.tenant_id = PQgetvalue(r, 0, 1);
+    c.category_id = PQgetvalue(r, 0, 2);
+    c.priority = (Tally__V1__Priority)pgx_int(r, 0, 3);
+    c.status = (Tally__V1__Status)pgx_int(r, 0, 4);
+    c.assigned_agent_id = PQgetvalue(r, 0, 5);
+    c.title = PQgetvalue(r, 0, 6);
+    c.description = PQgetvalue(r, 0, 7);
+    c.customer_id = PQgetvalue(r, 0, 8);
+    c.created_at_ms = pgx_int(r, 0, 9);
+    c.updated_at_ms = pgx_int(r, 0, 10);
+    c.resolved_at_ms = pgx_int(r, 0, 11);
+    c.version = pgx_int(r, 0, 12);
+    c.idempotency_key = PQgetvalue(r, 0, 13);
+    rep.complaint = &c;
+    rc = srv_reply(call, &rep.base);
+    PQclear(r);
+    return rc;
+}
+
+/* Page tokens are "h<complaint>.<version>": the last version of the previous page. */
+static int parse_token(const char *token, int64_t complaint_id, int64_t *after)
+{
+    long long cid, v;
+    int used = 0;
+    if (!*token) {
+        *after = 0;
+        return 0;
+    }
+    if (strlen(token) > 256 || sscanf(token, "h%lld.%lld%n", &cid, &v, &used) != 2 ||
+        token[used] != '\0' || cid != complaint_id || v < 0)
+        return TALLY_EINVAL;
+    *after = v;
+    return 0;
+}
+
+static int list_status_history(srv_call *call, const ProtobufCMessage *msg, void *worker)
+{
+    const Tally__V1__ListStatusHistoryRequest *req = (const void *)msg;
+    Tally__V1__ListStatusHistoryReply rep = TALLY__V1__LIST_STATUS_HISTORY_REPLY__INIT;
+    char id[24], after_s[24], limit_s[16], token[64];
+    int64_t after;
+    PGresult *r;
+    WORKER(w, worker, call);
+    CHECK(val_id("tenant_id", req->tenant_id, false, w->err, sizeof(w->err)));
+    CHECK(val_positive("complaint_id", req->complaint_id, w->err, sizeof(w->err)));
+    if (req->page_size < 0 || req->page_size > HISTORY_PAGE_MAX)
+        return srv_fail(call, TALLY_EINVAL, "page_size: must be 0 to %d, got %d",
+                        HISTORY_PAGE_MAX, req->page_size);
+    if (parse_token(req->page_token, req->complaint_id, &after) != 0)
+        return srv_fail(call, TALLY_EINVAL,
+                        "page_token: not a token of this complaint's history");
+    int size = req->page_size ? req->page_size : HISTORY_PAGE_DEFAULT;
+    snprintf(id, sizeof(id), "%" PRId64, req->complaint_id);
+    snprintf(after_s, sizeof(after_s), "%" PRId64, after);
+    snprintf(limit_s, sizeof(limit_s), "%d", size + 1);
+    const char *vals[] = { req->tenant_id, id, after_s, limit_s };
+    int rc = pgx_exec(w->pg, S_HISTORY, 4, vals, NULL, NULL, cmd_timeout(w, call), &r);
+    if (rc != 0)
+        return cmd_db_fail(call, w, rc, "reading the status history");
+    int rows = PQntuples(r);
+    if (rows == 0 && after == 0) { /* every complaint has its creation row */
+        PQclear(r);
+        return srv_fail(call, TALLY_ENOTFOUND,
+                        "complaint_id: no complaint %" PRId64 " in tenant \"%s\"",
+                        req->complaint_id, req->tenant_id);
+    }
+    int n = rows > size ? size : rows;
+    Tally__V1__StatusHistoryEntry *entries = calloc((size_t)n + 1, sizeof(*entries));
+    Tally__V1__StatusHistoryEntry **ptrs = calloc((size_t)n + 1, sizeof(*ptrs));
+    if (!entries || !ptrs) {
+        free(entries);
+        free(ptrs);
+        PQclear(r);
+        return srv_fail(call, TALLY_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        Tally__V1__StatusHistoryEntry *e = &entries[i];
+        tally__v1__status_history_entry__init(e);
+        e->version = pgx_int(r, i, 0);
+        e->from_status = (Tally__V1__Status)pgx_int(r, i, 1);
+        e->to_status = (Tally__V1__Status)pgx_int(r, i, 2);
+        e->actor = PQgetvalue(r, i, 3);
+        e->note = PQgetvalue(r, i, 4);
+        e->changed_at_ms = pgx_int(r, i, 5);
+        ptrs[i] = e;
+    }
+    rep.n_entries = (size_t)n;
+    rep.entries = ptrs;
+    if (rows > size) {
+        snprintf(token, sizeof(token), "h%" PRId64 ".%" PRId64, req->complaint_id,
+                 entries[n - 1].version);
+        rep.next_page_token = token;
+    }
+    rc = srv_reply(call, &rep.base);
+    free(entries);
+    free(ptrs);
+    PQclear(r);
+    return rc;
+}
+
+static const srv_method methods[] = {
+    { "PutTenant", &tally__v1__put_tenant_request__descriptor, put_tenant },
+    { "PutCategory", &tally__v1__put_category_request__descriptor, put_category },
+    { "PutAgent", &tally__v1__put_agent_request__descriptor, put_agent },
+    { "CreateComplaint", &tally__v1__create_complaint_request__descriptor, create_complaint },
+    { "AssignComplaint", &tally__v1__assign_complaint_request__descriptor, assign_complaint },
+    { "ChangeStatus", &tally__v1__change_status_request__descriptor, change_status },
+    { "GetComplaint", &tally__v1__get_complaint_request__descriptor, get_complaint },
+    { "ListStatusHistory", &tally__v1__list_status_history_request__descriptor,
+      list_status_history },
+    { "ImportComplaints", &tally__v1__import_complaints_request__descriptor, cmd_import },
+};
+
+const srv_service cmd_service = { "tally.v1.ComplaintCommands", methods,
+                                  sizeof(methods) / sizeof(methods[0]) };

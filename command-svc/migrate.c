@@ -1,0 +1,137 @@
+#include "migrate.h"
+
+#include "embedded.h"
+#include "err.h"
+#include "log.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOCK_KEY "7411001" /* advisory lock of the migrations; the relay uses another */
+
+static const char create_table[] =
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    " version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())";
+
+int migrate_latest(void)
+{
+    return migrations_count ? atoi(migrations[migrations_count - 1].name) : 0;
+}
+
+static PGconn *connect_db(const char *dsn, char *err, size_t errlen)
+{
+    const char *keys[] = { "dbname", "connect_timeout", "application_name", NULL };
+    const char *vals[] = { dsn, "5", "command-svc-migrate", NULL };
+    PGconn *pg = PQconnectdbParams(keys, vals, 1);
+    if (!pg || PQstatus(pg) != CONNECTION_OK) {
+        snprintf(err, errlen, "cannot connect to PostgreSQL: %s",
+                 pg ? PQerrorMessage(pg) : "out of memory");
+        err[strcspn(err, "\n")] = '\0';
+        PQfinish(pg);
+        return NULL;
+    }
+    return pg;
+}
+
+/* Runs sql; 0 or TALLY_EINTERNAL with the server's message in err. */
+static int run(PGconn *pg, const char *sql, const char *what, char *err, size_t errlen)
+{
+    PGresult *r = PQexec(pg, sql);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok) {
+        snprintf(err, errlen, "%s: %s", what, PQresultErrorMessage(r));
+        err[strcspn(err, "\n")] = '\0';
+    }
+    PQclear(r);
+    return ok ? 0 : TALLY_EINTERNAL;
+}
+
+/* The highest applied version, or -1 with err set. */
+static int current_version(PGconn *pg, char *err, size_t errlen)
+{
+    PGresult *r = PQexec(pg, "SELECT to_regclass('schema_migrations') IS NOT NULL");
+    int v = -1;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(err, errlen, "reading the schema version: %s", PQresultErrorMessage(r));
+    } else if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
+        v = 0;
+    } else {
+        PQclear(r);
+        r = PQexec(pg, "SELECT coalesce(max(version), 0) FROM schema_migrations");
+        if (PQresultStatus(r) == PGRES_TUPLES_OK)
+            v = atoi(PQgetvalue(r, 0, 0));
+        else
+            snprintf(err, errlen, "reading the schema version: %s", PQresultErrorMessage(r));
+    }
+    PQclear(r);
+    err[strcspn(err, "\n")] = '\0';
+    return v;
+}
+
+int migrate_apply(const char *dsn, char *err, size_t errlen)
+{
+    PGconn *pg = connect_db(dsn, err, errlen);
+    int rc, current;
+    if (!pg)
+        return TALLY_EUNAVAIL;
+    if ((rc = run(pg, "SELECT pg_advisory_lock(" LOCK_KEY ")", "taking the migration lock", err,
+                  errlen)) != 0 ||
+        (rc = run(pg, create_table, "creating schema_migrations", err, errlen)) != 0)
+        goto out;
+    if ((current = current_version(pg, err, errlen)) < 0) {
+        rc = TALLY_EINTERNAL;
+        goto out;
+    }
+    if (current > migrate_latest()) {
+        snprintf(err, errlen, "the database is at schema version %d, newer than this binary's %d",
+                 current, migrate_latest());
+        rc = TALLY_EPRECOND;
+        goto out;
+    }
+    for (size_t i = 0; i < migrations_count; i++) {
+        int version = atoi(migrations[i].name);
+        char record[256];
+        if (version <= current)
+            continue;
+        snprintf(record, sizeof(record),
+                 "INSERT INTO schema_migrations (version, name) VALUES (%d, '%s')", version,
+                 migrations[i].name);
+        if ((rc = run(pg, "BEGIN", "BEGIN", err, errlen)) != 0 ||
+            (rc = run(pg, migrations[i].data, migrations[i].name, err, errlen)) != 0 ||
+            (rc = run(pg, record, "recording the migration", err, errlen)) != 0 ||
+            (rc = run(pg, "COMMIT", "COMMIT", err, errlen)) != 0) {
+            char ignore[64];
+            run(pg, "ROLLBACK", "ROLLBACK", ignore, sizeof(ignore));
+            goto out;
+        }
+        log_info("migration applied", LOG_INT("version", version),
+                 LOG_STR("name", migrations[i].name));
+    }
+    log_info("schema is up to date", LOG_INT("version", migrate_latest()));
+out:
+    PQfinish(pg); /* also releases the advisory lock */
+    return rc;
+}
+
+int migrate_check(const char *dsn, char *err, size_t errlen)
+{
+    PGconn *pg = connect_db(dsn, err, errlen);
+    int current, rc = 0;
+    if (!pg)
+        return TALLY_EUNAVAIL;
+    current = current_version(pg, err, errlen);
+    if (current < 0) {
+        rc = TALLY_EUNAVAIL;
+    } else if (current != migrate_latest()) {
+        snprintf(err, errlen,
+                 "the database is at schema version %d, this binary needs %d: %s", current,
+                 migrate_latest(),
+                 current < migrate_latest() ? "run `command-svc migrate` first"
+                                            : "it is newer than this binary; deploy the newer command-svc");
+        rc = TALLY_EPRECOND;
+    }
+    PQfinish(pg);
+    return rc;
+}
