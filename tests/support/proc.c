@@ -65,7 +65,7 @@ static char **make_env(const char *const *over)
     return env;
 }
 
-static int spawn(proc *p, const char *path, const char *const *over)
+static int spawn_argv(proc *p, const char *path, char *const *argv, const char *const *over)
 {
     int fds[2];
     memset(p, 0, sizeof(*p));
@@ -78,7 +78,6 @@ static int spawn(proc *p, const char *path, const char *const *over)
         /* A test that fails an assertion exits at once: its servers must not outlive it. */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(fds[1], STDERR_FILENO);
-        char *argv[] = { (char *)path, NULL };
         execve(path, argv, env);
         _exit(127);
     }
@@ -87,6 +86,12 @@ static int spawn(proc *p, const char *path, const char *const *over)
     p->fd = fds[0];
     pthread_create(&p->reader, NULL, read_stderr, p);
     return p->pid > 0 ? 0 : -1;
+}
+
+static int spawn(proc *p, const char *path, const char *const *over)
+{
+    char *argv[] = { (char *)path, NULL };
+    return spawn_argv(p, path, argv, over);
 }
 
 bool proc_log_has(proc *p, const char *needle)
@@ -164,6 +169,19 @@ int proc_wait(proc *p, int timeout_ms)
 int proc_run(proc *p, const char *path, const char *const *env, int timeout_ms)
 {
     if (spawn(p, path, env) != 0)
+        return -1;
+    int rc = proc_wait(p, timeout_ms);
+    if (rc == -1) {
+        kill(p->pid, SIGKILL);
+        proc_wait(p, 5000);
+    }
+    return rc;
+}
+
+int proc_run_args(proc *p, const char *path, const char *arg1, const char *arg2, int timeout_ms)
+{
+    char *argv[] = { (char *)path, (char *)arg1, arg1 ? (char *)arg2 : NULL, NULL };
+    if (spawn_argv(p, path, argv, NULL) != 0)
         return -1;
     int rc = proc_wait(p, timeout_ms);
     if (rc == -1) {

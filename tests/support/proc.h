@@ -31,6 +31,9 @@ int proc_start(proc *p, const char *path, const char *const *env);
 /* Runs path to completion (no port waiting); returns its exit status, or -1 on timeout. */
 int proc_run(proc *p, const char *path, const char *const *env, int timeout_ms);
 
+/* As proc_run with arguments (up to 7, ended by NULL) and the inherited environment. */
+int proc_run_args(proc *p, const char *path, const char *arg1, const char *arg2, int timeout_ms);
+
 /* Sends sig and waits up to timeout_ms; returns the exit code, 128+signal, or -1 on timeout. */
 int proc_stop(proc *p, int sig, int timeout_ms);
 
