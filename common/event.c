@@ -6,7 +6,7 @@
 #include <string.h>
 
 #define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
+#define FNV_PRIME  0x100000001b3ULL
 
 int event_body_field(int type)
 {

@@ -5,17 +5,22 @@
 
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#define MAX_CHECKS 8
+#define MAX_CHECKS        8
+#define CHECK_INTERVAL_MS 2000
 
 typedef struct check {
     char *name;
     http_check_fn fn;
     void *arg;
+    bool ok;       /* the latest result, under mu */
+    char why[256]; /* under mu */
 } check;
 
 struct http_server {
@@ -26,14 +31,59 @@ struct http_server {
     check live;
     _Atomic bool draining;
     int port;
+    /* Readiness checks run on their own thread; /readyz answers their latest results, so a
+       slow dependency never holds an HTTP thread (and never delays /healthz or /metrics). */
+    pthread_t checker;
+    bool checker_running;
+    bool stop; /* under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
 };
 
 http_server *http_new(metrics_registry *reg)
 {
     http_server *h = calloc(1, sizeof(*h));
-    if (h)
-        h->reg = reg;
+    if (!h)
+        return NULL;
+    h->reg = reg;
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->wake, NULL);
     return h;
+}
+
+/* Runs every readiness check once and stores the results. */
+static void run_checks(http_server *h)
+{
+    for (int i = 0; i < h->nready; i++) {
+        char why[256] = "";
+        bool ok = h->ready[i].fn(h->ready[i].arg, why, sizeof(why)) == 0;
+        pthread_mutex_lock(&h->mu);
+        h->ready[i].ok = ok;
+        snprintf(h->ready[i].why, sizeof(h->ready[i].why), "%s",
+                 ok       ? "ok"
+                 : why[0] ? why
+                          : "failed");
+        pthread_mutex_unlock(&h->mu);
+    }
+}
+
+static void *checker_main(void *arg)
+{
+    http_server *h = arg;
+    pthread_mutex_lock(&h->mu);
+    while (!h->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += CHECK_INTERVAL_MS / 1000;
+        pthread_cond_timedwait(&h->wake, &h->mu, &until);
+        if (h->stop || atomic_load(&h->draining))
+            continue;
+        pthread_mutex_unlock(&h->mu);
+        run_checks(h);
+        pthread_mutex_lock(&h->mu);
+    }
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
 }
 
 int http_add_ready_check(http_server *h, const char *name, http_check_fn fn, void *arg)
@@ -107,7 +157,7 @@ static void add_result(char *buf, size_t *len, size_t cap, bool *first, const ch
 
 static enum MHD_Result serve_readyz(http_server *h, struct MHD_Connection *conn)
 {
-    char buf[2048], why[256];
+    char buf[4096];
     size_t len, cap = sizeof(buf) - 16;
     bool first = true, ok = true;
 
@@ -116,15 +166,12 @@ static enum MHD_Result serve_readyz(http_server *h, struct MHD_Connection *conn)
         add_result(buf, &len, cap, &first, "server", "draining");
         ok = false;
     }
+    pthread_mutex_lock(&h->mu);
     for (int i = 0; i < h->nready; i++) {
-        why[0] = '\0';
-        if (h->ready[i].fn(h->ready[i].arg, why, sizeof(why)) != 0) {
-            ok = false;
-            add_result(buf, &len, cap, &first, h->ready[i].name, why[0] ? why : "failed");
-        } else {
-            add_result(buf, &len, cap, &first, h->ready[i].name, "ok");
-        }
+        ok = ok && h->ready[i].ok;
+        add_result(buf, &len, cap, &first, h->ready[i].name, h->ready[i].why);
     }
+    pthread_mutex_unlock(&h->mu);
     snprintf(buf + len, sizeof(buf) - len, "},\"ready\":%s}\n", ok ? "true" : "false");
     return reply_str(conn, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, buf);
 }
@@ -194,7 +241,8 @@ int http_start(http_server *h, const cfg_hostport *listen, char *err, size_t err
                               .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
     struct addrinfo *ai = NULL;
     char host[256], port[8];
-    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    /* AUTO picks epoll: select() would drop connections whose fd is past FD_SETSIZE. */
+    unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
     int gai;
 
     snprintf(port, sizeof(port), "%d", listen->port);
@@ -223,6 +271,15 @@ int http_start(http_server *h, const cfg_hostport *listen, char *err, size_t err
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
     h->port = info ? info->port : listen->port;
+    /* The first round runs now, so /readyz is right from the first request. */
+    run_checks(h);
+    if (h->nready > 0) {
+        if (pthread_create(&h->checker, NULL, checker_main, h) != 0) {
+            snprintf(err, errlen, "cannot start the readiness checker thread");
+            return TALLY_EINTERNAL;
+        }
+        h->checker_running = true;
+    }
     return 0;
 }
 
@@ -232,7 +289,16 @@ void http_free(http_server *h)
         return;
     if (h->d)
         MHD_stop_daemon(h->d);
+    if (h->checker_running) {
+        pthread_mutex_lock(&h->mu);
+        h->stop = true;
+        pthread_cond_signal(&h->wake);
+        pthread_mutex_unlock(&h->mu);
+        pthread_join(h->checker, NULL);
+    }
     for (int i = 0; i < h->nready; i++)
         free(h->ready[i].name);
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->wake);
     free(h);
 }

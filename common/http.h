@@ -5,11 +5,13 @@
  *   GET /healthz  200 while the process is alive: the liveness probe. It never touches
  *                 PostgreSQL or Redis; a service may add a check of its own main loop (a
  *                 projector whose loop is stuck is not alive).
- *   GET /readyz   200 when every readiness probe passes (PostgreSQL and Redis answer) and the
+ *   GET /readyz   200 when every readiness check passed (PostgreSQL and Redis answer) and the
  *                 service is not draining; otherwise 503 naming the failing checks.
  *
- * Both answer a small JSON object. Probes are added before http_start() and run on the HTTP
- * threads, one request at a time each; they must bound their own time (a connect timeout).
+ * /healthz and /readyz answer a small JSON object. Readiness checks are added before
+ * http_start(), which runs them once; then a thread of their own runs them every 2 s and
+ * /readyz answers the latest results, so a slow dependency never holds an HTTP thread. The
+ * liveness check runs on the request and must be cheap (no I/O).
  */
 #ifndef TALLY_HTTP_H
 #define TALLY_HTTP_H

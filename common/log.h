@@ -5,7 +5,8 @@
  *    "msg":"grpc server listening","port":50051}
  *
  * Fields are typed (LOG_STR, LOG_INT, LOG_DBL, LOG_BOOL) and escaped; a line is written with
- * one write(2), so lines of concurrent threads never interleave. A line longer than
+ * one write(2) of at most PIPE_BUF bytes, so lines of concurrent threads never interleave, even
+ * through a pipe. A line longer than
  * LOG_LINE_MAX is cut at a field boundary and marked "truncated":true. Messages below the
  * current level cost one atomic load. Thread-safe; log_init() is called once at start.
  */
@@ -15,7 +16,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define LOG_LINE_MAX 8192
+/* PIPE_BUF: a write of at most this many bytes to a pipe is atomic. */
+#define LOG_LINE_MAX 4096
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
 

@@ -211,7 +211,7 @@ int metrics_labels(char *buf, size_t len, ...)
         for (const char *p = val ? val : ""; *p; p++) {
             const char *esc = *p == '\\' ? "\\\\" : *p == '"' ? "\\\"" : *p == '\n' ? "\\n" : NULL;
             size_t el = esc ? 2 : 1;
-            if (n + el + 2 >= len) {
+            if (n + el + 2 > len) { /* the bytes, the closing quote, the NUL */
                 rc = TALLY_ETOOBIG;
                 goto out;
             }
@@ -220,6 +220,10 @@ int metrics_labels(char *buf, size_t len, ...)
             else
                 buf[n] = *p;
             n += el;
+        }
+        if (n + 2 > len) { /* the closing quote and the NUL */
+            rc = TALLY_ETOOBIG;
+            break;
         }
         buf[n++] = '"';
         buf[n] = '\0';

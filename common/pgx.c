@@ -10,9 +10,9 @@
 #include <string.h>
 #include <time.h>
 
-#define CONNECT_TIMEOUT_S "2"
-#define CANCEL_WAIT_MS 1000   /* how long a cancelled statement may take to stop */
-#define RECONNECT_PAUSE_MS 100 /* after a failed connect, fail fast for this long */
+#define CONNECT_TIMEOUT_S  "2"
+#define CANCEL_WAIT_MS     1000 /* how long a cancelled statement may take to stop */
+#define RECONNECT_PAUSE_MS 100  /* after a failed connect, fail fast for this long */
 
 struct pgx_conn {
     PGconn *pg;
@@ -95,8 +95,8 @@ int pgx_connect(pgx_conn *c)
         goto out_fail;
     }
     for (size_t i = 0; i < c->nstmts; i++) {
-        PGresult *r = PQprepare(c->pg, c->stmts[i].name, c->stmts[i].sql, c->stmts[i].nparams,
-                                NULL);
+        PGresult *r =
+            PQprepare(c->pg, c->stmts[i].name, c->stmts[i].sql, c->stmts[i].nparams, NULL);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             char msg[512];
             snprintf(msg, sizeof(msg), "preparing %s: %s", c->stmts[i].name,
@@ -205,7 +205,8 @@ static int collect(pgx_conn *c, int64_t timeout_ms, PGresult **out)
         return 0;
     }
     const char *state = PQresultErrorField(last, PG_DIAG_SQLSTATE);
-    set_err(c, PQresultErrorMessage(last), state, PQresultErrorField(last, PG_DIAG_CONSTRAINT_NAME));
+    set_err(c, PQresultErrorMessage(last), state,
+            PQresultErrorField(last, PG_DIAG_CONSTRAINT_NAME));
     PQclear(last);
     if (PQstatus(c->pg) != CONNECTION_OK) {
         pgx_reset(c);

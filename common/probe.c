@@ -12,8 +12,9 @@
 
 int probe_postgres(void *arg, char *why, size_t whylen)
 {
-    const char *keys[] = { "dbname", "connect_timeout", "application_name", NULL };
-    const char *vals[] = { (const char *)arg, "2", "tally-probe", NULL };
+    const char *keys[] = { "dbname", "connect_timeout", "application_name", "options", NULL };
+    const char *vals[] = { (const char *)arg, "2", "tally-probe", "-c statement_timeout=2000",
+                           NULL };
     PGconn *pg = PQconnectdbParams(keys, vals, 1);
     int rc = 0;
     if (!pg || PQstatus(pg) != CONNECTION_OK) {

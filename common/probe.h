@@ -1,9 +1,9 @@
 /*
  * probe: readiness checks of the dependencies, for /readyz.
  *
- * Each opens a short-lived connection with a small timeout and closes it again, so a probe
- * never shares or disturbs the workers' connections, and never blocks an HTTP thread for
- * more than about two seconds. They fit http_check_fn.
+ * Each opens a short-lived connection with 2 s timeouts (connect, statement or reply) and
+ * closes it again, so a probe never shares or disturbs the workers' connections. They fit
+ * http_check_fn and run on the HTTP server's checker thread.
  */
 #ifndef TALLY_PROBE_H
 #define TALLY_PROBE_H

@@ -24,6 +24,7 @@
 #define POLL_MS        200 /* how often an idle worker checks for shutdown */
 #define MSG_MAX        512 /* status message length */
 #define HEALTH_SERVICE "grpc.health.v1.Health"
+#define STUCK_MS       5000 /* after cancelling, how long calls may still take */
 
 enum tag_kind { TAG_REQUEST, TAG_GENERIC, TAG_DONE };
 
@@ -32,6 +33,7 @@ typedef struct method {
     char path[256]; /* "/tally.v1.Dashboard/GetOverview" */
     const char *service;
     const srv_method *m;
+    bool health;  /* grpc.health.v1.Health/Check, served by the runtime itself */
     void *handle; /* from grpc_server_register_method */
     metrics_counter *started;
     metrics_counter *handled[NCODES];
@@ -84,7 +86,6 @@ struct srv_server {
     _Atomic bool shutting_down; /* no more re-posts */
     _Atomic bool stopping;      /* server shut down: workers leave once live is 0 */
     _Atomic long live;          /* calls taken and not yet completed */
-    bool started;
 };
 
 static const srv_method health_methods[] = {
@@ -247,7 +248,7 @@ static void serve(worker *w, srv_call *c)
         snprintf(c->msg, sizeof(c->msg), "deadline exceeded before the call was served");
     } else if ((req = decode(c)) == NULL) {
         rc = TALLY_EINVAL;
-    } else if (m->m->handler == NULL) {
+    } else if (m->health) {
         rc = health_check(c, req);
     } else {
         rc = m->m->handler(c, req, w->state);
@@ -267,7 +268,7 @@ static void serve(worker *w, srv_call *c)
     code = tally_err_grpc_code(rc);
     metrics_inc(m->handled[code], 1);
     metrics_observe(m->seconds, mono_seconds() - t0);
-    if (code == 13 || code == 2)
+    if (code == GRPC_STATUS_INTERNAL || code == GRPC_STATUS_UNKNOWN)
         log_error("call failed", LOG_STR("method", m->path),
                   LOG_STR("code", tally_grpc_code_name(code)), LOG_STR("error", c->msg));
     else
@@ -299,7 +300,7 @@ static void dispatch(worker *w, srv_call *c, bool ok)
                  (int)GRPC_SLICE_LENGTH(c->details.method),
                  (const char *)GRPC_SLICE_START_PTR(c->details.method));
         log_debug("unknown method", LOG_STR("error", c->msg));
-        finish(c, 12);
+        finish(c, GRPC_STATUS_UNIMPLEMENTED);
         return;
     case TAG_DONE:
         call_free(c);
@@ -405,8 +406,13 @@ static grpc_server_credentials *credentials(const cfg_common *cfg, char *err, si
     grpc_ssl_pem_key_cert_pair pair;
     char *cert, *key, *ca = NULL;
     grpc_server_credentials *creds = NULL;
-    if (!cfg->tls_cert[0] && !cfg->tls_key[0])
+    if (!cfg->tls_cert[0] && !cfg->tls_key[0]) {
+        if (cfg->tls_client_ca[0]) { /* never fall back to plaintext when mTLS was asked for */
+            snprintf(err, errlen, "TALLY_TLS_CLIENT_CA: needs TALLY_TLS_CERT and TALLY_TLS_KEY");
+            return NULL;
+        }
         return grpc_insecure_server_credentials_create();
+    }
     if (!cfg->tls_cert[0] || !cfg->tls_key[0]) {
         snprintf(err, errlen, "TALLY_TLS_CERT and TALLY_TLS_KEY: set both or neither");
         return NULL;
@@ -424,7 +430,7 @@ static grpc_server_credentials *credentials(const cfg_common *cfg, char *err, si
                : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
             NULL);
         if (!creds)
-            snprintf(err, errlen, "TALLY_TLS_CERT/TALLY_TLS_KEY: not a usable certificate and key");
+            snprintf(err, errlen, "TALLY_TLS_CERT, TALLY_TLS_KEY: cannot make TLS credentials");
     }
     free(cert);
     free(key);
@@ -432,14 +438,17 @@ static grpc_server_credentials *credentials(const cfg_common *cfg, char *err, si
     return creds;
 }
 
-static int add_method(srv_server *s, const char *service, const srv_method *sm,
+static int add_method(srv_server *s, const char *service, const srv_method *sm, bool health,
                       metrics_registry *reg)
 {
     method *m = &s->methods[s->nmethods++];
     char labels[512];
+    if (!sm->name || !sm->request || (!sm->handler && !health) ||
+        (size_t)snprintf(m->path, sizeof(m->path), "/%s/%s", service, sm->name) >= sizeof(m->path))
+        return TALLY_EINVAL;
     m->service = service;
     m->m = sm;
-    snprintf(m->path, sizeof(m->path), "/%s/%s", service, sm->name);
+    m->health = health;
     m->handle = grpc_server_register_method(s->server, m->path, NULL,
                                             GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     if (!m->handle)
@@ -519,7 +528,9 @@ srv_server *srv_new(const srv_config *conf, char *err, size_t errlen)
     args[nargs++] = int_arg(GRPC_ARG_ALLOW_REUSEPORT, 0);
     if (cfg->max_connection_age_ms > 0) {
         args[nargs++] = int_arg(GRPC_ARG_MAX_CONNECTION_AGE_MS, cfg->max_connection_age_ms);
-        args[nargs++] = int_arg(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, cfg->shutdown_grace_ms);
+        /* Calls on an aged connection get at least a second to finish. */
+        args[nargs++] = int_arg(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                                cfg->shutdown_grace_ms > 1000 ? cfg->shutdown_grace_ms : 1000);
     }
     if (cfg->max_connection_idle_ms > 0)
         args[nargs++] = int_arg(GRPC_ARG_MAX_CONNECTION_IDLE_MS, cfg->max_connection_idle_ms);
@@ -531,13 +542,15 @@ srv_server *srv_new(const srv_config *conf, char *err, size_t errlen)
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
     for (size_t i = 0; i < conf->nservices; i++)
         for (size_t j = 0; j < conf->services[i].nmethods; j++)
-            if (add_method(s, conf->services[i].name, &conf->services[i].methods[j],
+            if (add_method(s, conf->services[i].name, &conf->services[i].methods[j], false,
                            conf->metrics) != 0) {
-                snprintf(err, errlen, "cannot register /%s/%s", conf->services[i].name,
-                         conf->services[i].methods[j].name);
+                snprintf(err, errlen,
+                         "cannot register /%s/%s (a name, descriptor or handler "
+                         "missing, or out of memory)",
+                         conf->services[i].name, conf->services[i].methods[j].name);
                 goto out_free;
             }
-    if (add_method(s, HEALTH_SERVICE, &health_methods[0], conf->metrics) != 0) {
+    if (add_method(s, HEALTH_SERVICE, &health_methods[0], true, conf->metrics) != 0) {
         snprintf(err, errlen, "cannot register the health service");
         goto out_free;
     }
@@ -571,7 +584,6 @@ out_free:
 int srv_start(srv_server *s, char *err, size_t errlen)
 {
     grpc_server_start(s->server);
-    s->started = true;
     atomic_store(&s->serving, true);
     for (size_t i = 0; i < s->nmethods; i++)
         for (int k = 0; k < s->posts; k++)
@@ -607,32 +619,43 @@ void srv_set_serving(srv_server *s, bool serving)
     atomic_store(&s->serving, serving);
 }
 
-void srv_shutdown(srv_server *s, long long grace_ms)
+int srv_shutdown(srv_server *s, long long grace_ms)
 {
     static int shutdown_tag;
     gpr_timespec until =
         gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(grace_ms, GPR_TIMESPAN));
     grpc_event ev;
-    if (!s->started)
-        return;
     atomic_store(&s->serving, false);
     atomic_store(&s->shutting_down, true);
     grpc_server_shutdown_and_notify(s->server, s->shutdown_cq, &shutdown_tag);
     ev = grpc_completion_queue_pluck(s->shutdown_cq, &shutdown_tag, until, NULL);
     if (ev.type == GRPC_QUEUE_TIMEOUT) {
-        log_warn("grace period over, cancelling calls", LOG_INT("calls", atomic_load(&s->live)),
-                 LOG_INT("grace_ms", grace_ms));
+        if (atomic_load(&s->live) > 0)
+            log_warn("grace period over, cancelling calls", LOG_INT("calls", atomic_load(&s->live)),
+                     LOG_INT("grace_ms", grace_ms));
         grpc_server_cancel_all_calls(s->server);
         grpc_completion_queue_pluck(s->shutdown_cq, &shutdown_tag,
                                     gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
     }
     atomic_store(&s->stopping, true);
+    /* A handler stuck past the cancel (a blocking call without a timeout) must not keep the
+       process alive forever: after STUCK_MS the caller gives up and exits. */
+    for (int waited = 0; atomic_load(&s->live) > 0; waited += 10) {
+        if (waited >= STUCK_MS) {
+            log_error("calls still running after cancel", LOG_INT("calls", atomic_load(&s->live)),
+                      LOG_INT("waited_ms", STUCK_MS));
+            return TALLY_ETIMEOUT;
+        }
+        struct timespec ts = { .tv_nsec = 10 * 1000000 };
+        nanosleep(&ts, NULL);
+    }
     for (int i = 0; i < s->nworkers; i++) {
         pthread_join(s->workers[i].thread, NULL);
         if (s->worker_free && s->workers[i].state)
             s->worker_free(s->workers[i].state, s->arg);
     }
     s->nworkers = 0;
+    return 0;
 }
 
 /* Shuts a queue down and frees the tags still in it (requests that never became calls). */
@@ -653,13 +676,8 @@ void srv_free(srv_server *s)
     if (!s)
         return;
     if (s->server) {
-        if (!s->started) {
-            /* A server that was never started cannot be shut down; start-and-stop it. */
-            grpc_server_start(s->server);
-            s->started = true;
-        }
         if (!atomic_load(&s->stopping))
-            srv_shutdown(s, 0);
+            srv_shutdown(s, 0); /* also fine for a server that never started */
         grpc_server_destroy(s->server);
     }
     if (s->cq)

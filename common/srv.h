@@ -57,7 +57,10 @@ typedef struct srv_config {
     size_t nservices;
     const cfg_common *cfg;     /* listen address, workers, limits, keepalive, TLS; copied */
     metrics_registry *metrics; /* borrowed until srv_free */
-    /* Optional per-worker state, made on the worker's thread before it serves. */
+    /*
+     * Optional per-worker state, made on the worker's thread before it serves. It may be NULL
+     * (a failed allocation); handlers must then answer UNAVAILABLE.
+     */
     void *(*worker_init)(int index, void *arg);
     void (*worker_free)(void *state, void *arg);
     void *arg;
@@ -77,11 +80,13 @@ void srv_set_serving(srv_server *s, bool serving);
 
 /*
  * Stops taking calls, lets in-flight calls finish for up to grace_ms, cancels the rest, and
- * joins the workers. Blocks until done. Call once, from the main thread.
+ * joins the workers. Call once, from the main thread. 0; or TALLY_ETIMEOUT when handlers still
+ * hold calls 5 s after the cancel: the workers cannot be joined, and the only safe way on is
+ * _exit (svc_main does that).
  */
-void srv_shutdown(srv_server *s, long long grace_ms);
+int srv_shutdown(srv_server *s, long long grace_ms);
 
-/* Frees everything and shuts the gRPC core down. NULL-safe. */
+/* Frees everything and shuts the gRPC core down (shutting the server down first if needed). */
 void srv_free(srv_server *s);
 
 /* Milliseconds left before the call's deadline; INT64_MAX when the client set none. */

@@ -60,7 +60,8 @@ int svc_main(const svc_def *def)
         log_error("too many configuration variables");
         return 2;
     }
-    memcpy(vars + nvars, def->vars, def->nvars * sizeof(cfg_var));
+    if (def->nvars)
+        memcpy(vars + nvars, def->vars, def->nvars * sizeof(cfg_var));
     nvars += def->nvars;
     if (cfg_load(vars, nvars, err, sizeof(err), warn, sizeof(warn)) != 0) {
         log_lines(LOG_ERROR, "bad configuration", err, "problem");
@@ -123,10 +124,16 @@ int svc_main(const svc_def *def)
                               .tv_nsec = (cfg.drain_ms % 1000) * 1000000 };
         nanosleep(&d, NULL);
     }
-    srv_shutdown(srv, cfg.shutdown_grace_ms);
+    if (srv_shutdown(srv, cfg.shutdown_grace_ms) != 0) {
+        log_error("exiting with calls still running");
+        _exit(1);
+    }
     rc = 0;
 
 out_teardown:
+    /* HTTP first: its checks and gauges read the server's and the service's state. */
+    http_free(http);
+    http = NULL;
     srv_free(srv);
     if (def->teardown)
         def->teardown(def->arg);

@@ -159,6 +159,19 @@ Test(svc, a_port_in_use_is_an_error_naming_the_variable)
     proc_release(&first);
 }
 
+Test(svc, mutual_tls_without_a_server_certificate_is_refused_not_plaintext)
+{
+    proc p;
+    const char *env[] = { "TALLY_TLS_CLIENT_CA=/etc/hostname", "TALLY_GRPC_LISTEN=127.0.0.1:0",
+                          "TALLY_HTTP_LISTEN=127.0.0.1:0", NULL };
+    int rc = proc_run(&p, ECHO_SVC_PATH, env, 10000);
+    cr_assert_eq(rc, 1, "exit status %d", rc);
+    cr_assert(proc_log_has(&p, "TALLY_TLS_CLIENT_CA: needs TALLY_TLS_CERT and TALLY_TLS_KEY"), "%s",
+              p.log);
+    cr_assert(!proc_log_has(&p, "grpc server listening"));
+    proc_release(&p);
+}
+
 /* Storage comes from scripts/test's private stack. */
 static void need_stack(void)
 {

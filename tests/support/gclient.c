@@ -183,6 +183,7 @@ int gc_call_many(gc_client *c, const char *method, const ProtobufCMessage *msg, 
     void *buf = pack(msg, &len);
     pending *ps = calloc((size_t)n, sizeof(pending));
     int started = 0, rc = 0;
+    memset(outs, 0, (size_t)n * sizeof(*outs));
     for (int i = 0; i < n; i++) {
         ps[i].out = &outs[i];
         if (start(c, &ps[i], method, buf, len, true, NULL, deadline_ms) != 0) {

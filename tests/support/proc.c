@@ -111,8 +111,11 @@ static int logged_port(proc *p, const char *msg)
     pthread_mutex_lock(&p->mu);
     const char *line = p->log ? strstr(p->log, needle) : NULL;
     const char *at = line ? strstr(line, "\"port\":") : NULL;
-    if (at && memchr(line, '\n', (size_t)(at - line)) == NULL)
-        port = atoi(at + 7);
+    if (at && memchr(line, '\n', (size_t)(at - line)) == NULL) {
+        const char *end = at + 7 + strspn(at + 7, "0123456789");
+        if (*end == ',' || *end == '}') /* the whole number has arrived */
+            port = atoi(at + 7);
+    }
     pthread_mutex_unlock(&p->mu);
     return port;
 }
@@ -141,6 +144,8 @@ int proc_start(proc *p, const char *path, const char *const *env)
             return 0;
         if (waitpid(p->pid, NULL, WNOHANG) == p->pid) {
             p->pid = 0;
+            pthread_join(p->reader, NULL);
+            close(p->fd);
             return -1;
         }
         sleep_ms(10);

@@ -44,6 +44,19 @@ Test(metrics, escapes_label_values)
     cr_assert_eq(metrics_labels(buf, sizeof(buf), "a", "x\"y\\z\n", "b", "", NULL), 0);
     cr_assert_str_eq(buf, "a=\"x\\\"y\\\\z\\n\",b=\"\"");
     cr_assert_eq(metrics_labels(buf, 8, "long", "value", NULL), TALLY_ETOOBIG);
+    cr_assert_str_eq(buf, "", "a failed build leaves an empty string");
+}
+
+Test(metrics, label_buffers_are_never_overrun)
+{
+    /* ab="" needs 5 bytes and the NUL: 6 fit exactly, 5 do not (ASan checks the writes). */
+    char *exact = malloc(6), *small = malloc(5);
+    cr_assert_eq(metrics_labels(exact, 6, "ab", "", NULL), 0);
+    cr_assert_str_eq(exact, "ab=\"\"");
+    cr_assert_eq(metrics_labels(small, 5, "ab", "", NULL), TALLY_ETOOBIG);
+    cr_assert_eq(metrics_labels(small, 5, "ab", "x", NULL), TALLY_ETOOBIG);
+    free(exact);
+    free(small);
 }
 
 Test(metrics, histograms_are_cumulative_with_sum_and_count)
