@@ -13,32 +13,41 @@
 #include <string.h>
 
 /* Milliseconds since the epoch of a timestamptz, as SQL. */
-#define MS(x) "(extract(epoch FROM " x ") * 1000)::bigint"
-#define BODY_MAX 8192
+#define MS(x)                "(extract(epoch FROM " x ") * 1000)::bigint"
+#define BODY_MAX             8192
 #define HISTORY_PAGE_DEFAULT 50
-#define HISTORY_PAGE_MAX 500
+#define HISTORY_PAGE_MAX     500
 
 /*
  * Reference data: an upsert that writes (and emits an event) only when something changed.
  * $1 tenant, $2 id, $3 name, $4 event body. Answers (tenant exists, row existed, row written).
  */
-#define PUT_REF(table, key, type)                                                                  \
-    "WITH t AS (SELECT time_zone FROM tenants WHERE tenant_id = $1),"                              \
-    " old AS (SELECT 1 FROM " table " WHERE tenant_id = $1 AND " key " = $2),"                     \
-    " up AS (INSERT INTO " table " (tenant_id, " key ", name) SELECT $1, $2, $3 FROM t"            \
-    "  ON CONFLICT (tenant_id, " key ") DO UPDATE SET name = EXCLUDED.name, updated_at = now()"    \
-    "  WHERE " table ".name IS DISTINCT FROM EXCLUDED.name RETURNING updated_at),"                 \
-    " ev AS (INSERT INTO events (tenant_id, type, occurred_at, local_day, payload)"                \
-    "  SELECT $1, " type ", up.updated_at, (up.updated_at AT TIME ZONE t.time_zone)::date, $4"     \
-    "  FROM up, t)"                                                                                \
+#define PUT_REF(table, key, type)                                                               \
+    "WITH t AS (SELECT time_zone FROM tenants WHERE tenant_id = $1),"                           \
+    " old AS (SELECT 1 FROM " table " WHERE tenant_id = $1 AND " key " = $2),"                  \
+    " up AS (INSERT INTO " table " (tenant_id, " key ", name) SELECT $1, $2, $3 FROM t"         \
+    "  ON CONFLICT (tenant_id, " key ") DO UPDATE SET name = EXCLUDED.name, updated_at = now()" \
+    "  WHERE " table ".name IS DISTINCT FROM EXCLUDED.name RETURNING updated_at),"              \
+    " ev AS (INSERT INTO events (tenant_id, type, occurred_at, local_day, payload)"             \
+    "  SELECT $1, " type ", up.updated_at, (up.updated_at AT TIME ZONE t.time_zone)::date, $4"  \
+    "  FROM up, t)"                                                                             \
     " SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM old), (SELECT count(*) FROM up)"
 
 /* The complaint as the change commands need it, with the time of the change (now). */
-#define READ_COLUMNS                                                                               \
-    "c.version, c.status, coalesce(c.assigned_agent_id, ''), c.category_id, c.priority, "          \
-    MS("c.created_at") ", t.time_zone, (c.created_at AT TIME ZONE t.time_zone)::date::text, "      \
-    MS("now()")
-enum { R_VERSION, R_STATUS, R_AGENT, R_CATEGORY, R_PRIORITY, R_CREATED, R_TZ, R_CREATED_DAY, R_NOW };
+#define READ_COLUMNS                                                                          \
+    "c.version, c.status, coalesce(c.assigned_agent_id, ''), c.category_id, c.priority, " MS( \
+        "c.created_at") ", t.time_zone, (c.created_at AT TIME ZONE t.time_zone)::date::text, " MS("now()")
+enum {
+    R_VERSION,
+    R_STATUS,
+    R_AGENT,
+    R_CATEGORY,
+    R_PRIORITY,
+    R_CREATED,
+    R_TZ,
+    R_CREATED_DAY,
+    R_NOW
+};
 
 static const pgx_stmt stmts[S_COUNT] = {
     [S_PUT_TENANT] = { "put_tenant",
@@ -90,8 +99,9 @@ static const pgx_stmt stmts[S_COUNT] = {
                    " (SELECT " MS("created_at") " FROM c)",
                    9 },
     [S_IDEM_LOOKUP] = { "idempotency_lookup",
-                        "SELECT request_hash = $3, complaint_id, version, " MS("created_at")
-                        " FROM idempotency_keys WHERE tenant_id = $1 AND idempotency_key = $2",
+                        "SELECT request_hash = $3, complaint_id, version, " MS(
+                            "created_at") " FROM idempotency_keys WHERE tenant_id = $1 AND "
+                                          "idempotency_key = $2",
                         3 },
     [S_READ_FOR_CHANGE] = { "read_for_change",
                             "SELECT " READ_COLUMNS " FROM complaints c JOIN tenants t"
@@ -126,7 +136,8 @@ static const pgx_stmt stmts[S_COUNT] = {
                           "  RETURNING version, updated_at),"
                           " h AS (INSERT INTO status_history (complaint_id, version, tenant_id,"
                           "  from_status, to_status, actor, note, changed_at)"
-                          "  SELECT $2, u.version, $1, $8::smallint, $3::smallint, $9, $10, u.updated_at"
+                          "  SELECT $2, u.version, $1, $8::smallint, $3::smallint, $9, $10, "
+                          "u.updated_at"
                           "  FROM u),"
                           " e AS (INSERT INTO events (tenant_id, complaint_id, version, type,"
                           "  occurred_at, local_day, payload) SELECT $1, $2, u.version, 3,"
@@ -140,15 +151,16 @@ static const pgx_stmt stmts[S_COUNT] = {
     [S_GET] = { "get_complaint",
                 "SELECT complaint_id, tenant_id, category_id, priority, status,"
                 " coalesce(assigned_agent_id, ''), title, description, customer_id,"
-                " " MS("created_at") ", " MS("updated_at") ", coalesce(" MS("resolved_at")
-                ", 0), version, idempotency_key FROM complaints"
-                " WHERE complaint_id = $2 AND tenant_id = $1",
+                " " MS("created_at") ", " MS("updated_at") ", coalesce(" MS(
+                    "resolved_at") ", 0), version, idempotency_key FROM complaints"
+                                   " WHERE complaint_id = $2 AND tenant_id = $1",
                 2 },
     /* $3 after version, $4 limit (one more than the page, to know whether another follows). */
     [S_HISTORY] = { "status_history",
-                    "SELECT version, from_status, to_status, actor, note, " MS("changed_at")
-                    " FROM status_history WHERE complaint_id = $2 AND tenant_id = $1"
-                    " AND version > $3 ORDER BY version LIMIT $4",
+                    "SELECT version, from_status, to_status, actor, note, " MS(
+                        "changed_at") " FROM status_history WHERE complaint_id = $2 AND tenant_id "
+                                      "= $1"
+                                      " AND version > $3 ORDER BY version LIMIT $4",
                     4 },
 };
 
@@ -170,8 +182,8 @@ int cmd_db_fail(srv_call *call, cmd_worker *w, int rc, const char *what)
     case TALLY_ECONFLICT:
         return srv_fail(call, rc, "a concurrent change won while %s; retry", what);
     default:
-        log_error("database error", LOG_STR("while", what), LOG_STR("sqlstate", pgx_sqlstate(w->pg)),
-                  LOG_STR("error", pgx_errstr(w->pg)));
+        log_error("database error", LOG_STR("while", what),
+                  LOG_STR("sqlstate", pgx_sqlstate(w->pg)), LOG_STR("error", pgx_errstr(w->pg)));
         return srv_fail(call, TALLY_EINTERNAL, "database error while %s", what);
     }
 }
@@ -213,15 +225,15 @@ void cmd_worker_free(void *worker, void *arg)
 }
 
 /* A worker without state could not allocate: every call gets UNAVAILABLE. */
-#define WORKER(w, worker, call)                                                                    \
-    cmd_worker *w = (worker);                                                                      \
-    if (!w)                                                                                        \
-        return srv_fail((call), TALLY_EUNAVAIL, "worker has no database connection (out of memory)")
+#define WORKER(w, worker, call) \
+    cmd_worker *w = (worker);   \
+    if (!w)                     \
+    return srv_fail((call), TALLY_EUNAVAIL, "worker has no database connection (out of memory)")
 
-#define CHECK(expr)                                                                                \
-    do {                                                                                           \
-        if ((expr) != 0)                                                                           \
-            return srv_fail(call, TALLY_EINVAL, "%s", w->err);                                     \
+#define CHECK(expr)                                            \
+    do {                                                       \
+        if ((expr) != 0)                                       \
+            return srv_fail(call, TALLY_EINVAL, "%s", w->err); \
     } while (0)
 
 /* ---- reference data ---------------------------------------------------------------------- */
@@ -327,8 +339,8 @@ static int create_complaint(srv_call *call, const ProtobufCMessage *msg, void *w
     CHECK(val_id("category_id", req->category_id, false, w->err, sizeof(w->err)));
     CHECK(val_priority("priority", req->priority, w->err, sizeof(w->err)));
     CHECK(val_text("title", req->title, 1, VAL_TITLE_MAX, w->err, sizeof(w->err)));
-    CHECK(val_text("description", req->description, 0, VAL_DESCRIPTION_MAX, w->err,
-                   sizeof(w->err)));
+    CHECK(
+        val_text("description", req->description, 0, VAL_DESCRIPTION_MAX, w->err, sizeof(w->err)));
     CHECK(val_id("customer_id", req->customer_id, false, w->err, sizeof(w->err)));
 
     /* The request's fingerprint: its packed bytes (deterministic for equal content). */
@@ -349,9 +361,10 @@ static int create_complaint(srv_call *call, const ProtobufCMessage *msg, void *w
     body.status = TALLY__V1__STATUS__STATUS_OPEN;
     int len = cmd_pack(&body.base, buf, sizeof(buf));
     snprintf(prio, sizeof(prio), "%d", (int)req->priority);
-    const char *vals[] = { req->tenant_id, req->idempotency_key, (const char *)hash,
-                           req->category_id, prio, req->title, req->description,
-                           req->customer_id, (const char *)buf };
+    const char *vals[] = {
+        req->tenant_id, req->idempotency_key, (const char *)hash, req->category_id, prio,
+        req->title,     req->description,     req->customer_id,   (const char *)buf
+    };
     const int lens[] = { 0, 0, 8, 0, 0, 0, 0, 0, len }, fmts[] = { 0, 0, 1, 0, 0, 0, 0, 0, 1 };
     int rc = pgx_exec(w->pg, S_CREATE, 9, vals, lens, fmts, cmd_timeout(w, call), &r);
     if (rc == TALLY_ENOTFOUND && strcmp(pgx_constraint(w->pg), "complaints_category_fk") == 0)
@@ -405,8 +418,9 @@ static int read_for_change(srv_call *call, cmd_worker *w, const char *tenant_id,
         return cmd_db_fail(call, w, rc, "reading the complaint");
     if (PQntuples(*out) == 0) {
         PQclear(*out);
-        return srv_fail(call, TALLY_ENOTFOUND, "complaint_id: no complaint %" PRId64
-                        " in tenant \"%s\"", complaint_id, tenant_id);
+        return srv_fail(call, TALLY_ENOTFOUND,
+                        "complaint_id: no complaint %" PRId64 " in tenant \"%s\"", complaint_id,
+                        tenant_id);
     }
     int64_t version = pgx_int(*out, 0, R_VERSION);
     if (version != expected) {
@@ -475,8 +489,10 @@ static int assign_complaint(srv_call *call, const ProtobufCMessage *msg, void *w
     int len = cmd_pack(&body.base, buf, sizeof(buf));
     snprintf(id, sizeof(id), "%" PRId64, req->complaint_id);
     snprintf(expected, sizeof(expected), "%" PRId64, req->expected_version);
-    const char *vals[] = { req->tenant_id, id, req->agent_id, expected,
-                           PQgetvalue(r, 0, R_NOW), PQgetvalue(r, 0, R_TZ), (const char *)buf };
+    const char *vals[] = { req->tenant_id,          id,
+                           req->agent_id,           expected,
+                           PQgetvalue(r, 0, R_NOW), PQgetvalue(r, 0, R_TZ),
+                           (const char *)buf };
     const int lens[] = { 0, 0, 0, 0, 0, 0, len }, fmts[] = { 0, 0, 0, 0, 0, 0, 1 };
     rc = pgx_exec(w->pg, S_ASSIGN, 7, vals, lens, fmts, cmd_timeout(w, call), &u);
     PQclear(r);
@@ -535,8 +551,15 @@ static int change_status(srv_call *call, const ProtobufCMessage *msg, void *work
     snprintf(expected, sizeof(expected), "%" PRId64, req->expected_version);
     snprintf(to, sizeof(to), "%d", (int)req->status);
     snprintf(from, sizeof(from), "%d", status);
-    const char *vals[] = { req->tenant_id, id, to, expected, PQgetvalue(r, 0, R_NOW),
-                           PQgetvalue(r, 0, R_TZ), (const char *)buf, from, req->actor,
+    const char *vals[] = { req->tenant_id,
+                           id,
+                           to,
+                           expected,
+                           PQgetvalue(r, 0, R_NOW),
+                           PQgetvalue(r, 0, R_TZ),
+                           (const char *)buf,
+                           from,
+                           req->actor,
                            req->note };
     const int lens[] = { 0, 0, 0, 0, 0, 0, len, 0, 0, 0 };
     const int fmts[] = { 0, 0, 0, 0, 0, 0, 1, 0, 0, 0 };
@@ -625,11 +648,10 @@ static int list_status_history(srv_call *call, const ProtobufCMessage *msg, void
     CHECK(val_id("tenant_id", req->tenant_id, false, w->err, sizeof(w->err)));
     CHECK(val_positive("complaint_id", req->complaint_id, w->err, sizeof(w->err)));
     if (req->page_size < 0 || req->page_size > HISTORY_PAGE_MAX)
-        return srv_fail(call, TALLY_EINVAL, "page_size: must be 0 to %d, got %d",
-                        HISTORY_PAGE_MAX, req->page_size);
+        return srv_fail(call, TALLY_EINVAL, "page_size: must be 0 to %d, got %d", HISTORY_PAGE_MAX,
+                        req->page_size);
     if (parse_token(req->page_token, req->complaint_id, &after) != 0)
-        return srv_fail(call, TALLY_EINVAL,
-                        "page_token: not a token of this complaint's history");
+        return srv_fail(call, TALLY_EINVAL, "page_token: not a token of this complaint's history");
     int size = req->page_size ? req->page_size : HISTORY_PAGE_DEFAULT;
     snprintf(id, sizeof(id), "%" PRId64, req->complaint_id);
     snprintf(after_s, sizeof(after_s), "%" PRId64, after);

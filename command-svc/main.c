@@ -68,8 +68,8 @@ static int run_migrate(void)
     int level = LOG_INFO;
     char err[1024], warn[1024];
     const cfg_var vars[] = {
-        { "TALLY_PG_DSN", CFG_PG_DSN, "postgresql://tally@127.0.0.1:55432/tally", 0, 0,
-          CFG_SECRET, &dsn, "PostgreSQL" },
+        { "TALLY_PG_DSN", CFG_PG_DSN, "postgresql://tally@127.0.0.1:55432/tally", 0, 0, CFG_SECRET,
+          &dsn, "PostgreSQL" },
         { "TALLY_LOG_LEVEL", CFG_LOG_LEVEL, "info", 0, 0, 0, &level, "log level" },
     };
     log_init("command-svc", LOG_INFO);
@@ -98,8 +98,8 @@ int main(int argc, char **argv)
         { "TALLY_RELAY_BATCH", CFG_INT, "500", 1, 10000, 0, &batch, "events per relay pass" },
         { "TALLY_RELAY_POLL_MS", CFG_INT, "1000", 10, 60000, 0, &poll_ms,
           "relay fallback poll; also how often a standby relay tries to take over" },
-        { "TALLY_PG_STATEMENT_TIMEOUT_MS", CFG_INT, "10000", 100, 600000, 0,
-          &statement_timeout_ms, "longest a statement may run, whatever the call's deadline" },
+        { "TALLY_PG_STATEMENT_TIMEOUT_MS", CFG_INT, "10000", 100, 600000, 0, &statement_timeout_ms,
+          "longest a statement may run, whatever the call's deadline" },
     };
     if (argc > 1 && strcmp(argv[1], "migrate") == 0)
         return run_migrate();

@@ -125,11 +125,11 @@ int migrate_check(const char *dsn, char *err, size_t errlen)
     if (current < 0) {
         rc = TALLY_EUNAVAIL;
     } else if (current != migrate_latest()) {
-        snprintf(err, errlen,
-                 "the database is at schema version %d, this binary needs %d: %s", current,
-                 migrate_latest(),
-                 current < migrate_latest() ? "run `command-svc migrate` first"
-                                            : "it is newer than this binary; deploy the newer command-svc");
+        snprintf(err, errlen, "the database is at schema version %d, this binary needs %d: %s",
+                 current, migrate_latest(),
+                 current < migrate_latest()
+                     ? "run `command-svc migrate` first"
+                     : "it is newer than this binary; deploy the newer command-svc");
         rc = TALLY_EPRECOND;
     }
     PQfinish(pg);

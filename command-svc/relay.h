@@ -26,10 +26,10 @@ typedef struct relay relay;
 typedef struct relay_config {
     const char *pg_dsn;
     cfg_redis redis;
-    int partitions;     /* streams tally:events:0 .. partitions-1 (>= 1) */
-    long long maxlen;   /* approximate MAXLEN of each stream */
-    int batch;          /* rows per pass */
-    int poll_ms;        /* fallback poll, and how often a standby retries the lock */
+    int partitions;            /* streams tally:events:0 .. partitions-1 (>= 1) */
+    long long maxlen;          /* approximate MAXLEN of each stream */
+    int batch;                 /* rows per pass */
+    int poll_ms;               /* fallback poll, and how often a standby retries the lock */
     metrics_registry *metrics; /* borrowed: relay_* series are added to it */
 } relay_config;
 

@@ -11,12 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VAL_ID_MAX 64
-#define VAL_NAME_MAX 200
-#define VAL_TITLE_MAX 200
+#define VAL_ID_MAX          64
+#define VAL_NAME_MAX        200
+#define VAL_TITLE_MAX       200
 #define VAL_DESCRIPTION_MAX 4000
-#define VAL_NOTE_MAX 2000
-#define VAL_TIME_ZONE_MAX 64
+#define VAL_NOTE_MAX        2000
+#define VAL_TIME_ZONE_MAX   64
 
 /* A client-chosen id: 1..64 bytes of [A-Za-z0-9_.-]. With optional, "" is allowed too. */
 int val_id(const char *path, const char *s, bool optional, char *err, size_t errlen);
