@@ -3,6 +3,7 @@
 #include "embedded.h"
 #include "err.h"
 #include "log.h"
+#include "pgx.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -22,8 +23,10 @@ int migrate_latest(void)
 
 static PGconn *connect_db(const char *dsn, char *err, size_t errlen)
 {
-    const char *keys[] = { "dbname", "connect_timeout", "application_name", NULL };
-    const char *vals[] = { dsn, "5", "command-svc-migrate", NULL };
+    /* Notices such as "schema_migrations already exists, skipping" are noise here. */
+    const char *keys[] = { "dbname", "connect_timeout", "application_name", "options", NULL };
+    const char *vals[] = { dsn, "5", "command-svc-migrate", "-c client_min_messages=warning",
+                           NULL };
     PGconn *pg = PQconnectdbParams(keys, vals, 1);
     if (!pg || PQstatus(pg) != CONNECTION_OK) {
         snprintf(err, errlen, "cannot connect to PostgreSQL: %s",
@@ -32,6 +35,7 @@ static PGconn *connect_db(const char *dsn, char *err, size_t errlen)
         PQfinish(pg);
         return NULL;
     }
+    pgx_log_notices(pg);
     return pg;
 }
 

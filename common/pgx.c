@@ -80,6 +80,22 @@ PGconn *pgx_pg(pgx_conn *c)
     return c->pg;
 }
 
+/* libpq prints notices (and a FATAL arriving on an idle session) as plain text on stderr. */
+static void notice(void *arg, const char *message)
+{
+    char line[512];
+    (void)arg;
+    snprintf(line, sizeof(line), "%s", message);
+    line[strcspn(line, "\n")] = '\0';
+    log_info("PostgreSQL notice", LOG_STR("message", line));
+}
+
+void pgx_log_notices(PGconn *pg)
+{
+    if (pg)
+        PQsetNoticeProcessor(pg, notice, NULL);
+}
+
 int pgx_connect(pgx_conn *c)
 {
     const char *keys[] = { "dbname", "connect_timeout", "application_name", "options", NULL };

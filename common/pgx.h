@@ -67,6 +67,9 @@ const char *pgx_constraint(const pgx_conn *c); /* "" when no constraint was name
 /* SQLSTATE to tally_err: 23505 EEXIST, 23503 ENOTFOUND, 40001 ECONFLICT, 57014 ETIMEOUT, ... */
 int pgx_err_from_sqlstate(const char *sqlstate);
 
+/* Sends the server's notices on pg to the JSON log (pgx_connect does it for its own). */
+void pgx_log_notices(PGconn *pg);
+
 /* Helpers for result values (text format): integer, or 0 if NULL or not a number. */
 int64_t pgx_int(const PGresult *r, int row, int col);
 bool pgx_null(const PGresult *r, int row, int col);

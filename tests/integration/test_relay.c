@@ -1,0 +1,724 @@
+/*
+ * The outbox relay of command-svc against real servers: every committed event reaches the
+ * stream (in version order per complaint, with the envelope the row describes), across kill -9
+ * of the service, a Redis outage, a takeover between two replicas, and rows that commit out of
+ * seq order.
+ *
+ * Isolation: the relay's leadership is a PostgreSQL advisory lock, which is per database, and
+ * other test binaries run command-svc against the stack's database at the same time. So each
+ * test here creates a database of its own on the stack's PostgreSQL server (migrated by the
+ * fixture) and starts a redis-server of its own on a free loopback port; both go in .fini. The
+ * oracle is the events table of that database: every row of the test's tenant must appear on
+ * the stream with the same seq (duplicates are allowed and must carry the same seq).
+ */
+#include "event.h"
+#include "fixture.h"
+#include "tally/v1/commands.pb-c.h"
+#include "tally/v1/events.pb-c.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WAIT_MS 30000 /* longest wait for events to arrive or a replica to take over */
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- a private database and redis-server per test ---------------------------------------- */
+
+static struct {
+    char base_dsn[512], dsn[1024], db[64];
+    char dir[64];
+    int redis_port;
+    pid_t redis_pid;
+    proc svc[2];
+    bool svc_started[2];
+} fx;
+
+static PGconn *pg_open(const char *dsn)
+{
+    PGconn *pg = PQconnectdb(dsn);
+    cr_assert_eq(PQstatus(pg), CONNECTION_OK, "%s", PQerrorMessage(pg));
+    return pg;
+}
+
+static void pg_ok(PGconn *pg, const char *sql)
+{
+    PGresult *r = PQexec(pg, sql);
+    ExecStatusType st = PQresultStatus(r);
+    cr_assert(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "%s: %s", sql,
+              PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+/* base with dbname replaced by db, as a key=value conninfo string. */
+static void dsn_with_db(const char *base, const char *db, char *out, size_t len)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(base, &err);
+    cr_assert(opts, "TALLY_PG_DSN: %s", err ? err : "cannot parse");
+    size_t n = (size_t)snprintf(out, len, "dbname='%s'", db);
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (o->val && o->val[0] && strcmp(o->keyword, "dbname") != 0)
+            n += (size_t)snprintf(out + n, len - n, " %s='%s'", o->keyword, o->val);
+    PQconninfoFree(opts);
+}
+
+static int free_port(void)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET };
+    socklen_t sl = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static redisContext *redis_open(void)
+{
+    struct timeval tv = { .tv_sec = 2 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", fx.redis_port, tv);
+    if (c && c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Starts redis-server on fx.redis_port (no persistence) and waits until it answers. */
+static void redis_start(void)
+{
+    char port[16], log[128];
+    snprintf(port, sizeof(port), "%d", fx.redis_port);
+    snprintf(log, sizeof(log), "%s/redis.log", fx.dir);
+    fx.redis_pid = fork();
+    if (fx.redis_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* dies with the test, whatever happens */
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", fx.dir, (char *)NULL);
+        _exit(127);
+    }
+    cr_assert_gt(fx.redis_pid, 0);
+    for (int i = 0; i < 500; i++) {
+        redisContext *c = redis_open();
+        if (c) {
+            redisReply *r = redisCommand(c, "PING");
+            bool up = r && r->type == REDIS_REPLY_STATUS;
+            freeReplyObject(r);
+            redisFree(c);
+            if (up)
+                return;
+        }
+        sleep_ms(10);
+    }
+    cr_assert_fail("redis-server did not start on port %d (see %s)", fx.redis_port, log);
+}
+
+static void redis_stop(void)
+{
+    if (fx.redis_pid <= 0)
+        return;
+    kill(fx.redis_pid, SIGTERM);
+    waitpid(fx.redis_pid, NULL, 0);
+    fx.redis_pid = 0;
+}
+
+static void setup(void)
+{
+    static int n;
+    char url[64];
+    fx_need_stack();
+    snprintf(fx.base_dsn, sizeof(fx.base_dsn), "%s", getenv("TALLY_PG_DSN"));
+    snprintf(fx.db, sizeof(fx.db), "tally_relay_%d_%d", (int)getpid(), ++n);
+    PGconn *pg = pg_open(fx.base_dsn);
+    char sql[128];
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", fx.db);
+    pg_ok(pg, sql);
+    PQfinish(pg);
+    dsn_with_db(fx.base_dsn, fx.db, fx.dsn, sizeof(fx.dsn));
+
+    snprintf(fx.dir, sizeof(fx.dir), "/tmp/tally-relay-XXXXXX");
+    cr_assert(mkdtemp(fx.dir));
+    fx.redis_port = free_port();
+    redis_start();
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", fx.redis_port);
+    /* fx_start_command_svc migrates and starts with the inherited environment. */
+    setenv("TALLY_PG_DSN", fx.dsn, 1);
+    setenv("TALLY_REDIS_URL", url, 1);
+}
+
+static void teardown(void)
+{
+    char sql[128], cmd[128];
+    for (int i = 0; i < 2; i++)
+        if (fx.svc_started[i])
+            proc_release(&fx.svc[i]);
+    redis_stop();
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx.dir);
+    if (fx.dir[0] && system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", fx.dir);
+    PGconn *pg = PQconnectdb(fx.base_dsn);
+    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", fx.db);
+    PQclear(PQexec(pg, sql));
+    PQfinish(pg);
+}
+
+static void svc_start(int i, const char *const *env)
+{
+    fx_start_command_svc(&fx.svc[i], env);
+    fx.svc_started[i] = true;
+}
+
+/* SIGTERM: the relay stops with the service, which exits 0 (and leak-free under ASan). */
+static void svc_stop_clean(int i)
+{
+    int rc = proc_stop(&fx.svc[i], SIGTERM, 15000);
+    cr_assert_eq(rc, 0, "command-svc exited with %d on SIGTERM", rc);
+    cr_assert(proc_log_has(&fx.svc[i], "\"msg\":\"relay stopped\""));
+}
+
+static void svc_kill(int i)
+{
+    proc_stop(&fx.svc[i], SIGKILL, 5000);
+    proc_release(&fx.svc[i]);
+    fx.svc_started[i] = false;
+}
+
+/* ---- commands (no asserts: also called from threads) ---------------------------------- */
+
+/* One call; its status code, or -1 when it could not be made. The reply goes to out. */
+static int call(gc_client *c, const char *method, const ProtobufCMessage *msg, gc_result *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (gc_call(c, method, msg, NULL, 10000, out) != 0)
+        return -1;
+    return out->code;
+}
+
+/*
+ * A complaint created, assigned, moved to in progress, then resolved: 4 events. 0, or the
+ * failing step's status code (with the step in why).
+ */
+static int lifecycle(gc_client *c, const char *tenant, const char *key, char *why, size_t len)
+{
+    Tally__V1__CreateComplaintRequest cr = TALLY__V1__CREATE_COMPLAINT_REQUEST__INIT;
+    Tally__V1__AssignComplaintRequest as = TALLY__V1__ASSIGN_COMPLAINT_REQUEST__INIT;
+    Tally__V1__ChangeStatusRequest ch = TALLY__V1__CHANGE_STATUS_REQUEST__INIT;
+    gc_result r;
+    int rc;
+    cr.tenant_id = as.tenant_id = ch.tenant_id = (char *)tenant;
+    cr.idempotency_key = (char *)key;
+    cr.category_id = "c1";
+    cr.priority = TALLY__V1__PRIORITY__PRIORITY_HIGH;
+    cr.title = "The printer is on fire";
+    cr.customer_id = "cust-1";
+    if ((rc = call(c, CMD("CreateComplaint"), &cr.base, &r)) != 0)
+        goto out_fail;
+    Tally__V1__CreateComplaintReply *rep =
+        tally__v1__create_complaint_reply__unpack(NULL, r.len, r.data);
+    gc_result_release(&r);
+    if (!rep) {
+        snprintf(why, len, "%s: the CreateComplaint reply does not decode", key);
+        return -1;
+    }
+    as.complaint_id = ch.complaint_id = rep->complaint_id;
+    tally__v1__create_complaint_reply__free_unpacked(rep, NULL);
+    as.agent_id = "a1";
+    as.expected_version = 1;
+    if ((rc = call(c, CMD("AssignComplaint"), &as.base, &r)) != 0)
+        goto out_fail;
+    gc_result_release(&r);
+    ch.actor = "a1";
+    ch.status = TALLY__V1__STATUS__STATUS_IN_PROGRESS;
+    ch.expected_version = 2;
+    if ((rc = call(c, CMD("ChangeStatus"), &ch.base, &r)) != 0)
+        goto out_fail;
+    gc_result_release(&r);
+    ch.status = TALLY__V1__STATUS__STATUS_RESOLVED;
+    ch.expected_version = 3;
+    if ((rc = call(c, CMD("ChangeStatus"), &ch.base, &r)) != 0)
+        goto out_fail;
+    gc_result_release(&r);
+    return 0;
+out_fail:
+    snprintf(why, len, "%s: %d %s", key, rc, r.details);
+    gc_result_release(&r);
+    return rc;
+}
+
+/* n lifecycles with keys prefix-0 .. prefix-(n-1); asserts each succeeds. */
+static void lifecycles(gc_client *c, const char *tenant, const char *prefix, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char key[64], why[1200];
+        snprintf(key, sizeof(key), "%s-%d", prefix, i);
+        cr_assert_eq(lifecycle(c, tenant, key, why, sizeof(why)), 0, "%s", why);
+    }
+}
+
+/* ---- what the stream holds, against the events table ------------------------------------ */
+
+typedef struct ev {
+    int64_t seq, complaint, version;
+    int type;
+    char day[16];
+} ev;
+
+typedef struct evlist {
+    ev *v;
+    size_t n, cap;
+    char last_id[64]; /* stream entries read so far end here */
+} evlist;
+
+static void push(evlist *l, const ev *e)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 256;
+        l->v = realloc(l->v, l->cap * sizeof(ev));
+    }
+    l->v[l->n++] = *e;
+}
+
+static int by_seq(const void *a, const void *b)
+{
+    const ev *x = a, *y = b;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* The tenant's rows of the events table with a seq above after_seq, by seq. */
+static void table_events(const char *tenant, int64_t after_seq, evlist *out)
+{
+    char after[24];
+    snprintf(after, sizeof(after), "%lld", (long long)after_seq);
+    const char *params[] = { tenant, after };
+    PGconn *pg = pg_open(fx.dsn);
+    PGresult *r = PQexecParams(pg,
+                               "SELECT seq, coalesce(complaint_id, 0), coalesce(version, 0), type,"
+                               " local_day::text FROM events WHERE tenant_id = $1 AND seq > $2"
+                               " ORDER BY seq",
+                               2, NULL, params, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+    memset(out, 0, sizeof(*out));
+    for (int i = 0; i < PQntuples(r); i++) {
+        ev e = { .seq = atoll(PQgetvalue(r, i, 0)),
+                 .complaint = atoll(PQgetvalue(r, i, 1)),
+                 .version = atoll(PQgetvalue(r, i, 2)),
+                 .type = atoi(PQgetvalue(r, i, 3)) };
+        snprintf(e.day, sizeof(e.day), "%s", PQgetvalue(r, i, 4));
+        push(out, &e);
+    }
+    PQclear(r);
+    PQfinish(pg);
+}
+
+/* Decodes one stream entry (field "e"); asserts the envelope is whole. */
+static bool decode(const redisReply *entry, const char *tenant, ev *out)
+{
+    const redisReply *fields = entry->element[1];
+    cr_assert_eq(fields->elements, 2, "one field per entry");
+    cr_assert_str_eq(fields->element[0]->str, "e");
+    Tally__V1__EventEnvelope *env = tally__v1__event_envelope__unpack(
+        NULL, fields->element[1]->len, (const uint8_t *)fields->element[1]->str);
+    cr_assert(env, "stream entry %s is not an EventEnvelope", entry->element[0]->str);
+    bool mine = strcmp(env->tenant_id, tenant) == 0;
+    if (mine) {
+        cr_assert_gt(env->seq, 0);
+        cr_assert_neq(env->body_case, TALLY__V1__EVENT_ENVELOPE__BODY__NOT_SET,
+                      "seq %lld has no body", (long long)env->seq);
+        cr_assert_eq((int)env->body_case, event_body_field((int)env->type));
+        cr_assert_gt(env->occurred_at_ms, 0);
+        cr_assert_gt(env->recorded_at_ms, 0);
+        *out = (ev){ .seq = env->seq,
+                     .complaint = env->complaint_id,
+                     .version = env->version,
+                     .type = (int)env->type };
+        snprintf(out->day, sizeof(out->day), "%s", env->local_day);
+    }
+    tally__v1__event_envelope__free_unpacked(env, NULL);
+    return mine;
+}
+
+/* Appends the tenant's stream entries past l->last_id, in stream order. */
+static void stream_read(redisContext *c, const char *tenant, evlist *l)
+{
+    char key[48], start[80];
+    snprintf(key, sizeof(key), "tally:events:%d", event_partition(tenant, 1));
+    for (;;) {
+        snprintf(start, sizeof(start), "(%s", l->last_id[0] ? l->last_id : "0-0");
+        redisReply *r = redisCommand(c, "XRANGE %s %s + COUNT 500", key, start);
+        cr_assert(r && r->type == REDIS_REPLY_ARRAY, "XRANGE: %s", r ? r->str : c->errstr);
+        for (size_t i = 0; i < r->elements; i++) {
+            ev e;
+            if (decode(r->element[i], tenant, &e))
+                push(l, &e);
+            snprintf(l->last_id, sizeof(l->last_id), "%s", r->element[i]->element[0]->str);
+        }
+        size_t got = r->elements;
+        freeReplyObject(r);
+        if (got < 500)
+            return;
+    }
+}
+
+static const ev *find(const evlist *sorted, int64_t seq)
+{
+    ev key = { .seq = seq };
+    if (!sorted->n)
+        return NULL;
+    return bsearch(&key, sorted->v, sorted->n, sizeof(ev), by_seq);
+}
+
+/* How many rows of table (sorted by seq) are in seen. */
+static size_t arrived(const evlist *table, const evlist *seen)
+{
+    evlist s = { .v = malloc((seen->n + 1) * sizeof(ev)), .n = seen->n };
+    if (seen->n) {
+        memcpy(s.v, seen->v, seen->n * sizeof(ev));
+        qsort(s.v, s.n, sizeof(ev), by_seq);
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < table->n; i++)
+        n += find(&s, table->v[i].seq) != NULL;
+    free(s.v);
+    return n;
+}
+
+/*
+ * Waits until every row of the tenant in the events table with a seq above after_seq is on
+ * the stream, then checks each entry against its row and the version order per complaint.
+ * seen keeps the stream entries read so far. Returns the number of rows required.
+ */
+static size_t expect_published_after(const char *tenant, int64_t after_seq, evlist *seen)
+{
+    evlist table = { 0 };
+    redisContext *c = redis_open();
+    cr_assert(c, "cannot reach redis-server on %d", fx.redis_port);
+    for (int64_t end = mono_ms() + WAIT_MS;; sleep_ms(100)) {
+        free(table.v);
+        table_events(tenant, after_seq, &table);
+        stream_read(c, tenant, seen);
+        if (arrived(&table, seen) == table.n || mono_ms() > end)
+            break;
+    }
+    redisFree(c);
+    cr_assert_eq(arrived(&table, seen), table.n, "%zu of %zu events arrived", arrived(&table, seen),
+                 table.n);
+
+    /* Each entry is its row (a duplicate carries the same seq); versions in order. */
+    int64_t *last = calloc(table.n + 1, sizeof(int64_t)); /* per complaint: by its first row */
+    for (size_t i = 0; i < seen->n; i++) {
+        const ev *e = &seen->v[i], *row = find(&table, e->seq);
+        if (e->seq <= after_seq)
+            continue;
+        cr_assert(row, "seq %lld on the stream is not a row of the tenant", (long long)e->seq);
+        cr_assert_eq(e->complaint, row->complaint, "seq %lld", (long long)e->seq);
+        cr_assert_eq(e->version, row->version, "seq %lld", (long long)e->seq);
+        cr_assert_eq(e->type, row->type, "seq %lld", (long long)e->seq);
+        cr_assert_str_eq(e->day, row->day, "seq %lld", (long long)e->seq);
+        cr_assert_eq(strlen(e->day), 10);
+        if (!e->complaint)
+            continue;
+        size_t slot = 0; /* the complaint's first row in the table */
+        while (table.v[slot].complaint != e->complaint)
+            slot++;
+        if (e->version <= last[slot])
+            continue; /* a duplicate of a version already seen */
+        cr_assert_eq(e->version, last[slot] + 1, "complaint %lld: version %lld after %lld",
+                     (long long)e->complaint, (long long)e->version, (long long)last[slot]);
+        last[slot] = e->version;
+    }
+    free(last);
+    size_t n = table.n;
+    free(table.v);
+    return n;
+}
+
+static size_t expect_all_published(const char *tenant, evlist *seen)
+{
+    return expect_published_after(tenant, 0, seen);
+}
+
+static int64_t max_seq(const evlist *l)
+{
+    int64_t m = 0;
+    for (size_t i = 0; i < l->n; i++)
+        m = l->v[i].seq > m ? l->v[i].seq : m;
+    return m;
+}
+
+/* The value of an unlabelled series of a command-svc's /metrics; -1 if unreadable. */
+static long metric(const proc *p, const char *name)
+{
+    static char text[65536];
+    char needle[128];
+    if (http_get(p->http_port, "/metrics", text, sizeof(text)) != 200)
+        return -1;
+    snprintf(needle, sizeof(needle), "\n%s ", name);
+    const char *at = strstr(text, needle);
+    return at ? atol(at + strlen(needle)) : -1;
+}
+
+static long leader_gauge(const proc *p)
+{
+    return metric(p, "tally_relay_leader");
+}
+
+/* ---- the tests --------------------------------------------------------------------------- */
+
+TestSuite(relay, .init = setup, .fini = teardown, .timeout = 90);
+
+Test(relay, every_committed_event_reaches_the_stream_in_version_order)
+{
+    char tenant[32];
+    evlist seen = { 0 };
+    const char *env[] = { "TALLY_RELAY_POLL_MS=200", NULL };
+    svc_start(0, env);
+    gc_client *c = gc_new_port(fx.svc[0].grpc_port);
+    fx_seed_tenant(c, fx_tenant(tenant, sizeof(tenant)), "America/New_York");
+    lifecycles(c, tenant, "life", 10);
+
+    size_t n = expect_all_published(tenant, &seen);
+    cr_assert_eq(n, 5 + 10 * 4, "tenant, 2 categories, 2 agents, 10 x 4 complaint events");
+    cr_assert_eq(seen.n, n, "no duplicates without a crash");
+    gc_free(c);
+    svc_stop_clean(0);
+    free(seen.v);
+}
+
+Test(relay, events_committed_before_a_kill_9_are_published_after_restart)
+{
+    char tenant[32];
+    evlist seen = { 0 };
+    const char *off[] = { "TALLY_RELAY=false", NULL };
+    const char *on[] = { "TALLY_RELAY_POLL_MS=200", NULL };
+    svc_start(0, off);
+    gc_client *c = gc_new_port(fx.svc[0].grpc_port);
+    fx_seed_tenant(c, fx_tenant(tenant, sizeof(tenant)), "Europe/Berlin");
+    lifecycles(c, tenant, "before", 10);
+    gc_free(c);
+    svc_kill(0);
+
+    redisContext *rc = redis_open();
+    stream_read(rc, tenant, &seen);
+    redisFree(rc);
+    cr_assert_eq(seen.n, 0, "nothing is published while no relay runs");
+
+    svc_start(1, on);
+    c = gc_new_port(fx.svc[1].grpc_port);
+    lifecycles(c, tenant, "after", 2);
+    cr_assert_eq(expect_all_published(tenant, &seen), 5 + 12 * 4);
+    gc_free(c);
+    free(seen.v);
+}
+
+typedef struct creator {
+    int port, first, n, failed;
+    const char *tenant;
+} creator;
+
+static void *create_many(void *arg)
+{
+    creator *w = arg;
+    gc_client *c = gc_new_port(w->port);
+    for (int i = w->first; i < w->first + w->n; i++) {
+        Tally__V1__CreateComplaintRequest req = TALLY__V1__CREATE_COMPLAINT_REQUEST__INIT;
+        char key[32];
+        gc_result r;
+        snprintf(key, sizeof(key), "many-%d", i);
+        req.tenant_id = (char *)w->tenant;
+        req.idempotency_key = key;
+        req.category_id = i % 2 ? "c1" : "c2";
+        req.priority = TALLY__V1__PRIORITY__PRIORITY_LOW;
+        req.title = "Slow response";
+        req.customer_id = "cust-2";
+        if (gc_call(c, CMD("CreateComplaint"), &req.base, NULL, 10000, &r) != 0 || r.code != 0)
+            w->failed++;
+        gc_result_release(&r);
+    }
+    gc_free(c);
+    return NULL;
+}
+
+/* Creates n complaints over 4 concurrent connections; returns how many failed. */
+static int create_concurrently(int port, const char *tenant, int first, int n)
+{
+    creator w[4];
+    pthread_t t[4];
+    int failed = 0;
+    for (int i = 0; i < 4; i++) {
+        w[i] =
+            (creator){ .port = port, .first = first + i * (n / 4), .n = n / 4, .tenant = tenant };
+        pthread_create(&t[i], NULL, create_many, &w[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        failed += w[i].failed;
+    }
+    return failed;
+}
+
+Test(relay, a_redis_outage_delays_events_but_loses_none)
+{
+    char tenant[32];
+    evlist seen = { 0 };
+    const char *env[] = { "TALLY_RELAY_POLL_MS=200", NULL };
+    svc_start(0, env);
+    gc_client *c = gc_new_port(fx.svc[0].grpc_port);
+    fx_seed_tenant(c, fx_tenant(tenant, sizeof(tenant)), "Asia/Tokyo");
+    expect_all_published(tenant, &seen);
+    int64_t seeded = max_seq(&seen);
+
+    /* Without persistence a restart empties Redis: stop it before the commands, so that no
+     * event it took is lost with it; the 1,000 events all wait for its return. */
+    redis_stop();
+    cr_assert_eq(create_concurrently(fx.svc[0].grpc_port, tenant, 0, 1000), 0,
+                 "commands must not depend on Redis");
+    for (int64_t end = mono_ms() + WAIT_MS; mono_ms() < end; sleep_ms(50))
+        if (proc_log_has(&fx.svc[0], "relay: Redis is unavailable"))
+            break;
+    cr_assert(proc_log_has(&fx.svc[0], "relay: Redis is unavailable"));
+    for (int64_t end = mono_ms() + WAIT_MS; mono_ms() < end; sleep_ms(50))
+        if (metric(&fx.svc[0], "tally_relay_backlog") >= 1000)
+            break;
+    cr_assert_geq(metric(&fx.svc[0], "tally_relay_backlog"), 1000, "the backlog is visible");
+    redis_start();
+
+    free(seen.v);
+    memset(&seen, 0, sizeof(seen));
+    cr_assert_eq(expect_published_after(tenant, seeded, &seen), 1000);
+    int created = 0;
+    for (size_t i = 0; i < seen.n; i++)
+        created += seen.v[i].type == TALLY__V1__EVENT_TYPE__EVENT_TYPE_COMPLAINT_CREATED;
+    cr_assert_geq(created, 1000, "duplicates are allowed, losses are not");
+    cr_assert(proc_log_has(&fx.svc[0], "relay: Redis is available again"));
+    gc_free(c);
+    redis_stop(); /* stopping while the relay backs off is quick too */
+    svc_stop_clean(0);
+    free(seen.v);
+}
+
+/* Waits until replica i reports leader 1 (and the other, when running, 0). */
+static void wait_leader(int i)
+{
+    for (int64_t end = mono_ms() + WAIT_MS; mono_ms() < end; sleep_ms(100))
+        if (leader_gauge(&fx.svc[i]) == 1 &&
+            (!fx.svc_started[!i] || leader_gauge(&fx.svc[!i]) == 0))
+            return;
+    cr_assert_fail("replica %d never became the only leader", i);
+}
+
+typedef struct lifer {
+    int port, failed;
+    const char *tenant;
+    char why[1200];
+} lifer;
+
+static void *run_lifecycles(void *arg)
+{
+    lifer *l = arg;
+    gc_client *c = gc_new_port(l->port);
+    for (int i = 0; i < 25; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "during-%d", i);
+        l->failed += lifecycle(c, l->tenant, key, l->why, sizeof(l->why)) != 0;
+    }
+    gc_free(c);
+    return NULL;
+}
+
+Test(relay, a_standby_takes_over_when_the_leader_is_killed)
+{
+    char tenant[32];
+    evlist seen = { 0 };
+    const char *env[] = { "TALLY_RELAY_POLL_MS=200", NULL };
+    svc_start(0, env);
+    wait_leader(0); /* the first one up leads */
+    svc_start(1, env);
+    wait_leader(0);
+    cr_assert_eq(leader_gauge(&fx.svc[1]), 0);
+
+    gc_client *c = gc_new_port(fx.svc[1].grpc_port);
+    fx_seed_tenant(c, fx_tenant(tenant, sizeof(tenant)), "UTC");
+    lifecycles(c, tenant, "first", 5);
+    expect_all_published(tenant, &seen);
+
+    /* Commands keep going through the standby while the leader dies under them. */
+    lifer l = { .port = fx.svc[1].grpc_port, .tenant = tenant };
+    pthread_t t;
+    pthread_create(&t, NULL, run_lifecycles, &l);
+    sleep_ms(200);
+    svc_kill(0);
+    wait_leader(1);
+    pthread_join(t, NULL);
+    cr_assert_eq(l.failed, 0, "commands through the standby: %s", l.why);
+    lifecycles(c, tenant, "last", 5);
+    cr_assert_eq(expect_all_published(tenant, &seen), 5 + 35 * 4);
+    cr_assert(proc_log_has(&fx.svc[1], "relay: became the leader"));
+    gc_free(c);
+    free(seen.v);
+}
+
+Test(relay, a_row_that_commits_after_higher_seqs_are_published_is_not_skipped)
+{
+    char tenant[32], sql[256];
+    evlist seen = { 0 };
+    const char *env[] = { "TALLY_RELAY_POLL_MS=200", NULL };
+    svc_start(0, env);
+    gc_client *c = gc_new_port(fx.svc[0].grpc_port);
+    fx_seed_tenant(c, fx_tenant(tenant, sizeof(tenant)), "UTC");
+
+    /* A CategoryPut row whose transaction stays open: its seq is taken now. */
+    PGconn *held = pg_open(fx.dsn);
+    pg_ok(held, "BEGIN");
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO events (tenant_id, type, occurred_at, local_day, payload)"
+             " VALUES ('%s', 11, now(), current_date, ''::bytea) RETURNING seq",
+             tenant);
+    PGresult *r = PQexec(held, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+    int64_t held_seq = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+
+    lifecycles(c, tenant, "later", 3);
+    expect_all_published(tenant, &seen); /* the held row is not visible yet */
+    cr_assert_gt(max_seq(&seen), held_seq, "later rows were published past the held one");
+
+    pg_ok(held, "COMMIT");
+    PQfinish(held);
+    cr_assert_eq(expect_all_published(tenant, &seen), 5 + 1 + 3 * 4);
+    bool found = false;
+    for (size_t i = 0; i < seen.n; i++)
+        found |= seen.v[i].seq == held_seq;
+    cr_assert(found, "the row committed late (seq %lld) was published", (long long)held_seq);
+    gc_free(c);
+    free(seen.v);
+}
