@@ -343,16 +343,8 @@ static int create_complaint(srv_call *call, const ProtobufCMessage *msg, void *w
         val_text("description", req->description, 0, VAL_DESCRIPTION_MAX, w->err, sizeof(w->err)));
     CHECK(val_id("customer_id", req->customer_id, false, w->err, sizeof(w->err)));
 
-    /* The request's fingerprint: its packed bytes (deterministic for equal content). */
-    size_t n = protobuf_c_message_get_packed_size(msg);
-    uint8_t *packed = malloc(n ? n : 1);
-    if (!packed)
+    if (event_fingerprint(msg, hash) != 0)
         return srv_fail(call, TALLY_ENOMEM, "out of memory");
-    protobuf_c_message_pack(msg, packed);
-    uint64_t h = event_fnv1a(packed, n, 0);
-    free(packed);
-    for (int i = 0; i < 8; i++)
-        hash[i] = (uint8_t)(h >> (56 - 8 * i));
 
     body.category_id = req->category_id;
     body.priority = req->priority;

@@ -44,7 +44,14 @@ long event_pack(const event_row *row, uint8_t *buf, size_t cap);
 /* The stream partition of a tenant: FNV-1a of the id, modulo partitions (>= 1). */
 int event_partition(const char *tenant_id, int partitions);
 
-/* A 64-bit FNV-1a digest, used for idempotency request fingerprints too. */
+/* A 64-bit FNV-1a digest. */
 uint64_t event_fnv1a(const void *data, size_t len, uint64_t seed);
+
+/*
+ * The fingerprint of a request for idempotency: FNV-1a of its packed bytes (protobuf-c packs
+ * equal content to equal bytes), big-endian in out. 0, or TALLY_ENOMEM.
+ */
+struct ProtobufCMessage;
+int event_fingerprint(const struct ProtobufCMessage *msg, uint8_t out[8]);
 
 #endif

@@ -270,6 +270,131 @@ int pgx_exec_sql(pgx_conn *c, const char *sql, int64_t timeout_ms, PGresult **ou
     return collect(c, timeout_ms, out);
 }
 
+int pgx_exec_params(pgx_conn *c, const char *sql, int nparams, const Oid *types,
+                    const char *const *values, const int *lengths, const int *formats,
+                    int64_t timeout_ms, PGresult **out)
+{
+    if (out)
+        *out = NULL;
+    if (!c->pg) {
+        set_err(c, "the connection was lost", "08006", NULL);
+        return TALLY_EUNAVAIL;
+    }
+    if (timeout_ms <= 0) {
+        set_err(c, "deadline exceeded before the statement was sent", "57014", NULL);
+        return TALLY_ETIMEOUT;
+    }
+    if (!PQsendQueryParams(c->pg, sql, nparams, types, values, lengths, formats, 0)) {
+        set_err(c, PQerrorMessage(c->pg), "08006", NULL);
+        pgx_reset(c);
+        return TALLY_EUNAVAIL;
+    }
+    return collect(c, timeout_ms, out);
+}
+
+/* ---- binary array parameters ------------------------------------------------------------- */
+
+#define ARRAY_HEADER 20
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+/* n more bytes at the end, or NULL (and err set) when over PGX_ARRAY_MAX or out of memory. */
+static uint8_t *grow(pgx_array *a, size_t n)
+{
+    if (a->err)
+        return NULL;
+    if (n > PGX_ARRAY_MAX - a->len) {
+        a->err = TALLY_ETOOBIG;
+        return NULL;
+    }
+    if (a->len + n > a->cap) {
+        size_t cap = a->cap ? a->cap : 4096;
+        while (cap < a->len + n)
+            cap *= 2;
+        uint8_t *buf = realloc(a->buf, cap);
+        if (!buf) {
+            a->err = TALLY_ENOMEM;
+            return NULL;
+        }
+        a->buf = buf;
+        a->cap = cap;
+    }
+    a->len += n;
+    return a->buf + a->len - n;
+}
+
+void pgx_array_init(pgx_array *a, Oid elem)
+{
+    memset(a, 0, sizeof(*a));
+    a->elem = elem;
+    grow(a, ARRAY_HEADER);
+}
+
+void pgx_array_release(pgx_array *a)
+{
+    free(a->buf);
+    a->buf = NULL;
+}
+
+uint8_t *pgx_array_append(pgx_array *a, size_t n)
+{
+    uint8_t *p = n <= INT32_MAX ? grow(a, 4 + n) : NULL;
+    if (!p) {
+        if (!a->err)
+            a->err = TALLY_ETOOBIG;
+        return NULL;
+    }
+    put_be32(p, (uint32_t)n);
+    a->n++;
+    return p + 4;
+}
+
+void pgx_array_bytes(pgx_array *a, const void *data, size_t n)
+{
+    uint8_t *p = pgx_array_append(a, n);
+    if (p && n)
+        memcpy(p, data, n);
+}
+
+void pgx_array_text(pgx_array *a, const char *s)
+{
+    pgx_array_bytes(a, s, strlen(s));
+}
+
+void pgx_array_int(pgx_array *a, int64_t v)
+{
+    uint8_t b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)((uint64_t)v >> (56 - 8 * i));
+    pgx_array_bytes(a, b, sizeof(b));
+}
+
+void pgx_array_finish(pgx_array *a)
+{
+    if (a->err)
+        return;
+    put_be32(a->buf, a->n ? 1 : 0); /* dimensions */
+    put_be32(a->buf + 4, 0);        /* no NULLs */
+    put_be32(a->buf + 8, a->elem);
+    if (!a->n) {
+        a->len = 12;
+        return;
+    }
+    put_be32(a->buf + 12, a->n);
+    put_be32(a->buf + 16, 1); /* lower bound */
+}
+
+Oid pgx_array_oid(Oid elem)
+{
+    return elem == PGX_OID_INT8   ? PGX_OID_INT8_ARRAY
+           : elem == PGX_OID_TEXT ? PGX_OID_TEXT_ARRAY
+                                  : PGX_OID_BYTEA_ARRAY;
+}
+
 const char *pgx_errstr(const pgx_conn *c)
 {
     return c->err;

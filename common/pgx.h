@@ -60,6 +60,16 @@ int pgx_exec(pgx_conn *c, int stmt, int nparams, const char *const *values, cons
 /* As pgx_exec for a plain SQL text without parameters (BEGIN, COMMIT, LISTEN, ...). */
 int pgx_exec_sql(pgx_conn *c, const char *sql, int64_t timeout_ms, PGresult **out);
 
+/*
+ * Runs an unprepared statement with parameters (types may be NULL; formats[i] = 1 for binary)
+ * within timeout_ms, as pgx_exec. Unlike pgx_exec it never (re)connects: it is meant for the
+ * statements of a transaction the caller opened, which must not silently continue on a new
+ * session. TALLY_EUNAVAIL when not connected.
+ */
+int pgx_exec_params(pgx_conn *c, const char *sql, int nparams, const Oid *types,
+                    const char *const *values, const int *lengths, const int *formats,
+                    int64_t timeout_ms, PGresult **out);
+
 const char *pgx_errstr(const pgx_conn *c);
 const char *pgx_sqlstate(const pgx_conn *c);   /* "" when the failure had none */
 const char *pgx_constraint(const pgx_conn *c); /* "" when no constraint was named */
@@ -73,5 +83,38 @@ void pgx_log_notices(PGconn *pg);
 /* Helpers for result values (text format): integer, or 0 if NULL or not a number. */
 int64_t pgx_int(const PGresult *r, int row, int col);
 bool pgx_null(const PGresult *r, int row, int col);
+
+/*
+ * An array parameter in PostgreSQL's binary format (for INSERT ... SELECT FROM unnest($1::...)):
+ * one dimension, no NULLs. Appends never fail on the spot: the first failure (over
+ * PGX_ARRAY_MAX bytes, out of memory) sticks in err, to be checked once before sending.
+ */
+#define PGX_OID_BYTEA       17
+#define PGX_OID_INT8        20
+#define PGX_OID_TEXT        25
+#define PGX_OID_BYTEA_ARRAY 1001
+#define PGX_OID_TEXT_ARRAY  1009
+#define PGX_OID_INT8_ARRAY  1016
+#define PGX_ARRAY_MAX       ((size_t)256 << 20)
+
+typedef struct pgx_array {
+    uint8_t *buf;
+    size_t len, cap;
+    Oid elem;
+    uint32_t n;
+    int err;
+} pgx_array;
+
+void pgx_array_init(pgx_array *a, Oid elem);
+void pgx_array_release(pgx_array *a);
+/* Room for one element of n bytes (its length prefix written); NULL once err is set. */
+uint8_t *pgx_array_append(pgx_array *a, size_t n);
+void pgx_array_bytes(pgx_array *a, const void *data, size_t n);
+void pgx_array_text(pgx_array *a, const char *s);
+void pgx_array_int(pgx_array *a, int64_t v);
+/* Writes the header; then buf/len are the parameter's bytes. */
+void pgx_array_finish(pgx_array *a);
+/* The array type of an element type (int8[], text[], bytea[]). */
+Oid pgx_array_oid(Oid elem);
 
 #endif
