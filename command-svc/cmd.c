@@ -22,21 +22,27 @@
  * Reference data: an upsert that writes (and emits an event) only when something changed.
  * $1 tenant, $2 id, $3 name, $4 event body. Answers (tenant exists, row existed, row written).
  */
-#define PUT_REF(table, key, type)                                                               \
-    "WITH t AS (SELECT time_zone FROM tenants WHERE tenant_id = $1),"                           \
-    " old AS (SELECT 1 FROM " table " WHERE tenant_id = $1 AND " key " = $2),"                  \
-    " up AS (INSERT INTO " table " (tenant_id, " key ", name) SELECT $1, $2, $3 FROM t"         \
-    "  ON CONFLICT (tenant_id, " key ") DO UPDATE SET name = EXCLUDED.name, updated_at = now()" \
-    "  WHERE " table ".name IS DISTINCT FROM EXCLUDED.name RETURNING updated_at),"              \
-    " ev AS (INSERT INTO events (tenant_id, type, occurred_at, local_day, payload)"             \
-    "  SELECT $1, " type ", up.updated_at, (up.updated_at AT TIME ZONE t.time_zone)::date, $4"  \
-    "  FROM up, t)"                                                                             \
+#define PUT_REF(table, key, type)                                                                \
+    "WITH t AS (SELECT time_zone FROM tenants WHERE tenant_id = $1),"                            \
+    " old AS (SELECT 1 FROM " table " WHERE tenant_id = $1 AND " key " = $2),"                   \
+    " up AS (INSERT INTO " table " (tenant_id, " key ", name) SELECT $1, $2, $3 FROM t"          \
+    "  ON CONFLICT (tenant_id, " key ") DO UPDATE SET name = EXCLUDED.name, updated_at = now()"  \
+    "  WHERE " table ".name IS DISTINCT FROM EXCLUDED.name RETURNING updated_at),"               \
+    " ev AS (INSERT INTO events (tenant_id, type, occurred_at, recorded_at, local_day, payload)" \
+    "  SELECT $1, " type ", up.updated_at, up.updated_at,"                                       \
+    "  (up.updated_at AT TIME ZONE t.time_zone)::date, $4 FROM up, t)"                           \
     " SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM old), (SELECT count(*) FROM up)"
 
-/* The complaint as the change commands need it, with the time of the change (now). */
+/*
+ * The complaint as the change commands need it, with the time of the change (now). Its
+ * creation's local day is the one its creation event recorded: the tenant's time zone may
+ * have changed since.
+ */
 #define READ_COLUMNS                                                                          \
     "c.version, c.status, coalesce(c.assigned_agent_id, ''), c.category_id, c.priority, " MS( \
-        "c.created_at") ", t.time_zone, (c.created_at AT TIME ZONE t.time_zone)::date::text, " MS("now()")
+        "c.created_at") ", t.time_zone, (SELECT e.local_day::text FROM events e"              \
+                        " WHERE e.complaint_id = c.complaint_id AND e.version = 1), " MS(     \
+                            "now()") ", " MS("c.updated_at")
 enum {
     R_VERSION,
     R_STATUS,
@@ -46,7 +52,8 @@ enum {
     R_CREATED,
     R_TZ,
     R_CREATED_DAY,
-    R_NOW
+    R_NOW,
+    R_UPDATED
 };
 
 static const pgx_stmt stmts[S_COUNT] = {
@@ -61,8 +68,8 @@ static const pgx_stmt stmts[S_COUNT] = {
                        "  WHERE (tenants.name, tenants.time_zone)"
                        "  IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.time_zone)"
                        "  RETURNING updated_at),"
-                       " ev AS (INSERT INTO events (tenant_id, type, occurred_at, local_day,"
-                       "  payload) SELECT $1, 10, up.updated_at,"
+                       " ev AS (INSERT INTO events (tenant_id, type, occurred_at, recorded_at,"
+                       "  local_day, payload) SELECT $1, 10, up.updated_at, up.updated_at,"
                        "  (up.updated_at AT TIME ZONE $3)::date, $4 FROM up)"
                        " SELECT (SELECT ok::int FROM valid), (SELECT count(*) FROM old),"
                        " (SELECT count(*) FROM up)",
@@ -92,8 +99,9 @@ static const pgx_stmt stmts[S_COUNT] = {
                    "  from_status, to_status, actor, note, changed_at)"
                    "  SELECT complaint_id, 1, $1, 0, 1, '', '', created_at FROM c),"
                    " e AS (INSERT INTO events (tenant_id, complaint_id, version, type,"
-                   "  occurred_at, local_day, payload) SELECT $1, c.complaint_id, 1, 1,"
-                   "  c.created_at, (c.created_at AT TIME ZONE t.time_zone)::date, $9"
+                   "  occurred_at, recorded_at, local_day, payload) SELECT $1, c.complaint_id,"
+                   "  1, 1, c.created_at, c.created_at,"
+                   "  (c.created_at AT TIME ZONE t.time_zone)::date, $9"
                    "  FROM c, t)"
                    " SELECT (SELECT count(*) FROM t), (SELECT complaint_id FROM c),"
                    " (SELECT " MS("created_at") " FROM c)",
@@ -118,8 +126,9 @@ static const pgx_stmt stmts[S_COUNT] = {
                    "  WHERE complaint_id = $2 AND tenant_id = $1 AND version = $4"
                    "  RETURNING version, updated_at),"
                    " e AS (INSERT INTO events (tenant_id, complaint_id, version, type,"
-                   "  occurred_at, local_day, payload) SELECT $1, $2, u.version, 2,"
-                   "  u.updated_at, (u.updated_at AT TIME ZONE $6)::date, $7 FROM u)"
+                   "  occurred_at, recorded_at, local_day, payload) SELECT $1, $2, u.version,"
+                   "  2, u.updated_at, u.updated_at, (u.updated_at AT TIME ZONE $6)::date, $7"
+                   "  FROM u)"
                    " SELECT version, " MS("updated_at") " FROM u",
                    7 },
     /*
@@ -140,8 +149,9 @@ static const pgx_stmt stmts[S_COUNT] = {
                           "u.updated_at"
                           "  FROM u),"
                           " e AS (INSERT INTO events (tenant_id, complaint_id, version, type,"
-                          "  occurred_at, local_day, payload) SELECT $1, $2, u.version, 3,"
-                          "  u.updated_at, (u.updated_at AT TIME ZONE $6)::date, $7 FROM u)"
+                          "  occurred_at, recorded_at, local_day, payload) SELECT $1, $2,"
+                          "  u.version, 3, u.updated_at, u.updated_at,"
+                          "  (u.updated_at AT TIME ZONE $6)::date, $7 FROM u)"
                           " SELECT version, " MS("updated_at") " FROM u",
                           10 },
     [S_CURRENT_VERSION] = { "current_version",
@@ -246,7 +256,7 @@ static int put_reply(srv_call *call, const PGresult *r, const char *tenant_id)
     if (pgx_int(r, 0, 0) == 0)
         return srv_fail(call, TALLY_ENOTFOUND, "tenant_id: no tenant \"%s\"", tenant_id);
     rep.created = written && !existed;
-    rep.changed = written && existed;
+    rep.changed = written; /* created or changed: an event was written */
     /* PutCategoryReply and PutAgentReply have the same fields and numbers. */
     return srv_reply(call, &rep.base);
 }
@@ -275,7 +285,7 @@ static int put_tenant(srv_call *call, const ProtobufCMessage *msg, void *worker)
     }
     Tally__V1__PutTenantReply rep = TALLY__V1__PUT_TENANT_REPLY__INIT;
     rep.created = pgx_int(r, 0, 2) > 0 && pgx_int(r, 0, 1) == 0;
-    rep.changed = pgx_int(r, 0, 2) > 0 && pgx_int(r, 0, 1) > 0;
+    rep.changed = pgx_int(r, 0, 2) > 0; /* created or changed: an event was written */
     PQclear(r);
     return srv_reply(call, &rep.base);
 }
@@ -469,6 +479,7 @@ static int assign_complaint(srv_call *call, const ProtobufCMessage *msg, void *w
     }
     if (strcmp(PQgetvalue(r, 0, R_AGENT), req->agent_id) == 0) { /* nothing to change */
         rep.version = req->expected_version;
+        rep.updated_at_ms = pgx_int(r, 0, R_UPDATED);
         PQclear(r);
         return srv_reply(call, &rep.base);
     }
@@ -653,11 +664,19 @@ static int list_status_history(srv_call *call, const ProtobufCMessage *msg, void
     if (rc != 0)
         return cmd_db_fail(call, w, rc, "reading the status history");
     int rows = PQntuples(r);
-    if (rows == 0 && after == 0) { /* every complaint has its creation row */
+    if (rows == 0) { /* past the end, or no such complaint in this tenant (whatever the token) */
+        PGresult *v;
         PQclear(r);
-        return srv_fail(call, TALLY_ENOTFOUND,
-                        "complaint_id: no complaint %" PRId64 " in tenant \"%s\"",
-                        req->complaint_id, req->tenant_id);
+        rc = pgx_exec(w->pg, S_CURRENT_VERSION, 2, vals, NULL, NULL, cmd_timeout(w, call), &v);
+        if (rc != 0)
+            return cmd_db_fail(call, w, rc, "reading the complaint");
+        bool exists = PQntuples(v) == 1;
+        PQclear(v);
+        if (!exists)
+            return srv_fail(call, TALLY_ENOTFOUND,
+                            "complaint_id: no complaint %" PRId64 " in tenant \"%s\"",
+                            req->complaint_id, req->tenant_id);
+        return srv_reply(call, &rep.base);
     }
     int n = rows > size ? size : rows;
     Tally__V1__StatusHistoryEntry *entries = calloc((size_t)n + 1, sizeof(*entries));
