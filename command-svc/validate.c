@@ -1,6 +1,7 @@
 #include "validate.h"
 
 #include "err.h"
+#include "utf8.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -27,30 +28,6 @@ int val_id(const char *path, const char *s, bool optional, char *err, size_t err
     return 0;
 }
 
-/* Length of the valid UTF-8 sequence at s (1-4), 0 if invalid. */
-static size_t utf8_seq(const unsigned char *s)
-{
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf)
-        return (s[1] & 0xc0) == 0x80 ? 2 : 0;
-    if (s[0] >= 0xe0 && s[0] <= 0xef) {
-        if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
-            return 0;
-        if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] > 0x9f))
-            return 0;
-        return 3;
-    }
-    if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-        if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
-            return 0;
-        if ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] > 0x8f))
-            return 0;
-        return 4;
-    }
-    return 0;
-}
-
 int val_text(const char *path, const char *s, size_t min, size_t max, char *err, size_t errlen)
 {
     size_t n = strlen(s);
@@ -60,14 +37,10 @@ int val_text(const char *path, const char *s, size_t min, size_t max, char *err,
         snprintf(err, errlen, "%s: longer than %zu bytes", path, max);
         return TALLY_EINVAL;
     }
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t k = utf8_seq(p);
-        if (k == 0) {
-            snprintf(err, errlen, "%s: not valid UTF-8 (at byte %zu)", path,
-                     (size_t)(p - (const unsigned char *)s));
-            return TALLY_EINVAL;
-        }
-        p += k;
+    size_t bad;
+    if (!utf8_valid(s, n, &bad)) {
+        snprintf(err, errlen, "%s: not valid UTF-8 (at byte %zu)", path, bad);
+        return TALLY_EINVAL;
     }
     return 0;
 }

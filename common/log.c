@@ -1,5 +1,7 @@
 #include "log.h"
 
+#include "utf8.h"
+
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -41,30 +43,6 @@ int log_level_parse(const char *s)
     return -1;
 }
 
-/* Length of the valid UTF-8 sequence at s (1-4), or 0 if it is not valid. */
-static size_t utf8_len(const unsigned char *s)
-{
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf)
-        return (s[1] & 0xc0) == 0x80 ? 2 : 0;
-    if (s[0] >= 0xe0 && s[0] <= 0xef) {
-        if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
-            return 0;
-        if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] > 0x9f))
-            return 0; /* overlong, or a UTF-16 surrogate */
-        return 3;
-    }
-    if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-        if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
-            return 0;
-        if ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] > 0x8f))
-            return 0;
-        return 4;
-    }
-    return 0;
-}
-
 bool log_json_escape(char *buf, size_t *len, size_t cap, const char *str)
 {
     size_t n = *len;
@@ -88,7 +66,7 @@ bool log_json_escape(char *buf, size_t *len, size_t cap, const char *str)
         } else if (*s < 0x80) {
             tmp[0] = (char)*s;
             outlen = 1;
-        } else if ((adv = utf8_len(s)) != 0) {
+        } else if ((adv = utf8_seq(s, 4)) != 0) { /* a NUL stops it before the end */
             out = (const char *)s, outlen = adv;
         } else {
             out = "\xef\xbf\xbd", outlen = 3, adv = 1;

@@ -2,6 +2,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "pbcheck.h"
 
 #include "grpc/health/v1/health.pb-c.h"
 
@@ -210,10 +211,15 @@ static ProtobufCMessage *decode(srv_call *c)
     grpc_byte_buffer_reader_destroy(&reader);
     req = protobuf_c_message_unpack(c->method->m->request, NULL, GRPC_SLICE_LENGTH(slice),
                                     GRPC_SLICE_START_PTR(slice));
-    grpc_slice_unref(slice);
-    if (!req)
+    if (!req) {
         snprintf(c->msg, sizeof(c->msg), "malformed request: not a valid %s message",
                  c->method->m->request->name);
+    } else if (pbcheck_strings(c->method->m->request, GRPC_SLICE_START_PTR(slice),
+                               GRPC_SLICE_LENGTH(slice), c->msg, sizeof(c->msg)) != 0) {
+        protobuf_c_message_free_unpacked(req, NULL);
+        req = NULL;
+    }
+    grpc_slice_unref(slice);
     return req;
 }
 

@@ -1,0 +1,95 @@
+#include "pbcheck.h"
+
+#include "err.h"
+#include "utf8.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define MAX_DEPTH  16 /* deeper nesting than the API has */
+#define MAX_FIELDS 64
+
+static size_t varint(const uint8_t *p, size_t len, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (size_t i = 0; i < len && i < 10; i++) {
+        r |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+        if (!(p[i] & 0x80)) {
+            *v = r;
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+/* Checks one message; path is its own path ("" at the top). */
+static int check(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len,
+                 const char *path, int depth, char *err, size_t errlen)
+{
+    unsigned counts[MAX_FIELDS] = { 0 };
+    size_t i = 0;
+    if (depth > MAX_DEPTH)
+        return 0;
+    while (i < len) {
+        uint64_t tag, n;
+        size_t k = varint(p + i, len - i, &tag);
+        if (k == 0)
+            return 0;
+        i += k;
+        switch (tag & 7) {
+        case 0:
+            if ((k = varint(p + i, len - i, &n)) == 0)
+                return 0;
+            i += k;
+            continue;
+        case 1:
+            i += 8;
+            continue;
+        case 5:
+            i += 4;
+            continue;
+        case 2:
+            break;
+        default:
+            return 0; /* groups: protobuf-c's business */
+        }
+        if ((k = varint(p + i, len - i, &n)) == 0 || n > len - i - k)
+            return 0;
+        i += k;
+        const uint8_t *v = p + i;
+        i += n;
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field(desc, (unsigned)(tag >> 3));
+        if (!f || (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE))
+            continue;
+        char here[512];
+        unsigned idx = (unsigned)(f - desc->fields);
+        unsigned nth = idx < MAX_FIELDS ? counts[idx]++ : 0;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED)
+            snprintf(here, sizeof(here), "%s%s%s[%u]", path, *path ? "." : "", f->name, nth);
+        else
+            snprintf(here, sizeof(here), "%s%s%s", path, *path ? "." : "", f->name);
+        if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+            int rc = check(f->descriptor, v, (size_t)n, here, depth + 1, err, errlen);
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        size_t bad;
+        if (memchr(v, 0, (size_t)n)) {
+            snprintf(err, errlen, "%s: contains a NUL byte", here);
+            return TALLY_EINVAL;
+        }
+        if (!utf8_valid((const char *)v, (size_t)n, &bad)) {
+            snprintf(err, errlen, "%s: not valid UTF-8 (at byte %zu)", here, bad);
+            return TALLY_EINVAL;
+        }
+    }
+    return 0;
+}
+
+int pbcheck_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                    char *err, size_t errlen)
+{
+    return check(desc, data, len, "", 0, err, errlen);
+}
