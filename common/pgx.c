@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #define CONNECT_TIMEOUT_S  "2"
 #define CANCEL_WAIT_MS     1000 /* how long a cancelled statement may take to stop */
 #define RECONNECT_PAUSE_MS 100  /* after a failed connect, fail fast for this long */
+#define CANCELS_MAX        16   /* cancel requests in flight at once, process-wide */
 
 struct pgx_conn {
     PGconn *pg;
@@ -169,6 +172,42 @@ static int wait_readable(PGconn *pg, int64_t deadline_ms)
     }
 }
 
+/*
+ * libpq 15's PQcancel connects to the server and waits for it to close the connection, with
+ * no timeout: against a server that accepts but never answers (stopped, or a black-holing
+ * proxy) it would hold the worker forever. So the cancel goes out from a detached thread,
+ * and the worker waits CANCEL_WAIT_MS for the statement to stop, then drops the connection.
+ * At most CANCELS_MAX such threads exist at once; beyond that the connection is just dropped.
+ */
+static _Atomic int cancels_in_flight;
+
+static void *cancel_main(void *arg)
+{
+    char buf[256];
+    PQcancel(arg, buf, sizeof(buf));
+    PQfreeCancel(arg);
+    atomic_fetch_sub(&cancels_in_flight, 1);
+    return NULL;
+}
+
+static void send_cancel(PGconn *pg)
+{
+    pthread_attr_t attr;
+    pthread_t t;
+    PGcancel *cn;
+    if (atomic_fetch_add(&cancels_in_flight, 1) >= CANCELS_MAX || !(cn = PQgetCancel(pg))) {
+        atomic_fetch_sub(&cancels_in_flight, 1);
+        return;
+    }
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, cancel_main, cn) != 0) {
+        PQfreeCancel(cn);
+        atomic_fetch_sub(&cancels_in_flight, 1);
+    }
+    pthread_attr_destroy(&attr);
+}
+
 /* Collects the results of the statement in flight; the last one is the statement's. */
 static int collect(pgx_conn *c, int64_t timeout_ms, PGresult **out)
 {
@@ -184,12 +223,7 @@ static int collect(pgx_conn *c, int64_t timeout_ms, PGresult **out)
                     pgx_reset(c);
                     return TALLY_ETIMEOUT;
                 }
-                char buf[256];
-                PGcancel *cn = PQgetCancel(c->pg);
-                if (cn) {
-                    PQcancel(cn, buf, sizeof(buf));
-                    PQfreeCancel(cn);
-                }
+                send_cancel(c->pg);
                 cancelled = true;
                 deadline = now_ms() + CANCEL_WAIT_MS;
                 continue;
