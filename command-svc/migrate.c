@@ -10,6 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The SQL migrations, ordered by name (0001_..., 0002_...), compiled in. */
+extern const embedded_file migrations[];
+extern const size_t migrations_count;
+
 #define LOCK_KEY "7411001" /* advisory lock of the migrations; the relay uses another */
 
 static const char create_table[] =

@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,30 @@
 #include <unistd.h>
 
 #define MAX_VARS 64
+
+static _Atomic bool stopping;
+
+bool svc_stopping(void)
+{
+    return atomic_load(&stopping);
+}
+
+/* The run function's thread: its result, and a signal to main when it returns early. */
+typedef struct runner {
+    const svc_def *def;
+    const svc_env *env;
+    pthread_t thread;
+    int rc;
+} runner;
+
+static void *run_main(void *arg)
+{
+    runner *r = arg;
+    r->rc = r->def->run(r->env, r->def->arg);
+    if (!svc_stopping())
+        kill(getpid(), SIGUSR1); /* wakes sigwait in svc_main */
+    return NULL;
+}
 
 /* Prints each "VAR: problem" line of text as its own JSON log line. */
 static void log_lines(enum log_level level, const char *msg, const char *text, const char *key)
@@ -50,6 +75,7 @@ int svc_main(const svc_def *def)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGUSR1); /* the run function returned */
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -93,8 +119,7 @@ int svc_main(const svc_def *def)
                       .worker_init = def->worker_init,
                       .worker_free = def->worker_free,
                       .arg = def->arg };
-    srv = srv_new(&sc, err, sizeof(err));
-    if (!srv) {
+    if (def->nservices > 0 && !(srv = srv_new(&sc, err, sizeof(err)))) {
         log_error("cannot start the gRPC server", LOG_STR("error", err));
         goto out_teardown;
     }
@@ -103,32 +128,47 @@ int svc_main(const svc_def *def)
                   LOG_STR("error", err));
         goto out_teardown;
     }
-    if (srv_start(srv, err, sizeof(err)) != 0) {
+    if (srv && srv_start(srv, err, sizeof(err)) != 0) {
         log_error("cannot start the gRPC server", LOG_STR("error", err));
         goto out_teardown;
     }
-    cfg_hostport_str(&cfg.grpc_listen, addr, sizeof(addr));
-    log_info("grpc server listening", LOG_STR("addr", addr), LOG_INT("port", srv_port(srv)),
-             LOG_INT("workers", cfg.workers), LOG_BOOL("tls", cfg.tls_cert[0] != '\0'));
+    if (srv) {
+        cfg_hostport_str(&cfg.grpc_listen, addr, sizeof(addr));
+        log_info("grpc server listening", LOG_STR("addr", addr), LOG_INT("port", srv_port(srv)),
+                 LOG_INT("workers", cfg.workers), LOG_BOOL("tls", cfg.tls_cert[0] != '\0'));
+    }
     cfg_hostport_str(&cfg.http_listen, addr, sizeof(addr));
     log_info("http server listening", LOG_STR("addr", addr), LOG_INT("port", http_port(http)));
+    runner run = { .def = def, .env = &env, .rc = 0 };
+    if (def->run && pthread_create(&run.thread, NULL, run_main, &run) != 0) {
+        log_error("cannot start the main loop");
+        goto out_teardown;
+    }
 
-    while (sigwait(&sigs, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
+    while (sigwait(&sigs, &sig) != 0)
         ;
-    log_info("shutting down", LOG_STR("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
-             LOG_INT("drain_ms", cfg.drain_ms), LOG_INT("grace_ms", cfg.shutdown_grace_ms));
-    srv_set_serving(srv, false);
+    atomic_store(&stopping, true);
+    if (sig == SIGUSR1) {
+        log_error("main loop ended", LOG_INT("exit_code", run.rc));
+    } else {
+        log_info("shutting down", LOG_STR("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
+                 LOG_INT("drain_ms", cfg.drain_ms), LOG_INT("grace_ms", cfg.shutdown_grace_ms));
+    }
+    if (srv)
+        srv_set_serving(srv, false);
     http_set_draining(http, true);
-    if (cfg.drain_ms > 0) {
+    if (srv && cfg.drain_ms > 0) {
         struct timespec d = { .tv_sec = cfg.drain_ms / 1000,
                               .tv_nsec = (cfg.drain_ms % 1000) * 1000000 };
         nanosleep(&d, NULL);
     }
-    if (srv_shutdown(srv, cfg.shutdown_grace_ms) != 0) {
+    if (def->run)
+        pthread_join(run.thread, NULL);
+    if (srv && srv_shutdown(srv, cfg.shutdown_grace_ms) != 0) {
         log_error("exiting with calls still running");
         _exit(1);
     }
-    rc = 0;
+    rc = sig == SIGUSR1 ? (run.rc ? run.rc : 1) : 0;
 
 out_teardown:
     /* HTTP first: its checks and gauges read the server's and the service's state. */

@@ -7,7 +7,9 @@
  *   TALLY_SHUTDOWN_DRAIN_MS, stop accepting, let in-flight calls finish within
  *   TALLY_SHUTDOWN_GRACE_MS -> teardown -> exit 0.
  *
- * A service's main() fills a svc_def and returns svc_main(&def).
+ * A service's main() fills a svc_def and returns svc_main(&def). A worker without a gRPC API
+ * (the projector) names no services and gives a run function instead: it runs on a thread of
+ * its own until svc_stopping() turns true (SIGTERM), and returning early ends the process.
  */
 #ifndef TALLY_SVC_H
 #define TALLY_SVC_H
@@ -17,22 +19,32 @@
 #include "metrics.h"
 #include "srv.h"
 
+#include <stdbool.h>
+
 typedef struct svc_env {
     const cfg_common *cfg;
     metrics_registry *metrics;
     http_server *http; /* add readiness checks here, before serving starts */
 } svc_env;
 
+/* True once SIGTERM or SIGINT arrived: a run function finishes its step and returns. */
+bool svc_stopping(void);
+
 typedef struct svc_def {
     const char *name; /* the "service" of every log line: "command-svc" */
     int grpc_port;    /* default ports on 127.0.0.1 */
     int http_port;
-    const srv_service *services;
+    const srv_service *services; /* none: no gRPC server */
     size_t nservices;
     const cfg_var *vars; /* the service's own variables, beside the common ones */
     size_t nvars;
     /* Called once configuration is loaded, before serving. 0, or non-zero to exit 1. */
     int (*setup)(const svc_env *env, void *arg);
+    /*
+     * The main loop of a worker, on its own thread after setup, until svc_stopping(). Its
+     * return value is the exit code when it returns before a signal (0 otherwise).
+     */
+    int (*run)(const svc_env *env, void *arg);
     /* Called after the server has stopped. */
     void (*teardown)(void *arg);
     void *(*worker_init)(int index, void *arg);
