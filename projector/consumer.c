@@ -1,0 +1,700 @@
+#include "consumer.h"
+
+#include "backoff.h"
+#include "decode.h"
+#include "embedded.h"
+#include "err.h"
+#include "kv.h"
+#include "log.h"
+#include "svc.h"
+
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define GROUP            "projector"
+#define RETRY_MAX        10000 /* gaps and failures waiting for another try */
+#define RETRY_EVERY_MS   200   /* first retry of a gap; later ones back off to 2 s */
+#define PENDING_EVERY_MS 5000
+#define REDIS_TIMEOUT_MS 10000
+#define MAX_PARTITIONS   256
+
+/* tally.lua, compiled in (cmake/EmbedFiles.cmake). */
+extern const embedded_file projector_lua[];
+
+/* One stream entry read and not yet acked. */
+typedef struct msg {
+    int part;
+    char id[48];
+    uint8_t *raw; /* the envelope bytes, kept for parking */
+    size_t rawlen;
+    proj_event ev;
+    bool ok;      /* decoded */
+    bool gone;    /* trimmed or deleted from the stream: only to be acked */
+    bool solo;    /* failed in a group: retried alone, to find the poison one */
+    int attempts; /* failed applies */
+    int64_t first_ms, next_ms;
+} msg;
+
+typedef struct msgs {
+    msg **v;
+    size_t n, cap;
+} msgs;
+
+typedef struct proj {
+    const proj_config *conf;
+    kv_conn *kv;
+    char streams[MAX_PARTITIONS][32];
+    bool read_pending; /* after a (re)connect: our own pending entries first */
+    msgs retry;        /* gaps and failures, in arrival order */
+    int64_t next_claim_ms, next_pending_ms;
+    backoff bo;
+    metrics_counter *applied, *dups, *gaps, *parked, *failures;
+    metrics_histogram *batch_seconds, *lag_seconds;
+    metrics_gauge *pending, *retrying;
+} proj;
+
+static _Atomic int64_t heartbeat;
+
+static const double lag_buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                      1,     2.5,    5,     10,   30,    60,   300, 900,  3600 };
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t proj_heartbeat_ms(void)
+{
+    return atomic_load(&heartbeat);
+}
+
+/* ---- messages ------------------------------------------------------------------------------ */
+
+static void msg_free(msg *m)
+{
+    if (!m)
+        return;
+    proj_event_release(&m->ev);
+    free(m->raw);
+    free(m);
+}
+
+static int msgs_push(msgs *l, msg *m)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        msg **v = realloc(l->v, cap * sizeof(*v));
+        if (!v)
+            return TALLY_ENOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = m;
+    return 0;
+}
+
+static void msgs_clear(msgs *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        msg_free(l->v[i]);
+    l->n = 0;
+}
+
+static bool msgs_has(const msgs *l, int part, const char *id)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->v[i]->part == part && strcmp(l->v[i]->id, id) == 0)
+            return true;
+    return false;
+}
+
+/* ---- Redis helpers ------------------------------------------------------------------------- */
+
+/* A command's reply, or NULL after an I/O error (the connection is then reset). */
+static redisReply *command_argv(proj *p, int argc, const char **argv, const size_t *lens)
+{
+    redisContext *c = kv_ctx(p->kv);
+    redisReply *r = c ? redisCommandArgv(c, argc, argv, lens) : NULL;
+    if (!r)
+        kv_reset(p->kv);
+    return r;
+}
+
+static int load_function(proj *p)
+{
+    const char *argv[] = { "FUNCTION", "LOAD", "REPLACE", projector_lua[0].data };
+    size_t lens[] = { 8, 4, 7, strlen(projector_lua[0].data) };
+    redisReply *r = command_argv(p, 4, argv, lens);
+    int rc = r && r->type != REDIS_REPLY_ERROR ? 0 : TALLY_EUNAVAIL;
+    if (r && r->type == REDIS_REPLY_ERROR)
+        log_error("cannot load the apply function", LOG_STR("error", r->str));
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+static int create_groups(proj *p)
+{
+    for (int i = 0; i < p->conf->partitions; i++) {
+        redisReply *r =
+            redisCommand(kv_ctx(p->kv), "XGROUP CREATE %s %s 0 MKSTREAM", p->streams[i], GROUP);
+        if (!r) {
+            kv_reset(p->kv);
+            return TALLY_EUNAVAIL;
+        }
+        bool ok = r->type != REDIS_REPLY_ERROR || strncmp(r->str, "BUSYGROUP", 9) == 0;
+        if (!ok)
+            log_error("cannot create the consumer group", LOG_STR("stream", p->streams[i]),
+                      LOG_STR("error", r->str));
+        freeReplyObject(r);
+        if (!ok)
+            return TALLY_EUNAVAIL;
+    }
+    return 0;
+}
+
+/* Connects, loads the function and makes sure the groups exist. */
+static int prepare(proj *p)
+{
+    if (kv_ctx(p->kv))
+        return 0;
+    int rc = kv_connect(p->kv);
+    if (rc == 0)
+        rc = load_function(p);
+    if (rc == 0)
+        rc = create_groups(p);
+    if (rc != 0) {
+        kv_reset(p->kv);
+        return rc;
+    }
+    /* Whatever we read before and did not ack is in our pending list: start there. */
+    msgs_clear(&p->retry);
+    p->read_pending = true;
+    p->next_claim_ms = 0;
+    log_info("projector connected to Redis", LOG_STR("consumer", p->conf->consumer));
+    return 0;
+}
+
+/* ---- parking and acking -------------------------------------------------------------------- */
+
+/* Moves m to the dead-letter stream (and parks its complaint). The caller acks it. */
+static void park(proj *p, msg *m, const char *reason)
+{
+    char stream[48], complaint[24] = "", version[24] = "";
+    const char *tenant = m->ok ? m->ev.env->tenant_id : "";
+    snprintf(stream, sizeof(stream), "tally:dead:%d", m->part);
+    if (m->ok) {
+        snprintf(complaint, sizeof(complaint), "%" PRId64, m->ev.env->complaint_id);
+        snprintf(version, sizeof(version), "%" PRId64, m->ev.env->version);
+    }
+    const char *argv[] = { "XADD",   stream,      "*",       "e",       (const char *)m->raw,
+                           "reason", reason,      "id",      m->id,     "tenant",
+                           tenant,   "complaint", complaint, "version", version };
+    size_t lens[15];
+    for (int i = 0; i < 15; i++)
+        lens[i] = strlen(argv[i]);
+    lens[4] = m->rawlen;
+    redisReply *r = command_argv(p, 15, argv, lens);
+    if (r)
+        freeReplyObject(r);
+    if (m->ok && proj_is_complaint_event(&m->ev)) {
+        char key[96];
+        snprintf(key, sizeof(key), "{t:%s}:parked", tenant);
+        r = redisCommand(kv_ctx(p->kv), "HSETNX %s %s %s", key, complaint, reason);
+        if (r)
+            freeReplyObject(r);
+        else
+            kv_reset(p->kv);
+    }
+    metrics_inc(p->parked, 1);
+    log_warn("event parked", LOG_STR("tenant", tenant), LOG_STR("complaint", complaint),
+             LOG_STR("version", version), LOG_STR("id", m->id), LOG_STR("reason", reason));
+}
+
+/* XACKs the given entries, one command per partition. */
+static void ack(proj *p, msg **v, size_t n)
+{
+    for (int part = 0; part < p->conf->partitions && kv_ctx(p->kv); part++) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            k += v[i]->part == part;
+        if (k == 0)
+            continue;
+        const char **argv = malloc((k + 3) * sizeof(*argv));
+        size_t *lens = malloc((k + 3) * sizeof(*lens));
+        if (!argv || !lens) {
+            free(argv);
+            free(lens);
+            continue; /* left pending: reclaimed and applied again as duplicates */
+        }
+        argv[0] = "XACK";
+        argv[1] = p->streams[part];
+        argv[2] = GROUP;
+        k = 3;
+        for (size_t i = 0; i < n; i++)
+            if (v[i]->part == part)
+                argv[k++] = v[i]->id;
+        for (size_t i = 0; i < k; i++)
+            lens[i] = strlen(argv[i]);
+        redisReply *r = command_argv(p, (int)k, argv, lens);
+        if (r)
+            freeReplyObject(r);
+        free(argv);
+        free(lens);
+    }
+}
+
+/* ---- applying ------------------------------------------------------------------------------ */
+
+/* The FCALL of a run of events of one tenant, appended to the pipeline. */
+static int append_fcall(proj *p, msg **v, size_t n, const char *now)
+{
+    size_t argc = 7 + n * PROJ_NFIELDS;
+    const char **argv = malloc(argc * sizeof(*argv));
+    size_t *lens = malloc(argc * sizeof(*lens));
+    char key[96], count[24];
+    int rc = 0;
+    if (!argv || !lens) {
+        free(argv);
+        free(lens);
+        return TALLY_ENOMEM;
+    }
+    snprintf(key, sizeof(key), "{t:%s}:gen", v[0]->ev.env->tenant_id);
+    snprintf(count, sizeof(count), "%zu", n);
+    const char *head[] = { "FCALL", "tally_apply", "1", key, now, count, "19" };
+    for (size_t i = 0; i < 7; i++) {
+        argv[i] = head[i];
+        lens[i] = strlen(head[i]);
+    }
+    for (size_t i = 0; i < n; i++)
+        for (int f = 0; f < PROJ_NFIELDS; f++) {
+            argv[7 + i * PROJ_NFIELDS + (size_t)f] = v[i]->ev.argv[f];
+            lens[7 + i * PROJ_NFIELDS + (size_t)f] = v[i]->ev.argvlen[f];
+        }
+    if (redisAppendCommandArgv(kv_ctx(p->kv), (int)argc, argv, lens) != REDIS_OK)
+        rc = TALLY_EUNAVAIL;
+    free(argv);
+    free(lens);
+    return rc;
+}
+
+/* Outcome of one event's apply, recorded on the message. */
+enum outcome { O_DONE, O_PARK, O_RETRY };
+
+static void observe_applied(proj *p, const msg *m, int64_t now)
+{
+    metrics_inc(p->applied, 1);
+    int64_t rec = m->ev.env->recorded_at_ms ? m->ev.env->recorded_at_ms : m->ev.env->occurred_at_ms;
+    if (!m->ev.env->imported && rec > 0)
+        metrics_observe(p->lag_seconds, (double)(now - rec) / 1000.0);
+}
+
+/*
+ * Applies the decoded messages of v (several tenants), one pipelined FCALL per run of one
+ * tenant (a message marked solo goes alone). Fills out[i]. TALLY_EUNAVAIL on an I/O error.
+ */
+static int apply(proj *p, msg **v, size_t n, enum outcome *out, char (*why)[160])
+{
+    size_t *start = malloc((n + 1) * sizeof(*start)), ngroups = 0;
+    char now[24];
+    int64_t wall = wall_ms();
+    int rc = 0;
+    if (!start)
+        return TALLY_ENOMEM;
+    snprintf(now, sizeof(now), "%" PRId64, wall);
+    /* Runs of one tenant, in order: the events of one complaint keep their order. */
+    for (size_t i = 0; i < n; i++)
+        if (i == 0 || v[i]->solo || v[i - 1]->solo ||
+            strcmp(v[i]->ev.env->tenant_id, v[i - 1]->ev.env->tenant_id) != 0)
+            start[ngroups++] = i;
+    start[ngroups] = n;
+    for (size_t g = 0; g < ngroups && rc == 0; g++)
+        rc = append_fcall(p, v + start[g], start[g + 1] - start[g], now);
+    for (size_t g = 0; g < ngroups && rc == 0; g++) {
+        redisReply *r = NULL;
+        if (redisGetReply(kv_ctx(p->kv), (void **)&r) != REDIS_OK || !r) {
+            rc = TALLY_EUNAVAIL;
+            break;
+        }
+        size_t a = start[g], b = start[g + 1];
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == b - a) {
+            for (size_t i = a; i < b; i++) {
+                long long s = r->element[i - a]->integer;
+                out[i] = s == 2 ? O_RETRY : s == 3 ? O_PARK : O_DONE;
+                if (s == 0)
+                    observe_applied(p, v[i], wall);
+                else if (s == 1)
+                    metrics_inc(p->dups, 1);
+                else if (s == 2)
+                    metrics_inc(p->gaps, 1);
+                snprintf(why[i], sizeof(why[i]), "%s",
+                         s == 2   ? "gap: an earlier version was never applied"
+                         : s == 3 ? "behind a parked event of the same complaint"
+                                  : "");
+            }
+        } else {
+            const char *err = r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply";
+            if (strstr(err, "Function not found")) /* Redis restarted without it */
+                load_function(p);
+            metrics_inc(p->failures, 1);
+            for (size_t i = a; i < b; i++) {
+                out[i] = O_RETRY;
+                v[i]->attempts++;
+                v[i]->solo = true; /* alone next time: find the one that fails */
+                snprintf(why[i], sizeof(why[i]), "apply failed: %.140s", err);
+            }
+        }
+        freeReplyObject(r);
+    }
+    free(start);
+    if (rc != 0)
+        kv_reset(p->kv);
+    return rc;
+}
+
+/*
+ * Applies, acks, parks and queues for retry the messages in v, which this call takes over
+ * (each is acked and freed, or moved to the retry queue).
+ */
+static int handle(proj *p, msg **v, size_t n)
+{
+    enum outcome *out = calloc(n ? n : 1, sizeof(*out));
+    char(*why)[160] = calloc(n ? n : 1, sizeof(*why));
+    msg **decoded = malloc((n ? n : 1) * sizeof(*decoded));
+    msg **done = malloc((n ? n : 1) * sizeof(*done));
+    size_t nd = 0, ndone = 0;
+    int64_t now = mono_ms();
+    int rc = 0;
+    if (!out || !why || !decoded || !done) {
+        rc = TALLY_ENOMEM;
+        goto out_free;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (v[i]->ok)
+            decoded[nd++] = v[i];
+    /* apply() fills results in the order of decoded; map them back. */
+    enum outcome *dout = calloc(nd ? nd : 1, sizeof(*dout));
+    char(*dwhy)[160] = calloc(nd ? nd : 1, sizeof(*dwhy));
+    if (!dout || !dwhy) {
+        free(dout);
+        free(dwhy);
+        rc = TALLY_ENOMEM;
+        goto out_free;
+    }
+    rc = nd ? apply(p, decoded, nd, dout, dwhy) : 0;
+    for (size_t i = 0, j = 0; i < n && rc == 0; i++) {
+        msg *m = v[i];
+        if (!m->ok) {
+            if (!m->gone)
+                park(p, m, "undecodable: see the entry's bytes");
+            done[ndone++] = m;
+            continue;
+        }
+        enum outcome o = dout[j];
+        const char *reason = dwhy[j++];
+        if (o == O_RETRY) {
+            bool gap = strncmp(reason, "gap", 3) == 0;
+            if (!m->first_ms)
+                m->first_ms = now;
+            if ((gap && now - m->first_ms >= p->conf->gap_timeout_ms) ||
+                (!gap && m->attempts >= p->conf->max_attempts) || p->retry.n >= RETRY_MAX) {
+                park(p, m, p->retry.n >= RETRY_MAX ? "retry queue full" : reason);
+                done[ndone++] = m;
+                continue;
+            }
+            int64_t wait = RETRY_EVERY_MS << (m->attempts < 4 ? m->attempts : 4);
+            m->next_ms = now + (wait > 2000 ? 2000 : wait);
+            if (msgs_push(&p->retry, m) != 0) {
+                park(p, m, "out of memory for the retry queue");
+                done[ndone++] = m;
+            }
+            continue;
+        }
+        if (o == O_PARK)
+            park(p, m, reason);
+        done[ndone++] = m;
+    }
+    free(dout);
+    free(dwhy);
+    if (rc == 0)
+        ack(p, done, ndone);
+    for (size_t i = 0; i < ndone; i++)
+        msg_free(done[i]);
+    if (rc != 0) /* not acked: our pending list has them; read again after reconnecting */
+        for (size_t i = 0; i < n; i++)
+            msg_free(v[i]);
+out_free:
+    free(out);
+    free(why);
+    free(decoded);
+    free(done);
+    return rc;
+}
+
+/* ---- reading ------------------------------------------------------------------------------- */
+
+/* Makes messages of the entries of one stream's reply (an array of [id, [field, value...]]). */
+static void collect(proj *p, int part, const redisReply *entries, msgs *into)
+{
+    for (size_t i = 0; i < entries->elements; i++) {
+        const redisReply *e = entries->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 1)
+            continue;
+        const char *id = e->element[0]->str;
+        if (msgs_has(&p->retry, part, id))
+            continue; /* already waiting here (a reclaim of our own gap) */
+        msg *m = calloc(1, sizeof(*m));
+        if (!m)
+            continue;
+        m->part = part;
+        snprintf(m->id, sizeof(m->id), "%s", id);
+        const redisReply *f = e->elements > 1 ? e->element[1] : NULL;
+        const redisReply *val = NULL;
+        for (size_t k = 0; f && f->type == REDIS_REPLY_ARRAY && k + 1 < f->elements; k += 2)
+            if (f->element[k]->len == 1 && f->element[k]->str[0] == 'e')
+                val = f->element[k + 1];
+        if (!f || f->type != REDIS_REPLY_ARRAY) { /* trimmed or deleted: nothing to apply */
+            m->gone = true;
+        } else {
+            char why[160];
+            m->rawlen = val ? val->len : 0;
+            m->raw = malloc(m->rawlen + 1);
+            if (m->raw && val)
+                memcpy(m->raw, val->str, m->rawlen);
+            m->ok = m->raw && val &&
+                    proj_decode((const uint8_t *)m->raw, m->rawlen, &m->ev, why, sizeof(why)) == 0;
+            if (!m->ok && val)
+                log_warn("undecodable event", LOG_STR("id", id), LOG_STR("reason", why));
+        }
+        if (msgs_push(into, m) != 0)
+            msg_free(m);
+    }
+}
+
+/* One XREADGROUP over every partition: new entries, or ours still pending after a restart. */
+static int read_batch(proj *p, msgs *into)
+{
+    int np = p->conf->partitions;
+    const char **argv = malloc((size_t)(9 + 2 * np) * sizeof(*argv));
+    size_t *lens = malloc((size_t)(9 + 2 * np) * sizeof(*lens));
+    char count[16], block[16];
+    int argc = 0, rc = 0;
+    if (!argv || !lens) {
+        free(argv);
+        free(lens);
+        return TALLY_ENOMEM;
+    }
+    snprintf(count, sizeof(count), "%d", p->conf->batch);
+    snprintf(block, sizeof(block), "%d", p->read_pending ? 0 : p->conf->block_ms);
+    const char *head[] = { "XREADGROUP", "GROUP", GROUP, p->conf->consumer, "COUNT", count };
+    for (int i = 0; i < 6; i++)
+        argv[argc++] = head[i];
+    if (!p->read_pending) {
+        argv[argc++] = "BLOCK";
+        argv[argc++] = block;
+    }
+    argv[argc++] = "STREAMS";
+    for (int i = 0; i < np; i++)
+        argv[argc++] = p->streams[i];
+    for (int i = 0; i < np; i++)
+        argv[argc++] = p->read_pending ? "0" : ">";
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = command_argv(p, argc, argv, lens);
+    free(argv);
+    free(lens);
+    if (!r)
+        return TALLY_EUNAVAIL;
+    if (r->type == REDIS_REPLY_ERROR) {
+        log_warn("XREADGROUP failed", LOG_STR("error", r->str));
+        if (strncmp(r->str, "NOGROUP", 7) == 0) /* Redis lost the stream: start over */
+            kv_reset(p->kv);
+        rc = TALLY_EUNAVAIL;
+    } else if (r->type == REDIS_REPLY_ARRAY) {
+        size_t before = into->n;
+        for (size_t i = 0; i < r->elements; i++) {
+            const redisReply *s = r->element[i];
+            if (s->type != REDIS_REPLY_ARRAY || s->elements != 2)
+                continue;
+            int part = -1;
+            for (int k = 0; k < np; k++)
+                if (strcmp(s->element[0]->str, p->streams[k]) == 0)
+                    part = k;
+            if (part >= 0)
+                collect(p, part, s->element[1], into);
+        }
+        if (p->read_pending && into->n == before)
+            p->read_pending = false; /* our pending list is done: new entries from now on */
+    } else if (p->read_pending) {
+        p->read_pending = false;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+/* XAUTOCLAIM: entries pending too long with any consumer (a dead one) become ours. */
+static int claim(proj *p, msgs *into)
+{
+    char idle[24];
+    snprintf(idle, sizeof(idle), "%d", p->conf->claim_idle_ms);
+    for (int part = 0; part < p->conf->partitions; part++) {
+        char start[48] = "0-0";
+        for (int round = 0; round < 100; round++) {
+            char count[16];
+            snprintf(count, sizeof(count), "%d", p->conf->batch);
+            const char *argv[] = { "XAUTOCLAIM", p->streams[part], GROUP, p->conf->consumer, idle,
+                                   start,        "COUNT",          count };
+            size_t lens[8];
+            for (int i = 0; i < 8; i++)
+                lens[i] = strlen(argv[i]);
+            redisReply *r = command_argv(p, 8, argv, lens);
+            if (!r)
+                return TALLY_EUNAVAIL;
+            bool more = false;
+            if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
+                size_t before = into->n;
+                collect(p, part, r->element[1], into);
+                snprintf(start, sizeof(start), "%s", r->element[0]->str);
+                more = strcmp(start, "0-0") != 0;
+                if (into->n > before)
+                    log_info("reclaimed pending events", LOG_STR("stream", p->streams[part]),
+                             LOG_INT("count", (long long)(into->n - before)));
+            }
+            freeReplyObject(r);
+            if (!more)
+                break;
+        }
+    }
+    return 0;
+}
+
+static void sample_pending(proj *p)
+{
+    long long total = 0;
+    for (int part = 0; part < p->conf->partitions; part++) {
+        redisReply *r = redisCommand(kv_ctx(p->kv), "XPENDING %s %s", p->streams[part], GROUP);
+        if (!r) {
+            kv_reset(p->kv);
+            return;
+        }
+        if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1)
+            total += r->element[0]->integer;
+        freeReplyObject(r);
+    }
+    metrics_set(p->pending, total);
+}
+
+/* The messages whose retry time has come, taken out of the retry queue. */
+static void due_retries(proj *p, msgs *into, int64_t now)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < p->retry.n; i++) {
+        msg *m = p->retry.v[i];
+        if (m->next_ms <= now && msgs_push(into, m) == 0)
+            continue;
+        p->retry.v[keep++] = m;
+    }
+    p->retry.n = keep;
+}
+
+static void register_metrics(proj *p, metrics_registry *reg)
+{
+    p->applied = metrics_counter_add(reg, "tally_projector_events_applied_total",
+                                     "Events applied to the read model.", NULL);
+    p->dups = metrics_counter_add(reg, "tally_projector_duplicates_total",
+                                  "Events skipped as duplicates (version already applied).", NULL);
+    p->gaps = metrics_counter_add(reg, "tally_projector_gaps_total",
+                                  "Applies refused because an earlier version was missing.", NULL);
+    p->parked = metrics_counter_add(reg, "tally_projector_parked_total",
+                                    "Events moved to the dead-letter streams.", NULL);
+    p->failures = metrics_counter_add(reg, "tally_projector_apply_failures_total",
+                                      "FCALLs that failed (Redis errors in the function).", NULL);
+    p->batch_seconds = metrics_histogram_add(reg, "tally_projector_batch_seconds",
+                                             "Time to apply and ack one batch.", NULL,
+                                             metrics_latency_buckets, metrics_latency_nbuckets);
+    p->lag_seconds = metrics_histogram_add(
+        reg, "tally_projector_lag_seconds",
+        "Apply time minus the event's commit time, for live (not imported) events.", NULL,
+        lag_buckets, (int)(sizeof(lag_buckets) / sizeof(lag_buckets[0])));
+    p->pending = metrics_gauge_add(reg, "tally_projector_stream_pending",
+                                   "Entries read by the group and not yet acked.", NULL);
+    p->retrying = metrics_gauge_add(reg, "tally_projector_retry_queue",
+                                    "Events waiting for a retry (gaps, failures).", NULL);
+}
+
+int proj_run(const proj_config *conf)
+{
+    proj p = { .conf = conf };
+    msgs batch = { 0 };
+    bool down = false;
+    if (conf->partitions < 1 || conf->partitions > MAX_PARTITIONS)
+        return TALLY_EINVAL;
+    for (int i = 0; i < conf->partitions; i++)
+        snprintf(p.streams[i], sizeof(p.streams[i]), "tally:events:%d", i);
+    p.kv = kv_new(&conf->redis,
+                  REDIS_TIMEOUT_MS > conf->block_ms * 2 ? REDIS_TIMEOUT_MS : conf->block_ms * 2);
+    if (!p.kv)
+        return TALLY_ENOMEM;
+    backoff_init(&p.bo, 50, 5000);
+    register_metrics(&p, conf->metrics);
+
+    while (!svc_stopping()) {
+        int64_t now = mono_ms();
+        atomic_store(&heartbeat, now);
+        if (prepare(&p) != 0) {
+            if (!down)
+                log_warn("Redis unavailable, retrying", LOG_STR("error", kv_errstr(p.kv)));
+            down = true;
+            backoff_sleep_ms(backoff_next(&p.bo));
+            continue;
+        }
+        if (down)
+            log_info("Redis is back");
+        down = false;
+        backoff_reset(&p.bo);
+
+        int rc = 0;
+        due_retries(&p, &batch, now);
+        if (now >= p.next_claim_ms) {
+            rc = claim(&p, &batch);
+            p.next_claim_ms = now + conf->claim_idle_ms;
+        }
+        if (rc == 0 && batch.n == 0)
+            rc = read_batch(&p, &batch);
+        if (rc == 0 && batch.n > 0) {
+            double t0 = (double)mono_ms();
+            rc = handle(&p, batch.v, batch.n);
+            batch.n = 0; /* handle took the messages over */
+            metrics_observe(p.batch_seconds, ((double)mono_ms() - t0) / 1000.0);
+        }
+        msgs_clear(&batch);
+        if (rc == 0 && now >= p.next_pending_ms) {
+            sample_pending(&p);
+            p.next_pending_ms = now + PENDING_EVERY_MS;
+        }
+        metrics_set(p.retrying, (int64_t)p.retry.n);
+        if (rc != 0 && rc != TALLY_ENOMEM)
+            kv_reset(p.kv); /* the next turn reconnects and reads our pending entries again */
+    }
+    msgs_clear(&p.retry);
+    free(p.retry.v);
+    free(batch.v);
+    kv_free(p.kv);
+    log_info("projector stopped", LOG_STR("consumer", conf->consumer));
+    return 0;
+}

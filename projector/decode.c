@@ -1,0 +1,183 @@
+#include "decode.h"
+
+#include "err.h"
+#include "event.h"
+#include "hist.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+enum {
+    F_SEQ,
+    F_ID,
+    F_VERSION,
+    F_TYPE,
+    F_OCCURRED,
+    F_DAY,
+    F_RECORDED,
+    F_CAT,
+    F_PRIO,
+    F_AGENT,
+    F_PREV,
+    F_FROM,
+    F_TO,
+    F_CREATED,
+    F_SECS,
+    F_BUCKET,
+    F_NAME,
+    F_REF,
+    F_TZ
+};
+
+static int refuse(char *why, size_t whylen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int refuse(char *why, size_t whylen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
+    return TALLY_EINVAL;
+}
+
+/* Ids of the API: 1..64 bytes of [A-Za-z0-9_.-] (types.proto); empty allowed if optional. */
+static int good_id(const char *s, int optional)
+{
+    size_t n = strlen(s);
+    if (n == 0)
+        return optional;
+    if (n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static int good_day(const char *s)
+{
+    int y, m, d, used = 0;
+    return strlen(s) == 10 && sscanf(s, "%4d-%2d-%2d%n", &y, &m, &d, &used) == 3 && used == 10 &&
+           m >= 1 && m <= 12 && d >= 1 && d <= 31;
+}
+
+static void str(proj_event *ev, int f, const char *s)
+{
+    ev->argv[f] = s ? s : "";
+    ev->argvlen[f] = strlen(ev->argv[f]);
+}
+
+static void num(proj_event *ev, int f, int64_t v)
+{
+    snprintf(ev->nums[f], sizeof(ev->nums[f]), "%" PRId64, v);
+    str(ev, f, ev->nums[f]);
+}
+
+int proj_is_complaint_event(const proj_event *ev)
+{
+    return ev->env && ev->env->type >= TALLY__V1__EVENT_TYPE__EVENT_TYPE_COMPLAINT_CREATED &&
+           ev->env->type <= TALLY__V1__EVENT_TYPE__EVENT_TYPE_STATUS_CHANGED;
+}
+
+void proj_event_release(proj_event *ev)
+{
+    if (ev->env)
+        tally__v1__event_envelope__free_unpacked(ev->env, NULL);
+    ev->env = NULL;
+}
+
+int proj_decode(const uint8_t *data, size_t len, proj_event *ev, char *why, size_t whylen)
+{
+    memset(ev, 0, sizeof(*ev));
+    Tally__V1__EventEnvelope *e = tally__v1__event_envelope__unpack(NULL, len, data);
+    if (!e)
+        return refuse(why, whylen, "not a tally.v1.EventEnvelope");
+    ev->env = e;
+    for (int f = 0; f < PROJ_NFIELDS; f++)
+        str(ev, f, "");
+    if (!good_id(e->tenant_id, 0))
+        return refuse(why, whylen, "tenant_id \"%.80s\" is not a valid id", e->tenant_id);
+    num(ev, F_SEQ, e->seq);
+    num(ev, F_TYPE, e->type);
+    num(ev, F_OCCURRED, e->occurred_at_ms);
+    num(ev, F_RECORDED, e->recorded_at_ms ? e->recorded_at_ms : e->occurred_at_ms);
+    str(ev, F_DAY, e->local_day);
+    num(ev, F_ID, e->complaint_id);
+    num(ev, F_VERSION, e->version);
+
+    switch (e->body_case) {
+    case TALLY__V1__EVENT_ENVELOPE__BODY_TENANT_PUT:
+        str(ev, F_NAME, e->tenant_put->name);
+        str(ev, F_TZ, e->tenant_put->time_zone);
+        break;
+    case TALLY__V1__EVENT_ENVELOPE__BODY_CATEGORY_PUT:
+        if (!good_id(e->category_put->category_id, 0))
+            return refuse(why, whylen, "category_put: bad category_id");
+        str(ev, F_REF, e->category_put->category_id);
+        str(ev, F_NAME, e->category_put->name);
+        break;
+    case TALLY__V1__EVENT_ENVELOPE__BODY_AGENT_PUT:
+        if (!good_id(e->agent_put->agent_id, 0))
+            return refuse(why, whylen, "agent_put: bad agent_id");
+        str(ev, F_REF, e->agent_put->agent_id);
+        str(ev, F_NAME, e->agent_put->name);
+        break;
+    case TALLY__V1__EVENT_ENVELOPE__BODY_COMPLAINT_CREATED: {
+        const Tally__V1__ComplaintCreated *b = e->complaint_created;
+        str(ev, F_CAT, b->category_id);
+        num(ev, F_PRIO, b->priority);
+        str(ev, F_AGENT, b->agent_id);
+        num(ev, F_TO, b->status ? b->status : TALLY__V1__STATUS__STATUS_OPEN);
+        num(ev, F_CREATED, e->occurred_at_ms);
+        break;
+    }
+    case TALLY__V1__EVENT_ENVELOPE__BODY_COMPLAINT_ASSIGNED: {
+        const Tally__V1__ComplaintAssigned *b = e->complaint_assigned;
+        str(ev, F_CAT, b->category_id);
+        num(ev, F_PRIO, b->priority);
+        str(ev, F_AGENT, b->agent_id);
+        str(ev, F_PREV, b->previous_agent_id);
+        num(ev, F_TO, b->status);
+        num(ev, F_CREATED, b->created_at_ms);
+        if (!good_id(b->previous_agent_id, 1))
+            return refuse(why, whylen, "complaint_assigned: bad previous_agent_id");
+        break;
+    }
+    case TALLY__V1__EVENT_ENVELOPE__BODY_STATUS_CHANGED: {
+        const Tally__V1__StatusChanged *b = e->status_changed;
+        str(ev, F_CAT, b->category_id);
+        num(ev, F_PRIO, b->priority);
+        str(ev, F_AGENT, b->agent_id);
+        num(ev, F_FROM, b->from_status);
+        num(ev, F_TO, b->to_status);
+        num(ev, F_CREATED, b->created_at_ms);
+        num(ev, F_SECS, b->resolution_seconds < 0 ? 0 : b->resolution_seconds);
+        num(ev, F_BUCKET, hist_bucket(b->resolution_seconds));
+        if (b->from_status < 1 || b->from_status > 4 || b->to_status < 1 || b->to_status > 4)
+            return refuse(why, whylen, "status_changed: status out of range");
+        break;
+    }
+    default:
+        return refuse(why, whylen, "no body, or a body this projector does not know");
+    }
+    if (event_body_field(e->type) != (int)e->body_case)
+        return refuse(why, whylen, "the body does not match the event type");
+    if (!proj_is_complaint_event(ev))
+        return 0;
+    if (e->complaint_id < 1 || e->version < 1)
+        return refuse(why, whylen, "complaint event without complaint_id and version");
+    if (!good_day(e->local_day))
+        return refuse(why, whylen, "local_day \"%.20s\" is not YYYY-MM-DD", e->local_day);
+    if (!good_id(ev->argv[F_CAT], 0) || !good_id(ev->argv[F_AGENT], 1))
+        return refuse(why, whylen, "bad category_id or agent_id");
+    int64_t prio = ev->argv[F_PRIO][0] - '0';
+    if (ev->argvlen[F_PRIO] != 1 || prio < 1 || prio > 4)
+        return refuse(why, whylen, "priority out of range");
+    return 0;
+}

@@ -1,0 +1,35 @@
+/*
+ * decode: one stream entry (an EventEnvelope) to the fields tally_apply takes.
+ *
+ * Pure: no I/O. An entry that cannot be applied however often it is retried (undecodable, an
+ * unknown type, a body that does not match the type, a malformed tenant id or local day) is
+ * refused with a reason: the projector parks it. The tenant id is checked strictly because
+ * it becomes a Redis hash tag: "{t:a}b" must never address another tenant's slot.
+ */
+#ifndef TALLY_DECODE_H
+#define TALLY_DECODE_H
+
+#include "tally/v1/events.pb-c.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROJ_NFIELDS 19 /* fields per event in tally_apply's arguments (see tally.lua) */
+
+typedef struct proj_event {
+    Tally__V1__EventEnvelope *env; /* owned: proj_event_release frees it */
+    const char *argv[PROJ_NFIELDS];
+    size_t argvlen[PROJ_NFIELDS];
+    char nums[PROJ_NFIELDS][24]; /* the numeric fields as text */
+} proj_event;
+
+/* Decodes data into ev. 0, or TALLY_EINVAL with the reason in why. */
+int proj_decode(const uint8_t *data, size_t len, proj_event *ev, char *why, size_t whylen);
+
+/* Frees what proj_decode allocated. NULL-safe on ev->env. */
+void proj_event_release(proj_event *ev);
+
+/* Whether the event belongs to a complaint (types 1..3), so parking it parks the complaint. */
+int proj_is_complaint_event(const proj_event *ev);
+
+#endif

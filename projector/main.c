@@ -1,0 +1,95 @@
+/*
+ * projector: keeps the Redis read model. Consumes tally:events:<p> in the consumer group
+ * "projector" and applies every event exactly once, in order per complaint (consumer.h).
+ * No gRPC API: an HTTP port for /metrics, /healthz (the loop turns) and /readyz (Redis answers).
+ */
+#include "consumer.h"
+#include "err.h"
+#include "log.h"
+#include "probe.h"
+#include "svc.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STUCK_MS 30000 /* a loop that has not turned for this long is not alive */
+
+static proj_config conf;
+static long long partitions, batch, block_ms, claim_idle_ms, gap_timeout_ms, max_attempts;
+static const char *consumer;
+static char default_consumer[128];
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Liveness: the loop turned recently (it does at least every block_ms when idle). */
+static int loop_alive(void *arg, char *why, size_t whylen)
+{
+    (void)arg;
+    int64_t beat = proj_heartbeat_ms(), age = mono_ms() - beat;
+    if (beat == 0 || age < STUCK_MS)
+        return 0;
+    snprintf(why, whylen, "the consume loop has not turned for %lld ms", (long long)age);
+    return TALLY_ETIMEOUT;
+}
+
+static int setup(const svc_env *env, void *arg)
+{
+    (void)arg;
+    conf = (proj_config){ .redis = env->cfg->redis,
+                          .partitions = (int)partitions,
+                          .batch = (int)batch,
+                          .block_ms = (int)block_ms,
+                          .claim_idle_ms = (int)claim_idle_ms,
+                          .gap_timeout_ms = (int)gap_timeout_ms,
+                          .max_attempts = (int)max_attempts,
+                          .consumer = consumer[0] ? consumer : default_consumer,
+                          .metrics = env->metrics };
+    http_set_live_check(env->http, loop_alive, NULL);
+    return http_add_ready_check(env->http, "redis", probe_redis, (void *)&env->cfg->redis);
+}
+
+static int run(const svc_env *env, void *arg)
+{
+    (void)env;
+    (void)arg;
+    log_info("projector consuming", LOG_STR("consumer", conf.consumer),
+             LOG_INT("partitions", conf.partitions), LOG_INT("batch", conf.batch));
+    return proj_run(&conf) == 0 ? 0 : 1;
+}
+
+int main(void)
+{
+    static const cfg_var vars[] = {
+        { "TALLY_STREAM_PARTITIONS", CFG_INT, "1", 1, 256, 0, &partitions,
+          "number of event streams tally:events:<p> (as command-svc)" },
+        { "TALLY_PROJECTOR_BATCH", CFG_INT, "500", 1, 10000, 0, &batch,
+          "stream entries read per batch" },
+        { "TALLY_PROJECTOR_BLOCK_MS", CFG_INT, "1000", 10, 10000, 0, &block_ms,
+          "how long a read waits for new entries" },
+        { "TALLY_PROJECTOR_CLAIM_IDLE_MS", CFG_INT, "30000", 1000, 3600000, 0, &claim_idle_ms,
+          "entries pending this long with another consumer (a dead one) are reclaimed" },
+        { "TALLY_PROJECTOR_GAP_TIMEOUT_MS", CFG_INT, "30000", 100, 3600000, 0, &gap_timeout_ms,
+          "how long an event waits for its complaint's previous version before it is parked" },
+        { "TALLY_PROJECTOR_MAX_ATTEMPTS", CFG_INT, "5", 1, 100, 0, &max_attempts,
+          "failed applies of one event before it is parked" },
+        { "TALLY_PROJECTOR_CONSUMER", CFG_STR, "", 0, 0, 0, &consumer,
+          "this process's name in the consumer group (default: host name and pid)" },
+    };
+    char host[64] = "projector";
+    gethostname(host, sizeof(host) - 1);
+    snprintf(default_consumer, sizeof(default_consumer), "%s-%d", host, (int)getpid());
+    svc_def def = { .name = "projector",
+                    .http_port = 9092,
+                    .vars = vars,
+                    .nvars = sizeof(vars) / sizeof(vars[0]),
+                    .setup = setup,
+                    .run = run };
+    return svc_main(&def);
+}

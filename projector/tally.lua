@@ -1,0 +1,243 @@
+#!lua name=tally
+--[[
+The read model's apply function, loaded with FUNCTION LOAD REPLACE by the projector.
+
+FCALL tally_apply 1 {t:<tenant>}:gen <now_ms> <n> <F> <event 1: F fields> ... <event n>
+
+Applies n events of ONE tenant in one atomic step. Every key it touches carries the tenant's
+hash tag {t:<tenant>}, so the call lives in one cluster slot; KEYS[1] names the tag (and holds
+the tenant's current generation, "1" when unset). For each event, in order:
+  - a complaint event (type 1..3) whose complaint is parked (see the projector) is not applied:
+    PARKED, and the projector parks it too, keeping the complaint's order;
+  - version <= the complaint's last applied version: a duplicate, skipped (DUP);
+  - version > last + 1: a gap, refused (GAP): the projector retries it later;
+  - otherwise every view changes and the version is recorded (APPLIED).
+Reference events (types 10..12) are ordered by seq instead of version.
+Counter increments of the whole batch are summed first and written once per field.
+Returns one integer per event: 0 APPLIED, 1 DUP, 2 GAP, 3 PARKED.
+
+The keyspace (P = {t:<tenant>}:<gen>:) is documented in docs/keyspace.md.
+Fields of an event, in order (F = 19; "" or 0 where a type has none):
+  seq complaint version type occurred_ms local_day recorded_ms category priority agent
+  prev_agent from_status to_status created_ms resolution_s bucket name ref_id time_zone
+For a creation, to_status is its status and created_ms its time; for an assignment, agent is
+the new assignee and to_status the current status. Reference events carry ref_id (the
+category or agent id, "" for the tenant), name, and for the tenant its time_zone.
+]]
+
+local F_SEQ, F_ID, F_VERSION, F_TYPE, F_OCCURRED, F_DAY, F_RECORDED = 1, 2, 3, 4, 5, 6, 7
+local F_CAT, F_PRIO, F_AGENT, F_PREV, F_FROM, F_TO = 8, 9, 10, 11, 12, 13
+local F_CREATED, F_SECS, F_BUCKET, F_NAME, F_REF, F_TZ = 14, 15, 16, 17, 18, 19
+local NFIELDS = 19
+
+local APPLIED, DUP, GAP, PARKED = 0, 1, 2, 3
+local CREATED, ASSIGNED, STATUS = '1', '2', '3'
+local TENANT, CATEGORY, AGENT = '10', '11', '12'
+local RESOLVED = '3'
+
+-- OPEN and IN_PROGRESS are "open": the backlog.
+local function is_open(status)
+  return status == '1' or status == '2'
+end
+
+-- Sums of increments: sums[key][field] = delta, written once at the end.
+local function add(sums, key, field, by)
+  local h = sums[key]
+  if not h then
+    h = {}
+    sums[key] = h
+  end
+  h[field] = (h[field] or 0) + by
+end
+
+-- The counters of one group set: all, by category, by priority, by both.
+local function add4(sums, key, prefix, k, p, by)
+  add(sums, key, prefix, by)
+  add(sums, key, prefix .. ':k:' .. k, by)
+  add(sums, key, prefix .. ':p:' .. p, by)
+  add(sums, key, prefix .. ':kp:' .. k .. ':' .. p, by)
+end
+
+local function open_detail(e)
+  -- status|priority|category|agent: what the overview lists for an open complaint
+  return e[F_TO] .. '|' .. e[F_PRIO] .. '|' .. e[F_CAT] .. '|' .. e[F_AGENT]
+end
+
+local function apply_created(P, sums, zsums, e)
+  local day = e[F_DAY]
+  local m, dd = day:sub(1, 7), day:sub(9, 10)
+  local k, p, agent = e[F_CAT], e[F_PRIO], e[F_AGENT]
+  add4(sums, P .. 'd:' .. m, dd .. ':c', k, p, 1)
+  add(zsums, P .. 'kc:' .. m, k, 1)
+  add(sums, P .. 'st', e[F_TO], 1)
+  if is_open(e[F_TO]) then
+    redis.call('ZADD', P .. 'open', e[F_CREATED], e[F_ID])
+    redis.call('HSET', P .. 'od', e[F_ID], open_detail(e))
+    if agent ~= '' then
+      add(sums, P .. 'ao', agent, 1)
+    end
+  end
+end
+
+local function apply_assigned(P, sums, e)
+  if not is_open(e[F_TO]) then
+    return -- a resolved complaint's assignee counts nowhere "now"
+  end
+  if e[F_PREV] ~= '' then
+    add(sums, P .. 'ao', e[F_PREV], -1)
+  end
+  if e[F_AGENT] ~= '' then
+    add(sums, P .. 'ao', e[F_AGENT], 1)
+  end
+  redis.call('HSET', P .. 'od', e[F_ID], open_detail(e))
+end
+
+local function apply_status(P, sums, zsums, e)
+  local from, to, agent = e[F_FROM], e[F_TO], e[F_AGENT]
+  add(sums, P .. 'st', from, -1)
+  add(sums, P .. 'st', to, 1)
+  local was, now = is_open(from), is_open(to)
+  if was and not now then
+    redis.call('ZREM', P .. 'open', e[F_ID])
+    redis.call('HDEL', P .. 'od', e[F_ID])
+    if agent ~= '' then
+      add(sums, P .. 'ao', agent, -1)
+    end
+  elseif now then
+    if not was then -- a reopen
+      redis.call('ZADD', P .. 'open', e[F_CREATED], e[F_ID])
+      if agent ~= '' then
+        add(sums, P .. 'ao', agent, 1)
+      end
+    end
+    redis.call('HSET', P .. 'od', e[F_ID], open_detail(e))
+  end
+  if to ~= RESOLVED then
+    return
+  end
+  -- A resolution, counted on the day it happened.
+  local day = e[F_DAY]
+  local m, dd = day:sub(1, 7), day:sub(9, 10)
+  local k, p, secs, b = e[F_CAT], e[F_PRIO], tonumber(e[F_SECS]), e[F_BUCKET]
+  local d = P .. 'd:' .. m
+  add4(sums, d, dd .. ':r', k, p, 1)
+  add4(sums, d, dd .. ':s', k, p, secs)
+  -- Histograms: by day (for ranges that cut a month) and by month, one key per grouping.
+  local hd, hm = P .. 'hd:' .. m .. ':', P .. 'hm:' .. m .. ':'
+  add(sums, hd .. 'a', dd .. ':' .. b, 1)
+  add(sums, hd .. 'k', dd .. ':' .. k .. ':' .. b, 1)
+  add(sums, hd .. 'p', dd .. ':' .. p .. ':' .. b, 1)
+  add(sums, hd .. 'kp', dd .. ':' .. k .. ':' .. p .. ':' .. b, 1)
+  add(sums, hm .. 'a', b, 1)
+  add(sums, hm .. 'a', 'n', 1)
+  add(sums, hm .. 'a', 's', secs)
+  for _, g in ipairs({ { 'k', k }, { 'p', p }, { 'kp', k .. ':' .. p } }) do
+    add(sums, hm .. g[1], g[2] .. ':' .. b, 1)
+    add(sums, hm .. g[1], g[2] .. ':n', 1)
+    add(sums, hm .. g[1], g[2] .. ':s', secs)
+  end
+  if agent ~= '' then
+    local ad = P .. 'ad:' .. m
+    add(sums, ad, agent .. ':' .. dd .. ':n', 1)
+    add(sums, ad, agent .. ':' .. dd .. ':s', secs)
+    add(sums, ad, agent .. ':n', 1)
+    add(sums, ad, agent .. ':s', secs)
+    add(zsums, P .. 'lb:' .. m, agent, 1)
+  end
+end
+
+-- Reference data: the newest seq wins, so a late duplicate cannot undo a rename.
+local function apply_reference(P, e)
+  local key = e[F_TYPE] .. ':' .. e[F_REF]
+  local last = tonumber(redis.call('HGET', P .. 'refseq', key) or '0')
+  if tonumber(e[F_SEQ]) <= last then
+    return DUP
+  end
+  redis.call('HSET', P .. 'refseq', key, e[F_SEQ])
+  if e[F_TYPE] == TENANT then
+    redis.call('HSET', P .. 'tenant', 'name', e[F_NAME], 'time_zone', e[F_TZ])
+  elseif e[F_TYPE] == CATEGORY then
+    redis.call('HSET', P .. 'cats', e[F_REF], e[F_NAME])
+  elseif e[F_TYPE] == AGENT then
+    redis.call('HSET', P .. 'agents', e[F_REF], e[F_NAME])
+  end
+  return APPLIED
+end
+
+local function apply(keys, args)
+  local tag = keys[1]:sub(1, #keys[1] - 3) -- "{t:<tenant>}:" from "{t:<tenant>}:gen"
+  local gen = redis.call('GET', keys[1]) or '1'
+  local P = tag .. gen .. ':'
+  local now, n, nf = args[1], tonumber(args[2]), tonumber(args[3])
+  if nf ~= NFIELDS or #args ~= 3 + n * nf then
+    return redis.error_reply('tally_apply: expected ' .. NFIELDS .. ' fields per event')
+  end
+  local sums, zsums, versions, out = {}, {}, {}, {}
+  local applied, as_of = 0, 0
+  for i = 1, n do
+    local e = {}
+    for j = 1, nf do
+      e[j] = args[3 + (i - 1) * nf + j]
+    end
+    local status
+    local t = e[F_TYPE]
+    if t == TENANT or t == CATEGORY or t == AGENT then
+      status = apply_reference(P, e)
+    elseif redis.call('HEXISTS', tag .. 'parked', e[F_ID]) == 1 then
+      status = PARKED
+    else
+      local id, v = e[F_ID], tonumber(e[F_VERSION])
+      local last = versions[id] or tonumber(redis.call('HGET', P .. 'cv', id) or '0')
+      if v <= last then
+        status = DUP
+      elseif v > last + 1 then
+        status = GAP
+      else
+        if t == CREATED then
+          apply_created(P, sums, zsums, e)
+        elseif t == ASSIGNED then
+          apply_assigned(P, sums, e)
+        elseif t == STATUS then
+          apply_status(P, sums, zsums, e)
+        else
+          return redis.error_reply('tally_apply: unknown event type ' .. tostring(t))
+        end
+        versions[id] = v
+        redis.call('HSET', P .. 'cv', id, v)
+        status = APPLIED
+      end
+    end
+    if status == APPLIED then
+      applied = applied + 1
+      local rec = tonumber(e[F_RECORDED])
+      if rec > as_of then
+        as_of = rec
+      end
+    end
+    out[i] = status
+  end
+  for key, fields in pairs(sums) do
+    for field, by in pairs(fields) do
+      if by ~= 0 then
+        redis.call('HINCRBY', key, field, by)
+      end
+    end
+  end
+  for key, members in pairs(zsums) do
+    for member, by in pairs(members) do
+      redis.call('ZINCRBY', key, by, member)
+    end
+  end
+  if applied > 0 then
+    local fresh = P .. 'fresh'
+    local old = tonumber(redis.call('HGET', fresh, 'as_of_ms') or '0')
+    if as_of > old then
+      redis.call('HSET', fresh, 'as_of_ms', as_of)
+    end
+    redis.call('HSET', fresh, 'applied_ms', now)
+    redis.call('HINCRBY', fresh, 'events', applied)
+  end
+  return out
+end
+
+redis.register_function('tally_apply', apply)
