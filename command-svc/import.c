@@ -43,6 +43,7 @@
 #include "err.h"
 #include "event.h"
 #include "log.h"
+#include "now.h"
 #include "tally/v1/commands.pb-c.h"
 #include "tally/v1/events.pb-c.h"
 #include "validate.h"
@@ -52,7 +53,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define IMP_COMPLAINTS_MAX 1000
 #define IMP_STEPS_MAX      200
@@ -537,7 +537,6 @@ static int check_repeated_keys(imp_batch *b, char *err, size_t errlen)
 static int batch_validate(imp_batch *b, srv_call *call, char *err, size_t errlen)
 {
     const Tally__V1__ImportComplaintsRequest *req = b->req;
-    struct timespec ts;
     size_t steps = 0, n = req->n_complaints;
     int rc;
     if ((rc = val_id("tenant_id", req->tenant_id, false, err, errlen)) != 0)
@@ -548,8 +547,7 @@ static int batch_validate(imp_batch *b, srv_call *call, char *err, size_t errlen
     if (n > IMP_COMPLAINTS_MAX)
         return srv_fail(call, TALLY_EINVAL, "complaints: more than %d (got %zu); split the batch",
                         IMP_COMPLAINTS_MAX, n);
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t now_ms = now_wall_ms();
     for (size_t i = 0; i < n; i++) {
         if ((rc = validate_entry(err, errlen, i, req->complaints[i], now_ms)) != 0)
             return srv_fail(call, rc, "%s", err);

@@ -49,6 +49,7 @@
 #include "event.h"
 #include "kv.h"
 #include "log.h"
+#include "now.h"
 #include "pgx.h"
 
 #include <errno.h>
@@ -61,7 +62,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 /* The advisory lock of the active relay (the migrations hold 7411001 while they run). */
@@ -140,20 +140,6 @@ static const double lag_buckets[] = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,  1,
     2.5,   5,      10,    30,   60,    120,  300, 600,  1800, 3600
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool stopping(relay *r)
 {
@@ -252,7 +238,7 @@ static bool drain_notifies(relay *r, bool *broken)
  */
 static enum outcome wait_for(relay *r, int64_t ms, bool on_notify)
 {
-    int64_t deadline = mono_ms() + ms;
+    int64_t deadline = now_mono_ms() + ms;
     bool broken = false;
     for (;;) {
         if (r->leader && !session_alive(r)) {
@@ -265,7 +251,7 @@ static enum outcome wait_for(relay *r, int64_t ms, bool on_notify)
             lose_leadership(r, PQerrorMessage(pgx_pg(r->pg)));
             return O_LOST;
         }
-        int64_t left = deadline - mono_ms();
+        int64_t left = deadline - now_mono_ms();
         if (stopping(r) || left <= 0)
             return O_IDLE;
         struct pollfd p[2] = { { .fd = r->wake_fd, .events = POLLIN } };
@@ -380,7 +366,7 @@ static int read_replies(relay *r, int sent, char *error, size_t errlen)
         if (rep->type == REDIS_REPLY_ERROR && !error[0])
             snprintf(error, errlen, "XADD: %s", rep->str);
         else if (rep->type != REDIS_REPLY_ERROR && !error[0]) {
-            double lag = (double)(wall_ms() - r->recorded[j]) / 1000.0;
+            double lag = (double)(now_wall_ms() - r->recorded[j]) / 1000.0;
             metrics_observe(r->m_lag, lag < 0 ? 0 : lag);
             ok++;
         }
@@ -406,14 +392,14 @@ static int mark(relay *r, int n)
 static int count_backlog(relay *r)
 {
     PGresult *res;
-    if (mono_ms() - r->backlog_at_ms < BACKLOG_EVERY_MS)
+    if (now_mono_ms() - r->backlog_at_ms < BACKLOG_EVERY_MS)
         return 0;
     int rc = pgx_exec(r->pg, S_BACKLOG, 0, NULL, NULL, NULL, PG_WAIT_MS, &res);
     if (rc != 0)
         return rc;
     metrics_set(r->m_backlog, pgx_int(res, 0, 0));
     PQclear(res);
-    r->backlog_at_ms = mono_ms();
+    r->backlog_at_ms = now_mono_ms();
     return 0;
 }
 

@@ -2,6 +2,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "now.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -10,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define CONNECT_TIMEOUT_S  "2"
 #define CANCEL_WAIT_MS     1000 /* how long a cancelled statement may take to stop */
@@ -29,13 +29,6 @@ struct pgx_conn {
     char sqlstate[6];
     char constraint[64];
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void set_err(pgx_conn *c, const char *msg, const char *sqlstate, const char *constraint)
 {
@@ -106,7 +99,7 @@ int pgx_connect(pgx_conn *c)
     if (c->pg && PQstatus(c->pg) == CONNECTION_OK)
         return 0;
     pgx_reset(c);
-    if (c->failed_at_ms && now_ms() - c->failed_at_ms < RECONNECT_PAUSE_MS)
+    if (c->failed_at_ms && now_mono_ms() - c->failed_at_ms < RECONNECT_PAUSE_MS)
         return TALLY_EUNAVAIL; /* keep the last error; do not hammer a server that is down */
     c->pg = PQconnectdbParams(keys, vals, 1);
     if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
@@ -132,7 +125,7 @@ int pgx_connect(pgx_conn *c)
     return 0;
 out_fail:
     pgx_reset(c);
-    c->failed_at_ms = now_ms();
+    c->failed_at_ms = now_mono_ms();
     return TALLY_EUNAVAIL;
 }
 
@@ -161,7 +154,7 @@ static int wait_readable(PGconn *pg, int64_t deadline_ms)
 {
     struct pollfd p = { .fd = PQsocket(pg), .events = POLLIN };
     for (;;) {
-        int64_t left = deadline_ms - now_ms();
+        int64_t left = deadline_ms - now_mono_ms();
         if (left <= 0)
             return 0;
         int n = poll(&p, 1, left > 60000 ? 60000 : (int)left);
@@ -175,74 +168,129 @@ static int wait_readable(PGconn *pg, int64_t deadline_ms)
 /*
  * libpq 15's PQcancel connects to the server and waits for it to close the connection, with
  * no timeout: against a server that accepts but never answers (stopped, or a black-holing
- * proxy) it would hold the worker forever. So the cancel goes out from a detached thread,
- * and the worker waits CANCEL_WAIT_MS for the statement to stop, then drops the connection.
- * At most CANCELS_MAX such threads exist at once; beyond that the connection is just dropped.
+ * proxy) it would hold the worker forever. So the cancel goes out from a detached thread.
+ * A cancel hits whatever the session runs when it arrives, so the worker does not reuse the
+ * connection before its cancel was delivered: it waits for that (within the cancel window)
+ * and drops the connection if it was not. At most CANCELS_MAX cancels are in flight at once;
+ * beyond that the statement is left to finish or the connection dropped.
  */
+typedef struct cancel_req {
+    PGcancel *cn;
+    _Atomic int refs; /* the worker's and the thread's */
+    _Atomic bool done;
+} cancel_req;
+
 static _Atomic int cancels_in_flight;
+
+static void cancel_put(cancel_req *r)
+{
+    if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
+        PQfreeCancel(r->cn);
+        free(r);
+    }
+}
 
 static void *cancel_main(void *arg)
 {
+    cancel_req *r = arg;
     char buf[256];
-    PQcancel(arg, buf, sizeof(buf));
-    PQfreeCancel(arg);
+    PQcancel(r->cn, buf, sizeof(buf));
+    atomic_store(&r->done, true);
     atomic_fetch_sub(&cancels_in_flight, 1);
+    cancel_put(r);
     return NULL;
 }
 
-static void send_cancel(PGconn *pg)
+static cancel_req *send_cancel(PGconn *pg)
 {
     pthread_attr_t attr;
     pthread_t t;
-    PGcancel *cn;
-    if (atomic_fetch_add(&cancels_in_flight, 1) >= CANCELS_MAX || !(cn = PQgetCancel(pg))) {
+    cancel_req *r = NULL;
+    if (atomic_fetch_add(&cancels_in_flight, 1) >= CANCELS_MAX || !(r = calloc(1, sizeof(*r))) ||
+        !(r->cn = PQgetCancel(pg))) {
         atomic_fetch_sub(&cancels_in_flight, 1);
-        return;
+        free(r);
+        return NULL;
     }
+    atomic_store(&r->refs, 2);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &attr, cancel_main, cn) != 0) {
-        PQfreeCancel(cn);
+    if (pthread_create(&t, &attr, cancel_main, r) != 0) {
         atomic_fetch_sub(&cancels_in_flight, 1);
+        PQfreeCancel(r->cn);
+        free(r);
+        r = NULL;
     }
     pthread_attr_destroy(&attr);
+    return r;
 }
 
-/* Collects the results of the statement in flight; the last one is the statement's. */
-static int collect(pgx_conn *c, int64_t timeout_ms, PGresult **out)
+/*
+ * After a cancel: waits until it was delivered, at most until deadline_ms; drops the
+ * connection if it was not (or could not be sent), so it cannot cancel a later statement.
+ */
+static void settle_cancel(pgx_conn *c, cancel_req *r, int64_t deadline_ms)
 {
-    int64_t deadline = now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
-    bool cancelled = false;
-    PGresult *last = NULL, *r;
+    while (r && !atomic_load(&r->done) && now_mono_ms() < deadline_ms) {
+        struct timespec ts = { .tv_nsec = 1000000 };
+        nanosleep(&ts, NULL);
+    }
+    if (!r || !atomic_load(&r->done))
+        pgx_reset(c);
+    cancel_put(r);
+}
+
+/*
+ * Reads the results of the statement in flight into *last (the statement's is the last one).
+ * At *deadline it sends a cancel and gives the server CANCEL_WAIT_MS more; a server that does
+ * not answer even then loses the connection.
+ */
+static int collect_results(pgx_conn *c, int64_t *deadline, bool *cancelled, cancel_req **cancel,
+                           PGresult **last)
+{
     for (;;) {
         while (PQisBusy(c->pg)) {
-            if (!wait_readable(c->pg, deadline)) {
-                if (cancelled) { /* the server ignores the cancel too: drop the connection */
-                    PQclear(last);
+            if (!wait_readable(c->pg, *deadline)) {
+                if (*cancelled) {
                     set_err(c, "PostgreSQL did not answer a cancel", "57014", NULL);
                     pgx_reset(c);
                     return TALLY_ETIMEOUT;
                 }
-                send_cancel(c->pg);
-                cancelled = true;
-                deadline = now_ms() + CANCEL_WAIT_MS;
+                *cancel = send_cancel(c->pg);
+                *cancelled = true;
+                *deadline = now_mono_ms() + CANCEL_WAIT_MS;
                 continue;
             }
             if (!PQconsumeInput(c->pg)) {
-                PQclear(last);
                 set_err(c, PQerrorMessage(c->pg), "08006", NULL);
                 pgx_reset(c);
                 return TALLY_EUNAVAIL;
             }
         }
-        r = PQgetResult(c->pg);
+        PGresult *r = PQgetResult(c->pg);
         if (!r)
-            break;
+            return 0;
+        PQclear(*last);
+        *last = r;
+    }
+}
+
+/* Collects the statement's result: 0 with *out, or a tally_err with the failure noted. */
+static int collect(pgx_conn *c, int64_t timeout_ms, PGresult **out)
+{
+    int64_t deadline = now_mono_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
+    bool cancelled = false;
+    cancel_req *cancel = NULL;
+    PGresult *last = NULL;
+    int rc = collect_results(c, &deadline, &cancelled, &cancel, &last);
+    if (cancelled)
+        settle_cancel(c, cancel, deadline);
+    if (rc != 0) {
         PQclear(last);
-        last = r;
+        return rc;
     }
     if (!last) {
-        set_err(c, PQerrorMessage(c->pg), "08006", NULL);
+        set_err(c, c->pg ? PQerrorMessage(c->pg) : "no result", "08006", NULL);
         pgx_reset(c);
         return TALLY_EUNAVAIL;
     }
@@ -254,15 +302,16 @@ static int collect(pgx_conn *c, int64_t timeout_ms, PGresult **out)
             PQclear(last);
         return 0;
     }
-    const char *state = PQresultErrorField(last, PG_DIAG_SQLSTATE);
-    set_err(c, PQresultErrorMessage(last), state,
+    set_err(c, PQresultErrorMessage(last), PQresultErrorField(last, PG_DIAG_SQLSTATE),
             PQresultErrorField(last, PG_DIAG_CONSTRAINT_NAME));
     PQclear(last);
-    if (PQstatus(c->pg) != CONNECTION_OK) {
+    if (cancelled)
+        return TALLY_ETIMEOUT;
+    if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
         pgx_reset(c);
         return TALLY_EUNAVAIL;
     }
-    return cancelled ? TALLY_ETIMEOUT : pgx_err_from_sqlstate(c->sqlstate);
+    return pgx_err_from_sqlstate(c->sqlstate);
 }
 
 int pgx_exec(pgx_conn *c, int stmt, int nparams, const char *const *values, const int *lengths,

@@ -6,6 +6,7 @@
 #include "err.h"
 #include "kv.h"
 #include "log.h"
+#include "now.h"
 #include "svc.h"
 
 #include <inttypes.h>
@@ -15,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #define GROUP            "projector"
 #define RETRY_MAX        10000 /* gaps and failures waiting for another try */
@@ -63,20 +63,6 @@ static _Atomic int64_t heartbeat;
 
 static const double lag_buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                       1,     2.5,    5,     10,   30,    60,   300, 900,  3600 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int64_t proj_heartbeat_ms(void)
 {
@@ -312,7 +298,7 @@ static int apply(proj *p, msg **v, size_t n, enum outcome *out, char (*why)[160]
 {
     size_t *start = malloc((n + 1) * sizeof(*start)), ngroups = 0;
     char now[24];
-    int64_t wall = wall_ms();
+    int64_t wall = now_wall_ms();
     int rc = 0;
     if (!start)
         return TALLY_ENOMEM;
@@ -378,7 +364,7 @@ static int handle(proj *p, msg **v, size_t n)
     msg **decoded = malloc((n ? n : 1) * sizeof(*decoded));
     msg **done = malloc((n ? n : 1) * sizeof(*done));
     size_t nd = 0, ndone = 0;
-    int64_t now = mono_ms();
+    int64_t now = now_mono_ms();
     int rc = 0;
     if (!out || !why || !decoded || !done) {
         rc = TALLY_ENOMEM;
@@ -654,7 +640,7 @@ int proj_run(const proj_config *conf)
     register_metrics(&p, conf->metrics);
 
     while (!svc_stopping()) {
-        int64_t now = mono_ms();
+        int64_t now = now_mono_ms();
         atomic_store(&heartbeat, now);
         if (prepare(&p) != 0) {
             if (!down)
@@ -677,10 +663,10 @@ int proj_run(const proj_config *conf)
         if (rc == 0 && batch.n == 0)
             rc = read_batch(&p, &batch);
         if (rc == 0 && batch.n > 0) {
-            double t0 = (double)mono_ms();
+            double t0 = (double)now_mono_ms();
             rc = handle(&p, batch.v, batch.n);
             batch.n = 0; /* handle took the messages over */
-            metrics_observe(p.batch_seconds, ((double)mono_ms() - t0) / 1000.0);
+            metrics_observe(p.batch_seconds, ((double)now_mono_ms() - t0) / 1000.0);
         }
         msgs_clear(&batch);
         if (rc == 0 && now >= p.next_pending_ms) {

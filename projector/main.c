@@ -6,12 +6,12 @@
 #include "consumer.h"
 #include "err.h"
 #include "log.h"
+#include "now.h"
 #include "probe.h"
 #include "svc.h"
 
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define STUCK_MS 30000 /* a loop that has not turned for this long is not alive */
@@ -21,18 +21,11 @@ static long long partitions, batch, block_ms, claim_idle_ms, gap_timeout_ms, max
 static const char *consumer;
 static char default_consumer[128];
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Liveness: the loop turned recently (it does at least every block_ms when idle). */
 static int loop_alive(void *arg, char *why, size_t whylen)
 {
     (void)arg;
-    int64_t beat = proj_heartbeat_ms(), age = mono_ms() - beat;
+    int64_t beat = proj_heartbeat_ms(), age = now_mono_ms() - beat;
     if (beat == 0 || age < STUCK_MS)
         return 0;
     snprintf(why, whylen, "the consume loop has not turned for %lld ms", (long long)age);
