@@ -34,10 +34,11 @@ typedef struct msg {
     uint8_t *raw; /* the envelope bytes, kept for parking */
     size_t rawlen;
     proj_event ev;
-    bool ok;      /* decoded */
-    bool gone;    /* trimmed or deleted from the stream: only to be acked */
-    bool solo;    /* failed in a group: retried alone, to find the poison one */
-    int attempts; /* failed applies */
+    bool ok;       /* decoded */
+    bool gone;     /* trimmed or deleted from the stream: only to be acked */
+    char why[160]; /* why it was refused, when not ok */
+    bool solo;     /* failed in a group: retried alone, to find the poison one */
+    int attempts;  /* failed applies */
     int64_t first_ms, next_ms;
 } msg;
 
@@ -56,7 +57,7 @@ typedef struct proj {
     backoff bo;
     metrics_counter *applied, *dups, *gaps, *parked, *failures;
     metrics_histogram *batch_seconds, *lag_seconds;
-    metrics_gauge *pending, *retrying;
+    metrics_gauge *pending, *retrying, *beat;
 } proj;
 
 static _Atomic int64_t heartbeat;
@@ -182,11 +183,12 @@ static int prepare(proj *p)
 static void park(proj *p, msg *m, const char *reason)
 {
     char stream[48], complaint[24] = "", version[24] = "";
-    const char *tenant = m->ok ? m->ev.env->tenant_id : "";
+    const Tally__V1__EventEnvelope *env = m->ev.env; /* also set for most refused events */
+    const char *tenant = env ? env->tenant_id : "";
     snprintf(stream, sizeof(stream), "tally:dead:%d", m->part);
-    if (m->ok) {
-        snprintf(complaint, sizeof(complaint), "%" PRId64, m->ev.env->complaint_id);
-        snprintf(version, sizeof(version), "%" PRId64, m->ev.env->version);
+    if (env) {
+        snprintf(complaint, sizeof(complaint), "%" PRId64, env->complaint_id);
+        snprintf(version, sizeof(version), "%" PRId64, env->version);
     }
     const char *argv[] = { "XADD",   stream,      "*",       "e",       (const char *)m->raw,
                            "reason", reason,      "id",      m->id,     "tenant",
@@ -198,7 +200,8 @@ static void park(proj *p, msg *m, const char *reason)
     redisReply *r = command_argv(p, 15, argv, lens);
     if (r)
         freeReplyObject(r);
-    if (m->ok && proj_is_complaint_event(&m->ev)) {
+    /* The complaint's later events are parked behind it: only with a tenant safe in a key. */
+    if (env && proj_is_complaint_event(&m->ev) && env->complaint_id > 0 && proj_tenant_ok(tenant)) {
         char key[96];
         snprintf(key, sizeof(key), "{t:%s}:parked", tenant);
         r = redisCommand(kv_ctx(p->kv), "HSETNX %s %s %s", key, complaint, reason);
@@ -321,7 +324,7 @@ static int apply(proj *p, msg **v, size_t n, enum outcome *out, char (*why)[160]
         if (r->type == REDIS_REPLY_ARRAY && r->elements == b - a) {
             for (size_t i = a; i < b; i++) {
                 long long s = r->element[i - a]->integer;
-                out[i] = s == 2 ? O_RETRY : s == 3 ? O_PARK : O_DONE;
+                out[i] = s == 2 ? O_RETRY : s == 3 || s == 4 ? O_PARK : O_DONE;
                 if (s == 0)
                     observe_applied(p, v[i], wall);
                 else if (s == 1)
@@ -331,6 +334,7 @@ static int apply(proj *p, msg **v, size_t n, enum outcome *out, char (*why)[160]
                 snprintf(why[i], sizeof(why[i]), "%s",
                          s == 2   ? "gap: an earlier version was never applied"
                          : s == 3 ? "behind a parked event of the same complaint"
+                         : s == 4 ? "invalid fields: refused by the apply function"
                                   : "");
             }
         } else {
@@ -387,7 +391,7 @@ static int handle(proj *p, msg **v, size_t n)
         msg *m = v[i];
         if (!m->ok) {
             if (!m->gone)
-                park(p, m, "undecodable: see the entry's bytes");
+                park(p, m, m->why);
             done[ndone++] = m;
             continue;
         }
@@ -457,15 +461,14 @@ static void collect(proj *p, int part, const redisReply *entries, msgs *into)
         if (!f || f->type != REDIS_REPLY_ARRAY) { /* trimmed or deleted: nothing to apply */
             m->gone = true;
         } else {
-            char why[160];
             m->rawlen = val ? val->len : 0;
             m->raw = malloc(m->rawlen + 1);
             if (m->raw && val)
                 memcpy(m->raw, val->str, m->rawlen);
+            snprintf(m->why, sizeof(m->why), "%s", val ? "out of memory" : "no field e");
             m->ok = m->raw && val &&
-                    proj_decode((const uint8_t *)m->raw, m->rawlen, &m->ev, why, sizeof(why)) == 0;
-            if (!m->ok && val)
-                log_warn("undecodable event", LOG_STR("id", id), LOG_STR("reason", why));
+                    proj_decode((const uint8_t *)m->raw, m->rawlen, &m->ev, m->why,
+                                sizeof(m->why)) == 0;
         }
         if (msgs_push(into, m) != 0)
             msg_free(m);
@@ -621,6 +624,10 @@ static void register_metrics(proj *p, metrics_registry *reg)
                                    "Entries read by the group and not yet acked.", NULL);
     p->retrying = metrics_gauge_add(reg, "tally_projector_retry_queue",
                                     "Events waiting for a retry (gaps, failures).", NULL);
+    p->beat = metrics_gauge_add(reg, "tally_projector_heartbeat_timestamp_seconds",
+                                "Wall time of the consume loop's last turn (it turns at least "
+                                "every TALLY_PROJECTOR_BLOCK_MS, traffic or not).",
+                                NULL);
 }
 
 int proj_run(const proj_config *conf)
@@ -642,6 +649,7 @@ int proj_run(const proj_config *conf)
     while (!svc_stopping()) {
         int64_t now = now_mono_ms();
         atomic_store(&heartbeat, now);
+        metrics_set(p.beat, now_wall_ms() / 1000);
         if (prepare(&p) != 0) {
             if (!down)
                 log_warn("Redis unavailable, retrying", LOG_STR("error", kv_errstr(p.kv)));

@@ -3,11 +3,15 @@
 #include "err.h"
 #include "event.h"
 #include "hist.h"
+#include "pbcheck.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+
+#define PROJ_MAX_SECONDS 4000000000LL /* about 126 years; tally.lua checks the same */
 
 enum {
     F_SEQ,
@@ -60,11 +64,31 @@ static int good_id(const char *s, int optional)
     return 1;
 }
 
+/* "YYYY-MM-DD", digits only, a day that exists (proleptic Gregorian). */
+int proj_tenant_ok(const char *tenant_id)
+{
+    return good_id(tenant_id, 0);
+}
+
 static int good_day(const char *s)
 {
-    int y, m, d, used = 0;
-    return strlen(s) == 10 && sscanf(s, "%4d-%2d-%2d%n", &y, &m, &d, &used) == 3 && used == 10 &&
-           m >= 1 && m <= 12 && d >= 1 && d <= 31;
+    static const int days[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+        return 0;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+            return 0;
+    int y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
+    int m = (s[5] - '0') * 10 + (s[6] - '0'), d = (s[8] - '0') * 10 + (s[9] - '0');
+    if (m < 1 || m > 12 || d < 1)
+        return 0;
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return d <= days[m - 1] + (m == 2 && leap);
+}
+
+static int good_status(int s)
+{
+    return s >= TALLY__V1__STATUS__STATUS_OPEN && s <= TALLY__V1__STATUS__STATUS_CLOSED;
 }
 
 static void str(proj_event *ev, int f, const char *s)
@@ -99,6 +123,9 @@ int proj_decode(const uint8_t *data, size_t len, proj_event *ev, char *why, size
     if (!e)
         return refuse(why, whylen, "not a tally.v1.EventEnvelope");
     ev->env = e;
+    /* protobuf-c cuts strings at a NUL: "acme\0}x" would pass as "acme". */
+    if (pbcheck_strings(&tally__v1__event_envelope__descriptor, data, len, why, whylen) != 0)
+        return TALLY_EINVAL;
     for (int f = 0; f < PROJ_NFIELDS; f++)
         str(ev, f, "");
     if (!good_id(e->tenant_id, 0))
@@ -135,6 +162,8 @@ int proj_decode(const uint8_t *data, size_t len, proj_event *ev, char *why, size
         str(ev, F_AGENT, b->agent_id);
         num(ev, F_TO, b->status ? b->status : TALLY__V1__STATUS__STATUS_OPEN);
         num(ev, F_CREATED, e->occurred_at_ms);
+        if (b->status && !good_status(b->status))
+            return refuse(why, whylen, "complaint_created: status out of range");
         break;
     }
     case TALLY__V1__EVENT_ENVELOPE__BODY_COMPLAINT_ASSIGNED: {
@@ -147,6 +176,8 @@ int proj_decode(const uint8_t *data, size_t len, proj_event *ev, char *why, size
         num(ev, F_CREATED, b->created_at_ms);
         if (!good_id(b->previous_agent_id, 1))
             return refuse(why, whylen, "complaint_assigned: bad previous_agent_id");
+        if (!good_status(b->status))
+            return refuse(why, whylen, "complaint_assigned: status out of range");
         break;
     }
     case TALLY__V1__EVENT_ENVELOPE__BODY_STATUS_CHANGED: {
@@ -157,9 +188,12 @@ int proj_decode(const uint8_t *data, size_t len, proj_event *ev, char *why, size
         num(ev, F_FROM, b->from_status);
         num(ev, F_TO, b->to_status);
         num(ev, F_CREATED, b->created_at_ms);
-        num(ev, F_SECS, b->resolution_seconds < 0 ? 0 : b->resolution_seconds);
+        if (b->resolution_seconds < 0 || b->resolution_seconds > PROJ_MAX_SECONDS)
+            return refuse(why, whylen, "status_changed: resolution_seconds %lld out of range",
+                          (long long)b->resolution_seconds);
+        num(ev, F_SECS, b->resolution_seconds);
         num(ev, F_BUCKET, hist_bucket(b->resolution_seconds));
-        if (b->from_status < 1 || b->from_status > 4 || b->to_status < 1 || b->to_status > 4)
+        if (!good_status(b->from_status) || !good_status(b->to_status))
             return refuse(why, whylen, "status_changed: status out of range");
         break;
     }

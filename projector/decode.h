@@ -29,6 +29,13 @@ int proj_decode(const uint8_t *data, size_t len, proj_event *ev, char *why, size
 /* Frees what proj_decode allocated. NULL-safe on ev->env. */
 void proj_event_release(proj_event *ev);
 
+/*
+ * A refused event keeps ev->env when its bytes did decode, so its tenant, complaint and
+ * version can name it when it is parked; proj_tenant_ok says whether the tenant id is safe to
+ * use in a key.
+ */
+int proj_tenant_ok(const char *tenant_id);
+
 /* Whether the event belongs to a complaint (types 1..3), so parking it parks the complaint. */
 int proj_is_complaint_event(const proj_event *ev);
 

@@ -14,7 +14,11 @@ the tenant's current generation, "1" when unset). For each event, in order:
   - otherwise every view changes and the version is recorded (APPLIED).
 Reference events (types 10..12) are ordered by seq instead of version.
 Counter increments of the whole batch are summed first and written once per field.
-Returns one integer per event: 0 APPLIED, 1 DUP, 2 GAP, 3 PARKED.
+Returns one integer per event: 0 APPLIED, 1 DUP, 2 GAP, 3 PARKED, 4 INVALID.
+
+A Redis function does not roll back on an error: writes made before it stay. So every event's
+fields are checked first and an event that fails the check is INVALID and writes nothing (the
+projector parks it); no command below can then fail on the event's data.
 
 The keyspace (P = {t:<tenant>}:<gen>:) is documented in docs/keyspace.md.
 Fields of an event, in order (F = 19; "" or 0 where a type has none):
@@ -30,10 +34,40 @@ local F_CAT, F_PRIO, F_AGENT, F_PREV, F_FROM, F_TO = 8, 9, 10, 11, 12, 13
 local F_CREATED, F_SECS, F_BUCKET, F_NAME, F_REF, F_TZ = 14, 15, 16, 17, 18, 19
 local NFIELDS = 19
 
-local APPLIED, DUP, GAP, PARKED = 0, 1, 2, 3
+local APPLIED, DUP, GAP, PARKED, INVALID = 0, 1, 2, 3, 4
+local MAX_INT = 9007199254740992 -- 2^53: exact in Lua's doubles
+local MAX_SECONDS = 4000000000 -- about 126 years
 local CREATED, ASSIGNED, STATUS = '1', '2', '3'
 local TENANT, CATEGORY, AGENT = '10', '11', '12'
 local RESOLVED = '3'
+
+-- Whether field f of e is an integer within [lo, hi].
+local function int_in(e, f, lo, hi)
+  local n = tonumber(e[f])
+  return n ~= nil and n == math.floor(n) and n >= lo and n <= hi
+end
+
+-- The check before any write: every field the event's type uses has the expected form.
+local function valid(e)
+  local t = e[F_TYPE]
+  if t == TENANT or t == CATEGORY or t == AGENT then
+    return int_in(e, F_SEQ, 1, MAX_INT)
+  end
+  if t ~= CREATED and t ~= ASSIGNED and t ~= STATUS then
+    return false
+  end
+  if not (int_in(e, F_ID, 1, MAX_INT) and int_in(e, F_VERSION, 1, MAX_INT)
+      and int_in(e, F_RECORDED, 0, MAX_INT) and int_in(e, F_CREATED, 0, MAX_INT)
+      and int_in(e, F_PRIO, 1, 4) and int_in(e, F_TO, 1, 4)
+      and e[F_DAY]:match('^%d%d%d%d%-%d%d%-%d%d$') and e[F_CAT] ~= '') then
+    return false
+  end
+  if t == STATUS then
+    return int_in(e, F_FROM, 1, 4) and int_in(e, F_SECS, 0, MAX_SECONDS)
+      and int_in(e, F_BUCKET, 0, 10000)
+  end
+  return true
+end
 
 -- OPEN and IN_PROGRESS are "open": the backlog.
 local function is_open(status)
@@ -181,7 +215,9 @@ local function apply(keys, args)
     end
     local status
     local t = e[F_TYPE]
-    if t == TENANT or t == CATEGORY or t == AGENT then
+    if not valid(e) then
+      status = INVALID
+    elseif t == TENANT or t == CATEGORY or t == AGENT then
       status = apply_reference(P, e)
     elseif redis.call('HEXISTS', tag .. 'parked', e[F_ID]) == 1 then
       status = PARKED
@@ -197,10 +233,8 @@ local function apply(keys, args)
           apply_created(P, sums, zsums, e)
         elseif t == ASSIGNED then
           apply_assigned(P, sums, e)
-        elseif t == STATUS then
-          apply_status(P, sums, zsums, e)
         else
-          return redis.error_reply('tally_apply: unknown event type ' .. tostring(t))
+          apply_status(P, sums, zsums, e)
         end
         versions[id] = v
         redis.call('HSET', P .. 'cv', id, v)
