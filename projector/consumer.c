@@ -293,27 +293,50 @@ static void observe_applied(proj *p, const msg *m, int64_t now)
         metrics_observe(p->lag_seconds, (double)(now - rec) / 1000.0);
 }
 
+/* Orders events by tenant, then by position: a tenant's events keep their order. */
+static msg **sort_base;
+
+static int by_tenant(const void *a, const void *b)
+{
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    int c = strcmp(sort_base[i]->ev.env->tenant_id, sort_base[j]->ev.env->tenant_id);
+    return c ? c : (i > j) - (i < j);
+}
+
 /*
- * Applies the decoded messages of v (several tenants), one pipelined FCALL per run of one
- * tenant (a message marked solo goes alone). Fills out[i]. TALLY_EUNAVAIL on an I/O error.
+ * Applies the decoded messages of v (several tenants): one pipelined FCALL per tenant with
+ * all its events of the batch, in their order (tenants are independent: their keys are
+ * disjoint), and one FCALL alone for a message marked solo. Fills out[i] and why[i] for v[i].
+ * TALLY_EUNAVAIL on an I/O error.
  */
 static int apply(proj *p, msg **v, size_t n, enum outcome *out, char (*why)[160])
 {
+    size_t *order = malloc((n ? n : 1) * sizeof(*order));
     size_t *start = malloc((n + 1) * sizeof(*start)), ngroups = 0;
+    msg **sorted = malloc((n ? n : 1) * sizeof(*sorted));
     char now[24];
     int64_t wall = now_wall_ms();
     int rc = 0;
-    if (!start)
+    if (!order || !start || !sorted) {
+        free(order);
+        free(start);
+        free(sorted);
         return TALLY_ENOMEM;
-    snprintf(now, sizeof(now), "%" PRId64, wall);
-    /* Runs of one tenant, in order: the events of one complaint keep their order. */
+    }
     for (size_t i = 0; i < n; i++)
-        if (i == 0 || v[i]->solo || v[i - 1]->solo ||
-            strcmp(v[i]->ev.env->tenant_id, v[i - 1]->ev.env->tenant_id) != 0)
-            start[ngroups++] = i;
+        order[i] = i;
+    sort_base = v; /* the loop runs on one thread */
+    qsort(order, n, sizeof(*order), by_tenant);
+    for (size_t k = 0; k < n; k++)
+        sorted[k] = v[order[k]];
+    snprintf(now, sizeof(now), "%" PRId64, wall);
+    for (size_t k = 0; k < n; k++)
+        if (k == 0 || sorted[k]->solo || sorted[k - 1]->solo ||
+            strcmp(sorted[k]->ev.env->tenant_id, sorted[k - 1]->ev.env->tenant_id) != 0)
+            start[ngroups++] = k;
     start[ngroups] = n;
     for (size_t g = 0; g < ngroups && rc == 0; g++)
-        rc = append_fcall(p, v + start[g], start[g + 1] - start[g], now);
+        rc = append_fcall(p, sorted + start[g], start[g + 1] - start[g], now);
     for (size_t g = 0; g < ngroups && rc == 0; g++) {
         redisReply *r = NULL;
         if (redisGetReply(kv_ctx(p->kv), (void **)&r) != REDIS_OK || !r) {
@@ -322,8 +345,9 @@ static int apply(proj *p, msg **v, size_t n, enum outcome *out, char (*why)[160]
         }
         size_t a = start[g], b = start[g + 1];
         if (r->type == REDIS_REPLY_ARRAY && r->elements == b - a) {
-            for (size_t i = a; i < b; i++) {
-                long long s = r->element[i - a]->integer;
+            for (size_t k = a; k < b; k++) {
+                size_t i = order[k];
+                long long s = r->element[k - a]->integer;
                 out[i] = s == 2 ? O_RETRY : s == 3 || s == 4 ? O_PARK : O_DONE;
                 if (s == 0)
                     observe_applied(p, v[i], wall);
@@ -342,7 +366,8 @@ static int apply(proj *p, msg **v, size_t n, enum outcome *out, char (*why)[160]
             if (strstr(err, "Function not found")) /* Redis restarted without it */
                 load_function(p);
             metrics_inc(p->failures, 1);
-            for (size_t i = a; i < b; i++) {
+            for (size_t k = a; k < b; k++) {
+                size_t i = order[k];
                 out[i] = O_RETRY;
                 v[i]->attempts++;
                 v[i]->solo = true; /* alone next time: find the one that fails */
@@ -351,7 +376,9 @@ static int apply(proj *p, msg **v, size_t n, enum outcome *out, char (*why)[160]
         }
         freeReplyObject(r);
     }
+    free(order);
     free(start);
+    free(sorted);
     if (rc != 0)
         kv_reset(p->kv);
     return rc;

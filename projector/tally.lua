@@ -13,7 +13,10 @@ the tenant's current generation, "1" when unset). For each event, in order:
   - version > last + 1: a gap, refused (GAP): the projector retries it later;
   - otherwise every view changes and the version is recorded (APPLIED).
 Reference events (types 10..12) are ordered by seq instead of version.
-Counter increments of the whole batch are summed first and written once per field.
+Redis calls are what cost here, so they are batched: the complaints' versions are read with
+one HMGET and written with one HSET, a parked complaint is only looked up when the tenant has
+any, and the counter increments of the whole batch are summed and written per key with one
+HMGET and one HSET (the call is atomic, so the read-modify-write is safe).
 Returns one integer per event: 0 APPLIED, 1 DUP, 2 GAP, 3 PARKED, 4 INVALID.
 
 A Redis function does not roll back on an error: writes made before it stay. So every event's
@@ -42,29 +45,29 @@ local TENANT, CATEGORY, AGENT = '10', '11', '12'
 local RESOLVED = '3'
 
 -- Whether field f of e is an integer within [lo, hi].
-local function int_in(e, f, lo, hi)
-  local n = tonumber(e[f])
+local function int_in(a, b, f, lo, hi)
+  local n = tonumber(a[b + f])
   return n ~= nil and n == math.floor(n) and n >= lo and n <= hi
 end
 
 -- The check before any write: every field the event's type uses has the expected form.
-local function valid(e)
-  local t = e[F_TYPE]
+local function valid(a, b)
+  local t = a[b + F_TYPE]
   if t == TENANT or t == CATEGORY or t == AGENT then
-    return int_in(e, F_SEQ, 1, MAX_INT)
+    return int_in(a, b, F_SEQ, 1, MAX_INT)
   end
   if t ~= CREATED and t ~= ASSIGNED and t ~= STATUS then
     return false
   end
-  if not (int_in(e, F_ID, 1, MAX_INT) and int_in(e, F_VERSION, 1, MAX_INT)
-      and int_in(e, F_RECORDED, 0, MAX_INT) and int_in(e, F_CREATED, 0, MAX_INT)
-      and int_in(e, F_PRIO, 1, 4) and int_in(e, F_TO, 1, 4)
-      and e[F_DAY]:match('^%d%d%d%d%-%d%d%-%d%d$') and e[F_CAT] ~= '') then
+  if not (int_in(a, b, F_ID, 1, MAX_INT) and int_in(a, b, F_VERSION, 1, MAX_INT)
+      and int_in(a, b, F_RECORDED, 0, MAX_INT) and int_in(a, b, F_CREATED, 0, MAX_INT)
+      and int_in(a, b, F_PRIO, 1, 4) and int_in(a, b, F_TO, 1, 4)
+      and a[b + F_DAY]:match('^%d%d%d%d%-%d%d%-%d%d$') and a[b + F_CAT] ~= '') then
     return false
   end
   if t == STATUS then
-    return int_in(e, F_FROM, 1, 4) and int_in(e, F_SECS, 0, MAX_SECONDS)
-      and int_in(e, F_BUCKET, 0, 10000)
+    return int_in(a, b, F_FROM, 1, 4) and int_in(a, b, F_SECS, 0, MAX_SECONDS)
+      and int_in(a, b, F_BUCKET, 0, 10000)
   end
   return true
 end
@@ -92,67 +95,67 @@ local function add4(sums, key, prefix, k, p, by)
   add(sums, key, prefix .. ':kp:' .. k .. ':' .. p, by)
 end
 
-local function open_detail(e)
+local function open_detail(a, b)
   -- status|priority|category|agent: what the overview lists for an open complaint
-  return e[F_TO] .. '|' .. e[F_PRIO] .. '|' .. e[F_CAT] .. '|' .. e[F_AGENT]
+  return a[b + F_TO] .. '|' .. a[b + F_PRIO] .. '|' .. a[b + F_CAT] .. '|' .. a[b + F_AGENT]
 end
 
-local function apply_created(P, sums, zsums, e)
-  local day = e[F_DAY]
+local function apply_created(P, sums, zsums, a, b)
+  local day = a[b + F_DAY]
   local m, dd = day:sub(1, 7), day:sub(9, 10)
-  local k, p, agent = e[F_CAT], e[F_PRIO], e[F_AGENT]
+  local k, p, agent = a[b + F_CAT], a[b + F_PRIO], a[b + F_AGENT]
   add4(sums, P .. 'd:' .. m, dd .. ':c', k, p, 1)
   add(zsums, P .. 'kc:' .. m, k, 1)
-  add(sums, P .. 'st', e[F_TO], 1)
-  if is_open(e[F_TO]) then
-    redis.call('ZADD', P .. 'open', e[F_CREATED], e[F_ID])
-    redis.call('HSET', P .. 'od', e[F_ID], open_detail(e))
+  add(sums, P .. 'st', a[b + F_TO], 1)
+  if is_open(a[b + F_TO]) then
+    redis.call('ZADD', P .. 'open', a[b + F_CREATED], a[b + F_ID])
+    redis.call('HSET', P .. 'od', a[b + F_ID], open_detail(a, b))
     if agent ~= '' then
       add(sums, P .. 'ao', agent, 1)
     end
   end
 end
 
-local function apply_assigned(P, sums, e)
-  if not is_open(e[F_TO]) then
+local function apply_assigned(P, sums, a, b)
+  if not is_open(a[b + F_TO]) then
     return -- a resolved complaint's assignee counts nowhere "now"
   end
-  if e[F_PREV] ~= '' then
-    add(sums, P .. 'ao', e[F_PREV], -1)
+  if a[b + F_PREV] ~= '' then
+    add(sums, P .. 'ao', a[b + F_PREV], -1)
   end
-  if e[F_AGENT] ~= '' then
-    add(sums, P .. 'ao', e[F_AGENT], 1)
+  if a[b + F_AGENT] ~= '' then
+    add(sums, P .. 'ao', a[b + F_AGENT], 1)
   end
-  redis.call('HSET', P .. 'od', e[F_ID], open_detail(e))
+  redis.call('HSET', P .. 'od', a[b + F_ID], open_detail(a, b))
 end
 
-local function apply_status(P, sums, zsums, e)
-  local from, to, agent = e[F_FROM], e[F_TO], e[F_AGENT]
+local function apply_status(P, sums, zsums, a, b)
+  local from, to, agent = a[b + F_FROM], a[b + F_TO], a[b + F_AGENT]
   add(sums, P .. 'st', from, -1)
   add(sums, P .. 'st', to, 1)
   local was, now = is_open(from), is_open(to)
   if was and not now then
-    redis.call('ZREM', P .. 'open', e[F_ID])
-    redis.call('HDEL', P .. 'od', e[F_ID])
+    redis.call('ZREM', P .. 'open', a[b + F_ID])
+    redis.call('HDEL', P .. 'od', a[b + F_ID])
     if agent ~= '' then
       add(sums, P .. 'ao', agent, -1)
     end
   elseif now then
     if not was then -- a reopen
-      redis.call('ZADD', P .. 'open', e[F_CREATED], e[F_ID])
+      redis.call('ZADD', P .. 'open', a[b + F_CREATED], a[b + F_ID])
       if agent ~= '' then
         add(sums, P .. 'ao', agent, 1)
       end
     end
-    redis.call('HSET', P .. 'od', e[F_ID], open_detail(e))
+    redis.call('HSET', P .. 'od', a[b + F_ID], open_detail(a, b))
   end
   if to ~= RESOLVED then
     return
   end
   -- A resolution, counted on the day it happened.
-  local day = e[F_DAY]
+  local day = a[b + F_DAY]
   local m, dd = day:sub(1, 7), day:sub(9, 10)
-  local k, p, secs, b = e[F_CAT], e[F_PRIO], tonumber(e[F_SECS]), e[F_BUCKET]
+  local k, p, secs, b = a[b + F_CAT], a[b + F_PRIO], tonumber(a[b + F_SECS]), a[b + F_BUCKET]
   local d = P .. 'd:' .. m
   add4(sums, d, dd .. ':r', k, p, 1)
   add4(sums, d, dd .. ':s', k, p, secs)
@@ -181,21 +184,59 @@ local function apply_status(P, sums, zsums, e)
 end
 
 -- Reference data: the newest seq wins, so a late duplicate cannot undo a rename.
-local function apply_reference(P, e)
-  local key = e[F_TYPE] .. ':' .. e[F_REF]
+local function apply_reference(P, a, b)
+  local key = a[b + F_TYPE] .. ':' .. a[b + F_REF]
   local last = tonumber(redis.call('HGET', P .. 'refseq', key) or '0')
-  if tonumber(e[F_SEQ]) <= last then
+  if tonumber(a[b + F_SEQ]) <= last then
     return DUP
   end
-  redis.call('HSET', P .. 'refseq', key, e[F_SEQ])
-  if e[F_TYPE] == TENANT then
-    redis.call('HSET', P .. 'tenant', 'name', e[F_NAME], 'time_zone', e[F_TZ])
-  elseif e[F_TYPE] == CATEGORY then
-    redis.call('HSET', P .. 'cats', e[F_REF], e[F_NAME])
-  elseif e[F_TYPE] == AGENT then
-    redis.call('HSET', P .. 'agents', e[F_REF], e[F_NAME])
+  redis.call('HSET', P .. 'refseq', key, a[b + F_SEQ])
+  if a[b + F_TYPE] == TENANT then
+    redis.call('HSET', P .. 'tenant', 'name', a[b + F_NAME], 'time_zone', a[b + F_TZ])
+  elseif a[b + F_TYPE] == CATEGORY then
+    redis.call('HSET', P .. 'cats', a[b + F_REF], a[b + F_NAME])
+  elseif a[b + F_TYPE] == AGENT then
+    redis.call('HSET', P .. 'agents', a[b + F_REF], a[b + F_NAME])
   end
   return APPLIED
+end
+
+-- Runs cmd key unpack(list) in chunks small enough for Lua's stack; HMGET answers are joined.
+local CHUNK = 4000
+local function chunked(cmd, key, list, step)
+  local out = {}
+  for i = 1, #list, CHUNK do
+    local last = math.min(i + CHUNK - 1, #list)
+    local r = redis.call(cmd, key, unpack(list, i, last))
+    if step then
+      for j = 1, #r do
+        out[#out + 1] = r[j]
+      end
+    end
+  end
+  return out
+end
+
+-- Writes the summed increments: per key one HMGET of the fields, one HSET of the new values.
+local function write_sums(sums)
+  for key, fields in pairs(sums) do
+    local names, deltas = {}, {}
+    for field, by in pairs(fields) do
+      if by ~= 0 then
+        names[#names + 1] = field
+        deltas[#deltas + 1] = by
+      end
+    end
+    if #names > 0 then
+      local old = chunked('HMGET', key, names, true)
+      local pairs_ = {}
+      for i, name in ipairs(names) do
+        pairs_[#pairs_ + 1] = name
+        pairs_[#pairs_ + 1] = string.format('%.0f', (tonumber(old[i]) or 0) + deltas[i])
+      end
+      chunked('HSET', key, pairs_, false)
+    end
+  end
 end
 
 local function apply(keys, args)
@@ -208,55 +249,75 @@ local function apply(keys, args)
   end
   local sums, zsums, versions, out = {}, {}, {}, {}
   local applied, as_of = 0, 0
+  local any_parked = redis.call('EXISTS', tag .. 'parked') == 1
+  -- The batch's complaints' last versions, in one call.
+  local ids, seen = {}, {}
   for i = 1, n do
-    local e = {}
-    for j = 1, nf do
-      e[j] = args[3 + (i - 1) * nf + j]
+    local base = 3 + (i - 1) * nf
+    local t, id = args[base + F_TYPE], args[base + F_ID]
+    if (t == CREATED or t == ASSIGNED or t == STATUS) and not seen[id] then
+      seen[id] = true
+      ids[#ids + 1] = id
     end
+  end
+  if #ids > 0 then
+    local got = chunked('HMGET', P .. 'cv', ids, true)
+    for i, id in ipairs(ids) do
+      versions[id] = tonumber(got[i]) or 0
+    end
+  end
+  local dirty, marked = {}, {} -- complaints whose version this call moves
+  for i = 1, n do
+    local a, b = args, 3 + (i - 1) * nf -- the event's fields are a[b + F_...]
     local status
-    local t = e[F_TYPE]
-    if not valid(e) then
+    local t = a[b + F_TYPE]
+    if not valid(a, b) then
       status = INVALID
     elseif t == TENANT or t == CATEGORY or t == AGENT then
-      status = apply_reference(P, e)
-    elseif redis.call('HEXISTS', tag .. 'parked', e[F_ID]) == 1 then
+      status = apply_reference(P, a, b)
+    elseif any_parked and redis.call('HEXISTS', tag .. 'parked', a[b + F_ID]) == 1 then
       status = PARKED
     else
-      local id, v = e[F_ID], tonumber(e[F_VERSION])
-      local last = versions[id] or tonumber(redis.call('HGET', P .. 'cv', id) or '0')
+      local id, v = a[b + F_ID], tonumber(a[b + F_VERSION])
+      local last = versions[id]
       if v <= last then
         status = DUP
       elseif v > last + 1 then
         status = GAP
       else
         if t == CREATED then
-          apply_created(P, sums, zsums, e)
+          apply_created(P, sums, zsums, a, b)
         elseif t == ASSIGNED then
-          apply_assigned(P, sums, e)
+          apply_assigned(P, sums, a, b)
         else
-          apply_status(P, sums, zsums, e)
+          apply_status(P, sums, zsums, a, b)
+        end
+        if not marked[id] then
+          marked[id] = true
+          dirty[#dirty + 1] = id
         end
         versions[id] = v
-        redis.call('HSET', P .. 'cv', id, v)
         status = APPLIED
       end
     end
     if status == APPLIED then
       applied = applied + 1
-      local rec = tonumber(e[F_RECORDED])
+      local rec = tonumber(a[b + F_RECORDED])
       if rec > as_of then
         as_of = rec
       end
     end
     out[i] = status
   end
-  for key, fields in pairs(sums) do
-    for field, by in pairs(fields) do
-      if by ~= 0 then
-        redis.call('HINCRBY', key, field, by)
-      end
+  if #dirty > 0 then
+    local kv = {}
+    for _, id in ipairs(dirty) do
+      kv[#kv + 1] = id
+      kv[#kv + 1] = versions[id]
     end
+    chunked('HSET', P .. 'cv', kv, false)
   end
+  write_sums(sums)
   for key, members in pairs(zsums) do
     for member, by in pairs(members) do
       redis.call('ZINCRBY', key, by, member)
