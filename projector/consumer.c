@@ -10,6 +10,7 @@
 #include "svc.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -54,6 +55,7 @@ typedef struct proj {
     bool read_pending; /* after a (re)connect: our own pending entries first */
     msgs retry;        /* gaps and failures, in arrival order */
     int64_t next_claim_ms, next_pending_ms;
+    int64_t gap_wait_ms; /* how long a gap waits before it is parked (see proj_run) */
     backoff bo;
     metrics_counter *applied, *dups, *gaps, *parked, *failures;
     metrics_histogram *batch_seconds, *lag_seconds;
@@ -122,6 +124,22 @@ static redisReply *command_argv(proj *p, int argc, const char **argv, const size
     return r;
 }
 
+/* As command_argv, with a format (redisCommand). */
+static redisReply *command(proj *p, const char *fmt, ...)
+{
+    redisContext *c = kv_ctx(p->kv);
+    redisReply *r = NULL;
+    if (c) {
+        va_list ap;
+        va_start(ap, fmt);
+        r = redisvCommand(c, fmt, ap);
+        va_end(ap);
+    }
+    if (!r)
+        kv_reset(p->kv);
+    return r;
+}
+
 static int load_function(proj *p)
 {
     const char *argv[] = { "FUNCTION", "LOAD", "REPLACE", projector_lua[0].data };
@@ -138,12 +156,9 @@ static int load_function(proj *p)
 static int create_groups(proj *p)
 {
     for (int i = 0; i < p->conf->partitions; i++) {
-        redisReply *r =
-            redisCommand(kv_ctx(p->kv), "XGROUP CREATE %s %s 0 MKSTREAM", p->streams[i], GROUP);
-        if (!r) {
-            kv_reset(p->kv);
+        redisReply *r = command(p, "XGROUP CREATE %s %s 0 MKSTREAM", p->streams[i], GROUP);
+        if (!r)
             return TALLY_EUNAVAIL;
-        }
         bool ok = r->type != REDIS_REPLY_ERROR || strncmp(r->str, "BUSYGROUP", 9) == 0;
         if (!ok)
             log_error("cannot create the consumer group", LOG_STR("stream", p->streams[i]),
@@ -204,11 +219,9 @@ static void park(proj *p, msg *m, const char *reason)
     if (env && proj_is_complaint_event(&m->ev) && env->complaint_id > 0 && proj_tenant_ok(tenant)) {
         char key[96];
         snprintf(key, sizeof(key), "{t:%s}:parked", tenant);
-        r = redisCommand(kv_ctx(p->kv), "HSETNX %s %s %s", key, complaint, reason);
+        r = command(p, "HSETNX %s %s %s", key, complaint, reason);
         if (r)
             freeReplyObject(r);
-        else
-            kv_reset(p->kv);
     }
     metrics_inc(p->parked, 1);
     log_warn("event parked", LOG_STR("tenant", tenant), LOG_STR("complaint", complaint),
@@ -428,7 +441,7 @@ static int handle(proj *p, msg **v, size_t n)
             bool gap = strncmp(reason, "gap", 3) == 0;
             if (!m->first_ms)
                 m->first_ms = now;
-            if ((gap && now - m->first_ms >= p->conf->gap_timeout_ms) ||
+            if ((gap && now - m->first_ms >= p->gap_wait_ms) ||
                 (!gap && m->attempts >= p->conf->max_attempts) || p->retry.n >= RETRY_MAX) {
                 park(p, m, p->retry.n >= RETRY_MAX ? "retry queue full" : reason);
                 done[ndone++] = m;
@@ -603,11 +616,9 @@ static void sample_pending(proj *p)
 {
     long long total = 0;
     for (int part = 0; part < p->conf->partitions; part++) {
-        redisReply *r = redisCommand(kv_ctx(p->kv), "XPENDING %s %s", p->streams[part], GROUP);
-        if (!r) {
-            kv_reset(p->kv);
+        redisReply *r = command(p, "XPENDING %s %s", p->streams[part], GROUP);
+        if (!r)
             return;
-        }
         if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1)
             total += r->element[0]->integer;
         freeReplyObject(r);
@@ -671,6 +682,12 @@ int proj_run(const proj_config *conf)
     if (!p.kv)
         return TALLY_ENOMEM;
     backoff_init(&p.bo, 50, 5000);
+    /* A gap's missing event may sit in a dead consumer's unacked batch: it becomes claimable
+       claim_idle_ms after that read and is claimed at the next claim round, so a gap is never
+       parked before two claim periods have passed. */
+    p.gap_wait_ms = conf->gap_timeout_ms;
+    if (p.gap_wait_ms < 2 * (int64_t)conf->claim_idle_ms + conf->block_ms)
+        p.gap_wait_ms = 2 * (int64_t)conf->claim_idle_ms + conf->block_ms;
     register_metrics(&p, conf->metrics);
 
     while (!svc_stopping()) {
