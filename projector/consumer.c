@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define GROUP            "projector"
 #define RETRY_MAX        10000 /* gaps and failures waiting for another try */
@@ -210,8 +211,7 @@ static void park(proj *p, msg *m, const char *reason)
                            tenant,   "complaint", complaint, "version", version };
     size_t lens[15];
     for (int i = 0; i < 15; i++)
-        lens[i] = strlen(argv[i]);
-    lens[4] = m->rawlen;
+        lens[i] = i == 4 ? m->rawlen : strlen(argv[i]); /* the envelope is bytes, not a string */
     redisReply *r = command_argv(p, 15, argv, lens);
     if (r)
         freeReplyObject(r);
@@ -486,8 +486,8 @@ static void collect(proj *p, int part, const redisReply *entries, msgs *into)
         if (e->type != REDIS_REPLY_ARRAY || e->elements < 1)
             continue;
         const char *id = e->element[0]->str;
-        if (msgs_has(&p->retry, part, id))
-            continue; /* already waiting here (a reclaim of our own gap) */
+        if (msgs_has(&p->retry, part, id) || msgs_has(into, part, id))
+            continue; /* already here (a reclaim of our own gap, due for retry) */
         msg *m = calloc(1, sizeof(*m));
         if (!m)
             continue;
@@ -503,8 +503,10 @@ static void collect(proj *p, int part, const redisReply *entries, msgs *into)
         } else {
             m->rawlen = val ? val->len : 0;
             m->raw = malloc(m->rawlen + 1);
-            if (m->raw && val)
+            if (m->raw && val) {
                 memcpy(m->raw, val->str, m->rawlen);
+                m->raw[m->rawlen] = 0;
+            }
             snprintf(m->why, sizeof(m->why), "%s", val ? "out of memory" : "no field e");
             m->ok = m->raw && val &&
                     proj_decode((const uint8_t *)m->raw, m->rawlen, &m->ev, m->why,
@@ -516,7 +518,7 @@ static void collect(proj *p, int part, const redisReply *entries, msgs *into)
 }
 
 /* One XREADGROUP over every partition: new entries, or ours still pending after a restart. */
-static int read_batch(proj *p, msgs *into)
+static int read_batch(proj *p, msgs *into, bool may_block)
 {
     int np = p->conf->partitions;
     const char **argv = malloc((size_t)(9 + 2 * np) * sizeof(*argv));
@@ -533,7 +535,7 @@ static int read_batch(proj *p, msgs *into)
     const char *head[] = { "XREADGROUP", "GROUP", GROUP, p->conf->consumer, "COUNT", count };
     for (int i = 0; i < 6; i++)
         argv[argc++] = head[i];
-    if (!p->read_pending) {
+    if (!p->read_pending && may_block) {
         argv[argc++] = "BLOCK";
         argv[argc++] = block;
     }
@@ -712,13 +714,16 @@ int proj_run(const proj_config *conf)
             rc = claim(&p, &batch);
             p.next_claim_ms = now + conf->claim_idle_ms;
         }
-        if (rc == 0 && batch.n == 0)
-            rc = read_batch(&p, &batch);
+        if (rc == 0) /* new entries too: retries must not starve them */
+            rc = read_batch(&p, &batch, batch.n == 0);
         if (rc == 0 && batch.n > 0) {
-            double t0 = (double)now_mono_ms();
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
             rc = handle(&p, batch.v, batch.n);
             batch.n = 0; /* handle took the messages over */
-            metrics_observe(p.batch_seconds, ((double)now_mono_ms() - t0) / 1000.0);
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            metrics_observe(p.batch_seconds, (double)(t1.tv_sec - t0.tv_sec) +
+                                                 (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
         }
         msgs_clear(&batch);
         if (rc == 0 && now >= p.next_pending_ms) {

@@ -62,7 +62,7 @@ int main(void)
     static const cfg_var vars[] = {
         { "TALLY_STREAM_PARTITIONS", CFG_INT, "1", 1, 256, 0, &partitions,
           "number of event streams tally:events:<p> (as command-svc)" },
-        { "TALLY_PROJECTOR_BATCH", CFG_INT, "500", 1, 10000, 0, &batch,
+        { "TALLY_PROJECTOR_BATCH", CFG_INT, "2000", 1, 10000, 0, &batch,
           "stream entries read per batch" },
         { "TALLY_PROJECTOR_BLOCK_MS", CFG_INT, "1000", 10, 10000, 0, &block_ms,
           "how long a read waits for new entries" },

@@ -19,9 +19,12 @@ any, and the counter increments of the whole batch are summed and written per ke
 HMGET and one HSET (the call is atomic, so the read-modify-write is safe).
 Returns one integer per event: 0 APPLIED, 1 DUP, 2 GAP, 3 PARKED, 4 INVALID.
 
-A Redis function does not roll back on an error: writes made before it stay. So every event's
-fields are checked first and an event that fails the check is INVALID and writes nothing (the
-projector parks it); no command below can then fail on the event's data.
+A Redis function does not roll back on an error: writes made before it stay. So nothing is
+written before everything that could fail was checked: every event's fields are checked first
+(an event that fails is INVALID and writes nothing; the projector parks it); the loop only
+reads and records what to write (ops, sums); then the type of every key to be written is
+checked; only then are the writes made. A key of the wrong type (written by something else)
+fails the call with nothing written, and its events are retried alone, then parked.
 
 The keyspace (P = {t:<tenant>}:<gen>:) is documented in docs/keyspace.md.
 Fields of an event, in order (F = 19; "" or 0 where a type has none):
@@ -77,6 +80,12 @@ local function is_open(status)
   return status == '1' or status == '2'
 end
 
+-- The set-like writes of the call, in order, made after the checks: {cmd, key, args...}.
+local ops = {}
+local function push(...)
+  ops[#ops + 1] = { ... }
+end
+
 -- Sums of increments: sums[key][field] = delta, written once at the end.
 local function add(sums, key, field, by)
   local h = sums[key]
@@ -108,8 +117,8 @@ local function apply_created(P, sums, zsums, a, b)
   add(zsums, P .. 'kc:' .. m, k, 1)
   add(sums, P .. 'st', a[b + F_TO], 1)
   if is_open(a[b + F_TO]) then
-    redis.call('ZADD', P .. 'open', a[b + F_CREATED], a[b + F_ID])
-    redis.call('HSET', P .. 'od', a[b + F_ID], open_detail(a, b))
+    push('ZADD', P .. 'open', a[b + F_CREATED], a[b + F_ID])
+    push('HSET', P .. 'od', a[b + F_ID], open_detail(a, b))
     if agent ~= '' then
       add(sums, P .. 'ao', agent, 1)
     end
@@ -126,7 +135,7 @@ local function apply_assigned(P, sums, a, b)
   if a[b + F_AGENT] ~= '' then
     add(sums, P .. 'ao', a[b + F_AGENT], 1)
   end
-  redis.call('HSET', P .. 'od', a[b + F_ID], open_detail(a, b))
+  push('HSET', P .. 'od', a[b + F_ID], open_detail(a, b))
 end
 
 local function apply_status(P, sums, zsums, a, b)
@@ -135,19 +144,19 @@ local function apply_status(P, sums, zsums, a, b)
   add(sums, P .. 'st', to, 1)
   local was, now = is_open(from), is_open(to)
   if was and not now then
-    redis.call('ZREM', P .. 'open', a[b + F_ID])
-    redis.call('HDEL', P .. 'od', a[b + F_ID])
+    push('ZREM', P .. 'open', a[b + F_ID])
+    push('HDEL', P .. 'od', a[b + F_ID])
     if agent ~= '' then
       add(sums, P .. 'ao', agent, -1)
     end
   elseif now then
     if not was then -- a reopen
-      redis.call('ZADD', P .. 'open', a[b + F_CREATED], a[b + F_ID])
+      push('ZADD', P .. 'open', a[b + F_CREATED], a[b + F_ID])
       if agent ~= '' then
         add(sums, P .. 'ao', agent, 1)
       end
     end
-    redis.call('HSET', P .. 'od', a[b + F_ID], open_detail(a, b))
+    push('HSET', P .. 'od', a[b + F_ID], open_detail(a, b))
   end
   if to ~= RESOLVED then
     return
@@ -183,20 +192,25 @@ local function apply_status(P, sums, zsums, a, b)
   end
 end
 
--- Reference data: the newest seq wins, so a late duplicate cannot undo a rename.
-local function apply_reference(P, a, b)
+-- Reference data: the newest seq wins, so a late duplicate cannot undo a rename. The seqs are
+-- recorded at the end with the versions (refs), so a failed call leaves them untouched.
+local function apply_reference(P, a, b, refs)
   local key = a[b + F_TYPE] .. ':' .. a[b + F_REF]
-  local last = tonumber(redis.call('HGET', P .. 'refseq', key) or '0')
+  local last = refs[key]
+  if last == nil then
+    last = tonumber(redis.call('HGET', P .. 'refseq', key) or '0')
+  end
   if tonumber(a[b + F_SEQ]) <= last then
     return DUP
   end
-  redis.call('HSET', P .. 'refseq', key, a[b + F_SEQ])
+  refs[key] = tonumber(a[b + F_SEQ])
+  refs[#refs + 1] = key
   if a[b + F_TYPE] == TENANT then
-    redis.call('HSET', P .. 'tenant', 'name', a[b + F_NAME], 'time_zone', a[b + F_TZ])
+    push('HSET', P .. 'tenant', 'name', a[b + F_NAME], 'time_zone', a[b + F_TZ])
   elseif a[b + F_TYPE] == CATEGORY then
-    redis.call('HSET', P .. 'cats', a[b + F_REF], a[b + F_NAME])
+    push('HSET', P .. 'cats', a[b + F_REF], a[b + F_NAME])
   elseif a[b + F_TYPE] == AGENT then
-    redis.call('HSET', P .. 'agents', a[b + F_REF], a[b + F_NAME])
+    push('HSET', P .. 'agents', a[b + F_REF], a[b + F_NAME])
   end
   return APPLIED
 end
@@ -247,6 +261,7 @@ local function apply(keys, args)
   if nf ~= NFIELDS or #args ~= 3 + n * nf then
     return redis.error_reply('tally_apply: expected ' .. NFIELDS .. ' fields per event')
   end
+  ops = {}
   local sums, zsums, versions, out = {}, {}, {}, {}
   local applied, as_of = 0, 0
   local any_parked = redis.call('EXISTS', tag .. 'parked') == 1
@@ -267,6 +282,7 @@ local function apply(keys, args)
     end
   end
   local dirty, marked = {}, {} -- complaints whose version this call moves
+  local refs = {} -- reference seqs this call moves: refs[key] = seq, and the keys as a list
   for i = 1, n do
     local a, b = args, 3 + (i - 1) * nf -- the event's fields are a[b + F_...]
     local status
@@ -274,7 +290,7 @@ local function apply(keys, args)
     if not valid(a, b) then
       status = INVALID
     elseif t == TENANT or t == CATEGORY or t == AGENT then
-      status = apply_reference(P, a, b)
+      status = apply_reference(P, a, b, refs)
     elseif any_parked and redis.call('HEXISTS', tag .. 'parked', a[b + F_ID]) == 1 then
       status = PARKED
     else
@@ -309,6 +325,33 @@ local function apply(keys, args)
     end
     out[i] = status
   end
+  -- Every key to be written, with the type it must have.
+  local want = { [P .. 'cv'] = 'hash', [P .. 'refseq'] = 'hash', [P .. 'fresh'] = 'hash' }
+  for _, o in ipairs(ops) do
+    want[o[2]] = (o[1] == 'ZADD' or o[1] == 'ZREM') and 'zset' or 'hash'
+  end
+  for key in pairs(sums) do
+    want[key] = 'hash'
+  end
+  for key in pairs(zsums) do
+    want[key] = 'zset'
+  end
+  for key, type_ in pairs(want) do
+    local t = redis.call('TYPE', key).ok
+    if t ~= 'none' and t ~= type_ then
+      return redis.error_reply('WRONGTYPE tally_apply: ' .. key .. ' is a ' .. t .. ', not a '
+        .. type_)
+    end
+  end
+  for _, o in ipairs(ops) do
+    redis.call(unpack(o))
+  end
+  write_sums(sums)
+  for key, members in pairs(zsums) do
+    for member, by in pairs(members) do
+      redis.call('ZINCRBY', key, by, member)
+    end
+  end
   if #dirty > 0 then
     local kv = {}
     for _, id in ipairs(dirty) do
@@ -317,11 +360,8 @@ local function apply(keys, args)
     end
     chunked('HSET', P .. 'cv', kv, false)
   end
-  write_sums(sums)
-  for key, members in pairs(zsums) do
-    for member, by in pairs(members) do
-      redis.call('ZINCRBY', key, by, member)
-    end
+  for _, key in ipairs(refs) do
+    redis.call('HSET', P .. 'refseq', key, string.format('%.0f', refs[key]))
   end
   if applied > 0 then
     local fresh = P .. 'fresh'
