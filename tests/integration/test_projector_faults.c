@@ -1,0 +1,763 @@
+/*
+ * The projector under faults, against a redis-server of each test's own: kill -9 in the middle
+ * of a large backlog and a restart lose nothing and apply nothing twice; entries a dead
+ * consumer left pending are reclaimed (also before the gaps waiting for them time out); Redis
+ * restarted under load (with an append-only file, so its data survives) is reconnected to and
+ * caught up with; /healthz stays 200 while Redis is down, /readyz is 503 and names redis; a
+ * connection lost right after a command was sent (a proxy between the projector and Redis
+ * drops it) is survived. The oracle is the read model calculated from the same events
+ * (tests/support/events.c).
+ */
+#define _GNU_SOURCE /* accept4, memmem, pipe2, mkdtemp */
+#include "events.h"
+#include "proc.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define WAIT_MS 60000
+
+extern char **environ;
+
+static struct {
+    int port;
+    pid_t pid;
+    bool persist; /* appendonly yes, appendfsync always: its data survives a restart */
+    char dir[64];
+} rs;
+static proc pj;
+static bool pj_on;
+static ev_history hist;
+static ev_model *model;
+static redisContext *rc_;
+static size_t *order_; /* the stream order in use */
+static bool *skip_;    /* the events not to be applied */
+
+/* ---- a redis-server and a projector of the test's own -------------------------------------- */
+
+static int free_port(void)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET };
+    socklen_t sl = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static redisContext *redis_open(void)
+{
+    redisContext *c =
+        redisConnectWithTimeout("127.0.0.1", rs.port, (struct timeval){ .tv_sec = 2 });
+    if (c && c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    if (c)
+        redisSetTimeout(c, (struct timeval){ .tv_sec = 10 });
+    return c;
+}
+
+/* Starts redis-server on rs.port in rs.dir (again, after a stop) and waits until it answers. */
+static void redis_run(void)
+{
+    char port[16], log[96];
+    snprintf(port, sizeof(port), "%d", rs.port);
+    snprintf(log, sizeof(log), "%s/redis.log", rs.dir);
+    if ((rs.pid = fork()) == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* dies with the test, whatever happens */
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", rs.persist ? "yes" : "no", "--appendfsync", "always", "--dir",
+               rs.dir, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 1000; i++, ev_sleep_ms(10)) {
+        redisContext *c = redis_open();
+        redisReply *r = c ? redisCommand(c, "PING") : NULL;
+        bool up = r && r->type == REDIS_REPLY_STATUS; /* not LOADING any more */
+        if (r)
+            freeReplyObject(r);
+        if (c)
+            redisFree(c);
+        if (up)
+            return;
+    }
+    cr_assert_fail("redis-server did not start on port %d (see %s)", rs.port, log);
+}
+
+static void redis_up(bool persist)
+{
+    rs.persist = persist;
+    snprintf(rs.dir, sizeof(rs.dir), "/tmp/tally-projtest-XXXXXX");
+    cr_assert(mkdtemp(rs.dir));
+    rs.port = free_port();
+    redis_run();
+    rc_ = redis_open();
+    cr_assert(rc_, "cannot reach our redis-server on %d", rs.port);
+}
+
+static void redis_stop(int sig)
+{
+    if (rs.pid > 0) {
+        kill(rs.pid, sig);
+        waitpid(rs.pid, NULL, 0);
+    }
+    rs.pid = 0;
+}
+
+static void fini(void)
+{
+    char cmd[128];
+    if (pj_on)
+        proc_release(&pj);
+    if (rc_)
+        redisFree(rc_);
+    redis_stop(SIGKILL);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", rs.dir);
+    if (rs.dir[0] && system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", rs.dir);
+    ev_model_free(model);
+    ev_history_release(&hist);
+    free(order_);
+    free(skip_);
+}
+
+TestSuite(faults, .fini = fini, .timeout = 120);
+
+/* As proc.c: the child's stderr into p->log (and ours), so the pipe never fills. */
+static void *read_stderr(void *arg)
+{
+    proc *p = arg;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = read(p->fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        pthread_mutex_lock(&p->mu);
+        char *grown = n > 0 ? realloc(p->log, p->loglen + (size_t)n + 1) : NULL;
+        if (grown) {
+            memcpy(grown + p->loglen, buf, (size_t)n);
+            p->log = grown;
+            p->loglen += (size_t)n;
+            p->log[p->loglen] = '\0';
+        }
+        p->eof = n <= 0;
+        pthread_mutex_unlock(&p->mu);
+        if (n <= 0)
+            return NULL;
+        fwrite(buf, 1, (size_t)n, stderr);
+    }
+}
+
+/*
+ * Runs the projector (it has no gRPC port, so not proc_start) against Redis on redis_port with
+ * env overrides and an HTTP port of its own; waits for "projector consuming" and the port.
+ */
+static void projector_start(int redis_port, const char *const *env)
+{
+    char url[64], *envp[128];
+    size_t k = 0;
+    int fds[2];
+    snprintf(url, sizeof(url), "TALLY_REDIS_URL=redis://127.0.0.1:%d/0", redis_port);
+    for (size_t j = 0; env && env[j]; j++) /* getenv takes the first */
+        envp[k++] = (char *)env[j];
+    envp[k++] = url;
+    envp[k++] = "TALLY_HTTP_LISTEN=127.0.0.1:0";
+    for (char **e = environ; *e && k < 127; e++)
+        if (strncmp(*e, "TALLY_", 6) != 0)
+            envp[k++] = *e;
+    envp[k] = NULL;
+    memset(&pj, 0, sizeof(pj));
+    pthread_mutex_init(&pj.mu, NULL);
+    cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
+    if ((pj.pid = fork()) == 0) {
+        char *argv[] = { (char *)PROJECTOR_PATH, NULL };
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(fds[1], STDERR_FILENO);
+        execve(PROJECTOR_PATH, argv, envp);
+        _exit(127);
+    }
+    close(fds[1]);
+    pj.fd = fds[0];
+    pthread_create(&pj.reader, NULL, read_stderr, &pj);
+    pj_on = true;
+    for (int waited = 0; waited < 10000; waited += 10, ev_sleep_ms(10)) {
+        pthread_mutex_lock(&pj.mu);
+        const char *l = pj.log ? strstr(pj.log, "\"msg\":\"http server listening\"") : NULL;
+        const char *at = l ? strstr(l, "\"port\":") : NULL;
+        const char *end = at ? at + 7 + strspn(at + 7, "0123456789") : NULL;
+        pj.http_port = end && (*end == ',' || *end == '}') ? atoi(at + 7) : 0;
+        bool up = pj.log && strstr(pj.log, "\"msg\":\"projector consuming\"");
+        pthread_mutex_unlock(&pj.mu);
+        if (up && pj.http_port)
+            return;
+        cr_assert_eq(proc_wait(&pj, 0), -1, "the projector exited at start");
+    }
+    cr_assert_fail("the projector did not start");
+}
+
+/* ---- helpers ------------------------------------------------------------------------------- */
+
+/* The stream order of hist (freed in fini, or by the next call). */
+static size_t *order_of(enum ev_order how, uint64_t seed, size_t *n)
+{
+    free(order_);
+    return order_ = ev_order(&hist, how, seed, n);
+}
+
+/* A skip[] for hist, all false (freed in fini). */
+static bool *new_skip(void)
+{
+    free(skip_);
+    skip_ = calloc(hist.n, sizeof(bool));
+    cr_assert(skip_);
+    return skip_;
+}
+
+static void start(const char *const *env)
+{
+    projector_start(rs.port, env);
+}
+
+/* Whether the projector still runs; once it has exited, how is in pj_exit (128 + signal). */
+static int pj_exit = -1;
+static bool alive(void)
+{
+    if (pj_on && pj.pid > 0)
+        pj_exit = proc_wait(&pj, 0);
+    return pj_on && pj.pid > 0;
+}
+
+static void stop_projector(int sig)
+{
+    proc_stop(&pj, sig, 15000);
+    proc_release(&pj);
+    pj_on = false;
+}
+
+static void generate(uint64_t seed, size_t events)
+{
+    ev_options o = { .seed = seed, .tenants = 3, .events = events, .days = 300 };
+    ev_generate(&hist, &o);
+    model = ev_model_new(&hist, NULL);
+}
+
+static void add_all(void)
+{
+    char err[256];
+    size_t n, *order = order_of(EV_IN_ORDER, 0, &n);
+    cr_assert_eq(ev_xadd(rc_, EV_STREAM, &hist, order, n, err, sizeof(err)), 0, "%s", err);
+}
+
+/* Fails the test at once if the projector died (a crash would otherwise look like a hang). */
+static void check_alive(void)
+{
+    if (pj_on && pj.pid > 0) {
+        int code = proc_wait(&pj, 0);
+        cr_assert_eq(code, -1, "the projector died (exit %d): see its log above", code);
+    }
+}
+
+/* ev_wait_applied while the projector lives (Redis may be down meanwhile). */
+static int wait_applied(void)
+{
+    int rc = -1;
+    for (int64_t until = ev_mono_ms() + WAIT_MS; rc == -1 && ev_mono_ms() < until; check_alive())
+        rc = ev_wait_applied(rs.port, model, 3000);
+    return rc;
+}
+
+static void expect_model(void)
+{
+    char diff[1024];
+    int caught_up = wait_applied();
+    if (rc_)
+        redisFree(rc_);
+    rc_ = redis_open(); /* Redis may have restarted */
+    cr_assert(rc_);
+    int same = ev_model_check_all(rc_, model, diff, sizeof(diff));
+    cr_assert_eq(same, 0, "the read model differs from the calculation%s: %s",
+                 caught_up == 0 ? "" : " (and the projector never caught up)", diff);
+    cr_assert_eq(caught_up, 0, "the projector did not catch up (%s)",
+                 caught_up == -1 ? "timeout" : "everything acked, other event counts");
+}
+
+/* fresh.events over all tenants. */
+static long long applied_events(void)
+{
+    long long n = 0;
+    for (int t = 0; t < hist.ntenants; t++) {
+        redisReply *r = redisCommand(rc_, "HGET {t:%s}:1:fresh events", hist.tenants[t]);
+        if (r && r->type == REDIS_REPLY_STRING)
+            n += atoll(r->str);
+        if (r)
+            freeReplyObject(r);
+    }
+    return n;
+}
+
+static void wait_applied_at_least(long long n)
+{
+    for (int64_t until = ev_mono_ms() + WAIT_MS; ev_mono_ms() < until; ev_sleep_ms(2)) {
+        if (applied_events() >= n)
+            return;
+        check_alive();
+    }
+    cr_assert_fail("fewer than %lld events applied within %d ms", n, WAIT_MS);
+}
+
+static long long xpending(const char *consumer)
+{
+    redisReply *r =
+        consumer ? redisCommand(rc_, "XPENDING %s projector - + 100000 %s", EV_STREAM, consumer)
+                 : redisCommand(rc_, "XPENDING %s projector", EV_STREAM);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY, "XPENDING failed");
+    long long n = consumer ? (long long)r->elements : r->element[0]->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+/* ---- (1) kill -9 mid-batch ----------------------------------------------------------------- */
+
+/*
+ * kill -9 while a batch is read and not acked (tried until two kills land so), then the same
+ * consumer again: it reads its own pending entries first.
+ */
+Test(faults, kill_9_mid_batch_and_restart_lose_nothing_and_apply_nothing_twice)
+{
+    const char *env[] = { "TALLY_PROJECTOR_CONSUMER=k1", NULL };
+    int mid_batch = 0;
+    redis_up(false);
+    generate(21, 200000);
+    add_all();
+    for (int k = 0; k < 6 && mid_batch < 2 && applied_events() < 140000; k++) {
+        start(env);
+        wait_applied_at_least(applied_events() + 20000);
+        while (xpending("k1") == 0)
+            check_alive();
+        stop_projector(SIGKILL);
+        mid_batch += xpending("k1") > 0;
+    }
+    cr_expect_gt(mid_batch, 0, "no kill landed while a batch was pending");
+    start(env);
+    expect_model(); /* fresh.events equals the number of distinct events */
+    cr_expect_eq(xpending(NULL), 0);
+    cr_expect_eq(ev_metric(pj.http_port, "tally_projector_parked_total"), 0);
+}
+
+/* ---- (2) a dead consumer's pending entries are reclaimed ----------------------------------- */
+
+Test(faults, a_dead_consumers_pending_entries_are_reclaimed)
+{
+    const char *env[] = { "TALLY_PROJECTOR_CLAIM_IDLE_MS=1000", NULL };
+    redis_up(false);
+    generate(22, 3000);
+    add_all();
+    redisReply *r = redisCommand(rc_, "XGROUP CREATE %s projector 0 MKSTREAM", EV_STREAM);
+    cr_assert(r && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    r = redisCommand(rc_, "XREADGROUP GROUP projector ghost COUNT 700 STREAMS %s >", EV_STREAM);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY, "the ghost could not read");
+    freeReplyObject(r);
+    cr_assert_eq(xpending("ghost"), 700);
+    start(env);
+    /* The ghost's entries come last: renames read meanwhile supersede its older ones. */
+    ev_model_allow_superseded(model);
+    expect_model();
+    long long short_by = 0;
+    for (int t = 0; t < hist.ntenants; t++) {
+        r = redisCommand(rc_, "HGET {t:%s}:1:fresh events", hist.tenants[t]);
+        cr_assert(r && r->type == REDIS_REPLY_STRING);
+        short_by += ev_model_events(model, hist.tenants[t]) - atoll(r->str);
+        freeReplyObject(r);
+    }
+    cr_expect_eq(ev_metric(pj.http_port, "tally_projector_duplicates_total"), (double)short_by,
+                 "duplicates other than superseded renames (%lld)", short_by);
+    cr_expect_eq(xpending("ghost"), 0, "the ghost still holds entries");
+    cr_expect_eq(xpending(NULL), 0);
+    cr_expect(proc_log_has(&pj, "reclaimed pending events"));
+    cr_expect_eq(ev_metric(pj.http_port, "tally_projector_parked_total"), 0);
+}
+
+/* ---- (3) Redis restarted under load -------------------------------------------------------- */
+
+/*
+ * Adds the history under load, event i with the id (i+1)-1, through any outage: after each
+ * (re)connect it waits until Redis answers PING (not LOADING: a pipeline must not straddle the
+ * end of loading) and resumes after the stream's last entry. Exactly once on the stream.
+ */
+typedef struct loader {
+    atomic_size_t added;
+    atomic_bool failed;
+} loader;
+
+static redisContext *ready_conn(size_t *top)
+{
+    redisContext *c = redis_open();
+    redisReply *r = c ? redisCommand(c, "PING") : NULL;
+    bool ok = r && r->type == REDIS_REPLY_STATUS;
+    if (r)
+        freeReplyObject(r);
+    r = ok ? redisCommand(c, "XREVRANGE %s + - COUNT 1", EV_STREAM) : NULL;
+    ok = r && r->type == REDIS_REPLY_ARRAY;
+    *top = ok && r->elements ? strtoull(r->element[0]->element[0]->str, NULL, 10) : 0;
+    if (r)
+        freeReplyObject(r);
+    if (!ok && c)
+        redisFree(c);
+    return ok ? c : NULL;
+}
+
+static void *load(void *arg)
+{
+    loader *l = arg;
+    redisContext *c = NULL;
+    int64_t give_up = ev_mono_ms() + WAIT_MS;
+    for (size_t done = 0; done < hist.n && ev_mono_ms() < give_up;) {
+        if (!c && !(c = ready_conn(&done))) {
+            ev_sleep_ms(20);
+            continue;
+        }
+        size_t chunk = hist.n - done < 200 ? hist.n - done : 200;
+        bool ok = true;
+        for (size_t i = done; i < done + chunk; i++) {
+            char id[32];
+            snprintf(id, sizeof(id), "%zu-1", i + 1);
+            redisAppendCommand(c, "XADD %s %s e %b", EV_STREAM, id, hist.v[i].bytes, hist.v[i].len);
+        }
+        for (size_t i = 0; i < chunk && ok; i++) {
+            redisReply *rep = NULL;
+            ok = redisGetReply(c, (void **)&rep) == REDIS_OK && rep &&
+                 rep->type != REDIS_REPLY_ERROR;
+            if (rep)
+                freeReplyObject(rep);
+        }
+        if (!ok) { /* reconnect, and go on after what Redis has */
+            redisFree(c);
+            c = NULL;
+            continue;
+        }
+        done += chunk;
+        atomic_store(&l->added, done);
+        ev_sleep_ms(2);
+    }
+    atomic_store(&l->failed, atomic_load(&l->added) < hist.n);
+    if (c)
+        redisFree(c);
+    return NULL;
+}
+
+Test(faults, redis_restarted_under_load_is_reconnected_and_caught_up)
+{
+    pthread_t t;
+    redis_up(true);
+    generate(23, 60000);
+    start(NULL);
+    loader l = { 0 };
+    cr_assert_eq(pthread_create(&t, NULL, load, &l), 0);
+    while (atomic_load(&l.added) < 20000 && !atomic_load(&l.failed))
+        ev_sleep_ms(5);
+    wait_applied_at_least(10000);
+    redisFree(rc_);
+    rc_ = NULL;
+    redis_stop(SIGTERM); /* under load: the loader and the projector both lose it */
+    ev_sleep_ms(300);
+    redis_run(); /* on the same port, from its append-only file */
+    pthread_join(t, NULL);
+    cr_assert(!atomic_load(&l.failed), "the loader could not add every event");
+    redisReply *r = redisCommand(rc_ ? rc_ : (rc_ = redis_open()), "XLEN %s", EV_STREAM);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER && r->integer == (long long)hist.n,
+              "the stream does not hold each event once");
+    freeReplyObject(r);
+    expect_model();
+    cr_expect_eq(xpending(NULL), 0);
+    cr_expect(proc_log_has(&pj, "Redis is back") || proc_log_has(&pj, "Redis unavailable"),
+              "the projector never noticed the restart");
+    cr_expect(alive(), "the projector exited (%d)", pj_exit);
+}
+
+/* ---- (4) health while Redis is down -------------------------------------------------------- */
+
+static int get(const char *path, char *body, size_t len)
+{
+    return http_get(pj.http_port, path, body, len);
+}
+
+static int wait_status(const char *path, int want, char *body, size_t len)
+{
+    int got = -1;
+    for (int64_t until = ev_mono_ms() + 15000; ev_mono_ms() < until; ev_sleep_ms(100))
+        if ((got = get(path, body, len)) == want)
+            break;
+    return got;
+}
+
+Test(faults, healthz_stays_200_while_redis_is_down_and_readyz_names_redis)
+{
+    char body[4096];
+    redis_up(false);
+    generate(24, 500);
+    start(NULL);
+    cr_assert_eq(wait_status("/readyz", 200, body, sizeof(body)), 200, "not ready: %s", body);
+    cr_assert_eq(get("/healthz", body, sizeof(body)), 200);
+    redisFree(rc_);
+    rc_ = NULL;
+    redis_stop(SIGTERM);
+    cr_assert_eq(wait_status("/readyz", 503, body, sizeof(body)), 503,
+                 "/readyz did not fail with Redis down: %s", body);
+    cr_expect(strstr(body, "redis"), "/readyz does not name redis: %s", body);
+    for (int64_t until = ev_mono_ms() + 8000; ev_mono_ms() < until; ev_sleep_ms(200)) {
+        int h = get("/healthz", body, sizeof(body));
+        cr_assert_eq(h, 200, "/healthz %d with Redis down: %s", h, body);
+    }
+    /* Redis comes back empty (no persistence): the projector sets up again and applies. */
+    redis_run();
+    rc_ = redis_open();
+    cr_assert(rc_);
+    cr_assert_eq(wait_status("/readyz", 200, body, sizeof(body)), 200, "not ready: %s", body);
+    add_all();
+    expect_model();
+}
+
+/* ---- (5) connections lost at the worst moments --------------------------------------------- */
+
+/*
+ * A TCP proxy between the projector and Redis that drops the connection (both sides, the
+ * command not forwarded) when the projector sends the command drop_on while dropping is on:
+ * between from_ms and until_ms (monotonic) and while drops_left > 0.
+ */
+typedef struct proxy {
+    int fd, port, upstream;
+    pthread_t thread;
+    atomic_bool stop;
+    const char *drop_on; /* RESP form, e.g. "\r\nXACK\r\n" */
+    int64_t from_ms, until_ms;
+    atomic_int drops_left, drops;
+    const char *watch; /* a command only noted: when it was last sent, how often */
+    _Atomic int64_t watch_ms;
+    atomic_int watched;
+} proxy;
+
+static proxy px;
+
+static void *proxy_main(void *arg)
+{
+    proxy *x = arg;
+    struct pollfd fds[33];
+    int peer[33], n = 1;
+    char buf[65536];
+    fds[0] = (struct pollfd){ .fd = x->fd, .events = POLLIN };
+    while (!atomic_load(&x->stop)) {
+        if (poll(fds, (nfds_t)n, 50) <= 0)
+            continue;
+        if ((fds[0].revents & POLLIN) && n + 2 <= 33) {
+            struct sockaddr_in sa = { .sin_family = AF_INET,
+                                      .sin_port = htons((uint16_t)x->upstream) };
+            int c = accept4(x->fd, NULL, NULL, SOCK_CLOEXEC),
+                u = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+            int one = 1; /* no Nagle: small writes must not wait for delayed acks */
+            if (c >= 0 && u >= 0 && connect(u, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+                setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+                setsockopt(u, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+                fds[n] = (struct pollfd){ .fd = c, .events = POLLIN };
+                fds[n + 1] = (struct pollfd){ .fd = u, .events = POLLIN };
+                peer[n] = n + 1;
+                peer[n + 1] = n;
+                n += 2;
+            } else {
+                if (c >= 0)
+                    close(c);
+                if (u >= 0)
+                    close(u);
+            }
+        }
+        for (int i = 1; i < n; i++) {
+            if (!fds[i].revents)
+                continue;
+            ssize_t got = read(fds[i].fd, buf, sizeof(buf));
+            int64_t now = ev_mono_ms();
+            bool from_client = (i % 2) == 1; /* pairs: client at odd, upstream at even */
+            if (from_client && got > 0 && x->watch &&
+                memmem(buf, (size_t)got, x->watch, strlen(x->watch))) {
+                atomic_store(&x->watch_ms, now);
+                atomic_fetch_add(&x->watched, 1);
+            }
+            bool drop = got <= 0 || (from_client && now >= x->from_ms && now < x->until_ms &&
+                                     atomic_load(&x->drops_left) > 0 &&
+                                     memmem(buf, (size_t)got, x->drop_on, strlen(x->drop_on)));
+            if (!drop && write(fds[peer[i]].fd, buf, (size_t)got) == got)
+                continue;
+            if (got > 0) {
+                atomic_fetch_sub(&x->drops_left, 1);
+                atomic_fetch_add(&x->drops, 1);
+            }
+            int a = i % 2 ? i : i - 1; /* close the pair, move the last pair into its place */
+            close(fds[a].fd);
+            close(fds[a + 1].fd);
+            fds[a] = fds[n - 2];
+            fds[a + 1] = fds[n - 1];
+            peer[a] = a + 1;
+            peer[a + 1] = a;
+            n -= 2;
+            break;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        close(fds[i].fd);
+    return NULL;
+}
+
+static void proxy_start(const char *drop_on, int drops)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET };
+    socklen_t sl = sizeof(sa);
+    px = (proxy){ .upstream = rs.port, .drop_on = drop_on, .until_ms = INT64_MAX };
+    atomic_store(&px.drops_left, drops);
+    px.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    cr_assert_eq(bind(px.fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(listen(px.fd, 16), 0);
+    getsockname(px.fd, (struct sockaddr *)&sa, &sl);
+    px.port = ntohs(sa.sin_port);
+    cr_assert_eq(pthread_create(&px.thread, NULL, proxy_main, &px), 0);
+}
+
+static void proxy_stop(void)
+{
+    atomic_store(&px.stop, true);
+    pthread_join(px.thread, NULL);
+    close(px.fd);
+}
+
+/* The projector through the proxy: it sees the connection drop after its command was sent. */
+static void start_proxied(const char *const *env)
+{
+    projector_start(px.port, env);
+}
+
+/*
+ * Every XACK for 9 s loses the connection (the FCALLs before it went through), while events
+ * keep coming. The projector samples the pending count every 5 s in the same turn.
+ */
+Test(faults, connections_lost_at_xack_are_survived_and_caught_up)
+{
+    const char *env[] = { "TALLY_PROJECTOR_BATCH=100", NULL };
+    char err[256];
+    size_t n, added = 0, *order;
+    redis_up(false);
+    generate(25, 20000);
+    order = order_of(EV_IN_ORDER, 0, &n);
+    proxy_start("\r\nXACK\r\n", 1000000);
+    px.from_ms = ev_mono_ms() + 1000;
+    px.until_ms = px.from_ms + 9000;
+    start_proxied(env);
+    for (; added < n && alive(); added += 100, ev_sleep_ms(50)) /* about 2,000 events/s */
+        cr_assert_eq(ev_xadd(rc_, EV_STREAM, &hist, order + added,
+                             n - added < 100 ? n - added : 100, err, sizeof(err)),
+                     0, "%s", err);
+    cr_expect_gt(atomic_load(&px.drops), 0, "no connection was dropped");
+    cr_assert(alive(), "the projector died (exit %d) after a connection lost at XACK", pj_exit);
+    expect_model();
+    cr_expect_gt(ev_metric(pj.http_port, "tally_projector_duplicates_total"), 0,
+                 "no batch was applied again after its XACK was lost");
+    proxy_stop();
+}
+
+Test(faults, a_connection_lost_while_parking_is_survived)
+{
+    const char *env[] = { "TALLY_PROJECTOR_GAP_TIMEOUT_MS=500",
+                          "TALLY_PROJECTOR_CLAIM_IDLE_MS=1000", "TALLY_PROJECTOR_BLOCK_MS=100",
+                          NULL };
+    redis_up(false);
+    generate(26, 1000);
+    int64_t c = 0; /* a complaint whose version 2 never arrives: v3 and later are parked */
+    for (size_t i = 0; i < hist.n && !c; i++)
+        if (hist.v[i].version == 1 && ev_find(&hist, hist.v[i].complaint, 3) >= 0)
+            c = hist.v[i].complaint;
+    bool *skip = new_skip();
+    for (size_t i = 0; i < hist.n; i++)
+        skip[i] = hist.v[i].complaint == c && hist.v[i].version >= 2;
+    ev_model_free(model);
+    model = ev_model_new(&hist, skip);
+    char err[256];
+    for (size_t i = 0; i < hist.n; i++)
+        if (!(hist.v[i].complaint == c && hist.v[i].version == 2))
+            cr_assert_eq(ev_xadd(rc_, EV_STREAM, &hist, &i, 1, err, sizeof(err)), 0, "%s", err);
+    proxy_start("\r\nXADD\r\n", 1); /* the projector XADDs only to tally:dead:0 */
+    px.from_ms = 0;
+    start_proxied(env);
+    for (int64_t until = ev_mono_ms() + 10000; ev_mono_ms() < until; ev_sleep_ms(50))
+        if (atomic_load(&px.drops) > 0 || !alive())
+            break;
+    ev_sleep_ms(500);
+    cr_expect_eq(atomic_load(&px.drops), 1, "the XADD to the dead letters was not dropped");
+    cr_assert(alive(), "the projector died (exit %d) after a connection lost while parking",
+              pj_exit);
+    expect_model();
+    proxy_stop();
+}
+
+/*
+ * A projector that dies right after reading a batch, a moment after the survivor's periodic
+ * XAUTOCLAIM: the survivor gets the later events of that batch's complaints (gaps) and must
+ * reclaim the batch before it gives up on them. The dead consumer is the test itself (it reads
+ * the batch and never acks), 500 ms after the survivor's claim round, with the defaults' ratio
+ * of gap timeout to claim idle time (30 s each; 2 s each here): the batch is claimable at the
+ * survivor's claim round after next, up to twice the claim idle time after the death.
+ */
+Test(faults, a_batch_left_by_a_dead_consumer_is_reclaimed_before_its_gaps_are_parked)
+{
+    const char *env[] = { "TALLY_PROJECTOR_CONSUMER=survivor", "TALLY_PROJECTOR_BATCH=100",
+                          "TALLY_PROJECTOR_CLAIM_IDLE_MS=2000",
+                          "TALLY_PROJECTOR_GAP_TIMEOUT_MS=2000", NULL };
+    redis_up(false);
+    generate(27, 50000);
+    add_all();
+    proxy_start("\r\nnever\r\n", 0);
+    px.watch = "\r\nXAUTOCLAIM\r\n";
+    start_proxied(env); /* through the proxy: its claim rounds are seen */
+    while (atomic_load(&px.watched) == 0)
+        ev_sleep_ms(1);
+    ev_sleep_ms((int)(atomic_load(&px.watch_ms) + 500 - ev_mono_ms()));
+    redisReply *r =
+        redisCommand(rc_, "XREADGROUP GROUP projector dead COUNT 200 STREAMS %s >", EV_STREAM);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY, "the dying consumer could not read");
+    freeReplyObject(r);
+    cr_assert_eq(xpending("dead"), 200, "the dying consumer holds nothing");
+    ev_model_allow_superseded(model); /* its batch comes last: renames in it may be overtaken */
+    int caught_up = wait_applied();
+    r = redisCommand(rc_, "XLEN %s", EV_DEAD);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER);
+    long long parked = r->integer;
+    freeReplyObject(r);
+    cr_expect_eq(parked, 0,
+                 "%lld events parked as gaps behind a dead consumer's batch: the gap timeout "
+                 "(2000 ms) ran out before the survivor reclaimed the batch (claim idle 2000 ms)",
+                 parked);
+    cr_expect_eq(caught_up, 0, "the survivor did not catch up");
+    cr_expect_eq(xpending("dead"), 0, "the dead consumer's batch was never reclaimed");
+    char diff[1024];
+    cr_expect_eq(ev_model_check_all(rc_, model, diff, sizeof(diff)), 0, "%s", diff);
+    proxy_stop();
+}
