@@ -7,8 +7,8 @@
 # Usage: bench/create-vs-pgbench.sh [BUILD_DIR]   runs the benchmark
 #        bench/create-vs-pgbench.sh --write-sql   regenerates bench/pgbench-create.sql from cmd.c
 #
-# A private stack (scripts/stack with TALLY_STACK_DIR=<repo>/.stack-bench, PostgreSQL on 55450
-# and Redis on 56450, fsync on, default settings) is started, the database "tally" is dropped
+# A private stack (scripts/stack with TALLY_STACK_DIR=<repo>/.stack-bench, PostgreSQL on 15450
+# and Redis on 16450, fsync on, default settings) is started, the database "tally" is dropped
 # and recreated, migrated, and given a tenant and a category. Then for each relay mode and each
 # concurrency C, RUNS times: pgbench -c C and bench-loadgen --concurrency C against a fresh
 # command-svc (TALLY_WORKERS=C), in alternating order, each for WARMUP + DURATION seconds with
@@ -17,7 +17,7 @@
 #
 # Environment: BUILD_DIR (<repo>/build), RUNS (3), RELAY_RUNS (1; 0 skips the relay-on pass),
 # DURATION (20), WARMUP (2), CONCURRENCY ("8 32"), CONNECTIONS (1), PGBENCH_JOBS (2),
-# TALLY_STACK_DIR, TALLY_STACK_PG_PORT (55450), TALLY_STACK_REDIS_PORT (56450), KEEP_STACK (0),
+# TALLY_STACK_DIR, TALLY_STACK_PG_PORT (15450), TALLY_STACK_REDIS_PORT (16450), KEEP_STACK (0),
 # NOTIFY_TRIGGER (on; "off" disables the events_notify trigger after migrating: an experiment
 # that shows what the per-statement NOTIFY costs both sides, not a supported configuration).
 set -euo pipefail
@@ -173,8 +173,8 @@ concurrency=${CONCURRENCY:-"8 32"}
 connections=${CONNECTIONS:-1}
 jobs=${PGBENCH_JOBS:-2}
 export TALLY_STACK_DIR=${TALLY_STACK_DIR:-$repo/.stack-bench}
-export TALLY_STACK_PG_PORT=${TALLY_STACK_PG_PORT:-55450}
-export TALLY_STACK_REDIS_PORT=${TALLY_STACK_REDIS_PORT:-56450}
+export TALLY_STACK_PG_PORT=${TALLY_STACK_PG_PORT:-15450}
+export TALLY_STACK_REDIS_PORT=${TALLY_STACK_REDIS_PORT:-16450}
 pg_bin=${TALLY_STACK_PG_BIN:-/usr/lib/postgresql/15/bin}
 svc_bin=$build/bin/command-svc
 lg_bin=$build/bin/bench-loadgen
@@ -225,7 +225,7 @@ psql_q() {
 }
 
 # A fixed port can be taken for a moment as the local end of someone's outgoing connection
-# (55450 and 56450 lie in Linux's ephemeral range): try a few times.
+# (15450 and 16450 lie in Linux's ephemeral range): try a few times.
 for attempt in 1 2 3 4 5; do
     "$repo/scripts/stack" up >/dev/null && break
     ((attempt < 5)) || die "scripts/stack up failed 5 times; if a port was in use, choose ports" \

@@ -68,7 +68,7 @@ static int run_migrate(void)
     int level = LOG_INFO;
     char err[1024], warn[1024];
     const cfg_var vars[] = {
-        { "TALLY_PG_DSN", CFG_PG_DSN, "postgresql://tally@127.0.0.1:55432/tally", 0, 0, CFG_SECRET,
+        { "TALLY_PG_DSN", CFG_PG_DSN, "postgresql://tally@127.0.0.1:15432/tally", 0, 0, CFG_SECRET,
           &dsn, "PostgreSQL" },
         { "TALLY_LOG_LEVEL", CFG_LOG_LEVEL, "info", 0, 0, 0, &level, "log level" },
     };

@@ -27,9 +27,9 @@ Test(cfg, parses_host_and_port)
 Test(cfg, parses_redis_urls)
 {
     cfg_redis r;
-    cr_assert_eq(cfg_parse_redis_url("redis://127.0.0.1:56379/3", &r), 0);
+    cr_assert_eq(cfg_parse_redis_url("redis://127.0.0.1:16379/3", &r), 0);
     cr_assert_str_eq(r.host, "127.0.0.1");
-    cr_assert_eq(r.port, 56379);
+    cr_assert_eq(r.port, 16379);
     cr_assert_eq(r.db, 3);
     cr_assert_eq(cfg_parse_redis_url("redis://cache", &r), 0);
     cr_assert_eq(r.port, 6379);
