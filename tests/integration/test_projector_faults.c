@@ -345,7 +345,8 @@ static long long xpending(const char *consumer)
  */
 Test(faults, kill_9_mid_batch_and_restart_lose_nothing_and_apply_nothing_twice)
 {
-    const char *env[] = { "TALLY_PROJECTOR_CONSUMER=k1", NULL };
+    /* Batches of 500: many batches, so a kill can land while one is pending. */
+    const char *env[] = { "TALLY_PROJECTOR_CONSUMER=k1", "TALLY_PROJECTOR_BATCH=500", NULL };
     int mid_batch = 0;
     redis_up(false);
     generate(21, 200000);
