@@ -685,11 +685,11 @@ int proj_run(const proj_config *conf)
         return TALLY_ENOMEM;
     backoff_init(&p.bo, 50, 5000);
     /* A gap's missing event may sit in a dead consumer's unacked batch: it becomes claimable
-       claim_idle_ms after that read and is claimed at the next claim round, so a gap is never
-       parked before two claim periods have passed. */
+       claim_idle_ms after that read and is claimed at a later claim round (one may just miss
+       it), so a gap is never parked before three claim periods have passed. */
     p.gap_wait_ms = conf->gap_timeout_ms;
-    if (p.gap_wait_ms < 2 * (int64_t)conf->claim_idle_ms + conf->block_ms)
-        p.gap_wait_ms = 2 * (int64_t)conf->claim_idle_ms + conf->block_ms;
+    if (p.gap_wait_ms < 3 * (int64_t)conf->claim_idle_ms + conf->block_ms)
+        p.gap_wait_ms = 3 * (int64_t)conf->claim_idle_ms + conf->block_ms;
     register_metrics(&p, conf->metrics);
 
     while (!svc_stopping()) {
