@@ -39,7 +39,7 @@ typedef struct msg {
     bool ok;       /* decoded */
     bool gone;     /* trimmed or deleted from the stream: only to be acked */
     char why[160]; /* why it was refused, when not ok */
-    bool solo;     /* failed in a group: retried alone, to find the poison one */
+    bool solo;     /* failed alone: retried alone */
     int attempts;  /* failed applies */
     int64_t first_ms, next_ms;
 } msg;
@@ -54,6 +54,7 @@ typedef struct proj {
     kv_conn *kv;
     char streams[MAX_PARTITIONS][32];
     bool read_pending; /* after a (re)connect: our own pending entries first */
+    bool reload;       /* the function is gone (Redis restarted): load it again */
     msgs retry;        /* gaps and failures, in arrival order */
     int64_t next_claim_ms, next_pending_ms;
     int64_t gap_wait_ms; /* how long a gap waits before it is parked (see proj_run) */
@@ -316,24 +317,68 @@ static int by_tenant(const void *a, const void *b)
     return c ? c : (i > j) - (i < j);
 }
 
+/* Reads the reply of one FCALL over sorted[a..b) into out[]/why[] (indexed as v, via order). */
+static int read_reply(proj *p, msg **v, const size_t *order, size_t a, size_t b, int64_t wall,
+                      enum outcome *out, char (*why)[160], bool *failed)
+{
+    redisReply *r = NULL;
+    if (redisGetReply(kv_ctx(p->kv), (void **)&r) != REDIS_OK || !r)
+        return TALLY_EUNAVAIL;
+    *failed = !(r->type == REDIS_REPLY_ARRAY && r->elements == b - a);
+    if (!*failed) {
+        for (size_t k = a; k < b; k++) {
+            size_t i = order[k];
+            long long s = r->element[k - a]->integer;
+            out[i] = s == 2 ? O_RETRY : s == 3 || s == 4 ? O_PARK : O_DONE;
+            if (s == 0)
+                observe_applied(p, v[i], wall);
+            else if (s == 1)
+                metrics_inc(p->dups, 1);
+            else if (s == 2)
+                metrics_inc(p->gaps, 1);
+            snprintf(why[i], sizeof(why[i]), "%s",
+                     s == 2   ? "gap: an earlier version was never applied"
+                     : s == 3 ? "behind a parked event of the same complaint"
+                     : s == 4 ? "invalid fields: refused by the apply function"
+                              : "");
+        }
+    } else {
+        const char *err = r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply";
+        if (strstr(err, "Function not found")) /* Redis restarted without it: after the replies */
+            p->reload = true;
+        metrics_inc(p->failures, 1);
+        for (size_t k = a; k < b; k++) {
+            size_t i = order[k];
+            out[i] = O_RETRY;
+            snprintf(why[i], sizeof(why[i]), "apply failed: %.140s", err);
+        }
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
 /*
  * Applies the decoded messages of v (several tenants): one pipelined FCALL per tenant with
  * all its events of the batch, in their order (tenants are independent: their keys are
- * disjoint), and one FCALL alone for a message marked solo. Fills out[i] and why[i] for v[i].
- * TALLY_EUNAVAIL on an I/O error.
+ * disjoint), and one FCALL alone for a message marked solo. A failed FCALL of several events
+ * is split at once into one FCALL per event, in order, so that the good ones are applied in
+ * their tenant's order and only the failing one waits for a retry (counted as an attempt, and
+ * alone from then on). Fills out[i] and why[i] for v[i]. TALLY_EUNAVAIL on an I/O error.
  */
 static int apply(proj *p, msg **v, size_t n, enum outcome *out, char (*why)[160])
 {
     size_t *order = malloc((n ? n : 1) * sizeof(*order));
     size_t *start = malloc((n + 1) * sizeof(*start)), ngroups = 0;
     msg **sorted = malloc((n ? n : 1) * sizeof(*sorted));
+    bool *split = calloc(n + 1, sizeof(*split)), failed = false;
     char now[24];
     int64_t wall = now_wall_ms();
     int rc = 0;
-    if (!order || !start || !sorted) {
+    if (!order || !start || !sorted || !split) {
         free(order);
         free(start);
         free(sorted);
+        free(split);
         return TALLY_ENOMEM;
     }
     for (size_t i = 0; i < n; i++)
@@ -351,47 +396,33 @@ static int apply(proj *p, msg **v, size_t n, enum outcome *out, char (*why)[160]
     for (size_t g = 0; g < ngroups && rc == 0; g++)
         rc = append_fcall(p, sorted + start[g], start[g + 1] - start[g], now);
     for (size_t g = 0; g < ngroups && rc == 0; g++) {
-        redisReply *r = NULL;
-        if (redisGetReply(kv_ctx(p->kv), (void **)&r) != REDIS_OK || !r) {
-            rc = TALLY_EUNAVAIL;
-            break;
+        rc = read_reply(p, v, order, start[g], start[g + 1], wall, out, why, &failed);
+        split[g] = failed && start[g + 1] - start[g] > 1;
+        for (size_t k = start[g]; k < start[g + 1] && failed && !split[g]; k++) {
+            sorted[k]->attempts++;
+            sorted[k]->solo = true;
         }
-        size_t a = start[g], b = start[g + 1];
-        if (r->type == REDIS_REPLY_ARRAY && r->elements == b - a) {
-            for (size_t k = a; k < b; k++) {
-                size_t i = order[k];
-                long long s = r->element[k - a]->integer;
-                out[i] = s == 2 ? O_RETRY : s == 3 || s == 4 ? O_PARK : O_DONE;
-                if (s == 0)
-                    observe_applied(p, v[i], wall);
-                else if (s == 1)
-                    metrics_inc(p->dups, 1);
-                else if (s == 2)
-                    metrics_inc(p->gaps, 1);
-                snprintf(why[i], sizeof(why[i]), "%s",
-                         s == 2   ? "gap: an earlier version was never applied"
-                         : s == 3 ? "behind a parked event of the same complaint"
-                         : s == 4 ? "invalid fields: refused by the apply function"
-                                  : "");
-            }
-        } else {
-            const char *err = r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply";
-            if (strstr(err, "Function not found")) /* Redis restarted without it */
-                load_function(p);
-            metrics_inc(p->failures, 1);
-            for (size_t k = a; k < b; k++) {
-                size_t i = order[k];
-                out[i] = O_RETRY;
-                v[i]->attempts++;
-                v[i]->solo = true; /* alone next time: find the one that fails */
-                snprintf(why[i], sizeof(why[i]), "apply failed: %.140s", err);
-            }
-        }
-        freeReplyObject(r);
     }
+    if (rc == 0 && p->reload) {
+        p->reload = false;
+        load_function(p);
+    }
+    /* The failed groups again, one event per FCALL. */
+    for (size_t g = 0; g < ngroups && rc == 0; g++)
+        for (size_t k = start[g]; split[g] && k < start[g + 1] && rc == 0; k++)
+            rc = append_fcall(p, sorted + k, 1, now);
+    for (size_t g = 0; g < ngroups && rc == 0; g++)
+        for (size_t k = start[g]; split[g] && k < start[g + 1] && rc == 0; k++) {
+            rc = read_reply(p, v, order, k, k + 1, wall, out, why, &failed);
+            if (failed) {
+                sorted[k]->attempts++;
+                sorted[k]->solo = true; /* alone next time */
+            }
+        }
     free(order);
     free(start);
     free(sorted);
+    free(split);
     if (rc != 0)
         kv_reset(p->kv);
     return rc;

@@ -758,19 +758,7 @@ Test(projector, an_absurd_resolution_time_is_parked_and_the_batch_stays_exact)
  * later events, while nothing else changes (a Redis function keeps what it wrote before an
  * error: the events sharing the failed FCALL must still be applied exactly once).
  */
-/*
- * Known race, under ASan's timing only so far: a reference event retried alone after the
- * failed call can be overtaken by a newer rename of the same category and is then counted as
- * a duplicate, which this test's model does not allow for (fresh.events comes out short).
- * Until retries keep a tenant's order, the test runs in the plain build only.
- */
-#ifdef __SANITIZE_ADDRESS__
-#define FLAKY_UNDER_ASAN true
-#else
-#define FLAKY_UNDER_ASAN false
-#endif
-Test(projector, events_whose_apply_keeps_failing_are_parked_and_nothing_else_changes,
-     .disabled = FLAKY_UNDER_ASAN)
+Test(projector, events_whose_apply_keeps_failing_are_parked_and_nothing_else_changes)
 {
     char M[8], key[64];
     size_t skipped = 0;
