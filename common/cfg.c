@@ -187,8 +187,10 @@ static int load_one(const cfg_var *v, const char *val, char *why, size_t whylen)
         *(const char **)v->dest = val;
         break;
     }
-    case CFG_REDIS_URL:
-        if (cfg_parse_redis_url(val, (cfg_redis *)v->dest)) {
+    case CFG_REDIS_URL: /* empty, when allowed: host stays "" (unset) */
+        if (!val[0] && !(v->flags & CFG_REQUIRED))
+            memset(v->dest, 0, sizeof(cfg_redis));
+        else if (cfg_parse_redis_url(val, (cfg_redis *)v->dest)) {
             snprintf(why, whylen, "must be redis://host[:port][/db] (db 0-15)");
             return TALLY_EINVAL;
         }

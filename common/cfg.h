@@ -23,7 +23,7 @@ enum cfg_type {
     CFG_BOOL,      /* bool *; true/false/1/0/yes/no/on/off */
     CFG_HOSTPORT,  /* cfg_hostport *; "host:port", "[v6]:port" or ":port"; port 0..65535 */
     CFG_PG_DSN,    /* const char **; a libpq conninfo string or postgresql:// URI */
-    CFG_REDIS_URL, /* cfg_redis *; redis://host[:port][/db] */
+    CFG_REDIS_URL, /* cfg_redis *; redis://host[:port][/db]; empty (if allowed): host "" */
     CFG_LOG_LEVEL, /* int *; debug|info|warn|error */
     CFG_FILE,      /* const char **; empty, or a readable file */
 };

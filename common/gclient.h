@@ -1,12 +1,13 @@
 /*
- * gclient: a small gRPC client over the C core, for the tests (and only the tests).
+ * gclient: a small unary gRPC client over the C core, for the tests, the benchmarks and the
+ * command-line tools (never the services).
  *
  * Each gc_client has its own channel (a private subchannel pool, so its own TCP connection)
  * and its own completion queue. Calls are unary; results carry the status code, the details,
  * and the reply bytes.
  */
-#ifndef TALLY_TEST_GCLIENT_H
-#define TALLY_TEST_GCLIENT_H
+#ifndef TALLY_GCLIENT_H
+#define TALLY_GCLIENT_H
 
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>

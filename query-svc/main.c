@@ -1,0 +1,57 @@
+/*
+ * query-svc: the read side. Serves tally.v1.Dashboard from the Redis read model that the
+ * projector keeps; stateless, so it scales out behind a load balancer. Reads may go to a Redis
+ * replica (TALLY_REDIS_READ_URL).
+ */
+#include "err.h"
+#include "log.h"
+#include "probe.h"
+#include "query.h"
+#include "svc.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+static query_config conf;
+static cfg_redis read_url;
+static long long redis_timeout_ms, token_wait_ms;
+
+static int setup(const svc_env *env, void *arg)
+{
+    (void)arg;
+    conf.redis = env->cfg->redis;
+    if (read_url.host[0])
+        conf.redis = read_url;
+    conf.redis_timeout_ms = redis_timeout_ms;
+    conf.token_wait_ms = token_wait_ms;
+    log_info("reading the read model",
+             LOG_STR("from", read_url.host[0] ? "TALLY_REDIS_READ_URL" : "TALLY_REDIS_URL"),
+             LOG_STR("host", conf.redis.host), LOG_INT("port", conf.redis.port));
+    if (http_add_ready_check(env->http, "redis", probe_redis, (void *)&conf.redis))
+        return TALLY_ENOMEM;
+    return 0;
+}
+
+int main(void)
+{
+    static const cfg_var vars[] = {
+        { "TALLY_REDIS_READ_URL", CFG_REDIS_URL, "", 0, 0, 0, &read_url,
+          "Redis to read the model from, e.g. a replica (empty: TALLY_REDIS_URL)" },
+        { "TALLY_QUERY_REDIS_TIMEOUT_MS", CFG_INT, "1000", 10, 60000, 0, &redis_timeout_ms,
+          "Redis connect and reply timeout" },
+        { "TALLY_QUERY_TOKEN_WAIT_MS", CFG_INT, "2000", 0, 60000, 0, &token_wait_ms,
+          "longest wait for a consistency token when the call has no deadline" },
+    };
+    svc_def def = { .name = "query-svc",
+                    .grpc_port = 50052,
+                    .http_port = 9093,
+                    .services = &query_service,
+                    .nservices = 1,
+                    .vars = vars,
+                    .nvars = sizeof(vars) / sizeof(vars[0]),
+                    .setup = setup,
+                    .worker_init = query_worker_new,
+                    .worker_free = query_worker_free,
+                    .arg = &conf };
+    return svc_main(&def);
+}

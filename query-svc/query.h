@@ -1,0 +1,29 @@
+/*
+ * query: tally.v1.Dashboard over the Redis read model (docs/keyspace.md).
+ *
+ * Each worker thread owns one Redis connection (to TALLY_REDIS_READ_URL, which may be a
+ * replica) and a small cache of what it knows about tenants (generation, time zone, category
+ * and agent ids), used to plan the read and checked against the same read: a request is one
+ * pipelined round trip in the steady state, never a KEYS or SCAN.
+ */
+#ifndef TALLY_QUERY_H
+#define TALLY_QUERY_H
+
+#include "cfg.h"
+#include "srv.h"
+
+#include <stdint.h>
+
+typedef struct query_config {
+    cfg_redis redis;          /* where to read */
+    int64_t redis_timeout_ms; /* connect and reply timeout */
+    int64_t token_wait_ms;    /* the longest wait for a consistency token without a deadline */
+} query_config;
+
+extern const srv_service query_service;
+
+/* srv worker hooks; arg is a const query_config * that outlives the server. */
+void *query_worker_new(int index, void *arg);
+void query_worker_free(void *worker, void *arg);
+
+#endif
