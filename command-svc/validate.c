@@ -1,6 +1,7 @@
 #include "validate.h"
 
 #include "err.h"
+#include "ident.h"
 #include "utf8.h"
 
 #include <stdio.h>
@@ -14,18 +15,10 @@ static int fail(char *err, size_t errlen, const char *path, const char *what)
 
 int val_id(const char *path, const char *s, bool optional, char *err, size_t errlen)
 {
-    size_t n = strlen(s);
-    if (n == 0)
-        return optional ? 0 : fail(err, errlen, path, "required");
-    if (n > VAL_ID_MAX)
-        return fail(err, errlen, path, "longer than 64 bytes");
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '-'))
-            return fail(err, errlen, path, "may only contain A-Z a-z 0-9 _ . -");
-    }
-    return 0;
+    enum ident_problem p = ident_check(s);
+    if (p == IDENT_OK || (p == IDENT_EMPTY && optional))
+        return 0;
+    return fail(err, errlen, path, ident_problem_text(p));
 }
 
 int val_text(const char *path, const char *s, size_t min, size_t max, char *err, size_t errlen)

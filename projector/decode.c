@@ -3,6 +3,7 @@
 #include "err.h"
 #include "event.h"
 #include "hist.h"
+#include "ident.h"
 #include "pbcheck.h"
 
 #include <inttypes.h>
@@ -47,24 +48,13 @@ static int refuse(char *why, size_t whylen, const char *fmt, ...)
     return TALLY_EINVAL;
 }
 
-/* Ids of the API: 1..64 bytes of [A-Za-z0-9_.-] (types.proto); empty allowed if optional. */
+/* Ids of the API (ident.h); empty allowed if optional. */
 static int good_id(const char *s, int optional)
 {
-    size_t n = strlen(s);
-    if (n == 0)
-        return optional;
-    if (n > 64)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '-'))
-            return 0;
-    }
-    return 1;
+    enum ident_problem p = ident_check(s);
+    return p == IDENT_OK || (p == IDENT_EMPTY && optional);
 }
 
-/* "YYYY-MM-DD", digits only, a day that exists (proleptic Gregorian). */
 int proj_tenant_ok(const char *tenant_id)
 {
     return good_id(tenant_id, 0);
