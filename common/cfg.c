@@ -243,7 +243,7 @@ int cfg_load(const cfg_var *vars, size_t n, char *err, size_t errlen, char *warn
             rc = TALLY_EINVAL;
             continue;
         }
-        if (!*val && v->type != CFG_STR && v->type != CFG_FILE) {
+        if (!*val && v->type != CFG_STR && v->type != CFG_FILE && v->type != CFG_REDIS_URL) {
             addline(err, errlen, "%s: must not be empty", v->name);
             rc = TALLY_EINVAL;
             continue;

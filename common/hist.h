@@ -12,6 +12,8 @@
 #include <stdint.h>
 
 #define HIST_GAMMA          1.1
+#define HIST_MAX_SECONDS    4000000000LL /* about 126 years: the longest resolution time kept */
+#define HIST_BUCKETS        240          /* buckets 0..239 hold 0..HIST_MAX_SECONDS */
 #define HIST_RELATIVE_ERROR ((HIST_GAMMA - 1.0) / (HIST_GAMMA + 1.0))
 
 /* The bucket of a duration in seconds (negative counts as 0). */

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define PROJ_MAX_SECONDS 4000000000LL /* about 126 years; tally.lua checks the same */
 
 enum {
     F_SEQ,
@@ -178,7 +177,7 @@ int proj_decode(const uint8_t *data, size_t len, proj_event *ev, char *why, size
         num(ev, F_FROM, b->from_status);
         num(ev, F_TO, b->to_status);
         num(ev, F_CREATED, b->created_at_ms);
-        if (b->resolution_seconds < 0 || b->resolution_seconds > PROJ_MAX_SECONDS)
+        if (b->resolution_seconds < 0 || b->resolution_seconds > HIST_MAX_SECONDS)
             return refuse(why, whylen, "status_changed: resolution_seconds %lld out of range",
                           (long long)b->resolution_seconds);
         num(ev, F_SECS, b->resolution_seconds);

@@ -1,1 +1,0 @@
-#include "query.h"
