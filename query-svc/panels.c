@@ -853,7 +853,8 @@ int64_t ag_token_offset(const char *token, qrange r, int sort_by, bool ascending
 struct cd_plan {
     qrange r;
     int top_n;
-    cells c; /* (category x priority) or (category) cells */
+    bool by_kc; /* whole months read the month's ranking P kc:M (no priority filter) */
+    cells c;    /* (category x priority) or (category) cells */
     mseg *segs;
     size_t nsegs, first;
 };
@@ -866,13 +867,14 @@ cd_plan *cd_plan_read(qreq *q, qrange r, const qfilter *f, int top_n)
         return NULL;
     p->r = r;
     p->top_n = top_n;
+    p->by_kc = f->nprios == 0;
     p->segs = months_of(q, r, &p->nsegs);
     if (!p->segs)
         return NULL;
     p->first = q->b.ncmds;
     for (size_t i = 0; i < p->nsegs; i++) {
         const mseg *s = &p->segs[i];
-        if (s->full && f->nprios == 0) { /* the month's ranking has it all */
+        if (s->full && p->by_kc) {
             month_cmd(q, "ZRANGE", "kc", s);
             rd_arg_static(&q->b, "0");
             rd_arg_static(&q->b, "-1");
@@ -917,7 +919,7 @@ Tally__V1__CategoryDistribution *cd_build(qreq *q, const cd_plan *p)
     for (size_t i = 0; i < p->nsegs; i++) {
         const redisReply *r = rd_reply(&q->b, p->first + i);
         const mseg *s = &p->segs[i];
-        if (s->full && p->c.v[0].p == 0) {
+        if (s->full && p->by_kc) {
             for (size_t e = 0; r && r->type == REDIS_REPLY_ARRAY && e + 1 < r->elements; e += 2) {
                 const redisReply *m = r->element[e];
                 int k = m->type == REDIS_REPLY_STRING ? smap_get(&idx, m->str, m->len) : -1;
