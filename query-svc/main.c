@@ -27,7 +27,8 @@ static int setup(const svc_env *env, void *arg)
     log_info("reading the read model",
              LOG_STR("from", read_url.host[0] ? "TALLY_REDIS_READ_URL" : "TALLY_REDIS_URL"),
              LOG_STR("host", conf.redis.host), LOG_INT("port", conf.redis.port));
-    if (http_add_ready_check(env->http, "redis", probe_redis, (void *)&conf.redis))
+    if (query_metrics(&conf, env->metrics) != 0 ||
+        http_add_ready_check(env->http, "redis", probe_redis, (void *)&conf.redis))
         return TALLY_ENOMEM;
     return 0;
 }

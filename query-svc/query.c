@@ -68,6 +68,21 @@ void query_worker_free(void *worker, void *arg)
     free(w);
 }
 
+int query_metrics(query_config *conf, metrics_registry *reg)
+{
+    conf->token_waits = metrics_counter_add(
+        reg, "tally_query_token_waits_total",
+        "Requests whose consistency token was not applied yet when first read (they waited).",
+        NULL);
+    conf->stale = metrics_counter_add(
+        reg, "tally_query_stale_total",
+        "Requests answered stale or refused: their token's version did not arrive in time.", NULL);
+    conf->rereads = metrics_counter_add(
+        reg, "tally_query_rereads_total",
+        "Reads made again because what a worker knew about the tenant had changed.", NULL);
+    return conf->token_waits && conf->stale && conf->rereads ? 0 : TALLY_ENOMEM;
+}
+
 /* ---- what one request asks for ------------------------------------------------------------- */
 
 /* A request's options, checked, in the terms of any of the six RPCs. */
@@ -461,8 +476,10 @@ static int run(srv_call *call, qworker *w, qreq *q, const qspec *s, qresult *out
         bool same;
         if ((rc = meta_check(m, q, &c, &same)) != 0)
             return read_fail(call, w, rc);
-        if (!same)
+        if (!same) {
+            metrics_inc(w->conf->rereads, 1);
             continue;
+        }
         if (!m->tz[0])
             return srv_fail(call, TALLY_ENOTFOUND,
                             "tenant_id: tenant \"%s\" is not known to the read model", s->tenant);
@@ -470,10 +487,13 @@ static int run(srv_call *call, qworker *w, qreq *q, const qspec *s, qresult *out
             token_applied = rd_int(rd_reply(&q->b, c.token));
             if (token_applied < s->token->version && !waited) {
                 waited = true;
+                metrics_inc(w->conf->token_waits, 1);
                 int64_t now = wait_token(w, call, q, s, token_applied);
                 if (now > token_applied)
                     continue; /* read again, with the command's effect in */
             }
+            if (token_applied < s->token->version)
+                metrics_inc(w->conf->stale, 1);
             if (token_applied < s->token->version && s->fail_if_stale)
                 return srv_fail(call, TALLY_EPRECOND,
                                 "consistency: complaint %" PRId64 " is at version %" PRId64

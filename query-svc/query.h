@@ -10,6 +10,7 @@
 #define TALLY_QUERY_H
 
 #include "cfg.h"
+#include "metrics.h"
 #include "srv.h"
 
 #include <stdint.h>
@@ -18,7 +19,11 @@ typedef struct query_config {
     cfg_redis redis;          /* where to read */
     int64_t redis_timeout_ms; /* connect and reply timeout */
     int64_t token_wait_ms;    /* the longest wait for a consistency token without a deadline */
+    metrics_counter *token_waits, *stale, *rereads; /* see query_metrics */
 } query_config;
+
+/* Registers the service's own metrics into conf. 0, or TALLY_ENOMEM. */
+int query_metrics(query_config *conf, metrics_registry *reg);
 
 extern const srv_service query_service;
 
