@@ -92,8 +92,13 @@ void civil_iso_week(int64_t z, int *year, int *week)
     *week = (int)((thursday - civil_days(y, 1, 1)) / 7) + 1;
 }
 
+/* Floor division by b > 0 that cannot overflow, unlike (a - (b - 1)) / b near INT64_MIN. */
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    return a / b - (a % b < 0);
+}
+
 int64_t civil_day_of_ms(int64_t ms, int64_t offset_s)
 {
-    int64_t s = (ms >= 0 ? ms / 1000 : (ms - 999) / 1000) + offset_s;
-    return s >= 0 ? s / 86400 : (s - 86399) / 86400;
+    return floor_div(floor_div(ms, 1000) + offset_s, 86400);
 }
