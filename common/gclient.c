@@ -9,9 +9,13 @@
 #include <string.h>
 #include <time.h>
 
+#define GC_PEM_LIMIT (1 << 20) /* the largest PEM file gc_new_ex reads */
+#define GC_POLL_MS   100       /* how often a call in progress looks at the cancel flag */
+
 struct gc_client {
     grpc_channel *ch;
     grpc_completion_queue *cq;
+    const volatile sig_atomic_t *cancel; /* borrowed; NULL = never cancel */
 };
 
 typedef struct pending {
@@ -26,22 +30,133 @@ typedef struct pending {
     gc_result *out;
 } pending;
 
-gc_client *gc_new(const char *target)
+/* Reads a whole PEM file into a NUL-terminated buffer; the caller frees it. */
+static char *read_pem(const char *what, const char *path, char *err, size_t errlen)
 {
-    gc_client *c = calloc(1, sizeof(*c));
-    grpc_arg args[2] = {
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0;
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open %s", what, path);
+        return NULL;
+    }
+    buf = malloc(GC_PEM_LIMIT + 1);
+    if (!buf) {
+        snprintf(err, errlen, "%s: out of memory", what);
+        goto out_close;
+    }
+    len = fread(buf, 1, GC_PEM_LIMIT + 1, f);
+    if (ferror(f) || len == 0 || len > GC_PEM_LIMIT) {
+        snprintf(err, errlen, "%s: %s is %s", what, path,
+                 ferror(f) ? "unreadable"
+                 : len     ? "larger than 1 MiB"
+                           : "empty");
+        free(buf);
+        buf = NULL;
+        goto out_close;
+    }
+    buf[len] = '\0';
+out_close:
+    fclose(f);
+    return buf;
+}
+
+/* TLS credentials from the options' files; NULL with the reason in err. */
+static grpc_channel_credentials *tls_creds(const gc_options *opt, char *err, size_t errlen)
+{
+    grpc_channel_credentials *creds = NULL;
+    grpc_ssl_pem_key_cert_pair pair;
+    char *ca, *cert = NULL, *key = NULL;
+    bool want_cert = opt->tls_cert_path && opt->tls_cert_path[0];
+    bool want_key = opt->tls_key_path && opt->tls_key_path[0];
+    if (want_cert != want_key) {
+        snprintf(err, errlen, "TLS client certificate: give both the certificate and the key");
+        return NULL;
+    }
+    ca = read_pem("TLS root CA", opt->tls_ca_path, err, errlen);
+    if (!ca)
+        return NULL;
+    if (!strstr(ca, "-----BEGIN CERTIFICATE-----")) {
+        /* gRPC would only log this and fail every call with "empty address list" */
+        snprintf(err, errlen, "TLS root CA: %s holds no PEM certificate", opt->tls_ca_path);
+        goto out_free_ca;
+    }
+    if (want_cert) {
+        cert = read_pem("TLS client certificate", opt->tls_cert_path, err, errlen);
+        if (!cert)
+            goto out_free_ca;
+        key = read_pem("TLS client key", opt->tls_key_path, err, errlen);
+        if (!key)
+            goto out_free_cert;
+        pair.cert_chain = cert;
+        pair.private_key = key;
+    }
+    creds = grpc_ssl_credentials_create(ca, want_cert ? &pair : NULL, NULL, NULL);
+    if (!creds)
+        snprintf(err, errlen, "TLS: cannot make credentials from these files");
+    if (key) {
+        memset(key, 0, strlen(key));
+        free(key);
+    }
+out_free_cert:
+    free(cert);
+out_free_ca:
+    free(ca);
+    return creds;
+}
+
+gc_client *gc_new_ex(const char *target, const gc_options *opt, char *err, size_t errlen)
+{
+    static const gc_options none;
+    grpc_channel_credentials *creds;
+    gc_client *c;
+    grpc_arg args[5] = {
         { .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1 },
         { .type = GRPC_ARG_INTEGER,
           .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
           .value.integer = 64 << 20 },
     };
     grpc_channel_args chargs = { .num_args = 2, .args = args };
+    if (!opt)
+        opt = &none;
+    if (opt->max_reconnect_backoff_ms > 0) {
+        int ms = opt->max_reconnect_backoff_ms;
+        args[chargs.num_args++] = (grpc_arg){ .type = GRPC_ARG_INTEGER,
+                                              .key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+                                              .value.integer = ms };
+        args[chargs.num_args++] = (grpc_arg){ .type = GRPC_ARG_INTEGER,
+                                              .key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+                                              .value.integer = ms < 1000 ? ms : 1000 };
+        args[chargs.num_args++] = (grpc_arg){ .type = GRPC_ARG_INTEGER,
+                                              .key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+                                              .value.integer = ms < 1000 ? ms : 1000 };
+    }
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
     grpc_init();
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    if (opt->tls_ca_path && opt->tls_ca_path[0])
+        creds = tls_creds(opt, err, errlen);
+    else
+        creds = grpc_insecure_credentials_create();
+    if (!creds)
+        goto out_shutdown;
     c->ch = grpc_channel_create(target, creds, &chargs);
     grpc_channel_credentials_release(creds);
     c->cq = grpc_completion_queue_create_for_next(NULL);
     return c;
+out_shutdown:
+    grpc_shutdown_blocking();
+    free(c);
+    return NULL;
+}
+
+gc_client *gc_new(const char *target)
+{
+    char err[256];
+    return gc_new_ex(target, NULL, err, sizeof(err));
 }
 
 gc_client *gc_new_port(int port)
@@ -63,6 +178,34 @@ void gc_free(gc_client *c)
     grpc_completion_queue_destroy(c->cq);
     free(c);
     grpc_shutdown_blocking();
+}
+
+void gc_set_cancel(gc_client *c, const volatile sig_atomic_t *flag)
+{
+    c->cancel = flag;
+}
+
+/*
+ * The next event of c's queue. With a cancel flag, waits in steps of GC_POLL_MS and cancels
+ * each of the n calls of ps once when the flag is set; returns only completions.
+ */
+static grpc_event next_event(gc_client *c, pending *ps, int n, bool *cancelled)
+{
+    for (;;) {
+        if (c->cancel && *c->cancel && !*cancelled) {
+            for (int i = 0; i < n; i++)
+                if (ps[i].call)
+                    grpc_call_cancel(ps[i].call, NULL);
+            *cancelled = true;
+        }
+        gpr_timespec until = c->cancel
+                                 ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                                gpr_time_from_millis(GC_POLL_MS, GPR_TIMESPAN))
+                                 : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+        grpc_event ev = grpc_completion_queue_next(c->cq, until, NULL);
+        if (ev.type == GRPC_OP_COMPLETE)
+            return ev;
+    }
 }
 
 static int start(gc_client *c, pending *p, const char *method, const void *data, size_t len,
@@ -140,20 +283,22 @@ static void complete(pending *p)
     grpc_metadata_array_destroy(&p->initial);
     grpc_metadata_array_destroy(&p->trailing);
     grpc_call_unref(p->call);
+    p->call = NULL;
 }
 
 int gc_call_raw(gc_client *c, const char *method, const void *data, size_t len, bool send,
                 const char *const *md, int deadline_ms, gc_result *out)
 {
     pending p;
+    bool cancelled = false;
     memset(&p, 0, sizeof(p));
     p.out = out;
     if (start(c, &p, method, data, len, send, md, deadline_ms) != 0)
         return -1;
     grpc_event ev;
     do
-        ev = grpc_completion_queue_next(c->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    while (ev.type != GRPC_OP_COMPLETE || ev.tag != &p);
+        ev = next_event(c, &p, 1, &cancelled);
+    while (ev.tag != &p);
     complete(&p);
     return 0;
 }
@@ -183,6 +328,7 @@ int gc_call_many(gc_client *c, const char *method, const ProtobufCMessage *msg, 
     void *buf = pack(msg, &len);
     pending *ps = calloc((size_t)n, sizeof(pending));
     int started = 0, rc = 0;
+    bool cancelled = false;
     memset(outs, 0, (size_t)n * sizeof(*outs));
     for (int i = 0; i < n; i++) {
         ps[i].out = &outs[i];
@@ -193,9 +339,7 @@ int gc_call_many(gc_client *c, const char *method, const ProtobufCMessage *msg, 
         started++;
     }
     for (int done = 0; done < started;) {
-        grpc_event ev = grpc_completion_queue_next(c->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        if (ev.type != GRPC_OP_COMPLETE)
-            continue;
+        grpc_event ev = next_event(c, ps, started, &cancelled);
         complete(ev.tag);
         done++;
     }

@@ -4,12 +4,13 @@
  *
  * Each gc_client has its own channel (a private subchannel pool, so its own TCP connection)
  * and its own completion queue. Calls are unary; results carry the status code, the details,
- * and the reply bytes.
+ * and the reply bytes. A client is used by one thread at a time.
  */
 #ifndef TALLY_GCLIENT_H
 #define TALLY_GCLIENT_H
 
 #include <protobuf-c/protobuf-c.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -24,10 +25,37 @@ typedef struct gc_result {
     double seconds; /* wall time of the call */
 } gc_result;
 
+/* How gc_new_ex connects; a zeroed struct (or NULL) is gc_new's plaintext channel. */
+typedef struct gc_options {
+    /* PEM file of the root CAs to trust: non-empty = TLS, empty or NULL = plaintext. */
+    const char *tls_ca_path;
+    /* PEM files of a client certificate chain and its key for mutual TLS; both or neither. */
+    const char *tls_cert_path;
+    const char *tls_key_path;
+    /* The longest wait between reconnection attempts, in ms; 0 = gRPC's default (120 s). A
+     * client that polls a server which may come back should keep it short. */
+    int max_reconnect_backoff_ms;
+} gc_options;
+
 /* target: "127.0.0.1:port". Calls grpc_init; gc_free shuts it down. */
 gc_client *gc_new(const char *target);
 gc_client *gc_new_port(int port);
+
+/*
+ * As gc_new, with options. NULL with the reason in err (a file that cannot be read, a key
+ * without a certificate); nothing is left initialized then.
+ */
+gc_client *gc_new_ex(const char *target, const gc_options *opt, char *err, size_t errlen);
+
+/* Accepts NULL. */
 void gc_free(gc_client *c);
+
+/*
+ * Calls in progress on c end with CANCELLED soon (within about 100 ms) after *flag becomes
+ * non-zero, e.g. from a signal handler; calls started while it is set end at once. flag is
+ * borrowed until gc_free or the next gc_set_cancel; NULL turns this off.
+ */
+void gc_set_cancel(gc_client *c, const volatile sig_atomic_t *flag);
 
 /*
  * One unary call. msg NULL with send == false sends no message at all (a half-close only).

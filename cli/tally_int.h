@@ -1,0 +1,135 @@
+/*
+ * tally_int: what the parts of the `tally` command-line client share.
+ *
+ * tally_main.c parses the command line into a cli (global options, the subcommand, and every
+ * option given, in order) and dispatches; tally_call.c talks to the services and parses
+ * values; tally_cmd.c holds the small commands; tally_dash.c the dashboard and its watch loop.
+ *
+ * Exit codes: 0 done, 1 the call failed (printed as "tally: <CODE>: <details>"), 2 a usage
+ * error (printed with a pointer to --help). A command returns its exit code.
+ */
+#ifndef TALLY_CLI_INT_H
+#define TALLY_CLI_INT_H
+
+#include "gclient.h"
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+/* Every option of every command; which command takes which is in tally_main.c. */
+enum cli_opt {
+    O_NONE,
+    /* global */
+    O_HELP,
+    O_COMMAND,
+    O_QUERY,
+    O_TLS_CA,
+    O_TLS_CERT,
+    O_TLS_KEY,
+    O_TOKEN,
+    O_TIMEOUT,
+    /* commands */
+    O_JSON,
+    O_TENANT,
+    O_NAME,
+    O_TIME_ZONE,
+    O_ID,
+    O_CATEGORY,
+    O_PRIORITY,
+    O_TITLE,
+    O_DESCRIPTION,
+    O_CUSTOMER,
+    O_KEY,
+    O_COMPLAINT,
+    O_AGENT,
+    O_EXPECTED,
+    O_TO,
+    O_NOTE,
+    O_ACTOR,
+    /* dashboard */
+    O_DAYS,
+    O_FROM,
+    O_GRANULARITY,
+    O_GROUP_BY,
+    O_LIMIT,
+    O_AFTER,
+    O_FAIL_IF_STALE,
+    O_WATCH,
+    O_INTERVAL,
+    O_ONCE,
+    O_ASCII,
+    O_COUNT
+};
+
+typedef struct cli_hit {
+    int id;
+    const char *name;  /* as typed, e.g. "--tenant" */
+    const char *value; /* NULL for a switch; borrowed from argv */
+} cli_hit;
+
+typedef struct cli {
+    const char *prog;    /* the command path for messages: "tally tenant put" */
+    const char *command; /* target of command-svc */
+    const char *query;   /* target of query-svc */
+    const char *tls_ca, *tls_cert, *tls_key, *token;
+    int timeout_ms;
+    cli_hit *hits; /* the command's options in the order given; owned by main */
+    int nhits;
+} cli;
+
+/* ---- tally_main.c ---- */
+
+/* Prints "tally: <what>" and the --help hint to stderr; returns EXIT_USAGE. */
+int cli_usage_error(const cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The last value given for option id, or NULL. */
+const char *cli_get(const cli *c, int id);
+/* Whether switch or option id was given. */
+bool cli_has(const cli *c, int id);
+/* The name the option was given as (for messages); a canonical name if it was not given. */
+const char *cli_name(const cli *c, int id);
+/* The value of a required option; NULL after printing a usage error (then return EXIT_USAGE). */
+const char *cli_need(const cli *c, int id);
+
+/* ---- tally_call.c ---- */
+
+/* A client for target (command or query) with the TLS options; NULL after printing why. */
+gc_client *cli_connect(const cli *c, const char *target, int max_reconnect_backoff_ms);
+
+/*
+ * One unary call: packs req, calls method, and unpacks the reply with rd into *reply (free it
+ * with protobuf_c_message_free_unpacked). 0 on OK; otherwise -1 with "CODE: details" in err.
+ */
+int cli_invoke(const cli *c, gc_client *gc, const char *method, const ProtobufCMessage *req,
+               const ProtobufCMessageDescriptor *rd, ProtobufCMessage **reply, char *err,
+               size_t errlen);
+
+/* As cli_invoke, printing "tally: CODE: details" on failure; returns EXIT_OK or EXIT_FAIL. */
+int cli_call(const cli *c, gc_client *gc, const char *method, const ProtobufCMessage *req,
+             const ProtobufCMessageDescriptor *rd, ProtobufCMessage **reply);
+
+/* Parsers of option values: 0, or a usage error printed and EXIT_USAGE returned. */
+int cli_int(const cli *c, int id, int64_t lo, int64_t hi, int64_t *out);
+int cli_seconds(const cli *c, int id, double lo, double hi, double *out);
+int cli_priority(const cli *c, const char *name, const char *value, int *out);
+int cli_status(const cli *c, const char *name, const char *value, int *out);
+/* "ID:VERSION", both >= 1. */
+int cli_token(const cli *c, int id, int64_t *complaint, int64_t *version);
+
+/* ---- commands ---- */
+
+int cli_run_tenant_put(const cli *c);
+int cli_run_category_put(const cli *c);
+int cli_run_agent_put(const cli *c);
+int cli_run_create(const cli *c);
+int cli_run_assign(const cli *c);
+int cli_run_move(const cli *c);
+int cli_run_get(const cli *c);
+int cli_run_history(const cli *c);
+int cli_run_dashboard(const cli *c);
+
+#endif

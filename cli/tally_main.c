@@ -1,0 +1,499 @@
+/*
+ * tally: the command-line client of Tally for people. This file is the command line itself:
+ * the options, the commands, their help, and the parser that turns argv into a cli for the
+ * command to run. Global options may come before or after the command; a command's own
+ * options come after it. `--name=value` and `--name value` both work; `--` ends the options.
+ */
+#include "tally_int.h"
+
+#include <grpc/support/log.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct opt_def {
+    const char *name;
+    char short_name;
+    int id;
+    bool value;
+} opt_def;
+
+static const opt_def opt_defs[] = {
+    { "--help", 'h', O_HELP, false },
+    { "--command", 0, O_COMMAND, true },
+    { "--query", 0, O_QUERY, true },
+    { "--tls-ca", 0, O_TLS_CA, true },
+    { "--tls-cert", 0, O_TLS_CERT, true },
+    { "--tls-key", 0, O_TLS_KEY, true },
+    { "--token", 0, O_TOKEN, true },
+    { "--timeout", 0, O_TIMEOUT, true },
+    { "--json", 0, O_JSON, false },
+    { "--tenant", 0, O_TENANT, true },
+    { "--name", 0, O_NAME, true },
+    { "--time-zone", 0, O_TIME_ZONE, true },
+    { "--id", 0, O_ID, true },
+    { "--category", 0, O_CATEGORY, true },
+    { "--priority", 0, O_PRIORITY, true },
+    { "--title", 0, O_TITLE, true },
+    { "--description", 0, O_DESCRIPTION, true },
+    { "--customer", 0, O_CUSTOMER, true },
+    { "--idempotency-key", 0, O_KEY, true },
+    { "--complaint", 0, O_COMPLAINT, true },
+    { "--agent", 0, O_AGENT, true },
+    { "--expected-version", 0, O_EXPECTED, true },
+    { "--to", 0, O_TO, true },
+    { "--note", 0, O_NOTE, true },
+    { "--actor", 0, O_ACTOR, true },
+    { "--days", 0, O_DAYS, true },
+    { "--from", 0, O_FROM, true },
+    { "--granularity", 0, O_GRANULARITY, true },
+    { "--group-by", 0, O_GROUP_BY, true },
+    { "--limit", 0, O_LIMIT, true },
+    { "--after", 0, O_AFTER, true },
+    { "--fail-if-stale", 0, O_FAIL_IF_STALE, false },
+    { "--watch", 'w', O_WATCH, false },
+    { "--interval", 0, O_INTERVAL, true },
+    { "--once", 0, O_ONCE, false },
+    { "--ascii", 0, O_ASCII, false },
+};
+#define N_OPTS (sizeof(opt_defs) / sizeof(opt_defs[0]))
+
+static bool is_global(int id)
+{
+    return id >= O_HELP && id <= O_TIMEOUT;
+}
+
+typedef struct cmd_def {
+    const char *group; /* "tenant" for "tenant put"; NULL for a one-word command */
+    const char *name;
+    int (*run)(const cli *c);
+    int opts[16]; /* the options it takes besides the global ones; 0-terminated */
+    const char *summary;
+    const char *help; /* usage line(s), blank line, description, options */
+} cmd_def;
+
+static const cmd_def cmds[] = {
+    { NULL,
+      "dashboard",
+      cli_run_dashboard,
+      { O_TENANT, O_DAYS, O_FROM, O_TO, O_GRANULARITY, O_CATEGORY, O_PRIORITY, O_GROUP_BY, O_LIMIT,
+        O_AFTER, O_FAIL_IF_STALE, O_WATCH, O_INTERVAL, O_ONCE, O_ASCII },
+      "a tenant's dashboard, once or live",
+      "usage: tally dashboard --tenant ID [--days N | --from DAY --to DAY] [options]\n"
+      "\n"
+      "Calls tally.v1.Dashboard/GetDashboard on query-svc and prints the page: freshness, the\n"
+      "status counts and today, the volume trend, resolution times, agents, categories and the\n"
+      "oldest open complaints. Days are the tenant's local days, YYYY-MM-DD.\n"
+      "\n"
+      "  --tenant ID             the tenant (required)\n"
+      "  --days N                the N days ending today (default 30)\n"
+      "  --from DAY --to DAY     an explicit range instead, both included\n"
+      "  --granularity G         day (default), week or month buckets for the trend\n"
+      "  --category C            only this category (repeat for several)\n"
+      "  --priority P            only low, medium, high or urgent (repeat for several)\n"
+      "  --group-by G            resolution times by none (default), category, priority or\n"
+      "                          category,priority\n"
+      "  --limit N               rows in the agent, category and oldest-open tables (1..100,\n"
+      "                          default 10)\n"
+      "  --after ID:VERSION      wait until that command's effect is in the answer (the token a\n"
+      "                          write command prints); the page says STALE if it was not\n"
+      "  --fail-if-stale         with --after: fail instead of showing a stale page\n"
+      "  -w, --watch             redraw every interval until Ctrl-C\n"
+      "  --interval SECONDS      time between redraws (default 2; fractions allowed)\n"
+      "  --once                  one page and exit (the default; overrides an earlier --watch)\n"
+      "  --ascii                 draw with ASCII only\n"
+      "\n"
+      "The page is 100 columns wide at most and fits narrower terminals (the terminal's width,\n"
+      "or $COLUMNS when the output is not a terminal).\n" },
+    { "tenant",
+      "put",
+      cli_run_tenant_put,
+      { O_TENANT, O_NAME, O_TIME_ZONE, O_JSON },
+      "create or update a tenant",
+      "usage: tally tenant put --tenant ID --name NAME --time-zone TZ [--json]\n"
+      "\n"
+      "Creates the tenant or updates its name and IANA time zone (e.g. Europe/Berlin, UTC).\n"
+      "\n"
+      "  --json                  print the result as one JSON line\n" },
+    { "category",
+      "put",
+      cli_run_category_put,
+      { O_TENANT, O_ID, O_NAME, O_JSON },
+      "create or rename a category",
+      "usage: tally category put --tenant ID --id CATEGORY --name NAME [--json]\n"
+      "\n"
+      "Creates a category of the tenant or renames it.\n"
+      "\n"
+      "  --json                  print the result as one JSON line\n" },
+    { "agent",
+      "put",
+      cli_run_agent_put,
+      { O_TENANT, O_ID, O_NAME, O_JSON },
+      "create or rename an agent",
+      "usage: tally agent put --tenant ID --id AGENT --name NAME [--json]\n"
+      "\n"
+      "Creates an agent of the tenant or renames it.\n"
+      "\n"
+      "  --json                  print the result as one JSON line\n" },
+    { NULL,
+      "create",
+      cli_run_create,
+      { O_TENANT, O_CATEGORY, O_PRIORITY, O_TITLE, O_DESCRIPTION, O_CUSTOMER, O_KEY, O_JSON },
+      "file a complaint",
+      "usage: tally create --tenant ID --category C --priority P --title TEXT [options]\n"
+      "\n"
+      "Files a complaint (status open, unassigned) and prints its id, version and consistency\n"
+      "token. Repeating a call with the same --idempotency-key and content files nothing new\n"
+      "and prints the first complaint again.\n"
+      "\n"
+      "  --priority P            low, medium, high or urgent\n"
+      "  --description TEXT      the full text (default empty)\n"
+      "  --customer ID           who complains (default tally-cli)\n"
+      "  --idempotency-key K     default: a new random key (printed)\n"
+      "  --json                  print the result as one JSON line\n" },
+    { NULL,
+      "assign",
+      cli_run_assign,
+      { O_TENANT, O_COMPLAINT, O_AGENT, O_EXPECTED, O_JSON },
+      "assign a complaint to an agent",
+      "usage: tally assign --tenant ID --complaint N --agent AGENT [--expected-version V]\n"
+      "\n"
+      "Assigns the complaint to the agent; --agent '' unassigns it.\n"
+      "\n"
+      "  --expected-version V    fail with ABORTED unless the complaint is at version V\n"
+      "                          (default: whatever version it is at now)\n"
+      "  --json                  print the result as one JSON line\n" },
+    { NULL,
+      "move",
+      cli_run_move,
+      { O_TENANT, O_COMPLAINT, O_TO, O_NOTE, O_ACTOR, O_EXPECTED, O_JSON },
+      "move a complaint to another status",
+      "usage: tally move --tenant ID --complaint N --to STATUS [options]\n"
+      "\n"
+      "Moves the complaint to open, in_progress, resolved or closed. Allowed moves:\n"
+      "open -> in_progress, open -> resolved, in_progress -> resolved, resolved -> closed,\n"
+      "resolved -> open (a reopen).\n"
+      "\n"
+      "  --note TEXT             why, kept in the history\n"
+      "  --actor ID              who (default $USER, or tally-cli)\n"
+      "  --expected-version V    fail with ABORTED unless the complaint is at version V\n"
+      "                          (default: whatever version it is at now)\n"
+      "  --json                  print the result as one JSON line\n" },
+    { NULL,
+      "get",
+      cli_run_get,
+      { O_TENANT, O_COMPLAINT, O_JSON },
+      "show one complaint",
+      "usage: tally get --tenant ID --complaint N [--json]\n"
+      "\n"
+      "Prints the complaint as command-svc has it now (strongly consistent) on one line; the\n"
+      "description only with --json.\n"
+      "\n"
+      "  --json                  print it as one JSON line\n" },
+    { NULL,
+      "history",
+      cli_run_history,
+      { O_TENANT, O_COMPLAINT, O_JSON },
+      "show a complaint's status history",
+      "usage: tally history --tenant ID --complaint N [--json]\n"
+      "\n"
+      "Prints every status move of the complaint, oldest first, one per line.\n"
+      "\n"
+      "  --json                  print them as one JSON line\n" },
+};
+#define N_CMDS (sizeof(cmds) / sizeof(cmds[0]))
+
+static const char global_help[] =
+    "global options (before or after the command):\n"
+    "  --command HOST:PORT     command-svc (default $TALLY_COMMAND_ADDR or 127.0.0.1:50051)\n"
+    "  --query HOST:PORT       query-svc (default $TALLY_QUERY_ADDR or 127.0.0.1:50052)\n"
+    "  --tls-ca FILE           use TLS, trusting the root CAs in this PEM file\n"
+    "  --tls-cert FILE         with --tls-key: a client certificate for mutual TLS\n"
+    "  --tls-key FILE          the client certificate's key\n"
+    "  --token TOKEN           send it as a bearer token (default $TALLY_TOKEN)\n"
+    "  --timeout MS            deadline of each call (default 5000)\n"
+    "  -h, --help              help, for tally or for a command\n";
+
+static void print_top_help(FILE *f)
+{
+    fprintf(f, "usage: tally [global options] COMMAND [options]\n"
+               "\n"
+               "The command-line client of Tally: a terminal dashboard of one tenant, and small\n"
+               "commands to write and read complaints by hand.\n"
+               "\n"
+               "commands:\n");
+    for (size_t i = 0; i < N_CMDS; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "%s%s%s", cmds[i].group ? cmds[i].group : "",
+                 cmds[i].group ? " " : "", cmds[i].name);
+        fprintf(f, "  %-22s  %s\n", name, cmds[i].summary);
+    }
+    fprintf(f,
+            "\n%s\nRun 'tally COMMAND --help' for a command's options. Exit status: 0 done, 1 "
+            "the call\nfailed, 2 a usage error.\n",
+            global_help);
+}
+
+static void print_cmd_help(const cmd_def *d)
+{
+    printf("%s\n%s", d->help, global_help);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * What the commands see */
+
+int cli_usage_error(const cli *c, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", c->prog);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nRun '%s --help' for usage.\n", c->prog);
+    return EXIT_USAGE;
+}
+
+const char *cli_get(const cli *c, int id)
+{
+    for (int i = c->nhits - 1; i >= 0; i--)
+        if (c->hits[i].id == id)
+            return c->hits[i].value;
+    return NULL;
+}
+
+bool cli_has(const cli *c, int id)
+{
+    for (int i = 0; i < c->nhits; i++)
+        if (c->hits[i].id == id)
+            return true;
+    return false;
+}
+
+const char *cli_name(const cli *c, int id)
+{
+    for (int i = c->nhits - 1; i >= 0; i--)
+        if (c->hits[i].id == id)
+            return c->hits[i].name;
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (opt_defs[i].id == id)
+            return opt_defs[i].name;
+    return "?";
+}
+
+const char *cli_need(const cli *c, int id)
+{
+    const char *v = cli_get(c, id);
+    if (!v)
+        cli_usage_error(c, "%s is required", cli_name(c, id));
+    return v;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Parsing */
+
+static const opt_def *find_opt(const char *arg, size_t len)
+{
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const opt_def *d = &opt_defs[i];
+        if (len == 2 && arg[0] == '-' && arg[1] == d->short_name && d->short_name)
+            return d;
+        if (strlen(d->name) == len && memcmp(d->name, arg, len) == 0)
+            return d;
+    }
+    return NULL;
+}
+
+static bool takes(const cmd_def *d, int id)
+{
+    for (int i = 0; d->opts[i]; i++)
+        if (d->opts[i] == id)
+            return true;
+    return false;
+}
+
+static const cmd_def *find_cmd(const char *group, const char *name)
+{
+    for (size_t i = 0; i < N_CMDS; i++) {
+        bool same_group =
+            group ? cmds[i].group && strcmp(cmds[i].group, group) == 0 : cmds[i].group == NULL;
+        if (same_group && strcmp(cmds[i].name, name) == 0)
+            return &cmds[i];
+    }
+    return NULL;
+}
+
+static bool is_group(const char *word)
+{
+    for (size_t i = 0; i < N_CMDS; i++)
+        if (cmds[i].group && strcmp(cmds[i].group, word) == 0)
+            return true;
+    return false;
+}
+
+/* Sets the global option of hit h in c; EXIT_OK or a usage error. */
+static int set_global(cli *c, const cli_hit *h)
+{
+    switch (h->id) {
+    case O_COMMAND:
+        c->command = h->value;
+        break;
+    case O_QUERY:
+        c->query = h->value;
+        break;
+    case O_TLS_CA:
+        c->tls_ca = h->value;
+        break;
+    case O_TLS_CERT:
+        c->tls_cert = h->value;
+        break;
+    case O_TLS_KEY:
+        c->tls_key = h->value;
+        break;
+    case O_TOKEN:
+        c->token = h->value;
+        break;
+    case O_TIMEOUT: {
+        char *end;
+        long long ms = strtoll(h->value, &end, 10);
+        if (end == h->value || *end || ms < 1 || ms > 3600000)
+            return cli_usage_error(c, "%s: want milliseconds, 1..3600000, not \"%s\"", h->name,
+                                   h->value);
+        c->timeout_ms = (int)ms;
+        break;
+    }
+    default:
+        break;
+    }
+    return EXIT_OK;
+}
+
+static const char *env_or(const char *name, const char *fallback)
+{
+    const char *v = getenv(name);
+    return v && v[0] ? v : fallback;
+}
+
+/* gRPC's own log lines would garble the page; GRPC_VERBOSITY=debug (or info, error) shows them. */
+static void drop_log(gpr_log_func_args *args)
+{
+    (void)args;
+}
+
+int main(int argc, char **argv)
+{
+    static char prog[64] = "tally";
+    cli c = { .prog = prog, .timeout_ms = 5000 };
+    const cmd_def *cmd = NULL;
+    const char *group = NULL;
+    bool help = false, options_done = false;
+    int rc = EXIT_USAGE;
+    if (!getenv("GRPC_VERBOSITY"))
+        gpr_set_log_function(drop_log);
+    c.command = env_or("TALLY_COMMAND_ADDR", "127.0.0.1:50051");
+    c.query = env_or("TALLY_QUERY_ADDR", "127.0.0.1:50052");
+    c.token = env_or("TALLY_TOKEN", NULL);
+    c.hits = calloc((size_t)argc + 1, sizeof(*c.hits));
+    if (!c.hits) {
+        fprintf(stderr, "tally: out of memory\n");
+        return EXIT_FAIL;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *eq = NULL, *value = NULL;
+        const opt_def *d;
+        size_t len;
+        if (!options_done && strcmp(a, "--") == 0) {
+            options_done = true;
+            continue;
+        }
+        if (options_done || a[0] != '-' || a[1] == '\0') {
+            if (cmd) {
+                rc = cli_usage_error(&c, "unexpected argument \"%s\"", a);
+                goto out;
+            }
+            if (group) {
+                cmd = find_cmd(group, a);
+                if (!cmd) {
+                    rc = cli_usage_error(&c, "unknown subcommand \"%s\" (try put)", a);
+                    goto out;
+                }
+            } else if (is_group(a)) {
+                group = a;
+            } else if (!(cmd = find_cmd(NULL, a))) {
+                rc = cli_usage_error(&c, "unknown command \"%s\"", a);
+                goto out;
+            }
+            snprintf(prog, sizeof(prog), "tally%s%s%s%s", group ? " " : "", group ? group : "",
+                     cmd ? " " : "", cmd ? cmd->name : "");
+            continue;
+        }
+        eq = a[1] == '-' ? strchr(a, '=') : NULL;
+        len = eq ? (size_t)(eq - a) : strlen(a);
+        d = find_opt(a, len);
+        if (!d) {
+            rc = cli_usage_error(&c, "unknown option %.*s", (int)len, a);
+            goto out;
+        }
+        if (!is_global(d->id) && !cmd) {
+            rc = cli_usage_error(&c, "%s: give the command first (tally COMMAND %s ...)", d->name,
+                                 d->name);
+            goto out;
+        }
+        if (!is_global(d->id) && !takes(cmd, d->id)) {
+            rc = cli_usage_error(&c, "unknown option %s", d->name);
+            goto out;
+        }
+        if (d->value && eq) {
+            value = eq + 1;
+        } else if (d->value) {
+            if (i + 1 >= argc) {
+                rc = cli_usage_error(&c, "%s needs a value", d->name);
+                goto out;
+            }
+            value = argv[++i];
+        } else if (eq) {
+            rc = cli_usage_error(&c, "%s takes no value", d->name);
+            goto out;
+        }
+        c.hits[c.nhits++] = (cli_hit){ d->id, d->name, value };
+        if (d->id == O_HELP)
+            help = true;
+        else if (is_global(d->id) && (rc = set_global(&c, &c.hits[c.nhits - 1])) != EXIT_OK)
+            goto out;
+    }
+    if (help) {
+        if (cmd)
+            print_cmd_help(cmd);
+        else if (group)
+            for (size_t i = 0; i < N_CMDS; i++) {
+                if (cmds[i].group && strcmp(cmds[i].group, group) == 0)
+                    print_cmd_help(&cmds[i]);
+            }
+        else {
+            print_top_help(stdout);
+        }
+        rc = EXIT_OK;
+        goto out;
+    }
+    if (!cmd && group) {
+        rc = cli_usage_error(&c, "missing the subcommand (put)");
+        goto out;
+    }
+    if (!cmd) {
+        print_top_help(stderr);
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    if (!c.tls_cert != !c.tls_key) {
+        rc = cli_usage_error(&c, "--tls-cert and --tls-key go together");
+        goto out;
+    }
+    if (c.tls_cert && !(c.tls_ca && c.tls_ca[0])) {
+        rc = cli_usage_error(&c, "--tls-cert and --tls-key need --tls-ca");
+        goto out;
+    }
+    rc = cmd->run(&c);
+out:
+    free(c.hits);
+    return rc;
+}
