@@ -90,8 +90,9 @@ typedef struct qspec {
     const char *tenant;
     const Tally__V1__ConsistencyToken *token; /* NULL: none */
     bool fail_if_stale;
-    bool ov, tr, rs, ag, cd;      /* the panels wanted */
-    int64_t range_from, range_to; /* both -1: the default range */
+    bool ov, tr, rs, ag, cd; /* the panels wanted */
+    bool has_range;          /* false: the default range */
+    int64_t range_from, range_to;
     int oldest_limit, granularity, group_by, sort_by, ag_limit, top_n;
     bool ascending;
     const char *page_token;
@@ -116,7 +117,6 @@ static int check_common(srv_call *call, qspec *s, const char *tenant,
         return srv_fail(call, TALLY_EINVAL, "tenant_id: %s", ident_problem_text(p));
     s->tenant = tenant;
     s->fail_if_stale = fail_if_stale;
-    s->range_from = s->range_to = -1;
     if (token && token->complaint_id != 0) {
         if (token->complaint_id < 0)
             return srv_fail(call, TALLY_EINVAL, "consistency.complaint_id: must be >= 1");
@@ -141,6 +141,7 @@ static int check_range(srv_call *call, qspec *s, const Tally__V1__DateRange *r, 
         return srv_fail(call, TALLY_EINVAL, "range.from_day: \"%s\" is not a YYYY-MM-DD day", from);
     if (civil_parse(to, &s->range_to) != 0)
         return srv_fail(call, TALLY_EINVAL, "range.to_day: \"%s\" is not a YYYY-MM-DD day", to);
+    s->has_range = true;
     if (s->range_to < s->range_from)
         return srv_fail(call, TALLY_EINVAL, "range: to_day %s is before from_day %s", to, from);
     int64_t days = s->range_to - s->range_from + 1;
@@ -393,8 +394,9 @@ static Tally__V1__Freshness *freshness(qreq *q, const common_reads *c, const qsp
     f->server_time_ms = q->now_ms;
     f->as_of_ms = rd_elem_int(r, 0);
     int64_t applied = rd_elem_int(r, 1);
-    f->lag_ms = f->as_of_ms ? q->now_ms - f->as_of_ms : 0;
-    f->apply_lag_ms = applied ? q->now_ms - applied : 0;
+    /* Never negative, whatever the skew between the projector's clock and ours. */
+    f->lag_ms = f->as_of_ms && q->now_ms > f->as_of_ms ? q->now_ms - f->as_of_ms : 0;
+    f->apply_lag_ms = applied && q->now_ms > applied ? q->now_ms - applied : 0;
     f->events_applied = rd_elem_int(r, 2);
     f->rebuilding = rd_int(rd_reply(&q->b, c->rebuild)) > 0;
     if (s->token) {
@@ -441,7 +443,7 @@ static int run(srv_call *call, qworker *w, qreq *q, const qspec *s, qresult *out
         int64_t offset = m->zone ? tz_offset(m->zone, q->now_ms / 1000) : 0;
         q->today = civil_day_of_ms(q->now_ms, offset);
         qrange r = { s->range_from, s->range_to };
-        if (r.from < 0)
+        if (!s->has_range)
             r = (qrange){ q->today - (DEFAULT_DAYS - 1), q->today };
         int64_t page_offset = 0;
         if (s->ag && s->page_token && s->page_token[0] &&
@@ -462,6 +464,7 @@ static int run(srv_call *call, qworker *w, qreq *q, const qspec *s, qresult *out
         int rc = rd_exec(&q->b, w->kv);
         if (rc != 0)
             return read_fail(call, w, rc);
+        q->now_ms = now_wall_ms(); /* ages and lags: not older than what was read */
         const char *bad = NULL;
         for (size_t i = 0; i < q->b.ncmds && !bad; i++)
             if (q->b.replies[i]->type == REDIS_REPLY_ERROR)
