@@ -1,0 +1,239 @@
+/*
+ * sim_gen: sample complaints and their histories. See sim_gen.h.
+ *
+ * Times are in milliseconds. Medians by priority (index 1 LOW .. 4 URGENT): first assignment
+ * 5 h, 2 h, 30 min, 7 min; work started 60, 40, 15, 5 min after that; resolution 72, 36, 12
+ * and 3 h after creation. Agents act during their working hours except on URGENT complaints;
+ * customers and the auto-close job act at any time.
+ */
+#include "sim_gen.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#define OPEN        TALLY__V1__STATUS__STATUS_OPEN
+#define IN_PROGRESS TALLY__V1__STATUS__STATUS_IN_PROGRESS
+#define RESOLVED    TALLY__V1__STATUS__STATUS_RESOLVED
+#define CLOSED      TALLY__V1__STATUS__STATUS_CLOSED
+#define URGENT      TALLY__V1__PRIORITY__PRIORITY_URGENT
+
+#define H WORLD_HOUR_MS
+#define M WORLD_MINUTE_MS
+
+/* LOW 40%, MEDIUM 35%, HIGH 20%, URGENT 5%; complaints of an incident are more urgent. */
+static const double priority_cum[4] = { 0.40, 0.75, 0.95, 1.0 };
+static const double incident_priority_cum[4] = { 0.20, 0.50, 0.88, 1.0 };
+
+static const double assign_median_ms[5] = { 0, 5 * H, 2 * H, 30 * M, 7 * M };
+static const double start_median_ms[5] = { 0, 60 * M, 40 * M, 15 * M, 5 * M };
+static const double resolve_median_ms[5] = { 0, 72 * H, 36 * H, 12 * H, 3 * H };
+
+#define SELF_SERVICE   0.06 /* answered by the help centre, never assigned */
+#define STARTED        0.88 /* moved to IN_PROGRESS before the resolution */
+#define REASSIGNED     0.10
+#define REOPENED_FIRST 0.05 /* reopened after the first resolution */
+#define REOPENED_AGAIN 0.15 /* reopened once more after a reopen */
+#define REOPENS_MAX    3
+#define AUTO_CLOSED    0.55 /* closed by the auto-close job 3 days after the resolution */
+#define AGENT_CLOSED   0.30 /* closed by the agent; the rest stay RESOLVED */
+
+static const char *const closings[] = {
+    "Please help.",
+    "I would like this sorted out quickly.",
+    "This is the second time this has happened.",
+    "Thank you in advance.",
+    "I have been a customer for years and this is disappointing.",
+    "Please call me back.",
+    "",
+};
+#define NCLOSINGS ((int)(sizeof(closings) / sizeof(closings[0])))
+
+void gen_key(char *buf, size_t len, uint64_t seed, int64_t index)
+{
+    snprintf(buf, len, "sim%" PRIu64 "-%07" PRId64, seed, index);
+}
+
+/* Title, description and customer of a complaint of category (an index of t's categories). */
+static void texts(const world_tenant *t, int category, world_rng *r, char *title, char *description,
+                  char *customer)
+{
+    const world_category *c = t->categories[category];
+    int nt = 0, nd = 0;
+    while (nt < 4 && c->titles[nt])
+        nt++;
+    while (nd < 3 && c->details[nd])
+        nd++;
+    snprintf(title, GEN_TITLE_MAX, "%s", c->titles[world_rng_below(r, nt)]);
+    const char *closing = closings[world_rng_below(r, NCLOSINGS)];
+    snprintf(description, GEN_TEXT_MAX, "%s Order %c%c-%06d.%s%s",
+             c->details[world_rng_below(r, nd)], 'A' + world_rng_below(r, 26),
+             'A' + world_rng_below(r, 26), world_rng_below(r, 1000000), closing[0] ? " " : "",
+             closing);
+    /* Repeat customers: low numbers come up far more often. */
+    double u = world_rng_unit(r);
+    snprintf(customer, GEN_CUST_MAX, "cust-%06d", (int)(u * u * 40000));
+}
+
+const char *gen_fix_note(const world_tenant *t, int category, world_rng *r)
+{
+    return t->categories[category]->fixes[world_rng_below(r, 3)];
+}
+
+void gen_new_complaint(gen_new *n, const world_tenant *t, world_rng *r)
+{
+    n->category = world_pick_category(t, r);
+    n->priority = 1 + world_rng_pick(r, priority_cum, 4);
+    texts(t, n->category, r, n->title, n->description, n->customer);
+}
+
+/* ---- histories ----------------------------------------------------------------------------- */
+
+/* A history being written: steps are appended in time order until one would pass the cutoff. */
+typedef struct hist {
+    gen_complaint *c;
+    int64_t last, cutoff;
+    bool cut;
+} hist;
+
+static Tally__V1__ImportedStep *step(hist *h, int64_t at)
+{
+    gen_complaint *c = h->c;
+    size_t n = c->msg.n_history;
+    if (h->cut || n == GEN_STEPS_MAX)
+        return NULL;
+    if (at < h->last)
+        at = h->last;
+    if (at > h->cutoff) {
+        h->cut = true;
+        return NULL;
+    }
+    h->last = at;
+    Tally__V1__ImportedStep *s = &c->steps[n];
+    tally__v1__imported_step__init(s);
+    s->at_ms = at;
+    c->step_ptrs[n] = s;
+    c->msg.n_history = n + 1;
+    return s;
+}
+
+static void assign(hist *h, int64_t at, const char *agent)
+{
+    Tally__V1__ImportedStep *s = step(h, at);
+    if (!s)
+        return;
+    Tally__V1__ImportedAssignment *a = &h->c->assignments[h->c->msg.n_history - 1];
+    tally__v1__imported_assignment__init(a);
+    a->agent_id = (char *)agent;
+    s->change_case = TALLY__V1__IMPORTED_STEP__CHANGE_ASSIGNMENT;
+    s->assignment = a;
+}
+
+static void move(hist *h, int64_t at, int status, const char *actor, const char *note)
+{
+    Tally__V1__ImportedStep *s = step(h, at);
+    if (!s)
+        return;
+    Tally__V1__ImportedStatusChange *m = &h->c->moves[h->c->msg.n_history - 1];
+    tally__v1__imported_status_change__init(m);
+    m->status = (Tally__V1__Status)status;
+    m->actor = (char *)actor;
+    m->note = (char *)note;
+    s->change_case = TALLY__V1__IMPORTED_STEP__CHANGE_STATUS_CHANGE;
+    s->status_change = m;
+    if (status == OPEN)
+        h->c->reopens++;
+}
+
+static int64_t lognormal_ms(world_rng *r, double median_ms, double sigma)
+{
+    return (int64_t)world_rng_lognormal(r, median_ms, sigma);
+}
+
+/* An agent other than the one at index current. */
+static int other_agent(const world_tenant *t, world_rng *r, int current)
+{
+    int a = world_pick_agent(t, r);
+    return a != current ? a : (a + 1 + world_rng_below(r, t->nagents - 1)) % t->nagents;
+}
+
+void gen_imported(gen_complaint *c, const world_tenant *t, uint64_t seed, int64_t index)
+{
+    world_rng r;
+    int incident = -1;
+    /* The window's length and the zone shape every complaint, complaint 0 included: a rerun
+     * with another --days or zone is told apart by its complaint 0 (sim_seed.c). */
+    uint64_t days = (uint64_t)((t->end_ms - t->start_ms) / WORLD_DAY_MS);
+    world_rng_init(&r, seed, t->key ^ world_hash(t->zone) ^ (days << 40), 1000 + (uint64_t)index);
+
+    tally__v1__imported_complaint__init(&c->msg);
+    c->reopens = 0;
+    gen_key(c->key, sizeof(c->key), seed, index);
+    int64_t created = index == 0 ? t->start_ms : world_sample_time(t, &r, &incident);
+    int category = incident >= 0 ? incident : world_pick_category(t, &r);
+    int priority = 1 + world_rng_pick(&r, incident >= 0 ? incident_priority_cum : priority_cum, 4);
+    texts(t, category, &r, c->title, c->description, c->customer);
+    c->msg.idempotency_key = c->key;
+    c->msg.category_id = (char *)t->categories[category]->id;
+    c->msg.priority = (Tally__V1__Priority)priority;
+    c->msg.title = c->title;
+    c->msg.description = c->description;
+    c->msg.customer_id = c->customer;
+    c->msg.created_at_ms = created;
+    c->msg.history = c->step_ptrs;
+
+    hist h = { .c = c, .last = created, .cutoff = t->end_ms };
+    bool urgent = priority == URGENT;
+    int agent = -1;
+    int64_t at = created;
+#define WORK(ms) (urgent ? (ms) : world_work_time(t, (ms), &r))
+    if (world_rng_unit(&r) < SELF_SERVICE) {
+        at += lognormal_ms(&r, 8 * H, 1.0);
+        move(&h, at, RESOLVED, "self-service", "Answered with a help centre article.");
+    } else {
+        agent = world_pick_agent(t, &r);
+        at = WORK(at + lognormal_ms(&r, assign_median_ms[priority], 0.9));
+        assign(&h, at, t->agent_ids[agent]);
+        int64_t due = created + lognormal_ms(&r, resolve_median_ms[priority], 0.8);
+        if (world_rng_unit(&r) < STARTED) {
+            at = WORK(at + lognormal_ms(&r, start_median_ms[priority], 0.8));
+            move(&h, at, IN_PROGRESS, t->agent_ids[agent], "");
+        }
+        int64_t resolved = at + lognormal_ms(&r, 20 * M, 0.7);
+        resolved = WORK(resolved > due ? resolved : due);
+        if (world_rng_unit(&r) < REASSIGNED) {
+            int64_t when =
+                at + (int64_t)((double)(resolved - at) * (0.2 + 0.6 * world_rng_unit(&r)));
+            agent = other_agent(t, &r, agent);
+            assign(&h, when, t->agent_ids[agent]);
+        }
+        at = resolved;
+        move(&h, at, RESOLVED, t->agent_ids[agent], gen_fix_note(t, category, &r));
+    }
+    for (int cycle = 0;
+         cycle < REOPENS_MAX && world_rng_unit(&r) < (cycle == 0 ? REOPENED_FIRST : REOPENED_AGAIN);
+         cycle++) {
+        at += lognormal_ms(&r, 20 * H, 0.8);
+        move(&h, at, OPEN, "customer-portal", "Customer replied: the problem is not solved.");
+        if (agent < 0 || world_rng_unit(&r) < 0.3) { /* to a (more senior) colleague */
+            agent = agent < 0 ? world_pick_agent(t, &r) : other_agent(t, &r, agent);
+            at = WORK(at + lognormal_ms(&r, 40 * M, 0.8));
+            assign(&h, at, t->agent_ids[agent]);
+        }
+        at = WORK(at + lognormal_ms(&r, start_median_ms[priority], 0.8));
+        move(&h, at, IN_PROGRESS, t->agent_ids[agent], "");
+        at = WORK(at + lognormal_ms(&r, 0.4 * resolve_median_ms[priority], 0.8));
+        move(&h, at, RESOLVED, t->agent_ids[agent], gen_fix_note(t, category, &r));
+    }
+    double u = world_rng_unit(&r);
+    if (u < AUTO_CLOSED) { /* the job runs at the top of every hour */
+        at = (at + 72 * H + H - 1) / H * H + (int64_t)(world_rng_unit(&r) * 5 * M);
+        move(&h, at, CLOSED, "auto-close", "Closed automatically: no reply for 3 days.");
+    } else if (u < AUTO_CLOSED + AGENT_CLOSED) {
+        at = WORK(at + lognormal_ms(&r, 6 * H, 1.0));
+        move(&h, at, CLOSED, agent >= 0 ? t->agent_ids[agent] : "support-desk", "");
+    }
+#undef WORK
+}
