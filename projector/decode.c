@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <string.h>
 
-
 enum {
     F_SEQ,
     F_ID,
