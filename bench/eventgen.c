@@ -18,6 +18,12 @@
  *
  * The same seed gives the same events. Live events (the default) carry recorded_at_ms =
  * occurred_at_ms; --imported marks them imported, recorded a day after the simulated year.
+ * With --until-now the simulated year ends at the wall clock when the program starts, so that
+ * a dashboard's default range (the 30 days ending today) and "today" have data and the
+ * complaints in progress are recent ones; the simulation then also stops at that moment, so no
+ * event lies in the future (a little before --events entries: the summary line says how many;
+ * imported events are then recorded at that moment). The same seed gives the same sequence of
+ * changes, shifted in time.
  * With --rate the events are paced in real time and stamped with the wall clock when they are
  * sent (the sequence of changes stays the simulated one; resolution times are then the
  * compressed real ones), which is what a lag measurement needs.
@@ -26,7 +32,7 @@
  * event_pack as command-svc's relay packs them. Prints one summary line on stdout.
  *
  * Usage: bench-eventgen [--redis host:port] [--events N] [--tenants T] [--seed S]
- *                       [--rate R [--duration S]] [--imported]
+ *                       [--rate R [--duration S] | --until-now] [--imported]
  */
 #include "event.h"
 #include "tally/v1/events.pb-c.h"
@@ -49,7 +55,7 @@
 #define MAX_TENANTS     64
 #define PIPELINE        1000 /* XADDs in flight before their replies are read */
 #define EVENTS_PER_ONE  4.8  /* events per complaint on average (sets the arrival rate) */
-#define SIM_START_MS    1719792000000LL /* 2024-07-01T00:00:00Z */
+#define SIM_START_MS    1719792000000LL /* 2024-07-01T00:00:00Z (without --until-now) */
 #define SIM_SPAN_MS     (365LL * 86400 * 1000)
 #define MINUTE_MS       (60LL * 1000)
 #define HOUR_MS         (60 * MINUTE_MS)
@@ -115,6 +121,7 @@ typedef struct options {
     double rate;
     double duration;
     bool imported;
+    bool until_now;
 } options;
 
 typedef struct gen {
@@ -125,6 +132,7 @@ typedef struct gen {
     double tenant_cum[MAX_TENANTS], category_cum[NCATEGORIES], priority_cum[NPRIORITIES],
         agent_cum[NAGENTS];
     int64_t seq, next_id, arrival_mean_ms, t0_ns;
+    int64_t start_ms, end_ms; /* the simulated year; with --until-now nothing after end_ms */
     long long in_flight, written, complaints, created, assigned, changed, reference;
 } gen;
 
@@ -316,7 +324,7 @@ static void emit(gen *g, int tenant, const complaint *c, int type, int64_t occur
                       .body = body,
                       .body_len = body_len };
     if (g->opt.imported)
-        row.recorded_at_ms = SIM_START_MS + SIM_SPAN_MS + DAY_MS;
+        row.recorded_at_ms = g->opt.until_now ? g->end_ms : g->end_ms + DAY_MS;
     long n = event_pack(&row, buf, sizeof(buf));
     if (n < 0)
         die("event_pack failed (%ld) for seq %" PRId64, n, row.seq);
@@ -367,7 +375,7 @@ static void emit_reference(gen *g)
         tp.time_zone = (char *)zones[t % 6].name;
         size_t n = pack_checked(tally__v1__tenant_put__get_packed_size(&tp),
                                 tally__v1__tenant_put__pack(&tp, body));
-        emit(g, t, NULL, TALLY__V1__EVENT_TYPE__EVENT_TYPE_TENANT_PUT, stamp(g, SIM_START_MS), body,
+        emit(g, t, NULL, TALLY__V1__EVENT_TYPE__EVENT_TYPE_TENANT_PUT, stamp(g, g->start_ms), body,
              n);
         g->reference++;
         for (int k = 0; k < NCATEGORIES && g->written < g->opt.events; k++) {
@@ -378,7 +386,7 @@ static void emit_reference(gen *g)
             cp.name = name;
             n = pack_checked(tally__v1__category_put__get_packed_size(&cp),
                              tally__v1__category_put__pack(&cp, body));
-            emit(g, t, NULL, TALLY__V1__EVENT_TYPE__EVENT_TYPE_CATEGORY_PUT, stamp(g, SIM_START_MS),
+            emit(g, t, NULL, TALLY__V1__EVENT_TYPE__EVENT_TYPE_CATEGORY_PUT, stamp(g, g->start_ms),
                  body, n);
             g->reference++;
         }
@@ -390,7 +398,7 @@ static void emit_reference(gen *g)
             ap.name = name;
             n = pack_checked(tally__v1__agent_put__get_packed_size(&ap),
                              tally__v1__agent_put__pack(&ap, body));
-            emit(g, t, NULL, TALLY__V1__EVENT_TYPE__EVENT_TYPE_AGENT_PUT, stamp(g, SIM_START_MS),
+            emit(g, t, NULL, TALLY__V1__EVENT_TYPE__EVENT_TYPE_AGENT_PUT, stamp(g, g->start_ms),
                  body, n);
             g->reference++;
         }
@@ -599,8 +607,10 @@ static void run(gen *g)
 {
     g->t0_ns = clock_ns(CLOCK_MONOTONIC);
     emit_reference(g);
-    agenda_push(&g->ag, SIM_START_MS, NULL);
+    agenda_push(&g->ag, g->start_ms, NULL);
     while (g->written < g->opt.events) {
+        if (g->opt.until_now && g->ag.v[0].at > g->end_ms)
+            break; /* the next step would lie in the future */
         agenda_item it = agenda_pop(&g->ag);
         if (it.c) {
             step(g, it.c, it.at);
@@ -622,7 +632,7 @@ static void run(gen *g)
 static void usage(void)
 {
     fputs("usage: bench-eventgen [--redis host:port] [--events N] [--tenants T] [--seed S]\n"
-          "                      [--rate R [--duration S]] [--imported]\n"
+          "                      [--rate R [--duration S] | --until-now] [--imported]\n"
           "  --redis     Redis address (127.0.0.1:6379)\n"
           "  --events    stream entries to write, reference events included (1000000)\n"
           "  --tenants   tenants, 1..64 (3)\n"
@@ -630,6 +640,8 @@ static void usage(void)
           "  --rate      events per second, paced and stamped with the wall clock (0: as fast\n"
           "              as possible, stamped with the simulated time)\n"
           "  --duration  seconds to run at --rate: sets --events to rate x duration\n"
+          "  --until-now the simulated year ends now (not 2024-07-01 + 1 year); stops there,\n"
+          "              so a little before --events entries\n"
           "  --imported  mark the events imported (recorded a day after the simulated year)\n",
           stderr);
     exit(2);
@@ -652,6 +664,10 @@ static void parse(options *o, int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--imported") == 0) {
             o->imported = true;
+            continue;
+        }
+        if (strcmp(a, "--until-now") == 0) {
+            o->until_now = true;
             continue;
         }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0 || !v)
@@ -680,6 +696,8 @@ static void parse(options *o, int argc, char **argv)
             usage();
         }
     }
+    if (o->until_now && o->rate > 0)
+        die("--until-now and --rate exclude each other (--rate stamps with the wall clock)");
     if (o->duration > 0) {
         if (o->rate <= 0)
             die("--duration needs --rate");
@@ -704,6 +722,10 @@ int main(int argc, char **argv)
     cumulate(g.category_cum, category_weights, NCATEGORIES);
     cumulate(g.priority_cum, priority_weights, NPRIORITIES);
     cumulate(g.agent_cum, agent_w, NAGENTS);
+    g.start_ms = SIM_START_MS;
+    if (g.opt.until_now)
+        g.start_ms = clock_ns(CLOCK_REALTIME) / 1000000 - SIM_SPAN_MS;
+    g.end_ms = g.start_ms + SIM_SPAN_MS;
     g.arrival_mean_ms = (int64_t)((double)SIM_SPAN_MS * EVENTS_PER_ONE / (double)g.opt.events);
     if (g.arrival_mean_ms < 1)
         g.arrival_mean_ms = 1;
@@ -718,11 +740,19 @@ int main(int argc, char **argv)
     int64_t t0 = clock_ns(CLOCK_MONOTONIC);
     run(&g);
     double secs = (double)(clock_ns(CLOCK_MONOTONIC) - t0) / 1e9;
+    char span[64] = "";
+    if (g.opt.until_now) {
+        char from[11], to[11];
+        local_day(0, g.start_ms, from);
+        local_day(0, g.end_ms, to);
+        snprintf(span, sizeof(span), ", %s to %s (until now)", from, to);
+    }
     printf("bench-eventgen: %lld events to %s:%d %s in %.2f s (%.0f events/s): %lld complaints; "
-           "%lld created, %lld assigned, %lld status changes, %lld reference; seed %" PRIu64 "%s\n",
+           "%lld created, %lld assigned, %lld status changes, %lld reference; seed %" PRIu64
+           "%s%s\n",
            g.written, g.opt.host, g.opt.port, STREAM, secs, (double)g.written / secs, g.complaints,
            g.created, g.assigned, g.changed, g.reference, g.opt.seed,
-           g.opt.imported ? ", imported" : "");
+           g.opt.imported ? ", imported" : "", span);
     redisFree(g.redis);
     return 0;
 }
