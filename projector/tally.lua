@@ -169,11 +169,12 @@ local function apply_status(P, sums, zsums, a, b)
   add4(sums, d, dd .. ':r', k, p, 1)
   add4(sums, d, dd .. ':s', k, p, secs)
   -- Histograms: by day (for ranges that cut a month) and by month, one key per grouping.
-  local hd, hm = P .. 'hd:' .. m .. ':', P .. 'hm:' .. m .. ':'
-  add(sums, hd .. 'a', dd .. ':' .. b, 1)
-  add(sums, hd .. 'k', dd .. ':' .. k .. ':' .. b, 1)
-  add(sums, hd .. 'p', dd .. ':' .. p .. ':' .. b, 1)
-  add(sums, hd .. 'kp', dd .. ':' .. k .. ':' .. p .. ':' .. b, 1)
+  -- Days have keys of their own, so a range reads only its days (or the month's others).
+  local hd, hm = P .. 'hd:' .. day .. ':', P .. 'hm:' .. m .. ':'
+  add(sums, hd .. 'a', b, 1)
+  add(sums, hd .. 'k', k .. ':' .. b, 1)
+  add(sums, hd .. 'p', p .. ':' .. b, 1)
+  add(sums, hd .. 'kp', k .. ':' .. p .. ':' .. b, 1)
   add(sums, hm .. 'a', b, 1)
   add(sums, hm .. 'a', 'n', 1)
   add(sums, hm .. 'a', 's', secs)
@@ -183,11 +184,11 @@ local function apply_status(P, sums, zsums, a, b)
     add(sums, hm .. g[1], g[2] .. ':s', secs)
   end
   if agent ~= '' then
-    local ad = P .. 'ad:' .. m
-    add(sums, ad, agent .. ':' .. dd .. ':n', 1)
-    add(sums, ad, agent .. ':' .. dd .. ':s', secs)
+    local ad, adm = P .. 'ad:' .. day, P .. 'ad:' .. m
     add(sums, ad, agent .. ':n', 1)
     add(sums, ad, agent .. ':s', secs)
+    add(sums, adm, agent .. ':n', 1)
+    add(sums, adm, agent .. ':s', secs)
     add(zsums, P .. 'lb:' .. m, agent, 1)
   end
 end

@@ -237,15 +237,24 @@ static int make_cells(qreq *q, const qfilter *f, bool need_k, bool need_p, cells
     return 0;
 }
 
+static void day_fields_of(qreq *q, const mseg *s, int d1, int d2, const cells *c,
+                          const char *const *what, size_t nw);
+
 /*
  * HMGET P d:M of "-" (HMGET needs a field, and a panel may have no cells) and then the fields
  * DD:<what><sfx> for each day of s and each cell, day-major: the values start at element 1.
  */
 static void day_fields(qreq *q, const mseg *s, const cells *c, const char *const *what, size_t nw)
 {
+    day_fields_of(q, s, s->d1, s->d2, c, what, nw);
+}
+
+static void day_fields_of(qreq *q, const mseg *s, int d1, int d2, const cells *c,
+                          const char *const *what, size_t nw)
+{
     month_cmd(q, "HMGET", "d", s);
     rd_arg_static(&q->b, "-");
-    for (int d = s->d1; d <= s->d2; d++)
+    for (int d = d1; d <= d2; d++)
         for (size_t i = 0; i < c->n; i++)
             for (size_t w = 0; w < nw; w++)
                 rd_argf(&q->b, "%02d:%s%s", d, what[w], c->v[i].sfx);
@@ -274,10 +283,8 @@ ov_plan *ov_plan_read(qreq *q, int limit)
     p->today = month_cmd(q, "HMGET", "d", &s);
     rd_argf(&q->b, "%02d:c", d);
     rd_argf(&q->b, "%02d:r", d);
-    p->hist = rd_cmd(&q->b, "HMGET"); /* today's histogram of all resolutions */
-    rd_argf(&q->b, "%shd:%04d-%02d:a", q->P, y, m);
-    for (int b = 0; b < HIST_BUCKETS; b++)
-        rd_argf(&q->b, "%02d:%d", d, b);
+    p->hist = rd_cmd(&q->b, "HGETALL"); /* today's histogram of all resolutions */
+    rd_argf(&q->b, "%shd:%04d-%02d-%02d:a", q->P, y, m, d);
     p->oldest = rd_cmd(&q->b, "EVALSHA_RO");
     rd_arg_static(&q->b, q->oldest_sha);
     rd_arg_static(&q->b, "2");
@@ -334,10 +341,14 @@ Tally__V1__Overview *ov_build(qreq *q, const ov_plan *p)
     o->time_zone = (char *)q->meta->tz;
     o->created_today = rd_elem_int(today, 0);
     o->resolved_today = rd_elem_int(today, 1);
-    int64_t buckets[HIST_BUCKETS], n = 0;
+    int64_t buckets[HIST_BUCKETS] = { 0 }, n = 0;
     const redisReply *h = rd_reply(&q->b, p->hist);
-    for (int b = 0; b < HIST_BUCKETS; b++)
-        n += buckets[b] = rd_elem_int(h, (size_t)b);
+    for (size_t e = 0; h && h->type == REDIS_REPLY_ARRAY && e + 1 < h->elements; e += 2) {
+        int64_t b = rd_int(h->element[e]), v = rd_int(h->element[e + 1]);
+        b = b < 0 ? 0 : b >= HIST_BUCKETS ? HIST_BUCKETS - 1 : b;
+        buckets[b] += v;
+        n += v;
+    }
     o->median_resolution_seconds_today = panels_percentile(buckets, HIST_BUCKETS, n, 50);
     o->resolution_relative_error = HIST_RELATIVE_ERROR;
     const redisReply *r = rd_reply(&q->b, p->oldest);
@@ -484,6 +495,32 @@ Tally__V1__VolumeTrend *tr_build(qreq *q, const tr_plan *p)
     return q->ar.failed ? NULL : t;
 }
 
+/*
+ * A month cut by the range is read either day by day (the days in the range) or as the whole
+ * month less the days outside the range, whichever reads fewer days. A part is one such read:
+ * days d1..d2 of the month with a sign (+1 in, -1 out), or the whole month (d1 = 0).
+ */
+typedef struct mpart {
+    int d1, d2, sign;
+} mpart;
+
+/* The parts of segment s: up to three. */
+static size_t month_parts(const mseg *s, mpart *out)
+{
+    int len = civil_month_days(s->y, s->m), in = s->d2 - s->d1 + 1;
+    size_t n = 0;
+    if (s->full || in > len - in) {
+        out[n++] = (mpart){ 0, 0, 1 };
+        if (s->d1 > 1)
+            out[n++] = (mpart){ 1, s->d1 - 1, -1 };
+        if (!s->full && s->d2 < len)
+            out[n++] = (mpart){ s->d2 + 1, len, -1 };
+    } else {
+        out[n++] = (mpart){ s->d1, s->d2, 1 };
+    }
+    return n;
+}
+
 /* ---- resolution stats ---------------------------------------------------------------------- */
 
 typedef struct rgroup {
@@ -493,14 +530,21 @@ typedef struct rgroup {
     int64_t b[HIST_BUCKETS];
 } rgroup;
 
+/* One read of the resolution panel: a histogram hash (a month's "m", a day's "h") or the
+ * daily counters of days d1..d2 ("d"), added with sign. */
+typedef struct rs_read {
+    size_t idx;
+    char kind;
+    int d1, d2, sign;
+} rs_read;
+
 struct rs_plan {
     qrange r;
     int group_by;
     cells c;
-    mseg *segs;
-    size_t nsegs;
-    size_t *hist, *days; /* per month: its histogram HGETALL; its counters HMGET (cut months) */
-    rgroup *groups;      /* one per distinct group of the cells (group_by != NONE) */
+    rs_read *reads;
+    size_t nreads;
+    rgroup *groups; /* one per distinct group of the cells (group_by != NONE) */
     size_t ngroups;
 };
 
@@ -518,8 +562,7 @@ rs_plan *rs_plan_read(qreq *q, qrange r, int group_by, const qfilter *f)
         return NULL;
     p->r = r;
     p->group_by = group_by;
-    /* Groups: the cells projected on the grouping (cells are category-major, so equal
-     * projections of one category are adjacent only for by_k; use a map). */
+    /* Groups: the cells projected on the grouping. */
     if (by_k || by_p) {
         smap seen;
         if (smap_init(q, &seen, p->c.n) != 0 || !(p->groups = NEWV(q, rgroup, p->c.n)))
@@ -539,28 +582,39 @@ rs_plan *rs_plan_read(qreq *q, qrange r, int group_by, const qfilter *f)
             x->group = g;
         }
     }
-    p->segs = months_of(q, r, &p->nsegs);
-    if (!p->segs)
+    size_t nsegs = 0;
+    mseg *segs = months_of(q, r, &nsegs);
+    /* At most: per month the month, 31 days and two counter reads. */
+    size_t most = nsegs * 34;
+    p->reads = segs ? NEWV(q, rs_read, most) : NULL;
+    if (!p->reads)
         return NULL;
-    p->hist = NEWV(q, size_t, p->nsegs);
-    p->days = NEWV(q, size_t, p->nsegs);
-    if (!p->hist || !p->days)
-        return NULL;
-    for (size_t i = 0; i < p->nsegs; i++) {
-        const mseg *s = &p->segs[i];
-        p->hist[i] = rd_cmd(&q->b, "HGETALL");
-        rd_argf(&q->b, "%s%s:%04d-%02d:%s", q->P, s->full ? "hm" : "hd", s->y, s->m, p->c.dims);
-        p->days[i] = q->b.ncmds;
-        if (!s->full)
-            day_fields(q, s, &p->c, what, 2);
+    for (size_t i = 0; i < nsegs; i++) {
+        const mseg *s = &segs[i];
+        mpart parts[3];
+        size_t np = month_parts(s, parts);
+        for (size_t j = 0; j < np; j++) {
+            const mpart *t = &parts[j];
+            if (t->d1 == 0) {
+                p->reads[p->nreads++] = (rs_read){ rd_cmd(&q->b, "HGETALL"), 'm', 0, 0, t->sign };
+                rd_argf(&q->b, "%shm:%04d-%02d:%s", q->P, s->y, s->m, p->c.dims);
+                continue;
+            }
+            for (int d = t->d1; d <= t->d2; d++) {
+                p->reads[p->nreads++] = (rs_read){ rd_cmd(&q->b, "HGETALL"), 'h', d, d, t->sign };
+                rd_argf(&q->b, "%shd:%04d-%02d-%02d:%s", q->P, s->y, s->m, d, p->c.dims);
+            }
+            p->reads[p->nreads++] = (rs_read){ q->b.ncmds, 'd', t->d1, t->d2, t->sign };
+            day_fields_of(q, s, t->d1, t->d2, &p->c, what, 2);
+        }
     }
     return p;
 }
 
-/* Adds one histogram field to the cell it belongs to. rest = "<hg>:<b>", "<hg>:n", "<hg>:s" or,
- * for dims "a", "<b>", "n", "s". */
+/* Adds one histogram field times sign to the cell it belongs to. rest = "<hg>:<b>",
+ * "<hg>:n", "<hg>:s" or, for dims "a", "<b>", "n", "s". */
 static void rs_field(const rs_plan *p, rgroup *all, rgroup *groups, const char *rest, size_t len,
-                     int64_t v, bool counts)
+                     int64_t v)
 {
     const char *colon = memrchr(rest, ':', len);
     size_t hglen = colon ? (size_t)(colon - rest) : 0;
@@ -571,10 +625,7 @@ static void rs_field(const rs_plan *p, rgroup *all, rgroup *groups, const char *
         return; /* a cell outside the filter */
     rgroup *g = p->c.v[ci].group >= 0 ? &groups[p->c.v[ci].group] : NULL;
     if (lastlen == 1 && (last[0] == 'n' || last[0] == 's')) {
-        if (!counts)
-            return;
-        int64_t *a = last[0] == 'n' ? &all->n : &all->s;
-        *a += v;
+        *(last[0] == 'n' ? &all->n : &all->s) += v;
         if (g)
             *(last[0] == 'n' ? &g->n : &g->s) += v;
         return;
@@ -623,30 +674,21 @@ Tally__V1__ResolutionStats *rs_build(qreq *q, const rs_plan *p)
         return NULL;
     for (size_t g = 0; g < p->ngroups; g++)
         groups[g] = (rgroup){ .k = p->groups[g].k, .p = p->groups[g].p };
-    for (size_t i = 0; i < p->nsegs; i++) {
-        const mseg *s = &p->segs[i];
-        const redisReply *h = rd_reply(&q->b, p->hist[i]);
-        const redisReply *d = s->full ? NULL : rd_reply(&q->b, p->days[i]);
-        for (size_t e = 0; h && h->type == REDIS_REPLY_ARRAY && e + 1 < h->elements; e += 2) {
-            const redisReply *f = h->element[e];
-            if (f->type != REDIS_REPLY_STRING)
-                continue;
-            int64_t v = rd_int(h->element[e + 1]);
-            if (s->full) {
-                rs_field(p, all, groups, f->str, f->len, v, true);
-            } else if (f->len > 3 && f->str[2] == ':') { /* "DD:..." */
-                int day = (f->str[0] - '0') * 10 + (f->str[1] - '0');
-                if (day >= s->d1 && day <= s->d2)
-                    rs_field(p, all, groups, f->str + 3, f->len - 3, v, false);
+    for (size_t i = 0; i < p->nreads; i++) {
+        const rs_read *rd = &p->reads[i];
+        const redisReply *r = rd_reply(&q->b, rd->idx);
+        if (rd->kind != 'd') {
+            for (size_t e = 0; r && r->type == REDIS_REPLY_ARRAY && e + 1 < r->elements; e += 2) {
+                const redisReply *f = r->element[e];
+                if (f->type == REDIS_REPLY_STRING)
+                    rs_field(p, all, groups, f->str, f->len, rd->sign * rd_int(r->element[e + 1]));
             }
-        }
-        if (s->full)
             continue;
-        /* Counts and sums of the cut month: the daily counters. */
-        size_t k = 1;
-        for (int day = s->d1; day <= s->d2; day++)
+        }
+        size_t k = 1; /* the days' counters: count and sum per day and cell */
+        for (int day = rd->d1; day <= rd->d2; day++)
             for (size_t c = 0; c < p->c.n; c++) {
-                int64_t n = rd_elem_int(d, k++), sum = rd_elem_int(d, k++);
+                int64_t n = rd->sign * rd_elem_int(r, k++), sum = rd->sign * rd_elem_int(r, k++);
                 all->n += n;
                 all->s += sum;
                 if (p->c.v[c].group >= 0) {
@@ -682,46 +724,56 @@ Tally__V1__ResolutionStats *rs_build(qreq *q, const rs_plan *p)
 
 /* ---- agent performance --------------------------------------------------------------------- */
 
+/* One read of the agent panel: <a>:n and <a>:s of every agent in a month's or a day's key,
+ * added with sign. */
+typedef struct ag_read {
+    size_t idx;
+    int sign;
+} ag_read;
+
 struct ag_plan {
     qrange r;
     int sort_by;
     bool ascending;
     int limit;
     int64_t offset;
-    mseg *segs;
-    size_t nsegs, first, ao;
+    size_t ao;
+    ag_read *reads;
+    size_t nreads;
 };
 
 ag_plan *ag_plan_read(qreq *q, qrange r, int sort_by, bool ascending, int limit, int64_t offset)
 {
     ag_plan *p = ar_alloc(&q->ar, sizeof(*p));
-    if (!p)
+    size_t nsegs = 0;
+    mseg *segs;
+    if (!p || !(segs = months_of(q, r, &nsegs)))
         return NULL;
     *p = (ag_plan){
         .r = r, .sort_by = sort_by, .ascending = ascending, .limit = limit, .offset = offset
     };
-    p->segs = months_of(q, r, &p->nsegs);
-    if (!p->segs)
+    size_t most = nsegs * 32; /* per month: the month and up to 31 days */
+    if (!(p->reads = NEWV(q, ag_read, most)))
         return NULL;
     p->ao = rd_cmd(&q->b, "HGETALL");
     rd_argf(&q->b, "%sao", q->P);
-    p->first = q->b.ncmds;
-    for (size_t i = 0; i < p->nsegs; i++) {
-        const mseg *s = &p->segs[i];
-        month_cmd(q, "HMGET", "ad", s);
-        rd_arg_static(&q->b, "-"); /* HMGET needs a field even without agents */
-        for (size_t a = 0; a < q->meta->nagents; a++) {
-            const char *id = q->meta->agents[a];
-            if (s->full) {
-                rd_argf(&q->b, "%s:n", id);
-                rd_argf(&q->b, "%s:s", id);
-            } else {
-                for (int d = s->d1; d <= s->d2; d++) {
-                    rd_argf(&q->b, "%s:%02d:n", id, d);
-                    rd_argf(&q->b, "%s:%02d:s", id, d);
+    for (size_t i = 0; i < nsegs; i++) {
+        const mseg *s = &segs[i];
+        mpart parts[3];
+        size_t np = month_parts(s, parts);
+        for (size_t j = 0; j < np; j++)
+            for (int d = parts[j].d1; d <= parts[j].d2; d++) {
+                p->reads[p->nreads++] = (ag_read){ rd_cmd(&q->b, "HMGET"), parts[j].sign };
+                if (d == 0)
+                    rd_argf(&q->b, "%sad:%04d-%02d", q->P, s->y, s->m);
+                else
+                    rd_argf(&q->b, "%sad:%04d-%02d-%02d", q->P, s->y, s->m, d);
+                rd_arg_static(&q->b, "-"); /* HMGET needs a field even without agents */
+                for (size_t a = 0; a < q->meta->nagents; a++) {
+                    rd_argf(&q->b, "%s:n", q->meta->agents[a]);
+                    rd_argf(&q->b, "%s:s", q->meta->agents[a]);
                 }
             }
-        }
     }
     return p;
 }
@@ -782,15 +834,12 @@ Tally__V1__AgentPerformance *ag_build(qreq *q, const ag_plan *p)
         if (a >= 0)
             rows[a].open = rd_int(ao->element[e + 1]);
     }
-    for (size_t i = 0; i < p->nsegs; i++) {
-        const mseg *s = &p->segs[i];
-        const redisReply *r = rd_reply(&q->b, p->first + i);
-        size_t k = 1, per = s->full ? 1 : (size_t)(s->d2 - s->d1 + 1);
-        for (size_t a = 0; a < na; a++)
-            for (size_t d = 0; d < per; d++) {
-                rows[a].n += rd_elem_int(r, k++);
-                rows[a].s += rd_elem_int(r, k++);
-            }
+    for (size_t i = 0; i < p->nreads; i++) {
+        const redisReply *r = rd_reply(&q->b, p->reads[i].idx);
+        for (size_t a = 0, k = 1; a < na; a++) {
+            rows[a].n += p->reads[i].sign * rd_elem_int(r, k++);
+            rows[a].s += p->reads[i].sign * rd_elem_int(r, k++);
+        }
     }
     tl_sort_plan = p;
     qsort(rows, na, sizeof(*rows), by_metric);

@@ -528,8 +528,8 @@ static void resolution(ev_model *m, const char *P, const mstate *c, const ev_eve
     snprintf(groups[2], sizeof(groups[2]), "%d:", c->prio);
     snprintf(groups[3], sizeof(groups[3]), "%s:%d:", c->cat, c->prio);
     for (int g = 0; g < 4; g++) {
-        snprintf(key, sizeof(key), "%shd:%s:%s", P, M, names[g]);
-        count(m, 'c', key, 1, "%s:%s%d", dd, groups[g], b);
+        snprintf(key, sizeof(key), "%shd:%.10s:%s", P, e->day, names[g]);
+        count(m, 'c', key, 1, "%s%d", groups[g], b);
         snprintf(key, sizeof(key), "%shm:%s:%s", P, M, names[g]);
         count(m, 'c', key, 1, "%s%d", groups[g], b);
         count(m, 'c', key, 1, "%sn", groups[g]);
@@ -537,9 +537,10 @@ static void resolution(ev_model *m, const char *P, const mstate *c, const ev_eve
     }
     if (!c->agent[0]) /* unassigned: in the totals, for no agent */
         return;
+    snprintf(key, sizeof(key), "%sad:%.10s", P, e->day);
+    count(m, 'c', key, 1, "%s:n", c->agent);
+    count(m, 'c', key, secs, "%s:s", c->agent);
     snprintf(key, sizeof(key), "%sad:%s", P, M);
-    count(m, 'c', key, 1, "%s:%s:n", c->agent, dd);
-    count(m, 'c', key, secs, "%s:%s:s", c->agent, dd);
     count(m, 'c', key, 1, "%s:n", c->agent);
     count(m, 'c', key, secs, "%s:s", c->agent);
     snprintf(key, sizeof(key), "%slb:%s", P, M);
@@ -725,6 +726,19 @@ static bool month_key(const char *s, const char *pre)
     return strncmp(s, pre, n) == 0 && strlen(s + n) == 7 && s[n + 4] == '-';
 }
 
+/* Whether s is pre followed by a day "YYYY-MM-DD". */
+static bool day_key(const char *s, const char *pre)
+{
+    size_t n = strlen(pre);
+    return strncmp(s, pre, n) == 0 && strlen(s + n) == 10 && s[n + 4] == '-' && s[n + 7] == '-';
+}
+
+/* A histogram grouping: "a", "k", "p" or "kp". */
+static bool grouping(const char *s)
+{
+    return !strcmp(s, "a") || !strcmp(s, "k") || !strcmp(s, "p") || !strcmp(s, "kp");
+}
+
 /* What the key named s (after "{t:T}:1:") holds, by docs/keyspace.md; 'u' = not named there. */
 static char classify(const char *s)
 {
@@ -735,11 +749,12 @@ static char classify(const char *s)
         return s[0];
     if (!strcmp(s, "open") || month_key(s, "kc:") || month_key(s, "lb:"))
         return 'z';
-    if (!strcmp(s, "st") || !strcmp(s, "ao") || month_key(s, "d:") || month_key(s, "ad:"))
+    if (!strcmp(s, "st") || !strcmp(s, "ao") || month_key(s, "d:") || month_key(s, "ad:") ||
+        day_key(s, "ad:"))
         return 'c';
-    if ((!strncmp(s, "hd:", 3) || !strncmp(s, "hm:", 3)) && strlen(s) > 11 && s[10] == ':' &&
-        (!strcmp(s + 11, "a") || !strcmp(s + 11, "k") || !strcmp(s + 11, "p") ||
-         !strcmp(s + 11, "kp")))
+    if (!strncmp(s, "hm:", 3) && strlen(s) > 11 && s[10] == ':' && grouping(s + 11))
+        return 'c';
+    if (!strncmp(s, "hd:", 3) && strlen(s) > 14 && s[13] == ':' && grouping(s + 14))
         return 'c';
     return 'u';
 }
