@@ -499,25 +499,35 @@ Tally__V1__VolumeTrend *tr_build(qreq *q, const tr_plan *p)
  * A month cut by the range is read either day by day (the days in the range) or as the whole
  * month less the days outside the range, whichever reads fewer days. A part is one such read:
  * days d1..d2 of the month with a sign (+1 in, -1 out), or the whole month (d1 = 0).
+ * Days after the last day that can hold data (FUTURE_DAYS after today: local days come from
+ * the write side's clock, and a tenant may have moved time zone) are empty and never read.
  */
 typedef struct mpart {
     int d1, d2, sign;
 } mpart;
 
-/* The parts of segment s: up to three. */
-static size_t month_parts(const mseg *s, mpart *out)
+#define FUTURE_DAYS 2
+
+/* The parts of segment s: up to three, none when all its days are still to come. */
+static size_t month_parts(const qreq *q, const mseg *s, mpart *out)
 {
-    int len = civil_month_days(s->y, s->m), in = s->d2 - s->d1 + 1;
+    int len = civil_month_days(s->y, s->m);
+    int64_t first = civil_days(s->y, s->m, 1), last = q->today + FUTURE_DAYS;
+    int lim = last < first ? 0 : last - first + 1 >= len ? len : (int)(last - first + 1);
+    int d2 = s->d2 < lim ? s->d2 : lim;
+    if (s->d1 > d2)
+        return 0;
+    int in = d2 - s->d1 + 1, before = s->d1 - 1, after = lim - d2;
     size_t n = 0;
-    if (s->full || in > len - in) {
-        out[n++] = (mpart){ 0, 0, 1 };
-        if (s->d1 > 1)
-            out[n++] = (mpart){ 1, s->d1 - 1, -1 };
-        if (!s->full && s->d2 < len)
-            out[n++] = (mpart){ s->d2 + 1, len, -1 };
-    } else {
-        out[n++] = (mpart){ s->d1, s->d2, 1 };
+    if (in <= before + after) {
+        out[n++] = (mpart){ s->d1, d2, 1 };
+        return n;
     }
+    out[n++] = (mpart){ 0, 0, 1 };
+    if (before > 0)
+        out[n++] = (mpart){ 1, s->d1 - 1, -1 };
+    if (after > 0)
+        out[n++] = (mpart){ d2 + 1, lim, -1 };
     return n;
 }
 
@@ -592,7 +602,7 @@ rs_plan *rs_plan_read(qreq *q, qrange r, int group_by, const qfilter *f)
     for (size_t i = 0; i < nsegs; i++) {
         const mseg *s = &segs[i];
         mpart parts[3];
-        size_t np = month_parts(s, parts);
+        size_t np = month_parts(q, s, parts);
         for (size_t j = 0; j < np; j++) {
             const mpart *t = &parts[j];
             if (t->d1 == 0) {
@@ -760,7 +770,7 @@ ag_plan *ag_plan_read(qreq *q, qrange r, int sort_by, bool ascending, int limit,
     for (size_t i = 0; i < nsegs; i++) {
         const mseg *s = &segs[i];
         mpart parts[3];
-        size_t np = month_parts(s, parts);
+        size_t np = month_parts(q, s, parts);
         for (size_t j = 0; j < np; j++)
             for (int d = parts[j].d1; d <= parts[j].d2; d++) {
                 p->reads[p->nreads++] = (ag_read){ rd_cmd(&q->b, "HMGET"), parts[j].sign };
