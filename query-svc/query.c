@@ -26,6 +26,7 @@ typedef struct qworker {
     kv_conn *kv;
     char sha[48]; /* the read script's SHA1 once loaded, "" before */
     tmeta cache[CACHE_SLOTS];
+    qreq q; /* the request being served: its memory is kept from call to call */
     char err[512];
 } qworker;
 
@@ -37,6 +38,7 @@ void *query_worker_new(int index, void *arg)
     if (!w)
         return NULL;
     w->conf = conf;
+    rd_init(&w->q.b, &w->q.ar);
     w->kv = kv_new(&conf->redis, (int)conf->redis_timeout_ms);
     if (!w->kv) {
         free(w);
@@ -64,6 +66,8 @@ void query_worker_free(void *worker, void *arg)
         return;
     for (int i = 0; i < CACHE_SLOTS; i++)
         meta_clear(&w->cache[i]);
+    rd_free(&w->q.b);
+    ar_free(&w->q.ar);
     kv_free(w->kv);
     free(w);
 }
@@ -518,29 +522,41 @@ static int run(srv_call *call, qworker *w, qreq *q, const qspec *s, qresult *out
 /* ---- the RPCs ------------------------------------------------------------------------------ */
 
 /* Runs the request and replies with msg; frees the request's memory either way. */
-#define SERVE(call, worker, q, s, res, fill_reply)       \
-    do {                                                 \
-        int rc_ = run(call, worker, &(q), &(s), &(res)); \
-        if (rc_ == 0) {                                  \
-            fill_reply;                                  \
-        }                                                \
-        rd_free(&(q).b);                                 \
-        ar_free(&(q).ar);                                \
-        return rc_;                                      \
+/* Runs the request and replies with msg; the request's memory is reset either way. */
+#define SERVE(call, worker, q, s, res, fill_reply)    \
+    do {                                              \
+        int rc_ = run(call, worker, q, &(s), &(res)); \
+        if (rc_ == 0) {                               \
+            fill_reply;                               \
+        }                                             \
+        qreq_end(q);                                  \
+        return rc_;                                   \
     } while (0)
 
-static void qreq_init(qreq *q)
+/* The worker's request state, or NULL (the worker could not be made: UNAVAILABLE). */
+static qreq *qreq_begin(void *worker)
 {
-    memset(q, 0, sizeof(*q));
-    rd_init(&q->b, &q->ar);
+    qworker *w = worker;
+    return w ? &w->q : NULL;
 }
+
+static void qreq_end(qreq *q)
+{
+    rd_reset(&q->b);
+    ar_reset(&q->ar);
+}
+
+#define NEED_WORKER(call, q) \
+    if (!(q))                \
+    return srv_fail(call, TALLY_EUNAVAIL, "worker not initialised (out of memory)")
 
 static int get_overview(srv_call *call, const ProtobufCMessage *msg, void *worker)
 {
     const Tally__V1__GetOverviewRequest *req = (const void *)msg;
     qspec s = { 0 };
-    qreq q;
+    qreq *q = qreq_begin(worker);
     qresult res = { 0 };
+    NEED_WORKER(call, q);
     int rc = check_common(call, &s, req->tenant_id, req->consistency, req->fail_if_stale);
     if (rc == 0)
         rc = check_limit(call, "oldest_open_limit", req->oldest_open_limit, 100, &s.oldest_limit,
@@ -548,7 +564,6 @@ static int get_overview(srv_call *call, const ProtobufCMessage *msg, void *worke
     if (rc != 0)
         return rc;
     s.ov = true;
-    qreq_init(&q);
     Tally__V1__GetOverviewReply rep = TALLY__V1__GET_OVERVIEW_REPLY__INIT;
     SERVE(call, worker, q, s, res, {
         rep.freshness = res.fresh;
@@ -561,16 +576,16 @@ static int get_volume_trend(srv_call *call, const ProtobufCMessage *msg, void *w
 {
     const Tally__V1__GetVolumeTrendRequest *req = (const void *)msg;
     qspec s = { 0 };
-    qreq q;
+    qreq *q = qreq_begin(worker);
     qresult res = { 0 };
-    qreq_init(&q);
+    NEED_WORKER(call, q);
     int rc = check_common(call, &s, req->tenant_id, req->consistency, req->fail_if_stale);
     if (rc == 0)
         rc = check_granularity(call, &s, (int)req->granularity, req->range);
     if (rc == 0)
-        rc = check_filter(call, &s, req->filter, &q.ar);
+        rc = check_filter(call, &s, req->filter, &q->ar);
     if (rc != 0) {
-        ar_free(&q.ar);
+        qreq_end(q);
         return rc;
     }
     s.tr = true;
@@ -586,9 +601,9 @@ static int get_resolution_stats(srv_call *call, const ProtobufCMessage *msg, voi
 {
     const Tally__V1__GetResolutionStatsRequest *req = (const void *)msg;
     qspec s = { 0 };
-    qreq q;
+    qreq *q = qreq_begin(worker);
     qresult res = { 0 };
-    qreq_init(&q);
+    NEED_WORKER(call, q);
     int rc = check_common(call, &s, req->tenant_id, req->consistency, req->fail_if_stale);
     if (rc == 0)
         rc = check_enum(call, "group_by", (int)req->group_by, 4, &s.group_by,
@@ -596,9 +611,9 @@ static int get_resolution_stats(srv_call *call, const ProtobufCMessage *msg, voi
     if (rc == 0)
         rc = check_range(call, &s, req->range, MAX_DAYS, "");
     if (rc == 0)
-        rc = check_filter(call, &s, req->filter, &q.ar);
+        rc = check_filter(call, &s, req->filter, &q->ar);
     if (rc != 0) {
-        ar_free(&q.ar);
+        qreq_end(q);
         return rc;
     }
     s.rs = true;
@@ -614,8 +629,9 @@ static int get_agent_performance(srv_call *call, const ProtobufCMessage *msg, vo
 {
     const Tally__V1__GetAgentPerformanceRequest *req = (const void *)msg;
     qspec s = { 0 };
-    qreq q;
+    qreq *q = qreq_begin(worker);
     qresult res = { 0 };
+    NEED_WORKER(call, q);
     int rc = check_common(call, &s, req->tenant_id, req->consistency, req->fail_if_stale);
     if (rc == 0)
         rc = check_enum(call, "sort_by", (int)req->sort_by, 4, &s.sort_by,
@@ -630,7 +646,6 @@ static int get_agent_performance(srv_call *call, const ProtobufCMessage *msg, vo
     s.ascending = req->ascending;
     s.page_token = req->page_token;
     s.page_token_field = "page_token";
-    qreq_init(&q);
     Tally__V1__GetAgentPerformanceReply rep = TALLY__V1__GET_AGENT_PERFORMANCE_REPLY__INIT;
     SERVE(call, worker, q, s, res, {
         rep.freshness = res.fresh;
@@ -643,18 +658,18 @@ static int get_category_distribution(srv_call *call, const ProtobufCMessage *msg
 {
     const Tally__V1__GetCategoryDistributionRequest *req = (const void *)msg;
     qspec s = { 0 };
-    qreq q;
+    qreq *q = qreq_begin(worker);
     qresult res = { 0 };
-    qreq_init(&q);
+    NEED_WORKER(call, q);
     int rc = check_common(call, &s, req->tenant_id, req->consistency, req->fail_if_stale);
     if (rc == 0)
         rc = check_limit(call, "top_n", req->top_n, 100, &s.top_n, 10);
     if (rc == 0)
         rc = check_range(call, &s, req->range, MAX_DAYS, "");
     if (rc == 0)
-        rc = check_filter(call, &s, req->filter, &q.ar);
+        rc = check_filter(call, &s, req->filter, &q->ar);
     if (rc != 0) {
-        ar_free(&q.ar);
+        qreq_end(q);
         return rc;
     }
     s.cd = true;
@@ -670,9 +685,9 @@ static int get_dashboard(srv_call *call, const ProtobufCMessage *msg, void *work
 {
     const Tally__V1__GetDashboardRequest *req = (const void *)msg;
     qspec s = { 0 };
-    qreq q;
+    qreq *q = qreq_begin(worker);
     qresult res = { 0 };
-    qreq_init(&q);
+    NEED_WORKER(call, q);
     int rc = check_common(call, &s, req->tenant_id, req->consistency, req->fail_if_stale);
     if (rc == 0)
         rc = check_granularity(call, &s, (int)req->granularity, req->range);
@@ -690,9 +705,9 @@ static int get_dashboard(srv_call *call, const ProtobufCMessage *msg, void *work
         rc = check_limit(call, "oldest_open_limit", req->oldest_open_limit, 100, &s.oldest_limit,
                          10);
     if (rc == 0)
-        rc = check_filter(call, &s, req->filter, &q.ar);
+        rc = check_filter(call, &s, req->filter, &q->ar);
     if (rc != 0) {
-        ar_free(&q.ar);
+        qreq_end(q);
         return rc;
     }
     s.ov = s.tr = s.rs = s.ag = s.cd = true;

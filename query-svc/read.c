@@ -22,14 +22,18 @@ void *ar_alloc(arena *a, size_t n)
     n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
     arena_block *h = a->head;
     if (!h || h->cap - h->used < n) {
-        size_t cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
-        h = malloc(sizeof(*h) + cap);
-        if (!h) {
-            a->failed = 1;
-            return NULL;
+        if (a->spare && a->spare->cap >= n) {
+            h = a->spare;
+            a->spare = h->next;
+        } else {
+            size_t cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
+            if (!(h = malloc(sizeof(*h) + cap))) {
+                a->failed = 1;
+                return NULL;
+            }
+            h->cap = cap;
         }
         h->used = 0;
-        h->cap = cap;
         h->next = a->head;
         a->head = h;
     }
@@ -63,14 +67,25 @@ char *ar_printf(arena *a, const char *fmt, ...)
     return p;
 }
 
-void ar_free(arena *a)
+void ar_reset(arena *a)
 {
     while (a->head) {
         arena_block *n = a->head->next;
-        free(a->head);
+        a->head->next = a->spare;
+        a->spare = a->head;
         a->head = n;
     }
     a->failed = 0;
+}
+
+void ar_free(arena *a)
+{
+    ar_reset(a);
+    while (a->spare) {
+        arena_block *n = a->spare->next;
+        free(a->spare);
+        a->spare = n;
+    }
 }
 
 /* ---- batch --------------------------------------------------------------------------------- */
@@ -143,14 +158,21 @@ int rd_exec(rd_batch *b, kv_conn *kv)
     if (kv_connect(kv) != 0)
         return TALLY_EUNAVAIL;
     redisContext *c = kv_ctx(kv);
-    const char **argv = malloc((b->nargs ? b->nargs : 1) * sizeof(*argv));
-    size_t *lens = malloc((b->nargs ? b->nargs : 1) * sizeof(*lens));
-    b->replies = calloc(b->ncmds ? b->ncmds : 1, sizeof(*b->replies));
-    if (!argv || !lens || !b->replies) {
-        free(argv);
-        free(lens);
-        return TALLY_ENOMEM;
+    if (b->nargs > b->capv) {
+        const char **v = realloc(b->argv, b->nargs * sizeof(*v));
+        if (v)
+            b->argv = v;
+        size_t *l = v ? realloc(b->lens, b->nargs * sizeof(*l)) : NULL;
+        if (!l)
+            return TALLY_ENOMEM;
+        b->lens = l;
+        b->capv = b->nargs;
     }
+    const char **argv = b->argv;
+    size_t *lens = b->lens;
+    b->replies = calloc(b->ncmds ? b->ncmds : 1, sizeof(*b->replies));
+    if (!b->replies)
+        return TALLY_ENOMEM;
     for (size_t i = 0; i < b->nargs; i++) {
         argv[i] = b->args[i].s;
         lens[i] = b->args[i].len;
@@ -162,8 +184,6 @@ int rd_exec(rd_batch *b, kv_conn *kv)
         if (redisAppendCommandArgv(c, (int)(b->first[i + 1] - f), argv + f, lens + f) != REDIS_OK)
             rc = TALLY_EUNAVAIL;
     }
-    free(argv);
-    free(lens);
     for (size_t i = 0; i < b->ncmds && rc == 0; i++) {
         void *r = NULL;
         if (redisGetReply(c, &r) != REDIS_OK || !r)
@@ -191,6 +211,8 @@ void rd_free(rd_batch *b)
     rd_reset(b);
     free(b->args);
     free(b->first);
+    free(b->argv);
+    free(b->lens);
     memset(b, 0, sizeof(*b));
 }
 

@@ -16,13 +16,16 @@
 typedef struct arena_block arena_block;
 typedef struct arena {
     arena_block *head;
-    int failed; /* an allocation failed: the request answers RESOURCE_EXHAUSTED */
+    arena_block *spare; /* blocks of earlier requests, kept for the next (see ar_reset) */
+    int failed;         /* an allocation failed: the request answers RESOURCE_EXHAUSTED */
 } arena;
 
 /* Zeroed memory that lives until ar_free; NULL (and failed set) when out of memory. */
 void *ar_alloc(arena *a, size_t n);
 char *ar_strdup(arena *a, const char *s);
 char *ar_printf(arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Forgets everything allocated but keeps the memory for the next request. */
+void ar_reset(arena *a);
 void ar_free(arena *a);
 
 typedef struct rd_arg {
@@ -37,6 +40,8 @@ typedef struct rd_batch {
     size_t *first; /* command i's arguments: args[first[i] .. first[i + 1]) */
     size_t ncmds, capcmds;
     redisReply **replies; /* after rd_exec: one per command */
+    const char **argv;    /* rd_exec's argument vectors, kept between requests */
+    size_t *lens, capv;
 } rd_batch;
 
 void rd_init(rd_batch *b, arena *ar);
@@ -50,7 +55,7 @@ void rd_argf(rd_batch *b, const char *fmt, ...) __attribute__((format(printf, 2,
  * TALLY_EUNAVAIL (the connection is reset; see kv_errstr).
  */
 int rd_exec(rd_batch *b, kv_conn *kv);
-/* Frees the replies and forgets the commands (the batch can be reused). */
+/* Frees the replies and forgets the commands; keeps its arrays for the next request. */
 void rd_reset(rd_batch *b);
 void rd_free(rd_batch *b);
 
