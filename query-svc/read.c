@@ -158,6 +158,7 @@ int rd_exec(rd_batch *b, kv_conn *kv)
     if (kv_connect(kv) != 0)
         return TALLY_EUNAVAIL;
     redisContext *c = kv_ctx(kv);
+    c->reader->maxbuf = 0; /* keep the reply buffer between requests (hiredis frees it at 16 KiB) */
     if (b->nargs > b->capv) {
         const char **v = realloc(b->argv, b->nargs * sizeof(*v));
         if (v)
