@@ -340,8 +340,10 @@ static long long xpending(const char *consumer)
 /* ---- (1) kill -9 mid-batch ----------------------------------------------------------------- */
 
 /*
- * kill -9 while a batch is read and not acked (tried until two kills land so), then the same
- * consumer again: it reads its own pending entries first.
+ * kill -9 while a batch is read and not acked, then the same consumer again: it reads its own
+ * pending entries first. To land the kill mid-batch whatever the timing (a batch may be acked
+ * between our look at the pending list and the kill), the projector is frozen with SIGSTOP
+ * while it has entries pending, checked again, and only then killed.
  */
 Test(faults, kill_9_mid_batch_and_restart_lose_nothing_and_apply_nothing_twice)
 {
@@ -354,10 +356,17 @@ Test(faults, kill_9_mid_batch_and_restart_lose_nothing_and_apply_nothing_twice)
     for (int k = 0; k < 6 && mid_batch < 2 && applied_events() < 140000; k++) {
         start(env);
         wait_applied_at_least(applied_events() + 20000);
-        while (xpending("k1") == 0)
-            check_alive();
-        stop_projector(SIGKILL);
-        mid_batch += xpending("k1") > 0;
+        bool frozen_mid = false;
+        for (int tries = 0; tries < 1000 && !frozen_mid; tries++) {
+            while (xpending("k1") == 0)
+                check_alive();
+            kill(pj.pid, SIGSTOP);
+            frozen_mid = xpending("k1") > 0;
+            if (!frozen_mid)
+                kill(pj.pid, SIGCONT);
+        }
+        stop_projector(SIGKILL); /* a stopped process dies of SIGKILL too */
+        mid_batch += frozen_mid && xpending("k1") > 0;
     }
     cr_expect_gt(mid_batch, 0, "no kill landed while a batch was pending");
     start(env);
