@@ -1,7 +1,8 @@
-#define _GNU_SOURCE /* memrchr */
+#define _GNU_SOURCE /* memrchr, qsort_r */
 #include "panels.h"
 
 #include "civil.h"
+#include "event.h"
 #include "hist.h"
 
 #include <inttypes.h>
@@ -50,14 +51,6 @@ typedef struct smap {
     size_t cap;
 } smap;
 
-static uint64_t fnv(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)s[i]) * 1099511628211ULL;
-    return h;
-}
-
 static int smap_init(qreq *q, smap *m, size_t n)
 {
     m->cap = 16;
@@ -70,7 +63,7 @@ static int smap_init(qreq *q, smap *m, size_t n)
 
 static void smap_put(smap *m, const char *k, int v)
 {
-    size_t i = fnv(k, strlen(k)) & (m->cap - 1);
+    size_t i = event_fnv1a(k, strlen(k), 0) & (m->cap - 1);
     while (m->keys[i] && strcmp(m->keys[i], k) != 0)
         i = (i + 1) & (m->cap - 1);
     m->keys[i] = k;
@@ -82,7 +75,7 @@ static int smap_get(const smap *m, const char *s, size_t n)
 {
     if (!m->cap)
         return -1;
-    size_t i = fnv(s, n) & (m->cap - 1);
+    size_t i = event_fnv1a(s, n, 0) & (m->cap - 1);
     for (; m->keys[i]; i = (i + 1) & (m->cap - 1))
         if (strncmp(m->keys[i], s, n) == 0 && m->keys[i][n] == '\0')
             return m->vals[i];
@@ -793,12 +786,10 @@ typedef struct arow {
     int64_t n, s, open;
 } arow;
 
-static __thread const ag_plan *tl_sort_plan; /* qsort has no context argument */
-
-static int by_metric(const void *a, const void *b)
+static int by_metric(const void *a, const void *b, void *plan)
 {
     const arow *x = a, *y = b;
-    const ag_plan *p = tl_sort_plan;
+    const ag_plan *p = plan;
     int c = 0;
     switch (p->sort_by) {
     case TALLY__V1__AGENT_SORT_BY__AGENT_SORT_BY_MEAN_RESOLUTION:
@@ -851,8 +842,7 @@ Tally__V1__AgentPerformance *ag_build(qreq *q, const ag_plan *p)
             rows[a].s += p->reads[i].sign * rd_elem_int(r, k++);
         }
     }
-    tl_sort_plan = p;
-    qsort(rows, na, sizeof(*rows), by_metric);
+    qsort_r(rows, na, sizeof(*rows), by_metric, (void *)p);
     ap->range = range_msg(q, p->r);
     ap->sort_by = (Tally__V1__AgentSortBy)p->sort_by;
     ap->ascending = p->ascending;
@@ -884,7 +874,7 @@ static uint32_t token_check(qrange r, int sort_by, bool ascending, int64_t offse
     char buf[96];
     int n = snprintf(buf, sizeof(buf), "%" PRId64 "|%" PRId64 "|%d|%d|%" PRId64, r.from, r.to,
                      sort_by, ascending, offset);
-    return (uint32_t)fnv(buf, (size_t)n);
+    return (uint32_t)event_fnv1a(buf, (size_t)n, 0);
 }
 
 char *ag_token(arena *ar, qrange r, int sort_by, bool ascending, int64_t offset)

@@ -2,6 +2,7 @@
 
 #include "civil.h"
 #include "err.h"
+#include "event.h"
 #include "ident.h"
 #include "log.h"
 #include "now.h"
@@ -228,10 +229,7 @@ static int check_granularity(srv_call *call, qspec *s, int g, const Tally__V1__D
 
 static tmeta *meta_slot(qworker *w, const char *tenant)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (const char *c = tenant; *c; c++)
-        h = (h ^ (uint8_t)*c) * 1099511628211ULL;
-    tmeta *m = &w->cache[h % CACHE_SLOTS];
+    tmeta *m = &w->cache[event_fnv1a(tenant, strlen(tenant), 0) % CACHE_SLOTS];
     if (strcmp(m->tenant, tenant) != 0) {
         meta_clear(m);
         snprintf(m->tenant, sizeof(m->tenant), "%s", tenant);
@@ -425,8 +423,6 @@ static int read_fail(srv_call *call, qworker *w, int rc)
  */
 static int run(srv_call *call, qworker *w, qreq *q, const qspec *s, qresult *out)
 {
-    if (!w)
-        return srv_fail(call, TALLY_EUNAVAIL, "worker not initialised (out of memory)");
     tmeta *m = meta_slot(w, s->tenant);
     bool waited = false;
     int64_t token_applied = 0;
@@ -521,208 +517,192 @@ static int run(srv_call *call, qworker *w, qreq *q, const qspec *s, qresult *out
 
 /* ---- the RPCs ------------------------------------------------------------------------------ */
 
-/* Runs the request and replies with msg; frees the request's memory either way. */
-/* Runs the request and replies with msg; the request's memory is reset either way. */
-#define SERVE(call, worker, q, s, res, fill_reply)    \
-    do {                                              \
-        int rc_ = run(call, worker, q, &(s), &(res)); \
-        if (rc_ == 0) {                               \
-            fill_reply;                               \
-        }                                             \
-        qreq_end(q);                                  \
-        return rc_;                                   \
-    } while (0)
+/*
+ * An RPC is its checks (the request into a qspec; the arena is the request's, for what the
+ * checks keep) and its reply (the panels it asked for, from the qresult); serve() does the rest
+ * for all of them.
+ */
+typedef struct rpc {
+    int (*spec)(srv_call *call, const ProtobufCMessage *msg, qspec *s, arena *ar);
+    int (*reply)(srv_call *call, const qresult *res);
+} rpc;
 
-/* The worker's request state, or NULL (the worker could not be made: UNAVAILABLE). */
-static qreq *qreq_begin(void *worker)
+static int serve(srv_call *call, const ProtobufCMessage *msg, void *worker, const rpc *r)
 {
     qworker *w = worker;
-    return w ? &w->q : NULL;
+    qspec s = { 0 };
+    qresult res = { 0 };
+    if (!w)
+        return srv_fail(call, TALLY_EUNAVAIL, "worker not initialised (out of memory)");
+    int rc = r->spec(call, msg, &s, &w->q.ar);
+    if (rc == 0)
+        rc = run(call, w, &w->q, &s, &res);
+    if (rc == 0)
+        rc = r->reply(call, &res);
+    rd_reset(&w->q.b); /* the worker keeps the request's memory for the next call */
+    ar_reset(&w->q.ar);
+    return rc;
 }
 
-static void qreq_end(qreq *q)
-{
-    rd_reset(&q->b);
-    ar_reset(&q->ar);
-}
+/* The handler NAME, serving with NAME_spec and NAME_reply. */
+#define RPC(name)                                                              \
+    static int name(srv_call *call, const ProtobufCMessage *msg, void *worker) \
+    {                                                                          \
+        static const rpc r = { name##_spec, name##_reply };                    \
+        return serve(call, msg, worker, &r);                                   \
+    }
 
-#define NEED_WORKER(call, q) \
-    if (!(q))                \
-    return srv_fail(call, TALLY_EUNAVAIL, "worker not initialised (out of memory)")
+#define COMMON(req) \
+    check_common(call, s, (req)->tenant_id, (req)->consistency, (req)->fail_if_stale)
 
-static int get_overview(srv_call *call, const ProtobufCMessage *msg, void *worker)
+static int get_overview_spec(srv_call *call, const ProtobufCMessage *msg, qspec *s, arena *ar)
 {
     const Tally__V1__GetOverviewRequest *req = (const void *)msg;
-    qspec s = { 0 };
-    qreq *q = qreq_begin(worker);
-    qresult res = { 0 };
-    NEED_WORKER(call, q);
-    int rc = check_common(call, &s, req->tenant_id, req->consistency, req->fail_if_stale);
-    if (rc == 0)
-        rc = check_limit(call, "oldest_open_limit", req->oldest_open_limit, 100, &s.oldest_limit,
-                         10);
-    if (rc != 0)
-        return rc;
-    s.ov = true;
-    Tally__V1__GetOverviewReply rep = TALLY__V1__GET_OVERVIEW_REPLY__INIT;
-    SERVE(call, worker, q, s, res, {
-        rep.freshness = res.fresh;
-        rep.overview = res.ov;
-        rc_ = srv_reply(call, &rep.base);
-    });
+    (void)ar;
+    s->ov = true;
+    int rc = COMMON(req);
+    return rc ? rc
+              : check_limit(call, "oldest_open_limit", req->oldest_open_limit, 100,
+                            &s->oldest_limit, 10);
 }
 
-static int get_volume_trend(srv_call *call, const ProtobufCMessage *msg, void *worker)
+static int get_overview_reply(srv_call *call, const qresult *res)
+{
+    Tally__V1__GetOverviewReply rep = TALLY__V1__GET_OVERVIEW_REPLY__INIT;
+    rep.freshness = res->fresh;
+    rep.overview = res->ov;
+    return srv_reply(call, &rep.base);
+}
+
+static int get_volume_trend_spec(srv_call *call, const ProtobufCMessage *msg, qspec *s, arena *ar)
 {
     const Tally__V1__GetVolumeTrendRequest *req = (const void *)msg;
-    qspec s = { 0 };
-    qreq *q = qreq_begin(worker);
-    qresult res = { 0 };
-    NEED_WORKER(call, q);
-    int rc = check_common(call, &s, req->tenant_id, req->consistency, req->fail_if_stale);
+    s->tr = true;
+    int rc = COMMON(req);
     if (rc == 0)
-        rc = check_granularity(call, &s, (int)req->granularity, req->range);
-    if (rc == 0)
-        rc = check_filter(call, &s, req->filter, &q->ar);
-    if (rc != 0) {
-        qreq_end(q);
-        return rc;
-    }
-    s.tr = true;
-    Tally__V1__GetVolumeTrendReply rep = TALLY__V1__GET_VOLUME_TREND_REPLY__INIT;
-    SERVE(call, worker, q, s, res, {
-        rep.freshness = res.fresh;
-        rep.trend = res.tr;
-        rc_ = srv_reply(call, &rep.base);
-    });
+        rc = check_granularity(call, s, (int)req->granularity, req->range);
+    return rc ? rc : check_filter(call, s, req->filter, ar);
 }
 
-static int get_resolution_stats(srv_call *call, const ProtobufCMessage *msg, void *worker)
+static int get_volume_trend_reply(srv_call *call, const qresult *res)
+{
+    Tally__V1__GetVolumeTrendReply rep = TALLY__V1__GET_VOLUME_TREND_REPLY__INIT;
+    rep.freshness = res->fresh;
+    rep.trend = res->tr;
+    return srv_reply(call, &rep.base);
+}
+
+static int get_resolution_stats_spec(srv_call *call, const ProtobufCMessage *msg, qspec *s,
+                                     arena *ar)
 {
     const Tally__V1__GetResolutionStatsRequest *req = (const void *)msg;
-    qspec s = { 0 };
-    qreq *q = qreq_begin(worker);
-    qresult res = { 0 };
-    NEED_WORKER(call, q);
-    int rc = check_common(call, &s, req->tenant_id, req->consistency, req->fail_if_stale);
+    s->rs = true;
+    int rc = COMMON(req);
     if (rc == 0)
-        rc = check_enum(call, "group_by", (int)req->group_by, 4, &s.group_by,
+        rc = check_enum(call, "group_by", (int)req->group_by, 4, &s->group_by,
                         TALLY__V1__RESOLUTION_GROUP_BY__RESOLUTION_GROUP_BY_NONE);
     if (rc == 0)
-        rc = check_range(call, &s, req->range, MAX_DAYS, "");
-    if (rc == 0)
-        rc = check_filter(call, &s, req->filter, &q->ar);
-    if (rc != 0) {
-        qreq_end(q);
-        return rc;
-    }
-    s.rs = true;
-    Tally__V1__GetResolutionStatsReply rep = TALLY__V1__GET_RESOLUTION_STATS_REPLY__INIT;
-    SERVE(call, worker, q, s, res, {
-        rep.freshness = res.fresh;
-        rep.stats = res.rs;
-        rc_ = srv_reply(call, &rep.base);
-    });
+        rc = check_range(call, s, req->range, MAX_DAYS, "");
+    return rc ? rc : check_filter(call, s, req->filter, ar);
 }
 
-static int get_agent_performance(srv_call *call, const ProtobufCMessage *msg, void *worker)
+static int get_resolution_stats_reply(srv_call *call, const qresult *res)
+{
+    Tally__V1__GetResolutionStatsReply rep = TALLY__V1__GET_RESOLUTION_STATS_REPLY__INIT;
+    rep.freshness = res->fresh;
+    rep.stats = res->rs;
+    return srv_reply(call, &rep.base);
+}
+
+static int get_agent_performance_spec(srv_call *call, const ProtobufCMessage *msg, qspec *s,
+                                      arena *ar)
 {
     const Tally__V1__GetAgentPerformanceRequest *req = (const void *)msg;
-    qspec s = { 0 };
-    qreq *q = qreq_begin(worker);
-    qresult res = { 0 };
-    NEED_WORKER(call, q);
-    int rc = check_common(call, &s, req->tenant_id, req->consistency, req->fail_if_stale);
+    (void)ar;
+    s->ag = true;
+    s->ascending = req->ascending;
+    s->page_token = req->page_token;
+    s->page_token_field = "page_token";
+    int rc = COMMON(req);
     if (rc == 0)
-        rc = check_enum(call, "sort_by", (int)req->sort_by, 4, &s.sort_by,
+        rc = check_enum(call, "sort_by", (int)req->sort_by, 4, &s->sort_by,
                         TALLY__V1__AGENT_SORT_BY__AGENT_SORT_BY_RESOLVED);
     if (rc == 0)
-        rc = check_limit(call, "limit", req->limit, 500, &s.ag_limit, 50);
-    if (rc == 0)
-        rc = check_range(call, &s, req->range, MAX_DAYS, "");
-    if (rc != 0)
-        return rc;
-    s.ag = true;
-    s.ascending = req->ascending;
-    s.page_token = req->page_token;
-    s.page_token_field = "page_token";
-    Tally__V1__GetAgentPerformanceReply rep = TALLY__V1__GET_AGENT_PERFORMANCE_REPLY__INIT;
-    SERVE(call, worker, q, s, res, {
-        rep.freshness = res.fresh;
-        rep.performance = res.ag;
-        rc_ = srv_reply(call, &rep.base);
-    });
+        rc = check_limit(call, "limit", req->limit, 500, &s->ag_limit, 50);
+    return rc ? rc : check_range(call, s, req->range, MAX_DAYS, "");
 }
 
-static int get_category_distribution(srv_call *call, const ProtobufCMessage *msg, void *worker)
+static int get_agent_performance_reply(srv_call *call, const qresult *res)
+{
+    Tally__V1__GetAgentPerformanceReply rep = TALLY__V1__GET_AGENT_PERFORMANCE_REPLY__INIT;
+    rep.freshness = res->fresh;
+    rep.performance = res->ag;
+    return srv_reply(call, &rep.base);
+}
+
+static int get_category_distribution_spec(srv_call *call, const ProtobufCMessage *msg, qspec *s,
+                                          arena *ar)
 {
     const Tally__V1__GetCategoryDistributionRequest *req = (const void *)msg;
-    qspec s = { 0 };
-    qreq *q = qreq_begin(worker);
-    qresult res = { 0 };
-    NEED_WORKER(call, q);
-    int rc = check_common(call, &s, req->tenant_id, req->consistency, req->fail_if_stale);
+    s->cd = true;
+    int rc = COMMON(req);
     if (rc == 0)
-        rc = check_limit(call, "top_n", req->top_n, 100, &s.top_n, 10);
+        rc = check_limit(call, "top_n", req->top_n, 100, &s->top_n, 10);
     if (rc == 0)
-        rc = check_range(call, &s, req->range, MAX_DAYS, "");
-    if (rc == 0)
-        rc = check_filter(call, &s, req->filter, &q->ar);
-    if (rc != 0) {
-        qreq_end(q);
-        return rc;
-    }
-    s.cd = true;
-    Tally__V1__GetCategoryDistributionReply rep = TALLY__V1__GET_CATEGORY_DISTRIBUTION_REPLY__INIT;
-    SERVE(call, worker, q, s, res, {
-        rep.freshness = res.fresh;
-        rep.distribution = res.cd;
-        rc_ = srv_reply(call, &rep.base);
-    });
+        rc = check_range(call, s, req->range, MAX_DAYS, "");
+    return rc ? rc : check_filter(call, s, req->filter, ar);
 }
 
-static int get_dashboard(srv_call *call, const ProtobufCMessage *msg, void *worker)
+static int get_category_distribution_reply(srv_call *call, const qresult *res)
+{
+    Tally__V1__GetCategoryDistributionReply rep = TALLY__V1__GET_CATEGORY_DISTRIBUTION_REPLY__INIT;
+    rep.freshness = res->fresh;
+    rep.distribution = res->cd;
+    return srv_reply(call, &rep.base);
+}
+
+static int get_dashboard_spec(srv_call *call, const ProtobufCMessage *msg, qspec *s, arena *ar)
 {
     const Tally__V1__GetDashboardRequest *req = (const void *)msg;
-    qspec s = { 0 };
-    qreq *q = qreq_begin(worker);
-    qresult res = { 0 };
-    NEED_WORKER(call, q);
-    int rc = check_common(call, &s, req->tenant_id, req->consistency, req->fail_if_stale);
+    s->ov = s->tr = s->rs = s->ag = s->cd = true;
+    s->ascending = req->agent_ascending;
+    int rc = COMMON(req);
     if (rc == 0)
-        rc = check_granularity(call, &s, (int)req->granularity, req->range);
+        rc = check_granularity(call, s, (int)req->granularity, req->range);
     if (rc == 0)
-        rc = check_enum(call, "group_by", (int)req->group_by, 4, &s.group_by,
+        rc = check_enum(call, "group_by", (int)req->group_by, 4, &s->group_by,
                         TALLY__V1__RESOLUTION_GROUP_BY__RESOLUTION_GROUP_BY_NONE);
     if (rc == 0)
-        rc = check_enum(call, "agent_sort_by", (int)req->agent_sort_by, 4, &s.sort_by,
+        rc = check_enum(call, "agent_sort_by", (int)req->agent_sort_by, 4, &s->sort_by,
                         TALLY__V1__AGENT_SORT_BY__AGENT_SORT_BY_RESOLVED);
     if (rc == 0)
-        rc = check_limit(call, "agent_limit", req->agent_limit, 500, &s.ag_limit, 50);
+        rc = check_limit(call, "agent_limit", req->agent_limit, 500, &s->ag_limit, 50);
     if (rc == 0)
-        rc = check_limit(call, "category_top_n", req->category_top_n, 100, &s.top_n, 10);
+        rc = check_limit(call, "category_top_n", req->category_top_n, 100, &s->top_n, 10);
     if (rc == 0)
-        rc = check_limit(call, "oldest_open_limit", req->oldest_open_limit, 100, &s.oldest_limit,
+        rc = check_limit(call, "oldest_open_limit", req->oldest_open_limit, 100, &s->oldest_limit,
                          10);
-    if (rc == 0)
-        rc = check_filter(call, &s, req->filter, &q->ar);
-    if (rc != 0) {
-        qreq_end(q);
-        return rc;
-    }
-    s.ov = s.tr = s.rs = s.ag = s.cd = true;
-    s.ascending = req->agent_ascending;
-    Tally__V1__GetDashboardReply rep = TALLY__V1__GET_DASHBOARD_REPLY__INIT;
-    SERVE(call, worker, q, s, res, {
-        rep.freshness = res.fresh;
-        rep.overview = res.ov;
-        rep.volume_trend = res.tr;
-        rep.resolution_stats = res.rs;
-        rep.agent_performance = res.ag;
-        rep.category_distribution = res.cd;
-        rc_ = srv_reply(call, &rep.base);
-    });
+    return rc ? rc : check_filter(call, s, req->filter, ar);
 }
+
+static int get_dashboard_reply(srv_call *call, const qresult *res)
+{
+    Tally__V1__GetDashboardReply rep = TALLY__V1__GET_DASHBOARD_REPLY__INIT;
+    rep.freshness = res->fresh;
+    rep.overview = res->ov;
+    rep.volume_trend = res->tr;
+    rep.resolution_stats = res->rs;
+    rep.agent_performance = res->ag;
+    rep.category_distribution = res->cd;
+    return srv_reply(call, &rep.base);
+}
+
+RPC(get_overview)
+RPC(get_volume_trend)
+RPC(get_resolution_stats)
+RPC(get_agent_performance)
+RPC(get_category_distribution)
+RPC(get_dashboard)
 
 static const srv_method methods[] = {
     { "GetOverview", &tally__v1__get_overview_request__descriptor, get_overview },
