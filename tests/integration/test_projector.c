@@ -9,7 +9,7 @@
  * Each test starts a redis-server of its own (no persistence) on a free loopback port and the
  * real projector binary against it, so tests are isolated from each other and from the stack.
  */
-#define _GNU_SOURCE /* pipe2, mkdtemp */
+#define _GNU_SOURCE /* mkdtemp */
 #include "events.h"
 #include "proc.h"
 
@@ -29,8 +29,6 @@
 
 #define WAIT_MS 60000 /* longest wait for the projector to catch up */
 
-extern char **environ;
-
 static struct {
     int port;
     pid_t pid;
@@ -45,18 +43,6 @@ static size_t *order_; /* the stream order in use */
 static bool *skip_;    /* the events not to be applied */
 
 /* ---- a redis-server and projectors of the test's own --------------------------------------- */
-
-static int free_port(void)
-{
-    struct sockaddr_in sa = { .sin_family = AF_INET };
-    socklen_t sl = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    getsockname(fd, (struct sockaddr *)&sa, &sl);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
 
 static redisContext *redis_open(void)
 {
@@ -77,7 +63,7 @@ static void init(void)
     char port[16], log[96];
     snprintf(rs.dir, sizeof(rs.dir), "/tmp/tally-projtest-XXXXXX");
     cr_assert(mkdtemp(rs.dir));
-    rs.port = free_port();
+    rs.port = proc_free_port();
     snprintf(port, sizeof(port), "%d", rs.port);
     snprintf(log, sizeof(log), "%s/redis.log", rs.dir);
     if ((rs.pid = fork()) == 0) {
@@ -117,77 +103,12 @@ static void fini(void)
 
 TestSuite(projector, .init = init, .fini = fini, .timeout = 90);
 
-/* As proc.c: the child's stderr into p->log (and ours), so the pipe never fills. */
-static void *read_stderr(void *arg)
-{
-    proc *p = arg;
-    char buf[4096];
-    for (;;) {
-        ssize_t n = read(p->fd, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        pthread_mutex_lock(&p->mu);
-        char *grown = n > 0 ? realloc(p->log, p->loglen + (size_t)n + 1) : NULL;
-        if (grown) {
-            memcpy(grown + p->loglen, buf, (size_t)n);
-            p->log = grown;
-            p->loglen += (size_t)n;
-            p->log[p->loglen] = '\0';
-        }
-        p->eof = n <= 0;
-        pthread_mutex_unlock(&p->mu);
-        if (n <= 0)
-            return NULL;
-        fwrite(buf, 1, (size_t)n, stderr);
-    }
-}
-
-/*
- * Runs the projector (it has no gRPC port, so not proc_start) with env overrides and an HTTP
- * port of its own, against our Redis; waits for "projector consuming" and the HTTP port.
- */
+/* Runs the projector against our Redis (proc_start_projector). */
 static void start(int i, const char *const *env)
 {
-    proc *p = &pj[i];
-    char url[64], *envp[128];
-    size_t k = 0;
-    int fds[2];
-    snprintf(url, sizeof(url), "TALLY_REDIS_URL=redis://127.0.0.1:%d/0", rs.port);
-    for (size_t j = 0; env && env[j]; j++) /* getenv takes the first */
-        envp[k++] = (char *)env[j];
-    envp[k++] = url;
-    envp[k++] = "TALLY_HTTP_LISTEN=127.0.0.1:0";
-    for (char **e = environ; *e && k < 127; e++)
-        if (strncmp(*e, "TALLY_", 6) != 0)
-            envp[k++] = *e;
-    envp[k] = NULL;
-    memset(p, 0, sizeof(*p));
-    pthread_mutex_init(&p->mu, NULL);
-    cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
-    if ((p->pid = fork()) == 0) {
-        char *argv[] = { (char *)PROJECTOR_PATH, NULL };
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(fds[1], STDERR_FILENO);
-        execve(PROJECTOR_PATH, argv, envp);
-        _exit(127);
-    }
-    close(fds[1]);
-    p->fd = fds[0];
-    pthread_create(&p->reader, NULL, read_stderr, p);
     pj_on[i] = true;
-    for (int waited = 0; waited < 10000; waited += 10, ev_sleep_ms(10)) {
-        pthread_mutex_lock(&p->mu);
-        const char *l = p->log ? strstr(p->log, "\"msg\":\"http server listening\"") : NULL;
-        const char *at = l ? strstr(l, "\"port\":") : NULL;
-        const char *end = at ? at + 7 + strspn(at + 7, "0123456789") : NULL;
-        p->http_port = end && (*end == ',' || *end == '}') ? atoi(at + 7) : 0;
-        bool up = p->log && strstr(p->log, "\"msg\":\"projector consuming\"");
-        pthread_mutex_unlock(&p->mu);
-        if (up && p->http_port)
-            return;
-        cr_assert_eq(proc_wait(p, 0), -1, "the projector exited at start");
-    }
-    cr_assert_fail("the projector did not start");
+    cr_assert_eq(proc_start_projector(&pj[i], rs.port, env), 0,
+                 "the projector did not start (its log is above)");
 }
 
 /* ---- helpers ------------------------------------------------------------------------------- */

@@ -8,7 +8,7 @@
  * drops it) is survived. The oracle is the read model calculated from the same events
  * (tests/support/events.c).
  */
-#define _GNU_SOURCE /* accept4, memmem, pipe2, mkdtemp */
+#define _GNU_SOURCE /* accept4, memmem, mkdtemp */
 #include "events.h"
 #include "proc.h"
 
@@ -32,8 +32,6 @@
 
 #define WAIT_MS 60000
 
-extern char **environ;
-
 static struct {
     int port;
     pid_t pid;
@@ -49,18 +47,6 @@ static size_t *order_; /* the stream order in use */
 static bool *skip_;    /* the events not to be applied */
 
 /* ---- a redis-server and a projector of the test's own -------------------------------------- */
-
-static int free_port(void)
-{
-    struct sockaddr_in sa = { .sin_family = AF_INET };
-    socklen_t sl = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    getsockname(fd, (struct sockaddr *)&sa, &sl);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
 
 static redisContext *redis_open(void)
 {
@@ -110,7 +96,7 @@ static void redis_up(bool persist)
     rs.persist = persist;
     snprintf(rs.dir, sizeof(rs.dir), "/tmp/tally-projtest-XXXXXX");
     cr_assert(mkdtemp(rs.dir));
-    rs.port = free_port();
+    rs.port = proc_free_port();
     redis_run();
     rc_ = redis_open();
     cr_assert(rc_, "cannot reach our redis-server on %d", rs.port);
@@ -144,76 +130,12 @@ static void fini(void)
 
 TestSuite(faults, .fini = fini, .timeout = 120);
 
-/* As proc.c: the child's stderr into p->log (and ours), so the pipe never fills. */
-static void *read_stderr(void *arg)
-{
-    proc *p = arg;
-    char buf[4096];
-    for (;;) {
-        ssize_t n = read(p->fd, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        pthread_mutex_lock(&p->mu);
-        char *grown = n > 0 ? realloc(p->log, p->loglen + (size_t)n + 1) : NULL;
-        if (grown) {
-            memcpy(grown + p->loglen, buf, (size_t)n);
-            p->log = grown;
-            p->loglen += (size_t)n;
-            p->log[p->loglen] = '\0';
-        }
-        p->eof = n <= 0;
-        pthread_mutex_unlock(&p->mu);
-        if (n <= 0)
-            return NULL;
-        fwrite(buf, 1, (size_t)n, stderr);
-    }
-}
-
-/*
- * Runs the projector (it has no gRPC port, so not proc_start) against Redis on redis_port with
- * env overrides and an HTTP port of its own; waits for "projector consuming" and the port.
- */
+/* Runs the projector against Redis on redis_port (proc_start_projector). */
 static void projector_start(int redis_port, const char *const *env)
 {
-    char url[64], *envp[128];
-    size_t k = 0;
-    int fds[2];
-    snprintf(url, sizeof(url), "TALLY_REDIS_URL=redis://127.0.0.1:%d/0", redis_port);
-    for (size_t j = 0; env && env[j]; j++) /* getenv takes the first */
-        envp[k++] = (char *)env[j];
-    envp[k++] = url;
-    envp[k++] = "TALLY_HTTP_LISTEN=127.0.0.1:0";
-    for (char **e = environ; *e && k < 127; e++)
-        if (strncmp(*e, "TALLY_", 6) != 0)
-            envp[k++] = *e;
-    envp[k] = NULL;
-    memset(&pj, 0, sizeof(pj));
-    pthread_mutex_init(&pj.mu, NULL);
-    cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
-    if ((pj.pid = fork()) == 0) {
-        char *argv[] = { (char *)PROJECTOR_PATH, NULL };
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(fds[1], STDERR_FILENO);
-        execve(PROJECTOR_PATH, argv, envp);
-        _exit(127);
-    }
-    close(fds[1]);
-    pj.fd = fds[0];
-    pthread_create(&pj.reader, NULL, read_stderr, &pj);
     pj_on = true;
-    for (int waited = 0; waited < 10000; waited += 10, ev_sleep_ms(10)) {
-        pthread_mutex_lock(&pj.mu);
-        const char *l = pj.log ? strstr(pj.log, "\"msg\":\"http server listening\"") : NULL;
-        const char *at = l ? strstr(l, "\"port\":") : NULL;
-        const char *end = at ? at + 7 + strspn(at + 7, "0123456789") : NULL;
-        pj.http_port = end && (*end == ',' || *end == '}') ? atoi(at + 7) : 0;
-        bool up = pj.log && strstr(pj.log, "\"msg\":\"projector consuming\"");
-        pthread_mutex_unlock(&pj.mu);
-        if (up && pj.http_port)
-            return;
-        cr_assert_eq(proc_wait(&pj, 0), -1, "the projector exited at start");
-    }
-    cr_assert_fail("the projector did not start");
+    cr_assert_eq(proc_start_projector(&pj, redis_port, env), 0,
+                 "the projector did not start (its log is above)");
 }
 
 /* ---- helpers ------------------------------------------------------------------------------- */

@@ -43,8 +43,11 @@ static void *read_stderr(void *arg)
     }
 }
 
-/* The environment with overrides applied: a malloc'd array of borrowed strings. */
-static char **make_env(const char *const *over)
+/*
+ * The environment with overrides applied (without the inherited TALLY_* variables when
+ * clean): a malloc'd array of borrowed strings.
+ */
+static char **make_env(const char *const *over, bool clean)
 {
     size_t n = 0, m = 0, k = 0;
     while (environ[n])
@@ -54,7 +57,7 @@ static char **make_env(const char *const *over)
     char **env = calloc(n + m + 1, sizeof(char *));
     for (size_t i = 0; i < n; i++) {
         size_t klen = strcspn(environ[i], "=");
-        bool replaced = false;
+        bool replaced = clean && strncmp(environ[i], "TALLY_", 6) == 0;
         for (size_t j = 0; j < m && !replaced; j++)
             replaced = strncmp(over[j], environ[i], klen) == 0 && over[j][klen] == '=';
         if (!replaced)
@@ -65,14 +68,17 @@ static char **make_env(const char *const *over)
     return env;
 }
 
-static int spawn_argv(proc *p, const char *path, char *const *argv, const char *const *over)
+static int spawn_argv(proc *p, const char *path, char *const *argv, const char *const *over,
+                      bool clean)
 {
     int fds[2];
     memset(p, 0, sizeof(*p));
     pthread_mutex_init(&p->mu, NULL);
     if (pipe2(fds, O_CLOEXEC) != 0)
         return -1;
-    char **env = make_env(over);
+    char **env = make_env(over, clean);
+    if (!env)
+        return -1;
     p->pid = fork();
     if (p->pid == 0) {
         /* A test that fails an assertion exits at once: its servers must not outlive it. */
@@ -91,7 +97,52 @@ static int spawn_argv(proc *p, const char *path, char *const *argv, const char *
 static int spawn(proc *p, const char *path, const char *const *over)
 {
     char *argv[] = { (char *)path, NULL };
-    return spawn_argv(p, path, argv, over);
+    return spawn_argv(p, path, argv, over, false);
+}
+
+static void sleep_ms(int ms);
+
+int proc_spawn(proc *p, char *const *argv, const char *const *env, bool clean)
+{
+    return spawn_argv(p, argv[0], argv, env, clean);
+}
+
+int proc_start_projector(proc *p, int redis_port, const char *const *env)
+{
+    const char *vars[64];
+    char url[64];
+    size_t k = 0;
+    for (size_t j = 0; env && env[j] && k < 60; j++)
+        vars[k++] = env[j];
+    snprintf(url, sizeof(url), "TALLY_REDIS_URL=redis://127.0.0.1:%d/0", redis_port);
+    vars[k++] = url;
+    vars[k++] = "TALLY_HTTP_LISTEN=127.0.0.1:0";
+    vars[k] = NULL;
+    char *argv[] = { (char *)PROJECTOR_PATH, NULL };
+    if (proc_spawn(p, argv, vars, true) != 0)
+        return -1;
+    for (int waited = 0; waited < 10000; waited += 10, sleep_ms(10)) {
+        p->http_port = proc_logged_port(p, "http server listening");
+        if (p->http_port && proc_log_has(p, "\"msg\":\"projector consuming\""))
+            return 0;
+        if (proc_wait(p, 0) != -1)
+            return -1;
+    }
+    return -1;
+}
+
+int proc_free_port(void)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET };
+    socklen_t sl = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    int rc = fd >= 0 ? bind(fd, (struct sockaddr *)&sa, sizeof(sa)) : -1;
+    if (rc == 0)
+        rc = getsockname(fd, (struct sockaddr *)&sa, &sl);
+    if (fd >= 0)
+        close(fd);
+    return rc == 0 ? ntohs(sa.sin_port) : -1;
 }
 
 bool proc_log_has(proc *p, const char *needle)
@@ -103,7 +154,7 @@ bool proc_log_has(proc *p, const char *needle)
 }
 
 /* The number after "key": in the first log line whose msg is msg; 0 if not there yet. */
-static int logged_port(proc *p, const char *msg)
+int proc_logged_port(proc *p, const char *msg)
 {
     char needle[128];
     int port = 0;
@@ -138,8 +189,8 @@ int proc_start(proc *p, const char *path, const char *const *env)
     if (spawn(p, path, over) != 0)
         return -1;
     for (int waited = 0; waited < 10000; waited += 10) {
-        p->grpc_port = logged_port(p, "grpc server listening");
-        p->http_port = logged_port(p, "http server listening");
+        p->grpc_port = proc_logged_port(p, "grpc server listening");
+        p->http_port = proc_logged_port(p, "http server listening");
         if (p->grpc_port && p->http_port)
             return 0;
         if (waitpid(p->pid, NULL, WNOHANG) == p->pid) {
@@ -186,7 +237,7 @@ int proc_run(proc *p, const char *path, const char *const *env, int timeout_ms)
 int proc_run_args(proc *p, const char *path, const char *arg1, const char *arg2, int timeout_ms)
 {
     char *argv[] = { (char *)path, (char *)arg1, arg1 ? (char *)arg2 : NULL, NULL };
-    if (spawn_argv(p, path, argv, NULL) != 0)
+    if (spawn_argv(p, path, argv, NULL, false) != 0)
         return -1;
     int rc = proc_wait(p, timeout_ms);
     if (rc == -1) {

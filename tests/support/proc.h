@@ -27,6 +27,22 @@ typedef struct proc {
 
 /* env: NULL, or "KEY=value" strings ended by NULL, overriding the inherited environment. */
 int proc_start(proc *p, const char *path, const char *const *env);
+/*
+ * Starts argv[0] with argv and env overriding the inherited environment; with clean, no
+ * inherited TALLY_* variable is passed on (a service of the test's own storage must not see the
+ * stack's). Its stderr is read into p->log as for proc_start. 0, or -1.
+ */
+int proc_spawn(proc *p, char *const *argv, const char *const *env, bool clean);
+/* The port of the child's log line whose msg is msg ("http server listening"); 0 until then. */
+int proc_logged_port(proc *p, const char *msg);
+/*
+ * Starts the projector (PROJECTOR_PATH) against the Redis on 127.0.0.1:redis_port with env
+ * overrides, no inherited TALLY_* variable and an HTTP port of its own (p->http_port); waits up
+ * to 10 s until it consumes. 0, or -1 when it could not start or exited (its log says why).
+ */
+int proc_start_projector(proc *p, int redis_port, const char *const *env);
+/* A loopback TCP port that was free a moment ago. */
+int proc_free_port(void);
 
 /* Runs path to completion (no port waiting); returns its exit status, or -1 on timeout. */
 int proc_run(proc *p, const char *path, const char *const *env, int timeout_ms);

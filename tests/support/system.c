@@ -20,8 +20,6 @@
 #define START_MS 30000 /* longest wait for a service to listen (ASan builds start slowly) */
 #define STOP_MS  20000 /* longest wait for a service to exit after SIGTERM */
 
-extern char **environ;
-
 int64_t sys_mono_ms(void)
 {
     struct timespec ts;
@@ -37,86 +35,6 @@ void sys_sleep_ms(int ms)
 }
 
 /* ---- children ------------------------------------------------------------------------------ */
-
-/* As proc.c: the child's stderr into p->log (and ours), so its pipe never fills. */
-static void *read_log(void *arg)
-{
-    proc *p = arg;
-    char buf[4096];
-    for (;;) {
-        ssize_t n = read(p->fd, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        pthread_mutex_lock(&p->mu);
-        char *grown = n > 0 ? realloc(p->log, p->loglen + (size_t)n + 1) : NULL;
-        if (grown) {
-            memcpy(grown + p->loglen, buf, (size_t)n);
-            p->log = grown;
-            p->loglen += (size_t)n;
-            p->log[p->loglen] = '\0';
-        }
-        p->eof = n <= 0;
-        pthread_mutex_unlock(&p->mu);
-        if (n <= 0)
-            return NULL;
-        fwrite(buf, 1, (size_t)n, stderr); /* visible in ctest --output-on-failure */
-    }
-}
-
-/*
- * Runs argv[0] with vars (first, so they win: getenv takes the first match) and the inherited
- * environment minus every TALLY_* variable (the stack's TALLY_PG_DSN and TALLY_REDIS_URL are
- * not this system's).
- */
-static void spawn(proc *p, char *const *argv, const char *const *vars)
-{
-    size_t n = 0, k = 0;
-    int fds[2];
-    while (environ[n])
-        n++;
-    for (size_t i = 0; vars && vars[i]; i++)
-        n++;
-    char **envp = calloc(n + 1, sizeof(char *));
-    cr_assert(envp);
-    for (size_t i = 0; vars && vars[i]; i++)
-        envp[k++] = (char *)vars[i];
-    for (char **e = environ; *e; e++)
-        if (strncmp(*e, "TALLY_", 6) != 0)
-            envp[k++] = *e;
-    memset(p, 0, sizeof(*p));
-    pthread_mutex_init(&p->mu, NULL);
-    cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
-    p->pid = fork();
-    cr_assert_geq(p->pid, 0, "fork: %s", strerror(errno));
-    if (p->pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* dies with the test, whatever happens */
-        dup2(fds[1], STDERR_FILENO);
-        execve(argv[0], argv, envp);
-        _exit(127);
-    }
-    free(envp);
-    close(fds[1]);
-    p->fd = fds[0];
-    pthread_create(&p->reader, NULL, read_log, p);
-}
-
-/* The number after "port": in the log line whose msg is msg; 0 while not there (whole). */
-static int logged_port(proc *p, const char *msg)
-{
-    char needle[128];
-    int port = 0;
-    snprintf(needle, sizeof(needle), "\"msg\":\"%s\"", msg);
-    pthread_mutex_lock(&p->mu);
-    const char *line = p->log ? strstr(p->log, needle) : NULL;
-    const char *at = line ? strstr(line, "\"port\":") : NULL;
-    if (at && memchr(line, '\n', (size_t)(at - line)) == NULL) {
-        const char *end = at + 7 + strspn(at + 7, "0123456789");
-        if (*end == ',' || *end == '}')
-            port = atoi(at + 7);
-    }
-    pthread_mutex_unlock(&p->mu);
-    return port;
-}
 
 /*
  * Starts a service with the system's storage and free ports, plus the caller's variables; waits
@@ -135,10 +53,10 @@ static void start_service(sys_system *s, proc *p, const char *path, const char *
     vars[n++] = "TALLY_HTTP_LISTEN=127.0.0.1:0";
     vars[n] = NULL;
     char *argv[] = { (char *)path, NULL };
-    spawn(p, argv, vars);
+    cr_assert_eq(proc_spawn(p, argv, vars, true), 0, "cannot start %s", path);
     for (int64_t until = sys_mono_ms() + START_MS; sys_mono_ms() < until; sys_sleep_ms(10)) {
-        p->grpc_port = grpc ? logged_port(p, "grpc server listening") : 0;
-        p->http_port = logged_port(p, "http server listening");
+        p->grpc_port = grpc ? proc_logged_port(p, "grpc server listening") : 0;
+        p->http_port = proc_logged_port(p, "http server listening");
         bool ready = !ready_msg || proc_log_has(p, ready_msg);
         if ((!grpc || p->grpc_port) && p->http_port && ready)
             return;
@@ -228,7 +146,7 @@ static void migrate(sys_system *s)
     proc p;
     const char *vars[] = { s->pg_var, NULL };
     char *argv[] = { (char *)COMMAND_SVC_PATH, "migrate", NULL };
-    spawn(&p, argv, vars);
+    cr_assert_eq(proc_spawn(&p, argv, vars, true), 0, "cannot start command-svc migrate");
     int rc = proc_wait(&p, 60000);
     if (rc == -1)
         proc_stop(&p, SIGKILL, 5000);
@@ -237,18 +155,6 @@ static void migrate(sys_system *s)
 }
 
 /* ---- Redis --------------------------------------------------------------------------------- */
-
-static int free_port(void)
-{
-    struct sockaddr_in sa = { .sin_family = AF_INET };
-    socklen_t sl = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    getsockname(fd, (struct sockaddr *)&sa, &sl);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
 
 static bool redis_answers(int port)
 {
@@ -270,7 +176,7 @@ static bool redis_answers(int port)
 static bool redis_try(sys_system *s)
 {
     char port[16], log[96];
-    s->redis_port = free_port();
+    s->redis_port = proc_free_port();
     snprintf(port, sizeof(port), "%d", s->redis_port);
     snprintf(log, sizeof(log), "%s/redis.log", s->redis_dir);
     s->redis_pid = fork();
