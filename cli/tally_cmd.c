@@ -56,12 +56,17 @@ static void put_safe(tx_buf *b, const char *s)
 /* ---------------------------------------------------------------------------------------------
  * The Put commands */
 
-typedef struct put_result {
-    bool created, changed;
-} put_result;
-
-static int print_put(const cli *c, const char *what, const char *id, put_result r)
+/* The reply's bool field name (created, changed: every Put reply has both). */
+static bool reply_flag(const ProtobufCMessage *rep, const char *name)
 {
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(rep->descriptor, name);
+    return f && *(const protobuf_c_boolean *)((const char *)rep + f->offset);
+}
+
+static int print_put(const cli *c, const char *what, const char *id, const ProtobufCMessage *rep)
+{
+    bool created = reply_flag(rep, "created"), changed = reply_flag(rep, "changed");
     tx_buf b;
     tx_init(&b, OUT_LIMIT);
     if (cli_has(c, O_JSON)) {
@@ -71,8 +76,8 @@ static int print_put(const cli *c, const char *what, const char *id, put_result 
             tx_printf(&b, ",\"%s_id\":", what);
             tx_json_str(&b, id);
         }
-        tx_printf(&b, ",\"created\":%s,\"changed\":%s}", r.created ? "true" : "false",
-                  r.changed ? "true" : "false");
+        tx_printf(&b, ",\"created\":%s,\"changed\":%s}", created ? "true" : "false",
+                  changed ? "true" : "false");
     } else {
         tx_printf(&b, "%s ", what);
         put_safe(&b, id ? id : cli_get(c, O_TENANT));
@@ -80,73 +85,57 @@ static int print_put(const cli *c, const char *what, const char *id, put_result 
             tx_puts(&b, " of tenant ");
             put_safe(&b, cli_get(c, O_TENANT));
         }
-        tx_printf(&b, ": %s", r.created ? "created" : r.changed ? "updated" : "unchanged");
+        tx_printf(&b, ": %s", created ? "created" : changed ? "updated" : "unchanged");
     }
     return print_line(&b);
+}
+
+/* Sends a Put request (already filled) to command-svc and prints what it did to what/id. */
+static int run_put(const cli *c, const char *method, const ProtobufCMessage *req,
+                   const ProtobufCMessageDescriptor *reply, const char *what, const char *id)
+{
+    ProtobufCMessage *rep;
+    gc_client *gc = cli_connect(c, c->command, 0);
+    if (!gc)
+        return EXIT_FAIL;
+    int rc = cli_call(c, gc, method, req, reply, &rep);
+    if (rc == EXIT_OK) {
+        rc = print_put(c, what, id, rep);
+        protobuf_c_message_free_unpacked(rep, NULL);
+    }
+    gc_free(gc);
+    return rc;
 }
 
 int cli_run_tenant_put(const cli *c)
 {
     Tally__V1__PutTenantRequest req = TALLY__V1__PUT_TENANT_REQUEST__INIT;
-    Tally__V1__PutTenantReply *rep;
-    gc_client *gc;
-    int rc;
     if (!(req.tenant_id = (char *)cli_need(c, O_TENANT)) ||
         !(req.name = (char *)cli_need(c, O_NAME)) ||
         !(req.time_zone = (char *)cli_need(c, O_TIME_ZONE)))
         return EXIT_USAGE;
-    if (!(gc = cli_connect(c, c->command, 0)))
-        return EXIT_FAIL;
-    rc = cli_call(c, gc, CMD("PutTenant"), &req.base, &tally__v1__put_tenant_reply__descriptor,
-                  (ProtobufCMessage **)&rep);
-    if (rc == EXIT_OK) {
-        rc = print_put(c, "tenant", NULL, (put_result){ rep->created, rep->changed });
-        protobuf_c_message_free_unpacked(&rep->base, NULL);
-    }
-    gc_free(gc);
-    return rc;
+    return run_put(c, CMD("PutTenant"), &req.base, &tally__v1__put_tenant_reply__descriptor,
+                   "tenant", NULL);
 }
 
 int cli_run_category_put(const cli *c)
 {
     Tally__V1__PutCategoryRequest req = TALLY__V1__PUT_CATEGORY_REQUEST__INIT;
-    Tally__V1__PutCategoryReply *rep;
-    gc_client *gc;
-    int rc;
     if (!(req.tenant_id = (char *)cli_need(c, O_TENANT)) ||
         !(req.category_id = (char *)cli_need(c, O_ID)) || !(req.name = (char *)cli_need(c, O_NAME)))
         return EXIT_USAGE;
-    if (!(gc = cli_connect(c, c->command, 0)))
-        return EXIT_FAIL;
-    rc = cli_call(c, gc, CMD("PutCategory"), &req.base, &tally__v1__put_category_reply__descriptor,
-                  (ProtobufCMessage **)&rep);
-    if (rc == EXIT_OK) {
-        rc = print_put(c, "category", req.category_id, (put_result){ rep->created, rep->changed });
-        protobuf_c_message_free_unpacked(&rep->base, NULL);
-    }
-    gc_free(gc);
-    return rc;
+    return run_put(c, CMD("PutCategory"), &req.base, &tally__v1__put_category_reply__descriptor,
+                   "category", req.category_id);
 }
 
 int cli_run_agent_put(const cli *c)
 {
     Tally__V1__PutAgentRequest req = TALLY__V1__PUT_AGENT_REQUEST__INIT;
-    Tally__V1__PutAgentReply *rep;
-    gc_client *gc;
-    int rc;
     if (!(req.tenant_id = (char *)cli_need(c, O_TENANT)) ||
         !(req.agent_id = (char *)cli_need(c, O_ID)) || !(req.name = (char *)cli_need(c, O_NAME)))
         return EXIT_USAGE;
-    if (!(gc = cli_connect(c, c->command, 0)))
-        return EXIT_FAIL;
-    rc = cli_call(c, gc, CMD("PutAgent"), &req.base, &tally__v1__put_agent_reply__descriptor,
-                  (ProtobufCMessage **)&rep);
-    if (rc == EXIT_OK) {
-        rc = print_put(c, "agent", req.agent_id, (put_result){ rep->created, rep->changed });
-        protobuf_c_message_free_unpacked(&rep->base, NULL);
-    }
-    gc_free(gc);
-    return rc;
+    return run_put(c, CMD("PutAgent"), &req.base, &tally__v1__put_agent_reply__descriptor, "agent",
+                   req.agent_id);
 }
 
 /* ---------------------------------------------------------------------------------------------
