@@ -230,20 +230,12 @@ static int make_cells(qreq *q, const qfilter *f, bool need_k, bool need_p, cells
     return 0;
 }
 
-static void day_fields_of(qreq *q, const mseg *s, int d1, int d2, const cells *c,
-                          const char *const *what, size_t nw);
-
 /*
  * HMGET P d:M of "-" (HMGET needs a field, and a panel may have no cells) and then the fields
- * DD:<what><sfx> for each day of s and each cell, day-major: the values start at element 1.
+ * DD:<what><sfx> for days d1..d2 of s and each cell, day-major: the values start at element 1.
  */
-static void day_fields(qreq *q, const mseg *s, const cells *c, const char *const *what, size_t nw)
-{
-    day_fields_of(q, s, s->d1, s->d2, c, what, nw);
-}
-
-static void day_fields_of(qreq *q, const mseg *s, int d1, int d2, const cells *c,
-                          const char *const *what, size_t nw)
+static void day_fields(qreq *q, const mseg *s, int d1, int d2, const cells *c,
+                       const char *const *what, size_t nw)
 {
     month_cmd(q, "HMGET", "d", s);
     rd_arg_static(&q->b, "-");
@@ -396,7 +388,7 @@ tr_plan *tr_plan_read(qreq *q, qrange r, int granularity, const qfilter *f)
         return NULL;
     p->first = q->b.ncmds;
     for (size_t i = 0; i < p->nsegs; i++)
-        day_fields(q, &p->segs[i], &p->c, what, 2);
+        day_fields(q, &p->segs[i], p->segs[i].d1, p->segs[i].d2, &p->c, what, 2);
     return p;
 }
 
@@ -608,7 +600,7 @@ rs_plan *rs_plan_read(qreq *q, qrange r, int group_by, const qfilter *f)
                 rd_argf(&q->b, "%shd:%04d-%02d-%02d:%s", q->P, s->y, s->m, d, p->c.dims);
             }
             p->reads[p->nreads++] = (rs_read){ q->b.ncmds, 'd', t->d1, t->d2, t->sign };
-            day_fields_of(q, s, t->d1, t->d2, &p->c, what, 2);
+            day_fields(q, s, t->d1, t->d2, &p->c, what, 2);
         }
     }
     return p;
@@ -929,7 +921,7 @@ cd_plan *cd_plan_read(qreq *q, qrange r, const qfilter *f, int top_n)
             rd_arg_static(&q->b, "-1");
             rd_arg_static(&q->b, "WITHSCORES");
         } else {
-            day_fields(q, s, &p->c, what, 1);
+            day_fields(q, s, s->d1, s->d2, &p->c, what, 1);
         }
     }
     return p;
