@@ -9,6 +9,7 @@
  */
 #include "err.h"
 #include "fixture.h"
+#include "proxy.h"
 #include "tally/v1/commands.pb-c.h"
 #include "tally/v1/events.pb-c.h"
 
@@ -2197,229 +2198,15 @@ Test(race, two_assigners_with_the_same_version_one_wins)
  * TCP proxy in this process. "Down" resets every proxied connection and then closes each new
  * one at once (a server that is not there). "Stall" freezes every proxied connection for good
  * and accepts new ones without ever answering (a server or network that went silent). "Up"
- * proxies new connections again; frozen ones stay frozen, as after a partition.
+ * proxies new connections again; frozen ones stay frozen, as after a partition
+ * (tests/support/proxy).
  */
-typedef struct pg_proxy {
-    struct sockaddr_storage up;
-    socklen_t uplen;
-    int port, lfd;
-    pthread_t acceptor;
-    atomic_bool stop, refuse, stall;
-    pthread_mutex_t mu;
-    int socks[256], nsocks, pumps;
-    int held[64], nheld;        /* accepted while stalled, never answered */
-    struct pump_arg *live[128]; /* running pumps */
-    int nlive;
-} pg_proxy;
-
-typedef struct pump_arg {
-    pg_proxy *p;
-    int a, b;
-    atomic_bool frozen;
-} pump_arg;
-
-static bool write_all(int fd, const char *buf, ssize_t n)
-{
-    while (n > 0) {
-        ssize_t k = send(fd, buf, (size_t)n, MSG_NOSIGNAL);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return false;
-        buf += k;
-        n -= k;
-    }
-    return true;
-}
-
-static void forget_sock(pg_proxy *p, int fd)
-{
-    for (int i = 0; i < p->nsocks; i++)
-        if (p->socks[i] == fd) {
-            p->socks[i] = p->socks[--p->nsocks];
-            return;
-        }
-}
-
-static void *pump(void *arg)
-{
-    pump_arg *pa = arg;
-    pg_proxy *p = pa->p;
-    struct pollfd fds[2] = { { .fd = pa->a, .events = POLLIN }, { .fd = pa->b, .events = POLLIN } };
-    char buf[16384];
-    for (bool open = true; open;) {
-        if (atomic_load(&pa->frozen)) {
-            if (atomic_load(&p->stop))
-                break;
-            sleep_ms(50);
-            continue;
-        }
-        if (poll(fds, 2, 200) < 0 && errno != EINTR)
-            break;
-        for (int i = 0; i < 2 && open; i++) {
-            if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
-                continue;
-            ssize_t n = recv(fds[i].fd, buf, sizeof(buf), 0);
-            open = n > 0 && write_all(fds[1 - i].fd, buf, n);
-        }
-    }
-    pthread_mutex_lock(&p->mu);
-    forget_sock(p, pa->a);
-    forget_sock(p, pa->b);
-    for (int i = 0; i < p->nlive; i++)
-        if (p->live[i] == pa)
-            p->live[i] = p->live[--p->nlive];
-    p->pumps--;
-    pthread_mutex_unlock(&p->mu);
-    close(pa->a);
-    close(pa->b);
-    free(pa);
-    return NULL;
-}
-
-static void *accept_loop(void *arg)
-{
-    pg_proxy *p = arg;
-    struct pollfd l = { .fd = p->lfd, .events = POLLIN };
-    while (!atomic_load(&p->stop)) {
-        if (poll(&l, 1, 50) <= 0)
-            continue;
-        int a = accept(p->lfd, NULL, NULL);
-        if (a < 0)
-            continue;
-        if (atomic_load(&p->refuse)) {
-            close(a);
-            continue;
-        }
-        if (atomic_load(&p->stall)) {
-            pthread_mutex_lock(&p->mu);
-            if (p->nheld < 64)
-                p->held[p->nheld++] = a;
-            else
-                close(a);
-            pthread_mutex_unlock(&p->mu);
-            continue;
-        }
-        int b = socket(p->up.ss_family, SOCK_STREAM, 0);
-        if (b < 0 || connect(b, (struct sockaddr *)&p->up, p->uplen) != 0) {
-            close(a);
-            if (b >= 0)
-                close(b);
-            continue;
-        }
-        pump_arg *pa = calloc(1, sizeof(*pa));
-        pa->p = p;
-        pa->a = a;
-        pa->b = b;
-        pthread_mutex_lock(&p->mu);
-        p->live[p->nlive++] = pa;
-        p->socks[p->nsocks++] = a;
-        p->socks[p->nsocks++] = b;
-        p->pumps++;
-        pthread_mutex_unlock(&p->mu);
-        pthread_t th;
-        pthread_create(&th, NULL, pump, pa);
-        pthread_detach(th);
-    }
-    return NULL;
-}
-
-/* Starts the proxy towards TALLY_PG_DSN's server; dsn gets the DSN through the proxy. */
-static void proxy_start(pg_proxy *p, char *dsn, size_t len)
-{
-    memset(p, 0, sizeof(*p));
-    pthread_mutex_init(&p->mu, NULL);
-    char *err = NULL;
-    PQconninfoOption *opts = PQconninfoParse(getenv("TALLY_PG_DSN"), &err);
-    cr_assert(opts, "TALLY_PG_DSN: %s", err ? err : "?");
-    const char *host = "127.0.0.1", *port = "5432", *user = "postgres", *dbname = "postgres";
-    for (PQconninfoOption *o = opts; o->keyword; o++) {
-        if (!o->val || !o->val[0])
-            continue;
-        if (strcmp(o->keyword, "host") == 0)
-            host = o->val;
-        else if (strcmp(o->keyword, "port") == 0)
-            port = o->val;
-        else if (strcmp(o->keyword, "user") == 0)
-            user = o->val;
-        else if (strcmp(o->keyword, "dbname") == 0)
-            dbname = o->val;
-    }
-    cr_assert_neq(host[0], '/', "the proxy needs PostgreSQL on TCP, not %s", host);
-    struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
-    cr_assert_eq(getaddrinfo(host, port, &hints, &ai), 0, "cannot resolve %s:%s", host, port);
-    memcpy(&p->up, ai->ai_addr, ai->ai_addrlen);
-    p->uplen = ai->ai_addrlen;
-    freeaddrinfo(ai);
-
-    struct sockaddr_in a = { .sin_family = AF_INET };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    p->lfd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_geq(p->lfd, 0);
-    cr_assert_eq(bind(p->lfd, (struct sockaddr *)&a, sizeof(a)), 0, "bind: %s", strerror(errno));
-    cr_assert_eq(listen(p->lfd, 64), 0);
-    socklen_t alen = sizeof(a);
-    getsockname(p->lfd, (struct sockaddr *)&a, &alen);
-    p->port = ntohs(a.sin_port);
-    pthread_create(&p->acceptor, NULL, accept_loop, p);
-    snprintf(dsn, len, "postgresql://%s@127.0.0.1:%d/%s", user, p->port, dbname);
-    PQconninfoFree(opts);
-}
-
-/* PostgreSQL is gone: every proxied connection is reset, new ones are closed at once. */
-static void proxy_down(pg_proxy *p)
-{
-    atomic_store(&p->refuse, true);
-    pthread_mutex_lock(&p->mu);
-    for (int i = 0; i < p->nsocks; i++)
-        shutdown(p->socks[i], SHUT_RDWR);
-    pthread_mutex_unlock(&p->mu);
-    for (int i = 0; i < 500; i++) {
-        pthread_mutex_lock(&p->mu);
-        int left = p->pumps;
-        pthread_mutex_unlock(&p->mu);
-        if (!left)
-            return;
-        sleep_ms(10);
-    }
-    cr_assert_fail("proxy connections did not close");
-}
-
-static void proxy_stall(pg_proxy *p)
-{
-    atomic_store(&p->stall, true);
-    pthread_mutex_lock(&p->mu);
-    for (int i = 0; i < p->nlive; i++)
-        atomic_store(&p->live[i]->frozen, true);
-    pthread_mutex_unlock(&p->mu);
-}
-
-static void proxy_up(pg_proxy *p)
-{
-    atomic_store(&p->refuse, false);
-    atomic_store(&p->stall, false);
-}
-
-/* Ends every connection, frozen and held ones too, and the proxy itself. */
-static void proxy_stop(pg_proxy *p)
-{
-    atomic_store(&p->stop, true);
-    pthread_join(p->acceptor, NULL);
-    close(p->lfd);
-    pthread_mutex_lock(&p->mu);
-    for (int i = 0; i < p->nheld; i++)
-        close(p->held[i]);
-    p->nheld = 0;
-    pthread_mutex_unlock(&p->mu);
-    proxy_down(p);
-}
-
 Test(pg_down, unreachable_postgres_is_unavailable_never_a_hang_then_recovers, .fini = teardown,
      .timeout = 90)
 {
-    pg_proxy px;
-    char dsn[256], env_dsn[300], t[32], key[16];
-    proxy_start(&px, dsn, sizeof(dsn));
+    proxy px;
+    char dsn[1024], env_dsn[1100], t[32], key[16];
+    proxy_start_pg(&px, getenv("TALLY_PG_DSN"), dsn, sizeof(dsn));
     snprintf(env_dsn, sizeof(env_dsn), "TALLY_PG_DSN=%s", dsn);
     start_svc(env_dsn, "TALLY_WORKERS=2");
     seeded(t, sizeof(t), "UTC");
@@ -2477,9 +2264,9 @@ Test(pg_down, unreachable_postgres_is_unavailable_never_a_hang_then_recovers, .f
  */
 Test(pg_down, a_silent_postgres_does_not_hold_workers_forever, .fini = teardown, .timeout = 90)
 {
-    pg_proxy px;
-    char dsn[256], env_dsn[300], t[32];
-    proxy_start(&px, dsn, sizeof(dsn));
+    proxy px;
+    char dsn[1024], env_dsn[1100], t[32];
+    proxy_start_pg(&px, getenv("TALLY_PG_DSN"), dsn, sizeof(dsn));
     snprintf(env_dsn, sizeof(env_dsn), "TALLY_PG_DSN=%s", dsn);
     start_svc(env_dsn, "TALLY_WORKERS=2");
     seeded(t, sizeof(t), "UTC");
@@ -2502,10 +2289,7 @@ Test(pg_down, a_silent_postgres_does_not_hold_workers_forever, .fini = teardown,
 
     /* Let the workers act on their deadlines (a cancel request, say) while still silent. */
     for (int i = 0; i < 30; i++) {
-        pthread_mutex_lock(&px.mu);
-        int held = px.nheld;
-        pthread_mutex_unlock(&px.mu);
-        if (held >= 2)
+        if (proxy_silent(&px) >= 2)
             break;
         sleep_ms(100);
     }
