@@ -17,11 +17,24 @@
 #define RECONNECT_PAUSE_MS 100  /* after a failed connect, fail fast for this long */
 #define CANCELS_MAX        16   /* cancel requests in flight at once, process-wide */
 
+/*
+ * Dead peers are noticed on both ends within about 25 s, even on a connection that is idle or
+ * whose host vanished without a FIN or RST (a power loss, a partition): TCP keepalives after
+ * 10 s idle, every 5 s, 3 probes; unacknowledged data for 25 s ends the connection. libpq sets
+ * them on the client's socket; the same values go to the server as settings, so a backend
+ * whose client is gone ends too (and with it the client's session locks). The DSN's own
+ * keepalive parameters win over these.
+ */
+#define KEEPALIVE_IDLE_S     "10"
+#define KEEPALIVE_INTERVAL_S "5"
+#define KEEPALIVE_COUNT      "3"
+#define TCP_USER_TIMEOUT_MS  "25000"
+
 struct pgx_conn {
     PGconn *pg;
     char *dsn;
     char appname[64];
-    char options[64];
+    char options[512];
     const pgx_stmt *stmts;
     size_t nstmts;
     int64_t failed_at_ms; /* monotonic time of the last failed connect */
@@ -47,11 +60,26 @@ pgx_conn *pgx_new(const char *dsn, const char *application_name, const pgx_stmt 
         return NULL;
     }
     snprintf(c->appname, sizeof(c->appname), "%s", application_name);
-    snprintf(c->options, sizeof(c->options), "-c statement_timeout=%lld",
+    snprintf(c->options, sizeof(c->options),
+             "-c statement_timeout=%lld -c tcp_keepalives_idle=" KEEPALIVE_IDLE_S
+             " -c tcp_keepalives_interval=" KEEPALIVE_INTERVAL_S
+             " -c tcp_keepalives_count=" KEEPALIVE_COUNT
+             " -c tcp_user_timeout=" TCP_USER_TIMEOUT_MS,
              (long long)statement_timeout_ms);
     c->stmts = stmts;
     c->nstmts = nstmts;
     return c;
+}
+
+int pgx_add_setting(pgx_conn *c, const char *name, const char *value)
+{
+    size_t len = strlen(c->options);
+    int n = snprintf(c->options + len, sizeof(c->options) - len, " -c %s=%s", name, value);
+    if (n < 0 || (size_t)n >= sizeof(c->options) - len) {
+        c->options[len] = '\0';
+        return TALLY_ETOOBIG;
+    }
+    return 0;
 }
 
 void pgx_free(pgx_conn *c)
@@ -94,8 +122,21 @@ void pgx_log_notices(PGconn *pg)
 
 int pgx_connect(pgx_conn *c)
 {
-    const char *keys[] = { "dbname", "connect_timeout", "application_name", "options", NULL };
-    const char *vals[] = { c->dsn, CONNECT_TIMEOUT_S, c->appname, c->options, NULL };
+    /* Before dbname, so that the DSN's own values win; after it, ours. */
+    const char *keys[] = { "keepalives",
+                           "keepalives_idle",
+                           "keepalives_interval",
+                           "keepalives_count",
+                           "tcp_user_timeout",
+                           "dbname",
+                           "connect_timeout",
+                           "application_name",
+                           "options",
+                           NULL };
+    const char *vals[] = {
+        "1",    KEEPALIVE_IDLE_S,  KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT, TCP_USER_TIMEOUT_MS,
+        c->dsn, CONNECT_TIMEOUT_S, c->appname,           c->options,      NULL
+    };
     if (c->pg && PQstatus(c->pg) == CONNECTION_OK)
         return 0;
     pgx_reset(c);

@@ -2,11 +2,13 @@
  * pgx: one PostgreSQL connection for one thread, with prepared statements and deadlines.
  *
  * A pgx_conn connects lazily and again after the connection is lost, preparing the caller's
- * statements each time. Every wait is bounded: pgx_exec() sends a prepared statement and
- * waits for its result at most timeout_ms; at the deadline it cancels the statement on the
- * server (so the server stops working for a client that has gone) and returns TALLY_ETIMEOUT.
- * A server that does not answer the cancel either has its connection dropped. PostgreSQL down
- * is TALLY_EUNAVAIL at once (connection refused) or within the connect timeout, never a hang.
+ * statements each time. Sessions carry TCP keepalives and tcp_user_timeout on both ends, so a
+ * peer that vanished is noticed within about 25 s. Every wait is bounded: pgx_exec() sends a
+ * prepared statement and waits for its result at most timeout_ms; at the deadline it cancels the
+ * statement on the server (so the server stops working for a client that has gone) and returns
+ * TALLY_ETIMEOUT. A server that does not answer the cancel either has its connection dropped.
+ * PostgreSQL down is TALLY_EUNAVAIL at once (connection refused) or within the connect timeout,
+ * never a hang.
  *
  * Errors are mapped from SQLSTATE to tally_err in one place (pgx_err_from_sqlstate); the
  * server's message, SQLSTATE and violated constraint of the last failure stay readable
@@ -38,6 +40,13 @@ typedef struct pgx_stmt {
 pgx_conn *pgx_new(const char *dsn, const char *application_name, const pgx_stmt *stmts,
                   size_t nstmts, int64_t statement_timeout_ms);
 void pgx_free(pgx_conn *c);
+
+/*
+ * Adds a server setting (`-c name=value` in the startup options) for the sessions to come, such
+ * as idle_session_timeout for a session that must not outlive a silent client. 0, or
+ * TALLY_ETOOBIG when the options are full.
+ */
+int pgx_add_setting(pgx_conn *c, const char *name, const char *value);
 
 /* Connects (and prepares) if not connected. 0, or TALLY_EUNAVAIL. */
 int pgx_connect(pgx_conn *c);
