@@ -10,6 +10,7 @@ struct kv_conn {
     cfg_redis addr;
     struct timeval timeout;
     redisContext *ctx;
+    unsigned long connects;
     char err[512];
 };
 
@@ -72,7 +73,13 @@ int kv_connect(kv_conn *c)
         freeReplyObject(rep);
     }
     c->err[0] = '\0';
+    c->connects++;
     return 0;
+}
+
+unsigned long kv_connects(const kv_conn *c)
+{
+    return c->connects;
 }
 
 redisContext *kv_ctx(kv_conn *c)

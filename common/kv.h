@@ -27,4 +27,10 @@ void kv_reset(kv_conn *c);
 
 const char *kv_errstr(const kv_conn *c);
 
+/*
+ * How many connections kv_connect() has made so far: a caller that sets up state per
+ * connection (or per Redis that may have restarted) compares it with the value it last saw.
+ */
+unsigned long kv_connects(const kv_conn *c);
+
 #endif
