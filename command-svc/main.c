@@ -18,7 +18,8 @@
 static cmd_config cmds;
 static relay_config relay_conf;
 static relay *active_relay;
-static long long partitions, maxlen, batch, poll_ms, statement_timeout_ms;
+static long long partitions, maxlen, batch, poll_ms, giveup_ms, statement_timeout_ms;
+static const char *groups;
 static bool relay_on;
 
 static int setup(const svc_env *env, void *arg)
@@ -35,6 +36,10 @@ static int setup(const svc_env *env, void *arg)
     if (http_add_ready_check(env->http, "postgres", probe_postgres, (void *)env->cfg->pg_dsn) ||
         http_add_ready_check(env->http, "redis", probe_redis, (void *)&env->cfg->redis))
         return TALLY_ENOMEM;
+    if (relay_groups_check(groups, err, sizeof(err)) != 0) {
+        log_error("bad configuration", LOG_STR("problem", err));
+        return TALLY_EINVAL;
+    }
     if (!relay_on) {
         log_info("relay disabled (TALLY_RELAY=false)");
         return 0;
@@ -43,6 +48,8 @@ static int setup(const svc_env *env, void *arg)
                                  .redis = env->cfg->redis,
                                  .partitions = (int)partitions,
                                  .maxlen = maxlen,
+                                 .groups = groups,
+                                 .redis_giveup_ms = (int)giveup_ms,
                                  .batch = (int)batch,
                                  .poll_ms = (int)poll_ms,
                                  .metrics = env->metrics };
@@ -92,7 +99,13 @@ int main(int argc, char **argv)
         { "TALLY_STREAM_PARTITIONS", CFG_INT, "1", 1, 256, 0, &partitions,
           "number of event streams tally:events:<p>; a tenant's events go to one" },
         { "TALLY_STREAM_MAXLEN", CFG_INT, "1000000", 1000, 1000000000, 0, &maxlen,
-          "approximate length bound of each stream (XADD MAXLEN ~)" },
+          "entries a stream may hold that some consumer group has not acknowledged; at this "
+          "length the relay stops publishing and events wait in PostgreSQL" },
+        { "TALLY_STREAM_GROUPS", CFG_STR, "projector", 0, 0, 0, &groups,
+          "consumer groups (comma list) the relay creates on every stream and never trims "
+          "below; projector is always one" },
+        { "TALLY_RELAY_REDIS_GIVEUP_MS", CFG_INT, "15000", 1000, 3600000, 0, &giveup_ms,
+          "a relay leader that fails to publish to Redis this long gives up the leadership" },
         { "TALLY_RELAY", CFG_BOOL, "true", 0, 0, 0, &relay_on,
           "run the outbox relay in this process (one replica is active at a time)" },
         { "TALLY_RELAY_BATCH", CFG_INT, "500", 1, 10000, 0, &batch, "events per relay pass" },

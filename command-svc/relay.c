@@ -1,63 +1,71 @@
 /*
- * relay: the outbox relay of command-svc (contract in relay.h).
+ * relay: the outbox relay of command-svc (contract in relay.h; the Redis side kept between
+ * passes, the groups, the trim and the repair of a Redis that lost data, in relay_stream.c).
  *
- * One thread, one PostgreSQL session (pgx) and one Redis connection (kv), all its own. The
- * thread is either a standby or the leader:
+ * One thread, a PostgreSQL session (pgx) and a Redis connection (kv) of its own, plus a second
+ * session only for counting the backlog. The thread is either a standby or the leader:
  *
- *   standby  tries pg_try_advisory_lock(RELAY_LOCK_KEY) every poll_ms. On success it LISTENs
- *            on tally_events and becomes the leader.
+ *   standby  tries pg_try_advisory_lock(RELAY_LOCK_KEY) every poll_ms (at most 5 s apart). On
+ *            success it LISTENs on tally_events, reads max(published_at) (its passes' ids start
+ *            above it) and becomes the leader.
  *   leader   runs passes. A pass reads the oldest unpublished rows (WHERE published_at IS
- *            NULL ORDER BY seq LIMIT batch, the partial index events_unpublished), packs each
- *            as an EventEnvelope (event_pack), pipelines one XADD per row to
- *            tally:events:<partition> (MAXLEN ~ maxlen, one field "e" holding the envelope
- *            bytes), and marks the rows that Redis took with UPDATE ... WHERE seq = ANY($1).
- *            After a full batch the next pass starts at once; otherwise the thread sleeps
- *            until a NOTIFY on tally_events, the poll timeout, or relay_stop().
+ *            NULL ORDER BY seq LIMIT batch, the partial index events_unpublished), checks
+ *            Redis (tally:relay:pos, a repair request, each stream's length: relay_stream.c),
+ *            packs each row as an EventEnvelope (event_pack) and pipelines one XADD per row to
+ *            tally:events:<partition> (one field "e" holding the envelope bytes), then
+ *            SET tally:relay:pos <pass id>, and marks the rows that Redis took with
+ *            published_at = the pass id. After a full batch the next pass starts at once;
+ *            otherwise the thread sleeps until a NOTIFY on tally_events, the poll timeout (at
+ *            most 5 s, so that the session is never idle for long), or relay_stop().
  *
  * Leadership is the session lock, so it ends with the session: when the leader's connection
  * breaks it is no longer the leader, whatever pgx would reconnect to. The thread therefore
  * checks the connection before every statement it runs as leader and never lets pgx reconnect
  * silently under it; a broken connection makes it a standby again, which reconnects and
- * competes for the lock like any other replica.
+ * competes for the lock like any other replica. The session carries idle_session_timeout
+ * (IDLE_SESSION_MS): the leader runs a statement every few seconds, so only a session whose
+ * client is gone without a word (a host lost, a partition) hits it, and the server then frees
+ * the lock for a standby instead of holding it for the hours of the OS's TCP keepalive.
  *
  * Nothing remembers a position in the log: every pass asks PostgreSQL for what is still
  * unpublished, so a row whose transaction commits after higher seqs were published is found
- * by the next pass. Within a pass only the prefix of rows whose XADD succeeded is marked, so a
- * failure in the middle of a pipeline republishes the rest in seq order (some as duplicates,
- * with their seq, which the projector drops). A crash between XADD and the mark does the same.
+ * by the next pass. Within a pass only the prefix of rows whose XADD succeeded is marked (and
+ * nothing unless the pass's SET of tally:relay:pos succeeded too), so a failure in the middle
+ * of a pipeline republishes the rest in seq order (some as duplicates, with their seq, which
+ * the projector drops). A crash between XADD and the mark does the same.
  *
  * Failures never end the thread: Redis or PostgreSQL errors are counted, logged once when the
  * dependency goes down and once when it is back, and retried after an exponential backoff with
- * jitter (50 ms .. 5 s); the rows wait in the table. While it waits the leader keeps reading
- * its notifications, so PostgreSQL's NOTIFY queue never fills behind a long Redis outage.
+ * jitter (50 ms .. 5 s); the rows wait in the table. An error reply saying that this Redis
+ * cannot serve writes (READONLY, MASTERDOWN, LOADING, OOM...) also drops the connection, so a
+ * connection pinned to a demoted primary finds the new one. A leader whose passes have failed
+ * on Redis for redis_giveup_ms in a row gives the lock up and waits two poll intervals before
+ * competing again, so a standby that reaches Redis leads instead.
+ *
+ * Backpressure: a pass publishes at most as many rows as leave every stream below maxlen
+ * entries (the trim removes only what every group acknowledged); at the bound it publishes
+ * nothing and the rows wait in PostgreSQL (tally_relay_backpressure = 1).
  *
  * A row that cannot be packed (an event type this build does not know, a body over
- * EVENT_BODY_MAX: a newer writer or a corrupted row) is left unpublished, logged once and
- * skipped, so that one bad row does not stop every tenant's events; the rows after it are
- * still published (as long as fewer than a batch of such rows wait at the head of the log).
+ * EVENT_BODY_MAX: a newer writer or a corrupted row) is left unpublished and logged once, and
+ * the later rows of its complaint in the pass are held back with it, so that the projector
+ * never sees a version after a missing one; other complaints and reference data keep flowing
+ * (as long as fewer than a batch of such rows wait at the head of the log).
  *
- * Metrics: tally_relay_leader (0/1), tally_relay_backlog (unpublished rows, counted by the
- * leader at the start of a pass, at most once a second, also while Redis is down; a standby
- * reports 0, so the sum over replicas is the backlog),
- * tally_relay_published_total, tally_relay_publish_lag_seconds (wall clock at XADD minus the
- * row's recorded_at), tally_relay_errors_total{dependency="redis"|"postgres"}.
+ * The backlog gauge is counted after the pass, at most once a second, with a cap (LIMIT
+ * 100001: the gauge reads 100001 for "more than 100,000") under a short timeout on its own
+ * session; after a failure it is not counted for a minute. No pass waits for it.
  */
-#include "relay.h"
+#include "relay_int.h"
 
-#include "backoff.h"
 #include "err.h"
-#include "event.h"
-#include "kv.h"
 #include "log.h"
 #include "now.h"
-#include "pgx.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdatomic.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,13 +74,17 @@
 
 /* The advisory lock of the active relay (the migrations hold 7411001 while they run). */
 #define RELAY_LOCK_KEY   "7411002"
-#define PG_WAIT_MS       3000 /* longest wait for one statement; bounds relay_stop too */
 #define PG_STMT_CAP_MS   5000 /* server-side statement_timeout of the relay's session */
+#define IDLE_SESSION_MS  "20000"
+#define QUIET_MAX_MS     5000 /* longest the leader's or a standby's session stays idle */
 #define REDIS_TIMEOUT_MS 1000
 #define BACKOFF_MIN_MS   50
 #define BACKOFF_MAX_MS   5000
 #define BACKLOG_EVERY_MS 1000
-#define ENVELOPE_MAX     (EVENT_BODY_MAX + 1024)
+#define BACKLOG_WAIT_MS  1000
+#define BACKLOG_PAUSE_MS 60000 /* no count for this long after one failed */
+#define BACKLOG_CAP      100000
+#define WATERMARK_MIN_MS 200
 
 /* The columns of an envelope, in the order of the C_ names below; times in Unix ms. */
 #define RELAY_COLUMNS                                                                      \
@@ -80,7 +92,6 @@
     " (extract(epoch FROM occurred_at) * 1000)::bigint, to_char(local_day, 'YYYY-MM-DD')," \
     " (extract(epoch FROM recorded_at) * 1000)::bigint, imported::int, encode(payload, 'hex')"
 
-enum { S_SELECT, S_MARK, S_BACKLOG, S_LOCK, S_COUNT };
 enum {
     C_SEQ,
     C_TENANT,
@@ -94,46 +105,38 @@ enum {
     C_PAYLOAD
 };
 
+/* Pass ids are Unix microseconds; published_at holds exactly that value. */
+#define US_TO_TS(p) "to_timestamp(" p "::float8 / 1e6)"
+
 static const pgx_stmt stmts[S_COUNT] = {
     [S_SELECT] = { "relay_select",
                    "SELECT " RELAY_COLUMNS " FROM events WHERE published_at IS NULL"
                    " ORDER BY seq LIMIT $1",
                    1 },
     [S_MARK] = { "relay_mark",
-                 "UPDATE events SET published_at = now()"
-                 " WHERE seq = ANY($1::bigint[]) AND published_at IS NULL",
-                 1 },
-    [S_BACKLOG] = { "relay_backlog", "SELECT count(*) FROM events WHERE published_at IS NULL", 0 },
+                 "UPDATE events SET published_at = " US_TO_TS(
+                     "$2") " WHERE seq = ANY($1::bigint[]) AND published_at IS NULL",
+                 2 },
     [S_LOCK] = { "relay_lock", "SELECT pg_try_advisory_lock(" RELAY_LOCK_KEY ")", 0 },
+    [S_MAXPUB] = { "relay_max_published",
+                   "SELECT coalesce((extract(epoch FROM max(published_at)) * 1000000)::bigint, 0)"
+                   " FROM events",
+                   0 },
+    [S_MAXSEQ] = { "relay_max_seq", "SELECT coalesce(max(seq), 0) FROM events", 0 },
+    [S_UNMARK] = { "relay_unmark",
+                   "UPDATE events SET published_at = NULL WHERE seq IN (SELECT seq FROM events"
+                   " WHERE published_at > " US_TO_TS("$1") " AND published_at <= " US_TO_TS(
+                       "$2") " LIMIT $3)",
+                   3 },
+    [S_LEFT] = { "relay_repair_left",
+                 "SELECT EXISTS (SELECT 1 FROM events WHERE published_at IS NULL AND seq <= $1)",
+                 1 },
 };
 
-/* What a pass or a wait ended with. */
-enum outcome { O_IDLE, O_MORE, O_PG_DOWN, O_REDIS_DOWN, O_LOST };
-
-struct relay {
-    relay_config conf;
-    char maxlen[24];
-    pthread_t thread;
-    int wake_fd; /* eventfd: written by relay_stop */
-    atomic_bool stop;
-
-    pgx_conn *pg;
-    kv_conn *kv;
-    bool leader, pg_down, redis_down;
-    backoff bo;
-    int64_t backlog_at_ms; /* monotonic time of the last backlog count */
-    int64_t poison_logged; /* highest seq reported as unpublishable (for logging only) */
-    uint8_t body[EVENT_BODY_MAX];
-    uint8_t envelope[ENVELOPE_MAX];
-    int64_t *seqs;     /* batch entries: seqs of the rows sent in this pass */
-    int64_t *recorded; /* batch entries: their recorded_at, Unix ms */
-    char *seq_list;    /* "{1,2,3}" for the mark */
-    size_t seq_list_cap;
-
-    metrics_gauge *m_leader, *m_backlog;
-    metrics_counter *m_published, *m_err_redis, *m_err_pg;
-    metrics_histogram *m_lag;
-};
+/* On the statistics session, unprepared: its text names it for logs and pg_stat_activity. */
+#define BACKLOG_SQL                                                                             \
+    "SELECT /* relay_backlog */ count(*) FROM (SELECT 1 FROM events WHERE published_at IS NULL" \
+    " LIMIT 100001) s"
 
 /* Publish lag: sub-second when the relay keeps up, minutes after an outage. */
 static const double lag_buckets[] = {
@@ -144,6 +147,18 @@ static const double lag_buckets[] = {
 static bool stopping(relay *r)
 {
     return atomic_load_explicit(&r->stop, memory_order_acquire);
+}
+
+static int64_t now_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int quiet_ms(relay *r)
+{
+    return r->conf.poll_ms < QUIET_MAX_MS ? r->conf.poll_ms : QUIET_MAX_MS;
 }
 
 /* ---- state changes, logged once each ----------------------------------------------------- */
@@ -164,12 +179,14 @@ static void pg_ok(relay *r)
     r->pg_down = false;
 }
 
-static void redis_failed(relay *r, const char *error)
+void relay_redis_failed(relay *r, const char *error)
 {
     metrics_inc(r->m_err_redis, 1);
     if (!r->redis_down)
         log_warn("relay: Redis is unavailable; events wait in PostgreSQL", LOG_STR("error", error));
     r->redis_down = true;
+    if (!r->redis_failing_ms)
+        r->redis_failing_ms = now_mono_ms();
 }
 
 static void redis_ok(relay *r)
@@ -177,6 +194,7 @@ static void redis_ok(relay *r)
     if (r->redis_down)
         log_info("relay: Redis is available again");
     r->redis_down = false;
+    r->redis_failing_ms = 0;
 }
 
 static void lose_leadership(relay *r, const char *why)
@@ -187,6 +205,8 @@ static void lose_leadership(relay *r, const char *why)
     r->leader = false;
     metrics_set(r->m_leader, 0);
     metrics_set(r->m_backlog, 0);
+    metrics_set(r->m_unpublishable, 0);
+    relay_stream_reset(r);
     pgx_reset(r->pg); /* the next attempt starts a fresh session */
 }
 
@@ -201,8 +221,7 @@ static bool session_alive(relay *r)
     return pg && PQstatus(pg) == CONNECTION_OK;
 }
 
-/* A statement of the leader failed: O_LOST if the session went with it, else O_PG_DOWN. */
-static enum outcome leader_pg_error(relay *r, const char *what)
+enum outcome relay_leader_pg_error(relay *r, const char *what)
 {
     pg_failed(r, what);
     if (!session_alive(r)) {
@@ -210,6 +229,25 @@ static enum outcome leader_pg_error(relay *r, const char *what)
         return O_LOST;
     }
     return O_PG_DOWN;
+}
+
+/*
+ * A pass failed on Redis. After redis_giveup_ms of nothing but failures the leader hands the
+ * lock over (O_LOST); otherwise O_REDIS_DOWN (back off and retry).
+ */
+static enum outcome redis_pass_failed(relay *r)
+{
+    int64_t failing = r->redis_failing_ms ? now_mono_ms() - r->redis_failing_ms : 0;
+    if (!r->leader || failing < r->conf.redis_giveup_ms)
+        return O_REDIS_DOWN;
+    metrics_inc(r->m_giveups, 1);
+    log_warn("relay: giving up the leadership: publishing to Redis has failed for too long",
+             LOG_INT("failing_ms", failing), LOG_STR("error", kv_errstr(r->kv)));
+    lose_leadership(r, "Redis failed for longer than TALLY_RELAY_REDIS_GIVEUP_MS");
+    kv_reset(r->kv);
+    r->redis_failing_ms = 0;
+    r->compete_at_ms = now_mono_ms() + 2 * (int64_t)r->conf.poll_ms;
+    return O_LOST;
 }
 
 /* ---- waiting ----------------------------------------------------------------------------- */
@@ -321,123 +359,205 @@ static void report_poison(relay *r, const PGresult *res, int i, long err)
               LOG_STR("error", tally_err_str((int)err)));
 }
 
-/* Appends one XADD per packable row to the pipeline; the number of rows appended. */
-static int append_xadds(relay *r, redisContext *ctx, const PGresult *res)
+static bool is_held(const relay *r, int nheld, int64_t complaint)
 {
-    int sent = 0;
-    for (int i = 0; i < PQntuples(res); i++) {
+    for (int k = 0; k < nheld; k++)
+        if (r->held[k] == complaint)
+            return true;
+    return false;
+}
+
+/*
+ * Appends one XADD per packable row among the first n of res to the pipeline, holding back
+ * the later rows of a complaint whose row cannot be packed. The number of rows appended; in
+ * *unpublishable the rows left out.
+ */
+static int append_xadds(relay *r, redisContext *ctx, const PGresult *res, int n, int *unpublishable)
+{
+    int sent = 0, nheld = 0;
+    *unpublishable = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t complaint = pgx_int(res, i, C_COMPLAINT);
+        if (complaint && is_held(r, nheld, complaint)) {
+            (*unpublishable)++;
+            continue;
+        }
         long len = pack_row(r, res, i);
         if (len < 0) {
             report_poison(r, res, i, len);
+            (*unpublishable)++;
+            if (complaint)
+                r->held[nheld++] = complaint;
             continue;
         }
         char key[48];
-        snprintf(key, sizeof(key), "tally:events:%d",
-                 event_partition(PQgetvalue(res, i, C_TENANT), r->conf.partitions));
-        const char *argv[] = { "XADD",    key, "MAXLEN", "~",
-                               r->maxlen, "*", "e",      (const char *)r->envelope };
-        size_t lens[] = { 4, strlen(key), 6, 1, strlen(r->maxlen), 1, 1, (size_t)len };
-        if (redisAppendCommandArgv(ctx, 8, argv, lens) != REDIS_OK)
+        int part = event_partition(PQgetvalue(res, i, C_TENANT), r->conf.partitions);
+        relay_stream_key(part, key, sizeof(key));
+        const char *argv[] = { "XADD", key, "*", "e", (const char *)r->envelope };
+        size_t lens[] = { 4, strlen(key), 1, 1, (size_t)len };
+        if (redisAppendCommandArgv(ctx, 5, argv, lens) != REDIS_OK)
             break; /* out of memory: send what is appended, the rest waits */
         r->seqs[sent] = pgx_int(res, i, C_SEQ);
         r->recorded[sent] = pgx_int(res, i, C_RECORDED);
+        r->part[sent] = part;
         sent++;
     }
     return sent;
 }
 
 /*
- * Reads the replies of sent XADDs. Returns how many succeeded before the first failure (the
- * rows that may be marked); error gets the first failure, "" if none.
+ * Reads the replies of sent XADDs and of the SET of tally:relay:pos after them. Returns how
+ * many XADDs succeeded before the first failure (the rows that may be marked), 0 when the SET
+ * failed; error gets the first failure, "" if none.
  */
 static int read_replies(relay *r, int sent, char *error, size_t errlen)
 {
     redisContext *ctx = kv_ctx(r->kv);
     int ok = 0;
+    bool reset = false;
     error[0] = '\0';
-    for (int j = 0; j < sent; j++) {
+    for (int j = 0; j <= sent; j++) {
         redisReply *rep = NULL;
         if (redisGetReply(ctx, (void **)&rep) != REDIS_OK || !rep) {
             if (!error[0])
                 snprintf(error, errlen, "%s", ctx->errstr[0] ? ctx->errstr : "connection lost");
             kv_reset(r->kv);
-            return ok;
+            return 0;
         }
-        if (rep->type == REDIS_REPLY_ERROR && !error[0])
-            snprintf(error, errlen, "XADD: %s", rep->str);
-        else if (rep->type != REDIS_REPLY_ERROR && !error[0]) {
+        if (rep->type == REDIS_REPLY_ERROR && !error[0]) {
+            snprintf(error, errlen, "%s: %s", j < sent ? "XADD" : "SET", rep->str);
+            reset = relay_systemic_error(rep->str);
+        } else if (rep->type != REDIS_REPLY_ERROR && !error[0] && j < sent) {
             double lag = (double)(now_wall_ms() - r->recorded[j]) / 1000.0;
             metrics_observe(r->m_lag, lag < 0 ? 0 : lag);
+            if (rep->type == REDIS_REPLY_STRING)
+                snprintf(r->last_id[r->part[j]], RELAY_ID_MAX, "%s", rep->str);
             ok++;
+        } else if (j == sent && rep->type == REDIS_REPLY_ERROR) {
+            ok = 0; /* pos was not recorded: the rows must not be marked with this pass's id */
         }
         freeReplyObject(rep);
     }
+    if (reset)
+        kv_reset(r->kv); /* this Redis cannot take writes now: find the one that can */
     return ok;
 }
 
-/* Marks the first n sent rows published. */
-static int mark(relay *r, int n)
+/* Marks the first n sent rows published by pass id. */
+static int mark(relay *r, int n, int64_t id)
 {
+    char pass[24];
     size_t len = 0;
     r->seq_list[len++] = '{';
     for (int j = 0; j < n; j++)
         len += (size_t)snprintf(r->seq_list + len, r->seq_list_cap - len, "%s%" PRId64,
                                 j ? "," : "", r->seqs[j]);
     snprintf(r->seq_list + len, r->seq_list_cap - len, "}");
-    const char *values[] = { r->seq_list };
-    return pgx_exec(r->pg, S_MARK, 1, values, NULL, NULL, PG_WAIT_MS, NULL);
+    snprintf(pass, sizeof(pass), "%" PRId64, id);
+    const char *values[] = { r->seq_list, pass };
+    return pgx_exec(r->pg, S_MARK, 2, values, NULL, NULL, RELAY_PG_WAIT_MS, NULL);
 }
 
-/* Refreshes the backlog gauge, at most once a second. */
-static int count_backlog(relay *r)
+/* Refreshes the backlog gauge, at most once a second, on its own session (never a wedge). */
+static void count_backlog(relay *r)
 {
     PGresult *res;
-    if (now_mono_ms() - r->backlog_at_ms < BACKLOG_EVERY_MS)
-        return 0;
-    int rc = pgx_exec(r->pg, S_BACKLOG, 0, NULL, NULL, NULL, PG_WAIT_MS, &res);
-    if (rc != 0)
-        return rc;
+    if (now_mono_ms() < r->count_at_ms)
+        return;
+    int rc = pgx_connect(r->stats);
+    if (rc == 0)
+        rc = pgx_exec_params(r->stats, BACKLOG_SQL, 0, NULL, NULL, NULL, NULL, BACKLOG_WAIT_MS,
+                             &res);
+    if (rc != 0) {
+        if (!r->count_down)
+            log_warn("relay: cannot count the backlog; not counting for a minute",
+                     LOG_STR("error", pgx_errstr(r->stats)));
+        r->count_down = true;
+        pgx_reset(r->stats);
+        r->count_at_ms = now_mono_ms() + BACKLOG_PAUSE_MS;
+        return;
+    }
+    r->count_down = false;
     metrics_set(r->m_backlog, pgx_int(res, 0, 0));
     PQclear(res);
-    r->backlog_at_ms = now_mono_ms();
-    return 0;
+    r->count_at_ms = now_mono_ms() + BACKLOG_EVERY_MS;
 }
 
-/* One pass of the leader: publish the oldest unpublished rows, mark them. */
-static enum outcome pass(relay *r)
+/* Publishes the oldest unpublished rows and marks them. */
+static enum outcome publish(relay *r)
 {
     PGresult *res = NULL;
     char limit[16], error[256];
-    enum outcome out;
+    enum outcome out = O_IDLE;
     if (!session_alive(r)) {
         lose_leadership(r, "the PostgreSQL session ended");
         return O_LOST;
     }
-    if (count_backlog(r) != 0) /* also while Redis is down, when it matters most */
-        return leader_pg_error(r, "counting the backlog");
-    if (kv_connect(r->kv) != 0) {
-        redis_failed(r, kv_errstr(r->kv));
-        return O_REDIS_DOWN;
-    }
     snprintf(limit, sizeof(limit), "%d", r->conf.batch);
     const char *values[] = { limit };
-    if (pgx_exec(r->pg, S_SELECT, 1, values, NULL, NULL, PG_WAIT_MS, &res) != 0)
-        return leader_pg_error(r, "reading unpublished events");
-    int rows = PQntuples(res);
-    int sent = append_xadds(r, kv_ctx(r->kv), res);
-    PQclear(res);
-    int ok = read_replies(r, sent, error, sizeof(error));
-    metrics_inc(r->m_published, (uint64_t)ok);
-    out = rows == r->conf.batch && ok > 0 ? O_MORE : O_IDLE;
-    if (ok > 0 && (!session_alive(r) || mark(r, ok) != 0))
-        out = leader_pg_error(r, "marking events published"); /* they will be sent again */
-    if (error[0]) {
-        redis_failed(r, error);
-        return out == O_LOST ? O_LOST : O_REDIS_DOWN;
+    if (pgx_exec(r->pg, S_SELECT, 1, values, NULL, NULL, RELAY_PG_WAIT_MS, &res) != 0)
+        return relay_leader_pg_error(r, "reading unpublished events");
+    pg_ok(r);
+    if (kv_connect(r->kv) != 0) {
+        PQclear(res);
+        relay_redis_failed(r, kv_errstr(r->kv));
+        return redis_pass_failed(r);
     }
+    if (relay_setup_redis(r) != 0 || relay_check_redis(r) != 0) {
+        PQclear(res);
+        return redis_pass_failed(r);
+    }
+    int unmarked = relay_repair_unmark(r, &out);
+    if (unmarked != 0) {
+        PQclear(res);
+        if (unmarked < 0)
+            return out == O_REDIS_DOWN ? redis_pass_failed(r) : out;
+        return O_MORE; /* select again: the un-marked rows come first */
+    }
+
+    int rows = PQntuples(res), room = rows, ok = 0, unpublishable = 0;
+    for (int p = 0; p < r->conf.partitions; p++)
+        if (r->conf.maxlen - r->xlen[p] < room)
+            room = (int)(r->conf.maxlen - r->xlen[p] > 0 ? r->conf.maxlen - r->xlen[p] : 0);
+    metrics_set(r->m_backpressure, room < rows || (rows == 0 && room == 0));
+    if (room > 0) {
+        int64_t id = now_wall_us();
+        if (id <= r->last_pass_us)
+            id = r->last_pass_us + 1;
+        redisContext *ctx = kv_ctx(r->kv);
+        int sent = append_xadds(r, ctx, res, room, &unpublishable);
+        redisAppendCommand(ctx, "SET " RELAY_POS_KEY " %lld", (long long)id);
+        ok = read_replies(r, sent, error, sizeof(error));
+        metrics_set(r->m_unpublishable, unpublishable);
+        metrics_inc(r->m_published, (uint64_t)ok);
+        if (!error[0] || ok > 0)
+            r->last_pass_us = id; /* SET succeeded: pos is id */
+        out = rows == r->conf.batch && ok > 0 && room == rows ? O_MORE : O_IDLE;
+        if (ok > 0 && (!session_alive(r) || mark(r, ok, id) != 0))
+            out = relay_leader_pg_error(r, "marking events published"); /* sent again later */
+        else
+            relay_repair_published(r, r->seqs, ok);
+        if (error[0]) {
+            PQclear(res);
+            relay_redis_failed(r, error);
+            return out == O_LOST ? O_LOST : redis_pass_failed(r);
+        }
+    }
+    PQclear(res);
+    if (out == O_LOST)
+        return out;
+    if (relay_maintain(r, &out) != 0)
+        return out == O_LOST || out == O_PG_DOWN ? out : redis_pass_failed(r);
     redis_ok(r);
-    if (out == O_IDLE || out == O_MORE)
-        pg_ok(r);
+    return out;
+}
+
+/* One pass of the leader; the backlog is counted after it, also while Redis is down. */
+static enum outcome pass(relay *r)
+{
+    enum outcome out = publish(r);
+    if (r->leader)
+        count_backlog(r);
     return out;
 }
 
@@ -447,21 +567,25 @@ static enum outcome pass(relay *r)
 static int try_lead(relay *r)
 {
     PGresult *res;
-    int rc = pgx_exec(r->pg, S_LOCK, 0, NULL, NULL, NULL, PG_WAIT_MS, &res);
+    int rc = pgx_exec(r->pg, S_LOCK, 0, NULL, NULL, NULL, RELAY_PG_WAIT_MS, &res);
     if (rc != 0)
         return rc;
     bool got = PQgetvalue(res, 0, 0)[0] == 't';
     PQclear(res);
     if (!got)
         return 0;
-    if ((rc = pgx_exec_sql(r->pg, "LISTEN tally_events", PG_WAIT_MS, NULL)) != 0) {
+    if ((rc = pgx_exec_sql(r->pg, "LISTEN tally_events", RELAY_PG_WAIT_MS, NULL)) != 0 ||
+        (rc = pgx_exec(r->pg, S_MAXPUB, 0, NULL, NULL, NULL, RELAY_PG_WAIT_MS, &res)) != 0) {
         pgx_reset(r->pg); /* releases the lock with the session */
         return rc;
     }
+    r->last_pass_us = pgx_int(res, 0, 0);
+    PQclear(res);
     r->leader = true;
-    r->backlog_at_ms = 0;
+    r->count_at_ms = 0;
+    relay_stream_reset(r);
     metrics_set(r->m_leader, 1);
-    log_info("relay: became the leader; publishing events");
+    log_info("relay: became the leader; publishing events", LOG_INT("marked_us", r->last_pass_us));
     return 1;
 }
 
@@ -471,6 +595,11 @@ static void *relay_main(void *arg)
     while (!stopping(r)) {
         enum outcome out;
         if (!r->leader) {
+            int64_t until = r->compete_at_ms - now_mono_ms();
+            if (until > 0) {
+                wait_for(r, until, false);
+                continue;
+            }
             int rc = try_lead(r);
             if (rc < 0) {
                 pg_failed(r, "competing for the relay lock");
@@ -480,13 +609,13 @@ static void *relay_main(void *arg)
             pg_ok(r);
             backoff_reset(&r->bo);
             if (rc == 0) {
-                wait_for(r, r->conf.poll_ms, false);
+                wait_for(r, quiet_ms(r), false);
                 continue;
             }
         }
         out = pass(r);
         if (out == O_IDLE)
-            out = wait_for(r, r->conf.poll_ms, true);
+            out = wait_for(r, quiet_ms(r), true);
         if (out == O_PG_DOWN || out == O_REDIS_DOWN)
             wait_for(r, backoff_next(&r->bo), false);
         else
@@ -495,39 +624,78 @@ static void *relay_main(void *arg)
     return NULL;
 }
 
-relay *relay_start(const relay_config *conf, char *err, size_t errlen)
+static bool group_char(char c)
 {
-    relay *r;
-    if (!conf->pg_dsn || !conf->metrics || conf->partitions < 1 || conf->batch < 1 ||
-        conf->poll_ms < 1 || conf->maxlen < 1) {
-        snprintf(err, errlen, "relay: invalid configuration");
-        return NULL;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+}
+
+/* Splits groups into names[]: projector first, then each other name once. n, or -1 with err. */
+static int parse_groups(const char *groups, char names[][65], char *err, size_t errlen)
+{
+    int n = 1;
+    snprintf(names[0], 65, "%s", RELAY_GROUP);
+    for (const char *s = groups ? groups : ""; *s;) {
+        size_t len = strcspn(s, ",");
+        bool dup = false;
+        for (size_t i = 0; i < len; i++)
+            if (!group_char(s[i])) {
+                snprintf(err, errlen, "TALLY_STREAM_GROUPS: \"%.*s\" is not a group name", (int)len,
+                         s);
+                return -1;
+            }
+        if (len == 0 || len > 64) {
+            snprintf(err, errlen, "TALLY_STREAM_GROUPS: names are 1 to 64 of [A-Za-z0-9_.-]");
+            return -1;
+        }
+        for (int k = 0; k < n; k++)
+            dup |= strlen(names[k]) == len && strncmp(names[k], s, len) == 0;
+        if (!dup) {
+            if (n == RELAY_GROUPS_MAX) {
+                snprintf(err, errlen, "TALLY_STREAM_GROUPS: at most %d groups", RELAY_GROUPS_MAX);
+                return -1;
+            }
+            snprintf(names[n++], 65, "%.*s", (int)len, s);
+        }
+        s += len;
+        if (*s == ',')
+            s++;
     }
-    if (!(r = calloc(1, sizeof(*r)))) {
-        snprintf(err, errlen, "relay: out of memory");
-        return NULL;
-    }
-    r->conf = *conf;
-    r->wake_fd = -1;
-    snprintf(r->maxlen, sizeof(r->maxlen), "%lld", conf->maxlen);
-    backoff_init(&r->bo, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
-    r->seq_list_cap = (size_t)conf->batch * 21 + 3;
-    r->seqs = calloc((size_t)conf->batch, sizeof(int64_t));
-    r->recorded = calloc((size_t)conf->batch, sizeof(int64_t));
-    r->seq_list = malloc(r->seq_list_cap);
-    r->pg = pgx_new(conf->pg_dsn, "command-svc/relay", stmts, S_COUNT, PG_STMT_CAP_MS);
-    r->conf.pg_dsn = NULL; /* pgx keeps its own copy */
-    r->kv = kv_new(&conf->redis, REDIS_TIMEOUT_MS);
-    if (!r->seqs || !r->recorded || !r->seq_list || !r->pg || !r->kv) {
-        snprintf(err, errlen, "relay: out of memory");
-        goto out_free;
-    }
-    metrics_registry *m = conf->metrics;
+    return n;
+}
+
+int relay_groups_check(const char *groups, char *err, size_t errlen)
+{
+    char names[RELAY_GROUPS_MAX][65];
+    return parse_groups(groups, names, err, errlen) < 0 ? TALLY_EINVAL : 0;
+}
+
+static void free_relay(relay *r)
+{
+    kv_free(r->kv);
+    pgx_free(r->stats);
+    pgx_free(r->pg);
+    free(r->m_xlen);
+    free(r->xlen);
+    free(r->last_id);
+    free(r->seq_list);
+    free(r->held);
+    free(r->part);
+    free(r->recorded);
+    free(r->seqs);
+    free(r);
+}
+
+/* Registers the metrics; false if one cannot be. */
+static bool add_metrics(relay *r, metrics_registry *m)
+{
+    static const char *const reasons[R_COUNT] = { "missing", "behind", "trimmed" };
     r->m_leader = metrics_gauge_add(m, "tally_relay_leader",
                                     "1 while this process runs the active outbox relay", NULL);
-    r->m_backlog = metrics_gauge_add(
-        m, "tally_relay_backlog",
-        "Unpublished event rows, as counted by the active relay (0 on standby replicas)", NULL);
+    r->m_backlog = metrics_gauge_add(m, "tally_relay_backlog",
+                                     "Unpublished event rows, counted up to 100001 by the active "
+                                     "relay (0 on standby replicas)",
+                                     NULL);
     r->m_published = metrics_counter_add(m, "tally_relay_published_total",
                                          "Events XADDed to the event streams", NULL);
     r->m_lag = metrics_histogram_add(
@@ -538,8 +706,80 @@ relay *relay_start(const relay_config *conf, char *err, size_t errlen)
         metrics_counter_add(m, "tally_relay_errors_total", help, "dependency=\"redis\"");
     r->m_err_pg =
         metrics_counter_add(m, "tally_relay_errors_total", help, "dependency=\"postgres\"");
-    if (!r->m_leader || !r->m_backlog || !r->m_published || !r->m_lag || !r->m_err_redis ||
-        !r->m_err_pg) {
+    r->m_backpressure = metrics_gauge_add(
+        m, "tally_relay_backpressure",
+        "1 while the relay holds events back because a stream is at TALLY_STREAM_MAXLEN", NULL);
+    r->m_unpublishable = metrics_gauge_add(
+        m, "tally_relay_unpublishable_rows",
+        "Rows the last pass could not publish (unpackable, or held behind one)", NULL);
+    r->m_repair_rows = metrics_gauge_add(m, "tally_relay_repair_rows",
+                                         "Rows still to republish to a Redis that lost data", NULL);
+    r->m_giveups =
+        metrics_counter_add(m, "tally_relay_giveups_total",
+                            "Times this relay gave up the leadership because Redis failed", NULL);
+    bool ok = r->m_leader && r->m_backlog && r->m_published && r->m_lag && r->m_err_redis &&
+              r->m_err_pg && r->m_backpressure && r->m_unpublishable && r->m_repair_rows &&
+              r->m_giveups;
+    for (int k = 0; k < R_COUNT && ok; k++) {
+        char labels[48];
+        snprintf(labels, sizeof(labels), "reason=\"%s\"", reasons[k]);
+        r->m_repairs[k] =
+            metrics_counter_add(m, "tally_relay_repairs_total",
+                                "Repairs of a Redis that lost data, by how it was noticed", labels);
+        ok = r->m_repairs[k] != NULL;
+    }
+    for (int p = 0; p < r->conf.partitions && ok; p++) {
+        char labels[48];
+        snprintf(labels, sizeof(labels), "partition=\"%d\"", p);
+        r->m_xlen[p] =
+            metrics_gauge_add(m, "tally_relay_stream_length",
+                              "Entries in the stream (XLEN), as the leader last read it", labels);
+        ok = r->m_xlen[p] != NULL;
+    }
+    return ok;
+}
+
+relay *relay_start(const relay_config *conf, char *err, size_t errlen)
+{
+    relay *r;
+    if (!conf->pg_dsn || !conf->metrics || conf->partitions < 1 || conf->batch < 1 ||
+        conf->poll_ms < 1 || conf->maxlen < 1 || conf->redis_giveup_ms < 1) {
+        snprintf(err, errlen, "relay: invalid configuration");
+        return NULL;
+    }
+    if (!(r = calloc(1, sizeof(*r)))) {
+        snprintf(err, errlen, "relay: out of memory");
+        return NULL;
+    }
+    r->conf = *conf;
+    r->conf.groups = NULL; /* parsed into r->groups */
+    r->wake_fd = -1;
+    if ((r->ngroups = parse_groups(conf->groups, r->groups, err, errlen)) < 0) {
+        free(r);
+        return NULL;
+    }
+    backoff_init(&r->bo, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
+    size_t parts = (size_t)conf->partitions, batch = (size_t)conf->batch;
+    r->seq_list_cap = batch * 21 + 3;
+    r->seqs = calloc(batch, sizeof(int64_t));
+    r->recorded = calloc(batch, sizeof(int64_t));
+    r->part = calloc(batch, sizeof(int));
+    r->held = calloc(batch, sizeof(int64_t));
+    r->seq_list = malloc(r->seq_list_cap);
+    r->last_id = calloc(parts, sizeof(*r->last_id));
+    r->xlen = calloc(parts, sizeof(long long));
+    r->m_xlen = calloc(parts, sizeof(metrics_gauge *));
+    r->pg = pgx_new(conf->pg_dsn, "command-svc/relay", stmts, S_COUNT, PG_STMT_CAP_MS);
+    r->stats = pgx_new(conf->pg_dsn, "command-svc/relay-stats", NULL, 0, PG_STMT_CAP_MS);
+    r->conf.pg_dsn = NULL; /* pgx keeps its own copy */
+    r->kv = kv_new(&conf->redis, REDIS_TIMEOUT_MS);
+    if (!r->seqs || !r->recorded || !r->part || !r->held || !r->seq_list || !r->last_id ||
+        !r->xlen || !r->m_xlen || !r->pg || !r->stats || !r->kv ||
+        pgx_add_setting(r->pg, "idle_session_timeout", IDLE_SESSION_MS) != 0) {
+        snprintf(err, errlen, "relay: out of memory");
+        goto out_free;
+    }
+    if (!add_metrics(r, conf->metrics)) {
         snprintf(err, errlen, "relay: cannot register the metrics");
         goto out_free;
     }
@@ -554,17 +794,13 @@ relay *relay_start(const relay_config *conf, char *err, size_t errlen)
     }
     log_info("relay started", LOG_INT("partitions", conf->partitions),
              LOG_INT("batch", conf->batch), LOG_INT("poll_ms", conf->poll_ms),
-             LOG_INT("maxlen", conf->maxlen));
+             LOG_INT("maxlen", conf->maxlen), LOG_INT("groups", r->ngroups),
+             LOG_INT("redis_giveup_ms", conf->redis_giveup_ms));
     return r;
 out_close:
     close(r->wake_fd);
 out_free:
-    kv_free(r->kv);
-    pgx_free(r->pg);
-    free(r->seq_list);
-    free(r->recorded);
-    free(r->seqs);
-    free(r);
+    free_relay(r);
     return NULL;
 }
 
@@ -579,11 +815,6 @@ void relay_stop(relay *r)
     pthread_join(r->thread, NULL);
     metrics_set(r->m_leader, 0);
     close(r->wake_fd);
-    kv_free(r->kv);
-    pgx_free(r->pg); /* ends the session, and so releases the lock */
-    free(r->seq_list);
-    free(r->recorded);
-    free(r->seqs);
-    free(r);
+    free_relay(r); /* ends the session, and so releases the lock */
     log_info("relay stopped");
 }
