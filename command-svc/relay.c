@@ -83,7 +83,6 @@
 #define BACKLOG_EVERY_MS 1000
 #define BACKLOG_WAIT_MS  1000
 #define BACKLOG_PAUSE_MS 60000 /* no count for this long after one failed */
-#define BACKLOG_CAP      100000
 #define WATERMARK_MIN_MS 200
 
 /* The columns of an envelope, in the order of the C_ names below; times in Unix ms. */
