@@ -72,6 +72,7 @@ typedef struct proj {
     int64_t wm[MAX_PARTITIONS]; /* watermark published per partition */
     int64_t next_consumers_ms;
     char sys_err[160]; /* the systemic error of this turn, if any */
+    bool refusing;     /* Redis refused writes at the last attempt (logged once) */
     int64_t next_claim_ms, next_pending_ms;
     int64_t gap_wait_ms; /* how long a gap waits before it is parked (see proj_run) */
     backoff bo;
@@ -210,8 +211,10 @@ static bool systemic(proj *p, const redisReply *r, const char *doing)
         if (strcmp(kind, systemic_kinds[i]) == 0)
             metrics_inc(p->systemic[i], 1);
     metrics_inc(p->unavailable, 1);
-    log_warn("Redis refuses writes; not reading until it takes them again", LOG_STR("while", doing),
-             LOG_STR("error", err));
+    if (!p->refusing) /* once per episode; the metric counts every refusal */
+        log_warn("Redis refuses writes; not reading until it takes them again",
+                 LOG_STR("while", doing), LOG_STR("error", err));
+    p->refusing = true;
     snprintf(p->sys_err, sizeof(p->sys_err), "%s", err);
     if (pl_reconnect_on(err))
         kv_reset(p->kv);
@@ -1171,6 +1174,9 @@ int proj_run(const proj_config *conf)
             metrics_set(p.retrying, (int64_t)p.retry.n);
         }
         if (rc == 0) {
+            if (p.refusing)
+                log_info("Redis takes writes again");
+            p.refusing = false;
             set_ready(&p, NULL);
             backoff_reset(&p.bo);
             continue;
