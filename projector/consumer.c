@@ -327,6 +327,10 @@ static int prepare(proj *p)
     }
     /* Whatever we read before and did not ack is in our pending list: start there. */
     msgs_clear(&p->retry);
+    /* This may be another Redis (restarted empty, restored from a snapshot, a promoted
+       replica): watermark candidates of the old one prove nothing here. */
+    memset(p->marks, 0, sizeof(p->marks));
+    memset(p->wm, 0, sizeof(p->wm));
     p->read_pending = true;
     p->next_claim_ms = 0;
     p->started = true;
