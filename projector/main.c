@@ -45,7 +45,8 @@ static int setup(const svc_env *env, void *arg)
                           .consumer = consumer[0] ? consumer : default_consumer,
                           .metrics = env->metrics };
     http_set_live_check(env->http, loop_alive, NULL);
-    return http_add_ready_check(env->http, "redis", probe_redis, (void *)&env->cfg->redis);
+    int rc = http_add_ready_check(env->http, "redis", probe_redis, (void *)&env->cfg->redis);
+    return rc ? rc : http_add_ready_check(env->http, "projector", proj_ready, NULL);
 }
 
 static int run(const svc_env *env, void *arg)
