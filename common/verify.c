@@ -70,14 +70,13 @@ static const char SQL_RESOLUTIONS[] =
     " JOIN events e ON e.complaint_id = h.complaint_id AND e.version = h.version"
     " WHERE h.tenant_id = $1 AND h.to_status = 3 AND e.local_day BETWEEN $2::date AND $3::date";
 
-/* Reference data: (key, field, value) with key VM_TENANT, VM_CATS, VM_AGENTS. */
-#define STR_(x) #x
-#define STR(x)  STR_(x)
+/* Reference data: (key, field, value) with key VM_TENANT (4), VM_CATS (5), VM_AGENTS (6). */
+_Static_assert(VM_TENANT == 4 && VM_CATS == 5 && VM_AGENTS == 6, "SQL_REFS names the keys");
 static const char SQL_REFS[] =
-    "SELECT " STR(VM_TENANT) ", 'name', name FROM tenants WHERE tenant_id = $1"
-    " UNION ALL SELECT " STR(VM_TENANT) ", 'time_zone', time_zone FROM tenants WHERE tenant_id = $1"
-    " UNION ALL SELECT " STR(VM_CATS) ", category_id, name FROM categories WHERE tenant_id = $1"
-    " UNION ALL SELECT " STR(VM_AGENTS) ", agent_id, name FROM agents WHERE tenant_id = $1";
+    "SELECT 4, 'name', name FROM tenants WHERE tenant_id = $1"
+    " UNION ALL SELECT 4, 'time_zone', time_zone FROM tenants WHERE tenant_id = $1"
+    " UNION ALL SELECT 5, category_id, name FROM categories WHERE tenant_id = $1"
+    " UNION ALL SELECT 6, agent_id, name FROM agents WHERE tenant_id = $1";
 
 static const char SQL_TENANTS[] =
     "SELECT tenant_id, " DAYNO("(now() AT TIME ZONE time_zone)::date") " FROM tenants"
