@@ -42,6 +42,7 @@
 #define MAX_DIFFS 512
 
 static sys_system S;
+static int64_t versions[4096]; /* complaint id -> its version (ids of the test are small) */
 
 static void teardown(void)
 {
@@ -77,6 +78,8 @@ static int64_t create(const char *tenant, const char *cat, int prio)
     Tally__V1__CreateComplaintReply *r =
         call(CMD("CreateComplaint"), &q.base, &tally__v1__create_complaint_reply__descriptor);
     int64_t id = r->complaint_id;
+    cr_assert_lt(id, 4096);
+    versions[id] = r->version;
     protobuf_c_message_free_unpacked(&r->base, NULL);
     return id;
 }
@@ -87,9 +90,11 @@ static void assign(const char *tenant, int64_t id, const char *agent)
     q.tenant_id = (char *)tenant;
     q.complaint_id = id;
     q.agent_id = (char *)agent;
-    protobuf_c_message_free_unpacked(
-        call(CMD("AssignComplaint"), &q.base, &tally__v1__assign_complaint_reply__descriptor),
-        NULL);
+    q.expected_version = versions[id];
+    Tally__V1__AssignComplaintReply *r =
+        call(CMD("AssignComplaint"), &q.base, &tally__v1__assign_complaint_reply__descriptor);
+    versions[id] = r->version;
+    protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 
 static void move(const char *tenant, int64_t id, int to)
@@ -99,8 +104,11 @@ static void move(const char *tenant, int64_t id, int to)
     q.complaint_id = id;
     q.status = to;
     q.actor = "test";
-    protobuf_c_message_free_unpacked(
-        call(CMD("ChangeStatus"), &q.base, &tally__v1__change_status_reply__descriptor), NULL);
+    q.expected_version = versions[id];
+    Tally__V1__ChangeStatusReply *r =
+        call(CMD("ChangeStatus"), &q.base, &tally__v1__change_status_reply__descriptor);
+    versions[id] = r->version;
+    protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 
 enum { OPEN = 1, IN_PROGRESS = 2, RESOLVED = 3, CLOSED = 4 };
