@@ -108,10 +108,9 @@ int cli_run_verify(const cli *c)
     if (!url && !(url = env_or_null("TALLY_REDIS_URL")))
         return cli_usage_error(c, "Redis: give --redis-url or set TALLY_REDIS_URL");
     if (cfg_parse_redis_url(url, &redis) != 0)
-        return cli_usage_error(c, "%s: want redis://host[:port][/db], not \"%s\"",
-                               cli_has(c, O_REDIS_URL) ? cli_name(c, O_REDIS_URL)
-                                                       : "TALLY_REDIS_URL",
-                               url);
+        return cli_usage_error(
+            c, "%s: want redis://host[:port][/db], not \"%s\"",
+            cli_has(c, O_REDIS_URL) ? cli_name(c, O_REDIS_URL) : "TALLY_REDIS_URL", url);
     pgx_conn *pg = pgx_new(dsn, "tally-verify", NULL, 0, 0);
     kv_conn *kv = kv_new(&redis, REDIS_TIMEOUT);
     if (!pg || !kv) {

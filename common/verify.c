@@ -37,19 +37,23 @@ const char VERIFY_SQL_ASSIGNED_AGENT[] =
     " FROM (SELECT CASE WHEN get_byte(p, 0) = 10 THEN 2 + get_byte(p, 1) ELSE 0 END AS o) x $$";
 
 /* Every complaint of the tenant, with its state as of the applied version cv.v (NULL: none). */
-static const char SQL_COMPLAINTS[] =
-    "SELECT c.complaint_id, c.version, cv.v, " MS("c.created_at") ", c.category_id, c.priority,"
-    " CASE WHEN cv.v IS NULL THEN 0 WHEN cv.v = c.version THEN c.status"
-    "  ELSE (SELECT h.to_status FROM status_history h WHERE h.complaint_id = c.complaint_id"
-    "   AND h.version <= cv.v ORDER BY h.version DESC LIMIT 1) END,"
-    " CASE WHEN cv.v IS NULL THEN '' WHEN cv.v = c.version THEN coalesce(c.assigned_agent_id, '')"
-    "  ELSE coalesce((SELECT pg_temp.assigned_agent(a.payload) FROM events a"
-    "   WHERE a.complaint_id = c.complaint_id AND a.type = 2 AND a.version <= cv.v"
-    "   ORDER BY a.version DESC LIMIT 1), '') END,"
-    " " DAYNO("e.local_day") " FROM complaints c"
-    " LEFT JOIN verify_cv cv ON cv.complaint_id = c.complaint_id"
-    " LEFT JOIN events e ON e.complaint_id = c.complaint_id AND e.version = 1"
-    " WHERE c.tenant_id = $1";
+static const char SQL_COMPLAINTS[] = "SELECT c.complaint_id, c.version, cv.v, " MS(
+    "c.created_at") ", c.category_id, c.priority,"
+                    " CASE WHEN cv.v IS NULL THEN 0 WHEN cv.v = c.version THEN c.status"
+                    "  ELSE (SELECT h.to_status FROM status_history h WHERE h.complaint_id = "
+                    "c.complaint_id"
+                    "   AND h.version <= cv.v ORDER BY h.version DESC LIMIT 1) END,"
+                    " CASE WHEN cv.v IS NULL THEN '' WHEN cv.v = c.version THEN "
+                    "coalesce(c.assigned_agent_id, '')"
+                    "  ELSE coalesce((SELECT pg_temp.assigned_agent(a.payload) FROM events a"
+                    "   WHERE a.complaint_id = c.complaint_id AND a.type = 2 AND a.version <= cv.v"
+                    "   ORDER BY a.version DESC LIMIT 1), '') END,"
+                    " " DAYNO(
+                        "e.local_day") " FROM complaints c"
+                                       " LEFT JOIN verify_cv cv ON cv.complaint_id = c.complaint_id"
+                                       " LEFT JOIN events e ON e.complaint_id = c.complaint_id AND "
+                                       "e.version = 1"
+                                       " WHERE c.tenant_id = $1";
 enum { C_ID, C_VERSION, C_CV, C_CREATED, C_CAT, C_PRIO, C_STATUS, C_AGENT, C_DAY };
 
 /* Applied versions of complaints the tenant does not have. */
@@ -58,17 +62,23 @@ static const char SQL_UNKNOWN[] =
     " WHERE c.complaint_id = cv.complaint_id AND c.tenant_id = $1) ORDER BY 1";
 
 /* The applied resolutions of the window. */
-static const char SQL_RESOLUTIONS[] =
-    "SELECT " DAYNO("e.local_day") ", c.category_id, c.priority,"
-    " (" MS("h.changed_at") " - " MS("c.created_at") ") / 1000,"
-    " coalesce((SELECT pg_temp.assigned_agent(a.payload) FROM events a"
-    "  WHERE a.complaint_id = h.complaint_id AND a.type = 2 AND a.version < h.version"
-    "  ORDER BY a.version DESC LIMIT 1), '')"
-    " FROM status_history h"
-    " JOIN verify_cv cv ON cv.complaint_id = h.complaint_id AND h.version <= cv.v"
-    " JOIN complaints c ON c.complaint_id = h.complaint_id"
-    " JOIN events e ON e.complaint_id = h.complaint_id AND e.version = h.version"
-    " WHERE h.tenant_id = $1 AND h.to_status = 3 AND e.local_day BETWEEN $2::date AND $3::date";
+static const char SQL_RESOLUTIONS[] = "SELECT " DAYNO(
+    "e.local_day") ", c.category_id, c.priority,"
+                   " (" MS("h.changed_at") " - " MS(
+                       "c.created_at") ") / 1000,"
+                                       " coalesce((SELECT pg_temp.assigned_agent(a.payload) FROM "
+                                       "events a"
+                                       "  WHERE a.complaint_id = h.complaint_id AND a.type = 2 AND "
+                                       "a.version < h.version"
+                                       "  ORDER BY a.version DESC LIMIT 1), '')"
+                                       " FROM status_history h"
+                                       " JOIN verify_cv cv ON cv.complaint_id = h.complaint_id AND "
+                                       "h.version <= cv.v"
+                                       " JOIN complaints c ON c.complaint_id = h.complaint_id"
+                                       " JOIN events e ON e.complaint_id = h.complaint_id AND "
+                                       "e.version = h.version"
+                                       " WHERE h.tenant_id = $1 AND h.to_status = 3 AND "
+                                       "e.local_day BETWEEN $2::date AND $3::date";
 
 /* Reference data: (key, field, value) with key VM_TENANT (4), VM_CATS (5), VM_AGENTS (6). */
 _Static_assert(VM_TENANT == 4 && VM_CATS == 5 && VM_AGENTS == 6, "SQL_REFS names the keys");
@@ -78,9 +88,9 @@ static const char SQL_REFS[] =
     " UNION ALL SELECT 5, category_id, name FROM categories WHERE tenant_id = $1"
     " UNION ALL SELECT 6, agent_id, name FROM agents WHERE tenant_id = $1";
 
-static const char SQL_TENANTS[] =
-    "SELECT tenant_id, " DAYNO("(now() AT TIME ZONE time_zone)::date") " FROM tenants"
-    " WHERE $1 = '' OR tenant_id = $1 ORDER BY 1";
+static const char SQL_TENANTS[] = "SELECT tenant_id, " DAYNO(
+    "(now() AT TIME ZONE time_zone)::date") " FROM tenants"
+                                            " WHERE $1 = '' OR tenant_id = $1 ORDER BY 1";
 
 /* What may be in flight, re-checked after the settle delay. */
 typedef struct pending {
@@ -299,12 +309,9 @@ static void cv_diff(vrun *v, const char *tenant, const char *key, int64_t id, co
 {
     char f[24];
     snprintf(f, sizeof(f), "%" PRId64, id);
-    verify_diff d = { .tenant = tenant,
-                      .view = "cv",
-                      .key = key,
-                      .field = f,
-                      .expected = want,
-                      .found = found };
+    verify_diff d = {
+        .tenant = tenant, .view = "cv", .key = key, .field = f, .expected = want, .found = found
+    };
     emit(v, &d);
 }
 
@@ -318,8 +325,10 @@ static int cv_arrays(vrun *v, const char *tenant, const char *cvkey, const redis
     pgx_array_init(ids, PGX_OID_INT8);
     pgx_array_init(vers, PGX_OID_INT8);
     if (cv->type != REDIS_REPLY_ARRAY) {
-        verify_diff d = { tenant, "cv", cvkey, "", "a hash",
-                          cv->type == REDIS_REPLY_ERROR ? cv->str : "not a hash" };
+        verify_diff d = {
+            tenant, "cv",     cvkey,
+            "",     "a hash", cv->type == REDIS_REPLY_ERROR ? cv->str : "not a hash"
+        };
         emit(v, &d);
         goto out;
     }
@@ -360,13 +369,14 @@ static int tenant_sql(vrun *v, const char *tenant, const verify_model *m, pgx_ar
     if (pgx_exec_sql(v->pg, "BEGIN ISOLATION LEVEL REPEATABLE READ", v->sql_timeout, &r) != 0)
         return pg_fail(v, "BEGIN");
     PQclear(r);
-    if ((rc = sql(v, "CREATE TEMP TABLE verify_cv (complaint_id bigint PRIMARY KEY, v bigint"
-                     " NOT NULL) ON COMMIT DROP",
+    if ((rc = sql(v,
+                  "CREATE TEMP TABLE verify_cv (complaint_id bigint PRIMARY KEY, v bigint"
+                  " NOT NULL) ON COMMIT DROP",
                   0, NULL, NULL, NULL, NULL, &r, "CREATE TEMP TABLE verify_cv")))
         goto out_rollback;
     PQclear(r);
-    if ((rc = sql(v, "INSERT INTO verify_cv SELECT * FROM unnest($1::int8[], $2::int8[])", 2,
-                  types, arr, lens, fmts, &r, "INSERT INTO verify_cv")))
+    if ((rc = sql(v, "INSERT INTO verify_cv SELECT * FROM unnest($1::int8[], $2::int8[])", 2, types,
+                  arr, lens, fmts, &r, "INSERT INTO verify_cv")))
         goto out_rollback;
     PQclear(r);
     if ((rc = sql(v, "ANALYZE verify_cv", 0, NULL, NULL, NULL, NULL, &r, "ANALYZE")))
@@ -467,9 +477,9 @@ static int tenant_run(vrun *v, const char *tenant, int64_t today)
         if (rc)
             goto out_model;
         const redisReply *g = exec->element[0];
-        bool same = g->type == REDIS_REPLY_NIL ? strcmp(gen, "1") == 0
-                                               : g->type == REDIS_REPLY_STRING &&
-                                                     strcmp(g->str, gen) == 0;
+        bool same = g->type == REDIS_REPLY_NIL
+                        ? strcmp(gen, "1") == 0
+                        : g->type == REDIS_REPLY_STRING && strcmp(g->str, gen) == 0;
         if (same)
             break;
         freeReplyObject(exec);

@@ -78,12 +78,12 @@ typedef void (*verify_diff_fn)(const verify_diff *d, void *arg);
 
 typedef struct verify_stats {
     int tenants;
-    int64_t keys;     /* Redis keys compared */
-    int64_t fields;   /* fields and members compared */
-    int64_t diffs;    /* differences reported (persisting ones) */
-    int64_t settled;  /* differences gone after the settle delay (events in flight) */
-    int64_t parked;   /* complaints behind because parked (not drift) */
-    int64_t sql_ms;   /* time in PostgreSQL, Redis, and in all (including the settle wait) */
+    int64_t keys;    /* Redis keys compared */
+    int64_t fields;  /* fields and members compared */
+    int64_t diffs;   /* differences reported (persisting ones) */
+    int64_t settled; /* differences gone after the settle delay (events in flight) */
+    int64_t parked;  /* complaints behind because parked (not drift) */
+    int64_t sql_ms;  /* time in PostgreSQL, Redis, and in all (including the settle wait) */
     int64_t redis_ms;
     int64_t total_ms;
 } verify_stats;

@@ -225,8 +225,7 @@ static size_t day_key(const verify_model *m, int64_t day, int j)
 }
 
 /* DD<kind>, DD<kind>:k:<k>, DD<kind>:p:<p>, DD<kind>:kp:<k>:<p> of d:M, by `by`. */
-static void count4(verify_model *m, size_t key, int dd, char kind, const char *k, int p,
-                   int64_t by)
+static void count4(verify_model *m, size_t key, int dd, char kind, const char *k, int p, int64_t by)
 {
     char f[160];
     snprintf(f, sizeof(f), "%02d:%c", dd, kind);
@@ -364,8 +363,8 @@ static void report(verify_model *m, const vm_key *k, const char *field, const ch
 }
 
 /* Compares one found field (found NULL = absent) with its expectation e (NULL = none). */
-static int64_t compare_field(verify_model *m, const vm_key *k, const char *field,
-                             const vm_entry *e, const char *found, verify_diff_fn fn, void *arg)
+static int64_t compare_field(verify_model *m, const vm_key *k, const char *field, const vm_entry *e,
+                             const char *found, verify_diff_fn fn, void *arg)
 {
     char want[32];
     int64_t v = 0;
@@ -406,7 +405,7 @@ int64_t vm_compare(verify_model *m, size_t i, const redisReply *r, verify_diff_f
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements % 2) {
         char what[160];
         snprintf(what, sizeof(what), "%s",
-                 !r                                 ? "no reply"
+                 !r                                       ? "no reply"
                  : r->type == REDIS_REPLY_ERROR && r->str ? r->str
                                                           : "an unexpected reply");
         report(m, k, "", k->kind == VK_COUNT_ZSET || k->kind == VK_SCORE_ZSET ? "a zset" : "a hash",

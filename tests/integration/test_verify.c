@@ -167,9 +167,17 @@ static void import_history(void)
 {
     char target[32];
     snprintf(target, sizeof(target), "127.0.0.1:%d", S.command.grpc_port);
-    char *argv[] = { TALLY_BIN_DIR "/tally-sim", "seed", "--command", target,
-                     "--tenants", "imp:Australia/Adelaide", "--complaints", "400",
-                     "--days", "50", NULL };
+    char *argv[] = { TALLY_BIN_DIR "/tally-sim",
+                     "seed",
+                     "--command",
+                     target,
+                     "--tenants",
+                     "imp:Australia/Adelaide",
+                     "--complaints",
+                     "400",
+                     "--days",
+                     "50",
+                     NULL };
     proc p;
     cr_assert_eq(proc_spawn(&p, argv, NULL, true), 0, "cannot start tally-sim");
     int rc = proc_wait(&p, 120000);
@@ -290,9 +298,19 @@ static int tally_verify(const char *a1, const char *a2, const char *a3, const ch
 {
     char redis_url[64];
     snprintf(redis_url, sizeof(redis_url), "redis://127.0.0.1:%d/0", S.redis_port);
-    char *argv[] = { TALLY_BIN_DIR "/tally", "verify", "--pg-dsn", S.dsn, "--redis-url",
-                     redis_url, "--settle-ms", "100", (char *)a1, (char *)a2, (char *)a3,
-                     (char *)a4, NULL };
+    char *argv[] = { TALLY_BIN_DIR "/tally",
+                     "verify",
+                     "--pg-dsn",
+                     S.dsn,
+                     "--redis-url",
+                     redis_url,
+                     "--settle-ms",
+                     "100",
+                     (char *)a1,
+                     (char *)a2,
+                     (char *)a3,
+                     (char *)a4,
+                     NULL };
     proc p;
     cr_assert_eq(proc_spawn(&p, argv, NULL, true), 0, "cannot start tally");
     int rc = proc_wait(&p, 120000);

@@ -119,8 +119,10 @@ Test(verify_model, a_resolution_counts_where_the_keyspace_says)
     snprintf(kb, sizeof(kb), "k1:%s", b);
     snprintf(pb, sizeof(pb), "3:%s", b);
     snprintf(kpb, sizeof(kpb), "k1:3:%s", b);
-    const char *d[] = { "07:r", "1", "07:r:k:k1", "1", "07:r:p:3", "1", "07:r:kp:k1:3", "1",
-                        "07:s", "125", "07:s:k:k1", "125", "07:s:p:3", "125", "07:s:kp:k1:3", "125" };
+    const char *d[] = {
+        "07:r", "1",   "07:r:k:k1", "1",   "07:r:p:3", "1",   "07:r:kp:k1:3", "1",
+        "07:s", "125", "07:s:k:k1", "125", "07:s:p:3", "125", "07:s:kp:k1:3", "125"
+    };
     cr_expect_eq(compare(&m, "{t:t}:1:d:2024-05", 8, d, &s), 0, "%s %s %s", s.field[0],
                  s.expected[0], s.found[0]);
     const char *hma[] = { b, "1", "n", "1", "s", "125" };
@@ -196,8 +198,8 @@ Test(verify_model, reference_strings_and_error_replies)
     cr_assert_eq(vm_init(&m, "t", "1", day("2024-05-01"), day("2024-05-31")), 0);
     cr_assert_eq(vm_ref(&m, VM_CATS, "k", "Billing"), 0);
     cr_expect_neq(vm_ref(&m, VM_ST, "k", "x"), 0, "only reference keys");
-    const char *ok[] = { "k", "Billing" }, *bad[] = { "k", "" }, *extra[] = { "k", "Billing",
-                                                                           "z", "Zed" };
+    const char *ok[] = { "k", "Billing" }, *bad[] = { "k", "" },
+               *extra[] = { "k", "Billing", "z", "Zed" };
     cr_expect_eq(compare(&m, "{t:t}:1:cats", 1, ok, &s), 0);
     cr_expect_eq(compare(&m, "{t:t}:1:cats", 1, bad, &s), 1, "an empty name differs");
     cr_expect_eq(compare(&m, "{t:t}:1:cats", 2, extra, &s), 1);
