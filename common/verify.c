@@ -36,7 +36,11 @@ const char VERIFY_SQL_ASSIGNED_AGENT[] =
     "  THEN convert_from(substring(p FROM o + 3 FOR get_byte(p, o + 1)), 'UTF8') ELSE '' END"
     " FROM (SELECT CASE WHEN get_byte(p, 0) = 10 THEN 2 + get_byte(p, 1) ELSE 0 END AS o) x $$";
 
-/* Every complaint of the tenant, with its state as of the applied version cv.v (NULL: none). */
+/*
+ * Every complaint of the tenant, with its state as of the applied version cv.v (NULL: none).
+ * The creation day (of the version-1 event) is looked up only for complaints created within
+ * two days of the window (a margin wider than any time zone): the rest count in no day key.
+ */
 static const char SQL_COMPLAINTS[] = "SELECT c.complaint_id, c.version, cv.v, " MS(
     "c.created_at") ", c.category_id, c.priority,"
                     " CASE WHEN cv.v IS NULL THEN 0 WHEN cv.v = c.version THEN c.status"
@@ -48,11 +52,11 @@ static const char SQL_COMPLAINTS[] = "SELECT c.complaint_id, c.version, cv.v, " 
                     "  ELSE coalesce((SELECT pg_temp.assigned_agent(a.payload) FROM events a"
                     "   WHERE a.complaint_id = c.complaint_id AND a.type = 2 AND a.version <= cv.v"
                     "   ORDER BY a.version DESC LIMIT 1), '') END,"
-                    " " DAYNO(
-                        "e.local_day") " FROM complaints c"
-                                       " LEFT JOIN verify_cv cv ON cv.complaint_id = c.complaint_id"
-                                       " LEFT JOIN events e ON e.complaint_id = c.complaint_id AND "
-                                       "e.version = 1"
+                    " CASE WHEN c.created_at >= $2::date - interval '2 days' THEN (SELECT " DAYNO(
+                        "e.local_day") "  FROM events e WHERE e.complaint_id = c.complaint_id AND "
+                                       "e.version = 1) END"
+                                       " FROM complaints c LEFT JOIN verify_cv cv ON "
+                                       "cv.complaint_id = c.complaint_id"
                                        " WHERE c.tenant_id = $1";
 enum { C_ID, C_VERSION, C_CV, C_CREATED, C_CAT, C_PRIO, C_STATUS, C_AGENT, C_DAY };
 
@@ -61,7 +65,10 @@ static const char SQL_UNKNOWN[] =
     "SELECT cv.complaint_id, cv.v FROM verify_cv cv WHERE NOT EXISTS (SELECT 1 FROM complaints c"
     " WHERE c.complaint_id = cv.complaint_id AND c.tenant_id = $1) ORDER BY 1";
 
-/* The applied resolutions of the window. */
+/*
+ * The applied resolutions of the window. changed_at is the event's occurred_at; the margin of
+ * two days only narrows the rows whose local_day is looked up.
+ */
 static const char SQL_RESOLUTIONS[] = "SELECT " DAYNO(
     "e.local_day") ", c.category_id, c.priority,"
                    " (" MS("h.changed_at") " - " MS(
@@ -358,7 +365,7 @@ static int tenant_sql(vrun *v, const char *tenant, const verify_model *m, pgx_ar
     char first[CIVIL_DAY_LEN], last[CIVIL_DAY_LEN];
     civil_format(m->first, first);
     civil_format(m->last, last);
-    const char *t1[] = { tenant }, *t3[] = { tenant, first, last };
+    const char *t1[] = { tenant }, *t2[] = { tenant, first }, *t3[] = { tenant, first, last };
     const char *arr[] = { (const char *)ids->buf, (const char *)vers->buf };
     const int lens[] = { (int)ids->len, (int)vers->len }, fmts[] = { 1, 1 };
     const Oid types[] = { PGX_OID_INT8_ARRAY, PGX_OID_INT8_ARRAY };
@@ -386,7 +393,7 @@ static int tenant_sql(vrun *v, const char *tenant, const verify_model *m, pgx_ar
                   "CREATE FUNCTION pg_temp.assigned_agent")))
         goto out_rollback;
     PQclear(r);
-    if ((rc = sql(v, SQL_COMPLAINTS, 1, NULL, t1, NULL, NULL, cres, "the complaints")) ||
+    if ((rc = sql(v, SQL_COMPLAINTS, 2, NULL, t2, NULL, NULL, cres, "the complaints")) ||
         (rc = sql(v, SQL_UNKNOWN, 1, NULL, t1, NULL, NULL, unk, "the unknown complaints")) ||
         (rc = sql(v, SQL_RESOLUTIONS, 3, NULL, t3, NULL, NULL, res, "the resolutions")) ||
         (rc = sql(v, SQL_REFS, 1, NULL, t1, NULL, NULL, refs, "the reference data")))
