@@ -8,6 +8,7 @@
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,16 +41,18 @@ void sys_sleep_ms(int ms)
  * Starts a service with the system's storage and free ports, plus the caller's variables; waits
  * until it listens (gRPC when grpc, HTTP always) and, if ready_msg is set, until it logged that.
  */
-static void start_service(sys_system *s, proc *p, const char *path, const char *const *extra,
-                          bool grpc, const char *ready_msg)
+static void start_service_on(sys_system *s, proc *p, const char *path, const char *const *extra,
+                             bool grpc, int grpc_port, const char *ready_msg)
 {
     const char *vars[64];
+    char listen[64];
     size_t n = 0;
     for (size_t i = 0; extra && extra[i] && n < 56; i++)
         vars[n++] = extra[i];
+    snprintf(listen, sizeof(listen), "TALLY_GRPC_LISTEN=127.0.0.1:%d", grpc_port);
     vars[n++] = s->pg_var;
     vars[n++] = s->redis_var;
-    vars[n++] = "TALLY_GRPC_LISTEN=127.0.0.1:0";
+    vars[n++] = listen;
     vars[n++] = "TALLY_HTTP_LISTEN=127.0.0.1:0";
     vars[n] = NULL;
     char *argv[] = { (char *)path, NULL };
@@ -64,6 +67,12 @@ static void start_service(sys_system *s, proc *p, const char *path, const char *
         cr_assert_eq(code, -1, "%s exited %d at start", path, code);
     }
     cr_assert_fail("%s did not start within %d ms", path, START_MS);
+}
+
+static void start_service(sys_system *s, proc *p, const char *path, const char *const *extra,
+                          bool grpc, const char *ready_msg)
+{
+    start_service_on(s, p, path, extra, grpc, 0, ready_msg);
 }
 
 /* SIGTERM, wait, release; the exit code (-1: it had to be killed). */
@@ -172,11 +181,14 @@ static bool redis_answers(int port)
     return ok;
 }
 
-/* One attempt on a free port; false when the server exited (the port was taken meanwhile). */
-static bool redis_try(sys_system *s)
+/*
+ * Starts redis-server on s->redis_port with the system's persistence (none, or an append-only
+ * file; aof false overrides it, for loading an RDB file) and waits until it answers; false when
+ * it exited (the port was taken meanwhile).
+ */
+static bool redis_spawn(sys_system *s, bool aof)
 {
     char port[16], log[96];
-    s->redis_port = proc_free_port();
     snprintf(port, sizeof(port), "%d", s->redis_port);
     snprintf(log, sizeof(log), "%s/redis.log", s->redis_dir);
     s->redis_pid = fork();
@@ -187,10 +199,11 @@ static bool redis_try(sys_system *s)
         dup2(fd, STDOUT_FILENO);
         dup2(fd, STDERR_FILENO);
         execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", s->redis_dir, (char *)NULL);
+               "--appendonly", aof ? "yes" : "no", "--appendfsync", "everysec", "--dir",
+               s->redis_dir, (char *)NULL);
         _exit(127);
     }
-    for (int64_t until = sys_mono_ms() + 10000; sys_mono_ms() < until; sys_sleep_ms(10)) {
+    for (int64_t until = sys_mono_ms() + 30000; sys_mono_ms() < until; sys_sleep_ms(10)) {
         if (redis_answers(s->redis_port))
             return true;
         if (waitpid(s->redis_pid, NULL, WNOHANG) == s->redis_pid) {
@@ -200,6 +213,13 @@ static bool redis_try(sys_system *s)
     }
     cr_assert_fail("redis-server did not answer on port %d (see %s)", s->redis_port, log);
     return false;
+}
+
+/* One attempt on a free port; false when the server exited (the port was taken meanwhile). */
+static bool redis_try(sys_system *s)
+{
+    s->redis_port = proc_free_port();
+    return redis_spawn(s, s->opt.redis_aof);
 }
 
 static void start_redis(sys_system *s)
@@ -223,14 +243,149 @@ void sys_redis_kill(sys_system *s)
     s->redis_pid = 0;
 }
 
+/* The server's reply to one command (asserts it is not an error); caller frees. */
+static redisReply *redis_must(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    cr_assert(r, "Redis: %s", c->errstr);
+    cr_assert_neq(r->type, REDIS_REPLY_ERROR, "Redis %s: %s", fmt, r->str);
+    return r;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", from, to);
+    cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+}
+
+void sys_redis_snapshot(sys_system *s, const char *path)
+{
+    char rdb[128];
+    redisContext *c = sys_redis_connect(s);
+    freeReplyObject(redis_must(c, "SAVE"));
+    redisFree(c);
+    snprintf(rdb, sizeof(rdb), "%s/dump.rdb", s->redis_dir);
+    copy_file(rdb, path);
+}
+
+/* Waits until Redis wrote the base of its append-only file (after CONFIG SET appendonly). */
+static void wait_aof_rewritten(redisContext *c)
+{
+    for (int64_t until = sys_mono_ms() + 60000; sys_mono_ms() < until; sys_sleep_ms(50)) {
+        redisReply *r = redis_must(c, "INFO persistence");
+        bool done = strstr(r->str, "aof_rewrite_in_progress:0") &&
+                    strstr(r->str, "aof_rewrite_scheduled:0") && strstr(r->str, "aof_enabled:1");
+        freeReplyObject(r);
+        if (done)
+            return;
+    }
+    cr_assert_fail("Redis did not write its append-only file within 60 s");
+}
+
+void sys_redis_restart(sys_system *s, const char *snapshot)
+{
+    char cmd[400], rdb[128];
+    redisContext *c =
+        redisConnectWithTimeout("127.0.0.1", s->redis_port, (struct timeval){ .tv_sec = 2 });
+    if (c && !c->err) {
+        redisReply *r = redisCommand(c, "SHUTDOWN NOSAVE"); /* no reply when it worked */
+        if (r)
+            freeReplyObject(r);
+    }
+    if (c)
+        redisFree(c);
+    for (int64_t until = sys_mono_ms() + 5000; sys_mono_ms() < until; sys_sleep_ms(10))
+        if (waitpid(s->redis_pid, NULL, WNOHANG) == s->redis_pid) {
+            s->redis_pid = 0;
+            break;
+        }
+    sys_redis_kill(s);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s/appendonlydir' '%s/dump.rdb'", s->redis_dir,
+             s->redis_dir);
+    cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+    if (snapshot) {
+        snprintf(rdb, sizeof(rdb), "%s/dump.rdb", s->redis_dir);
+        copy_file(snapshot, rdb);
+    }
+    bool up = false;
+    for (int i = 0; i < 50 && !up; i++) { /* the port is ours; a moment's retry at most */
+        up = redis_spawn(s, s->opt.redis_aof && !snapshot);
+        if (!up)
+            sys_sleep_ms(100);
+    }
+    cr_assert(up, "redis-server would not start again on port %d (see %s/redis.log)", s->redis_port,
+              s->redis_dir);
+    if (snapshot && s->opt.redis_aof) {
+        c = sys_redis_connect(s);
+        freeReplyObject(redis_must(c, "CONFIG SET appendonly yes"));
+        wait_aof_rewritten(c);
+        redisFree(c);
+    }
+}
+
+/* ---- replicas ------------------------------------------------------------------------------ */
+
+int sys_replicas(const sys_system *s, sys_service k)
+{
+    return k == SYS_COMMAND ? s->ncommands : s->nprojectors;
+}
+
+/* Replica i's process and its "running" flag. */
+static proc *replica(sys_system *s, sys_service k, int i, bool **on)
+{
+    cr_assert(i >= 0 && i < sys_replicas(s, k), "no replica %d", i);
+    if (k == SYS_COMMAND) {
+        *on = i ? &s->command_more_on[i - 1] : &s->command_on;
+        return i ? &s->command_more[i - 1] : &s->command;
+    }
+    *on = i ? &s->projector_more_on[i - 1] : &s->projector_on;
+    return i ? &s->projector_more[i - 1] : &s->projector;
+}
+
+proc *sys_replica(sys_system *s, sys_service k, int i)
+{
+    bool *on;
+    proc *p = replica(s, k, i, &on);
+    return *on ? p : NULL;
+}
+
+void sys_replica_start(sys_system *s, sys_service k, int i)
+{
+    bool *on;
+    proc *p = replica(s, k, i, &on);
+    cr_assert(!*on, "replica %d runs already", i);
+    if (k == SYS_COMMAND) {
+        start_service_on(s, p, COMMAND_SVC_PATH, s->opt.command_env, true, s->command_ports[i],
+                         NULL);
+        s->command_ports[i] = p->grpc_port;
+    } else {
+        start_service(s, p, PROJECTOR_PATH, s->opt.projector_env, false,
+                      "\"msg\":\"projector consuming\"");
+    }
+    *on = true;
+}
+
+void sys_replica_kill(sys_system *s, sys_service k, int i)
+{
+    bool *on;
+    proc *p = replica(s, k, i, &on);
+    if (!*on)
+        return;
+    *on = false;
+    proc_stop(p, SIGKILL, STOP_MS);
+    proc_release(p);
+}
+
 /* ---- the system ---------------------------------------------------------------------------- */
 
 void sys_projector_start(sys_system *s)
 {
     cr_assert(!s->projector_on, "the projector runs already");
-    start_service(s, &s->projector, PROJECTOR_PATH, s->opt.projector_env, false,
-                  "\"msg\":\"projector consuming\"");
-    s->projector_on = true;
+    sys_replica_start(s, SYS_PROJECTOR, 0);
 }
 
 void sys_projector_stop(sys_system *s)
@@ -259,12 +414,17 @@ void sys_start(sys_system *s, const sys_options *opt)
     memset(s, 0, sizeof(*s));
     if (opt)
         s->opt = *opt;
+    s->ncommands = s->opt.commands > 0 ? s->opt.commands : 1;
+    s->nprojectors = s->opt.projectors > 0 ? s->opt.projectors : 1;
+    cr_assert(s->ncommands <= SYS_REPLICAS_MAX && s->nprojectors <= SYS_REPLICAS_MAX,
+              "at most %d replicas", SYS_REPLICAS_MAX);
     create_database(s);
     migrate(s);
     start_redis(s);
-    start_service(s, &s->command, COMMAND_SVC_PATH, s->opt.command_env, true, NULL);
-    s->command_on = true;
-    sys_projector_start(s);
+    for (int i = 0; i < s->ncommands; i++)
+        sys_replica_start(s, SYS_COMMAND, i);
+    for (int i = 0; i < s->nprojectors; i++)
+        sys_replica_start(s, SYS_PROJECTOR, i);
     start_service(s, &s->query, QUERY_SVC_PATH, s->opt.query_env, true, NULL);
     s->query_on = true;
     s->cmd = gc_new_port(s->command.grpc_port);
@@ -285,7 +445,15 @@ void sys_stop(sys_system *s)
     s->pg = NULL;
     int rq = stop_service(&s->query, &s->query_on);
     int rp = stop_service(&s->projector, &s->projector_on);
+    for (int i = 0; i + 1 < s->nprojectors; i++) {
+        int r = stop_service(&s->projector_more[i], &s->projector_more_on[i]);
+        rp = rp ? rp : r;
+    }
     int rc = stop_service(&s->command, &s->command_on);
+    for (int i = 0; i + 1 < s->ncommands; i++) {
+        int r = stop_service(&s->command_more[i], &s->command_more_on[i]);
+        rc = rc ? rc : r;
+    }
     sys_redis_kill(s);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->redis_dir);
     if (s->redis_dir[0] && system(cmd) != 0)

@@ -15,6 +15,12 @@
  * caller's extra variables. sys_stop() stops the services with SIGTERM and expects each to exit
  * 0 (under ASan a leak shows as a non-zero exit), kills Redis, and drops the database.
  *
+ * Options for the fault tests (tests/chaos): several replicas of command-svc (so that the relay's
+ * leadership can move) and of the projector (sharing the consumer group), each of which can be
+ * killed and started again (a command-svc replica comes back on its gRPC port, so clients keep
+ * their target); and a Redis with an append-only file, which can be restarted empty or from an
+ * older snapshot on the same port (the services keep their URL).
+ *
  * Functions assert (Criterion) instead of returning errors. A system is used by one thread.
  */
 #ifndef TALLY_TEST_SYSTEM_H
@@ -29,12 +35,22 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#define SYS_REPLICAS_MAX 4
+
 typedef struct sys_options {
     /* "KEY=value" strings ended by NULL, or NULL, for each service. */
     const char *const *command_env;
     const char *const *projector_env;
     const char *const *query_env;
+    /* Replicas of command-svc and of the projector: 0 means 1, at most SYS_REPLICAS_MAX. */
+    int commands, projectors;
+    /* Redis persists with an append-only file (appendonly yes, appendfsync everysec) instead of
+     * not at all. */
+    bool redis_aof;
 } sys_options;
+
+/* The replicated services. */
+typedef enum sys_service { SYS_COMMAND, SYS_PROJECTOR } sys_service;
 
 typedef struct sys_system {
     char db[64];   /* the database's name */
@@ -45,8 +61,14 @@ typedef struct sys_system {
     pid_t redis_pid;
     char redis_dir[64];
     sys_options opt;
-    proc command, projector, query;
+    proc command, projector, query; /* command and projector: replica 0 */
     bool command_on, projector_on, query_on;
+    /* Replicas 1.. (sys_options.commands, .projectors); command_ports[i] is replica i's gRPC
+     * port, kept when it is started again. */
+    int ncommands, nprojectors;
+    proc command_more[SYS_REPLICAS_MAX - 1], projector_more[SYS_REPLICAS_MAX - 1];
+    bool command_more_on[SYS_REPLICAS_MAX - 1], projector_more_on[SYS_REPLICAS_MAX - 1];
+    int command_ports[SYS_REPLICAS_MAX];
     gc_client *cmd; /* to command-svc */
     gc_client *q;   /* to query-svc */
     PGconn *pg;     /* to the system's database */
@@ -78,6 +100,34 @@ redisContext *sys_redis_connect(sys_system *s);
 
 /* Kills redis-server (SIGKILL) and waits for it. */
 void sys_redis_kill(sys_system *s);
+
+/*
+ * Saves Redis's data (SAVE) and copies the RDB file to path: a snapshot to start Redis from
+ * later with sys_redis_restart.
+ */
+void sys_redis_snapshot(sys_system *s, const char *path);
+
+/*
+ * Stops Redis without saving (SHUTDOWN NOSAVE, else SIGKILL), deletes its data (RDB and
+ * append-only files) and starts it again on the same port: empty when snapshot is NULL, else
+ * with the data of that file (sys_redis_snapshot). Redis 7.0 with appendonly yes ignores an RDB
+ * file when it finds no append-only file (it starts empty and writes a new one), so a snapshot
+ * is loaded with appendonly no, and the append-only file is then turned on (CONFIG SET
+ * appendonly yes, which writes its base from the loaded data) when the system uses one.
+ */
+void sys_redis_restart(sys_system *s, const char *snapshot);
+
+/* The number of replicas of k. */
+int sys_replicas(const sys_system *s, sys_service k);
+
+/* Replica i of k while it runs (borrowed until it is stopped or killed), else NULL. */
+proc *sys_replica(sys_system *s, sys_service k, int i);
+
+/* Starts replica i of k (again: a command-svc replica on its former gRPC port). */
+void sys_replica_start(sys_system *s, sys_service k, int i);
+
+/* Kills replica i of k with SIGKILL, waits for it and releases it (also when it is stopped). */
+void sys_replica_kill(sys_system *s, sys_service k, int i);
 
 /* Monotonic milliseconds, and a sleep. */
 int64_t sys_mono_ms(void);
