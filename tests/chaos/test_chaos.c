@@ -334,14 +334,22 @@ Test(chaos, scenario)
         say("chaos %7.1f s  settled in %.1f s\n", (double)(sys_mono_ms() - t_start) / 1000,
             (double)st.ms / 1000);
 
-    /* the checks */
-    int64_t lost_pg = traffic_check_postgres(t, s.pg, stdout);
-    if (lost_pg != 0)
-        fail("%" PRId64 " OK'd command(s) not in PostgreSQL", lost_pg);
+    /* the checks (what they print is said once they are done) */
+    char *details = NULL;
+    size_t details_len = 0;
+    FILE *out = open_memstream(&details, &details_len);
+    cr_assert(out, "open_memstream");
+    int64_t lost_pg = traffic_check_postgres(t, s.pg, out);
     redisContext *rc = sys_redis_connect(&s);
     int64_t parked_behind = 0;
-    int64_t lost_rm = traffic_check_read_model(t, rc, stdout, &parked_behind);
+    int64_t lost_rm = traffic_check_read_model(t, rc, out, &parked_behind);
     redisFree(rc);
+    fclose(out);
+    if (details_len)
+        say("%s", details);
+    free(details);
+    if (lost_pg != 0)
+        fail("%" PRId64 " OK'd command(s) not in PostgreSQL", lost_pg);
     if (lost_rm != 0)
         fail("%" PRId64 " OK'd complaint version(s) not applied to the read model (%" PRId64
              " of them parked)",
