@@ -21,10 +21,11 @@
  *      leader was found each time), and the pipeline settled within its bound.
  *
  * Parameters come from the environment (tests/chaos/run sets them): TALLY_CHAOS_MINUTES (of
- * traffic, default 2), TALLY_CHAOS_SEED (default: from the clock; printed either way, the same
- * seed gives the same schedule of faults and the same commands), TALLY_CHAOS_REPORT (a file
- * that also receives the summary). Waits are for conditions, with generous bounds; a watchdog
- * (alarm) ends a run that would hang.
+ * traffic, default 2), TALLY_CHAOS_SEED (default: from the clock; printed either way: the same
+ * seed gives the same schedule of faults; the traffic draws from it too, but how it interleaves
+ * with the faults depends on timing), TALLY_CHAOS_REPORT (a file that also receives the
+ * summary). Waits are for conditions, with generous bounds; a watchdog (alarm) ends a run that
+ * would hang.
  */
 #include "faults.h"
 #include "system.h"
