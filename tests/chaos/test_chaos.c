@@ -367,8 +367,8 @@ Test(chaos, scenario)
         else if (v != 0)
             verify_failed++;
         if (v)
-            fail("tally verify --tenant %s exited %d (%s)", w->tenants[i].id, v,
-                 v == 1 ? "drift" : "could not run");
+            fail("tally verify --tenant %s exited %d (%s; its lines are in the log)",
+                 w->tenants[i].id, v, v == 1 ? "drift" : "could not run");
     }
     if (ts.unexpected)
         fail("%" PRId64 " call(s) got an unexpected status; the first: %s", ts.unexpected,

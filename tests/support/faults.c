@@ -105,7 +105,10 @@ void fault_redis_oom(sys_system *s, int hold_ms, FILE *out)
     cr_assert(u, "INFO memory has no used_memory");
     long long used = atoll(u + strlen("used_memory:"));
     freeReplyObject(r);
-    freeReplyObject(redisCommand(c, "CONFIG SET maxmemory %lld", used));
+    r = redisCommand(c, "CONFIG SET maxmemory %lld", used);
+    cr_assert(r && r->type != REDIS_REPLY_ERROR, "CONFIG SET maxmemory: %s",
+              r ? r->str : c->errstr);
+    freeReplyObject(r);
     sys_sleep_ms(hold_ms);
     freeReplyObject(must(c, "CONFIG SET maxmemory 0"));
     redisFree(c);
