@@ -961,24 +961,44 @@ static const redisReply *field_of(const redisReply *r, const char *name)
     return NULL;
 }
 
-bool ev_group_idle(redisContext *c, const char *stream)
+int ev_group_state(redisContext *c, const char *stream, int64_t *pending, int64_t *undelivered)
 {
     redisReply *s = redisCommand(c, "XINFO STREAM %s", stream);
-    redisReply *g = s ? redisCommand(c, "XINFO GROUPS %s", stream) : NULL;
+    redisReply *g =
+        s && s->type == REDIS_REPLY_ARRAY ? redisCommand(c, "XINFO GROUPS %s", stream) : NULL;
     const redisReply *last = field_of(s, "last-generated-id");
-    bool idle = false;
+    int rc = -1;
+    *pending = *undelivered = 0;
+    if (s && s->type == REDIS_REPLY_ERROR && strstr(s->str, "no such key"))
+        rc = 1;
     for (size_t i = 0; last && g && g->type == REDIS_REPLY_ARRAY && i < g->elements; i++) {
         const redisReply *name = field_of(g->element[i], "name");
-        const redisReply *pending = field_of(g->element[i], "pending");
+        const redisReply *pend = field_of(g->element[i], "pending");
+        const redisReply *lag = field_of(g->element[i], "lag");
         const redisReply *delivered = field_of(g->element[i], "last-delivered-id");
-        if (name && !strcmp(name->str, "projector") && pending && delivered)
-            idle = pending->integer == 0 && !strcmp(delivered->str, last->str);
+        if (!name || strcmp(name->str, "projector") != 0 || !pend || !delivered)
+            continue;
+        rc = 0;
+        *pending = pend->integer;
+        /* at the stream's end, or behind by lag (unknown after deletions: at least 1) */
+        if (strcmp(delivered->str, last->str) == 0)
+            *undelivered = 0;
+        else
+            *undelivered =
+                lag && lag->type == REDIS_REPLY_INTEGER && lag->integer > 0 ? lag->integer : 1;
     }
     if (s)
         freeReplyObject(s);
     if (g)
         freeReplyObject(g);
-    return idle;
+    return rc;
+}
+
+bool ev_group_idle(redisContext *c, const char *stream)
+{
+    int64_t pending, undelivered;
+    return ev_group_state(c, stream, &pending, &undelivered) == 0 && pending == 0 &&
+           undelivered == 0;
 }
 
 int ev_wait_applied(int redis_port, const ev_model *m, int timeout_ms)

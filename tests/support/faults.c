@@ -1,6 +1,8 @@
 /* faults: failures injected into a running system, and the settling after them. See faults.h. */
 #include "faults.h"
 
+#include "events.h"
+
 #include <criterion/criterion.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
@@ -141,48 +143,6 @@ void fault_redis_rollback(sys_system *s, const char *snapshot, FILE *out)
 
 /* ---- settling ------------------------------------------------------------------------------ */
 
-static const redisReply *field(const redisReply *map, const char *name)
-{
-    for (size_t i = 0; map && map->type == REDIS_REPLY_ARRAY && i + 1 < map->elements; i += 2)
-        if (map->element[i]->type == REDIS_REPLY_STRING && strcmp(map->element[i]->str, name) == 0)
-            return map->element[i + 1];
-    return NULL;
-}
-
-/* Pending and undelivered entries of group projector on stream p (0 when it has none). */
-static void group_state(redisContext *c, int p, int64_t *pending, int64_t *undelivered)
-{
-    redisReply *g = redisCommand(c, "XINFO GROUPS tally:events:%d", p);
-    redisReply *st = redisCommand(c, "XINFO STREAM tally:events:%d", p);
-    if (g && g->type == REDIS_REPLY_ARRAY && st && st->type == REDIS_REPLY_ARRAY) {
-        const redisReply *last = field(st, "last-generated-id");
-        bool found = false;
-        for (size_t i = 0; i < g->elements; i++) {
-            const redisReply *grp = g->element[i], *name = field(grp, "name");
-            if (!name || name->type != REDIS_REPLY_STRING || strcmp(name->str, "projector") != 0)
-                continue;
-            found = true;
-            const redisReply *pend = field(grp, "pending"), *lag = field(grp, "lag"),
-                             *delivered = field(grp, "last-delivered-id");
-            *pending += pend && pend->type == REDIS_REPLY_INTEGER ? pend->integer : 1;
-            if (lag && lag->type == REDIS_REPLY_INTEGER)
-                *undelivered += lag->integer;
-            else /* lag unknown (after deletions): compare the ids */
-                *undelivered += !(last && delivered && last->type == REDIS_REPLY_STRING &&
-                                  delivered->type == REDIS_REPLY_STRING &&
-                                  strcmp(last->str, delivered->str) == 0);
-        }
-        if (!found) /* the stream exists but the group does not (yet) */
-            *undelivered += 1;
-    } else if (!(g && g->type == REDIS_REPLY_ERROR && strstr(g->str, "no such key"))) {
-        *undelivered += 1; /* Redis not answering: not settled */
-    }
-    if (g)
-        freeReplyObject(g);
-    if (st)
-        freeReplyObject(st);
-}
-
 static bool settled_once(sys_system *s, int partitions, fault_settled *f)
 {
     f->unpublished = f->pending = f->undelivered = 0;
@@ -205,8 +165,15 @@ static bool settled_once(sys_system *s, int partitions, fault_settled *f)
         f->undelivered = 1;
         return false;
     }
-    for (int p = 0; p < partitions; p++)
-        group_state(c, p, &f->pending, &f->undelivered);
+    for (int p = 0; p < partitions; p++) {
+        char stream[32];
+        int64_t pending, undelivered;
+        snprintf(stream, sizeof(stream), "tally:events:%d", p);
+        if (ev_group_state(c, stream, &pending, &undelivered) < 0)
+            undelivered = 1; /* no group yet, or Redis failing: not settled */
+        f->pending += pending;
+        f->undelivered += undelivered;
+    }
     redisReply *e = redisCommand(c, "EXISTS tally:repair tally:repair:request");
     f->repairing = !e || e->type != REDIS_REPLY_INTEGER || e->integer != 0;
     if (e)
