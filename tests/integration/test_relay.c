@@ -347,6 +347,10 @@ static bool decode(const redisReply *entry, const char *tenant, ev *out)
 {
     const redisReply *fields = entry->element[1];
     cr_assert_eq(fields->elements, 2, "one field per entry");
+    if (strcmp(fields->element[0]->str, "w") == 0) {
+        cr_assert_gt(atoll(fields->element[1]->str), 0, "a watermark is Unix ms");
+        return false; /* a watermark entry: no event */
+    }
     cr_assert_str_eq(fields->element[0]->str, "e");
     Tally__V1__EventEnvelope *env = tally__v1__event_envelope__unpack(
         NULL, fields->element[1]->len, (const uint8_t *)fields->element[1]->str);
@@ -1191,4 +1195,64 @@ Test(relay, an_unpackable_row_holds_back_its_complaint)
     gc_free(c);
     svc_stop_clean(0);
     free(seen.v);
+}
+
+/* tally:wm's field of partition 0 (0 while absent). */
+static long long watermark(redisContext *c)
+{
+    redisReply *r = rcmd(c, "HGET tally:wm 0");
+    long long w = r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+    freeReplyObject(r);
+    return w;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Watermark entries: once tally:wm passes a time taken after a command returned, that command's
+ * events are in the read model; on an idle system the watermark keeps advancing; a watermark
+ * entry follows the events committed before its time on the stream.
+ */
+Test(relay, the_watermark_passes_every_event_committed_before_it)
+{
+    char tenant[32];
+    const char *env[] = { "TALLY_RELAY_POLL_MS=200", NULL };
+    proc pj;
+    svc_start(0, env);
+    projector_start(&pj);
+    gc_client *c = gc_new_port(fx.svc[0].grpc_port);
+    fx_seed_tenant(c, fx_tenant(tenant, sizeof(tenant)), "UTC");
+    lifecycles(c, tenant, "wm", 5);
+    int64_t committed = wall_ms(); /* every event above committed before this */
+    redisContext *rc = redis_open();
+    for (int64_t end = mono_ms() + WAIT_MS; mono_ms() < end && watermark(rc) < committed;)
+        sleep_ms(50);
+    cr_assert_geq(watermark(rc), committed, "the watermark passes the commits");
+    char diff[512];
+    cr_assert_eq(model_diff(rc, tenant, diff, sizeof(diff)), 0, "complete up to it: %s", diff);
+
+    /* Idle: it keeps moving. */
+    int64_t later = wall_ms() + 1000;
+    for (int64_t end = mono_ms() + WAIT_MS; mono_ms() < end && watermark(rc) < later;)
+        sleep_ms(50);
+    cr_assert_geq(watermark(rc), later, "an idle system's watermark advances");
+
+    /* On the stream: the last event entry comes before a watermark entry later than its commit. */
+    redisReply *r = rcmd(rc, "XREVRANGE tally:events:0 + - COUNT 1000");
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+    bool wm_seen = false;
+    for (size_t i = 0; i < r->elements && !wm_seen; i++)
+        wm_seen = strcmp(r->element[i]->element[1]->element[0]->str, "w") == 0;
+    cr_assert(wm_seen, "watermark entries are on the stream");
+    freeReplyObject(r);
+    cr_assert_eq(xlen(rc, "tally:dead:0"), 0, "watermark entries are not parked");
+    redisFree(rc);
+    projector_stop(&pj);
+    gc_free(c);
+    svc_stop_clean(0);
 }
