@@ -2,7 +2,12 @@
  * The outbox relay of command-svc against real servers: every committed event reaches the
  * stream (in version order per complaint, with the envelope the row describes), across kill -9
  * of the service, a Redis outage, a takeover between two replicas, and rows that commit out of
- * seq order.
+ * seq order. Issue 8 (review of the pipeline, #2-#7): a stream is never trimmed unread (the
+ * rest waits in PostgreSQL), a Redis that lost data is repaired (an older snapshot, FLUSHALL),
+ * the relay never wedges (a slow backlog count, a leader cut off from Redis, an orphaned
+ * leader session; faults from tests/support/proxy), an unpackable row holds back its complaint,
+ * and watermark entries. The read model is compared with PostgreSQL (model_diff: the tenant's
+ * name, every complaint's applied version, the status counts) with the projector running.
  *
  * Isolation: the relay's leadership is a PostgreSQL advisory lock, which is per database, and
  * other test binaries run command-svc against the stack's database at the same time. So each
