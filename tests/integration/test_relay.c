@@ -24,6 +24,7 @@
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <criterion/logging.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
@@ -917,8 +918,10 @@ Test(relay, an_unread_stream_is_never_trimmed_and_the_rest_waits_in_postgres, .t
     cr_assert_eq(metric_line(&fx.svc[0], "tally_relay_stream_length{partition=\"0\"}"),
                  xlen(rc, "tally:events:0"));
 
+    int64_t t0 = mono_ms();
     projector_start(&pj);
     expect_model(tenant, 60000);
+    cr_log_info("caught up %lld ms after the projector started", (long long)(mono_ms() - t0));
     wait_all_marked();
     cr_assert_eq(xlen(rc, "tally:dead:0"), 0, "nothing parked");
     redisFree(rc);
@@ -984,10 +987,13 @@ Test(relay, a_redis_restored_from_an_older_snapshot_is_repaired, .timeout = 150)
     waitpid(fx.redis_pid, NULL, 0);
     fx.redis_pid = 0;
     redis_start(); /* loads the snapshot */
+    int64_t t0 = mono_ms();
 
     close_all(c, tenant, "lost", 5);
     close_all(c, tenant, "saved", 5);
     expect_model(tenant, 60000);
+    cr_log_info("the read model equals PostgreSQL %lld ms after the restart",
+                (long long)(mono_ms() - t0));
     rc = redis_open();
     for (int64_t end = mono_ms() + WAIT_MS; mono_ms() < end && rexists(rc, "tally:repair");)
         sleep_ms(100);
@@ -1064,6 +1070,7 @@ Test(relay, a_slow_backlog_count_never_holds_back_events)
     memset(&seen, 0, sizeof(seen));
     cr_assert_eq(expect_published_after(tenant, seeded, &seen), 4);
     cr_assert_lt(mono_ms() - t0, 10000, "the events waited for the count");
+    cr_log_info("published %lld ms after the commands", (long long)(mono_ms() - t0));
     gc_free(c);
     svc_stop_clean(0);
     proxy_stop(&px);
@@ -1095,10 +1102,13 @@ Test(relay, a_leader_that_cannot_reach_redis_hands_over_to_the_standby)
     int64_t seeded = max_seq(&seen);
 
     proxy_stall(&px[0]);
+    int64_t t0 = mono_ms();
     lifecycles(c, tenant, "stranded", 1);
     free(seen.v);
     memset(&seen, 0, sizeof(seen));
     cr_assert_eq(expect_published_after(tenant, seeded, &seen), 4);
+    cr_log_info("published through the standby %lld ms after the leader lost Redis",
+                (long long)(mono_ms() - t0));
     wait_leader(1);
     cr_assert(proc_log_has(&fx.svc[0], "relay: giving up the leadership"));
     gc_free(c);
@@ -1125,7 +1135,10 @@ Test(relay, an_orphaned_leader_session_frees_the_lock)
     svc_start(1, env1);
     wait_leader(0);
     proxy_stall(&px);
+    int64_t t0 = mono_ms();
     wait_leader(1);
+    cr_log_info("the standby led %lld ms after the leader's connection went silent",
+                (long long)(mono_ms() - t0));
     svc_kill(0);
     proxy_stop(&px);
 }
