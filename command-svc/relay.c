@@ -482,6 +482,47 @@ static void count_backlog(relay *r)
     r->count_at_ms = now_mono_ms() + BACKLOG_EVERY_MS;
 }
 
+/*
+ * After a pass that drained the backlog: XADDs to every partition a watermark entry, field w
+ * = at_ms (the wall clock just before the pass's SELECT: every row committed before it was
+ * visible to that SELECT, so it is at an earlier position of its stream now). At most every
+ * WATERMARK_MIN_MS. 0, or -1 with the failure reported.
+ */
+static int watermark(relay *r, int64_t at_ms)
+{
+    char w[24];
+    int rc = 0;
+    if (now_mono_ms() - r->watermark_at_ms < WATERMARK_MIN_MS)
+        return 0;
+    redisContext *ctx = kv_ctx(r->kv);
+    snprintf(w, sizeof(w), "%lld", (long long)at_ms);
+    for (int p = 0; p < r->conf.partitions; p++) {
+        char key[48];
+        relay_stream_key(p, key, sizeof(key));
+        redisAppendCommand(ctx, "XADD %s * w %s", key, w);
+    }
+    for (int p = 0; p < r->conf.partitions; p++) {
+        redisReply *rep = NULL;
+        if (redisGetReply(ctx, (void **)&rep) != REDIS_OK || !rep) {
+            relay_redis_failed(r, ctx->errstr[0] ? ctx->errstr : "connection lost");
+            kv_reset(r->kv);
+            return -1;
+        }
+        if (rep->type == REDIS_REPLY_STRING)
+            snprintf(r->last_id[p], RELAY_ID_MAX, "%s", rep->str);
+        else if (rc == 0 && rep->type == REDIS_REPLY_ERROR) {
+            char error[256];
+            snprintf(error, sizeof(error), "XADD (watermark): %s", rep->str);
+            relay_redis_failed(r, error);
+            rc = -1;
+        }
+        freeReplyObject(rep);
+    }
+    if (rc == 0)
+        r->watermark_at_ms = now_mono_ms();
+    return rc;
+}
+
 /* Publishes the oldest unpublished rows and marks them. */
 static enum outcome publish(relay *r)
 {
@@ -494,6 +535,7 @@ static enum outcome publish(relay *r)
     }
     snprintf(limit, sizeof(limit), "%d", r->conf.batch);
     const char *values[] = { limit };
+    int64_t selected_at_ms = now_wall_ms(); /* before the SELECT's snapshot */
     if (pgx_exec(r->pg, S_SELECT, 1, values, NULL, NULL, RELAY_PG_WAIT_MS, &res) != 0)
         return relay_leader_pg_error(r, "reading unpublished events");
     pg_ok(r);
@@ -514,12 +556,17 @@ static enum outcome publish(relay *r)
         return O_MORE; /* select again: the un-marked rows come first */
     }
 
+    /* Backpressure: room is what every stream can still take below maxlen. */
     int rows = PQntuples(res), room = rows, ok = 0, unpublishable = 0;
-    for (int p = 0; p < r->conf.partitions; p++)
-        if (r->conf.maxlen - r->xlen[p] < room)
-            room = (int)(r->conf.maxlen - r->xlen[p] > 0 ? r->conf.maxlen - r->xlen[p] : 0);
-    metrics_set(r->m_backpressure, room < rows || (rows == 0 && room == 0));
-    if (room > 0) {
+    bool full = false;
+    for (int p = 0; p < r->conf.partitions; p++) {
+        long long left = r->conf.maxlen - r->xlen[p];
+        full |= left <= 0;
+        if (left < room)
+            room = left > 0 ? (int)left : 0;
+    }
+    metrics_set(r->m_backpressure, full || room < rows);
+    if (!full) {
         int64_t id = now_wall_us();
         if (id <= r->last_pass_us)
             id = r->last_pass_us + 1;
@@ -540,6 +587,11 @@ static enum outcome publish(relay *r)
             PQclear(res);
             relay_redis_failed(r, error);
             return out == O_LOST ? O_LOST : redis_pass_failed(r);
+        }
+        if (rows < r->conf.batch && room == rows && ok == rows && out != O_LOST &&
+            watermark(r, selected_at_ms) != 0) {
+            PQclear(res);
+            return redis_pass_failed(r);
         }
     }
     PQclear(res);

@@ -253,27 +253,36 @@ int relay_check_redis(relay *r)
 
 /* ---- repairing ----------------------------------------------------------------------------- */
 
-/* Writes tally:repair afresh (state republishing, no targets yet). 0 or -1. */
-static int announce(relay *r)
+/*
+ * Before the un-marking (unmarked false): writes tally:repair afresh (state republishing, no
+ * targets yet), so that readers know at once. After it: records the rows, and sets
+ * tally:relay:pos to the detection's bound, which is true again now (what was marked up to
+ * it is either in this Redis or unpublished). 0 or -1.
+ */
+static int announce(relay *r, bool unmarked)
 {
     redisContext *ctx = kv_ctx(r->kv);
-    redisReply *rep[5];
+    redisReply *rep[4];
     int rc = 0;
     redisAppendCommand(ctx, "MULTI");
-    redisAppendCommand(ctx, "DEL " RELAY_REPAIR_KEY);
-    redisAppendCommand(ctx,
-                       "HSET " RELAY_REPAIR_KEY " since_us %lld reason %s started_ms %lld"
-                       " rows %lld state republishing",
-                       (long long)r->rep.since_us, reason_names[r->rep.reason],
-                       (long long)r->rep.started_ms, (long long)r->rep.rows);
-    redisAppendCommand(ctx, "SET " RELAY_POS_KEY " %lld", (long long)r->rep.bound_us);
+    if (!unmarked) {
+        redisAppendCommand(ctx, "DEL " RELAY_REPAIR_KEY);
+        redisAppendCommand(ctx,
+                           "HSET " RELAY_REPAIR_KEY " since_us %lld reason %s started_ms %lld"
+                           " rows 0 state republishing",
+                           (long long)r->rep.since_us, reason_names[r->rep.reason],
+                           (long long)r->rep.started_ms);
+    } else {
+        redisAppendCommand(ctx, "HSET " RELAY_REPAIR_KEY " rows %lld", (long long)r->rep.rows);
+        redisAppendCommand(ctx, "SET " RELAY_POS_KEY " %lld", (long long)r->rep.bound_us);
+    }
     redisAppendCommand(ctx, "EXEC");
-    if (replies(r, 5, rep) != 0)
+    if (replies(r, 4, rep) != 0)
         return -1;
-    if (rep[4]->type != REDIS_REPLY_ARRAY)
+    if (rep[3]->type != REDIS_REPLY_ARRAY)
         rc = reply_failed(r, "announcing the repair",
-                          rep[4]->type == REDIS_REPLY_ERROR ? rep[4] : rep[0]);
-    free_replies(rep, 5);
+                          rep[3]->type == REDIS_REPLY_ERROR ? rep[3] : rep[0]);
+    free_replies(rep, 4);
     return rc;
 }
 
@@ -289,6 +298,10 @@ int relay_repair_unmark(relay *r, enum outcome *out)
     }
     r->rep.max_seq = pgx_int(res, 0, 0);
     PQclear(res);
+    if (announce(r, false) != 0) {
+        *out = O_REDIS_DOWN;
+        return -1;
+    }
     snprintf(since, sizeof(since), "%lld", (long long)r->rep.since_us);
     snprintf(bound, sizeof(bound), "%lld", (long long)r->rep.bound_us);
     const char *values[] = { since, bound, UNMARK_CHUNK };
@@ -304,7 +317,7 @@ int relay_repair_unmark(relay *r, enum outcome *out)
             break;
     }
     /* Rows marked up to bound are now either in Redis (up to since) or unpublished. */
-    if (announce(r) != 0) {
+    if (announce(r, true) != 0) {
         *out = O_REDIS_DOWN;
         return -1;
     }
