@@ -218,17 +218,9 @@ static int64_t sql_int(const char *q)
     return v;
 }
 
-/* Until every event is published and the projector's group has applied all of them. */
 static void wait_idle(void)
 {
-    redisContext *c = redis();
-    int64_t until = sys_mono_ms() + IDLE_MS;
-    while (sql_int("SELECT count(*) FROM events WHERE published_at IS NULL") > 0 ||
-           !ev_group_idle(c, EV_STREAM)) {
-        cr_assert_lt(sys_mono_ms(), until, "the pipeline did not drain");
-        sys_sleep_ms(20);
-    }
-    redisFree(c);
+    sys_wait_idle(&S, IDLE_MS);
 }
 
 typedef struct found_diff {

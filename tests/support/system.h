@@ -69,6 +69,13 @@ void sys_projector_start(sys_system *s);
 /* Kills redis-server (SIGKILL) and waits for it. */
 void sys_redis_kill(sys_system *s);
 
+/*
+ * Waits until the pipeline is idle: no events row unpublished and the projector's group has
+ * read and acknowledged all of tally:events:0 (one partition, the system's default). Asserts
+ * within timeout_ms (a cap for a broken pipeline, not a timing assertion).
+ */
+void sys_wait_idle(sys_system *s, int timeout_ms);
+
 /* Monotonic milliseconds, and a sleep. */
 int64_t sys_mono_ms(void);
 void sys_sleep_ms(int ms);
