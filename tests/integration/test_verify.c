@@ -12,7 +12,8 @@
  *   fields, resolutions and reopens in the data); `tally verify` exits 0, and 2 for an unknown
  *   tenant or a bad option.
  * - each_corruption_is_found: a counter changed, a key deleted, a day field HINCRBY'd, zset
- *   members removed, a name changed, a histogram bucket and an applied version altered: each is
+ *   members removed, a name changed, a histogram bucket and an applied version altered, a key of
+ *   the wrong type, the applied versions of a tenant deleted (a lost read model): each is
  *   reported, naming its view, key and field with the expected and found values, and
  *   `tally verify` exits 1; restored, the system verifies clean again.
  * - events_in_flight_are_not_drift: with the projector stopped, new commands leave the views
@@ -494,6 +495,21 @@ Test(verify, each_corruption_is_found, .fini = teardown)
     snprintf(got, sizeof(got), "%lld", r->integer);
     freeReplyObject(r);
     expect_one("ao", "{t:ny}:1:ao", "a2", want, got);
+    restore(c, &s);
+
+    /* A key of the wrong type: one difference for the key as a whole. */
+    save(c, &s, "{t:ny}:1:ao");
+    cmd_do(c, "DEL {t:ny}:1:ao");
+    cmd_do(c, "SET {t:ny}:1:ao x");
+    {
+        verify_stats wst;
+        diffs *w = run_verify(200, &wst);
+        cr_assert_eq(w->n, 1, "%d differences", w->n);
+        cr_expect_str_eq(w->d[0].view, "ao");
+        cr_expect_str_eq(w->d[0].field, "");
+        cr_expect(strstr(w->d[0].found, "WRONGTYPE"), "found: %s", w->d[0].found);
+        free(w);
+    }
     restore(c, &s);
 
     /* A key deleted: the open backlog of ktm; every open complaint is named. */
