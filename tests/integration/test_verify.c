@@ -18,7 +18,8 @@
  *   `tally verify` exits 1; restored, the system verifies clean again.
  * - events_in_flight_are_not_drift: with the projector stopped, new commands leave the views
  *   exact (compared as of the applied versions): only the lagging applied versions (view cv)
- *   differ; the projector back, it is clean.
+ *   differ; the projector back, it is clean. A parked complaint is counted as parked, not as
+ *   drift.
  * - the_projector_reports_drift_in_its_metrics: TALLY_PROJECTOR_VERIFY_EVERY_S=1; drift 0 with
  *   runs counted, then > 0 after a corruption, and the difference is in its log.
  */
@@ -587,6 +588,16 @@ Test(verify, events_in_flight_are_not_drift, .fini = teardown)
     sys_projector_start(&S);
     wait_idle();
     expect_clean();
+    /* A parked complaint lags for good: counted as parked, not as drift. */
+    redisContext *c = redis();
+    cmd_do(c, "HSET {t:ny}:parked %lld test", (long long)b);
+    move("ny", b, RESOLVED);
+    wait_idle();
+    ds = run_verify(0, &st);
+    cr_expect_eq(ds->n, 0, "%d differences", ds->n);
+    cr_expect_eq(st.parked, 1);
+    free(ds);
+    redisFree(c);
 }
 
 static double metric(const char *name)
