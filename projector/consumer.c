@@ -4,12 +4,15 @@
 #include "decode.h"
 #include "embedded.h"
 #include "err.h"
+#include "event.h"
 #include "kv.h"
 #include "log.h"
 #include "now.h"
+#include "pipeline.h"
 #include "svc.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -20,11 +23,13 @@
 #include <time.h>
 
 #define GROUP            "projector"
-#define RETRY_MAX        10000 /* gaps and failures waiting for another try */
+#define RETRY_MAX        10000 /* gaps and failures kept in memory for another try */
 #define RETRY_EVERY_MS   200   /* first retry of a gap; later ones back off to 2 s */
 #define PENDING_EVERY_MS 5000
 #define REDIS_TIMEOUT_MS 10000
 #define MAX_PARTITIONS   256
+#define LOST_KEY         "tally:repair:request"
+#define WM_KEY           "tally:wm"
 
 /* tally.lua, compiled in (cmake/EmbedFiles.cmake). */
 extern const embedded_file projector_lua[];
@@ -36,8 +41,10 @@ typedef struct msg {
     uint8_t *raw; /* the envelope bytes, kept for parking */
     size_t rawlen;
     proj_event ev;
-    bool ok;       /* decoded */
-    bool gone;     /* trimmed or deleted from the stream: only to be acked */
+    bool ok;   /* decoded */
+    bool gone; /* trimmed or deleted from the stream: a loss to report, then acked */
+    bool wm;   /* a watermark entry (field w, no e): acked, remembered as a candidate */
+    int64_t wm_ms;
     char why[160]; /* why it was refused, when not ok */
     bool solo;     /* failed alone: retried alone */
     int attempts;  /* failed applies */
@@ -53,16 +60,36 @@ typedef struct proj {
     const proj_config *conf;
     kv_conn *kv;
     char streams[MAX_PARTITIONS][32];
-    bool read_pending; /* after a (re)connect: our own pending entries first */
-    bool reload;       /* the function is gone (Redis restarted): load it again */
-    msgs retry;        /* gaps and failures, in arrival order */
+    bool read_pending;    /* after a (re)connect: our own pending entries first */
+    bool reload;          /* the function is gone (Redis restarted): load it again */
+    msgs retry;           /* gaps and failures, in arrival order */
+    char lib[40], fn[48]; /* the versioned function library and function (see load_function) */
+    char *lua;            /* tally.lua with those names */
+    bool started;         /* connected once: a refusal now ends proj_run instead */
+    const char *refused;  /* why Redis cannot be used as it is configured, or NULL */
+    int64_t lost_ms;      /* earliest lost entry not yet reported to the relay (0: none) */
+    pl_marks marks[MAX_PARTITIONS];
+    int64_t wm[MAX_PARTITIONS]; /* watermark published per partition */
+    int64_t next_consumers_ms;
+    char sys_err[160]; /* the systemic error of this turn, if any */
+    bool refusing;     /* Redis refused writes at the last attempt (logged once) */
     int64_t next_claim_ms, next_pending_ms;
     int64_t gap_wait_ms; /* how long a gap waits before it is parked (see proj_run) */
     backoff bo;
-    metrics_counter *applied, *dups, *gaps, *parked, *failures;
+    metrics_counter *applied, *dups, *gaps, *parked, *failures, *lost, *spilled, *unavailable;
+    metrics_counter *systemic[9];
     metrics_histogram *batch_seconds, *lag_seconds;
-    metrics_gauge *pending, *retrying, *beat;
+    metrics_gauge *pending, *retrying, *beat, *dead, *wm_gauge, *ready_gauge;
 } proj;
+
+/* The kinds pl_systemic_kind names, in the order of proj.systemic. */
+static const char *const systemic_kinds[9] = { "OOM",        "READONLY",    "MISCONF",
+                                               "LOADING",    "BUSY",        "NOREPLICAS",
+                                               "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN" };
+
+/* Readiness, as the loop last saw it (read by the HTTP thread). */
+static pthread_mutex_t ready_lock = PTHREAD_MUTEX_INITIALIZER;
+static char not_ready[200] = "not connected to Redis yet";
 
 static _Atomic int64_t heartbeat;
 
@@ -72,6 +99,33 @@ static const double lag_buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0
 int64_t proj_heartbeat_ms(void)
 {
     return atomic_load(&heartbeat);
+}
+
+int proj_ready(void *arg, char *why, size_t whylen)
+{
+    (void)arg;
+    pthread_mutex_lock(&ready_lock);
+    int rc = not_ready[0] ? TALLY_EUNAVAIL : 0;
+    if (rc)
+        snprintf(why, whylen, "%s", not_ready);
+    pthread_mutex_unlock(&ready_lock);
+    return rc;
+}
+
+/* The loop's state for /readyz: "" when it applies events, else why not. */
+static void set_ready(proj *p, const char *fmt, ...)
+{
+    char buf[sizeof(not_ready)] = "";
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof(buf), fmt, ap);
+        va_end(ap);
+    }
+    pthread_mutex_lock(&ready_lock);
+    snprintf(not_ready, sizeof(not_ready), "%s", buf);
+    pthread_mutex_unlock(&ready_lock);
+    metrics_set(p->ready_gauge, buf[0] == '\0');
 }
 
 /* ---- messages ------------------------------------------------------------------------------ */
@@ -142,14 +196,97 @@ static redisReply *command(proj *p, const char *fmt, ...)
     return r;
 }
 
+/*
+ * An error reply r (or NULL for an I/O error) to something the projector needs: true when it is
+ * systemic (Redis cannot take writes now: see pipeline.h), which is counted, logged and makes
+ * the loop back off; the connection is dropped where a new one may fare better.
+ */
+static bool systemic(proj *p, const redisReply *r, const char *doing)
+{
+    const char *err = r && r->type == REDIS_REPLY_ERROR ? r->str : NULL;
+    const char *kind = pl_systemic_kind(err);
+    if (!kind)
+        return false;
+    for (int i = 0; i < 9; i++)
+        if (strcmp(kind, systemic_kinds[i]) == 0)
+            metrics_inc(p->systemic[i], 1);
+    metrics_inc(p->unavailable, 1);
+    if (!p->refusing) /* once per episode; the metric counts every refusal */
+        log_warn("Redis refuses writes; not reading until it takes them again",
+                 LOG_STR("while", doing), LOG_STR("error", err));
+    p->refusing = true;
+    snprintf(p->sys_err, sizeof(p->sys_err), "%s", err);
+    if (pl_reconnect_on(err))
+        kv_reset(p->kv);
+    return true;
+}
+
+/*
+ * The library's name and its function's carry a hash of the source (tally_<h>, tally_apply_<h>),
+ * so replicas of two builds never replace each other's function during a rolling upgrade: each
+ * loads its own (FUNCTION LOAD without REPLACE; "already exists" is success) and calls it.
+ */
+static int version_function(proj *p)
+{
+    const char *src = projector_lua[0].data, *head = "#!lua name=tally\n";
+    const char *reg = "register_function('tally_apply'";
+    const char *at = strstr(src, reg);
+    size_t n = strlen(src);
+    if (strncmp(src, head, strlen(head)) != 0 || !at)
+        return TALLY_EINTERNAL;
+    unsigned h = (unsigned)event_fnv1a(src, n, 0);
+    snprintf(p->lib, sizeof(p->lib), "tally_%08x", h);
+    snprintf(p->fn, sizeof(p->fn), "tally_apply_%08x", h);
+    if (!(p->lua = malloc(n + 64)))
+        return TALLY_ENOMEM;
+    int len = snprintf(p->lua, n + 64, "#!lua name=%s\n%.*s", p->lib,
+                       (int)(at - src - strlen(head)), src + strlen(head));
+    snprintf(p->lua + len, n + 64 - (size_t)len, "register_function('%s'%s", p->fn,
+             at + strlen(reg));
+    return 0;
+}
+
 static int load_function(proj *p)
 {
-    const char *argv[] = { "FUNCTION", "LOAD", "REPLACE", projector_lua[0].data };
-    size_t lens[] = { 8, 4, 7, strlen(projector_lua[0].data) };
-    redisReply *r = command_argv(p, 4, argv, lens);
-    int rc = r && r->type != REDIS_REPLY_ERROR ? 0 : TALLY_EUNAVAIL;
-    if (r && r->type == REDIS_REPLY_ERROR)
-        log_error("cannot load the apply function", LOG_STR("error", r->str));
+    const char *argv[] = { "FUNCTION", "LOAD", p->lua };
+    size_t lens[] = { 8, 4, strlen(p->lua) };
+    redisReply *r = command_argv(p, 3, argv, lens);
+    int rc = r ? 0 : TALLY_EUNAVAIL;
+    if (r && r->type == REDIS_REPLY_ERROR && !strstr(r->str, "already exists")) {
+        if (!systemic(p, r, "loading the apply function"))
+            log_error("cannot load the apply function", LOG_STR("error", r->str));
+        rc = TALLY_EUNAVAIL;
+    }
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+/*
+ * An evicting maxmemory-policy would drop keys of the read model (a complaint's applied version
+ * among them: its events would then be applied twice): refused. volatile-* policies evict only
+ * keys with a TTL, which Tally never sets: allowed. A Redis that hides CONFIG (some managed
+ * services) is used with a warning.
+ */
+static int check_policy(proj *p)
+{
+    redisReply *r = command(p, "CONFIG GET maxmemory-policy");
+    int rc = r ? 0 : TALLY_EUNAVAIL;
+    p->refused = NULL;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        strncmp(r->element[1]->str, "allkeys-", 8) == 0) {
+        static char why[96];
+        snprintf(why, sizeof(why), "Redis evicts keys (maxmemory-policy %.40s)",
+                 r->element[1]->str);
+        p->refused = why;
+        log_error("Redis would evict read-model keys; refusing to apply events: set "
+                  "maxmemory-policy noeviction",
+                  LOG_STR("maxmemory_policy", r->element[1]->str));
+        rc = TALLY_EPRECOND;
+    } else if (r && r->type == REDIS_REPLY_ERROR && !p->started) {
+        log_warn("cannot read Redis's maxmemory-policy; make sure it is noeviction",
+                 LOG_STR("error", r->str));
+    }
     if (r)
         freeReplyObject(r);
     return rc;
@@ -162,7 +299,7 @@ static int create_groups(proj *p)
         if (!r)
             return TALLY_EUNAVAIL;
         bool ok = r->type != REDIS_REPLY_ERROR || strncmp(r->str, "BUSYGROUP", 9) == 0;
-        if (!ok)
+        if (!ok && !systemic(p, r, "creating the consumer group"))
             log_error("cannot create the consumer group", LOG_STR("stream", p->streams[i]),
                       LOG_STR("error", r->str));
         freeReplyObject(r);
@@ -179,6 +316,8 @@ static int prepare(proj *p)
         return 0;
     int rc = kv_connect(p->kv);
     if (rc == 0)
+        rc = check_policy(p);
+    if (rc == 0)
         rc = load_function(p);
     if (rc == 0)
         rc = create_groups(p);
@@ -188,24 +327,77 @@ static int prepare(proj *p)
     }
     /* Whatever we read before and did not ack is in our pending list: start there. */
     msgs_clear(&p->retry);
+    /* This may be another Redis (restarted empty, restored from a snapshot, a promoted
+       replica): watermark candidates of the old one prove nothing here. */
+    memset(p->marks, 0, sizeof(p->marks));
+    memset(p->wm, 0, sizeof(p->wm));
+    /* Every partition has a field, "0" (unknown) until its first watermark: query-svc takes the
+       lowest, so a partition no watermark reached yet is never left out. */
+    for (int i = 0; i < p->conf->partitions; i++) {
+        redisReply *r = command(p, "HSETNX %s %d 0", WM_KEY, i);
+        if (r)
+            freeReplyObject(r);
+    }
     p->read_pending = true;
     p->next_claim_ms = 0;
-    log_info("projector connected to Redis", LOG_STR("consumer", p->conf->consumer));
+    p->started = true;
+    log_info("projector connected to Redis", LOG_STR("consumer", p->conf->consumer),
+             LOG_STR("function", p->fn));
     return 0;
 }
 
 /* ---- parking and acking -------------------------------------------------------------------- */
 
-/* Moves m to the dead-letter stream (and parks its complaint). The caller acks it. */
-static void park(proj *p, msg *m, const char *reason)
+/*
+ * Whether m is still pending with this consumer: another projector may have reclaimed it
+ * (XAUTOCLAIM takes entries that wait long in a retry queue) and parked or applied it. 1 yes,
+ * 0 no, or TALLY_EUNAVAIL.
+ */
+static int still_ours(proj *p, const msg *m)
+{
+    redisReply *r = command(p, "XPENDING %s %s %s %s 1", p->streams[m->part], GROUP, m->id, m->id);
+    if (!r)
+        return TALLY_EUNAVAIL;
+    int rc = r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+             r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements >= 2 &&
+             strcmp(r->element[0]->element[1]->str, p->conf->consumer) == 0;
+    if (r->type == REDIS_REPLY_ERROR)
+        rc = TALLY_EUNAVAIL;
+    freeReplyObject(r);
+    return rc;
+}
+
+/*
+ * Moves m to the dead-letter stream (and parks its complaint). 0: parked, the caller acks it;
+ * 1: not ours any more (another projector has it), the caller forgets it without an ack;
+ * TALLY_EUNAVAIL: not parked (an I/O error or an error reply: never acked then).
+ */
+static int park(proj *p, msg *m, const char *reason)
 {
     char stream[48], complaint[24] = "", version[24] = "";
     const Tally__V1__EventEnvelope *env = m->ev.env; /* also set for most refused events */
     const char *tenant = env ? env->tenant_id : "";
+    int rc = still_ours(p, m);
+    if (rc != 1)
+        return rc == 0 ? 1 : rc;
     snprintf(stream, sizeof(stream), "tally:dead:%d", m->part);
     if (env) {
         snprintf(complaint, sizeof(complaint), "%" PRId64, env->complaint_id);
         snprintf(version, sizeof(version), "%" PRId64, env->version);
+    }
+    /* The complaint first: once it is marked, its later events are parked behind it, so a
+       failure between the two leaves nothing applied out of order. */
+    if (env && proj_is_complaint_event(&m->ev) && env->complaint_id > 0 && proj_tenant_ok(tenant)) {
+        char key[96];
+        snprintf(key, sizeof(key), "{t:%s}:parked", tenant);
+        redisReply *r = command(p, "HSETNX %s %s %s", key, complaint, reason);
+        bool failed = !r || r->type == REDIS_REPLY_ERROR;
+        if (r && failed && !systemic(p, r, "parking"))
+            log_error("cannot mark a complaint parked", LOG_STR("error", r->str));
+        if (r)
+            freeReplyObject(r);
+        if (failed)
+            return TALLY_EUNAVAIL;
     }
     const char *argv[] = { "XADD",   stream,      "*",       "e",       (const char *)m->raw,
                            "reason", reason,      "id",      m->id,     "tenant",
@@ -214,19 +406,54 @@ static void park(proj *p, msg *m, const char *reason)
     for (int i = 0; i < 15; i++)
         lens[i] = i == 4 ? m->rawlen : strlen(argv[i]); /* the envelope is bytes, not a string */
     redisReply *r = command_argv(p, 15, argv, lens);
+    bool failed = !r || r->type == REDIS_REPLY_ERROR;
+    if (r && failed && !systemic(p, r, "parking"))
+        log_error("cannot add to the dead-letter stream", LOG_STR("error", r->str));
     if (r)
         freeReplyObject(r);
-    /* The complaint's later events are parked behind it: only with a tenant safe in a key. */
-    if (env && proj_is_complaint_event(&m->ev) && env->complaint_id > 0 && proj_tenant_ok(tenant)) {
-        char key[96];
-        snprintf(key, sizeof(key), "{t:%s}:parked", tenant);
-        r = command(p, "HSETNX %s %s %s", key, complaint, reason);
-        if (r)
-            freeReplyObject(r);
-    }
+    if (failed)
+        return TALLY_EUNAVAIL;
     metrics_inc(p->parked, 1);
     log_warn("event parked", LOG_STR("tenant", tenant), LOG_STR("complaint", complaint),
              LOG_STR("version", version), LOG_STR("id", m->id), LOG_STR("reason", reason));
+    return 0;
+}
+
+/*
+ * An entry trimmed or deleted from the stream before it was applied: a loss. Counted, logged,
+ * and reported to the relay (tally:repair:request, the earliest such time), which republishes
+ * from PostgreSQL what it published since then.
+ */
+static void lost(proj *p, int part, const char *id)
+{
+    pl_id pid = { 0, 0 };
+    pl_id_parse(id, &pid);
+    metrics_inc(p->lost, 1);
+    log_error("a stream entry was trimmed before it was applied; asking the relay to republish",
+              LOG_STR("stream", p->streams[part]), LOG_STR("id", id));
+    if (pid.ms > 0 && (p->lost_ms == 0 || (int64_t)pid.ms < p->lost_ms))
+        p->lost_ms = (int64_t)pid.ms;
+}
+
+/* Writes the pending loss report, keeping the earliest time already there. 0 or an error. */
+static int report_lost(proj *p)
+{
+    static const char *script =
+        "local v = tonumber(redis.call('GET', KEYS[1]))\n"
+        "if not v or v > tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end\n"
+        "return 0";
+    if (p->lost_ms == 0)
+        return 0;
+    redisReply *r = command(p, "EVAL %s 1 %s %lld", script, LOST_KEY, (long long)p->lost_ms);
+    bool failed = !r || r->type == REDIS_REPLY_ERROR;
+    if (r && failed && !systemic(p, r, "reporting lost entries"))
+        log_error("cannot report lost entries", LOG_STR("error", r->str));
+    if (r)
+        freeReplyObject(r);
+    if (failed)
+        return TALLY_EUNAVAIL;
+    p->lost_ms = 0;
+    return 0;
 }
 
 /* XACKs the given entries, one command per partition. */
@@ -279,7 +506,7 @@ static int append_fcall(proj *p, msg **v, size_t n, const char *now)
     }
     snprintf(key, sizeof(key), "{t:%s}:gen", v[0]->ev.env->tenant_id);
     snprintf(count, sizeof(count), "%zu", n);
-    const char *head[] = { "FCALL", "tally_apply", "1", key, now, count, "19" };
+    const char *head[] = { "FCALL", p->fn, "1", key, now, count, "19" };
     for (size_t i = 0; i < 7; i++) {
         argv[i] = head[i];
         lens[i] = strlen(head[i]);
@@ -317,7 +544,10 @@ static int by_tenant(const void *a, const void *b)
     return c ? c : (i > j) - (i < j);
 }
 
-/* Reads the reply of one FCALL over sorted[a..b) into out[]/why[] (indexed as v, via order). */
+/*
+ * Reads the reply of one FCALL over sorted[a..b) into out[]/why[] (indexed as v, via order).
+ * 0, 1 for a systemic error reply (nothing recorded against the events), or TALLY_EUNAVAIL.
+ */
 static int read_reply(proj *p, msg **v, const size_t *order, size_t a, size_t b, int64_t wall,
                       enum outcome *out, char (*why)[160], bool *failed)
 {
@@ -342,6 +572,12 @@ static int read_reply(proj *p, msg **v, const size_t *order, size_t a, size_t b,
                      : s == 4 ? "invalid fields: refused by the apply function"
                               : "");
         }
+    } else if (systemic(p, r, "applying events")) {
+        *failed = false; /* nothing is the events' fault: no attempt counted, nothing split */
+        for (size_t k = a; k < b; k++)
+            out[order[k]] = O_RETRY;
+        freeReplyObject(r);
+        return 1;
     } else {
         const char *err = r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply";
         if (strstr(err, "Function not found")) /* Redis restarted without it: after the replies */
@@ -395,14 +631,22 @@ static int apply(proj *p, msg **v, size_t n, enum outcome *out, char (*why)[160]
     start[ngroups] = n;
     for (size_t g = 0; g < ngroups && rc == 0; g++)
         rc = append_fcall(p, sorted + start[g], start[g + 1] - start[g], now);
+    bool refused = false; /* a systemic error: the rest of the replies are read, then we stop */
     for (size_t g = 0; g < ngroups && rc == 0; g++) {
         rc = read_reply(p, v, order, start[g], start[g + 1], wall, out, why, &failed);
+        if (rc == 1) {
+            refused = true;
+            rc = kv_ctx(p->kv) ? 0 : TALLY_EUNAVAIL;
+            continue;
+        }
         split[g] = failed && start[g + 1] - start[g] > 1;
         for (size_t k = start[g]; k < start[g + 1] && failed && !split[g]; k++) {
             sorted[k]->attempts++;
             sorted[k]->solo = true;
         }
     }
+    if (rc == 0 && refused)
+        rc = TALLY_EUNAVAIL;
     if (rc == 0 && p->reload) {
         p->reload = false;
         load_function(p);
@@ -414,11 +658,18 @@ static int apply(proj *p, msg **v, size_t n, enum outcome *out, char (*why)[160]
     for (size_t g = 0; g < ngroups && rc == 0; g++)
         for (size_t k = start[g]; split[g] && k < start[g + 1] && rc == 0; k++) {
             rc = read_reply(p, v, order, k, k + 1, wall, out, why, &failed);
+            if (rc == 1) {
+                refused = true;
+                rc = kv_ctx(p->kv) ? 0 : TALLY_EUNAVAIL;
+                continue;
+            }
             if (failed) {
                 sorted[k]->attempts++;
                 sorted[k]->solo = true; /* alone next time */
             }
         }
+    if (rc == 0 && refused)
+        rc = TALLY_EUNAVAIL;
     free(order);
     free(start);
     free(sorted);
@@ -430,7 +681,10 @@ static int apply(proj *p, msg **v, size_t n, enum outcome *out, char (*why)[160]
 
 /*
  * Applies, acks, parks and queues for retry the messages in v, which this call takes over
- * (each is acked and freed, or moved to the retry queue).
+ * (each is acked and freed, kept in the retry queue, or freed unacked: left in the pending
+ * list, from where it is read or reclaimed again). Nothing is acked that was not applied,
+ * durably parked, or (for a lost entry) reported. An error (Redis down or refusing writes)
+ * stops the batch: what is not acked yet is read again later.
  */
 static int handle(proj *p, msg **v, size_t n)
 {
@@ -438,16 +692,16 @@ static int handle(proj *p, msg **v, size_t n)
     char(*why)[160] = calloc(n ? n : 1, sizeof(*why));
     msg **decoded = malloc((n ? n : 1) * sizeof(*decoded));
     msg **done = malloc((n ? n : 1) * sizeof(*done));
-    size_t nd = 0, ndone = 0;
+    size_t nd = 0, ndone = 0, i = 0;
     int64_t now = now_mono_ms();
     int rc = 0;
     if (!out || !why || !decoded || !done) {
         rc = TALLY_ENOMEM;
         goto out_free;
     }
-    for (size_t i = 0; i < n; i++)
-        if (v[i]->ok)
-            decoded[nd++] = v[i];
+    for (size_t k = 0; k < n; k++)
+        if (v[k]->ok)
+            decoded[nd++] = v[k];
     /* apply() fills results in the order of decoded; map them back. */
     enum outcome *dout = calloc(nd ? nd : 1, sizeof(*dout));
     char(*dwhy)[160] = calloc(nd ? nd : 1, sizeof(*dwhy));
@@ -458,47 +712,74 @@ static int handle(proj *p, msg **v, size_t n)
         goto out_free;
     }
     rc = nd ? apply(p, decoded, nd, dout, dwhy) : 0;
-    for (size_t i = 0, j = 0; i < n && rc == 0; i++) {
+    for (size_t j = 0; i < n && rc == 0; i++) {
         msg *m = v[i];
-        if (!m->ok) {
-            if (!m->gone)
-                park(p, m, m->why);
+        const char *reason = m->why;
+        if (m->wm || m->gone) {
+            if (m->gone)
+                lost(p, m->part, m->id);
             done[ndone++] = m;
             continue;
         }
-        enum outcome o = dout[j];
-        const char *reason = dwhy[j++];
-        if (o == O_RETRY) {
-            bool gap = strncmp(reason, "gap", 3) == 0;
-            if (!m->first_ms)
-                m->first_ms = now;
-            if ((gap && now - m->first_ms >= p->gap_wait_ms) ||
-                (!gap && m->attempts >= p->conf->max_attempts) || p->retry.n >= RETRY_MAX) {
-                park(p, m, p->retry.n >= RETRY_MAX ? "retry queue full" : reason);
+        if (m->ok) {
+            enum outcome o = dout[j];
+            reason = dwhy[j++];
+            if (o == O_DONE) {
                 done[ndone++] = m;
                 continue;
             }
-            int64_t wait = RETRY_EVERY_MS << (m->attempts < 4 ? m->attempts : 4);
-            m->next_ms = now + (wait > 2000 ? 2000 : wait);
-            if (msgs_push(&p->retry, m) != 0) {
-                park(p, m, "out of memory for the retry queue");
-                done[ndone++] = m;
+            bool gap = strncmp(reason, "gap", 3) == 0;
+            if (!m->first_ms)
+                m->first_ms = now;
+            bool give_up = (gap && now - m->first_ms >= p->gap_wait_ms) ||
+                           (!gap && m->attempts >= p->conf->max_attempts);
+            if (o == O_RETRY && !give_up) {
+                int64_t wait = RETRY_EVERY_MS << (m->attempts < 4 ? m->attempts : 4);
+                m->next_ms = now + (wait > 2000 ? 2000 : wait);
+                /* A full queue spills to the pending list, never to the dead letters: the
+                   entry is reclaimed (XAUTOCLAIM) after claim_idle_ms and tried again. */
+                if (p->retry.n >= RETRY_MAX || msgs_push(&p->retry, m) != 0) {
+                    metrics_inc(p->spilled, 1);
+                    msg_free(m);
+                }
+                continue;
             }
-            continue;
         }
-        if (o == O_PARK)
-            park(p, m, reason);
-        done[ndone++] = m;
+        int parked = park(p, m, reason);
+        if (parked < 0) {
+            rc = parked;
+            break; /* m and the rest are freed unacked below */
+        }
+        if (parked == 0)
+            done[ndone++] = m;
+        else
+            msg_free(m);
     }
     free(dout);
     free(dwhy);
-    if (rc == 0)
+    if (kv_ctx(p->kv) && report_lost(p) != 0) {
+        size_t keep = 0; /* a lost entry is acked only once the relay knows of it */
+        for (size_t k = 0; k < ndone; k++)
+            if (done[k]->gone)
+                msg_free(done[k]);
+            else
+                done[keep++] = done[k];
+        ndone = keep;
+        rc = TALLY_EUNAVAIL;
+    }
+    if (kv_ctx(p->kv)) { /* what is done is acked, even when Redis refuses writes now */
         ack(p, done, ndone);
-    for (size_t i = 0; i < ndone; i++)
-        msg_free(done[i]);
-    if (rc != 0) /* not acked: our pending list has them; read again after reconnecting */
-        for (size_t i = 0; i < n; i++)
-            msg_free(v[i]);
+        for (size_t k = 0; k < ndone; k++)
+            if (done[k]->wm) {
+                pl_id id;
+                if (pl_id_parse(done[k]->id, &id))
+                    pl_marks_add(&p->marks[done[k]->part], id, done[k]->wm_ms);
+            }
+    }
+    for (size_t k = 0; k < ndone; k++)
+        msg_free(done[k]);
+    for (; i < n; i++) /* not handled (an error stopped the batch): read again later */
+        msg_free(v[i]);
 out_free:
     free(out);
     free(why);
@@ -525,12 +806,18 @@ static void collect(proj *p, int part, const redisReply *entries, msgs *into)
         m->part = part;
         snprintf(m->id, sizeof(m->id), "%s", id);
         const redisReply *f = e->elements > 1 ? e->element[1] : NULL;
-        const redisReply *val = NULL;
-        for (size_t k = 0; f && f->type == REDIS_REPLY_ARRAY && k + 1 < f->elements; k += 2)
+        const redisReply *val = NULL, *w = NULL;
+        for (size_t k = 0; f && f->type == REDIS_REPLY_ARRAY && k + 1 < f->elements; k += 2) {
             if (f->element[k]->len == 1 && f->element[k]->str[0] == 'e')
                 val = f->element[k + 1];
+            if (f->element[k]->len == 1 && f->element[k]->str[0] == 'w')
+                w = f->element[k + 1];
+        }
         if (!f || f->type != REDIS_REPLY_ARRAY) { /* trimmed or deleted: nothing to apply */
             m->gone = true;
+        } else if (!val && w) { /* the relay's watermark entry */
+            m->wm = true;
+            m->wm_ms = strtoll(w->str, NULL, 10);
         } else {
             m->rawlen = val ? val->len : 0;
             m->raw = malloc(m->rawlen + 1);
@@ -628,9 +915,20 @@ static int claim(proj *p, msgs *into)
             if (!r)
                 return TALLY_EUNAVAIL;
             bool more = false;
+            if (r->type == REDIS_REPLY_ERROR) {
+                bool sys = systemic(p, r, "reclaiming entries");
+                freeReplyObject(r);
+                return sys ? TALLY_EUNAVAIL : 0;
+            }
             if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
                 size_t before = into->n;
                 collect(p, part, r->element[1], into);
+                /* Redis 7 drops entries trimmed from the stream out of the pending list itself
+                   and names them here: each is a loss. */
+                const redisReply *deleted = r->elements >= 3 ? r->element[2] : NULL;
+                for (size_t k = 0;
+                     deleted && deleted->type == REDIS_REPLY_ARRAY && k < deleted->elements; k++)
+                    lost(p, part, deleted->element[k]->str);
                 snprintf(start, sizeof(start), "%s", r->element[0]->str);
                 more = strcmp(start, "0-0") != 0;
                 if (into->n > before)
@@ -645,9 +943,10 @@ static int claim(proj *p, msgs *into)
     return 0;
 }
 
+/* The pending list's size and the dead letters (alert on them: nothing trims them). */
 static void sample_pending(proj *p)
 {
-    long long total = 0;
+    long long total = 0, dead = 0;
     for (int part = 0; part < p->conf->partitions; part++) {
         redisReply *r = command(p, "XPENDING %s %s", p->streams[part], GROUP);
         if (!r)
@@ -655,8 +954,93 @@ static void sample_pending(proj *p)
         if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1)
             total += r->element[0]->integer;
         freeReplyObject(r);
+        if (!(r = command(p, "XLEN tally:dead:%d", part)))
+            return;
+        if (r->type == REDIS_REPLY_INTEGER)
+            dead += r->integer;
+        freeReplyObject(r);
     }
     metrics_set(p->pending, total);
+    metrics_set(p->dead, dead);
+}
+
+/*
+ * Publishes the watermarks that hold now (pipeline.h): per partition with candidates, the
+ * group's oldest pending entry decides, and tally:wm's field only ever moves forward (several
+ * projectors write it).
+ */
+static void settle_watermarks(proj *p)
+{
+    static const char *script =
+        "local c = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')\n"
+        "if tonumber(ARGV[2]) > c then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end\n"
+        "return 0";
+    int64_t low = 0;
+    for (int part = 0; part < p->conf->partitions; part++) {
+        if (p->marks[part].n > 0) {
+            redisReply *r = command(p, "XPENDING %s %s", p->streams[part], GROUP);
+            if (!r)
+                return;
+            pl_id oldest = { 0, 0 };
+            bool ok = r->type == REDIS_REPLY_ARRAY && r->elements >= 2;
+            bool has = ok && r->element[0]->integer > 0;
+            if (has)
+                ok = r->element[1]->type == REDIS_REPLY_STRING &&
+                     pl_id_parse(r->element[1]->str, &oldest);
+            freeReplyObject(r);
+            int64_t w = ok ? pl_marks_settle(&p->marks[part], has, oldest) : 0;
+            if (w > p->wm[part]) {
+                r = command(p, "EVAL %s 1 %s %d %lld", script, WM_KEY, part, (long long)w);
+                if (r && r->type != REDIS_REPLY_ERROR)
+                    p->wm[part] = w;
+                if (r)
+                    freeReplyObject(r);
+            }
+        }
+        if (part == 0 || p->wm[part] < low)
+            low = p->wm[part];
+    }
+    metrics_set(p->wm_gauge, low / 1000);
+}
+
+/*
+ * Consumers of the group with nothing pending and no contact for ten claim periods are gone
+ * (a replica that died or was scaled away: its entries were reclaimed): XGROUP DELCONSUMER, so
+ * the group does not pile them up. A live one that was only paused is re-created by its next
+ * read, having lost nothing.
+ */
+static void forget_dead_consumers(proj *p)
+{
+    long long idle_max = 10LL * p->conf->claim_idle_ms;
+    for (int part = 0; part < p->conf->partitions; part++) {
+        redisReply *r = command(p, "XINFO CONSUMERS %s %s", p->streams[part], GROUP);
+        if (!r)
+            return;
+        for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+            const redisReply *c = r->element[i];
+            const char *name = NULL;
+            long long pending = -1, idle = -1;
+            for (size_t k = 0; c->type == REDIS_REPLY_ARRAY && k + 1 < c->elements; k += 2) {
+                const char *f = c->element[k]->str;
+                if (strcmp(f, "name") == 0)
+                    name = c->element[k + 1]->str;
+                else if (strcmp(f, "pending") == 0)
+                    pending = c->element[k + 1]->integer;
+                else if (strcmp(f, "idle") == 0)
+                    idle = c->element[k + 1]->integer;
+            }
+            if (!name || pending != 0 || idle <= idle_max || strcmp(name, p->conf->consumer) == 0)
+                continue;
+            redisReply *d =
+                command(p, "XGROUP DELCONSUMER %s %s %s", p->streams[part], GROUP, name);
+            if (d && d->type == REDIS_REPLY_INTEGER)
+                log_info("removed a dead consumer from the group", LOG_STR("consumer", name),
+                         LOG_INT("idle_ms", idle));
+            if (d)
+                freeReplyObject(d);
+        }
+        freeReplyObject(r);
+    }
 }
 
 /* The messages whose retry time has come, taken out of the retry queue. */
@@ -695,6 +1079,35 @@ static void register_metrics(proj *p, metrics_registry *reg)
                                    "Entries read by the group and not yet acked.", NULL);
     p->retrying = metrics_gauge_add(reg, "tally_projector_retry_queue",
                                     "Events waiting for a retry (gaps, failures).", NULL);
+    p->lost = metrics_counter_add(
+        reg, "tally_projector_events_lost_total",
+        "Stream entries found trimmed or deleted before they were applied (each reported to the "
+        "relay, which republishes them from PostgreSQL).",
+        NULL);
+    p->spilled = metrics_counter_add(
+        reg, "tally_projector_retry_spilled_total",
+        "Events left in the pending list because the retry queue was full (reclaimed later).",
+        NULL);
+    p->unavailable = metrics_counter_add(
+        reg, "tally_projector_redis_refusals_total",
+        "Systemic Redis error replies (OOM, READONLY, ...): the projector backed off.", NULL);
+    for (int i = 0; i < 9; i++) {
+        char label[40];
+        snprintf(label, sizeof(label), "kind=\"%s\"", systemic_kinds[i]);
+        p->systemic[i] = metrics_counter_add(reg, "tally_projector_redis_errors_total",
+                                             "Systemic Redis error replies, by kind.", label);
+    }
+    p->dead = metrics_gauge_add(reg, "tally_projector_dead_letters",
+                                "Entries in the dead-letter streams tally:dead:<p> (alert when "
+                                "above 0: parked events wait for an operator).",
+                                NULL);
+    p->wm_gauge = metrics_gauge_add(
+        reg, "tally_projector_watermark_timestamp_seconds",
+        "The read model is complete up to this time (every event committed before it is applied "
+        "or parked); the lowest over the partitions. 0 until the relay's first watermark.",
+        NULL);
+    p->ready_gauge = metrics_gauge_add(reg, "tally_projector_ready",
+                                       "1 while the projector applies events (its /readyz).", NULL);
     p->beat = metrics_gauge_add(reg, "tally_projector_heartbeat_timestamp_seconds",
                                 "Wall time of the consume loop's last turn (it turns at least "
                                 "every TALLY_PROJECTOR_BLOCK_MS, traffic or not).",
@@ -722,53 +1135,83 @@ int proj_run(const proj_config *conf)
     if (p.gap_wait_ms < 3 * (int64_t)conf->claim_idle_ms + conf->block_ms)
         p.gap_wait_ms = 3 * (int64_t)conf->claim_idle_ms + conf->block_ms;
     register_metrics(&p, conf->metrics);
+    if (version_function(&p) != 0) {
+        kv_free(p.kv);
+        return TALLY_EINTERNAL;
+    }
 
     while (!svc_stopping()) {
         int64_t now = now_mono_ms();
         atomic_store(&heartbeat, now);
         metrics_set(p.beat, now_wall_ms() / 1000);
-        if (prepare(&p) != 0) {
-            if (!down)
-                log_warn("Redis unavailable, retrying", LOG_STR("error", kv_errstr(p.kv)));
-            down = true;
-            backoff_sleep_ms(backoff_next(&p.bo));
+        p.sys_err[0] = '\0';
+        int rc = prepare(&p);
+        if (rc == TALLY_EPRECOND && !p.started)
+            break; /* refused at start: the process exits non-zero, the log says why */
+        if (rc == 0) {
+            if (down)
+                log_info("Redis is back");
+            down = false;
+            /* Claimed entries first: a retry due now may be waiting for one of them. */
+            if (now >= p.next_claim_ms) {
+                rc = claim(&p, &batch);
+                p.next_claim_ms = now + conf->claim_idle_ms;
+            }
+            due_retries(&p, &batch, now);
+            if (rc == 0) /* new entries too: retries must not starve them */
+                rc = read_batch(&p, &batch, batch.n == 0);
+            if (rc == 0 && batch.n > 0) {
+                struct timespec t0, t1;
+                clock_gettime(CLOCK_MONOTONIC, &t0);
+                rc = handle(&p, batch.v, batch.n);
+                batch.n = 0; /* handle took the messages over */
+                clock_gettime(CLOCK_MONOTONIC, &t1);
+                metrics_observe(p.batch_seconds, (double)(t1.tv_sec - t0.tv_sec) +
+                                                     (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+            }
+            msgs_clear(&batch);
+            if (rc == 0 && p.lost_ms)
+                rc = report_lost(&p);
+            if (rc == 0)
+                settle_watermarks(&p);
+            if (rc == 0 && now >= p.next_pending_ms) {
+                sample_pending(&p);
+                p.next_pending_ms = now + PENDING_EVERY_MS;
+            }
+            if (rc == 0 && now >= p.next_consumers_ms) {
+                forget_dead_consumers(&p);
+                p.next_consumers_ms = now + conf->claim_idle_ms;
+            }
+            metrics_set(p.retrying, (int64_t)p.retry.n);
+        }
+        if (rc == 0) {
+            if (p.refusing)
+                log_info("Redis takes writes again");
+            p.refusing = false;
+            set_ready(&p, NULL);
+            backoff_reset(&p.bo);
             continue;
         }
-        if (down)
-            log_info("Redis is back");
-        down = false;
-        backoff_reset(&p.bo);
-
-        int rc = 0;
-        due_retries(&p, &batch, now);
-        if (now >= p.next_claim_ms) {
-            rc = claim(&p, &batch);
-            p.next_claim_ms = now + conf->claim_idle_ms;
-        }
-        if (rc == 0) /* new entries too: retries must not starve them */
-            rc = read_batch(&p, &batch, batch.n == 0);
-        if (rc == 0 && batch.n > 0) {
-            struct timespec t0, t1;
-            clock_gettime(CLOCK_MONOTONIC, &t0);
-            rc = handle(&p, batch.v, batch.n);
-            batch.n = 0; /* handle took the messages over */
-            clock_gettime(CLOCK_MONOTONIC, &t1);
-            metrics_observe(p.batch_seconds, (double)(t1.tv_sec - t0.tv_sec) +
-                                                 (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-        }
-        msgs_clear(&batch);
-        if (rc == 0 && now >= p.next_pending_ms) {
-            sample_pending(&p);
-            p.next_pending_ms = now + PENDING_EVERY_MS;
-        }
-        metrics_set(p.retrying, (int64_t)p.retry.n);
-        if (rc != 0 && rc != TALLY_ENOMEM)
+        if (p.refused)
+            set_ready(&p, "%s", p.refused);
+        else if (p.sys_err[0])
+            set_ready(&p, "Redis refuses writes (%.150s)", p.sys_err);
+        else
+            set_ready(&p, "Redis unavailable: %.150s", kv_errstr(p.kv));
+        if (!down && !p.sys_err[0] && !p.refused)
+            log_warn("Redis unavailable, retrying", LOG_STR("error", kv_errstr(p.kv)));
+        down = true;
+        if (rc != TALLY_ENOMEM)
             kv_reset(p.kv); /* the next turn reconnects and reads our pending entries again */
+        backoff_sleep_ms(backoff_next(&p.bo));
     }
     msgs_clear(&p.retry);
     free(p.retry.v);
     free(batch.v);
     kv_free(p.kv);
+    free(p.lua);
+    if (p.refused && !p.started)
+        return TALLY_EPRECOND;
     log_info("projector stopped", LOG_STR("consumer", conf->consumer));
     return 0;
 }

@@ -12,9 +12,19 @@
  * - A poison event (undecodable, or failing max_attempts times alone) is parked: XADDed to
  *   tally:dead:<p> with its reason, and its complaint is marked in {t:<tenant>}:parked, so the
  *   complaint's later events are parked behind it while other complaints flow on.
- * - Redis errors: reconnect with backoff and jitter; what was read and not acked is read
- *   again from this consumer's pending list. Entries left pending by a dead consumer are
- *   reclaimed (XAUTOCLAIM) at start and every claim_idle_ms.
+ * - Redis errors: an error reply is never an ack. Systemic ones (OOM, READONLY, LOADING...:
+ *   pipeline.h) and I/O errors stop the batch: reconnect with backoff and jitter, /readyz
+ *   fails, and what was read and not acked is read again from this consumer's pending list,
+ *   without spending an event's attempts. Entries left pending by a dead consumer are
+ *   reclaimed (XAUTOCLAIM) at start and every claim_idle_ms; dead consumers with nothing
+ *   pending are removed from the group. A full retry queue spills into the pending list (the
+ *   entries are reclaimed later); it never parks an event.
+ * - Entries trimmed from the stream before they were applied are counted as lost and reported
+ *   to the relay (tally:repair:request), which republishes them from PostgreSQL.
+ * - A Redis whose maxmemory-policy evicts keys (allkeys-*) is refused: at start the projector
+ *   exits non-zero; later it stops applying and /readyz fails.
+ * The watermark entries of the relay become tally:wm (pipeline.h): the read model is complete
+ * up to that time.
  * Correctness does not depend on there being one projector: several share the group, and
  * version checks in the function order their applies.
  */
@@ -24,6 +34,7 @@
 #include "cfg.h"
 #include "metrics.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct proj_config {
@@ -43,5 +54,11 @@ int proj_run(const proj_config *conf);
 
 /* Monotonic ms of the loop's last turn (0 before the first): the liveness heartbeat. */
 int64_t proj_heartbeat_ms(void);
+
+/*
+ * Readiness (an http_check_fn): 0 while the loop applies events; TALLY_EUNAVAIL with the
+ * reason while Redis is unreachable, refuses writes (OOM, READONLY, ...) or evicts keys.
+ */
+int proj_ready(void *arg, char *why, size_t whylen);
 
 #endif

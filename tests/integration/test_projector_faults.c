@@ -693,3 +693,265 @@ Test(faults, a_batch_left_by_a_dead_consumer_is_reclaimed_before_its_gaps_are_pa
     cr_expect_eq(ev_model_check_all(rc_, model, diff, sizeof(diff)), 0, "%s", diff);
     proxy_stop();
 }
+
+/* ---- (8) Redis pressure, trimming, the watermark (issue 8) --------------------------------- */
+
+static long long xlen(const char *stream)
+{
+    redisReply *r = redisCommand(rc_, "XLEN %s", stream);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER, "XLEN %s failed", stream);
+    long long n = r->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+static void redis_ok(const char *fmt, const char *arg)
+{
+    redisReply *r = redisCommand(rc_, fmt, arg);
+    cr_assert(r && r->type != REDIS_REPLY_ERROR, "%s: %s", fmt, r ? r->str : "no reply");
+    freeReplyObject(r);
+}
+
+/* The body of the projector's /readyz, and whether it answered 200. */
+static bool ready(char *body, size_t len)
+{
+    return http_get(pj.http_port, "/readyz", body, len) == 200;
+}
+
+/*
+ * Redis at maxmemory (noeviction, the default) answers -OOM to the apply function, to the
+ * dead-letter XADD and to HSETNX, but still serves XREADGROUP and XACK. A projector that took
+ * an error reply for success would read the whole stream and ack it, applying and parking
+ * nothing. Each event may be tried once only (MAX_ATTEMPTS=1): OOM must not count as a try.
+ */
+Test(faults, redis_out_of_memory_loses_no_event_and_parks_none)
+{
+    const char *env[] = { "TALLY_PROJECTOR_MAX_ATTEMPTS=1", "TALLY_PROJECTOR_BATCH=200", NULL };
+    char body[512];
+    redis_up(false);
+    generate(31, 1000);
+    start(env);
+    while (!proc_log_has(&pj, "projector connected to Redis"))
+        ev_sleep_ms(10);
+    kill(pj.pid, SIGSTOP);
+    add_all();
+    redis_ok("CONFIG SET maxmemory %s", "1");
+    kill(pj.pid, SIGCONT);
+    bool refused = false;
+    for (int64_t until = ev_mono_ms() + 15000; ev_mono_ms() < until && !refused; ev_sleep_ms(50))
+        refused = !ready(body, sizeof(body)) && strstr(body, "OOM");
+    cr_assert(refused, "/readyz never said that Redis refuses writes: %s", body);
+    cr_expect_gt(ev_metric(pj.http_port, "tally_projector_redis_refusals_total"), 0);
+    ev_sleep_ms(2000); /* the loop backs off meanwhile; nothing may be acked */
+    cr_expect_eq(applied_events(), 0);
+    redis_ok("CONFIG SET maxmemory %s", "0");
+    expect_model();
+    cr_expect_eq(xlen(EV_DEAD), 0, "events were parked while Redis was out of memory");
+    bool back = false;
+    for (int64_t until = ev_mono_ms() + 5000; ev_mono_ms() < until && !back; ev_sleep_ms(20))
+        back = ready(body, sizeof(body));
+    cr_expect(back, "/readyz is not 200 after Redis took writes again: %s", body);
+    cr_expect_eq(ev_metric(pj.http_port, "tally_projector_parked_total"), 0);
+}
+
+/*
+ * More gaps than the retry queue holds (10,000): the version 2 of 10,001 complaints arrives
+ * before their version 1. The queue overflows into the pending list (reclaimed later); no
+ * legitimate event is parked as "retry queue full".
+ */
+Test(faults, a_full_retry_queue_parks_no_legitimate_event, .timeout = 180)
+{
+    const char *env[] = { "TALLY_PROJECTOR_CLAIM_IDLE_MS=5000", NULL };
+    redis_up(false);
+    generate(32, 80000);
+    size_t n = 0, k = 0, twos = 0;
+    size_t *order = malloc(hist.n * sizeof(*order));
+    bool *placed = calloc(hist.n, sizeof(bool));
+    cr_assert(order && placed);
+    for (size_t i = 0; i < hist.n; i++) /* reference data first */
+        if (hist.v[i].complaint == 0)
+            order[n++] = i, placed[i] = true;
+    for (size_t i = 0; i < hist.n; i++)
+        if (hist.v[i].complaint && hist.v[i].version == 2)
+            order[n++] = i, placed[i] = true, twos++;
+    cr_assert_gt(twos, 10000, "the history has only %zu complaints with a version 2", twos);
+    for (k = 0; k < hist.n; k++)
+        if (!placed[k])
+            order[n++] = k;
+    char err[256];
+    cr_assert_eq(ev_xadd(rc_, EV_STREAM, &hist, order, n, err, sizeof(err)), 0, "%s", err);
+    free(order);
+    free(placed);
+    start(env);
+    expect_model();
+    cr_expect_eq(xlen(EV_DEAD), 0, "legitimate events were parked");
+    cr_expect_gt(ev_metric(pj.http_port, "tally_projector_retry_spilled_total"), 0,
+                 "the retry queue never filled: the test proves nothing");
+}
+
+/*
+ * Entries trimmed from the stream while pending with a consumer are lost: XAUTOCLAIM names
+ * them (Redis 7), XREADGROUP of a consumer's own pending list returns them as nil entries.
+ * Either way the loss is counted and reported to the relay (tally:repair:request, the time
+ * part of the earliest lost id), never acked in silence.
+ */
+static void trimmed_while_pending(const char *holder, const char *const *env)
+{
+    redis_up(false);
+    generate(33, 2000);
+    add_all();
+    redisReply *r = redisCommand(rc_, "XRANGE %s - + COUNT 1", EV_STREAM);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 1);
+    long long first_ms = atoll(r->element[0]->element[0]->str);
+    freeReplyObject(r);
+    redis_ok("XGROUP CREATE %s projector 0", EV_STREAM);
+    r = redisCommand(rc_, "XREADGROUP GROUP projector %s COUNT 100 STREAMS %s >", holder,
+                     EV_STREAM);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY, "the holder could not read");
+    freeReplyObject(r);
+    redis_ok("XTRIM %s MAXLEN 0", EV_STREAM);
+    start(env);
+    double lost = 0;
+    for (int64_t until = ev_mono_ms() + 20000; ev_mono_ms() < until && lost < 100; ev_sleep_ms(50))
+        lost = ev_metric(pj.http_port, "tally_projector_events_lost_total");
+    cr_expect_eq(lost, 100, "%g of 100 trimmed entries were reported lost", lost);
+    r = redisCommand(rc_, "GET tally:repair:request");
+    cr_assert(r && r->type == REDIS_REPLY_STRING, "no repair request for the relay");
+    cr_expect_eq(atoll(r->str), first_ms, "the repair request does not start at the first loss");
+    freeReplyObject(r);
+    cr_expect_eq(xpending(NULL), 0, "the lost entries stay pending");
+    cr_expect(proc_log_has(&pj, "trimmed before it was applied"));
+}
+
+Test(faults, entries_trimmed_while_a_dead_consumer_held_them_are_reported_lost)
+{
+    const char *env[] = { "TALLY_PROJECTOR_CLAIM_IDLE_MS=1000", NULL };
+    trimmed_while_pending("ghost", env);
+}
+
+Test(faults, entries_trimmed_from_its_own_pending_list_are_reported_lost)
+{
+    const char *env[] = { "TALLY_PROJECTOR_CONSUMER=k1", NULL };
+    trimmed_while_pending("k1", env);
+}
+
+/* The group's lag (XINFO GROUPS): entries not yet delivered to any consumer; -1 if unknown. */
+static long long group_lag(void)
+{
+    redisReply *r = redisCommand(rc_, "XINFO GROUPS %s", EV_STREAM);
+    long long lag = -1;
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 1, "XINFO GROUPS failed");
+    const redisReply *g = r->element[0];
+    for (size_t k = 0; k + 1 < g->elements; k += 2)
+        if (strcmp(g->element[k]->str, "lag") == 0 &&
+            g->element[k + 1]->type == REDIS_REPLY_INTEGER)
+            lag = g->element[k + 1]->integer;
+    freeReplyObject(r);
+    return lag;
+}
+
+/* tally:wm field 0 as an integer; 0 when absent. */
+static long long watermark(void)
+{
+    redisReply *r = redisCommand(rc_, "HGET tally:wm 0");
+    cr_assert(r, "HGET tally:wm failed");
+    long long w = r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+    freeReplyObject(r);
+    return w;
+}
+
+/*
+ * The relay's watermark entries (field w only) are acked, not parked, and become tally:wm once
+ * every entry before them is acknowledged by the group: not while another consumer still holds
+ * an earlier one, even though this projector has applied everything it read.
+ */
+Test(faults, the_watermark_waits_for_every_earlier_entry)
+{
+    const char *hold[] = { "TALLY_PROJECTOR_CLAIM_IDLE_MS=3600000", NULL };
+    const char *take[] = { "TALLY_PROJECTOR_CLAIM_IDLE_MS=1000", NULL };
+    redis_up(false);
+    generate(34, 3000);
+    add_all();
+    redis_ok("XGROUP CREATE %s projector 0", EV_STREAM);
+    redisReply *r =
+        redisCommand(rc_, "XREADGROUP GROUP projector ghost COUNT 10 STREAMS %s >", EV_STREAM);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY, "the ghost could not read");
+    freeReplyObject(r);
+    redis_ok("XADD %s * w 1700000000123", EV_STREAM);
+    start(hold);
+    for (int64_t until = ev_mono_ms() + 20000; ev_mono_ms() < until; ev_sleep_ms(20))
+        if (group_lag() == 0 && xpending(NULL) == 10 && xpending("ghost") == 10)
+            break;
+    ev_sleep_ms(1500); /* a few turns: the watermark would be written by now */
+    cr_expect_eq(watermark(), 0, "the watermark moved past an entry another consumer holds");
+    cr_expect_eq(xlen(EV_DEAD), 0, "the watermark entry was parked");
+    stop_projector(SIGTERM);
+    start(take); /* reclaims the ghost's entries */
+    ev_model_allow_superseded(model);
+    expect_model();
+    /* Candidates live in the projector that acked them: the relay's next watermark counts. */
+    redis_ok("XADD %s * w 1700000000456", EV_STREAM);
+    for (int64_t until = ev_mono_ms() + 10000; ev_mono_ms() < until && !watermark();
+         ev_sleep_ms(20))
+        ;
+    cr_expect_eq(watermark(), 1700000000456LL);
+    cr_expect_eq(xlen(EV_DEAD), 0);
+}
+
+/* maxmemory-policy allkeys-lru could evict a complaint's applied version: refused at start. */
+Test(faults, a_redis_that_evicts_keys_is_refused)
+{
+    redis_up(false);
+    redis_ok("CONFIG SET maxmemory-policy %s", "allkeys-lru");
+    start(NULL);
+    int code = proc_wait(&pj, 10000);
+    cr_expect_eq(code, 1, "the projector did not exit 1 (%d)", code);
+    cr_expect(proc_log_has(&pj, "evict"), "the log does not say why");
+    pj_on = false;
+    proc_release(&pj);
+}
+
+/*
+ * A rolling upgrade runs two builds of the apply function at once: each loads a library named
+ * by its source's hash and never replaces the other's (an older build's "tally" stays).
+ */
+Test(faults, the_apply_function_of_another_build_is_not_replaced)
+{
+    redis_up(false);
+    redis_ok("FUNCTION LOAD %s",
+             "#!lua name=tally\nredis.register_function('tally_apply', function() return 1 end)");
+    generate(35, 500);
+    add_all();
+    start(NULL);
+    expect_model();
+    redisReply *r = redisCommand(rc_, "FUNCTION LIST");
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+    cr_expect_eq(r->elements, 2, "%zu libraries, not the old one and ours", r->elements);
+    freeReplyObject(r);
+}
+
+/* A consumer with nothing pending and no contact for ten claim periods leaves the group. */
+Test(faults, dead_consumers_with_nothing_pending_leave_the_group)
+{
+    const char *env[] = { "TALLY_PROJECTOR_CLAIM_IDLE_MS=1000", "TALLY_PROJECTOR_CONSUMER=live",
+                          NULL };
+    redis_up(false);
+    redis_ok("XGROUP CREATE %s projector 0 MKSTREAM", EV_STREAM);
+    redis_ok("XGROUP CREATECONSUMER %s projector gone", EV_STREAM);
+    start(env);
+    bool left = false;
+    for (int64_t until = ev_mono_ms() + 30000; ev_mono_ms() < until && !left; ev_sleep_ms(200)) {
+        redisReply *r = redisCommand(rc_, "XINFO CONSUMERS %s projector", EV_STREAM);
+        cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+        bool gone = false, live = false;
+        for (size_t i = 0; i < r->elements; i++) {
+            const redisReply *c = r->element[i];
+            gone |= strcmp(c->element[1]->str, "gone") == 0;
+            live |= strcmp(c->element[1]->str, "live") == 0;
+        }
+        left = live && !gone;
+        freeReplyObject(r);
+    }
+    cr_expect(left, "the dead consumer is still in the group");
+    cr_expect(proc_log_has(&pj, "removed a dead consumer"));
+}

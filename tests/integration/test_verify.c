@@ -206,9 +206,7 @@ static void mix(void)
 
 static redisContext *redis(void)
 {
-    redisContext *c = redisConnect("127.0.0.1", S.redis_port);
-    cr_assert(c && !c->err, "redis: %s", c ? c->errstr : "out of memory");
-    return c;
+    return sys_redis_connect(&S);
 }
 
 static int64_t sql_int(const char *q)
