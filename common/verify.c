@@ -601,11 +601,15 @@ static int recheck_ref(vrun *v, pending *p)
         PQclear(r);
         return redis_fail(v, "re-reading reference data");
     }
-    const char *found = x->type == REDIS_REPLY_STRING ? x->str : NULL;
-    if ((want && found && strcmp(want, found) == 0) || (!want && !found)) {
+    /* An error reply (a key of the wrong type) is a difference of the whole key. */
+    bool wrong_type = x->type == REDIS_REPLY_ERROR;
+    const char *found = x->type == REDIS_REPLY_STRING || wrong_type ? x->str : NULL;
+    bool same = !wrong_type && (want && found ? strcmp(want, found) == 0 : want == found);
+    if (same) {
         v->st->settled++;
     } else {
-        verify_diff d = { p->tenant, p->view, p->key, p->field, want, found };
+        verify_diff d = { p->tenant, p->view, p->key, p->field, wrong_type ? p->expected : want,
+                          found };
         emit(v, &d);
     }
     freeReplyObject(x);

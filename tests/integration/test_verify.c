@@ -510,6 +510,19 @@ Test(verify, each_corruption_is_found, .fini = teardown)
         free(w);
     }
     restore(c, &s);
+    save(c, &s, "{t:kir}:1:cats"); /* reference data, which is re-read after the settle delay */
+    cmd_do(c, "DEL {t:kir}:1:cats");
+    cmd_do(c, "SET {t:kir}:1:cats x");
+    {
+        verify_stats wst;
+        diffs *w = run_verify(200, &wst);
+        cr_assert_eq(w->n, 1, "%d differences", w->n);
+        cr_expect_str_eq(w->d[0].view, "cats");
+        cr_expect_str_eq(w->d[0].field, "");
+        cr_expect(strstr(w->d[0].found, "WRONGTYPE"), "found: %s", w->d[0].found);
+        free(w);
+    }
+    restore(c, &s);
 
     /* A key deleted: the open backlog of ktm; every open complaint is named. */
     int64_t open = sql_int("SELECT count(*) FROM complaints WHERE tenant_id = 'ktm'"
