@@ -19,8 +19,6 @@
 #include <string.h>
 #include <time.h>
 
-#define MS(x)          "(extract(epoch FROM " x ") * 1000)::bigint" /* as command-svc */
-#define DAYNO(x)       "(" x " - DATE '1970-01-01')"
 #define GEN_RETRIES    3
 #define RECHECK_CHUNK  500
 #define DEFAULT_SQL_MS 60000
@@ -40,24 +38,25 @@ const char VERIFY_SQL_ASSIGNED_AGENT[] =
  * Every complaint of the tenant, with its state as of the applied version cv.v (NULL: none).
  * The creation day (of the version-1 event) is looked up only for complaints created within
  * two days of the window (a margin wider than any time zone): the rest count in no day key.
+ * Times in ms as command-svc computes them: (extract(epoch FROM t) * 1000)::bigint.
  */
-static const char SQL_COMPLAINTS[] = "SELECT c.complaint_id, c.version, cv.v, " MS(
-    "c.created_at") ", c.category_id, c.priority,"
-                    " CASE WHEN cv.v IS NULL THEN 0 WHEN cv.v = c.version THEN c.status"
-                    "  ELSE (SELECT h.to_status FROM status_history h WHERE h.complaint_id = "
-                    "c.complaint_id"
-                    "   AND h.version <= cv.v ORDER BY h.version DESC LIMIT 1) END,"
-                    " CASE WHEN cv.v IS NULL THEN '' WHEN cv.v = c.version THEN "
-                    "coalesce(c.assigned_agent_id, '')"
-                    "  ELSE coalesce((SELECT pg_temp.assigned_agent(a.payload) FROM events a"
-                    "   WHERE a.complaint_id = c.complaint_id AND a.type = 2 AND a.version <= cv.v"
-                    "   ORDER BY a.version DESC LIMIT 1), '') END,"
-                    " CASE WHEN c.created_at >= $2::date - interval '2 days' THEN (SELECT " DAYNO(
-                        "e.local_day") "  FROM events e WHERE e.complaint_id = c.complaint_id AND "
-                                       "e.version = 1) END"
-                                       " FROM complaints c LEFT JOIN verify_cv cv ON "
-                                       "cv.complaint_id = c.complaint_id"
-                                       " WHERE c.tenant_id = $1";
+static const char SQL_COMPLAINTS[] =
+    "SELECT c.complaint_id, c.version, cv.v,"
+    " (extract(epoch FROM c.created_at) * 1000)::bigint, c.category_id, c.priority,"
+    " CASE WHEN cv.v IS NULL THEN 0 WHEN cv.v = c.version THEN c.status"
+    "  ELSE (SELECT h.to_status FROM status_history h"
+    "   WHERE h.complaint_id = c.complaint_id AND h.version <= cv.v"
+    "   ORDER BY h.version DESC LIMIT 1) END,"
+    " CASE WHEN cv.v IS NULL THEN ''"
+    "  WHEN cv.v = c.version THEN coalesce(c.assigned_agent_id, '')"
+    "  ELSE coalesce((SELECT pg_temp.assigned_agent(a.payload) FROM events a"
+    "   WHERE a.complaint_id = c.complaint_id AND a.type = 2 AND a.version <= cv.v"
+    "   ORDER BY a.version DESC LIMIT 1), '') END,"
+    " CASE WHEN c.created_at >= $2::date - interval '2 days'"
+    "  THEN (SELECT e.local_day - DATE '1970-01-01' FROM events e"
+    "   WHERE e.complaint_id = c.complaint_id AND e.version = 1) END"
+    " FROM complaints c LEFT JOIN verify_cv cv ON cv.complaint_id = c.complaint_id"
+    " WHERE c.tenant_id = $1";
 enum { C_ID, C_VERSION, C_CV, C_CREATED, C_CAT, C_PRIO, C_STATUS, C_AGENT, C_DAY };
 
 /* Applied versions of complaints the tenant does not have. */
@@ -66,26 +65,24 @@ static const char SQL_UNKNOWN[] =
     " WHERE c.complaint_id = cv.complaint_id AND c.tenant_id = $1) ORDER BY 1";
 
 /*
- * The applied resolutions of the window. changed_at is the event's occurred_at; the margin of
- * two days only narrows the rows whose local_day is looked up.
+ * The applied resolutions of the window: day number, category, priority, seconds, agent.
+ * changed_at is the event's occurred_at; the margin of two days only narrows the rows whose
+ * local_day is looked up.
  */
-static const char SQL_RESOLUTIONS[] = "SELECT " DAYNO(
-    "e.local_day") ", c.category_id, c.priority,"
-                   " (" MS("h.changed_at") " - " MS(
-                       "c.created_at") ") / 1000,"
-                                       " coalesce((SELECT pg_temp.assigned_agent(a.payload) FROM "
-                                       "events a"
-                                       "  WHERE a.complaint_id = h.complaint_id AND a.type = 2 AND "
-                                       "a.version < h.version"
-                                       "  ORDER BY a.version DESC LIMIT 1), '')"
-                                       " FROM status_history h"
-                                       " JOIN verify_cv cv ON cv.complaint_id = h.complaint_id AND "
-                                       "h.version <= cv.v"
-                                       " JOIN complaints c ON c.complaint_id = h.complaint_id"
-                                       " JOIN events e ON e.complaint_id = h.complaint_id AND "
-                                       "e.version = h.version"
-                                       " WHERE h.tenant_id = $1 AND h.to_status = 3 AND "
-                                       "e.local_day BETWEEN $2::date AND $3::date";
+static const char SQL_RESOLUTIONS[] =
+    "SELECT e.local_day - DATE '1970-01-01', c.category_id, c.priority,"
+    " ((extract(epoch FROM h.changed_at) * 1000)::bigint"
+    "  - (extract(epoch FROM c.created_at) * 1000)::bigint) / 1000,"
+    " coalesce((SELECT pg_temp.assigned_agent(a.payload) FROM events a"
+    "  WHERE a.complaint_id = h.complaint_id AND a.type = 2 AND a.version < h.version"
+    "  ORDER BY a.version DESC LIMIT 1), '')"
+    " FROM status_history h"
+    " JOIN verify_cv cv ON cv.complaint_id = h.complaint_id AND h.version <= cv.v"
+    " JOIN complaints c ON c.complaint_id = h.complaint_id"
+    " JOIN events e ON e.complaint_id = h.complaint_id AND e.version = h.version"
+    " WHERE h.tenant_id = $1 AND h.to_status = 3"
+    " AND h.changed_at >= $2::date - interval '2 days'"
+    " AND e.local_day BETWEEN $2::date AND $3::date";
 
 /* Reference data: (key, field, value) with key VM_TENANT (4), VM_CATS (5), VM_AGENTS (6). */
 _Static_assert(VM_TENANT == 4 && VM_CATS == 5 && VM_AGENTS == 6, "SQL_REFS names the keys");
@@ -95,9 +92,10 @@ static const char SQL_REFS[] =
     " UNION ALL SELECT 5, category_id, name FROM categories WHERE tenant_id = $1"
     " UNION ALL SELECT 6, agent_id, name FROM agents WHERE tenant_id = $1";
 
-static const char SQL_TENANTS[] = "SELECT tenant_id, " DAYNO(
-    "(now() AT TIME ZONE time_zone)::date") " FROM tenants"
-                                            " WHERE $1 = '' OR tenant_id = $1 ORDER BY 1";
+/* The tenants, each with its local today as a day number. */
+static const char SQL_TENANTS[] =
+    "SELECT tenant_id, (now() AT TIME ZONE time_zone)::date - DATE '1970-01-01' FROM tenants"
+    " WHERE $1 = '' OR tenant_id = $1 ORDER BY 1";
 
 /* What may be in flight, re-checked after the settle delay. */
 typedef struct pending {
@@ -603,11 +601,15 @@ static int recheck_ref(vrun *v, pending *p)
         PQclear(r);
         return redis_fail(v, "re-reading reference data");
     }
-    const char *found = x->type == REDIS_REPLY_STRING ? x->str : NULL;
-    if ((want && found && strcmp(want, found) == 0) || (!want && !found)) {
+    /* An error reply (a key of the wrong type) is a difference of the whole key. */
+    bool wrong_type = x->type == REDIS_REPLY_ERROR;
+    const char *found = x->type == REDIS_REPLY_STRING || wrong_type ? x->str : NULL;
+    bool same = !wrong_type && (want && found ? strcmp(want, found) == 0 : want == found);
+    if (same) {
         v->st->settled++;
     } else {
-        verify_diff d = { p->tenant, p->view, p->key, p->field, want, found };
+        verify_diff d = { p->tenant, p->view, p->key, p->field, wrong_type ? p->expected : want,
+                          found };
         emit(v, &d);
     }
     freeReplyObject(x);

@@ -53,6 +53,11 @@ static int setup(const svc_env *env, void *arg)
                           .consumer = consumer[0] ? consumer : default_consumer,
                           .metrics = env->metrics };
     http_set_live_check(env->http, loop_alive, NULL);
+    int rc = http_add_ready_check(env->http, "redis", probe_redis, (void *)&env->cfg->redis);
+    if (!rc)
+        rc = http_add_ready_check(env->http, "projector", proj_ready, NULL);
+    if (rc)
+        return rc;
     /* -1, the default: on when the projector was given PostgreSQL, off otherwise. */
     const char *dsn = getenv("TALLY_PG_DSN");
     if (verify_every_s < 0)
@@ -64,16 +69,14 @@ static int setup(const svc_env *env, void *arg)
                             .days = (int)verify_days,
                             .settle_ms = (int)verify_settle_ms,
                             .metrics = env->metrics };
-        int rc = vloop_start(&vc);
-        if (rc) {
+        if ((rc = vloop_start(&vc))) {
             log_error("cannot start the verify thread", LOG_STR("error", tally_err_str(rc)));
             return rc;
         }
         log_info("periodic verify on", LOG_INT("every_s", verify_every_s),
                  LOG_INT("days", verify_days), LOG_INT("settle_ms", verify_settle_ms));
     }
-    int rc = http_add_ready_check(env->http, "redis", probe_redis, (void *)&env->cfg->redis);
-    return rc ? rc : http_add_ready_check(env->http, "projector", proj_ready, NULL);
+    return 0;
 }
 
 static void teardown(void *arg)

@@ -12,12 +12,14 @@
  *   fields, resolutions and reopens in the data); `tally verify` exits 0, and 2 for an unknown
  *   tenant or a bad option.
  * - each_corruption_is_found: a counter changed, a key deleted, a day field HINCRBY'd, zset
- *   members removed, a name changed, a histogram bucket and an applied version altered: each is
+ *   members removed, a name changed, a histogram bucket and an applied version altered, a key of
+ *   the wrong type, the applied versions of a tenant deleted (a lost read model): each is
  *   reported, naming its view, key and field with the expected and found values, and
  *   `tally verify` exits 1; restored, the system verifies clean again.
  * - events_in_flight_are_not_drift: with the projector stopped, new commands leave the views
  *   exact (compared as of the applied versions): only the lagging applied versions (view cv)
- *   differ; the projector back, it is clean.
+ *   differ; the projector back, it is clean. A parked complaint is counted as parked, not as
+ *   drift.
  * - the_projector_reports_drift_in_its_metrics: TALLY_PROJECTOR_VERIFY_EVERY_S=1; drift 0 with
  *   runs counted, then > 0 after a corruption, and the difference is in its log.
  */
@@ -204,9 +206,7 @@ static void mix(void)
 
 static redisContext *redis(void)
 {
-    redisContext *c = redisConnect("127.0.0.1", S.redis_port);
-    cr_assert(c && !c->err, "redis: %s", c ? c->errstr : "out of memory");
-    return c;
+    return sys_redis_connect(&S);
 }
 
 static int64_t sql_int(const char *q)
@@ -218,17 +218,9 @@ static int64_t sql_int(const char *q)
     return v;
 }
 
-/* Until every event is published and the projector's group has applied all of them. */
 static void wait_idle(void)
 {
-    redisContext *c = redis();
-    int64_t until = sys_mono_ms() + IDLE_MS;
-    while (sql_int("SELECT count(*) FROM events WHERE published_at IS NULL") > 0 ||
-           !ev_group_idle(c, EV_STREAM)) {
-        cr_assert_lt(sys_mono_ms(), until, "the pipeline did not drain");
-        sys_sleep_ms(20);
-    }
-    redisFree(c);
+    sys_wait_idle(&S, IDLE_MS);
 }
 
 typedef struct found_diff {
@@ -504,6 +496,34 @@ Test(verify, each_corruption_is_found, .fini = teardown)
     expect_one("ao", "{t:ny}:1:ao", "a2", want, got);
     restore(c, &s);
 
+    /* A key of the wrong type: one difference for the key as a whole. */
+    save(c, &s, "{t:ny}:1:ao");
+    cmd_do(c, "DEL {t:ny}:1:ao");
+    cmd_do(c, "SET {t:ny}:1:ao x");
+    {
+        verify_stats wst;
+        diffs *w = run_verify(200, &wst);
+        cr_assert_eq(w->n, 1, "%d differences", w->n);
+        cr_expect_str_eq(w->d[0].view, "ao");
+        cr_expect_str_eq(w->d[0].field, "");
+        cr_expect(strstr(w->d[0].found, "WRONGTYPE"), "found: %s", w->d[0].found);
+        free(w);
+    }
+    restore(c, &s);
+    save(c, &s, "{t:kir}:1:cats"); /* reference data, which is re-read after the settle delay */
+    cmd_do(c, "DEL {t:kir}:1:cats");
+    cmd_do(c, "SET {t:kir}:1:cats x");
+    {
+        verify_stats wst;
+        diffs *w = run_verify(200, &wst);
+        cr_assert_eq(w->n, 1, "%d differences", w->n);
+        cr_expect_str_eq(w->d[0].view, "cats");
+        cr_expect_str_eq(w->d[0].field, "");
+        cr_expect(strstr(w->d[0].found, "WRONGTYPE"), "found: %s", w->d[0].found);
+        free(w);
+    }
+    restore(c, &s);
+
     /* A key deleted: the open backlog of ktm; every open complaint is named. */
     int64_t open = sql_int("SELECT count(*) FROM complaints WHERE tenant_id = 'ktm'"
                            " AND status IN (1, 2)");
@@ -579,6 +599,16 @@ Test(verify, events_in_flight_are_not_drift, .fini = teardown)
     sys_projector_start(&S);
     wait_idle();
     expect_clean();
+    /* A parked complaint lags for good: counted as parked, not as drift. */
+    redisContext *c = redis();
+    cmd_do(c, "HSET {t:ny}:parked %lld test", (long long)b);
+    move("ny", b, RESOLVED);
+    wait_idle();
+    ds = run_verify(0, &st);
+    cr_expect_eq(ds->n, 0, "%d differences", ds->n);
+    cr_expect_eq(st.parked, 1);
+    free(ds);
+    redisFree(c);
 }
 
 static double metric(const char *name)

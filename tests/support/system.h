@@ -129,6 +129,13 @@ void sys_replica_start(sys_system *s, sys_service k, int i);
 /* Kills replica i of k with SIGKILL, waits for it and releases it (also when it is stopped). */
 void sys_replica_kill(sys_system *s, sys_service k, int i);
 
+/*
+ * Waits until the pipeline is idle: no events row unpublished and the projector's group has
+ * read and acknowledged all of tally:events:0 (one partition, the system's default). Asserts
+ * within timeout_ms (a cap for a broken pipeline, not a timing assertion).
+ */
+void sys_wait_idle(sys_system *s, int timeout_ms);
+
 /* Monotonic milliseconds, and a sleep. */
 int64_t sys_mono_ms(void);
 void sys_sleep_ms(int ms);
