@@ -262,8 +262,7 @@ Test(chaos, scenario)
                           .import_every = 40,
                           .import_batch = 10,
                           .import_days = IMPORT_DAYS };
-    tc.ports[0] = s.command_ports[0];
-    tc.ports[1] = s.command_ports[1];
+    tc.ports = s.command_ports;
     char err[512];
     traffic *t = traffic_start(&tc, err, sizeof(err));
     cr_assert(t, "%s", err);

@@ -40,10 +40,12 @@ void sys_sleep_ms(int ms)
 /* ---- children ------------------------------------------------------------------------------ */
 
 /*
- * Starts a service with the system's storage and free ports, plus the caller's variables; waits
- * until it listens (gRPC when grpc, HTTP always) and, if ready_msg is set, until it logged that.
+ * Starts a service with the system's storage and free ports (gRPC on grpc_port unless 0), plus
+ * the caller's variables; waits until it listens (gRPC when grpc, HTTP always) and, if
+ * ready_msg is set, until it logged that. False when it exited at start on a given grpc_port
+ * (someone took the port meanwhile: the caller tries a free one).
  */
-static void start_service_on(sys_system *s, proc *p, const char *path, const char *const *extra,
+static bool start_service_on(sys_system *s, proc *p, const char *path, const char *const *extra,
                              bool grpc, int grpc_port, const char *ready_msg)
 {
     const char *vars[64];
@@ -64,11 +66,16 @@ static void start_service_on(sys_system *s, proc *p, const char *path, const cha
         p->http_port = proc_logged_port(p, "http server listening");
         bool ready = !ready_msg || proc_log_has(p, ready_msg);
         if ((!grpc || p->grpc_port) && p->http_port && ready)
-            return;
+            return true;
         int code = proc_wait(p, 0);
+        if (code != -1 && grpc_port) {
+            proc_release(p);
+            return false;
+        }
         cr_assert_eq(code, -1, "%s exited %d at start", path, code);
     }
     cr_assert_fail("%s did not start within %d ms", path, START_MS);
+    return false;
 }
 
 static void start_service(sys_system *s, proc *p, const char *path, const char *const *extra,
@@ -184,9 +191,9 @@ static bool redis_answers(int port)
 }
 
 /*
- * Starts redis-server on s->redis_port with the system's persistence (none, or an append-only
- * file; aof false overrides it, for loading an RDB file) and waits until it answers; false when
- * it exited (the port was taken meanwhile).
+ * Starts redis-server on s->redis_port, with an append-only file when aof, else without
+ * persistence (it still loads a dump.rdb it finds), and waits until it answers; false when it
+ * exited (the port was taken meanwhile).
  */
 static bool redis_spawn(sys_system *s, bool aof)
 {
@@ -361,9 +368,11 @@ void sys_replica_start(sys_system *s, sys_service k, int i)
     proc *p = replica(s, k, i, &on);
     cr_assert(!*on, "replica %d runs already", i);
     if (k == SYS_COMMAND) {
-        start_service_on(s, p, COMMAND_SVC_PATH, s->opt.command_env, true, s->command_ports[i],
-                         NULL);
-        s->command_ports[i] = p->grpc_port;
+        if (!start_service_on(s, p, COMMAND_SVC_PATH, s->opt.command_env, true, s->command_ports[i],
+                              NULL))
+            start_service(s, p, COMMAND_SVC_PATH, s->opt.command_env, true, NULL);
+        /* read by other threads (tests/support/traffic.h) */
+        __atomic_store_n(&s->command_ports[i], p->grpc_port, __ATOMIC_RELAXED);
     } else {
         start_service(s, p, PROJECTOR_PATH, s->opt.projector_env, false,
                       "\"msg\":\"projector consuming\"");

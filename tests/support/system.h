@@ -64,7 +64,8 @@ typedef struct sys_system {
     proc command, projector, query; /* command and projector: replica 0 */
     bool command_on, projector_on, query_on;
     /* Replicas 1.. (sys_options.commands, .projectors); command_ports[i] is replica i's gRPC
-     * port, kept when it is started again. */
+     * port, kept when it is started again (unless someone took it meanwhile: other threads
+     * read it with __atomic_load_n). */
     int ncommands, nprojectors;
     proc command_more[SYS_REPLICAS_MAX - 1], projector_more[SYS_REPLICAS_MAX - 1];
     bool command_more_on[SYS_REPLICAS_MAX - 1], projector_more_on[SYS_REPLICAS_MAX - 1];

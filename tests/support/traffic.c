@@ -79,6 +79,11 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+static int port_of(const traffic *t, int replica)
+{
+    return __atomic_load_n(&t->conf.ports[replica], __ATOMIC_RELAXED);
+}
+
 static gc_client *client(int port)
 {
     char target[32];
@@ -143,7 +148,7 @@ static int call(worker *w, const char *method, const ProtobufCMessage *req,
     if (rpc_transient(st.code)) {
         count(t, &t->st.transient, 1);
         gc_free(w->c[w->replica]);
-        w->c[w->replica] = client(t->conf.ports[w->replica]);
+        w->c[w->replica] = client(port_of(t, w->replica));
         w->replica = (w->replica + 1) % t->conf.nports;
         return C_TRANSIENT;
     }
@@ -450,7 +455,7 @@ static void *worker_main(void *arg)
 
 static int put_reference(traffic *t, char *err, size_t errlen)
 {
-    gc_client *c = client(t->conf.ports[0]);
+    gc_client *c = client(port_of(t, 0));
     int64_t until = now_mono_ms() + PUT_WITHIN_MS;
     int rc = 0;
     for (int i = 0; i < t->w.ntenants; i++) {
@@ -503,7 +508,7 @@ traffic *traffic_start(const traffic_config *conf, char *err, size_t errlen)
         w->replica = i % conf->nports;
         world_rng_init(&w->r, conf->seed, (uint64_t)i, 11);
         for (int p = 0; p < conf->nports; p++)
-            w->c[p] = client(conf->ports[p]);
+            w->c[p] = client(port_of(t, p));
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
             snprintf(err, errlen, "cannot start a traffic thread");
             for (int p = 0; p < conf->nports; p++)

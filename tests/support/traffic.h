@@ -41,7 +41,10 @@
 typedef struct traffic traffic;
 
 typedef struct traffic_config {
-    int ports[TRAFFIC_PORTS_MAX]; /* gRPC ports of the command-svc replicas on 127.0.0.1 */
+    /* gRPC ports of the command-svc replicas on 127.0.0.1, borrowed for the traffic's life; a
+     * port may change while it runs (a replica restarted elsewhere: sys_system.command_ports),
+     * read atomically when a worker reconnects. */
+    const int *ports;
     int nports;
     const char *tenants; /* "id:Area/Zone,..." as tally-sim's --tenants */
     uint64_t seed;
