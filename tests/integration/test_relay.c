@@ -1274,3 +1274,43 @@ Test(relay, the_watermark_passes_every_event_committed_before_it)
     gc_free(c);
     svc_stop_clean(0);
 }
+
+/*
+ * The projector's report of entries trimmed before it applied them (tally:repair:request, Unix
+ * ms): the relay takes it and republishes what it published since then, less a margin; the
+ * read model stays equal to PostgreSQL (duplicates are dropped by version).
+ */
+Test(relay, a_report_of_trimmed_entries_republishes_them)
+{
+    char tenant[32], ms[24];
+    const char *env[] = { "TALLY_RELAY_POLL_MS=200", NULL };
+    proc pj;
+    svc_start(0, env);
+    projector_start(&pj);
+    gc_client *c = gc_new_port(fx.svc[0].grpc_port);
+    fx_seed_tenant(c, fx_tenant(tenant, sizeof(tenant)), "UTC");
+    lifecycles(c, tenant, "trimmed", 5);
+    expect_model(tenant, WAIT_MS);
+    long before = metric(&fx.svc[0], "tally_relay_published_total");
+    redisContext *rc = redis_open();
+    snprintf(ms, sizeof(ms), "%lld", (long long)wall_ms());
+    freeReplyObject(rcmd(rc, "SET tally:repair:request %s", ms));
+    for (int64_t end = mono_ms() + WAIT_MS; mono_ms() < end && rexists(rc, "tally:repair:request");)
+        sleep_ms(50);
+    cr_assert(!rexists(rc, "tally:repair:request"), "the relay takes the request");
+    for (int64_t end = mono_ms() + WAIT_MS;; sleep_ms(100)) {
+        if (metric_line(&fx.svc[0], "tally_relay_repairs_total{reason=\"trimmed\"}") >= 1 &&
+            !rexists(rc, "tally:repair"))
+            break;
+        cr_assert_lt(mono_ms(), end, "the repair never ended");
+    }
+    /* Everything of the last minute and more went out again: 5 + 20 rows at least. */
+    cr_assert_geq(metric(&fx.svc[0], "tally_relay_published_total"), before + 25);
+    lifecycles(c, tenant, "after", 1);
+    expect_model(tenant, WAIT_MS);
+    cr_assert_eq(xlen(rc, "tally:dead:0"), 0, "nothing parked");
+    redisFree(rc);
+    projector_stop(&pj);
+    gc_free(c);
+    svc_stop_clean(0);
+}
