@@ -62,6 +62,10 @@ enum cli_opt {
     O_INTERVAL,
     O_ONCE,
     O_ASCII,
+    /* verify */
+    O_SETTLE_MS,
+    O_PG_DSN,
+    O_REDIS_URL,
     O_COUNT
 };
 
@@ -131,5 +135,6 @@ int cli_run_move(const cli *c);
 int cli_run_get(const cli *c);
 int cli_run_history(const cli *c);
 int cli_run_dashboard(const cli *c);
+int cli_run_verify(const cli *c);
 
 #endif

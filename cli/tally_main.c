@@ -56,6 +56,9 @@ static const opt_def opt_defs[] = {
     { "--interval", 0, O_INTERVAL, true },
     { "--once", 0, O_ONCE, false },
     { "--ascii", 0, O_ASCII, false },
+    { "--settle-ms", 0, O_SETTLE_MS, true },
+    { "--pg-dsn", 0, O_PG_DSN, true },
+    { "--redis-url", 0, O_REDIS_URL, true },
 };
 #define N_OPTS (sizeof(opt_defs) / sizeof(opt_defs[0]))
 
@@ -201,6 +204,30 @@ static const cmd_def cmds[] = {
       "Prints every status move of the complaint, oldest first, one per line.\n"
       "\n"
       "  --json                  print them as one JSON line\n" },
+    { NULL,
+      "verify",
+      cli_run_verify,
+      { O_TENANT, O_DAYS, O_SETTLE_MS, O_PG_DSN, O_REDIS_URL, O_JSON },
+      "check the read model against PostgreSQL",
+      "usage: tally verify [--tenant ID] [--days N] [--settle-ms MS] [--json]\n"
+      "\n"
+      "Recomputes the read model's figures from PostgreSQL (the source of truth) and compares\n"
+      "them with Redis: the current state (status counts, open backlog, agents' open\n"
+      "assignments, applied versions, names) and every day and month key of the whole months\n"
+      "holding the last N tenant-local days. Prints each difference (view, key, field,\n"
+      "expected, found), then a summary. Figures are compared as of the versions the read model\n"
+      "has applied; what lags behind PostgreSQL is re-read after the settle delay and counts\n"
+      "only if it still lags (events in flight are not drift). Talks to the stores directly,\n"
+      "not to the services.\n"
+      "\n"
+      "  --tenant ID             only this tenant (default: every tenant)\n"
+      "  --days N                the window: the last N local days (default 35, at most 3660)\n"
+      "  --settle-ms MS          wait before re-reading what lags (default 5000; 0..600000)\n"
+      "  --pg-dsn DSN            PostgreSQL (default $TALLY_PG_DSN)\n"
+      "  --redis-url URL         Redis, redis://host[:port][/db] (default $TALLY_REDIS_URL)\n"
+      "  --json                  one JSON object per difference, then a summary object\n"
+      "\n"
+      "Exit status: 0 no difference, 1 drift found, 2 a usage error or a store failing.\n" },
 };
 #define N_CMDS (sizeof(cmds) / sizeof(cmds[0]))
 

@@ -219,27 +219,57 @@ static const char *range_text(const Tally__V1__DateRange *r, char *out, size_t o
     return out;
 }
 
+/* An age in ms as "N s ago" under two minutes, otherwise as a duration ("2m 5s ago"). */
+static const char *age_text(int64_t ms, char *out, size_t outlen)
+{
+    char d[32];
+    if (ms < 120000)
+        snprintf(out, outlen, "%" PRId64 " s ago", ms / 1000);
+    else
+        snprintf(out, outlen, "%s ago", tx_duration((double)ms / 1000.0, d, sizeof(d)));
+    return out;
+}
+
+/* A banner under the header: the word marked '!' in the margin, then text that wraps. */
+static void flag(page *p, const char *word, const char *text)
+{
+    flow_begin(p, INDENT, " ");
+    p->flow_mark = '!';
+    flow_item(p, "%s", word);
+    flow_words(p, text);
+    flow_end(p);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Sections */
 
+/*
+ * "last updated" is the age of the completeness watermark (every event committed before it is
+ * in the figures), never of the newest event alone: a quiet tenant is not stale, and a reply
+ * without a watermark says "not complete" rather than "0 s ago".
+ */
 static void header(page *p, const Reply *r, const render_opts *o)
 {
     const Tally__V1__Freshness *f = r ? r->freshness : NULL;
     const Tally__V1__Overview *ov = r ? r->overview : NULL;
-    char left[160], right[96], d[32], n[32];
+    char left[160], right[160], d[32], n[32];
+    size_t len;
     snprintf(left, sizeof(left), "TALLY  %s", o->tenant && o->tenant[0] ? o->tenant : "?");
     if (!r)
         snprintf(right, sizeof(right), "no answer yet");
     else if (!f)
         snprintf(right, sizeof(right), "freshness unknown");
-    else if (f->as_of_ms == 0)
-        snprintf(right, sizeof(right), "no events applied yet");
-    else if (sat_add(f->lag_ms, p->extra_ms) < 120000)
-        snprintf(right, sizeof(right), "last updated %" PRId64 " s ago",
-                 sat_add(f->lag_ms, p->extra_ms) / 1000);
+    else if (f->complete_until_ms == 0)
+        snprintf(right, sizeof(right), "not complete");
     else
-        snprintf(right, sizeof(right), "last updated %s ago",
-                 tx_duration((double)sat_add(f->lag_ms, p->extra_ms) / 1000.0, d, sizeof(d)));
+        snprintf(right, sizeof(right), "last updated %s",
+                 age_text(sat_add(f->complete_lag_ms, p->extra_ms), d, sizeof(d)));
+    len = strlen(right);
+    if (f && f->parked_complaints && len < sizeof(right))
+        len += (size_t)snprintf(right + len, sizeof(right) - len, ", %s parked",
+                                tx_count(f->parked_complaints, n, sizeof(n)));
+    if (f && f->rebuilding && len < sizeof(right))
+        snprintf(right + len, sizeof(right) - len, ", rebuilding");
     emit_lr(p, left, right);
 
     flow_begin(p, 0, " \xc2\xb7 ");
@@ -249,6 +279,10 @@ static void header(page *p, const Reply *r, const render_opts *o)
         flow_item(p, "today %s (%s)", ov->today, str(ov->time_zone)[0] ? ov->time_zone : "?");
     if (r && r->volume_trend)
         flow_item(p, "range %s", range_text(r->volume_trend->range, left, sizeof(left)));
+    if (f && f->as_of_ms == 0)
+        flow_item(p, "no events applied yet");
+    else if (f && f->complete_until_ms == 0)
+        flow_item(p, "newest event %s", age_text(sat_add(f->lag_ms, p->extra_ms), d, sizeof(d)));
     if (f && (f->apply_lag_ms || f->events_applied)) {
         if (f->apply_lag_ms < 1000)
             flow_item(p, "apply lag %" PRId64 " ms", f->apply_lag_ms);
@@ -258,10 +292,26 @@ static void header(page *p, const Reply *r, const render_opts *o)
             flow_item(p, "apply lag %s",
                       tx_duration((double)f->apply_lag_ms / 1000.0, d, sizeof(d)));
     }
-    if (f)
+    if (f && f->as_of_ms)
         flow_item(p, "%s events applied", tx_count(f->events_applied, n, sizeof(n)));
     flow_end(p);
 
+    if (f && f->complete_until_ms == 0)
+        flag(p, "NOT COMPLETE:",
+             "the read model does not say up to when it holds every event (no completeness "
+             "watermark yet); the figures may miss events.");
+    if (f && f->parked_complaints) {
+        flow_begin(p, INDENT, " ");
+        p->flow_mark = '!';
+        flow_item(p, "PARKED:");
+        flow_item(p, "%s", tx_count(f->parked_complaints, n, sizeof(n)));
+        flow_words(p, f->parked_complaints == 1
+                          ? "complaint is held back (an event of it failed to apply); its figures "
+                            "are frozen until an operator replays it."
+                          : "complaints are held back (an event of each failed to apply); their "
+                            "figures are frozen until an operator replays them.");
+        flow_end(p);
+    }
     if (f && f->stale) {
         flow_begin(p, INDENT, " ");
         p->flow_mark = '!';
@@ -273,21 +323,12 @@ static void header(page *p, const Reply *r, const render_opts *o)
             flow_item(p, "%" PRId64 ")", f->token_applied_version);
         flow_end(p);
     }
-    if (f && f->rebuilding) {
-        flow_begin(p, INDENT, " ");
-        p->flow_mark = '!';
-        flow_item(p, "REBUILDING:");
-        flow_words(p, "the read model is being rebuilt; figures come from the previous "
-                      "generation.");
-        flow_end(p);
-    }
-    if (o->error && o->error[0]) {
-        flow_begin(p, INDENT, " ");
-        p->flow_mark = '!';
-        flow_item(p, "ERROR:");
-        flow_words(p, o->error);
-        flow_end(p);
-    }
+    if (f && f->rebuilding)
+        flag(p, "REBUILDING:",
+             "the read model is being rebuilt (a rebuild, or a repair after Redis lost data); "
+             "until it ends the figures may be partial or from the previous generation.");
+    if (o->error && o->error[0])
+        flag(p, "ERROR:", o->error);
     rule(p);
 }
 

@@ -2,13 +2,14 @@
  * tally_render: the terminal page of `tally dashboard`, as a pure function of a
  * GetDashboardReply, the client's clock and a width (no I/O, no terminal codes, no locale).
  *
- * The page has a header (tenant, today and time zone, how fresh the answer is, STALE and
- * REBUILDING), then one section per panel: now (status counts, backlog, today), volume (a
- * sparkline per series), resolution times, agents, categories (share bars) and the oldest open
- * complaints. It is laid out for RENDER_MAX_WIDTH columns and degrades below that: tables drop
- * their least useful columns and cut long names, flows of figures wrap, and as a last resort
- * every line is cut. Invariant: no line of the page is wider than max(width, 1) terminal
- * columns (as tx_width counts them), whatever the reply holds; every line ends in '\n'.
+ * The page has a header (tenant, today and time zone, up to when the answer is complete, and the
+ * flags NOT COMPLETE, PARKED, STALE and REBUILDING), then one section per panel: now (status
+ * counts, backlog, today), volume (a sparkline per series), resolution times, agents, categories
+ * (share bars) and the oldest open complaints. It is laid out for RENDER_MAX_WIDTH columns and
+ * degrades below that: tables drop their least useful columns and cut long names, flows of figures
+ * wrap, and as a last resort every line is cut. Invariant: no line of the page is wider than
+ * max(width, 1) terminal columns (as tx_width counts them), whatever the reply holds; every line
+ * ends in '\n'.
  *
  * Absent panels and fields render as "no data" lines rather than failing, so a reply of an
  * empty tenant (or an empty reply) gives a sensible page.

@@ -331,6 +331,13 @@ static int prepare(proj *p)
        replica): watermark candidates of the old one prove nothing here. */
     memset(p->marks, 0, sizeof(p->marks));
     memset(p->wm, 0, sizeof(p->wm));
+    /* Every partition has a field, "0" (unknown) until its first watermark: query-svc takes the
+       lowest, so a partition no watermark reached yet is never left out. */
+    for (int i = 0; i < p->conf->partitions; i++) {
+        redisReply *r = command(p, "HSETNX %s %d 0", WM_KEY, i);
+        if (r)
+            freeReplyObject(r);
+    }
     p->read_pending = true;
     p->next_claim_ms = 0;
     p->started = true;

@@ -2,6 +2,9 @@
  * projector: keeps the Redis read model. Consumes tally:events:<p> in the consumer group
  * "projector" and applies every event exactly once, in order per complaint (consumer.h).
  * No gRPC API: an HTTP port for /metrics, /healthz (the loop turns) and /readyz (Redis answers).
+ * With TALLY_PG_DSN set it also verifies the read model against PostgreSQL every
+ * TALLY_PROJECTOR_VERIFY_EVERY_S seconds, on a thread of its own (verify_loop.h); otherwise
+ * the projector never touches PostgreSQL.
  */
 #include "consumer.h"
 #include "err.h"
@@ -9,15 +12,20 @@
 #include "now.h"
 #include "probe.h"
 #include "svc.h"
+#include "verify.h"
+#include "verify_loop.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define STUCK_MS 30000 /* a loop that has not turned for this long is not alive */
+#define STUCK_MS       30000 /* a loop that has not turned for this long is not alive */
+#define VERIFY_DEFAULT 300   /* seconds between verify runs when TALLY_PG_DSN is set */
 
 static proj_config conf;
 static long long partitions, batch, block_ms, claim_idle_ms, gap_timeout_ms, max_attempts;
+static long long verify_every_s, verify_days, verify_settle_ms;
 static const char *consumer;
 static char default_consumer[128];
 
@@ -46,7 +54,35 @@ static int setup(const svc_env *env, void *arg)
                           .metrics = env->metrics };
     http_set_live_check(env->http, loop_alive, NULL);
     int rc = http_add_ready_check(env->http, "redis", probe_redis, (void *)&env->cfg->redis);
-    return rc ? rc : http_add_ready_check(env->http, "projector", proj_ready, NULL);
+    if (!rc)
+        rc = http_add_ready_check(env->http, "projector", proj_ready, NULL);
+    if (rc)
+        return rc;
+    /* -1, the default: on when the projector was given PostgreSQL, off otherwise. */
+    const char *dsn = getenv("TALLY_PG_DSN");
+    if (verify_every_s < 0)
+        verify_every_s = dsn && dsn[0] ? VERIFY_DEFAULT : 0;
+    if (verify_every_s > 0) {
+        vloop_config vc = { .pg_dsn = env->cfg->pg_dsn,
+                            .redis = env->cfg->redis,
+                            .every_s = (int)verify_every_s,
+                            .days = (int)verify_days,
+                            .settle_ms = (int)verify_settle_ms,
+                            .metrics = env->metrics };
+        if ((rc = vloop_start(&vc))) {
+            log_error("cannot start the verify thread", LOG_STR("error", tally_err_str(rc)));
+            return rc;
+        }
+        log_info("periodic verify on", LOG_INT("every_s", verify_every_s),
+                 LOG_INT("days", verify_days), LOG_INT("settle_ms", verify_settle_ms));
+    }
+    return 0;
+}
+
+static void teardown(void *arg)
+{
+    (void)arg;
+    vloop_stop();
 }
 
 static int run(const svc_env *env, void *arg)
@@ -75,6 +111,12 @@ int main(void)
           "failed applies of one event before it is parked" },
         { "TALLY_PROJECTOR_CONSUMER", CFG_STR, "", 0, 0, 0, &consumer,
           "this process's name in the consumer group (default: host name and pid)" },
+        { "TALLY_PROJECTOR_VERIFY_EVERY_S", CFG_INT, "-1", -1, 86400, 0, &verify_every_s,
+          "seconds between verify runs against PostgreSQL; 0 off, -1 300 if TALLY_PG_DSN is set" },
+        { "TALLY_PROJECTOR_VERIFY_DAYS", CFG_INT, "35", 1, VERIFY_MAX_DAYS, 0, &verify_days,
+          "the verify window: the last N tenant-local days (and their whole months)" },
+        { "TALLY_PROJECTOR_VERIFY_SETTLE_MS", CFG_INT, "5000", 0, VERIFY_MAX_SETTLE_MS, 0,
+          &verify_settle_ms, "how long verify waits before re-reading what lags (in flight)" },
     };
     char host[64] = "projector";
     gethostname(host, sizeof(host) - 1);
@@ -84,6 +126,7 @@ int main(void)
                     .vars = vars,
                     .nvars = sizeof(vars) / sizeof(vars[0]),
                     .setup = setup,
-                    .run = run };
+                    .run = run,
+                    .teardown = teardown };
     return svc_main(&def);
 }

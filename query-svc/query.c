@@ -3,6 +3,7 @@
 #include "civil.h"
 #include "err.h"
 #include "event.h"
+#include "fresh.h"
 #include "ident.h"
 #include "log.h"
 #include "now.h"
@@ -282,7 +283,7 @@ static int take_ids(const redisReply *r, char ***ids, size_t *n)
 
 /* The indexes of the reads every request makes. */
 typedef struct common_reads {
-    size_t gen, tenant, cats, agents, fresh, rebuild, token;
+    size_t gen, tenant, cats, agents, fresh, rebuild, repair, wm, parked, token;
 } common_reads;
 
 static void plan_common(qreq *q, const qspec *s, common_reads *c)
@@ -303,6 +304,13 @@ static void plan_common(qreq *q, const qspec *s, common_reads *c)
     rd_arg_static(&q->b, "events");
     c->rebuild = rd_cmd(&q->b, "EXISTS");
     rd_argf(&q->b, "%srebuild", q->T);
+    c->parked = rd_cmd(&q->b, "HLEN");
+    rd_argf(&q->b, "%sparked", q->T);
+    /* The pipeline's state, not the tenant's (docs/keyspace.md, "Streams and pipeline state"). */
+    c->repair = rd_cmd(&q->b, "EXISTS");
+    rd_arg_static(&q->b, "tally:repair");
+    c->wm = rd_cmd(&q->b, "HVALS");
+    rd_arg_static(&q->b, "tally:wm");
     c->token = SIZE_MAX;
     if (s->token) {
         c->token = rd_cmd(&q->b, "HGET");
@@ -393,14 +401,17 @@ static Tally__V1__Freshness *freshness(qreq *q, const common_reads *c, const qsp
         return NULL;
     *f = (Tally__V1__Freshness)TALLY__V1__FRESHNESS__INIT;
     const redisReply *r = rd_reply(&q->b, c->fresh);
-    f->server_time_ms = q->now_ms;
-    f->as_of_ms = rd_elem_int(r, 0);
-    int64_t applied = rd_elem_int(r, 1);
-    /* Never negative, whatever the skew between the projector's clock and ours. */
-    f->lag_ms = f->as_of_ms && q->now_ms > f->as_of_ms ? q->now_ms - f->as_of_ms : 0;
-    f->apply_lag_ms = applied && q->now_ms > applied ? q->now_ms - applied : 0;
-    f->events_applied = rd_elem_int(r, 2);
-    f->rebuilding = rd_int(rd_reply(&q->b, c->rebuild)) > 0;
+    fresh_seen seen = {
+        .now_ms = q->now_ms,
+        .as_of_ms = rd_elem_int(r, 0),
+        .applied_ms = rd_elem_int(r, 1),
+        .events = rd_elem_int(r, 2),
+        .watermark_ms = fresh_watermark(rd_reply(&q->b, c->wm)),
+        .parked = rd_int(rd_reply(&q->b, c->parked)),
+        .rebuild = rd_int(rd_reply(&q->b, c->rebuild)) > 0,
+        .repair = rd_int(rd_reply(&q->b, c->repair)) > 0,
+    };
+    fresh_fill(f, &seen);
     if (s->token) {
         f->token_applied_version = token_applied;
         f->stale = token_applied < s->token->version;
@@ -465,9 +476,13 @@ static int run(srv_call *call, qworker *w, qreq *q, const qspec *s, qresult *out
         if (rc != 0)
             return read_fail(call, w, rc);
         q->now_ms = now_wall_ms(); /* ages and lags: not older than what was read */
+        /*
+         * A damaged tally:wm (not a hash) is not the tenant's damage: it leaves the watermark
+         * unknown (fresh_watermark) rather than failing every tenant's calls.
+         */
         const char *bad = NULL;
         for (size_t i = 0; i < q->b.ncmds && !bad; i++)
-            if (q->b.replies[i]->type == REDIS_REPLY_ERROR)
+            if (q->b.replies[i]->type == REDIS_REPLY_ERROR && i != c.wm)
                 bad = q->b.replies[i]->str;
         if (bad && strncmp(bad, "NOSCRIPT", 8) == 0) {
             w->sha[0] = '\0'; /* Redis lost its scripts (a restart): load it again */
@@ -483,6 +498,12 @@ static int run(srv_call *call, qworker *w, qreq *q, const qspec *s, qresult *out
             metrics_inc(w->conf->rereads, 1);
             continue;
         }
+        if (!m->tz[0] && rd_int(rd_reply(&q->b, c.repair)) > 0)
+            return srv_fail(call, TALLY_EUNAVAIL,
+                            "tenant_id: tenant \"%s\" is not in the read model yet: the read model "
+                            "is being rebuilt (Redis lost data; its events are being republished "
+                            "from PostgreSQL); retry later",
+                            s->tenant);
         if (!m->tz[0])
             return srv_fail(call, TALLY_ENOTFOUND,
                             "tenant_id: tenant \"%s\" is not known to the read model", s->tenant);

@@ -35,12 +35,13 @@
  * changed_at in the tenant's time zone; its time is floor((changed_at - created_at) in ms /
  * 1000) seconds (StatusChanged.resolution_seconds); it is credited to the agent of the latest
  * ComplaintAssigned event of the complaint before the resolution's version (decoded from the
- * event's payload by pg_temp.assigned_agent).
+ * event's payload by pg_temp.assigned_agent, VERIFY_SQL_ASSIGNED_AGENT of common/verify.h).
  */
 #include "err.h"
 #include "system.h"
 #include "tally/v1/commands.pb-c.h"
 #include "tally/v1/dashboard.pb-c.h"
+#include "verify.h"
 
 #include <criterion/criterion.h>
 #include <inttypes.h>
@@ -212,14 +213,8 @@ static int64_t num(const PGresult *r, int row, int col)
  * of every resolution.
  */
 static const char *const oracle_sql[] = {
-    /* agent_id (field 2, tag 0x12) of a serialized ComplaintAssigned; field 1 (tag 0x0a)
-       previous_agent_id may come first; ids are <= 64 bytes, so lengths are one byte; an
-       absent field 2 means unassigned. A ComplaintAssigned always carries category_id, so
-       the byte after field 1 exists. */
-    "CREATE FUNCTION pg_temp.assigned_agent(p bytea) RETURNS text LANGUAGE sql IMMUTABLE AS $$"
-    " SELECT CASE WHEN get_byte(p, o) = 18"
-    "  THEN convert_from(substring(p FROM o + 3 FOR get_byte(p, o + 1)), 'UTF8') ELSE '' END"
-    " FROM (SELECT CASE WHEN get_byte(p, 0) = 10 THEN 2 + get_byte(p, 1) ELSE 0 END AS o) x $$",
+    /* pg_temp.assigned_agent(payload): the agent of a ComplaintAssigned (shared with verify) */
+    VERIFY_SQL_ASSIGNED_AGENT,
     "CREATE TEMP VIEW cre AS"
     " SELECT c.tenant_id, c.complaint_id, c.category_id, c.priority,"
     " (c.created_at AT TIME ZONE t.time_zone)::date AS day"

@@ -1,6 +1,8 @@
 #define _GNU_SOURCE /* pipe2, mkdtemp */
 #include "system.h"
 
+#include "events.h"
+
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -239,6 +241,21 @@ void sys_projector_stop(sys_system *s)
     cr_assert_eq(rc, 0, "the projector exited %d on SIGTERM (its log is above)", rc);
 }
 
+void sys_command_stop(sys_system *s)
+{
+    int rc = stop_service(&s->command, &s->command_on);
+    cr_assert_eq(rc, 0, "command-svc exited %d on SIGTERM (its log is above)", rc);
+}
+
+redisContext *sys_redis_connect(sys_system *s)
+{
+    redisContext *c =
+        redisConnectWithTimeout("127.0.0.1", s->redis_port, (struct timeval){ .tv_sec = 5 });
+    cr_assert(c && !c->err, "cannot connect to the system's Redis on port %d: %s", s->redis_port,
+              c ? c->errstr : "out of memory");
+    return c;
+}
+
 void sys_start(sys_system *s, const sys_options *opt)
 {
     memset(s, 0, sizeof(*s));
@@ -284,4 +301,19 @@ void sys_stop(sys_system *s)
     cr_expect_eq(rq, 0, "query-svc exited %d on SIGTERM (its log is above)", rq);
     cr_expect_eq(rp, 0, "the projector exited %d on SIGTERM (its log is above)", rp);
     cr_expect_eq(rc, 0, "command-svc exited %d on SIGTERM (its log is above)", rc);
+}
+
+void sys_wait_idle(sys_system *s, int timeout_ms)
+{
+    redisContext *c = sys_redis_connect(s);
+    for (int64_t until = sys_mono_ms() + timeout_ms;; sys_sleep_ms(20)) {
+        PGresult *r = PQexec(s->pg, "SELECT count(*) FROM events WHERE published_at IS NULL");
+        cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+        bool published = strcmp(PQgetvalue(r, 0, 0), "0") == 0;
+        PQclear(r);
+        if (published && ev_group_idle(c, EV_STREAM))
+            break;
+        cr_assert_lt(sys_mono_ms(), until, "the pipeline did not drain within %d ms", timeout_ms);
+    }
+    redisFree(c);
 }

@@ -23,6 +23,7 @@
 #include "gclient.h"
 #include "proc.h"
 
+#include <hiredis/hiredis.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -66,8 +67,24 @@ void sys_projector_stop(sys_system *s);
 /* Starts the projector (again). */
 void sys_projector_start(sys_system *s);
 
+/*
+ * Stops command-svc (and with it the outbox relay) with SIGTERM and asserts it exited 0; s->cmd
+ * stays usable but its calls fail. For tests that write pipeline state themselves.
+ */
+void sys_command_stop(sys_system *s);
+
+/* A new connection to the system's Redis (asserts it connects); caller frees with redisFree. */
+redisContext *sys_redis_connect(sys_system *s);
+
 /* Kills redis-server (SIGKILL) and waits for it. */
 void sys_redis_kill(sys_system *s);
+
+/*
+ * Waits until the pipeline is idle: no events row unpublished and the projector's group has
+ * read and acknowledged all of tally:events:0 (one partition, the system's default). Asserts
+ * within timeout_ms (a cap for a broken pipeline, not a timing assertion).
+ */
+void sys_wait_idle(sys_system *s, int timeout_ms);
 
 /* Monotonic milliseconds, and a sleep. */
 int64_t sys_mono_ms(void);

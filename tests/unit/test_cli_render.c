@@ -1,8 +1,9 @@
 /*
  * tally_render and tally_text: the dashboard page of `tally dashboard` from a hand-built
  * GetDashboardReply. The figures appear, durations read as people write them, no line is ever
- * wider than asked, an empty tenant renders, the freshness flags show, and text from the server
- * cannot reach the terminal as control codes.
+ * wider than asked, an empty tenant renders, the freshness flags show, "last updated" is the age
+ * of the completeness watermark (an unknown one reads "not complete", never "0 s ago"), and text
+ * from the server cannot reach the terminal as control codes.
  */
 #include "tally_render.h"
 #include "tally_text.h"
@@ -44,6 +45,8 @@ static void build(fixture *f)
     f->fresh.server_time_ms = SERVER_MS;
     f->fresh.as_of_ms = SERVER_MS - 3000;
     f->fresh.lag_ms = 3000;
+    f->fresh.complete_until_ms = SERVER_MS - 3000;
+    f->fresh.complete_lag_ms = 3000;
     f->fresh.apply_lag_ms = 120;
     f->fresh.events_applied = 12345;
     f->reply.freshness = &f->fresh;
@@ -289,6 +292,12 @@ Test(cli_render, the_figures_are_on_the_page)
     assert_has(page, "unassigned");
     cr_assert_null(strstr(page, "STALE"), "%s", page);
     cr_assert_null(strstr(page, "REBUILDING"), "%s", page);
+    cr_assert_null(strstr(page, "rebuilding"), "%s", page);
+    cr_assert_null(strstr(page, "PARKED"), "%s", page);
+    cr_assert_null(strstr(page, "parked"), "%s", page);
+    cr_assert_null(strstr(page, "NOT COMPLETE"), "%s", page);
+    cr_assert_null(strstr(page, "not complete"), "%s", page);
+    cr_assert_null(strstr(page, "newest event"), "%s", page);
     cr_assert_eq(widest(page), 100, "%s", page);
     free(page);
 }
@@ -399,6 +408,90 @@ Test(cli_render, stale_and_rebuilding_show_even_when_narrow)
     }
 }
 
+static void assert_lacks(const char *page, const char *what)
+{
+    cr_assert_null(strstr(page, what), "\"%s\" is on the page:\n%s", what, page);
+}
+
+Test(cli_render, last_updated_is_the_completeness_watermark_not_the_newest_event)
+{
+    fixture f;
+    char *page;
+    build(&f);
+    /* A quiet tenant: its newest event is two hours old, but the read model is complete. */
+    f.fresh.as_of_ms = SERVER_MS - 2 * 3600 * 1000;
+    f.fresh.lag_ms = 2 * 3600 * 1000;
+    f.fresh.apply_lag_ms = 2 * 3600 * 1000;
+    f.fresh.complete_until_ms = SERVER_MS - 1500;
+    f.fresh.complete_lag_ms = 1500;
+    page = render(&f.reply, 100);
+    assert_has(page, "last updated 1 s ago");
+    assert_lacks(page, "last updated 2h");
+    assert_lacks(page, "NOT COMPLETE");
+    free(page);
+
+    /* A busy tenant whose watermark is behind its newest event (a slow partition). */
+    build(&f);
+    f.fresh.complete_until_ms = SERVER_MS - 185000;
+    f.fresh.complete_lag_ms = 185000;
+    page = render(&f.reply, 100);
+    assert_has(page, "last updated 3m 5s ago");
+    free(page);
+}
+
+Test(cli_render, no_watermark_reads_not_complete_never_0_s_ago)
+{
+    fixture f;
+    build(&f);
+    /* What query-svc sends without a watermark, and what a server older than the field sends. */
+    for (int older = 0; older <= 1; older++) {
+        f.fresh.complete_until_ms = 0;
+        f.fresh.complete_lag_ms = older ? 0 : SERVER_MS;
+        for (int width = 20; width <= 100; width += 80) {
+            char *page = render(&f.reply, width);
+            assert_has(page, "not complete");
+            assert_has(page, "! NOT COMPLETE:");
+            assert_has(page, "newest event 3 s ago");
+            assert_lacks(page, "last updated");
+            assert_lacks(page, "0 s ago");
+            cr_assert_leq(widest(page), width);
+            free(page);
+        }
+    }
+}
+
+Test(cli_render, parked_complaints_and_rebuilding_are_said_beside_last_updated)
+{
+    fixture f;
+    char *page;
+    build(&f);
+    f.fresh.parked_complaints = 2;
+    page = render(&f.reply, 100);
+    assert_has(page, "last updated 3 s ago, 2 parked");
+    assert_has(page, "! PARKED: 2 complaints are held back");
+    assert_lacks(page, "rebuilding");
+    free(page);
+
+    f.fresh.parked_complaints = 1;
+    f.fresh.rebuilding = true;
+    page = render(&f.reply, 100);
+    assert_has(page, "last updated 3 s ago, 1 parked, rebuilding");
+    assert_has(page, "! PARKED: 1 complaint is held back");
+    assert_has(page, "! REBUILDING:");
+    free(page);
+
+    f.fresh.parked_complaints = 1234;
+    f.fresh.complete_until_ms = 0;
+    page = render(&f.reply, 100);
+    assert_has(page, "not complete, 1,234 parked, rebuilding");
+    free(page);
+    for (int width = 1; width <= 100; width += 11) {
+        page = render(&f.reply, width);
+        cr_assert_leq(widest(page), width, "width %d:\n%s", width, page);
+        free(page);
+    }
+}
+
 Test(cli_render, an_error_banner_and_ageing_figures)
 {
     fixture f;
@@ -452,6 +545,8 @@ Test(cli_render, absurd_figures_from_a_server_do_not_break_the_page)
     char *page;
     build(&f);
     f.fresh.lag_ms = INT64_MAX;
+    f.fresh.complete_lag_ms = INT64_MAX;
+    f.fresh.parked_complaints = INT64_MIN;
     f.fresh.apply_lag_ms = INT64_MAX;
     f.fresh.server_time_ms = INT64_MIN;
     f.buckets[0].created = INT64_MAX;
