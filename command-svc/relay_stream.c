@@ -228,19 +228,20 @@ int relay_check_redis(relay *r)
         free(rep);
         return -1;
     }
+    /* A request taken by GETDEL is acted on even if a later command failed. */
+    const redisReply *pos = rep[0], *req = rep[1];
+    if (req->type == REDIS_REPLY_STRING) {
+        int64_t ms = strtoll(req->str, NULL, 10) - REQUEST_MARGIN_MS;
+        repair_start(r, R_TRIMMED, (ms > 0 ? ms * 1000 : 0) - 1, NULL);
+    }
     for (int i = 0; i < n && rc == 0; i++)
         if (rep[i]->type == REDIS_REPLY_ERROR)
             rc = reply_failed(r, i == 0 ? "GET" : i == 1 ? "GETDEL" : "XLEN", rep[i]);
     if (rc == 0) {
-        const redisReply *pos = rep[0], *req = rep[1];
         if (pos->type != REDIS_REPLY_STRING && r->last_pass_us > 0)
             repair_start(r, R_MISSING, 0, NULL);
         else if (pos->type == REDIS_REPLY_STRING && strtoll(pos->str, NULL, 10) < r->last_pass_us)
             repair_start(r, R_BEHIND, strtoll(pos->str, NULL, 10), pos->str);
-        if (req->type == REDIS_REPLY_STRING) {
-            int64_t ms = strtoll(req->str, NULL, 10) - REQUEST_MARGIN_MS;
-            repair_start(r, R_TRIMMED, (ms > 0 ? ms * 1000 : 0) - 1, NULL);
-        }
         for (int p = 0; p < parts; p++) {
             r->xlen[p] = rep[2 + p]->integer;
             metrics_set(r->m_xlen[p], rep[2 + p]->integer);

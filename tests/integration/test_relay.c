@@ -7,7 +7,8 @@
  * the relay never wedges (a slow backlog count, a leader cut off from Redis, an orphaned
  * leader session; faults from tests/support/proxy), an unpackable row holds back its complaint,
  * and watermark entries. The read model is compared with PostgreSQL (model_diff: the tenant's
- * name, every complaint's applied version, the status counts) with the projector running.
+ * name, every complaint's applied version, the status counts; then common/verify, every view)
+ * with the projector running.
  *
  * Isolation: the relay's leadership is a PostgreSQL advisory lock, which is per database, and
  * other test binaries run command-svc against the stack's database at the same time. So each
@@ -21,6 +22,7 @@
 #include "proxy.h"
 #include "tally/v1/commands.pb-c.h"
 #include "tally/v1/events.pb-c.h"
+#include "verify.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -837,7 +839,40 @@ out:
     return rc;
 }
 
-/* Waits up to ms until the read model equals PostgreSQL (reconnecting each time). */
+/* verify's first difference into the buffer it is given (a char[512]). */
+static void first_diff(const verify_diff *d, void *arg)
+{
+    char *buf = arg;
+    if (!buf[0])
+        snprintf(buf, 512, "verify: %s %s %s: expected %s, found %s", d->view, d->key, d->field,
+                 d->expected ? d->expected : "-", d->found ? d->found : "-");
+}
+
+/* Runs common/verify over the tenant (every view, the default window): 0, or -1 with diff. */
+static int verify_diff_of(const char *tenant, char *diff, size_t len)
+{
+    char found[512] = "", err[256];
+    cfg_redis rd = { .host = "127.0.0.1", .port = fx.redis_port };
+    pgx_conn *pg = pgx_new(fx.dsn, "test-relay-verify", NULL, 0, 0);
+    kv_conn *kv = kv_new(&rd, 10000);
+    cr_assert(pg && kv);
+    verify_options o = { .tenant = tenant, .days = VERIFY_DEFAULT_DAYS, .settle_ms = 0 };
+    verify_stats st;
+    int rc = verify_run(pg, kv, &o, first_diff, found, &st, err, sizeof(err));
+    pgx_free(pg);
+    kv_free(kv);
+    if (rc != 0)
+        snprintf(diff, len, "verify_run: %s", err);
+    else if (st.diffs || st.parked)
+        snprintf(diff, len, "%lld differences, %lld parked; %s", (long long)st.diffs,
+                 (long long)st.parked, found);
+    return rc == 0 && !st.diffs && !st.parked ? 0 : -1;
+}
+
+/*
+ * Waits up to ms until the read model equals PostgreSQL (reconnecting each time): model_diff,
+ * then verify (every view) on top.
+ */
 static void expect_model(const char *tenant, int ms)
 {
     char diff[512] = "never compared";
@@ -846,7 +881,7 @@ static void expect_model(const char *tenant, int ms)
         int rc = c ? model_diff(c, tenant, diff, sizeof(diff)) : -1;
         if (c)
             redisFree(c);
-        if (rc == 0)
+        if (rc == 0 && verify_diff_of(tenant, diff, sizeof(diff)) == 0)
             return;
     }
     cr_assert_fail("the read model of %s never matched PostgreSQL: %s", tenant, diff);
@@ -1269,6 +1304,46 @@ Test(relay, the_watermark_passes_every_event_committed_before_it)
     cr_assert(wm_seen, "watermark entries are on the stream");
     freeReplyObject(r);
     cr_assert_eq(xlen(rc, "tally:dead:0"), 0, "watermark entries are not parked");
+    redisFree(rc);
+    projector_stop(&pj);
+    gc_free(c);
+    svc_stop_clean(0);
+}
+
+/*
+ * The projector's report of entries trimmed before it applied them (tally:repair:request, Unix
+ * ms): the relay takes it and republishes what it published since then, less a margin; the
+ * read model stays equal to PostgreSQL (duplicates are dropped by version).
+ */
+Test(relay, a_report_of_trimmed_entries_republishes_them)
+{
+    char tenant[32], ms[24];
+    const char *env[] = { "TALLY_RELAY_POLL_MS=200", NULL };
+    proc pj;
+    svc_start(0, env);
+    projector_start(&pj);
+    gc_client *c = gc_new_port(fx.svc[0].grpc_port);
+    fx_seed_tenant(c, fx_tenant(tenant, sizeof(tenant)), "UTC");
+    lifecycles(c, tenant, "trimmed", 5);
+    expect_model(tenant, WAIT_MS);
+    long before = metric(&fx.svc[0], "tally_relay_published_total");
+    redisContext *rc = redis_open();
+    snprintf(ms, sizeof(ms), "%lld", (long long)wall_ms());
+    freeReplyObject(rcmd(rc, "SET tally:repair:request %s", ms));
+    for (int64_t end = mono_ms() + WAIT_MS; mono_ms() < end && rexists(rc, "tally:repair:request");)
+        sleep_ms(50);
+    cr_assert(!rexists(rc, "tally:repair:request"), "the relay takes the request");
+    for (int64_t end = mono_ms() + WAIT_MS;; sleep_ms(100)) {
+        if (metric_line(&fx.svc[0], "tally_relay_repairs_total{reason=\"trimmed\"}") >= 1 &&
+            !rexists(rc, "tally:repair"))
+            break;
+        cr_assert_lt(mono_ms(), end, "the repair never ended");
+    }
+    /* Everything of the last minute and more went out again: 5 + 20 rows at least. */
+    cr_assert_geq(metric(&fx.svc[0], "tally_relay_published_total"), before + 25);
+    lifecycles(c, tenant, "after", 1);
+    expect_model(tenant, WAIT_MS);
+    cr_assert_eq(xlen(rc, "tally:dead:0"), 0, "nothing parked");
     redisFree(rc);
     projector_stop(&pj);
     gc_free(c);
