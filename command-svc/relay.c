@@ -405,11 +405,12 @@ static int append_xadds(relay *r, redisContext *ctx, const PGresult *res, int n,
 }
 
 /*
- * Reads the replies of sent XADDs and of the SET of tally:relay:pos after them. Returns how
- * many XADDs succeeded before the first failure (the rows that may be marked), 0 when the SET
- * failed; error gets the first failure, "" if none.
+ * Reads the replies of sent XADDs and of the SET of tally:relay:pos after them (SET ... GET:
+ * *pos_before gets the value it replaced, -1 when there was none). Returns how many XADDs
+ * succeeded before the first failure (the rows that may be marked), 0 when the SET failed;
+ * error gets the first failure, "" if none.
  */
-static int read_replies(relay *r, int sent, char *error, size_t errlen)
+static int read_replies(relay *r, int sent, char *error, size_t errlen, int64_t *pos_before)
 {
     redisContext *ctx = kv_ctx(r->kv);
     int ok = 0;
@@ -432,9 +433,11 @@ static int read_replies(relay *r, int sent, char *error, size_t errlen)
             if (rep->type == REDIS_REPLY_STRING)
                 snprintf(r->last_id[r->part[j]], RELAY_ID_MAX, "%s", rep->str);
             ok++;
-        } else if (j == sent && rep->type == REDIS_REPLY_ERROR) {
-            ok = 0; /* pos was not recorded: the rows must not be marked with this pass's id */
         }
+        if (j == sent && rep->type == REDIS_REPLY_ERROR)
+            ok = 0; /* pos was not recorded: the rows must not be marked with this pass's id */
+        else if (j == sent)
+            *pos_before = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10) : -1;
         freeReplyObject(rep);
     }
     if (reset)
@@ -572,12 +575,17 @@ static enum outcome publish(relay *r)
             id = r->last_pass_us + 1;
         redisContext *ctx = kv_ctx(r->kv);
         int sent = append_xadds(r, ctx, res, room, &unpublishable);
-        redisAppendCommand(ctx, "SET " RELAY_POS_KEY " %lld", (long long)id);
-        ok = read_replies(r, sent, error, sizeof(error));
+        redisAppendCommand(ctx, "SET " RELAY_POS_KEY " %lld GET", (long long)id);
+        int64_t pos_before = 0, marked_before = r->last_pass_us;
+        ok = read_replies(r, sent, error, sizeof(error), &pos_before);
         metrics_set(r->m_unpublishable, unpublishable);
         metrics_inc(r->m_published, (uint64_t)ok);
         if (!error[0] || ok > 0)
             r->last_pass_us = id; /* SET succeeded: pos is id */
+        /* Redis lost data between the check before this pass and its SET (a flush, a failover
+           behind a proxy that kept the connection): what the SET replaced says so. */
+        if ((!error[0] || ok > 0) && marked_before > 0 && pos_before < marked_before)
+            relay_repair_lost_at_pass(r, pos_before);
         out = rows == r->conf.batch && ok > 0 && room == rows ? O_MORE : O_IDLE;
         if (ok > 0 && (!session_alive(r) || mark(r, ok, id) != 0))
             out = relay_leader_pg_error(r, "marking events published"); /* sent again later */
@@ -793,8 +801,9 @@ static bool add_metrics(relay *r, metrics_registry *m)
 relay *relay_start(const relay_config *conf, char *err, size_t errlen)
 {
     relay *r;
-    if (!conf->pg_dsn || !conf->metrics || conf->partitions < 1 || conf->batch < 1 ||
-        conf->poll_ms < 1 || conf->maxlen < 1 || conf->redis_giveup_ms < 1) {
+    if (!conf->pg_dsn || !conf->metrics || conf->partitions < 1 ||
+        conf->partitions > RELAY_PARTITIONS_MAX || conf->batch < 1 || conf->poll_ms < 1 ||
+        conf->maxlen < 1 || conf->redis_giveup_ms < 1) {
         snprintf(err, errlen, "relay: invalid configuration");
         return NULL;
     }

@@ -16,13 +16,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define RELAY_PG_WAIT_MS   3000 /* longest wait for one statement; bounds relay_stop too */
-#define RELAY_ENVELOPE_MAX (EVENT_BODY_MAX + 1024)
-#define RELAY_ID_MAX       48 /* a stream id "ms-seq" */
-#define RELAY_POS_KEY      "tally:relay:pos"
-#define RELAY_REPAIR_KEY   "tally:repair"
-#define RELAY_REQUEST_KEY  "tally:repair:request"
-#define RELAY_GROUP        "projector" /* the group whose acknowledgement ends a repair */
+#define RELAY_PG_WAIT_MS     3000 /* longest wait for one statement; bounds relay_stop too */
+#define RELAY_ENVELOPE_MAX   (EVENT_BODY_MAX + 1024)
+#define RELAY_ID_MAX         48 /* a stream id "ms-seq" */
+#define RELAY_POS_KEY        "tally:relay:pos"
+#define RELAY_REPAIR_KEY     "tally:repair"
+#define RELAY_REQUEST_KEY    "tally:repair:request"
+#define RELAY_GROUP          "projector" /* the group whose acknowledgement ends a repair */
+#define RELAY_PARTITIONS_MAX 256         /* as TALLY_STREAM_PARTITIONS allows */
 
 /* The prepared statements of the leader's session. */
 enum { S_SELECT, S_MARK, S_LOCK, S_MAXPUB, S_MAXSEQ, S_UNMARK, S_LEFT, S_COUNT };
@@ -66,6 +67,8 @@ struct relay {
         int64_t max_seq;    /* the newest row at detection */
         int64_t started_ms; /* wall clock */
         int64_t rows, done; /* rows un-marked; of them, republished so far */
+        char request[24];   /* the tally:repair:request value this repair answers ("" none) */
+        char target[RELAY_PARTITIONS_MAX][RELAY_ID_MAX]; /* frozen when state=applying */
     } rep;
 
     uint8_t body[EVENT_BODY_MAX];
@@ -115,6 +118,12 @@ int relay_check_redis(relay *r);
  * pass must select again, in seq order), -1 on a failure with the outcome in *out.
  */
 int relay_repair_unmark(relay *r, enum outcome *out);
+
+/*
+ * The SET of tally:relay:pos in a pass replaced pos_before (-1: none), older than what this
+ * leader had marked: Redis lost data since the check before the pass. Starts a repair.
+ */
+void relay_repair_lost_at_pass(relay *r, int64_t pos_before);
 
 /* The rows of a pass published: counts those a repair waited for. */
 void relay_repair_published(relay *r, const int64_t *seqs, int n);

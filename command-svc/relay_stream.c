@@ -210,6 +210,16 @@ static void repair_resume(relay *r, const redisReply *h)
     r->rep.bound_us = r->last_pass_us;
 }
 
+void relay_repair_lost_at_pass(relay *r, int64_t pos_before)
+{
+    char pos[24];
+    snprintf(pos, sizeof(pos), "%lld", (long long)pos_before);
+    if (pos_before < 0)
+        repair_start(r, R_MISSING, 0, NULL);
+    else
+        repair_start(r, R_BEHIND, pos_before, pos);
+}
+
 int relay_check_redis(relay *r)
 {
     int parts = r->conf.partitions, n = parts + 2, rc = 0;
@@ -218,7 +228,7 @@ int relay_check_redis(relay *r)
     if (!rep)
         return -1;
     redisAppendCommand(ctx, "GET " RELAY_POS_KEY);
-    redisAppendCommand(ctx, "GETDEL " RELAY_REQUEST_KEY);
+    redisAppendCommand(ctx, "GET " RELAY_REQUEST_KEY);
     for (int p = 0; p < parts; p++) {
         char key[48];
         relay_stream_key(p, key, sizeof(key));
@@ -228,15 +238,17 @@ int relay_check_redis(relay *r)
         free(rep);
         return -1;
     }
-    /* A request taken by GETDEL is acted on even if a later command failed. */
+    /* The request stays in Redis until the repair it starts is announced (announce deletes
+       it if unchanged), so a leader that dies in between leaves it to the next one. */
     const redisReply *pos = rep[0], *req = rep[1];
-    if (req->type == REDIS_REPLY_STRING) {
+    if (req->type == REDIS_REPLY_STRING && strcmp(req->str, r->rep.request) != 0) {
         int64_t ms = strtoll(req->str, NULL, 10) - REQUEST_MARGIN_MS;
         repair_start(r, R_TRIMMED, (ms > 0 ? ms * 1000 : 0) - 1, NULL);
+        snprintf(r->rep.request, sizeof(r->rep.request), "%s", req->str);
     }
     for (int i = 0; i < n && rc == 0; i++)
         if (rep[i]->type == REDIS_REPLY_ERROR)
-            rc = reply_failed(r, i == 0 ? "GET" : i == 1 ? "GETDEL" : "XLEN", rep[i]);
+            rc = reply_failed(r, i == 0 ? "GET" : i == 1 ? "GET request" : "XLEN", rep[i]);
     if (rc == 0) {
         if (pos->type != REDIS_REPLY_STRING && r->last_pass_us > 0)
             repair_start(r, R_MISSING, 0, NULL);
@@ -262,10 +274,16 @@ int relay_check_redis(relay *r)
  */
 static int announce(relay *r, bool unmarked)
 {
+    static const char *del_if_same = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                                     "redis.call('DEL', KEYS[1]) end return 0";
     redisContext *ctx = kv_ctx(r->kv);
-    redisReply *rep[4];
-    int rc = 0;
+    redisReply *rep[5];
+    int rc = 0, n = 4;
     redisAppendCommand(ctx, "MULTI");
+    if (!unmarked && r->rep.request[0]) { /* the request this repair answers is done with */
+        redisAppendCommand(ctx, "EVAL %s 1 " RELAY_REQUEST_KEY " %s", del_if_same, r->rep.request);
+        n = 5;
+    }
     if (!unmarked) {
         redisAppendCommand(ctx, "DEL " RELAY_REPAIR_KEY);
         redisAppendCommand(ctx,
@@ -278,12 +296,12 @@ static int announce(relay *r, bool unmarked)
         redisAppendCommand(ctx, "SET " RELAY_POS_KEY " %lld", (long long)r->rep.bound_us);
     }
     redisAppendCommand(ctx, "EXEC");
-    if (replies(r, 4, rep) != 0)
+    if (replies(r, n, rep) != 0)
         return -1;
-    if (rep[3]->type != REDIS_REPLY_ARRAY)
+    if (rep[n - 1]->type != REDIS_REPLY_ARRAY)
         rc = reply_failed(r, "announcing the repair",
-                          rep[3]->type == REDIS_REPLY_ERROR ? rep[3] : rep[0]);
-    free_replies(rep, 4);
+                          rep[n - 1]->type == REDIS_REPLY_ERROR ? rep[n - 1] : rep[0]);
+    free_replies(rep, n);
     return rc;
 }
 
@@ -357,11 +375,14 @@ static int repair_applying(relay *r, enum outcome *out)
     redisContext *ctx = kv_ctx(r->kv);
     int n = 1;
     redisAppendCommand(ctx, "HSET " RELAY_REPAIR_KEY " state applying");
-    for (int p = 0; p < r->conf.partitions; p++)
+    /* The targets are frozen here: later passes XADD more, which the repair need not wait for. */
+    for (int p = 0; p < r->conf.partitions; p++) {
+        snprintf(r->rep.target[p], RELAY_ID_MAX, "%s", r->last_id[p]);
         if (r->last_id[p][0]) {
             redisAppendCommand(ctx, "HSET " RELAY_REPAIR_KEY " target:%d %s", p, r->last_id[p]);
             n++;
         }
+    }
     redisReply **rep = calloc((size_t)n, sizeof(*rep));
     if (!rep || replies(r, n, rep) != 0) {
         free(rep);
@@ -465,8 +486,8 @@ int relay_maintain(relay *r, enum outcome *out)
             sid need = gp.pending ? gp.oldest : (sid){ gp.delivered.ms, gp.delivered.seq + 1 };
             if (sid_cmp(need, safe) < 0)
                 safe = need;
-            if (acked && r->last_id[p][0] && strcmp(r->groups[g], RELAY_GROUP) == 0)
-                acked = acknowledged(&gp, r->last_id[p]);
+            if (acked && r->rep.target[p][0] && strcmp(r->groups[g], RELAY_GROUP) == 0)
+                acked = acknowledged(&gp, r->rep.target[p]);
         }
         if (!all) {
             r->groups_made = 0; /* a group is missing (a flush): create them at the next pass */

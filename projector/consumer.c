@@ -959,6 +959,9 @@ static void sample_pending(proj *p)
         if (r->type == REDIS_REPLY_INTEGER)
             dead += r->integer;
         freeReplyObject(r);
+        /* tally:wm's field, "0" (unknown) if a flush took it while we stayed connected. */
+        if ((r = command(p, "HSETNX %s %d 0", WM_KEY, part)))
+            freeReplyObject(r);
     }
     metrics_set(p->pending, total);
     metrics_set(p->dead, dead);
@@ -976,6 +979,19 @@ static void settle_watermarks(proj *p)
         "if tonumber(ARGV[2]) > c then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end\n"
         "return 0";
     int64_t low = 0;
+    bool any = false;
+    for (int part = 0; part < p->conf->partitions; part++)
+        any |= p->marks[part].n > 0;
+    if (any) {
+        /* A loss reported and not yet repaired, or a repair running: the group's
+           acknowledgements prove nothing now (a lost entry was acked too). Candidates wait. */
+        redisReply *r = command(p, "EXISTS %s tally:repair", LOST_KEY);
+        bool hold = !r || r->type != REDIS_REPLY_INTEGER || r->integer > 0;
+        if (r)
+            freeReplyObject(r);
+        if (hold)
+            return;
+    }
     for (int part = 0; part < p->conf->partitions; part++) {
         if (p->marks[part].n > 0) {
             redisReply *r = command(p, "XPENDING %s %s", p->streams[part], GROUP);
@@ -1031,9 +1047,13 @@ static void forget_dead_consumers(proj *p)
             }
             if (!name || pending != 0 || idle <= idle_max || strcmp(name, p->conf->consumer) == 0)
                 continue;
-            redisReply *d =
-                command(p, "XGROUP DELCONSUMER %s %s %s", p->streams[part], GROUP, name);
-            if (d && d->type == REDIS_REPLY_INTEGER)
+            /* Atomic with the check that it holds nothing: it may have read since XINFO. */
+            static const char *del =
+                "if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then "
+                "return -1 end "
+                "return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])";
+            redisReply *d = command(p, "EVAL %s 1 %s %s %s", del, p->streams[part], GROUP, name);
+            if (d && d->type == REDIS_REPLY_INTEGER && d->integer >= 0)
                 log_info("removed a dead consumer from the group", LOG_STR("consumer", name),
                          LOG_INT("idle_ms", idle));
             if (d)

@@ -45,7 +45,8 @@ void fresh_fill(Tally__V1__Freshness *f, const fresh_seen *s)
     f->apply_lag_ms = age(s->now_ms, s->applied_ms);
     f->events_applied = s->events;
     f->rebuilding = s->rebuild || s->repair;
-    f->complete_until_ms = s->watermark_ms > 0 ? s->watermark_ms : 0;
+    /* While the relay repairs a Redis that lost data, nothing is known complete. */
+    f->complete_until_ms = s->watermark_ms > 0 && !s->repair ? s->watermark_ms : 0;
     f->complete_lag_ms = f->complete_until_ms ? age(s->now_ms, f->complete_until_ms)
                                               : (s->now_ms > 0 ? s->now_ms : 0);
     f->parked_complaints = s->parked > 0 ? s->parked : 0;

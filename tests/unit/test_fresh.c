@@ -142,6 +142,8 @@ Test(fresh, parked_complaints_and_either_rebuild_marker)
     s.rebuild = false;
     s.repair = true;
     cr_expect(fill(&s).rebuilding, "tally:repair");
+    s.watermark_ms = s.now_ms - 1000;
+    cr_expect_eq(fill(&s).complete_until_ms, 0, "a repair: nothing is known complete");
     s.parked = -1;
     cr_expect_eq(fill(&s).parked_complaints, 0);
 }
