@@ -283,7 +283,7 @@ static int take_ids(const redisReply *r, char ***ids, size_t *n)
 
 /* The indexes of the reads every request makes. */
 typedef struct common_reads {
-    size_t gen, tenant, cats, agents, fresh, rebuild, repair, wm, parked, token;
+    size_t gen, tenant, cats, agents, fresh, rebuild, repair, pos, wm, parked, token;
 } common_reads;
 
 static void plan_common(qreq *q, const qspec *s, common_reads *c)
@@ -309,6 +309,8 @@ static void plan_common(qreq *q, const qspec *s, common_reads *c)
     /* The pipeline's state, not the tenant's (docs/keyspace.md, "Streams and pipeline state"). */
     c->repair = rd_cmd(&q->b, "EXISTS");
     rd_arg_static(&q->b, "tally:repair");
+    c->pos = rd_cmd(&q->b, "EXISTS");
+    rd_arg_static(&q->b, "tally:relay:pos");
     c->wm = rd_cmd(&q->b, "HVALS");
     rd_arg_static(&q->b, "tally:wm");
     c->token = SIZE_MAX;
@@ -393,6 +395,16 @@ static int64_t wait_token(qworker *w, srv_call *call, const qreq *q, const qspec
     return applied;
 }
 
+/*
+ * Whether the read model is being repaired: tally:repair exists, or tally:relay:pos does not
+ * (the relay records it at every pass, so a Redis without it lost its data moments ago and the
+ * relay has not noticed yet, or no relay has published to it since it started).
+ */
+static bool repairing(qreq *q, const common_reads *c)
+{
+    return rd_int(rd_reply(&q->b, c->repair)) > 0 || rd_int(rd_reply(&q->b, c->pos)) == 0;
+}
+
 static Tally__V1__Freshness *freshness(qreq *q, const common_reads *c, const qspec *s,
                                        int64_t token_applied)
 {
@@ -409,7 +421,7 @@ static Tally__V1__Freshness *freshness(qreq *q, const common_reads *c, const qsp
         .watermark_ms = fresh_watermark(rd_reply(&q->b, c->wm)),
         .parked = rd_int(rd_reply(&q->b, c->parked)),
         .rebuild = rd_int(rd_reply(&q->b, c->rebuild)) > 0,
-        .repair = rd_int(rd_reply(&q->b, c->repair)) > 0,
+        .repair = repairing(q, c),
     };
     fresh_fill(f, &seen);
     if (s->token) {
@@ -498,7 +510,7 @@ static int run(srv_call *call, qworker *w, qreq *q, const qspec *s, qresult *out
             metrics_inc(w->conf->rereads, 1);
             continue;
         }
-        if (!m->tz[0] && rd_int(rd_reply(&q->b, c.repair)) > 0)
+        if (!m->tz[0] && repairing(q, &c))
             return srv_fail(call, TALLY_EUNAVAIL,
                             "tenant_id: tenant \"%s\" is not in the read model yet: the read model "
                             "is being rebuilt (Redis lost data; its events are being republished "

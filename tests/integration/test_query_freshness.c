@@ -322,6 +322,19 @@ Test(query_freshness, a_repair_says_rebuilding_and_unknown_tenants_get_unavailab
     cr_expect_eq(ask(&rpcs[0], nobody, &f, details, sizeof(details)), NOT_FOUND, "\"%s\"", details);
     cr_expect_not(fresh(&rpcs[0]).rebuilding, "after the repair");
 
+    /* Redis lost data a moment ago and the relay has not noticed yet: tally:relay:pos, which
+       the relay writes at every pass, is gone. Not NOT_FOUND for a tenant that may exist. */
+    rcmd("RENAME tally:relay:pos tally:relay:pos-saved");
+    for (size_t i = 0; i < NRPCS; i++) {
+        const char *m = rpcs[i].method;
+        cr_expect(fresh(&rpcs[i]).rebuilding, "%s: no tally:relay:pos is rebuilding", m);
+        int code = ask(&rpcs[i], nobody, &f, details, sizeof(details));
+        cr_expect_eq(code, UNAVAILABLE, "%s(unknown tenant) without tally:relay:pos: %d \"%s\"", m,
+                     code, details);
+    }
+    rcmd("RENAME tally:relay:pos-saved tally:relay:pos");
+    cr_expect_eq(ask(&rpcs[0], nobody, &f, details, sizeof(details)), NOT_FOUND, "\"%s\"", details);
+
     /* A rebuild of the tenant alone: rebuilding, but an unknown tenant stays NOT_FOUND. */
     rcmd("SET {t:%s}:rebuild 1", T);
     cr_expect(fresh(&rpcs[1]).rebuilding, "{t:T}:rebuild");
