@@ -426,7 +426,7 @@ static int read_replies(relay *r, int sent, char *error, size_t errlen, int64_t 
         }
         if (rep->type == REDIS_REPLY_ERROR && !error[0]) {
             snprintf(error, errlen, "%s: %s", j < sent ? "XADD" : "SET", rep->str);
-            reset = relay_systemic_error(rep->str);
+            reset = kv_systemic_kind(rep->str) != NULL;
         } else if (rep->type != REDIS_REPLY_ERROR && !error[0] && j < sent) {
             double lag = (double)(now_wall_ms() - r->recorded[j]) / 1000.0;
             metrics_observe(r->m_lag, lag < 0 ? 0 : lag);

@@ -95,9 +95,6 @@ enum outcome relay_leader_pg_error(relay *r, const char *what);
 /* The key of partition p's stream into buf. */
 void relay_stream_key(int p, char *buf, size_t len);
 
-/* True for an error reply that says this Redis cannot serve writes now (READONLY, OOM...). */
-bool relay_systemic_error(const char *reply);
-
 /*
  * Creates every group on every partition (at 0, MKSTREAM; BUSYGROUP is fine) when this is a
  * new Redis connection or the last check found one missing, and picks up a repair another

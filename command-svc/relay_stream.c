@@ -48,39 +48,6 @@ void relay_stream_key(int p, char *buf, size_t len)
     snprintf(buf, len, "tally:events:%d", p);
 }
 
-bool relay_systemic_error(const char *reply)
-{
-    static const char *const codes[] = { "READONLY",   "MASTERDOWN",  "LOADING",  "OOM",  "MISCONF",
-                                         "NOREPLICAS", "CLUSTERDOWN", "TRYAGAIN", "BUSY " };
-    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
-        if (strncmp(reply, codes[i], strlen(codes[i])) == 0)
-            return true;
-    return false;
-}
-
-/* ---- stream ids -------------------------------------------------------------------------- */
-
-typedef struct sid {
-    uint64_t ms, seq;
-} sid;
-
-static bool sid_parse(const char *s, sid *out)
-{
-    char *end;
-    out->ms = strtoull(s, &end, 10);
-    if (*end != '-')
-        return false;
-    out->seq = strtoull(end + 1, &end, 10);
-    return *end == '\0';
-}
-
-static int sid_cmp(sid a, sid b)
-{
-    if (a.ms != b.ms)
-        return a.ms < b.ms ? -1 : 1;
-    return a.seq < b.seq ? -1 : a.seq > b.seq;
-}
-
 /* ---- Redis round trips --------------------------------------------------------------------- */
 
 /*
@@ -117,7 +84,7 @@ static int reply_failed(relay *r, const char *what, const redisReply *rep)
 {
     char error[256];
     snprintf(error, sizeof(error), "%s: %s", what, rep->str);
-    if (relay_systemic_error(rep->str))
+    if (kv_systemic_kind(rep->str))
         kv_reset(r->kv);
     relay_redis_failed(r, error);
     return -1;
@@ -408,9 +375,9 @@ static int repair_applying(relay *r, enum outcome *out)
 /* What one group of a stream still needs, from XINFO GROUPS and XPENDING. */
 typedef struct group_pos {
     bool found;
-    sid delivered; /* last-delivered-id */
+    kv_id delivered; /* last-delivered-id */
     bool pending;
-    sid oldest; /* the oldest pending id */
+    kv_id oldest; /* the oldest pending id */
 } group_pos;
 
 static void read_group(const redisReply *info, const redisReply *pend, const char *name,
@@ -430,21 +397,21 @@ static void read_group(const redisReply *info, const redisReply *pend, const cha
             else if (strcmp(f, "last-delivered-id") == 0)
                 last = v;
         }
-        if (mine && last && sid_parse(last, &g->delivered))
+        if (mine && last && kv_id_parse(last, &g->delivered))
             g->found = true;
     }
     if (g->found && pend->type == REDIS_REPLY_ARRAY && pend->elements >= 2 &&
         pend->element[0]->integer > 0 && pend->element[1]->type == REDIS_REPLY_STRING)
-        g->pending = sid_parse(pend->element[1]->str, &g->oldest);
+        g->pending = kv_id_parse(pend->element[1]->str, &g->oldest);
 }
 
 /* True once the projector group acknowledged everything up to target. */
 static bool acknowledged(const group_pos *g, const char *target)
 {
-    sid t;
-    if (!g->found || !sid_parse(target, &t))
+    kv_id t;
+    if (!g->found || !kv_id_parse(target, &t))
         return false;
-    return sid_cmp(g->delivered, t) >= 0 && (!g->pending || sid_cmp(g->oldest, t) > 0);
+    return kv_id_cmp(g->delivered, t) >= 0 && (!g->pending || kv_id_cmp(g->oldest, t) > 0);
 }
 
 int relay_maintain(relay *r, enum outcome *out)
@@ -475,7 +442,7 @@ int relay_maintain(relay *r, enum outcome *out)
         redisReply **pr = rep + p * per;
         char key[48], min[64];
         bool all = true;
-        sid safe = { UINT64_MAX, UINT64_MAX };
+        kv_id safe = { UINT64_MAX, UINT64_MAX };
         relay_stream_key(p, key, sizeof(key));
         for (int g = 0; g < r->ngroups; g++) {
             group_pos gp;
@@ -483,8 +450,8 @@ int relay_maintain(relay *r, enum outcome *out)
             all &= gp.found;
             if (!gp.found)
                 continue;
-            sid need = gp.pending ? gp.oldest : (sid){ gp.delivered.ms, gp.delivered.seq + 1 };
-            if (sid_cmp(need, safe) < 0)
+            kv_id need = gp.pending ? gp.oldest : (kv_id){ gp.delivered.ms, gp.delivered.seq + 1 };
+            if (kv_id_cmp(need, safe) < 0)
                 safe = need;
             if (acked && r->rep.target[p][0] && strcmp(r->groups[g], RELAY_GROUP) == 0)
                 acked = acknowledged(&gp, r->rep.target[p]);

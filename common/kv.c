@@ -91,3 +91,52 @@ const char *kv_errstr(const kv_conn *c)
 {
     return c->err;
 }
+
+/* ---- Redis facts (kv.h) ------------------------------------------------------------------- */
+
+const char *const kv_systemic_kinds[KV_SYSTEMIC_KINDS] = {
+    "OOM",        "READONLY",   "MISCONF",     "LOADING", "BUSY",
+    "NOREPLICAS", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"
+};
+
+static bool has_prefix(const char *s, const char *word)
+{
+    size_t n = strlen(word);
+    return strncmp(s, word, n) == 0 && (s[n] == ' ' || s[n] == '\0');
+}
+
+const char *kv_systemic_kind(const char *error)
+{
+    for (int i = 0; error && i < KV_SYSTEMIC_KINDS; i++)
+        if (has_prefix(error, kv_systemic_kinds[i]))
+            return kv_systemic_kinds[i];
+    return NULL;
+}
+
+bool kv_reconnect_on(const char *error)
+{
+    return error && (has_prefix(error, "READONLY") || has_prefix(error, "MASTERDOWN") ||
+                     has_prefix(error, "LOADING"));
+}
+
+bool kv_id_parse(const char *s, kv_id *out)
+{
+    char *end;
+    if (!s || *s < '0' || *s > '9')
+        return false;
+    out->ms = strtoull(s, &end, 10);
+    out->seq = 0;
+    if (*end == '\0')
+        return true;
+    if (*end != '-' || end[1] < '0' || end[1] > '9')
+        return false;
+    out->seq = strtoull(end + 1, &end, 10);
+    return *end == '\0';
+}
+
+int kv_id_cmp(kv_id a, kv_id b)
+{
+    if (a.ms != b.ms)
+        return a.ms < b.ms ? -1 : 1;
+    return a.seq < b.seq ? -1 : a.seq > b.seq;
+}

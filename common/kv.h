@@ -9,6 +9,8 @@
 #include "cfg.h"
 
 #include <hiredis/hiredis.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 typedef struct kv_conn kv_conn;
 
@@ -26,6 +28,31 @@ redisContext *kv_ctx(kv_conn *c);
 void kv_reset(kv_conn *c);
 
 const char *kv_errstr(const kv_conn *c);
+
+/*
+ * Redis facts every Redis user here needs. A systemic error reply (OOM, READONLY, MISCONF,
+ * LOADING, BUSY, NOREPLICAS, MASTERDOWN, CLUSTERDOWN, TRYAGAIN) says that Redis cannot take
+ * writes now, whatever the command: never the command's own fault, never to be taken as done.
+ * kv_systemic_kind names it by its first word, or returns NULL for any other error.
+ */
+#define KV_SYSTEMIC_KINDS 9
+extern const char *const kv_systemic_kinds[KV_SYSTEMIC_KINDS];
+const char *kv_systemic_kind(const char *error);
+
+/* Whether an error reply should also drop the connection (READONLY, MASTERDOWN, LOADING: a
+   connection pinned to a demoted primary or a restarting server is dialled again). */
+bool kv_reconnect_on(const char *error);
+
+/* A stream entry id "ms-seq". */
+typedef struct kv_id {
+    uint64_t ms, seq;
+} kv_id;
+
+/* Parses "ms-seq" (or "ms"). false if malformed. */
+bool kv_id_parse(const char *s, kv_id *out);
+
+/* <0, 0, >0 as a orders before, equal to, after b. */
+int kv_id_cmp(kv_id a, kv_id b);
 
 /*
  * How many connections kv_connect() has made so far: a caller that sets up state per

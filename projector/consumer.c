@@ -77,15 +77,10 @@ typedef struct proj {
     int64_t gap_wait_ms; /* how long a gap waits before it is parked (see proj_run) */
     backoff bo;
     metrics_counter *applied, *dups, *gaps, *parked, *failures, *lost, *spilled, *unavailable;
-    metrics_counter *systemic[9];
+    metrics_counter *systemic[KV_SYSTEMIC_KINDS];
     metrics_histogram *batch_seconds, *lag_seconds;
     metrics_gauge *pending, *retrying, *beat, *dead, *wm_gauge, *ready_gauge;
 } proj;
-
-/* The kinds pl_systemic_kind names, in the order of proj.systemic. */
-static const char *const systemic_kinds[9] = { "OOM",        "READONLY",    "MISCONF",
-                                               "LOADING",    "BUSY",        "NOREPLICAS",
-                                               "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN" };
 
 /* Readiness, as the loop last saw it (read by the HTTP thread). */
 static pthread_mutex_t ready_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -198,17 +193,17 @@ static redisReply *command(proj *p, const char *fmt, ...)
 
 /*
  * An error reply r (or NULL for an I/O error) to something the projector needs: true when it is
- * systemic (Redis cannot take writes now: see pipeline.h), which is counted, logged and makes
+ * systemic (Redis cannot take writes now: see kv.h), which is counted, logged and makes
  * the loop back off; the connection is dropped where a new one may fare better.
  */
 static bool systemic(proj *p, const redisReply *r, const char *doing)
 {
     const char *err = r && r->type == REDIS_REPLY_ERROR ? r->str : NULL;
-    const char *kind = pl_systemic_kind(err);
+    const char *kind = kv_systemic_kind(err);
     if (!kind)
         return false;
-    for (int i = 0; i < 9; i++)
-        if (strcmp(kind, systemic_kinds[i]) == 0)
+    for (int i = 0; i < KV_SYSTEMIC_KINDS; i++)
+        if (strcmp(kind, kv_systemic_kinds[i]) == 0)
             metrics_inc(p->systemic[i], 1);
     metrics_inc(p->unavailable, 1);
     if (!p->refusing) /* once per episode; the metric counts every refusal */
@@ -216,7 +211,7 @@ static bool systemic(proj *p, const redisReply *r, const char *doing)
                  LOG_STR("while", doing), LOG_STR("error", err));
     p->refusing = true;
     snprintf(p->sys_err, sizeof(p->sys_err), "%s", err);
-    if (pl_reconnect_on(err))
+    if (kv_reconnect_on(err))
         kv_reset(p->kv);
     return true;
 }
@@ -426,8 +421,8 @@ static int park(proj *p, msg *m, const char *reason)
  */
 static void lost(proj *p, int part, const char *id)
 {
-    pl_id pid = { 0, 0 };
-    pl_id_parse(id, &pid);
+    kv_id pid = { 0, 0 };
+    kv_id_parse(id, &pid);
     metrics_inc(p->lost, 1);
     log_error("a stream entry was trimmed before it was applied; asking the relay to republish",
               LOG_STR("stream", p->streams[part]), LOG_STR("id", id));
@@ -771,8 +766,8 @@ static int handle(proj *p, msg **v, size_t n)
         ack(p, done, ndone);
         for (size_t k = 0; k < ndone; k++)
             if (done[k]->wm) {
-                pl_id id;
-                if (pl_id_parse(done[k]->id, &id))
+                kv_id id;
+                if (kv_id_parse(done[k]->id, &id))
                     pl_marks_add(&p->marks[done[k]->part], id, done[k]->wm_ms);
             }
     }
@@ -997,12 +992,12 @@ static void settle_watermarks(proj *p)
             redisReply *r = command(p, "XPENDING %s %s", p->streams[part], GROUP);
             if (!r)
                 return;
-            pl_id oldest = { 0, 0 };
+            kv_id oldest = { 0, 0 };
             bool ok = r->type == REDIS_REPLY_ARRAY && r->elements >= 2;
             bool has = ok && r->element[0]->integer > 0;
             if (has)
                 ok = r->element[1]->type == REDIS_REPLY_STRING &&
-                     pl_id_parse(r->element[1]->str, &oldest);
+                     kv_id_parse(r->element[1]->str, &oldest);
             freeReplyObject(r);
             int64_t w = ok ? pl_marks_settle(&p->marks[part], has, oldest) : 0;
             if (w > p->wm[part]) {
@@ -1111,9 +1106,9 @@ static void register_metrics(proj *p, metrics_registry *reg)
     p->unavailable = metrics_counter_add(
         reg, "tally_projector_redis_refusals_total",
         "Systemic Redis error replies (OOM, READONLY, ...): the projector backed off.", NULL);
-    for (int i = 0; i < 9; i++) {
+    for (int i = 0; i < KV_SYSTEMIC_KINDS; i++) {
         char label[40];
-        snprintf(label, sizeof(label), "kind=\"%s\"", systemic_kinds[i]);
+        snprintf(label, sizeof(label), "kind=\"%s\"", kv_systemic_kinds[i]);
         p->systemic[i] = metrics_counter_add(reg, "tally_projector_redis_errors_total",
                                              "Systemic Redis error replies, by kind.", label);
     }
