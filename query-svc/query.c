@@ -468,19 +468,22 @@ static int run(srv_call *call, qworker *w, qreq *q, const qspec *s, qresult *out
         qrange r = { s->range_from, s->range_to };
         if (!s->has_range)
             r = (qrange){ q->today - (DEFAULT_DAYS - 1), q->today };
+        /*
+         * A page token names its range, which by default is the tenant's local days: it is
+         * judged only once the read has confirmed the time zone used here (a worker new to the
+         * tenant computes UTC's days on its first attempt).
+         */
         int64_t page_offset = 0;
-        if (s->ag && s->page_token && s->page_token[0] &&
-            (page_offset = ag_token_offset(s->page_token, r, s->sort_by, s->ascending)) < 0)
-            return srv_fail(call, TALLY_EINVAL,
-                            "%s: malformed, or made for another range, sort or direction",
-                            s->page_token_field);
+        if (s->ag && s->page_token && s->page_token[0])
+            page_offset = ag_token_offset(s->page_token, r, s->sort_by, s->ascending);
         common_reads c;
         plan_common(q, s, &c);
         ov_plan *ov = s->ov ? ov_plan_read(q, s->oldest_limit) : NULL;
         tr_plan *tr = s->tr ? tr_plan_read(q, r, s->granularity, &s->f) : NULL;
         rs_plan *rs = s->rs ? rs_plan_read(q, r, s->group_by, &s->f) : NULL;
-        ag_plan *ag =
-            s->ag ? ag_plan_read(q, r, s->sort_by, s->ascending, s->ag_limit, page_offset) : NULL;
+        ag_plan *ag = s->ag ? ag_plan_read(q, r, s->sort_by, s->ascending, s->ag_limit,
+                                           page_offset < 0 ? 0 : page_offset)
+                            : NULL;
         cd_plan *cd = s->cd ? cd_plan_read(q, r, &s->f, s->top_n) : NULL;
         if (q->ar.failed)
             return read_fail(call, w, TALLY_ENOMEM);
@@ -519,6 +522,10 @@ static int run(srv_call *call, qworker *w, qreq *q, const qspec *s, qresult *out
         if (!m->tz[0])
             return srv_fail(call, TALLY_ENOTFOUND,
                             "tenant_id: tenant \"%s\" is not known to the read model", s->tenant);
+        if (page_offset < 0)
+            return srv_fail(call, TALLY_EINVAL,
+                            "%s: malformed, or made for another range, sort or direction",
+                            s->page_token_field);
         if (s->token) {
             token_applied = rd_int(rd_reply(&q->b, c.token));
             if (token_applied < s->token->version && !waited) {

@@ -411,6 +411,17 @@ void sys_command_stop(sys_system *s)
     cr_assert_eq(rc, 0, "command-svc exited %d on SIGTERM (its log is above)", rc);
 }
 
+void sys_query_restart(sys_system *s)
+{
+    int rc = stop_service(&s->query, &s->query_on);
+    cr_assert_eq(rc, 0, "query-svc exited %d on SIGTERM (its log is above)", rc);
+    start_service(s, &s->query, QUERY_SVC_PATH, s->opt.query_env, true, NULL);
+    s->query_on = true;
+    gc_free(s->q);
+    s->q = gc_new_port(s->query.grpc_port);
+    cr_assert(s->q);
+}
+
 redisContext *sys_redis_connect(sys_system *s)
 {
     redisContext *c =

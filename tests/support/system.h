@@ -96,6 +96,12 @@ void sys_projector_start(sys_system *s);
  */
 void sys_command_stop(sys_system *s);
 
+/*
+ * Stops query-svc with SIGTERM (asserting exit 0) and starts a new one, which knows nothing of
+ * any tenant yet (a rolling restart, or another replica); s->q then calls the new one.
+ */
+void sys_query_restart(sys_system *s);
+
 /* A new connection to the system's Redis (asserts it connects); caller frees with redisFree. */
 redisContext *sys_redis_connect(sys_system *s);
 
