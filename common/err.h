@@ -30,6 +30,30 @@ enum tally_err {
     TALLY_EDATALOSS = -17,  /* unrecoverable loss or corruption of data: DATA_LOSS */
 };
 
+/*
+ * The gRPC status codes (0..16), for the code that reads them off a reply (clients, tests,
+ * benchmarks) without including grpc.h. The services never pick one: tally_err_grpc_code does.
+ */
+enum tally_grpc_code {
+    TALLY_GRPC_OK = 0,
+    TALLY_GRPC_CANCELLED = 1,
+    TALLY_GRPC_UNKNOWN = 2,
+    TALLY_GRPC_INVALID_ARGUMENT = 3,
+    TALLY_GRPC_DEADLINE_EXCEEDED = 4,
+    TALLY_GRPC_NOT_FOUND = 5,
+    TALLY_GRPC_ALREADY_EXISTS = 6,
+    TALLY_GRPC_PERMISSION_DENIED = 7,
+    TALLY_GRPC_RESOURCE_EXHAUSTED = 8,
+    TALLY_GRPC_FAILED_PRECONDITION = 9,
+    TALLY_GRPC_ABORTED = 10,
+    TALLY_GRPC_OUT_OF_RANGE = 11,
+    TALLY_GRPC_UNIMPLEMENTED = 12,
+    TALLY_GRPC_INTERNAL = 13,
+    TALLY_GRPC_UNAVAILABLE = 14,
+    TALLY_GRPC_DATA_LOSS = 15,
+    TALLY_GRPC_UNAUTHENTICATED = 16,
+};
+
 /* A short lower-case name for err ("invalid argument"); "unknown error" for anything else. */
 const char *tally_err_str(int err);
 

@@ -1,8 +1,11 @@
 #include "gclient.h"
 
+#include "err.h"
+
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -352,4 +355,70 @@ void gc_result_release(gc_result *r)
 {
     free(r->data);
     r->data = NULL;
+}
+
+int gc_call_msg(gc_client *c, const char *method, const ProtobufCMessage *req,
+                const ProtobufCMessageDescriptor *reply_desc, const char *const *md,
+                int deadline_ms, ProtobufCMessage **reply, gc_status *st)
+{
+    gc_status local;
+    gc_result res;
+    int rc = -1;
+    if (!st)
+        st = &local;
+    if (reply)
+        *reply = NULL;
+    st->code = TALLY_GRPC_UNKNOWN;
+    st->details[0] = st->message[0] = '\0';
+    st->seconds = 0;
+    if (gc_call(c, method, req, md, deadline_ms, &res) != 0) {
+        st->code = TALLY_GRPC_INTERNAL;
+        snprintf(st->message, sizeof(st->message), "INTERNAL: %s: the call could not be started",
+                 method);
+        return -1;
+    }
+    st->code = res.code;
+    st->seconds = res.seconds;
+    snprintf(st->details, sizeof(st->details), "%s", res.details);
+    if (res.code != TALLY_GRPC_OK) {
+        snprintf(st->message, sizeof(st->message), "%s: %s", tally_grpc_code_name(res.code),
+                 res.details[0] ? res.details : "(no details)");
+        goto out_release;
+    }
+    if (reply && res.len > GC_REPLY_MAX) {
+        st->code = TALLY_GRPC_INTERNAL;
+        snprintf(st->message, sizeof(st->message), "INTERNAL: %s: a reply of %zu bytes (over %d)",
+                 method, res.len, GC_REPLY_MAX);
+        goto out_release;
+    }
+    if (reply) {
+        *reply = protobuf_c_message_unpack(reply_desc, NULL, res.len,
+                                           res.data ? res.data : (const uint8_t *)"");
+        if (!*reply) {
+            st->code = TALLY_GRPC_INTERNAL;
+            snprintf(st->message, sizeof(st->message),
+                     "INTERNAL: %s: the reply does not decode as %s", method, reply_desc->name);
+            goto out_release;
+        }
+    }
+    rc = 0;
+out_release:
+    gc_result_release(&res);
+    return rc;
+}
+
+bool gc_transient(int code)
+{
+    return code == TALLY_GRPC_CANCELLED || code == TALLY_GRPC_DEADLINE_EXCEEDED ||
+           code == TALLY_GRPC_UNAVAILABLE;
+}
+
+static void drop_log(gpr_log_func_args *args)
+{
+    (void)args;
+}
+
+void gc_quiet(void)
+{
+    gpr_set_log_function(drop_log);
 }

@@ -73,4 +73,35 @@ int gc_call_many(gc_client *c, const char *method, const ProtobufCMessage *msg, 
 
 void gc_result_release(gc_result *r);
 
+/* ---- typed calls: pack, call, check the status, decode ------------------------------------ */
+
+#define GC_REPLY_MAX (4 << 20) /* the largest reply gc_call_msg decodes */
+
+/* The outcome of a gc_call_msg. */
+typedef struct gc_status {
+    int code;           /* the gRPC status code (enum tally_grpc_code of err.h); UNKNOWN (2) when
+                           no call was made */
+    char details[1024]; /* the server's details ("" when it sent none) */
+    char message[1100]; /* "CODE: details", one line to print; "" on OK */
+    double seconds;     /* the call's wall time */
+} gc_status;
+
+/*
+ * Packs req, calls method, and on OK decodes the reply with reply_desc into *reply (caller frees
+ * with protobuf_c_message_free_unpacked(*reply, NULL)); md and deadline_ms as for gc_call.
+ * Returns 0 on OK; otherwise -1 with *reply NULL and st saying why: the server's status, or
+ * INTERNAL for a call that could not start or a reply that does not decode (or is over
+ * GC_REPLY_MAX). reply may be NULL when only the status matters; st may be NULL.
+ */
+int gc_call_msg(gc_client *c, const char *method, const ProtobufCMessage *req,
+                const ProtobufCMessageDescriptor *reply_desc, const char *const *md,
+                int deadline_ms, ProtobufCMessage **reply, gc_status *st);
+
+/* Whether a call that failed with code may work when tried again later (the server restarts,
+ * is overloaded, or went away mid-call): CANCELLED, DEADLINE_EXCEEDED, UNAVAILABLE. */
+bool gc_transient(int code);
+
+/* Silences the gRPC core's own log lines (a command-line tool's terminal is not a log). */
+void gc_quiet(void);
+
 #endif
