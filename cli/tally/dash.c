@@ -1,5 +1,5 @@
 /*
- * tally_dash: `tally dashboard`, one page or a live one (--watch).
+ * dash.c: `tally dashboard`, one page or a live one (--watch).
  *
  * The page itself comes from tally_render; this file builds the request from the options,
  * calls GetDashboard, and draws. A live page on a terminal is redrawn in place: cursor home,

@@ -1,7 +1,7 @@
 /*
  * tally-sim: the entry point. Picks the subcommand; the shared helpers of sim.h live here too.
  */
-#include "sim.h"
+#include "sim_int.h"
 
 #include <errno.h>
 #include <math.h>

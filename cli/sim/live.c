@@ -23,7 +23,7 @@
 #include "err.h"
 #include "gclient.h"
 #include "now.h"
-#include "sim.h"
+#include "sim_int.h"
 #include "sim_gen.h"
 #include "sim_rpc.h"
 #include "sim_world.h"

@@ -1,5 +1,5 @@
 /*
- * tally_cmd: the small commands of the tally client, for trying the system by hand. Each one
+ * cmd.c: the small commands of the tally client, for trying the system by hand. Each one
  * makes one call to command-svc (assign and move make two when they look the version up) and
  * prints one line: a sentence for people, or with --json one JSON object. Writes end with the
  * consistency token ("token 42:3") that `tally dashboard --after 42:3` takes.

@@ -1,5 +1,5 @@
 /*
- * tally_call: how the tally client talks to the services (one unary call at a time over
+ * call.c: how the tally client talks to the services (one unary call at a time over
  * common/gclient, TLS and a bearer token from the global options) and parses option values.
  */
 #include "err.h"
