@@ -1,71 +1,15 @@
 /*
  * tally: the command-line client of Tally for people. This file is the command line itself:
- * the options, the commands, their help, and the parser that turns argv into a cli for the
+ * the commands, their help, and the parser that turns argv into a cli for the
  * command to run. Global options may come before or after the command; a command's own
  * options come after it. `--name=value` and `--name value` both work; `--` ends the options.
  */
 #include "tally_int.h"
 
 #include <grpc/support/log.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct opt_def {
-    const char *name;
-    char short_name;
-    int id;
-    bool value;
-} opt_def;
-
-static const opt_def opt_defs[] = {
-    { "--help", 'h', O_HELP, false },
-    { "--command", 0, O_COMMAND, true },
-    { "--query", 0, O_QUERY, true },
-    { "--tls-ca", 0, O_TLS_CA, true },
-    { "--tls-cert", 0, O_TLS_CERT, true },
-    { "--tls-key", 0, O_TLS_KEY, true },
-    { "--token", 0, O_TOKEN, true },
-    { "--timeout", 0, O_TIMEOUT, true },
-    { "--json", 0, O_JSON, false },
-    { "--tenant", 0, O_TENANT, true },
-    { "--name", 0, O_NAME, true },
-    { "--time-zone", 0, O_TIME_ZONE, true },
-    { "--id", 0, O_ID, true },
-    { "--category", 0, O_CATEGORY, true },
-    { "--priority", 0, O_PRIORITY, true },
-    { "--title", 0, O_TITLE, true },
-    { "--description", 0, O_DESCRIPTION, true },
-    { "--customer", 0, O_CUSTOMER, true },
-    { "--idempotency-key", 0, O_KEY, true },
-    { "--complaint", 0, O_COMPLAINT, true },
-    { "--agent", 0, O_AGENT, true },
-    { "--expected-version", 0, O_EXPECTED, true },
-    { "--to", 0, O_TO, true },
-    { "--note", 0, O_NOTE, true },
-    { "--actor", 0, O_ACTOR, true },
-    { "--days", 0, O_DAYS, true },
-    { "--from", 0, O_FROM, true },
-    { "--granularity", 0, O_GRANULARITY, true },
-    { "--group-by", 0, O_GROUP_BY, true },
-    { "--limit", 0, O_LIMIT, true },
-    { "--after", 0, O_AFTER, true },
-    { "--fail-if-stale", 0, O_FAIL_IF_STALE, false },
-    { "--watch", 'w', O_WATCH, false },
-    { "--interval", 0, O_INTERVAL, true },
-    { "--once", 0, O_ONCE, false },
-    { "--ascii", 0, O_ASCII, false },
-    { "--settle-ms", 0, O_SETTLE_MS, true },
-    { "--pg-dsn", 0, O_PG_DSN, true },
-    { "--redis-url", 0, O_REDIS_URL, true },
-};
-#define N_OPTS (sizeof(opt_defs) / sizeof(opt_defs[0]))
-
-static bool is_global(int id)
-{
-    return id >= O_HELP && id <= O_TIMEOUT;
-}
 
 typedef struct cmd_def {
     const char *group; /* "tenant" for "tenant put"; NULL for a one-word command */
@@ -268,68 +212,7 @@ static void print_cmd_help(const cmd_def *d)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * What the commands see */
-
-int cli_usage_error(const cli *c, const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "%s: ", c->prog);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nRun '%s --help' for usage.\n", c->prog);
-    return EXIT_USAGE;
-}
-
-const char *cli_get(const cli *c, int id)
-{
-    for (int i = c->nhits - 1; i >= 0; i--)
-        if (c->hits[i].id == id)
-            return c->hits[i].value;
-    return NULL;
-}
-
-bool cli_has(const cli *c, int id)
-{
-    for (int i = 0; i < c->nhits; i++)
-        if (c->hits[i].id == id)
-            return true;
-    return false;
-}
-
-const char *cli_name(const cli *c, int id)
-{
-    for (int i = c->nhits - 1; i >= 0; i--)
-        if (c->hits[i].id == id)
-            return c->hits[i].name;
-    for (size_t i = 0; i < N_OPTS; i++)
-        if (opt_defs[i].id == id)
-            return opt_defs[i].name;
-    return "?";
-}
-
-const char *cli_need(const cli *c, int id)
-{
-    const char *v = cli_get(c, id);
-    if (!v)
-        cli_usage_error(c, "%s is required", cli_name(c, id));
-    return v;
-}
-
-/* ---------------------------------------------------------------------------------------------
  * Parsing */
-
-static const opt_def *find_opt(const char *arg, size_t len)
-{
-    for (size_t i = 0; i < N_OPTS; i++) {
-        const opt_def *d = &opt_defs[i];
-        if (len == 2 && arg[0] == '-' && arg[1] == d->short_name && d->short_name)
-            return d;
-        if (strlen(d->name) == len && memcmp(d->name, arg, len) == 0)
-            return d;
-    }
-    return NULL;
-}
 
 static bool takes(const cmd_def *d, int id)
 {
@@ -427,7 +310,7 @@ int main(int argc, char **argv)
     }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *eq = NULL, *value = NULL;
-        const opt_def *d;
+        const cli_opt_def *d;
         size_t len;
         if (!options_done && strcmp(a, "--") == 0) {
             options_done = true;
@@ -456,17 +339,17 @@ int main(int argc, char **argv)
         }
         eq = a[1] == '-' ? strchr(a, '=') : NULL;
         len = eq ? (size_t)(eq - a) : strlen(a);
-        d = find_opt(a, len);
+        d = cli_find_opt(a, len);
         if (!d) {
             rc = cli_usage_error(&c, "unknown option %.*s", (int)len, a);
             goto out;
         }
-        if (!is_global(d->id) && !cmd) {
+        if (!cli_is_global(d->id) && !cmd) {
             rc = cli_usage_error(&c, "%s: give the command first (tally COMMAND %s ...)", d->name,
                                  d->name);
             goto out;
         }
-        if (!is_global(d->id) && !takes(cmd, d->id)) {
+        if (!cli_is_global(d->id) && !takes(cmd, d->id)) {
             rc = cli_usage_error(&c, "unknown option %s", d->name);
             goto out;
         }
@@ -485,7 +368,7 @@ int main(int argc, char **argv)
         c.hits[c.nhits++] = (cli_hit){ d->id, d->name, value };
         if (d->id == O_HELP)
             help = true;
-        else if (is_global(d->id) && (rc = set_global(&c, &c.hits[c.nhits - 1])) != EXIT_OK)
+        else if (cli_is_global(d->id) && (rc = set_global(&c, &c.hits[c.nhits - 1])) != EXIT_OK)
             goto out;
     }
     if (help) {
