@@ -2,12 +2,9 @@
  * call.c: how the tally client talks to the services: one unary call at a time over
  * common/gclient, with TLS and a bearer token from the global options.
  */
-#include "err.h"
 #include "tally_int.h"
 
 #include <stdio.h>
-
-#define REPLY_LIMIT (64u << 20) /* gclient's receive limit; nothing larger is ever unpacked */
 
 gc_client *cli_connect(const cli *c, const char *target, int max_reconnect_backoff_ms)
 {
@@ -23,45 +20,37 @@ gc_client *cli_connect(const cli *c, const char *target, int max_reconnect_backo
     return gc;
 }
 
-int cli_invoke(const cli *c, gc_client *gc, const char *method, const ProtobufCMessage *req,
-               const ProtobufCMessageDescriptor *rd, ProtobufCMessage **reply, char *err,
-               size_t errlen)
+/* gc_call_msg with the bearer token of --token and the deadline of --timeout. */
+static int invoke(const cli *c, gc_client *gc, const char *method, const ProtobufCMessage *req,
+                  const ProtobufCMessageDescriptor *rd, ProtobufCMessage **reply, gc_status *st)
 {
     char bearer[2048];
     const char *md[3] = { NULL };
-    gc_result r;
-    *reply = NULL;
     if (c->token && c->token[0]) {
         snprintf(bearer, sizeof(bearer), "Bearer %s", c->token);
         md[0] = "authorization";
         md[1] = bearer;
     }
-    if (gc_call(gc, method, req, md[0] ? md : NULL, c->timeout_ms, &r) != 0) {
-        snprintf(err, errlen, "INTERNAL: could not start the call %s", method);
-        return -1;
-    }
-    if (r.code != 0) {
-        snprintf(err, errlen, "%s: %s", tally_grpc_code_name(r.code),
-                 r.details[0] ? r.details : "(no details)");
-        gc_result_release(&r);
-        return -1;
-    }
-    if (r.len <= REPLY_LIMIT)
-        *reply = protobuf_c_message_unpack(rd, NULL, r.len, r.data ? r.data : (uint8_t *)"");
-    gc_result_release(&r);
-    if (!*reply) {
-        snprintf(err, errlen, "INTERNAL: the reply of %s does not decode as %s", method, rd->name);
-        return -1;
-    }
-    return 0;
+    return gc_call_msg(gc, method, req, rd, md[0] ? md : NULL, c->timeout_ms, reply, st);
+}
+
+int cli_invoke(const cli *c, gc_client *gc, const char *method, const ProtobufCMessage *req,
+               const ProtobufCMessageDescriptor *rd, ProtobufCMessage **reply, char *err,
+               size_t errlen)
+{
+    gc_status st;
+    if (invoke(c, gc, method, req, rd, reply, &st) == 0)
+        return 0;
+    snprintf(err, errlen, "%s", st.message);
+    return -1;
 }
 
 int cli_call(const cli *c, gc_client *gc, const char *method, const ProtobufCMessage *req,
              const ProtobufCMessageDescriptor *rd, ProtobufCMessage **reply)
 {
-    char err[1200];
-    if (cli_invoke(c, gc, method, req, rd, reply, err, sizeof(err)) == 0)
+    gc_status st;
+    if (invoke(c, gc, method, req, rd, reply, &st) == 0)
         return EXIT_OK;
-    fprintf(stderr, "tally: %s\n", err);
+    fprintf(stderr, "tally: %s\n", st.message);
     return EXIT_FAIL;
 }

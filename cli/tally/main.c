@@ -6,7 +6,6 @@
  */
 #include "tally_int.h"
 
-#include <grpc/support/log.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -284,12 +283,6 @@ static const char *env_or(const char *name, const char *fallback)
     return v && v[0] ? v : fallback;
 }
 
-/* gRPC's own log lines would garble the page; GRPC_VERBOSITY=debug (or info, error) shows them. */
-static void drop_log(gpr_log_func_args *args)
-{
-    (void)args;
-}
-
 int main(int argc, char **argv)
 {
     static char prog[64] = "tally";
@@ -298,8 +291,10 @@ int main(int argc, char **argv)
     const char *group = NULL;
     bool help = false, options_done = false;
     int rc = EXIT_USAGE;
+    /* gRPC's own log lines would garble the page; GRPC_VERBOSITY=debug (or info, error) shows
+     * them. */
     if (!getenv("GRPC_VERBOSITY"))
-        gpr_set_log_function(drop_log);
+        gc_quiet();
     c.command = env_or("TALLY_COMMAND_ADDR", "127.0.0.1:50051");
     c.query = env_or("TALLY_QUERY_ADDR", "127.0.0.1:50052");
     c.token = env_or("TALLY_TOKEN", NULL);

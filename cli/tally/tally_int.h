@@ -129,8 +129,9 @@ int cli_token(const cli *c, int id, int64_t *complaint, int64_t *version);
 gc_client *cli_connect(const cli *c, const char *target, int max_reconnect_backoff_ms);
 
 /*
- * One unary call: packs req, calls method, and unpacks the reply with rd into *reply (free it
- * with protobuf_c_message_free_unpacked). 0 on OK; otherwise -1 with "CODE: details" in err.
+ * One unary call (gc_call_msg with the bearer token and the --timeout): packs req, calls method,
+ * and unpacks the reply with rd into *reply (free it with protobuf_c_message_free_unpacked). 0
+ * on OK; otherwise -1 with "CODE: details" in err.
  */
 int cli_invoke(const cli *c, gc_client *gc, const char *method, const ProtobufCMessage *req,
                const ProtobufCMessageDescriptor *rd, ProtobufCMessage **reply, char *err,
