@@ -23,8 +23,9 @@ static const cmd_def cmds[] = {
     { NULL,
       "dashboard",
       cli_run_dashboard,
-      { O_TENANT, O_DAYS, O_FROM, O_TO, O_GRANULARITY, O_CATEGORY, O_PRIORITY, O_GROUP_BY, O_LIMIT,
-        O_AFTER, O_FAIL_IF_STALE, O_WATCH, O_INTERVAL, O_ONCE, O_ASCII },
+      { OPT_TENANT, OPT_DAYS, OPT_FROM, OPT_TO, OPT_GRANULARITY, OPT_CATEGORY, OPT_PRIORITY,
+        OPT_GROUP_BY, OPT_LIMIT, OPT_AFTER, OPT_FAIL_IF_STALE, OPT_WATCH, OPT_INTERVAL, OPT_ONCE,
+        OPT_ASCII },
       "a tenant's dashboard, once or live",
       "usage: tally dashboard --tenant ID [--days N | --from DAY --to DAY] [options]\n"
       "\n"
@@ -55,7 +56,7 @@ static const cmd_def cmds[] = {
     { "tenant",
       "put",
       cli_run_tenant_put,
-      { O_TENANT, O_NAME, O_TIME_ZONE, O_JSON },
+      { OPT_TENANT, OPT_NAME, OPT_TIME_ZONE, OPT_JSON },
       "create or update a tenant",
       "usage: tally tenant put --tenant ID --name NAME --time-zone TZ [--json]\n"
       "\n"
@@ -65,7 +66,7 @@ static const cmd_def cmds[] = {
     { "category",
       "put",
       cli_run_category_put,
-      { O_TENANT, O_ID, O_NAME, O_JSON },
+      { OPT_TENANT, OPT_ID, OPT_NAME, OPT_JSON },
       "create or rename a category",
       "usage: tally category put --tenant ID --id CATEGORY --name NAME [--json]\n"
       "\n"
@@ -75,7 +76,7 @@ static const cmd_def cmds[] = {
     { "agent",
       "put",
       cli_run_agent_put,
-      { O_TENANT, O_ID, O_NAME, O_JSON },
+      { OPT_TENANT, OPT_ID, OPT_NAME, OPT_JSON },
       "create or rename an agent",
       "usage: tally agent put --tenant ID --id AGENT --name NAME [--json]\n"
       "\n"
@@ -85,7 +86,8 @@ static const cmd_def cmds[] = {
     { NULL,
       "create",
       cli_run_create,
-      { O_TENANT, O_CATEGORY, O_PRIORITY, O_TITLE, O_DESCRIPTION, O_CUSTOMER, O_KEY, O_JSON },
+      { OPT_TENANT, OPT_CATEGORY, OPT_PRIORITY, OPT_TITLE, OPT_DESCRIPTION, OPT_CUSTOMER, OPT_KEY,
+        OPT_JSON },
       "file a complaint",
       "usage: tally create --tenant ID --category C --priority P --title TEXT [options]\n"
       "\n"
@@ -101,7 +103,7 @@ static const cmd_def cmds[] = {
     { NULL,
       "assign",
       cli_run_assign,
-      { O_TENANT, O_COMPLAINT, O_AGENT, O_EXPECTED, O_JSON },
+      { OPT_TENANT, OPT_COMPLAINT, OPT_AGENT, OPT_EXPECTED, OPT_JSON },
       "assign a complaint to an agent",
       "usage: tally assign --tenant ID --complaint N --agent AGENT [--expected-version V]\n"
       "\n"
@@ -113,7 +115,7 @@ static const cmd_def cmds[] = {
     { NULL,
       "move",
       cli_run_move,
-      { O_TENANT, O_COMPLAINT, O_TO, O_NOTE, O_ACTOR, O_EXPECTED, O_JSON },
+      { OPT_TENANT, OPT_COMPLAINT, OPT_TO, OPT_NOTE, OPT_ACTOR, OPT_EXPECTED, OPT_JSON },
       "move a complaint to another status",
       "usage: tally move --tenant ID --complaint N --to STATUS [options]\n"
       "\n"
@@ -129,7 +131,7 @@ static const cmd_def cmds[] = {
     { NULL,
       "get",
       cli_run_get,
-      { O_TENANT, O_COMPLAINT, O_JSON },
+      { OPT_TENANT, OPT_COMPLAINT, OPT_JSON },
       "show one complaint",
       "usage: tally get --tenant ID --complaint N [--json]\n"
       "\n"
@@ -140,7 +142,7 @@ static const cmd_def cmds[] = {
     { NULL,
       "history",
       cli_run_history,
-      { O_TENANT, O_COMPLAINT, O_JSON },
+      { OPT_TENANT, OPT_COMPLAINT, OPT_JSON },
       "show a complaint's status history",
       "usage: tally history --tenant ID --complaint N [--json]\n"
       "\n"
@@ -150,7 +152,7 @@ static const cmd_def cmds[] = {
     { NULL,
       "verify",
       cli_run_verify,
-      { O_TENANT, O_DAYS, O_SETTLE_MS, O_PG_DSN, O_REDIS_URL, O_JSON },
+      { OPT_TENANT, OPT_DAYS, OPT_SETTLE_MS, OPT_PG_DSN, OPT_REDIS_URL, OPT_JSON },
       "check the read model against PostgreSQL",
       "usage: tally verify [--tenant ID] [--days N] [--settle-ms MS] [--json]\n"
       "\n"
@@ -244,25 +246,25 @@ static bool is_group(const char *word)
 static int set_global(cli *c, const cli_hit *h)
 {
     switch (h->id) {
-    case O_COMMAND:
+    case OPT_COMMAND:
         c->command = h->value;
         break;
-    case O_QUERY:
+    case OPT_QUERY:
         c->query = h->value;
         break;
-    case O_TLS_CA:
+    case OPT_TLS_CA:
         c->tls_ca = h->value;
         break;
-    case O_TLS_CERT:
+    case OPT_TLS_CERT:
         c->tls_cert = h->value;
         break;
-    case O_TLS_KEY:
+    case OPT_TLS_KEY:
         c->tls_key = h->value;
         break;
-    case O_TOKEN:
+    case OPT_TOKEN:
         c->token = h->value;
         break;
-    case O_TIMEOUT: {
+    case OPT_TIMEOUT: {
         char *end;
         long long ms = strtoll(h->value, &end, 10);
         if (end == h->value || *end || ms < 1 || ms > 3600000)
@@ -361,7 +363,7 @@ int main(int argc, char **argv)
             goto out;
         }
         c.hits[c.nhits++] = (cli_hit){ d->id, d->name, value };
-        if (d->id == O_HELP)
+        if (d->id == OPT_HELP)
             help = true;
         else if (cli_is_global(d->id) && (rc = set_global(&c, &c.hits[c.nhits - 1])) != EXIT_OK)
             goto out;
