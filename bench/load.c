@@ -140,15 +140,17 @@ static gpr_timespec mono_at(double t)
 
 /* ---- the driver ---------------------------------------------------------------------------- */
 
+/* An integer channel argument. */
+static grpc_arg int_arg(const char *key, int value)
+{
+    return (grpc_arg){ .type = GRPC_ARG_INTEGER, .key = (char *)key, .value.integer = value };
+}
+
 load *load_new(const load_config *cfg)
 {
     load *l = calloc(1, sizeof(*l));
-    grpc_arg args[2] = {
-        { .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1 },
-        { .type = GRPC_ARG_INTEGER,
-          .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-          .value.integer = 64 << 20 },
-    };
+    grpc_arg args[2] = { int_arg(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1),
+                         int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20) };
     grpc_channel_args chargs = { .num_args = 2, .args = args };
     if (!l)
         return NULL;
