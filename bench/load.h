@@ -111,8 +111,9 @@ void load_free(load *l);
 int load_connect(load *l, double timeout_s);
 
 /*
- * The closed loop: concurrency calls in flight until w->to (see above). 0, or -1 when a call
- * could not be started (a bug, not an answer of the server); the run stops starting calls then.
+ * The closed loop: concurrency calls in flight until w->to (see above). 0, or -1 when out of
+ * memory or when a call could not be started (a bug, not an answer of the server); the run
+ * stops starting calls then, and awaits those in flight.
  */
 int load_run_closed(load *l, int concurrency, load_window *w);
 
