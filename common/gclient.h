@@ -9,6 +9,8 @@
 #ifndef TALLY_GCLIENT_H
 #define TALLY_GCLIENT_H
 
+#include "err.h"
+
 #include <protobuf-c/protobuf-c.h>
 #include <signal.h>
 #include <stdbool.h>

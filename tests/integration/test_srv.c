@@ -3,6 +3,7 @@
  * Each test starts its own server on free ports.
  */
 #include "echo.pb-c.h"
+#include "err.h"
 #include "gclient.h"
 #include "proc.h"
 
@@ -15,17 +16,6 @@
 #define ECHO  "/tally.test.v1.Echo/Echo"
 #define SLEEP "/tally.test.v1.Echo/Sleep"
 #define FAIL  "/tally.test.v1.Echo/Fail"
-
-enum {
-    OK = 0,
-    CANCELLED = 1,
-    INVALID_ARGUMENT = 3,
-    DEADLINE_EXCEEDED = 4,
-    NOT_FOUND = 5,
-    RESOURCE_EXHAUSTED = 8,
-    UNIMPLEMENTED = 12,
-    UNAVAILABLE = 14
-};
 
 static proc svc;
 static gc_client *client;
@@ -52,7 +42,7 @@ static void stop(void)
 
 static Tally__Test__V1__EchoReply *echo_reply(gc_result *r)
 {
-    cr_assert_eq(r->code, OK, "status %d: %s", r->code, r->details);
+    cr_assert_eq(r->code, TALLY_GRPC_OK, "status %d: %s", r->code, r->details);
     Tally__Test__V1__EchoReply *rep = tally__test__v1__echo_reply__unpack(NULL, r->len, r->data);
     cr_assert_not_null(rep);
     return rep;
@@ -114,7 +104,7 @@ Test(srv, status_code_and_details_reach_the_client, .init = start, .fini = stop)
     }
     req.code = 99;
     gc_call(client, FAIL, &req.base, NULL, 5000, &r);
-    cr_assert_eq(r.code, INVALID_ARGUMENT);
+    cr_assert_eq(r.code, TALLY_GRPC_INVALID_ARGUMENT);
     cr_assert_str_eq(r.details, "code: must be 1 to 16, got 99");
 }
 
@@ -123,18 +113,125 @@ Test(srv, malformed_or_missing_request_is_invalid_argument, .init = start, .fini
     static const uint8_t garbage[] = { 0x0a, 0xff, 0xff, 0xff, 0x0f, 0x01 };
     gc_result r;
     gc_call_raw(client, ECHO, garbage, sizeof(garbage), true, NULL, 5000, &r);
-    cr_assert_eq(r.code, INVALID_ARGUMENT, "%d %s", r.code, r.details);
+    cr_assert_eq(r.code, TALLY_GRPC_INVALID_ARGUMENT, "%d %s", r.code, r.details);
     cr_assert_str_eq(r.details, "malformed request: not a valid tally.test.v1.EchoRequest message");
 
     gc_call_raw(client, ECHO, NULL, 0, false, NULL, 5000, &r);
-    cr_assert_eq(r.code, INVALID_ARGUMENT, "%d %s", r.code, r.details);
+    cr_assert_eq(r.code, TALLY_GRPC_INVALID_ARGUMENT, "%d %s", r.code, r.details);
     cr_assert_str_eq(r.details, "missing request message (tally.test.v1.EchoRequest)");
 
     /* And the server is fine afterwards. */
     Tally__Test__V1__EchoRequest req = TALLY__TEST__V1__ECHO_REQUEST__INIT;
     gc_call(client, ECHO, &req.base, NULL, 5000, &r);
-    cr_assert_eq(r.code, OK);
+    cr_assert_eq(r.code, TALLY_GRPC_OK);
     gc_result_release(&r);
+}
+
+/* ---- gc_call_msg: the typed call of common/gclient -------------------------------------- */
+
+Test(srv, typed_call_decodes_the_reply, .init = start, .fini = stop)
+{
+    Tally__Test__V1__EchoRequest req = TALLY__TEST__V1__ECHO_REQUEST__INIT;
+    const char *md[] = { "x-tally-test", "typed", NULL };
+    ProtobufCMessage *m = NULL;
+    gc_status st;
+    req.text = "hello, typed";
+    req.metadata_key = "x-tally-test";
+    cr_assert_eq(gc_call_msg(client, ECHO, &req.base, &tally__test__v1__echo_reply__descriptor, md,
+                             5000, &m, &st),
+                 0, "%d %s", st.code, st.message);
+    cr_assert_eq(st.code, TALLY_GRPC_OK);
+    cr_assert_str_eq(st.details, "");
+    cr_assert_str_eq(st.message, "", "OK has no message, got \"%s\"", st.message);
+    cr_assert_gt(st.seconds, 0);
+    cr_assert_not_null(m);
+    cr_assert_eq(m->descriptor, &tally__test__v1__echo_reply__descriptor);
+    Tally__Test__V1__EchoReply *rep = (Tally__Test__V1__EchoReply *)m;
+    cr_assert_str_eq(rep->text, "hello, typed");
+    cr_assert_str_eq(rep->metadata_value, "typed");
+    protobuf_c_message_free_unpacked(m, NULL);
+
+    /* Only the status: no reply wanted, no status kept. */
+    cr_assert_eq(gc_call_msg(client, ECHO, &req.base, NULL, NULL, 5000, NULL, NULL), 0);
+}
+
+/*
+ * A gc_call_msg that must fail with code: -1, no reply (even one set before), and st filled in
+ * with a wall time.
+ */
+static void typed_fails(const char *method, const ProtobufCMessage *req,
+                        const ProtobufCMessageDescriptor *desc, int deadline_ms, int code,
+                        gc_status *st)
+{
+    ProtobufCMessage *m = (ProtobufCMessage *)req;
+    cr_assert_eq(gc_call_msg(client, method, req, desc, NULL, deadline_ms, &m, st), -1);
+    cr_assert_null(m, "a failed call left a reply");
+    cr_assert_eq(st->code, code, "%s: %d %s", method, st->code, st->message);
+    cr_assert_gt(st->seconds, 0);
+}
+
+Test(srv, typed_call_error_gives_code_details_and_message, .init = start, .fini = stop)
+{
+    const ProtobufCMessageDescriptor *rd = &tally__test__v1__echo_reply__descriptor;
+    Tally__Test__V1__FailRequest req = TALLY__TEST__V1__FAIL_REQUEST__INIT;
+    gc_status st;
+    req.code = TALLY_GRPC_NOT_FOUND;
+    req.message = "tenant_id: no tenant \"acme\"";
+    typed_fails(FAIL, &req.base, rd, 5000, TALLY_GRPC_NOT_FOUND, &st);
+    cr_assert_str_eq(st.details, "tenant_id: no tenant \"acme\"");
+    cr_assert_str_eq(st.message, "NOT_FOUND: tenant_id: no tenant \"acme\"");
+    cr_assert(!gc_transient(st.code));
+
+    req.code = TALLY_GRPC_UNAVAILABLE;
+    req.message = "the database is down";
+    typed_fails(FAIL, &req.base, rd, 5000, TALLY_GRPC_UNAVAILABLE, &st);
+    cr_assert_str_eq(st.message, "UNAVAILABLE: the database is down");
+    cr_assert(gc_transient(st.code));
+
+    /* The deadline is the caller's. */
+    Tally__Test__V1__EchoRequest slow = TALLY__TEST__V1__ECHO_REQUEST__INIT;
+    slow.sleep_ms = 3000;
+    typed_fails(SLEEP, &slow.base, rd, 200, TALLY_GRPC_DEADLINE_EXCEEDED, &st);
+    cr_assert_lt(st.seconds, 1.0);
+    cr_assert_eq(strncmp(st.message, "DEADLINE_EXCEEDED: ", 19), 0, "%s", st.message);
+    cr_assert(gc_transient(st.code));
+}
+
+Test(srv, typed_call_reply_that_does_not_decode_is_internal, .init = start, .fini = stop)
+{
+    Tally__Test__V1__EchoRequest req = TALLY__TEST__V1__ECHO_REQUEST__INIT;
+    gc_status st;
+    req.text = "hello";
+    /* An EchoReply read as a FailRequest: field 1 is a string there, a uint32 here. */
+    typed_fails(ECHO, &req.base, &tally__test__v1__fail_request__descriptor, 5000,
+                TALLY_GRPC_INTERNAL, &st);
+    cr_assert_str_eq(st.message, "INTERNAL: /tally.test.v1.Echo/Echo: the reply does not decode as "
+                                 "tally.test.v1.FailRequest");
+    cr_assert(!gc_transient(st.code));
+}
+
+Test(srv, typed_call_reply_over_the_limit_is_internal, .fini = stop)
+{
+    const char *env[] = { "TALLY_GRPC_MAX_MESSAGE_BYTES=8388608", NULL };
+    start_with(env);
+    static uint8_t payload[GC_REPLY_MAX + 1];
+    Tally__Test__V1__EchoRequest req = TALLY__TEST__V1__ECHO_REQUEST__INIT;
+    ProtobufCMessage *m;
+    gc_status st;
+    req.payload.data = payload;
+    req.payload.len = sizeof(payload);
+    typed_fails(ECHO, &req.base, &tally__test__v1__echo_reply__descriptor, 10000,
+                TALLY_GRPC_INTERNAL, &st);
+    cr_assert_not_null(strstr(st.message, "INTERNAL: /tally.test.v1.Echo/Echo: a reply of "), "%s",
+                       st.message);
+
+    /* Just under it: decoded. */
+    req.payload.len = GC_REPLY_MAX - 64;
+    cr_assert_eq(gc_call_msg(client, ECHO, &req.base, &tally__test__v1__echo_reply__descriptor,
+                             NULL, 10000, &m, &st),
+                 0, "%d %s", st.code, st.message);
+    cr_assert_eq(((Tally__Test__V1__EchoReply *)m)->payload.len, GC_REPLY_MAX - 64);
+    protobuf_c_message_free_unpacked(m, NULL);
 }
 
 Test(srv, unknown_method_is_unimplemented_at_once, .init = start, .fini = stop)
@@ -144,7 +241,7 @@ Test(srv, unknown_method_is_unimplemented_at_once, .init = start, .fini = stop)
                               "/grpc.health.v1.Health/Watch", NULL };
     for (int i = 0; methods[i]; i++) {
         gc_call_raw(client, methods[i], "", 0, true, NULL, 10000, &r);
-        cr_assert_eq(r.code, UNIMPLEMENTED, "%s: %d %s", methods[i], r.code, r.details);
+        cr_assert_eq(r.code, TALLY_GRPC_UNIMPLEMENTED, "%s: %d %s", methods[i], r.code, r.details);
         cr_assert_lt(r.seconds, 1.0, "%s took %.3f s of a 10 s deadline", methods[i], r.seconds);
         cr_assert_not_null(strstr(r.details, methods[i]), "%s", r.details);
         gc_result_release(&r);
@@ -161,12 +258,12 @@ Test(srv, oversize_message_is_resource_exhausted, .fini = stop)
     req.payload.len = sizeof(payload);
     gc_result r;
     gc_call(client, ECHO, &req.base, NULL, 5000, &r);
-    cr_assert_eq(r.code, RESOURCE_EXHAUSTED, "%d %s", r.code, r.details);
+    cr_assert_eq(r.code, TALLY_GRPC_RESOURCE_EXHAUSTED, "%d %s", r.code, r.details);
     gc_result_release(&r);
 
     req.payload.len = 60000; /* under the limit: fine */
     gc_call(client, ECHO, &req.base, NULL, 5000, &r);
-    cr_assert_eq(r.code, OK, "%d %s", r.code, r.details);
+    cr_assert_eq(r.code, TALLY_GRPC_OK, "%d %s", r.code, r.details);
     gc_result_release(&r);
 }
 
@@ -176,12 +273,12 @@ Test(srv, slow_handler_past_deadline_leaves_server_healthy, .init = start, .fini
     req.sleep_ms = 3000;
     gc_result r;
     gc_call(client, SLEEP, &req.base, NULL, 200, &r);
-    cr_assert_eq(r.code, DEADLINE_EXCEEDED, "%d %s", r.code, r.details);
+    cr_assert_eq(r.code, TALLY_GRPC_DEADLINE_EXCEEDED, "%d %s", r.code, r.details);
     cr_assert_lt(r.seconds, 1.0, "the deadline was not kept: %.3f s", r.seconds);
 
     req.sleep_ms = 0;
     gc_call(client, ECHO, &req.base, NULL, 5000, &r);
-    cr_assert_eq(r.code, OK);
+    cr_assert_eq(r.code, TALLY_GRPC_OK);
     gc_result_release(&r);
     char body[256];
     cr_assert_eq(http_get(svc.http_port, "/healthz", body, sizeof(body)), 200, "%s", body);
@@ -224,7 +321,7 @@ static int health(const char *service)
     gc_result r;
     gc_call_raw(client, "/grpc.health.v1.Health/Check", buf, len, true, NULL, 5000, &r);
     int status = -r.code; /* an error: minus its code */
-    if (r.code == OK)
+    if (r.code == TALLY_GRPC_OK)
         status = r.len == 2 && r.data[0] == 0x08 ? r.data[1] : 0;
     gc_result_release(&r);
     return status;
@@ -235,7 +332,7 @@ Test(srv, health_check_answers_for_served_services, .init = start, .fini = stop)
     cr_assert_eq(health(""), 1, "SERVING");
     cr_assert_eq(health("tally.test.v1.Echo"), 1);
     cr_assert_eq(health("grpc.health.v1.Health"), 1);
-    cr_assert_eq(health("tally.v1.Nope"), -NOT_FOUND);
+    cr_assert_eq(health("tally.v1.Nope"), -TALLY_GRPC_NOT_FOUND);
 }
 
 /* The value of the series whose line starts with prefix, or -1. */
@@ -257,7 +354,7 @@ Test(srv, metrics_count_calls_by_method_and_code, .init = start, .fini = stop)
         gc_call(client, ECHO, &req.base, NULL, 5000, &r);
         gc_result_release(&r);
     }
-    fail.code = NOT_FOUND;
+    fail.code = TALLY_GRPC_NOT_FOUND;
     fail.message = "nope";
     gc_call(client, FAIL, &fail.base, NULL, 5000, &r);
     gc_call_raw(client, "/x.Y/Z", "", 0, true, NULL, 5000, &r);

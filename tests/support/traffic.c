@@ -136,16 +136,17 @@ static int call(worker *w, const char *method, const ProtobufCMessage *req,
                 const ProtobufCMessageDescriptor *desc, ProtobufCMessage **reply)
 {
     traffic *t = w->t;
-    rpc_status st;
-    int rc = rpc_call(w->c[w->replica], method, req, desc, t->conf.deadline_ms, &st, reply);
+    gc_status st;
+    int rc =
+        gc_call_msg(w->c[w->replica], method, req, desc, NULL, t->conf.deadline_ms, reply, &st);
     count(t, &t->st.calls, 1);
     if (rc == 0)
         return C_OK;
-    if (st.code == RPC_ABORTED || st.code == RPC_FAILED_PRECONDITION) {
+    if (st.code == TALLY_GRPC_ABORTED || st.code == TALLY_GRPC_FAILED_PRECONDITION) {
         count(t, &t->st.conflicts, 1);
         return C_REFUSED;
     }
-    if (rpc_transient(st.code)) {
+    if (gc_transient(st.code)) {
         count(t, &t->st.transient, 1);
         gc_free(w->c[w->replica]);
         w->c[w->replica] = client(port_of(t, w->replica));
@@ -459,10 +460,10 @@ static int put_reference(traffic *t, char *err, size_t errlen)
     int64_t until = now_mono_ms() + PUT_WITHIN_MS;
     int rc = 0;
     for (int i = 0; i < t->w.ntenants; i++) {
-        rpc_status st;
+        gc_status st;
         int changed = 0;
         while ((rc = rpc_put_tenant(c, &t->w.tenants[i], &changed, &st)) != 0 &&
-               rpc_transient(st.code) && now_mono_ms() < until)
+               gc_transient(st.code) && now_mono_ms() < until)
             sleep_ms(RETRY_PAUSE_MS);
         if (rc) {
             snprintf(err, errlen, "putting tenant %s: %s", t->w.tenants[i].id, st.message);

@@ -44,7 +44,7 @@ static void print_diff(const verify_diff *d, void *arg)
     const cli *c = arg;
     tx_buf b;
     tx_init(&b, LINE_LIMIT);
-    if (cli_has(c, O_JSON)) {
+    if (cli_has(c, OPT_JSON)) {
         tx_puts(&b, "{\"tenant\":");
         tx_json_str(&b, d->tenant);
         tx_puts(&b, ",\"view\":");
@@ -83,21 +83,21 @@ static const char *env_or_null(const char *name)
 
 int cli_run_verify(const cli *c)
 {
-    verify_options o = { .tenant = cli_get(c, O_TENANT),
+    verify_options o = { .tenant = cli_get(c, OPT_TENANT),
                          .days = VERIFY_DEFAULT_DAYS,
                          .settle_ms = VERIFY_DEFAULT_SETTLE_MS,
                          .timeout_ms = SQL_TIMEOUT_MS };
-    const char *dsn = cli_get(c, O_PG_DSN), *url = cli_get(c, O_REDIS_URL);
+    const char *dsn = cli_get(c, OPT_PG_DSN), *url = cli_get(c, OPT_REDIS_URL);
     cfg_redis redis;
     int64_t n;
     int rc;
-    if (cli_has(c, O_DAYS)) {
-        if ((rc = cli_int(c, O_DAYS, 1, VERIFY_MAX_DAYS, &n)))
+    if (cli_has(c, OPT_DAYS)) {
+        if ((rc = cli_int(c, OPT_DAYS, 1, VERIFY_MAX_DAYS, &n)))
             return rc;
         o.days = (int)n;
     }
-    if (cli_has(c, O_SETTLE_MS)) {
-        if ((rc = cli_int(c, O_SETTLE_MS, 0, VERIFY_MAX_SETTLE_MS, &n)))
+    if (cli_has(c, OPT_SETTLE_MS)) {
+        if ((rc = cli_int(c, OPT_SETTLE_MS, 0, VERIFY_MAX_SETTLE_MS, &n)))
             return rc;
         o.settle_ms = (int)n;
     }
@@ -110,7 +110,7 @@ int cli_run_verify(const cli *c)
     if (cfg_parse_redis_url(url, &redis) != 0)
         return cli_usage_error(
             c, "%s: want redis://host[:port][/db], not \"%s\"",
-            cli_has(c, O_REDIS_URL) ? cli_name(c, O_REDIS_URL) : "TALLY_REDIS_URL", url);
+            cli_has(c, OPT_REDIS_URL) ? cli_name(c, OPT_REDIS_URL) : "TALLY_REDIS_URL", url);
     pgx_conn *pg = pgx_new(dsn, "tally-verify", NULL, 0, 0);
     kv_conn *kv = kv_new(&redis, REDIS_TIMEOUT);
     if (!pg || !kv) {
@@ -128,7 +128,7 @@ int cli_run_verify(const cli *c)
         fprintf(stderr, "%s: %s\n", c->prog, err);
         return EXIT_USAGE;
     }
-    if (cli_has(c, O_JSON))
+    if (cli_has(c, OPT_JSON))
         printf("{\"summary\":true,\"tenants\":%d,\"days\":%d,\"keys\":%lld,\"fields\":%lld,"
                "\"differences\":%lld,\"settled\":%lld,\"parked\":%lld,\"sql_ms\":%lld,"
                "\"redis_ms\":%lld,\"total_ms\":%lld}\n",

@@ -164,7 +164,7 @@ void gen_imported(gen_complaint *c, const world_tenant *t, uint64_t seed, int64_
     world_rng r;
     int incident = -1;
     /* The window's length and the zone shape every complaint, complaint 0 included: a rerun
-     * with another --days or zone is told apart by its complaint 0 (sim_seed.c). */
+     * with another --days or zone is told apart by its complaint 0 (seed.c). */
     uint64_t days = (uint64_t)((t->end_ms - t->start_ms) / WORLD_DAY_MS);
     world_rng_init(&r, seed, t->key ^ world_hash(t->zone) ^ (days << 40), 1000 + (uint64_t)index);
 

@@ -1,7 +1,7 @@
 /*
- * tally-sim: the entry point. Picks the subcommand; the shared helpers of sim.h live here too.
+ * opts.c: what tally-sim's subcommands share: messages, option values, signals, counts.
  */
-#include "sim.h"
+#include "sim_int.h"
 
 #include <errno.h>
 #include <math.h>
@@ -10,16 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
-
-static const char usage[] =
-    "Usage: tally-sim seed|live [options]   (tally-sim seed --help, tally-sim live --help)\n"
-    "\n"
-    "Sample traffic against command-svc (tally.v1.ComplaintCommands):\n"
-    "  seed   creates sample tenants with their categories and agents, then imports a year of\n"
-    "         complaint history with ImportComplaints; a rerun imports nothing twice\n"
-    "  live   a live trickle of commands: new complaints, assignments, status moves\n";
 
 void sim_say(const char *fmt, ...)
 {
@@ -100,24 +91,4 @@ const char *sim_count(char *buf, int len, int64_t n)
     }
     buf[k] = '\0';
     return buf;
-}
-
-int main(int argc, char **argv)
-{
-    if (argc < 2) {
-        fputs(usage, stderr);
-        return SIM_EXIT_USAGE;
-    }
-    if (strcmp(argv[1], "seed") == 0)
-        return sim_seed(argc - 1, argv + 1);
-    if (strcmp(argv[1], "live") == 0)
-        return sim_live(argc - 1, argv + 1);
-    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
-        strcmp(argv[1], "help") == 0) {
-        fputs(usage, stdout);
-        return SIM_EXIT_OK;
-    }
-    sim_say("unknown subcommand \"%s\"", argv[1]);
-    fputs(usage, stderr);
-    return SIM_EXIT_USAGE;
 }

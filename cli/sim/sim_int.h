@@ -4,13 +4,14 @@
  *   tally-sim seed   a year of history for sample tenants, imported with ImportComplaints
  *   tally-sim live   a live trickle of commands: new complaints, assignments, status moves
  *
- * This header is what the subcommands (sim_seed.c, sim_live.c) share with the entry point
- * (sim.c): option parsing, messages, and signals. Signals: sim_block_signals blocks SIGINT and
+ * This header is what the parts of the program share: main.c picks the subcommand, seed.c and
+ * live.c are the subcommands, opts.c holds what both use (messages, option values, signals,
+ * counts); nothing calls back into main.c. Signals: sim_block_signals blocks SIGINT and
  * SIGTERM before any thread exists, so that every thread (gRPC's included) inherits the mask and
  * the signals are only ever taken by sim_wait_signal, which doubles as the main thread's sleep.
  */
-#ifndef TALLY_SIM_H
-#define TALLY_SIM_H
+#ifndef TALLY_SIM_INT_H
+#define TALLY_SIM_INT_H
 
 #include <stdint.h>
 
@@ -20,9 +21,12 @@
 /* Exit codes. A signal ends a subcommand with 128 + the signal's number. */
 enum { SIM_EXIT_OK = 0, SIM_EXIT_FAILED = 1, SIM_EXIT_USAGE = 2 };
 
-/* The subcommands: argv[0] is the subcommand's name. They return the process's exit code. */
+/* The subcommands (seed.c, live.c): argv[0] is the subcommand's name. They return the
+ * process's exit code. */
 int sim_seed(int argc, char **argv);
 int sim_live(int argc, char **argv);
+
+/* ---- opts.c ---- */
 
 /* "tally-sim: " + the message + a newline, on stderr. */
 void sim_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -1,5 +1,5 @@
 /*
- * tally_dash: `tally dashboard`, one page or a live one (--watch).
+ * dash.c: `tally dashboard`, one page or a live one (--watch).
  *
  * The page itself comes from tally_render; this file builds the request from the options,
  * calls GetDashboard, and draws. A live page on a terminal is redrawn in place: cursor home,
@@ -78,11 +78,11 @@ static int parse_range(dash *d)
                 ? DAY_DAYS
                 : LONG_DAYS;
     int rc;
-    bool explicit = cli_has(c, O_FROM) || cli_has(c, O_TO);
-    if (cli_has(c, O_DAYS) && explicit)
+    bool explicit = cli_has(c, OPT_FROM) || cli_has(c, OPT_TO);
+    if (cli_has(c, OPT_DAYS) && explicit)
         return cli_usage_error(c, "give --days or --from and --to, not both");
-    if (cli_has(c, O_DAYS)) {
-        if ((rc = cli_int(c, O_DAYS, 1, LONG_DAYS, &d->days)))
+    if (cli_has(c, OPT_DAYS)) {
+        if ((rc = cli_int(c, OPT_DAYS, 1, LONG_DAYS, &d->days)))
             return rc;
         if (d->days > max)
             return cli_usage_error(c,
@@ -94,12 +94,13 @@ static int parse_range(dash *d)
     }
     if (!explicit)
         return EXIT_OK;
-    if (!cli_has(c, O_FROM) || !cli_has(c, O_TO))
+    if (!cli_has(c, OPT_FROM) || !cli_has(c, OPT_TO))
         return cli_usage_error(c, "--from and --to go together");
-    if (civil_parse(cli_get(c, O_FROM), &from) != 0)
-        return cli_usage_error(c, "--from: want a day YYYY-MM-DD, not \"%s\"", cli_get(c, O_FROM));
-    if (civil_parse(cli_get(c, O_TO), &to) != 0)
-        return cli_usage_error(c, "--to: want a day YYYY-MM-DD, not \"%s\"", cli_get(c, O_TO));
+    if (civil_parse(cli_get(c, OPT_FROM), &from) != 0)
+        return cli_usage_error(c, "--from: want a day YYYY-MM-DD, not \"%s\"",
+                               cli_get(c, OPT_FROM));
+    if (civil_parse(cli_get(c, OPT_TO), &to) != 0)
+        return cli_usage_error(c, "--to: want a day YYYY-MM-DD, not \"%s\"", cli_get(c, OPT_TO));
     if (to < from)
         return cli_usage_error(c, "--to is before --from");
     if (to - from + 1 > max)
@@ -130,14 +131,14 @@ static int parse_enums(dash *d)
     };
     const cli *c = d->c;
     const char *v;
-    if ((v = cli_get(c, O_GRANULARITY))) {
+    if ((v = cli_get(c, OPT_GRANULARITY))) {
         for (int i = 0; i < 3; i++)
             if (strcmp(v, grans[i]) == 0)
                 d->req.granularity = (Tally__V1__Granularity)(i + 1);
         if (!d->req.granularity)
             return cli_usage_error(c, "--granularity: want day, week or month, not \"%s\"", v);
     }
-    if ((v = cli_get(c, O_GROUP_BY))) {
+    if ((v = cli_get(c, OPT_GROUP_BY))) {
         for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)
             if (strcmp(v, groups[i].name) == 0)
                 d->req.group_by = groups[i].value;
@@ -163,9 +164,9 @@ static int parse_filter(dash *d)
     for (int i = 0; i < c->nhits; i++) {
         const cli_hit *h = &c->hits[i];
         int p;
-        if (h->id == O_CATEGORY) {
+        if (h->id == OPT_CATEGORY) {
             d->categories[d->filter.n_category_ids++] = (char *)h->value;
-        } else if (h->id == O_PRIORITY) {
+        } else if (h->id == OPT_PRIORITY) {
             if ((rc = cli_priority(c, h->name, h->value, &p)))
                 return rc;
             d->priorities[d->filter.n_priorities++] = (Tally__V1__Priority)p;
@@ -183,29 +184,29 @@ static int parse(dash *d)
     const cli *c = d->c;
     int64_t limit = 10;
     int rc;
-    if (!(d->req.tenant_id = (char *)cli_need(c, O_TENANT)))
+    if (!(d->req.tenant_id = (char *)cli_need(c, OPT_TENANT)))
         return EXIT_USAGE;
     if ((rc = parse_enums(d)) || (rc = parse_range(d)) || (rc = parse_filter(d)))
         return rc;
-    if (cli_has(c, O_LIMIT) && (rc = cli_int(c, O_LIMIT, 1, MAX_ROWS, &limit)))
+    if (cli_has(c, OPT_LIMIT) && (rc = cli_int(c, OPT_LIMIT, 1, MAX_ROWS, &limit)))
         return rc;
     d->req.agent_limit = d->req.category_top_n = d->req.oldest_open_limit = (int32_t)limit;
-    if (cli_has(c, O_AFTER)) {
-        if ((rc = cli_token(c, O_AFTER, &d->token.complaint_id, &d->token.version)))
+    if (cli_has(c, OPT_AFTER)) {
+        if ((rc = cli_token(c, OPT_AFTER, &d->token.complaint_id, &d->token.version)))
             return rc;
         d->req.consistency = &d->token;
     }
-    d->req.fail_if_stale = cli_has(c, O_FAIL_IF_STALE);
+    d->req.fail_if_stale = cli_has(c, OPT_FAIL_IF_STALE);
     if (d->req.fail_if_stale && !d->req.consistency)
         return cli_usage_error(c, "--fail-if-stale needs --after");
     /* --watch and --once: the last one given wins */
     for (int i = 0; i < c->nhits; i++)
-        if (c->hits[i].id == O_WATCH || c->hits[i].id == O_ONCE)
-            d->watch = c->hits[i].id == O_WATCH;
+        if (c->hits[i].id == OPT_WATCH || c->hits[i].id == OPT_ONCE)
+            d->watch = c->hits[i].id == OPT_WATCH;
     d->interval_s = 2;
-    if (cli_has(c, O_INTERVAL) && (rc = cli_seconds(c, O_INTERVAL, 0.1, 86400, &d->interval_s)))
+    if (cli_has(c, OPT_INTERVAL) && (rc = cli_seconds(c, OPT_INTERVAL, 0.1, 86400, &d->interval_s)))
         return rc;
-    d->ascii = cli_has(c, O_ASCII);
+    d->ascii = cli_has(c, OPT_ASCII);
     return EXIT_OK;
 }
 

@@ -1,15 +1,17 @@
 /*
  * tally_int: what the parts of the `tally` command-line client share.
  *
- * tally_main.c parses the command line into a cli (global options, the subcommand, and every
- * option given, in order) and dispatches; tally_call.c talks to the services and parses
- * values; tally_cmd.c holds the small commands; tally_dash.c the dashboard and its watch loop.
+ * main.c holds the commands and their help, and parses the command line into a cli (global
+ * options, the subcommand, and every option given, in order) for the command to run; opts.c
+ * the options and what a command reads of them; call.c the calls to the services; cmd.c the
+ * small commands; dash.c the dashboard and its watch loop; verify.c `tally verify`. Nothing
+ * calls back into main.c.
  *
  * Exit codes: 0 done, 1 the call failed (printed as "tally: <CODE>: <details>"), 2 a usage
  * error (printed with a pointer to --help). A command returns its exit code.
  */
-#ifndef TALLY_CLI_INT_H
-#define TALLY_CLI_INT_H
+#ifndef TALLY_TALLY_INT_H
+#define TALLY_TALLY_INT_H
 
 #include "gclient.h"
 
@@ -20,53 +22,54 @@
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
-/* Every option of every command; which command takes which is in tally_main.c. */
+/* Every option of every command; their names are in opts.c, which command takes which in
+ * main.c. */
 enum cli_opt {
-    O_NONE,
+    OPT_NONE,
     /* global */
-    O_HELP,
-    O_COMMAND,
-    O_QUERY,
-    O_TLS_CA,
-    O_TLS_CERT,
-    O_TLS_KEY,
-    O_TOKEN,
-    O_TIMEOUT,
+    OPT_HELP,
+    OPT_COMMAND,
+    OPT_QUERY,
+    OPT_TLS_CA,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TOKEN,
+    OPT_TIMEOUT,
     /* commands */
-    O_JSON,
-    O_TENANT,
-    O_NAME,
-    O_TIME_ZONE,
-    O_ID,
-    O_CATEGORY,
-    O_PRIORITY,
-    O_TITLE,
-    O_DESCRIPTION,
-    O_CUSTOMER,
-    O_KEY,
-    O_COMPLAINT,
-    O_AGENT,
-    O_EXPECTED,
-    O_TO,
-    O_NOTE,
-    O_ACTOR,
+    OPT_JSON,
+    OPT_TENANT,
+    OPT_NAME,
+    OPT_TIME_ZONE,
+    OPT_ID,
+    OPT_CATEGORY,
+    OPT_PRIORITY,
+    OPT_TITLE,
+    OPT_DESCRIPTION,
+    OPT_CUSTOMER,
+    OPT_KEY,
+    OPT_COMPLAINT,
+    OPT_AGENT,
+    OPT_EXPECTED,
+    OPT_TO,
+    OPT_NOTE,
+    OPT_ACTOR,
     /* dashboard */
-    O_DAYS,
-    O_FROM,
-    O_GRANULARITY,
-    O_GROUP_BY,
-    O_LIMIT,
-    O_AFTER,
-    O_FAIL_IF_STALE,
-    O_WATCH,
-    O_INTERVAL,
-    O_ONCE,
-    O_ASCII,
+    OPT_DAYS,
+    OPT_FROM,
+    OPT_GRANULARITY,
+    OPT_GROUP_BY,
+    OPT_LIMIT,
+    OPT_AFTER,
+    OPT_FAIL_IF_STALE,
+    OPT_WATCH,
+    OPT_INTERVAL,
+    OPT_ONCE,
+    OPT_ASCII,
     /* verify */
-    O_SETTLE_MS,
-    O_PG_DSN,
-    O_REDIS_URL,
-    O_COUNT
+    OPT_SETTLE_MS,
+    OPT_PG_DSN,
+    OPT_REDIS_URL,
+    OPT_COUNT
 };
 
 typedef struct cli_hit {
@@ -85,7 +88,20 @@ typedef struct cli {
     int nhits;
 } cli;
 
-/* ---- tally_main.c ---- */
+/* ---- opts.c ---- */
+
+/* An option's name as typed ("--tenant", short_name 'h' for "-h"), and whether it takes a value. */
+typedef struct cli_opt_def {
+    const char *name;
+    char short_name;
+    int id;
+    bool value;
+} cli_opt_def;
+
+/* The option arg[0..len) names ("--tenant", "-h"), or NULL. */
+const cli_opt_def *cli_find_opt(const char *arg, size_t len);
+/* Whether option id is a global one (it may come before the command). */
+bool cli_is_global(int id);
 
 /* Prints "tally: <what>" and the --help hint to stderr; returns EXIT_USAGE. */
 int cli_usage_error(const cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -99,14 +115,23 @@ const char *cli_name(const cli *c, int id);
 /* The value of a required option; NULL after printing a usage error (then return EXIT_USAGE). */
 const char *cli_need(const cli *c, int id);
 
-/* ---- tally_call.c ---- */
+/* Parsers of option values: 0, or a usage error printed and EXIT_USAGE returned. */
+int cli_int(const cli *c, int id, int64_t lo, int64_t hi, int64_t *out);
+int cli_seconds(const cli *c, int id, double lo, double hi, double *out);
+int cli_priority(const cli *c, const char *name, const char *value, int *out);
+int cli_status(const cli *c, const char *name, const char *value, int *out);
+/* "ID:VERSION", both >= 1. */
+int cli_token(const cli *c, int id, int64_t *complaint, int64_t *version);
+
+/* ---- call.c ---- */
 
 /* A client for target (command or query) with the TLS options; NULL after printing why. */
 gc_client *cli_connect(const cli *c, const char *target, int max_reconnect_backoff_ms);
 
 /*
- * One unary call: packs req, calls method, and unpacks the reply with rd into *reply (free it
- * with protobuf_c_message_free_unpacked). 0 on OK; otherwise -1 with "CODE: details" in err.
+ * One unary call (gc_call_msg with the bearer token and the --timeout): packs req, calls method,
+ * and unpacks the reply with rd into *reply (free it with protobuf_c_message_free_unpacked). 0
+ * on OK; otherwise -1 with "CODE: details" in err.
  */
 int cli_invoke(const cli *c, gc_client *gc, const char *method, const ProtobufCMessage *req,
                const ProtobufCMessageDescriptor *rd, ProtobufCMessage **reply, char *err,
@@ -116,15 +141,7 @@ int cli_invoke(const cli *c, gc_client *gc, const char *method, const ProtobufCM
 int cli_call(const cli *c, gc_client *gc, const char *method, const ProtobufCMessage *req,
              const ProtobufCMessageDescriptor *rd, ProtobufCMessage **reply);
 
-/* Parsers of option values: 0, or a usage error printed and EXIT_USAGE returned. */
-int cli_int(const cli *c, int id, int64_t lo, int64_t hi, int64_t *out);
-int cli_seconds(const cli *c, int id, double lo, double hi, double *out);
-int cli_priority(const cli *c, const char *name, const char *value, int *out);
-int cli_status(const cli *c, const char *name, const char *value, int *out);
-/* "ID:VERSION", both >= 1. */
-int cli_token(const cli *c, int id, int64_t *complaint, int64_t *version);
-
-/* ---- commands ---- */
+/* ---- the commands (cmd.c, dash.c, verify.c) ---- */
 
 int cli_run_tenant_put(const cli *c);
 int cli_run_category_put(const cli *c);

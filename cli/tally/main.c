@@ -1,71 +1,14 @@
 /*
  * tally: the command-line client of Tally for people. This file is the command line itself:
- * the options, the commands, their help, and the parser that turns argv into a cli for the
+ * the commands, their help, and the parser that turns argv into a cli for the
  * command to run. Global options may come before or after the command; a command's own
  * options come after it. `--name=value` and `--name value` both work; `--` ends the options.
  */
 #include "tally_int.h"
 
-#include <grpc/support/log.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct opt_def {
-    const char *name;
-    char short_name;
-    int id;
-    bool value;
-} opt_def;
-
-static const opt_def opt_defs[] = {
-    { "--help", 'h', O_HELP, false },
-    { "--command", 0, O_COMMAND, true },
-    { "--query", 0, O_QUERY, true },
-    { "--tls-ca", 0, O_TLS_CA, true },
-    { "--tls-cert", 0, O_TLS_CERT, true },
-    { "--tls-key", 0, O_TLS_KEY, true },
-    { "--token", 0, O_TOKEN, true },
-    { "--timeout", 0, O_TIMEOUT, true },
-    { "--json", 0, O_JSON, false },
-    { "--tenant", 0, O_TENANT, true },
-    { "--name", 0, O_NAME, true },
-    { "--time-zone", 0, O_TIME_ZONE, true },
-    { "--id", 0, O_ID, true },
-    { "--category", 0, O_CATEGORY, true },
-    { "--priority", 0, O_PRIORITY, true },
-    { "--title", 0, O_TITLE, true },
-    { "--description", 0, O_DESCRIPTION, true },
-    { "--customer", 0, O_CUSTOMER, true },
-    { "--idempotency-key", 0, O_KEY, true },
-    { "--complaint", 0, O_COMPLAINT, true },
-    { "--agent", 0, O_AGENT, true },
-    { "--expected-version", 0, O_EXPECTED, true },
-    { "--to", 0, O_TO, true },
-    { "--note", 0, O_NOTE, true },
-    { "--actor", 0, O_ACTOR, true },
-    { "--days", 0, O_DAYS, true },
-    { "--from", 0, O_FROM, true },
-    { "--granularity", 0, O_GRANULARITY, true },
-    { "--group-by", 0, O_GROUP_BY, true },
-    { "--limit", 0, O_LIMIT, true },
-    { "--after", 0, O_AFTER, true },
-    { "--fail-if-stale", 0, O_FAIL_IF_STALE, false },
-    { "--watch", 'w', O_WATCH, false },
-    { "--interval", 0, O_INTERVAL, true },
-    { "--once", 0, O_ONCE, false },
-    { "--ascii", 0, O_ASCII, false },
-    { "--settle-ms", 0, O_SETTLE_MS, true },
-    { "--pg-dsn", 0, O_PG_DSN, true },
-    { "--redis-url", 0, O_REDIS_URL, true },
-};
-#define N_OPTS (sizeof(opt_defs) / sizeof(opt_defs[0]))
-
-static bool is_global(int id)
-{
-    return id >= O_HELP && id <= O_TIMEOUT;
-}
 
 typedef struct cmd_def {
     const char *group; /* "tenant" for "tenant put"; NULL for a one-word command */
@@ -80,8 +23,9 @@ static const cmd_def cmds[] = {
     { NULL,
       "dashboard",
       cli_run_dashboard,
-      { O_TENANT, O_DAYS, O_FROM, O_TO, O_GRANULARITY, O_CATEGORY, O_PRIORITY, O_GROUP_BY, O_LIMIT,
-        O_AFTER, O_FAIL_IF_STALE, O_WATCH, O_INTERVAL, O_ONCE, O_ASCII },
+      { OPT_TENANT, OPT_DAYS, OPT_FROM, OPT_TO, OPT_GRANULARITY, OPT_CATEGORY, OPT_PRIORITY,
+        OPT_GROUP_BY, OPT_LIMIT, OPT_AFTER, OPT_FAIL_IF_STALE, OPT_WATCH, OPT_INTERVAL, OPT_ONCE,
+        OPT_ASCII },
       "a tenant's dashboard, once or live",
       "usage: tally dashboard --tenant ID [--days N | --from DAY --to DAY] [options]\n"
       "\n"
@@ -112,7 +56,7 @@ static const cmd_def cmds[] = {
     { "tenant",
       "put",
       cli_run_tenant_put,
-      { O_TENANT, O_NAME, O_TIME_ZONE, O_JSON },
+      { OPT_TENANT, OPT_NAME, OPT_TIME_ZONE, OPT_JSON },
       "create or update a tenant",
       "usage: tally tenant put --tenant ID --name NAME --time-zone TZ [--json]\n"
       "\n"
@@ -122,7 +66,7 @@ static const cmd_def cmds[] = {
     { "category",
       "put",
       cli_run_category_put,
-      { O_TENANT, O_ID, O_NAME, O_JSON },
+      { OPT_TENANT, OPT_ID, OPT_NAME, OPT_JSON },
       "create or rename a category",
       "usage: tally category put --tenant ID --id CATEGORY --name NAME [--json]\n"
       "\n"
@@ -132,7 +76,7 @@ static const cmd_def cmds[] = {
     { "agent",
       "put",
       cli_run_agent_put,
-      { O_TENANT, O_ID, O_NAME, O_JSON },
+      { OPT_TENANT, OPT_ID, OPT_NAME, OPT_JSON },
       "create or rename an agent",
       "usage: tally agent put --tenant ID --id AGENT --name NAME [--json]\n"
       "\n"
@@ -142,7 +86,8 @@ static const cmd_def cmds[] = {
     { NULL,
       "create",
       cli_run_create,
-      { O_TENANT, O_CATEGORY, O_PRIORITY, O_TITLE, O_DESCRIPTION, O_CUSTOMER, O_KEY, O_JSON },
+      { OPT_TENANT, OPT_CATEGORY, OPT_PRIORITY, OPT_TITLE, OPT_DESCRIPTION, OPT_CUSTOMER, OPT_KEY,
+        OPT_JSON },
       "file a complaint",
       "usage: tally create --tenant ID --category C --priority P --title TEXT [options]\n"
       "\n"
@@ -158,7 +103,7 @@ static const cmd_def cmds[] = {
     { NULL,
       "assign",
       cli_run_assign,
-      { O_TENANT, O_COMPLAINT, O_AGENT, O_EXPECTED, O_JSON },
+      { OPT_TENANT, OPT_COMPLAINT, OPT_AGENT, OPT_EXPECTED, OPT_JSON },
       "assign a complaint to an agent",
       "usage: tally assign --tenant ID --complaint N --agent AGENT [--expected-version V]\n"
       "\n"
@@ -170,7 +115,7 @@ static const cmd_def cmds[] = {
     { NULL,
       "move",
       cli_run_move,
-      { O_TENANT, O_COMPLAINT, O_TO, O_NOTE, O_ACTOR, O_EXPECTED, O_JSON },
+      { OPT_TENANT, OPT_COMPLAINT, OPT_TO, OPT_NOTE, OPT_ACTOR, OPT_EXPECTED, OPT_JSON },
       "move a complaint to another status",
       "usage: tally move --tenant ID --complaint N --to STATUS [options]\n"
       "\n"
@@ -186,7 +131,7 @@ static const cmd_def cmds[] = {
     { NULL,
       "get",
       cli_run_get,
-      { O_TENANT, O_COMPLAINT, O_JSON },
+      { OPT_TENANT, OPT_COMPLAINT, OPT_JSON },
       "show one complaint",
       "usage: tally get --tenant ID --complaint N [--json]\n"
       "\n"
@@ -197,7 +142,7 @@ static const cmd_def cmds[] = {
     { NULL,
       "history",
       cli_run_history,
-      { O_TENANT, O_COMPLAINT, O_JSON },
+      { OPT_TENANT, OPT_COMPLAINT, OPT_JSON },
       "show a complaint's status history",
       "usage: tally history --tenant ID --complaint N [--json]\n"
       "\n"
@@ -207,7 +152,7 @@ static const cmd_def cmds[] = {
     { NULL,
       "verify",
       cli_run_verify,
-      { O_TENANT, O_DAYS, O_SETTLE_MS, O_PG_DSN, O_REDIS_URL, O_JSON },
+      { OPT_TENANT, OPT_DAYS, OPT_SETTLE_MS, OPT_PG_DSN, OPT_REDIS_URL, OPT_JSON },
       "check the read model against PostgreSQL",
       "usage: tally verify [--tenant ID] [--days N] [--settle-ms MS] [--json]\n"
       "\n"
@@ -268,68 +213,7 @@ static void print_cmd_help(const cmd_def *d)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * What the commands see */
-
-int cli_usage_error(const cli *c, const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "%s: ", c->prog);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nRun '%s --help' for usage.\n", c->prog);
-    return EXIT_USAGE;
-}
-
-const char *cli_get(const cli *c, int id)
-{
-    for (int i = c->nhits - 1; i >= 0; i--)
-        if (c->hits[i].id == id)
-            return c->hits[i].value;
-    return NULL;
-}
-
-bool cli_has(const cli *c, int id)
-{
-    for (int i = 0; i < c->nhits; i++)
-        if (c->hits[i].id == id)
-            return true;
-    return false;
-}
-
-const char *cli_name(const cli *c, int id)
-{
-    for (int i = c->nhits - 1; i >= 0; i--)
-        if (c->hits[i].id == id)
-            return c->hits[i].name;
-    for (size_t i = 0; i < N_OPTS; i++)
-        if (opt_defs[i].id == id)
-            return opt_defs[i].name;
-    return "?";
-}
-
-const char *cli_need(const cli *c, int id)
-{
-    const char *v = cli_get(c, id);
-    if (!v)
-        cli_usage_error(c, "%s is required", cli_name(c, id));
-    return v;
-}
-
-/* ---------------------------------------------------------------------------------------------
  * Parsing */
-
-static const opt_def *find_opt(const char *arg, size_t len)
-{
-    for (size_t i = 0; i < N_OPTS; i++) {
-        const opt_def *d = &opt_defs[i];
-        if (len == 2 && arg[0] == '-' && arg[1] == d->short_name && d->short_name)
-            return d;
-        if (strlen(d->name) == len && memcmp(d->name, arg, len) == 0)
-            return d;
-    }
-    return NULL;
-}
 
 static bool takes(const cmd_def *d, int id)
 {
@@ -362,25 +246,25 @@ static bool is_group(const char *word)
 static int set_global(cli *c, const cli_hit *h)
 {
     switch (h->id) {
-    case O_COMMAND:
+    case OPT_COMMAND:
         c->command = h->value;
         break;
-    case O_QUERY:
+    case OPT_QUERY:
         c->query = h->value;
         break;
-    case O_TLS_CA:
+    case OPT_TLS_CA:
         c->tls_ca = h->value;
         break;
-    case O_TLS_CERT:
+    case OPT_TLS_CERT:
         c->tls_cert = h->value;
         break;
-    case O_TLS_KEY:
+    case OPT_TLS_KEY:
         c->tls_key = h->value;
         break;
-    case O_TOKEN:
+    case OPT_TOKEN:
         c->token = h->value;
         break;
-    case O_TIMEOUT: {
+    case OPT_TIMEOUT: {
         char *end;
         long long ms = strtoll(h->value, &end, 10);
         if (end == h->value || *end || ms < 1 || ms > 3600000)
@@ -401,12 +285,6 @@ static const char *env_or(const char *name, const char *fallback)
     return v && v[0] ? v : fallback;
 }
 
-/* gRPC's own log lines would garble the page; GRPC_VERBOSITY=debug (or info, error) shows them. */
-static void drop_log(gpr_log_func_args *args)
-{
-    (void)args;
-}
-
 int main(int argc, char **argv)
 {
     static char prog[64] = "tally";
@@ -415,8 +293,10 @@ int main(int argc, char **argv)
     const char *group = NULL;
     bool help = false, options_done = false;
     int rc = EXIT_USAGE;
+    /* gRPC's own log lines would garble the page; GRPC_VERBOSITY=debug (or info, error) shows
+     * them. */
     if (!getenv("GRPC_VERBOSITY"))
-        gpr_set_log_function(drop_log);
+        gc_quiet();
     c.command = env_or("TALLY_COMMAND_ADDR", "127.0.0.1:50051");
     c.query = env_or("TALLY_QUERY_ADDR", "127.0.0.1:50052");
     c.token = env_or("TALLY_TOKEN", NULL);
@@ -427,7 +307,7 @@ int main(int argc, char **argv)
     }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *eq = NULL, *value = NULL;
-        const opt_def *d;
+        const cli_opt_def *d;
         size_t len;
         if (!options_done && strcmp(a, "--") == 0) {
             options_done = true;
@@ -456,17 +336,17 @@ int main(int argc, char **argv)
         }
         eq = a[1] == '-' ? strchr(a, '=') : NULL;
         len = eq ? (size_t)(eq - a) : strlen(a);
-        d = find_opt(a, len);
+        d = cli_find_opt(a, len);
         if (!d) {
             rc = cli_usage_error(&c, "unknown option %.*s", (int)len, a);
             goto out;
         }
-        if (!is_global(d->id) && !cmd) {
+        if (!cli_is_global(d->id) && !cmd) {
             rc = cli_usage_error(&c, "%s: give the command first (tally COMMAND %s ...)", d->name,
                                  d->name);
             goto out;
         }
-        if (!is_global(d->id) && !takes(cmd, d->id)) {
+        if (!cli_is_global(d->id) && !takes(cmd, d->id)) {
             rc = cli_usage_error(&c, "unknown option %s", d->name);
             goto out;
         }
@@ -483,9 +363,9 @@ int main(int argc, char **argv)
             goto out;
         }
         c.hits[c.nhits++] = (cli_hit){ d->id, d->name, value };
-        if (d->id == O_HELP)
+        if (d->id == OPT_HELP)
             help = true;
-        else if (is_global(d->id) && (rc = set_global(&c, &c.hits[c.nhits - 1])) != EXIT_OK)
+        else if (cli_is_global(d->id) && (rc = set_global(&c, &c.hits[c.nhits - 1])) != EXIT_OK)
             goto out;
     }
     if (help) {

@@ -10,7 +10,7 @@
  * version the last reply gave as expected_version. A command refused with ABORTED (another
  * writer changed the complaint) or FAILED_PRECONDITION (its status moved meanwhile) is
  * answered by re-reading the complaint with GetComplaint and deciding again, up to
- * LIVE_ATTEMPTS times. Transient failures (rpc_transient: UNAVAILABLE, DEADLINE_EXCEEDED, and
+ * LIVE_ATTEMPTS times. Transient failures (gc_transient: UNAVAILABLE, DEADLINE_EXCEEDED, and
  * CANCELLED, which a server shutting down answers) are counted, waited out with a pause, and
  * fatal only after LIVE_DOWN_MS without a successful call; a CreateComplaint that failed that
  * way is sent again with the same idempotency key. Any other error is a bug somewhere and ends
@@ -23,8 +23,8 @@
 #include "err.h"
 #include "gclient.h"
 #include "now.h"
-#include "sim.h"
 #include "sim_gen.h"
+#include "sim_int.h"
 #include "sim_rpc.h"
 #include "sim_world.h"
 #include "tally/v1/commands.pb-c.h"
@@ -130,18 +130,18 @@ typedef struct live_run {
  * The outcome of a call for the run: 0 on OK; 1 for a refusal to decide again on (ABORTED,
  * FAILED_PRECONDITION); 2 for a transient failure (counted, paused); -1 fatal (said why).
  */
-static int outcome(live_run *run, int rc, const rpc_status *st, const char *what)
+static int outcome(live_run *run, int rc, const gc_status *st, const char *what)
 {
     int64_t now = now_mono_ms();
     if (rc == 0) {
         run->last_ok_ms = now;
         return 0;
     }
-    if (st->code == RPC_ABORTED || st->code == RPC_FAILED_PRECONDITION) {
+    if (st->code == TALLY_GRPC_ABORTED || st->code == TALLY_GRPC_FAILED_PRECONDITION) {
         run->counts[N_CONFLICTS]++;
         return 1;
     }
-    if (rpc_transient(st->code)) {
+    if (gc_transient(st->code)) {
         run->counts[N_ERRORS]++;
         if (now - run->last_ok_ms > LIVE_DOWN_MS) {
             sim_say("error: %s: %s; command-svc at %s has not answered for %d s, giving up", what,
@@ -155,7 +155,8 @@ static int outcome(live_run *run, int rc, const rpc_status *st, const char *what
         return 2;
     }
     sim_say("error: %s: %s%s", what, st->message,
-            st->code == RPC_NOT_FOUND ? " (run tally-sim seed with the same --tenants first)" : "");
+            st->code == TALLY_GRPC_NOT_FOUND ? " (run tally-sim seed with the same --tenants first)"
+                                             : "");
     run->fatal = true;
     return -1;
 }
@@ -182,11 +183,12 @@ static int reread(live_run *run, int i)
     const world_tenant *t = &run->w.tenants[it->tenant];
     Tally__V1__GetComplaintRequest req = TALLY__V1__GET_COMPLAINT_REQUEST__INIT;
     ProtobufCMessage *msg;
-    rpc_status st;
+    gc_status st;
     req.tenant_id = (char *)t->id;
     req.complaint_id = it->id;
-    int rc = rpc_call(run->c, RPC_GET_COMPLAINT, &req.base,
-                      &tally__v1__get_complaint_reply__descriptor, LIVE_DEADLINE_MS, &st, &msg);
+    int rc =
+        gc_call_msg(run->c, RPC_GET_COMPLAINT, &req.base,
+                    &tally__v1__get_complaint_reply__descriptor, NULL, LIVE_DEADLINE_MS, &msg, &st);
     if ((rc = outcome(run, rc, &st, "GetComplaint")) != 0)
         return rc;
     const Tally__V1__Complaint *cp = ((Tally__V1__GetComplaintReply *)msg)->complaint;
@@ -206,7 +208,7 @@ static int create(live_run *run)
 {
     Tally__V1__CreateComplaintRequest req = TALLY__V1__CREATE_COMPLAINT_REQUEST__INIT;
     ProtobufCMessage *msg;
-    rpc_status st;
+    gc_status st;
     char key[GEN_KEY_MAX + 32];
     gen_new *g = &run->pending;
     if (run->nitems == LIVE_WORKING_MAX)
@@ -230,8 +232,9 @@ static int create(live_run *run)
     req.title = g->title;
     req.description = g->description;
     req.customer_id = g->customer;
-    int rc = rpc_call(run->c, RPC_CREATE, &req.base, &tally__v1__create_complaint_reply__descriptor,
-                      LIVE_DEADLINE_MS, &st, &msg);
+    int rc =
+        gc_call_msg(run->c, RPC_CREATE, &req.base, &tally__v1__create_complaint_reply__descriptor,
+                    NULL, LIVE_DEADLINE_MS, &msg, &st);
     rc = outcome(run, rc, &st, "CreateComplaint");
     run->create_pending = rc == 2;
     if (rc != 0)
@@ -256,13 +259,14 @@ static int assign(live_run *run, int i, int agent)
     const world_tenant *t = &run->w.tenants[it->tenant];
     Tally__V1__AssignComplaintRequest req = TALLY__V1__ASSIGN_COMPLAINT_REQUEST__INIT;
     ProtobufCMessage *msg;
-    rpc_status st;
+    gc_status st;
     req.tenant_id = (char *)t->id;
     req.complaint_id = it->id;
     req.agent_id = (char *)t->agent_ids[agent];
     req.expected_version = it->version;
-    int rc = rpc_call(run->c, RPC_ASSIGN, &req.base, &tally__v1__assign_complaint_reply__descriptor,
-                      LIVE_DEADLINE_MS, &st, &msg);
+    int rc =
+        gc_call_msg(run->c, RPC_ASSIGN, &req.base, &tally__v1__assign_complaint_reply__descriptor,
+                    NULL, LIVE_DEADLINE_MS, &msg, &st);
     if ((rc = outcome(run, rc, &st, "AssignComplaint")) != 0)
         return rc;
     run->counts[it->agent < 0 ? N_ASSIGNED : N_REASSIGNED]++;
@@ -279,15 +283,16 @@ static int change(live_run *run, int i, int status, const char *actor, const cha
     const world_tenant *t = &run->w.tenants[it->tenant];
     Tally__V1__ChangeStatusRequest req = TALLY__V1__CHANGE_STATUS_REQUEST__INIT;
     ProtobufCMessage *msg;
-    rpc_status st;
+    gc_status st;
     req.tenant_id = (char *)t->id;
     req.complaint_id = it->id;
     req.status = (Tally__V1__Status)status;
     req.expected_version = it->version;
     req.actor = (char *)actor;
     req.note = (char *)note;
-    int rc = rpc_call(run->c, RPC_CHANGE_STATUS, &req.base,
-                      &tally__v1__change_status_reply__descriptor, LIVE_DEADLINE_MS, &st, &msg);
+    int rc =
+        gc_call_msg(run->c, RPC_CHANGE_STATUS, &req.base,
+                    &tally__v1__change_status_reply__descriptor, NULL, LIVE_DEADLINE_MS, &msg, &st);
     if ((rc = outcome(run, rc, &st, "ChangeStatus")) != 0)
         return rc;
     static const live_count counted[5] = { N_COUNTS, N_REOPENED, N_STARTED, N_RESOLVED, N_CLOSED };

@@ -25,8 +25,8 @@
 #include "err.h"
 #include "gclient.h"
 #include "now.h"
-#include "sim.h"
 #include "sim_gen.h"
+#include "sim_int.h"
 #include "sim_rpc.h"
 #include "sim_world.h"
 #include "tally/v1/commands.pb-c.h"
@@ -160,21 +160,23 @@ static int import(seed_run *run, gc_client *c, const world_tenant *t,
     }
 
     ProtobufCMessage *msg = NULL;
-    rpc_status st;
+    gc_status st;
     for (int attempt = 0;; attempt++) {
-        if (rpc_call(c, RPC_IMPORT, &req.base, &tally__v1__import_complaints_reply__descriptor,
-                     SEED_DEADLINE_MS, &st, &msg) == 0)
+        if (gc_call_msg(c, RPC_IMPORT, &req.base, &tally__v1__import_complaints_reply__descriptor,
+                        NULL, SEED_DEADLINE_MS, &msg, &st) == 0)
             break;
-        if (st.code == RPC_ABORTED && attempt < SEED_RETRIES) { /* "retry", says the server */
+        if (st.code == TALLY_GRPC_ABORTED &&
+            attempt < SEED_RETRIES) { /* "retry", says the server */
             sleep_ms(200 * (attempt + 1));
             continue;
         }
         seed_fail(run, st.code, "ImportComplaints of tenant %s, keys %s to %s: %s%s", t->id,
                   complaints[0]->idempotency_key, complaints[n - 1]->idempotency_key, st.message,
-                  st.code == RPC_ALREADY_EXISTS ? " (the tenant holds data of this --seed made "
-                                                  "with other options: use another --seed, or "
-                                                  "start from an empty database)"
-                                                : "");
+                  st.code == TALLY_GRPC_ALREADY_EXISTS
+                      ? " (the tenant holds data of this --seed made "
+                        "with other options: use another --seed, or "
+                        "start from an empty database)"
+                      : "");
         return -1;
     }
     Tally__V1__ImportComplaintsReply *rep = (Tally__V1__ImportComplaintsReply *)msg;
@@ -232,27 +234,28 @@ out_free:
 /* ---- the window ---------------------------------------------------------------------------- */
 
 /*
- * Imports complaint 0 of t alone. 0 with *existed; otherwise the rpc_call error (st says why;
- * TALLY_EEXIST when the key holds other content).
+ * Imports complaint 0 of t alone. 0 with *existed; otherwise -1 with st saying why
+ * (ALREADY_EXISTS when the key holds other content).
  */
 static int import_first(seed_run *run, gc_client *c, const world_tenant *t, bool *existed,
-                        rpc_status *st)
+                        gc_status *st)
 {
     gen_complaint *g = malloc(sizeof(*g));
     Tally__V1__ImportedComplaint *one[1];
     Tally__V1__ImportComplaintsRequest req = TALLY__V1__IMPORT_COMPLAINTS_REQUEST__INIT;
     ProtobufCMessage *msg;
     if (!g) {
+        st->code = TALLY_GRPC_RESOURCE_EXHAUSTED;
         snprintf(st->message, sizeof(st->message), "out of memory");
-        return TALLY_ENOMEM;
+        return -1;
     }
     gen_imported(g, t, run->seed, 0);
     one[0] = &g->msg;
     req.tenant_id = (char *)t->id;
     req.complaints = one;
     req.n_complaints = 1;
-    int rc = rpc_call(c, RPC_IMPORT, &req.base, &tally__v1__import_complaints_reply__descriptor,
-                      SEED_PROBE_MS, st, &msg);
+    int rc = gc_call_msg(c, RPC_IMPORT, &req.base, &tally__v1__import_complaints_reply__descriptor,
+                         NULL, SEED_PROBE_MS, &msg, st);
     if (rc == 0) {
         Tally__V1__ImportComplaintsReply *rep = (Tally__V1__ImportComplaintsReply *)msg;
         *existed = rep->n_results == 1 && rep->results[0]->already_existed;
@@ -264,25 +267,26 @@ static int import_first(seed_run *run, gc_client *c, const world_tenant *t, bool
     return rc;
 }
 
-/* The creation time of the complaint an ALREADY_EXISTS message names, if it has key. */
+/* The creation time of the complaint an ALREADY_EXISTS message names, if it has key: 0, or -1. */
 static int created_of(gc_client *c, const world_tenant *t, const char *message, const char *key,
-                      int64_t *created_ms, rpc_status *st)
+                      int64_t *created_ms, gc_status *st)
 {
     const char *p = strstr(message, "(complaint ");
     char *end;
     long long id = p ? strtoll(p + 11, &end, 10) : 0;
     if (id <= 0)
-        return TALLY_ENOTFOUND;
+        return -1;
     Tally__V1__GetComplaintRequest req = TALLY__V1__GET_COMPLAINT_REQUEST__INIT;
     ProtobufCMessage *msg;
     req.tenant_id = (char *)t->id;
     req.complaint_id = id;
-    int rc = rpc_call(c, RPC_GET_COMPLAINT, &req.base, &tally__v1__get_complaint_reply__descriptor,
-                      SEED_PROBE_MS, st, &msg);
+    int rc =
+        gc_call_msg(c, RPC_GET_COMPLAINT, &req.base, &tally__v1__get_complaint_reply__descriptor,
+                    NULL, SEED_PROBE_MS, &msg, st);
     if (rc != 0)
         return rc;
     const Tally__V1__Complaint *cp = ((Tally__V1__GetComplaintReply *)msg)->complaint;
-    rc = cp && strcmp(cp->idempotency_key, key) == 0 ? 0 : TALLY_ENOTFOUND;
+    rc = cp && strcmp(cp->idempotency_key, key) == 0 ? 0 : -1;
     if (rc == 0)
         *created_ms = cp->created_at_ms;
     protobuf_c_message_free_unpacked(msg, NULL);
@@ -295,14 +299,13 @@ static int created_of(gc_client *c, const world_tenant *t, const char *message, 
  */
 static int seed_window(seed_run *run, gc_client *c, world_tenant *t, int64_t end_ms)
 {
-    rpc_status st;
+    gc_status st;
     bool existed = false;
     char when[40], key[GEN_KEY_MAX];
     world_set_window(t, run->seed, end_ms, (int)run->o.days);
-    int rc = import_first(run, c, t, &existed, &st);
-    if (rc == 0)
+    if (import_first(run, c, t, &existed, &st) == 0)
         return 0;
-    if (rc != TALLY_EEXIST) {
+    if (st.code != TALLY_GRPC_ALREADY_EXISTS) {
         sim_say("error: tenant %s: %s", t->id, st.message);
         return -1;
     }
@@ -455,7 +458,7 @@ int sim_seed(int argc, char **argv)
     int64_t t_setup = now_mono_ms();
     for (int i = 0; i < run->w.ntenants; i++) {
         world_tenant *t = &run->w.tenants[i];
-        rpc_status st;
+        gc_status st;
         int changed = 0;
         if ((sig = sim_wait_signal(0)) != 0) {
             sim_say("%s: stopped before importing anything", strsignal(sig));
@@ -464,7 +467,7 @@ int sim_seed(int argc, char **argv)
         if (rpc_put_tenant(c, t, &changed, &st) != 0) {
             sim_say("error: writing tenant %s to command-svc at %s: %s%s", t->id, run->o.target,
                     st.message,
-                    st.code == RPC_UNAVAILABLE ? " (is command-svc running there?)" : "");
+                    st.code == TALLY_GRPC_UNAVAILABLE ? " (is command-svc running there?)" : "");
             goto out_free;
         }
         if (t->count > 0 && seed_window(run, c, t, end) != 0)
@@ -497,7 +500,7 @@ int sim_seed(int argc, char **argv)
 
     if (run->failed) {
         sim_say("error: %s", run->error);
-        if (rpc_transient(run->fail_code))
+        if (gc_transient(run->fail_code))
             sim_say("%s of %s complaints were sent before the error; a rerun continues",
                     sim_count(a, sizeof(a), sent), sim_count(b, sizeof(b), run->o.complaints));
         goto out_free;

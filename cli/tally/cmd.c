@@ -1,5 +1,5 @@
 /*
- * tally_cmd: the small commands of the tally client, for trying the system by hand. Each one
+ * cmd.c: the small commands of the tally client, for trying the system by hand. Each one
  * makes one call to command-svc (assign and move make two when they look the version up) and
  * prints one line: a sentence for people, or with --json one JSON object. Writes end with the
  * consistency token ("token 42:3") that `tally dashboard --after 42:3` takes.
@@ -69,9 +69,9 @@ static int print_put(const cli *c, const char *what, const char *id, const Proto
     bool created = reply_flag(rep, "created"), changed = reply_flag(rep, "changed");
     tx_buf b;
     tx_init(&b, OUT_LIMIT);
-    if (cli_has(c, O_JSON)) {
+    if (cli_has(c, OPT_JSON)) {
         tx_puts(&b, "{\"tenant_id\":");
-        tx_json_str(&b, cli_get(c, O_TENANT));
+        tx_json_str(&b, cli_get(c, OPT_TENANT));
         if (id) {
             tx_printf(&b, ",\"%s_id\":", what);
             tx_json_str(&b, id);
@@ -80,10 +80,10 @@ static int print_put(const cli *c, const char *what, const char *id, const Proto
                   changed ? "true" : "false");
     } else {
         tx_printf(&b, "%s ", what);
-        put_safe(&b, id ? id : cli_get(c, O_TENANT));
+        put_safe(&b, id ? id : cli_get(c, OPT_TENANT));
         if (id) {
             tx_puts(&b, " of tenant ");
-            put_safe(&b, cli_get(c, O_TENANT));
+            put_safe(&b, cli_get(c, OPT_TENANT));
         }
         tx_printf(&b, ": %s", created ? "created" : changed ? "updated" : "unchanged");
     }
@@ -110,9 +110,9 @@ static int run_put(const cli *c, const char *method, const ProtobufCMessage *req
 int cli_run_tenant_put(const cli *c)
 {
     Tally__V1__PutTenantRequest req = TALLY__V1__PUT_TENANT_REQUEST__INIT;
-    if (!(req.tenant_id = (char *)cli_need(c, O_TENANT)) ||
-        !(req.name = (char *)cli_need(c, O_NAME)) ||
-        !(req.time_zone = (char *)cli_need(c, O_TIME_ZONE)))
+    if (!(req.tenant_id = (char *)cli_need(c, OPT_TENANT)) ||
+        !(req.name = (char *)cli_need(c, OPT_NAME)) ||
+        !(req.time_zone = (char *)cli_need(c, OPT_TIME_ZONE)))
         return EXIT_USAGE;
     return run_put(c, CMD("PutTenant"), &req.base, &tally__v1__put_tenant_reply__descriptor,
                    "tenant", NULL);
@@ -121,8 +121,9 @@ int cli_run_tenant_put(const cli *c)
 int cli_run_category_put(const cli *c)
 {
     Tally__V1__PutCategoryRequest req = TALLY__V1__PUT_CATEGORY_REQUEST__INIT;
-    if (!(req.tenant_id = (char *)cli_need(c, O_TENANT)) ||
-        !(req.category_id = (char *)cli_need(c, O_ID)) || !(req.name = (char *)cli_need(c, O_NAME)))
+    if (!(req.tenant_id = (char *)cli_need(c, OPT_TENANT)) ||
+        !(req.category_id = (char *)cli_need(c, OPT_ID)) ||
+        !(req.name = (char *)cli_need(c, OPT_NAME)))
         return EXIT_USAGE;
     return run_put(c, CMD("PutCategory"), &req.base, &tally__v1__put_category_reply__descriptor,
                    "category", req.category_id);
@@ -131,8 +132,9 @@ int cli_run_category_put(const cli *c)
 int cli_run_agent_put(const cli *c)
 {
     Tally__V1__PutAgentRequest req = TALLY__V1__PUT_AGENT_REQUEST__INIT;
-    if (!(req.tenant_id = (char *)cli_need(c, O_TENANT)) ||
-        !(req.agent_id = (char *)cli_need(c, O_ID)) || !(req.name = (char *)cli_need(c, O_NAME)))
+    if (!(req.tenant_id = (char *)cli_need(c, OPT_TENANT)) ||
+        !(req.agent_id = (char *)cli_need(c, OPT_ID)) ||
+        !(req.name = (char *)cli_need(c, OPT_NAME)))
         return EXIT_USAGE;
     return run_put(c, CMD("PutAgent"), &req.base, &tally__v1__put_agent_reply__descriptor, "agent",
                    req.agent_id);
@@ -161,7 +163,7 @@ static int print_write(const cli *c, const char *sentence, int64_t id, int64_t v
     char when[32];
     tx_buf b;
     tx_init(&b, OUT_LIMIT);
-    if (cli_has(c, O_JSON)) {
+    if (cli_has(c, OPT_JSON)) {
         tx_printf(&b,
                   "{\"complaint_id\":%" PRId64 ",\"version\":%" PRId64 ",\"token\":\"%" PRId64
                   ":%" PRId64 "\"",
@@ -196,18 +198,18 @@ int cli_run_create(const cli *c)
     char key[64];
     gc_client *gc;
     int prio, rc;
-    if (!(req.tenant_id = (char *)cli_need(c, O_TENANT)) ||
-        !(req.category_id = (char *)cli_need(c, O_CATEGORY)) || !cli_need(c, O_PRIORITY) ||
-        !(req.title = (char *)cli_need(c, O_TITLE)))
+    if (!(req.tenant_id = (char *)cli_need(c, OPT_TENANT)) ||
+        !(req.category_id = (char *)cli_need(c, OPT_CATEGORY)) || !cli_need(c, OPT_PRIORITY) ||
+        !(req.title = (char *)cli_need(c, OPT_TITLE)))
         return EXIT_USAGE;
-    if ((rc = cli_priority(c, cli_name(c, O_PRIORITY), cli_get(c, O_PRIORITY), &prio)))
+    if ((rc = cli_priority(c, cli_name(c, OPT_PRIORITY), cli_get(c, OPT_PRIORITY), &prio)))
         return rc;
     req.priority = (Tally__V1__Priority)prio;
-    if (cli_get(c, O_DESCRIPTION))
-        req.description = (char *)cli_get(c, O_DESCRIPTION);
-    req.customer_id = (char *)(cli_get(c, O_CUSTOMER) ? cli_get(c, O_CUSTOMER) : "tally-cli");
-    if (cli_get(c, O_KEY)) {
-        req.idempotency_key = (char *)cli_get(c, O_KEY);
+    if (cli_get(c, OPT_DESCRIPTION))
+        req.description = (char *)cli_get(c, OPT_DESCRIPTION);
+    req.customer_id = (char *)(cli_get(c, OPT_CUSTOMER) ? cli_get(c, OPT_CUSTOMER) : "tally-cli");
+    if (cli_get(c, OPT_KEY)) {
+        req.idempotency_key = (char *)cli_get(c, OPT_KEY);
     } else if (random_key(key, sizeof(key)) == 0) {
         req.idempotency_key = key;
     } else {
@@ -250,11 +252,11 @@ static int complaint_args(const cli *c, const char **tenant, int64_t *id, int64_
 {
     int rc;
     *expected = 0;
-    if (!(*tenant = cli_need(c, O_TENANT)) || !cli_need(c, O_COMPLAINT))
+    if (!(*tenant = cli_need(c, OPT_TENANT)) || !cli_need(c, OPT_COMPLAINT))
         return EXIT_USAGE;
-    if ((rc = cli_int(c, O_COMPLAINT, 1, INT64_MAX, id)))
+    if ((rc = cli_int(c, OPT_COMPLAINT, 1, INT64_MAX, id)))
         return rc;
-    if (cli_has(c, O_EXPECTED) && (rc = cli_int(c, O_EXPECTED, 1, INT64_MAX, expected)))
+    if (cli_has(c, OPT_EXPECTED) && (rc = cli_int(c, OPT_EXPECTED, 1, INT64_MAX, expected)))
         return rc;
     return EXIT_OK;
 }
@@ -269,7 +271,7 @@ int cli_run_assign(const cli *c)
     int rc;
     if ((rc = complaint_args(c, &tenant, &req.complaint_id, &req.expected_version)))
         return rc;
-    if (!(req.agent_id = (char *)cli_need(c, O_AGENT)))
+    if (!(req.agent_id = (char *)cli_need(c, OPT_AGENT)))
         return EXIT_USAGE;
     req.tenant_id = (char *)tenant;
     if (!(gc = cli_connect(c, c->command, 0)))
@@ -313,15 +315,15 @@ int cli_run_move(const cli *c)
     int rc, status;
     if ((rc = complaint_args(c, &tenant, &req.complaint_id, &req.expected_version)))
         return rc;
-    if (!cli_need(c, O_TO))
+    if (!cli_need(c, OPT_TO))
         return EXIT_USAGE;
-    if ((rc = cli_status(c, cli_name(c, O_TO), cli_get(c, O_TO), &status)))
+    if ((rc = cli_status(c, cli_name(c, OPT_TO), cli_get(c, OPT_TO), &status)))
         return rc;
     req.tenant_id = (char *)tenant;
     req.status = (Tally__V1__Status)status;
-    if (cli_get(c, O_NOTE))
-        req.note = (char *)cli_get(c, O_NOTE);
-    req.actor = (char *)(cli_get(c, O_ACTOR) ? cli_get(c, O_ACTOR) : default_actor());
+    if (cli_get(c, OPT_NOTE))
+        req.note = (char *)cli_get(c, OPT_NOTE);
+    req.actor = (char *)(cli_get(c, OPT_ACTOR) ? cli_get(c, OPT_ACTOR) : default_actor());
     if (!(gc = cli_connect(c, c->command, 0)))
         return EXIT_FAIL;
     if (!req.expected_version &&
@@ -391,9 +393,9 @@ static void complaint_text(tx_buf *b, const Tally__V1__Complaint *k)
 
 static int complaint_id_args(const cli *c, const char **tenant, int64_t *id)
 {
-    if (!(*tenant = cli_need(c, O_TENANT)) || !cli_need(c, O_COMPLAINT))
+    if (!(*tenant = cli_need(c, OPT_TENANT)) || !cli_need(c, OPT_COMPLAINT))
         return EXIT_USAGE;
-    return cli_int(c, O_COMPLAINT, 1, INT64_MAX, id);
+    return cli_int(c, OPT_COMPLAINT, 1, INT64_MAX, id);
 }
 
 int cli_run_get(const cli *c)
@@ -415,7 +417,7 @@ int cli_run_get(const cli *c)
         tx_init(&b, OUT_LIMIT);
         if (!rep->complaint)
             tx_puts(&b, "no complaint in the reply");
-        else if (cli_has(c, O_JSON))
+        else if (cli_has(c, OPT_JSON))
             complaint_json(&b, rep->complaint);
         else
             complaint_text(&b, rep->complaint);
@@ -460,7 +462,7 @@ int cli_run_history(const cli *c)
     Tally__V1__ListStatusHistoryReply *rep;
     const char *tenant;
     char *token = NULL;
-    bool json = cli_has(c, O_JSON), first = true;
+    bool json = cli_has(c, OPT_JSON), first = true;
     long shown = 0, pages = 0;
     gc_client *gc;
     tx_buf b;
