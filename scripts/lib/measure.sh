@@ -50,6 +50,7 @@ percentile() {
 # median [FORMAT]: the median of the numbers on stdin (the mean of the middle two for an even
 # count), printed with the printf FORMAT (default %.15g); "-" when the numbers are "-" (a
 # column that does not apply).
+# shellcheck disable=SC2120  # FORMAT is optional
 median() {
     sort -g | awk -v f="${1:-%.15g}" '{ v[NR] = $1 } END {
             if (v[1] == "-") print "-"

@@ -96,6 +96,7 @@ check_int() {
 }
 
 # ---- exit -----------------------------------------------------------------------------------
+# shellcheck disable=SC2120  # NAME is optional
 run_init() {
     [[ -z ${1:-} ]] || run_name=$1
     trap run_exit EXIT
