@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2154  # run.sh's globals: proc_pid, pid_stat_f, run_log_dir
 # scripts/lib/measure.sh: what the benchmarks measure and print with: CPU ticks (a process,
 # PostgreSQL, the machine), percentiles and medians, a value from /metrics, table headers and
 # the lines that say what ran where. Sourced by bench/*.sh after scripts/lib/run.sh (its die).
@@ -15,7 +15,6 @@ measure_repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # /proc/PID/stat); dies, naming NAME, when it is gone.
 proc_ticks() {
     pid_stat "$1" || die "${2:-process} (pid $1) is gone (killed from outside?)"
-    # shellcheck disable=SC2154  # pid_stat_f: set by pid_stat (run.sh)
     printf '%s\n' $((pid_stat_f[11] + pid_stat_f[12]))
 }
 
@@ -68,6 +67,29 @@ metrics_fetch() {
 # metrics_fetch); 0 when it is absent.
 metric() {
     awk -v n="$1" '$1 == n { v = $2 } END { print v + 0 }' "${2:-$work/metrics}"
+}
+
+# ---- Tally's services ----------------------------------------------------------------------
+# projector_wait_applied HOST:PORT N STALL_SECONDS: polls the projector's /metrics (into
+# $work/metrics) every 0.1 s until applied + duplicates + parked events reach N; dies when
+# that count does not move for STALL_SECONDS, or when the projector (proc_pid[projector])
+# exits.
+projector_wait_applied() {
+    local addr=$1 want=$2 stall=$3 n last=-1 last_change=$SECONDS
+    local log=$run_log_dir/projector.log
+    while :; do
+        metrics_fetch "$addr" || die "cannot read the projector's /metrics"
+        n=$(($(metric tally_projector_events_applied_total) + $(metric tally_projector_duplicates_total) + $(metric tally_projector_parked_total)))
+        ((n >= want)) && return 0
+        if ((n != last)); then
+            last=$n
+            last_change=$SECONDS
+        elif ((SECONDS - last_change > stall)); then
+            die "stalled at $n of $want events for $stall s: $(tail -5 "$log")"
+        fi
+        pid_alive "${proc_pid[projector]}" || die "projector died: $(tail -5 "$log")"
+        sleep 0.1
+    done
 }
 
 # ---- what is printed ------------------------------------------------------------------------

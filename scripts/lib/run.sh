@@ -339,3 +339,8 @@ redis_private_stop() {
 rcli() {
     redis-cli -u "$redis_url" "$@"
 }
+
+# redis_info SECTION FIELD: one field of INFO SECTION (rcli).
+redis_info() {
+    rcli INFO "$1" | tr -d '\r' | awk -F: -v f="$2" '$1 == f { print $2 }'
+}
