@@ -222,6 +222,25 @@ proc_start() {
     proc_names+=("$name")
 }
 
+# proc_adopt NAME PID: a background process the script started itself (with redirections of
+# its own) is NAME from now on, stopped, waited for and cleaned up like proc_start's.
+proc_adopt() {
+    [[ -z ${proc_pid[$1]:-} ]] || die "proc_adopt $1: already started"
+    proc_pid[$1]=$2
+    proc_names+=("$1")
+}
+
+# proc_wait NAME: waits until NAME exits by itself, forgets it, and returns its exit status
+# (also in proc_rc).
+proc_wait() {
+    local pid=${proc_pid[$1]:-}
+    [[ -n $pid ]] || die "proc_wait $1: not started"
+    proc_rc=0
+    wait "$pid" || proc_rc=$?
+    proc_forget "$1"
+    return "$proc_rc"
+}
+
 # proc_forget NAME: NAME is no longer ours to stop (it was stopped, or it exited).
 proc_forget() {
     local n
