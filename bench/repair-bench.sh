@@ -86,6 +86,6 @@ wait "$load_pid" || true
 printf 'events_in_postgres=%s\n' "$events"
 awk -v t0="$t0" -v a="$announced" -v p="$applying" -v e="$ended" -v c="$clean" 'BEGIN {
     printf "announced_s=%.1f republished_s=%s repair_ended_s=%.1f verify_clean_s=%.1f\n",
-        (a - t0) / 1000, p > 0 ? sprintf("%.1f", (p - t0) / 1000) : "n/a(not_seen)",
+        (a - t0) / 1000, (p > 0 ? sprintf("%.1f", (p - t0) / 1000) : "n/a(not_seen)"),
         (e - t0) / 1000, (c - t0) / 1000 }'
 printf 'query load during the repair (%s/s GetDashboard %s): %s\n' "$rate" "$tenant" "$(cat "$out")"
