@@ -25,8 +25,6 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source-path=SCRIPTDIR/.. source=scripts/lib/run.sh
 source "$repo/scripts/lib/run.sh"
-# shellcheck source-path=SCRIPTDIR/.. source=scripts/lib/measure.sh
-source "$repo/scripts/lib/measure.sh"
 sql_file=$repo/bench/pgbench-create.sql
 cmd_c=$repo/command-svc/cmd.c
 tenant=bench

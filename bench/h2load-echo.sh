@@ -14,8 +14,6 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source-path=SCRIPTDIR/.. source=scripts/lib/run.sh
 source "$repo/scripts/lib/run.sh"
-# shellcheck source-path=SCRIPTDIR/.. source=scripts/lib/measure.sh
-source "$repo/scripts/lib/measure.sh"
 build=${1:-${BUILD_DIR:-$repo/build}}
 runs=${RUNS:-3}
 n=${N:-200000}
