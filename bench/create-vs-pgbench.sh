@@ -168,7 +168,7 @@ duration=${DURATION:-20}
 warmup=${WARMUP:-2}
 concurrency=${CONCURRENCY:-"8 32"}
 connections=${CONNECTIONS:-1}
-jobs=${PGBENCH_JOBS:-2}
+pgbench_jobs=${PGBENCH_JOBS:-2}
 export TALLY_STACK_DIR=${TALLY_STACK_DIR:-$repo/.stack-bench}
 export TALLY_STACK_PG_PORT=${TALLY_STACK_PG_PORT:-15450}
 export TALLY_STACK_REDIS_PORT=${TALLY_STACK_REDIS_PORT:-16450}
@@ -177,7 +177,7 @@ svc_bin=$build/bin/command-svc
 lg_bin=$build/bin/bench-loadgen
 dsn=postgresql://tally@127.0.0.1:$TALLY_STACK_PG_PORT/tally
 
-check_count runs duration connections jobs
+check_count runs duration connections pgbench_jobs
 check_int relay_runs warmup
 for c in $concurrency; do
     if ! [[ $c =~ ^[1-9][0-9]*$ ]] || ((c > 99)); then
@@ -281,7 +281,7 @@ run_side() {
         rm -f "$work"/pgb.*
         (
             rc=0
-            "$pg_bin/pgbench" -n -M prepared -f "$sql_file" -c "$c" -j "$jobs" \
+            "$pg_bin/pgbench" -n -M prepared -f "$sql_file" -c "$c" -j "$pgbench_jobs" \
                 -T $((warmup + duration)) -D tenant=$tenant -D category=$category \
                 -D run="$(date +%s)" -D n=0 -l --log-prefix="$work/pgb" "$dsn" \
                 >"$work/pgbench.out" 2>&1 || rc=$?
@@ -358,7 +358,7 @@ header() {
 }
 
 echo "create-vs-pgbench: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores; load:$(uptime | sed 's/.*load average://')"
-echo "pgbench -n -M prepared -f bench/pgbench-create.sql -c C -j $jobs -T $((warmup + duration)) (first ${warmup} s not measured)"
+echo "pgbench -n -M prepared -f bench/pgbench-create.sql -c C -j $pgbench_jobs -T $((warmup + duration)) (first ${warmup} s not measured)"
 echo "bench-loadgen --concurrency C --connections $connections --warmup $warmup --duration $duration; command-svc TALLY_WORKERS=C"
 echo "PostgreSQL: scripts/stack defaults (fsync on), CHECKPOINT before every run; events_notify trigger ${NOTIFY_TRIGGER:-on}"
 echo

@@ -36,7 +36,7 @@ batch=${BATCH:-500}
 batches=${BATCHES-100 500 2000}
 lag_rate=${LAG_RATE:-1000}
 lag_seconds=${LAG_SECONDS:-60}
-stall=${STALL_SECONDS:-120}
+stall_seconds=${STALL_SECONDS:-120}
 projector_bin=$build/bin/projector
 eventgen_bin=$build/bin/bench-eventgen
 stream=tally:events:0
@@ -44,7 +44,7 @@ http_port= # the projector's HTTP port (proj_start)
 
 need_cmd redis-server redis-cli curl python3
 need_bin "$projector_bin" "$eventgen_bin"
-check_count runs events tenants batch lag_rate stall
+check_count runs events tenants batch lag_rate stall_seconds
 check_int seed lag_seconds
 
 run_init
@@ -75,7 +75,7 @@ eventgen() {
 
 # wait_applied N: until the projector has applied (or skipped) N events.
 wait_applied() {
-    projector_wait_applied "127.0.0.1:$http_port" "$1" "$stall"
+    projector_wait_applied "127.0.0.1:$http_port" "$1" "$stall_seconds"
 }
 
 # memory_report: part c, on the Redis of a finished catch-up (the stream is deleted).

@@ -53,7 +53,7 @@ duration=${DURATION:-10}
 warmup=${WARMUP:-2}
 connections=${CONNECTIONS:-1}
 proj_batch=${PROJ_BATCH:-}
-stall=${STALL_SECONDS:-120}
+stall_seconds=${STALL_SECONDS:-120}
 perf_on=${PERF:-0}
 projector_bin=$build/bin/projector
 query_bin=$build/bin/query-svc
@@ -66,7 +66,7 @@ grpc_port= # query-svc's gRPC port (query_start)
 need_cmd redis-server redis-cli curl python3
 ((perf_on == 0)) || command -v perf >/dev/null || die "PERF=1 needs perf"
 need_bin "$projector_bin" "$query_bin" "$eventgen_bin" "$load_bin"
-check_count runs events low_rate low_seconds ov_concurrency duration connections stall
+check_count runs events low_rate low_seconds ov_concurrency duration connections stall_seconds
 for v in $workers_list $concurrency_list; do
     [[ $v =~ ^[1-9][0-9]*$ ]] || die "WORKERS and CONCURRENCY must list positive integers"
 done
@@ -95,7 +95,7 @@ fill() {
     svc_start projector "http://127.0.0.1:$http_port/healthz" \
         env -i PATH="$PATH" TALLY_REDIS_URL="$redis_url" TALLY_HTTP_LISTEN="127.0.0.1:$http_port" \
         TALLY_LOG_LEVEL=warn "${batch_env[@]}" "$projector_bin"
-    projector_wait_applied "127.0.0.1:$http_port" "$written" "$stall"
+    projector_wait_applied "127.0.0.1:$http_port" "$written" "$stall_seconds"
     t1=$EPOCHREALTIME
     (($(metric tally_projector_parked_total) == 0)) || die "events were parked (see tally:dead:0)"
     svc_stop projector

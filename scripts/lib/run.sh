@@ -273,9 +273,9 @@ proc_kill() {
     proc_forget "$1"
 }
 
-# ready URL: true when URL answers now. http(s)://...: status 200; tcp://HOST:PORT: it accepts
-# a connection; redis://HOST:PORT/DB: PING says PONG.
-ready() {
+# svc_ready URL: true when URL answers now. http(s)://...: status 200; tcp://HOST:PORT: it
+# accepts a connection; redis://HOST:PORT/DB: PING says PONG.
+svc_ready() {
     local hp
     case $1 in
     http://* | https://*)
@@ -286,19 +286,19 @@ ready() {
         (exec 3<>"/dev/tcp/${hp%:*}/${hp##*:}") 2>/dev/null
         ;;
     redis://*) [[ $(redis-cli -u "$1" PING 2>/dev/null) == PONG ]] ;;
-    *) die "ready: cannot check '$1'" ;;
+    *) die "svc_ready: cannot check '$1'" ;;
     esac
 }
 
-# svc_wait NAME URLS [TIMEOUT]: waits until every URL in URLS (separated by spaces; see ready)
-# answers, up to TIMEOUT (run_ready_timeout) seconds. Dies, with the end of NAME's log, when
-# the process exits first or the time runs out.
+# svc_wait NAME URLS [TIMEOUT]: waits until every URL in URLS (separated by spaces; see
+# svc_ready) answers, up to TIMEOUT (run_ready_timeout) seconds. Dies, with the end of NAME's
+# log, when the process exits first or the time runs out.
 svc_wait() {
     local name=$1 pid=${proc_pid[$1]} url rc deadline=$((SECONDS + ${3:-$run_ready_timeout}))
     local -a list
     read -ra list <<<"$2"
     for url in "${list[@]}"; do
-        until ready "$url"; do
+        until svc_ready "$url"; do
             if ! pid_alive "$pid"; then
                 rc=0
                 wait "$pid" || rc=$?
@@ -441,7 +441,8 @@ projector_wait_applied() {
     local log=$run_log_dir/projector.log
     while :; do
         metrics_fetch "$addr" || die "cannot read the projector's /metrics"
-        n=$(($(metric tally_projector_events_applied_total) + $(metric tally_projector_duplicates_total) + $(metric tally_projector_parked_total)))
+        n=$(($(metric tally_projector_events_applied_total) +
+            $(metric tally_projector_duplicates_total) + $(metric tally_projector_parked_total)))
         ((n >= want)) && return 0
         if ((n != last)); then
             last=$n
