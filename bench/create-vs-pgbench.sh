@@ -23,15 +23,12 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source-path=SCRIPTDIR/.. source=scripts/lib/run.sh
+source "$repo/scripts/lib/run.sh"
 sql_file=$repo/bench/pgbench-create.sql
 cmd_c=$repo/command-svc/cmd.c
 tenant=bench
 category=c1
-
-die() {
-    echo "create-vs-pgbench: $*" >&2
-    exit 1
-}
 
 # gen_sql: prints the pgbench script: the [S_CREATE] statement of cmd.c (its C string literals
 # joined, the MS() macro expanded as cmd.c defines it) with $1..$9 replaced by pgbench
@@ -171,7 +168,7 @@ duration=${DURATION:-20}
 warmup=${WARMUP:-2}
 concurrency=${CONCURRENCY:-"8 32"}
 connections=${CONNECTIONS:-1}
-jobs=${PGBENCH_JOBS:-2}
+pgbench_jobs=${PGBENCH_JOBS:-2}
 export TALLY_STACK_DIR=${TALLY_STACK_DIR:-$repo/.stack-bench}
 export TALLY_STACK_PG_PORT=${TALLY_STACK_PG_PORT:-15450}
 export TALLY_STACK_REDIS_PORT=${TALLY_STACK_REDIS_PORT:-16450}
@@ -180,37 +177,31 @@ svc_bin=$build/bin/command-svc
 lg_bin=$build/bin/bench-loadgen
 dsn=postgresql://tally@127.0.0.1:$TALLY_STACK_PG_PORT/tally
 
-for v in "$runs" "$duration" "$connections" "$jobs"; do
-    [[ $v =~ ^[1-9][0-9]*$ ]] || die "RUNS, DURATION, CONNECTIONS and PGBENCH_JOBS: positive integers"
-done
-[[ $relay_runs =~ ^[0-9]+$ && $warmup =~ ^[0-9]+$ ]] || die "RELAY_RUNS and WARMUP: integers"
+check_count runs duration connections pgbench_jobs
+check_int relay_runs warmup
 for c in $concurrency; do
     if ! [[ $c =~ ^[1-9][0-9]*$ ]] || ((c > 99)); then
         die "CONCURRENCY: integers 1..99 (the pgbench keys allow 99 clients), got '$c'"
     fi
 done
-for bin in "$svc_bin" "$lg_bin"; do
-    [[ -x $bin ]] || die "$bin not found: build first (cmake --build $build)"
-done
+need_bin "$svc_bin" "$lg_bin"
 for tool in "$pg_bin/pgbench" "$pg_bin/psql"; do
     [[ -x $tool ]] || die "$tool not found (install postgresql-15)"
 done
-command -v curl >/dev/null || die "curl not found"
+need_cmd curl python3
 
-work=$(mktemp -d)
-svc_pid=
-cleanup() {
-    if [[ -n $svc_pid ]] && kill -0 "$svc_pid" 2>/dev/null; then
-        kill -KILL "$svc_pid" 2>/dev/null || true
-    fi
+# At exit, after command-svc is stopped: the stack goes down (and its data unless KEEP_STACK=1).
+# shellcheck disable=SC2317  # invoked at exit
+stack_stop() {
     if [[ ${KEEP_STACK:-0} == 1 ]]; then
-        "$repo/scripts/stack" down || true
+        "$repo/scripts/stack" down
     else
-        "$repo/scripts/stack" clean || true
+        "$repo/scripts/stack" clean
     fi
-    rm -rf "$work"
 }
-trap cleanup EXIT
+run_init
+run_workdir
+run_at_exit stack_stop
 
 # The statement must be cmd.c's own: regenerate it and compare with the checked-in copy.
 gen_sql >"$work/pgbench-create.sql"
@@ -246,55 +237,17 @@ esac
 pg_pid=$(head -n 1 "$TALLY_STACK_DIR/pg/postmaster.pid")
 redis_pid=$(head -n 1 "$TALLY_STACK_DIR/redis.pid")
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# svc_start WORKERS RELAY: starts command-svc on free loopback ports, waits until /readyz.
-svc_start() {
-    port=$(free_port)
+# cmd_start WORKERS RELAY: starts command-svc on free loopback ports (port), waits until /readyz.
+cmd_start() {
     local http_port
-    http_port=$(free_port)
-    TALLY_GRPC_LISTEN=127.0.0.1:$port TALLY_HTTP_LISTEN=127.0.0.1:$http_port TALLY_PG_DSN=$dsn \
-        TALLY_REDIS_URL=redis://127.0.0.1:$TALLY_STACK_REDIS_PORT/0 TALLY_WORKERS=$1 \
-        TALLY_RELAY=$2 TALLY_LOG_LEVEL=warn "$svc_bin" >"$work/svc.log" 2>&1 &
-    svc_pid=$!
-    for _ in $(seq 100); do
-        kill -0 "$svc_pid" 2>/dev/null || die "command-svc exited at start: $(cat "$work/svc.log")"
-        curl -fs --max-time 1 -o /dev/null "http://127.0.0.1:$http_port/readyz" && return 0
-        sleep 0.1
-    done
-    die "command-svc not ready within 10 s: $(cat "$work/svc.log")"
+    free_port port http_port
+    svc_start command-svc "http://127.0.0.1:$http_port/readyz" \
+        env TALLY_GRPC_LISTEN="127.0.0.1:$port" TALLY_HTTP_LISTEN="127.0.0.1:$http_port" \
+        TALLY_PG_DSN="$dsn" TALLY_REDIS_URL="redis://127.0.0.1:$TALLY_STACK_REDIS_PORT/0" \
+        TALLY_WORKERS="$1" TALLY_RELAY="$2" TALLY_LOG_LEVEL=warn "$svc_bin"
+    svc_pid=${proc_pid[command-svc]}
 }
 
-# svc_stop: SIGTERM; command-svc must exit 0 within 15 s.
-svc_stop() {
-    local rc=0
-    kill -TERM "$svc_pid"
-    for _ in $(seq 150); do
-        kill -0 "$svc_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$svc_pid" 2>/dev/null && die "command-svc did not exit within 15 s of SIGTERM"
-    wait "$svc_pid" || rc=$?
-    svc_pid=
-    ((rc == 0)) || die "command-svc exited $rc after SIGTERM: $(tail -5 "$work/svc.log")"
-}
-
-# CPU ticks (user + system) of one process (command-svc, Redis), and of PostgreSQL: the postmaster with its reaped
-# children (cutime, cstime) plus every live child (backends, WAL writer, checkpointer...).
-ticks() {
-    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
-}
-pg_ticks() {
-    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | sed 's/^\([0-9]*\) (.*) /\1 /' |
-        awk -v pm="$pg_pid" '$1 == pm { t += $13 + $14 + $15 + $16 } $3 == pm { t += $13 + $14 }
-                             END { print t + 0 }'
-}
-# Busy and total jiffies of the whole machine (/proc/stat; idle and iowait count as not busy).
-sys_ticks() {
-    awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
-}
 rows() {
     psql_q -c 'SELECT count(*) FROM idempotency_keys'
 }
@@ -304,7 +257,6 @@ client_cpu() {
                           END { print s }'
 }
 
-clk_tck=$(getconf CLK_TCK)
 results=$work/results
 : >"$results"
 
@@ -319,17 +271,17 @@ run_side() {
             psql_q -c 'UPDATE events SET published_at = now() WHERE published_at IS NULL'
             psql_q -c CHECKPOINT
         fi
-        svc_start "$c" "$([[ $mode == on ]] && echo true || echo false)"
-        t0=$(ticks "$svc_pid")
+        cmd_start "$c" "$([[ $mode == on ]] && echo true || echo false)"
+        t0=$(proc_ticks "$svc_pid" command-svc)
     fi
-    p0=$(pg_ticks)
-    r0=$(ticks "$redis_pid")
-    read -r b0 a0 < <(sys_ticks)
+    p0=$(pg_ticks "$pg_pid")
+    r0=$(proc_ticks "$redis_pid" redis-server)
+    read -r b0 a0 < <(machine_ticks)
     if [[ $side == pgbench ]]; then
         rm -f "$work"/pgb.*
         (
             rc=0
-            "$pg_bin/pgbench" -n -M prepared -f "$sql_file" -c "$c" -j "$jobs" \
+            "$pg_bin/pgbench" -n -M prepared -f "$sql_file" -c "$c" -j "$pgbench_jobs" \
                 -T $((warmup + duration)) -D tenant=$tenant -D category=$category \
                 -D run="$(date +%s)" -D n=0 -l --log-prefix="$work/pgb" "$dsn" \
                 >"$work/pgbench.out" 2>&1 || rc=$?
@@ -340,17 +292,20 @@ run_side() {
             die "pgbench: failed transactions: $(cat "$work/pgbench.out")"
         calls=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' \
             "$work/pgbench.out")
-        # Per-transaction log: client tx latency_us script epoch_s epoch_us (the end time).
-        read -r qps p50 p99 avg < <(cat "$work"/pgb.* | python3 -c '
+        # Per-transaction log: client tx latency_us script epoch_s epoch_us (the end time). The
+        # latencies (us) of the transactions that ended in the measured window go to pgb.lat.
+        read -r qps avg < <(cat "$work"/pgb.* | python3 -c '
 import sys
 w, d = float(sys.argv[1]), float(sys.argv[2])
 tx = [(int(f[4]) + int(f[5]) / 1e6, int(f[2])) for f in (l.split() for l in sys.stdin)]
 t0 = min(end - lat / 1e6 for end, lat in tx)
 t1 = min(t0 + w + d, max(end for end, lat in tx))  # pgbench may stop a little early
-lat = sorted(l for end, l in tx if t0 + w <= end < t1)
-pct = lambda p: lat[max(1, int(p / 100 * len(lat) + 0.999999)) - 1] / 1000
-print("%.1f %.3f %.3f %.3f" % (len(lat) / (t1 - t0 - w), pct(50), pct(99), sum(lat) / len(lat) / 1000))
-' "$warmup" "$duration")
+lat = [l for end, l in tx if t0 + w <= end < t1]
+open(sys.argv[3], "w").write("".join("%d\n" % l for l in lat))
+print("%.1f %.3f" % (len(lat) / (t1 - t0 - w), sum(lat) / len(lat) / 1000))
+' "$warmup" "$duration" "$work/pgb.lat")
+        read -r p50 p99 < <(percentile 50 99 <"$work/pgb.lat" |
+            awk '{ printf "%.3f %.3f\n", $1 / 1000, $2 / 1000 }')
     else
         (
             rc=0
@@ -364,14 +319,14 @@ print("%.1f %.3f %.3f %.3f" % (len(lat) / (t1 - t0 - w), pct(50), pct(99), sum(l
             for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] }
             print r["ok_total"], r["qps"], r["p50_ms"], r["p99_ms"] }' "$work/loadgen.out")
         avg=-
-        t1=$(ticks "$svc_pid")
+        t1=$(proc_ticks "$svc_pid" command-svc)
     fi
     sleep 0.5 # let the postmaster reap pgbench's backends, so that their CPU is counted
-    p1=$(pg_ticks)
-    r1=$(ticks "$redis_pid")
-    read -r b1 a1 < <(sys_ticks)
+    p1=$(pg_ticks "$pg_pid")
+    r1=$(proc_ticks "$redis_pid" redis-server)
+    read -r b1 a1 < <(machine_ticks)
     if [[ $side == grpc ]]; then
-        svc_stop
+        svc_stop command-svc
         svt=$((t1 - t0))
         svcpu=$(awk -v d=$svt -v hz="$clk_tck" -v n="$calls" 'BEGIN { printf "%.0f", d * 1e6 / hz / n }')
     fi
@@ -391,17 +346,19 @@ print("%.1f %.3f %.3f %.3f" % (len(lat) / (t1 - t0 - w), pct(50), pct(99), sum(l
 }
 
 # row FIELDS...: one line of a table (numbers, or - where a column does not apply).
+row_fmt='%-5s %3s %3s %-7s %8.0f %7.2f %7.2f %7s %6s %6s %6s %6s %5s %6s'
 row() {
-    printf '%-5s %3s %3s %-7s %8.0f %7.2f %7.2f %7s %6s %6s %6s %6s %5s %6s\n' "$@"
+    # shellcheck disable=SC2059  # the table's row format
+    printf "$row_fmt\n" "$@"
 }
 
 header() {
-    printf '%-5s %3s %3s %-7s %8s %7s %7s %7s %6s %6s %6s %6s %5s %6s\n' relay C run side \
-        QPS/TPS "p50 ms" "p99 ms" "avg ms" "pg us" "svc us" "rd us" "cli us" busy% other%
+    table_header "$row_fmt" relay C run side QPS/TPS "p50 ms" "p99 ms" "avg ms" "pg us" "svc us" \
+        "rd us" "cli us" busy% other%
 }
 
 echo "create-vs-pgbench: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores; load:$(uptime | sed 's/.*load average://')"
-echo "pgbench -n -M prepared -f bench/pgbench-create.sql -c C -j $jobs -T $((warmup + duration)) (first ${warmup} s not measured)"
+echo "pgbench -n -M prepared -f bench/pgbench-create.sql -c C -j $pgbench_jobs -T $((warmup + duration)) (first ${warmup} s not measured)"
 echo "bench-loadgen --concurrency C --connections $connections --warmup $warmup --duration $duration; command-svc TALLY_WORKERS=C"
 echo "PostgreSQL: scripts/stack defaults (fsync on), CHECKPOINT before every run; events_notify trigger ${NOTIFY_TRIGGER:-on}"
 echo
@@ -424,13 +381,11 @@ for mode in $modes; do
     done
 done
 
-# median MODE C SIDE COLUMN [FORMAT]: the median of one column over the runs ("-" if the
-# column does not apply), printed with FORMAT (default %s).
-median() {
+# med MODE C SIDE COLUMN [FORMAT]: the median of one column over the runs ("-" if the
+# column does not apply), printed with FORMAT.
+med() {
     awk -v m="$1" -v c="$2" -v s="$3" -v k="$4" '$1 == m && $2 == c && $4 == s { print $k }' \
-        "$results" | sort -g | awk -v f="${5:-%s}" '{ v[NR] = $1 } END {
-            if (v[1] == "-") print "-"
-            else printf f "\n", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+        "$results" | median "${5:-%.15g}"
 }
 
 echo
@@ -443,11 +398,11 @@ for mode in $modes; do
         for side in pgbench grpc; do
             fields=()
             for k in 5 6 7; do
-                fields+=("$(median "$mode" "$c" $side $k)")
+                fields+=("$(med "$mode" "$c" $side $k)")
             done
-            fields+=("$(median "$mode" "$c" $side 8 %.3f)")
+            fields+=("$(med "$mode" "$c" $side 8 %.3f)")
             for k in 9 10 11 12 13 14; do
-                fields+=("$(median "$mode" "$c" $side $k %.0f)")
+                fields+=("$(med "$mode" "$c" $side $k %.0f)")
             done
             row "$mode" "$c" med "$side" "${fields[@]}"
         done
@@ -458,24 +413,17 @@ echo
 # pgbench ran back to back there, so it is less sensitive to whatever else the machine does).
 for mode in $modes; do
     for c in $concurrency; do
-        awk -v m="$mode" -v c="$c" -v g="$(median "$mode" "$c" grpc 5)" \
-            -v p="$(median "$mode" "$c" pgbench 5)" -v g99="$(median "$mode" "$c" grpc 7)" \
-            -v p99="$(median "$mode" "$c" pgbench 7)" '
-            $1 == m && $2 == c { q[$3, $4] = $5; runs[$3] = 1 }
-            END {
-                n = 0
-                for (r in runs) { # insertion sort: mawk has no asort
-                    x = q[r, "grpc"] / q[r, "pgbench"]
-                    for (i = ++n; i > 1 && ratio[i - 1] > x; i--) ratio[i] = ratio[i - 1]
-                    ratio[i] = x
-                }
-                med = n % 2 ? ratio[(n + 1) / 2] : (ratio[n / 2] + ratio[n / 2 + 1]) / 2
-                list = ""
-                for (i = 1; i <= n; i++) list = list sprintf(" %.2f", ratio[i])
+        ratios=$(awk -v m="$mode" -v c="$c" '$1 == m && $2 == c { q[$3, $4] = $5; runs[$3] = 1 }
+            END { for (r in runs) printf "%.15g\n", q[r, "grpc"] / q[r, "pgbench"] }' "$results" |
+            sort -g)
+        awk -v m="$mode" -v c="$c" -v g="$(med "$mode" "$c" grpc 5)" \
+            -v p="$(med "$mode" "$c" pgbench 5)" -v g99="$(med "$mode" "$c" grpc 7)" \
+            -v p99="$(med "$mode" "$c" pgbench 7)" -v med="$(median <<<"$ratios")" \
+            -v list="$(awk '{ printf " %.2f", $1 }' <<<"$ratios")" 'BEGIN {
                 printf "relay %-3s C=%-2s gRPC/pgbench QPS: %.2f of the medians, %.2f median of" \
                     " the runs (%s ); p99 %.2f; goal >= 0.70\n", m, c, g / p, med,
                     substr(list, 2), g99 / p99
-            }' "$results"
+            }'
     done
 done
 echo "load at the end:$(uptime | sed 's/.*load average://')"

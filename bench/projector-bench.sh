@@ -25,6 +25,8 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source-path=SCRIPTDIR/.. source=scripts/lib/run.sh
+source "$repo/scripts/lib/run.sh"
 build=${1:-${BUILD_DIR:-$repo/build}}
 runs=${RUNS:-3}
 events=${EVENTS:-1000000}
@@ -34,131 +36,36 @@ batch=${BATCH:-500}
 batches=${BATCHES-100 500 2000}
 lag_rate=${LAG_RATE:-1000}
 lag_seconds=${LAG_SECONDS:-60}
-stall=${STALL_SECONDS:-120}
+stall_seconds=${STALL_SECONDS:-120}
 projector_bin=$build/bin/projector
 eventgen_bin=$build/bin/bench-eventgen
 stream=tally:events:0
+http_port= # the projector's HTTP port (proj_start)
 
-die() {
-    echo "projector-bench: $*" >&2
-    exit 1
-}
+need_cmd redis-server redis-cli curl python3
+need_bin "$projector_bin" "$eventgen_bin"
+check_count runs events tenants batch lag_rate stall_seconds
+check_int seed lag_seconds
 
-for tool in redis-server redis-cli curl python3; do
-    command -v $tool >/dev/null || die "$tool not found"
-done
-for bin in "$projector_bin" "$eventgen_bin"; do
-    [[ -x $bin ]] || die "$bin not found: build first (cmake --build $build)"
-done
-for v in runs events tenants batch lag_rate stall; do
-    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "${v^^} must be a positive integer"
-done
-[[ $seed =~ ^[0-9]+$ && $lag_seconds =~ ^[0-9]+$ ]] || die "SEED, LAG_SECONDS must be integers"
-clk_tck=$(getconf CLK_TCK)
-
-work=$(mktemp -d)
-redis_pid=
-proj_pid=
-gen_pid=
-cleanup() {
-    local pid
-    for pid in "$gen_pid" "$proj_pid" "$redis_pid"; do
-        if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
-            kill -KILL "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
-        fi
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-# free_port: a loopback TCP port that nothing listens on now.
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-rcli() {
-    redis-cli -h 127.0.0.1 -p "$redis_port" "$@"
-}
-
-# redis_start: a fresh, empty redis-server on a free loopback port, without persistence.
-redis_start() {
-    redis_port=$(free_port)
-    rm -rf "$work/redis"
-    mkdir "$work/redis"
-    redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
-        --dir "$work/redis" --logfile "$work/redis/redis.log" --daemonize no &
-    redis_pid=$!
-    for _ in $(seq 100); do
-        kill -0 "$redis_pid" 2>/dev/null || die "redis-server exited at start: $(cat "$work/redis/redis.log")"
-        [[ $(rcli PING 2>/dev/null) == PONG ]] && return 0
-        sleep 0.1
-    done
-    die "redis-server did not answer on port $redis_port within 10 s"
-}
-
-redis_stop() {
-    kill -TERM "$redis_pid"
-    wait "$redis_pid" || true
-    redis_pid=
-}
+run_init
+run_workdir
 
 # proj_start BATCH: the projector against our Redis (with a clean environment: it refuses
-# TALLY_* variables it does not know); waits until /healthz answers.
+# TALLY_* variables it does not know); waits until /healthz answers. Sets http_port, proj_pid.
 proj_start() {
-    http_port=$(free_port)
-    env -i PATH="$PATH" TALLY_REDIS_URL="redis://127.0.0.1:$redis_port/0" \
-        TALLY_HTTP_LISTEN="127.0.0.1:$http_port" TALLY_LOG_LEVEL=warn \
-        TALLY_PROJECTOR_BATCH="$1" "$projector_bin" >"$work/projector.log" 2>&1 &
-    proj_pid=$!
-    for _ in $(seq 100); do
-        kill -0 "$proj_pid" 2>/dev/null || die "projector exited at start: $(cat "$work/projector.log")"
-        curl -fs --max-time 1 -o /dev/null "http://127.0.0.1:$http_port/healthz" && return 0
-        sleep 0.1
-    done
-    die "projector did not answer /healthz within 10 s: $(cat "$work/projector.log")"
-}
-
-# proj_stop: SIGTERM, then the projector must exit 0 within 15 s.
-proj_stop() {
-    local rc=0
-    kill -TERM "$proj_pid"
-    for _ in $(seq 150); do
-        kill -0 "$proj_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$proj_pid" 2>/dev/null && die "projector did not exit within 15 s of SIGTERM"
-    wait "$proj_pid" || rc=$?
-    proj_pid=
-    ((rc == 0)) || die "projector exited $rc after SIGTERM: $(cat "$work/projector.log")"
+    free_port http_port
+    svc_start projector "http://127.0.0.1:$http_port/healthz" \
+        env -i PATH="$PATH" TALLY_REDIS_URL="$redis_url" TALLY_HTTP_LISTEN="127.0.0.1:$http_port" \
+        TALLY_LOG_LEVEL=warn TALLY_PROJECTOR_BATCH="$1" "$projector_bin"
+    proj_pid=${proc_pid[projector]}
 }
 
 scrape() {
-    curl -fsS --max-time 5 "http://127.0.0.1:$http_port/metrics" >"$work/metrics" ||
-        die "cannot read the projector's /metrics"
-}
-
-# metric NAME: the value of an unlabelled series in the last scrape (0 when absent).
-metric() {
-    awk -v n="$1" '$1 == n { v = $2 } END { print v + 0 }' "$work/metrics"
-}
-
-# cpu_ticks PID: user+system CPU time of a process in clock ticks.
-cpu_ticks() {
-    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
-}
-
-# machine_ticks: busy and total ticks of all CPUs (/proc/stat), "busy total".
-machine_ticks() {
-    awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+    metrics_fetch "127.0.0.1:$http_port" || die "cannot read the projector's /metrics"
 }
 
 load1() {
     cut -d' ' -f1 /proc/loadavg
-}
-
-info_field() { # info_field SECTION FIELD
-    rcli INFO "$1" | tr -d '\r' | awk -F: -v f="$2" '$1 == f { print $2 }'
 }
 
 # eventgen ARGS...: bench-eventgen against our Redis; its summary line goes to stdout.
@@ -166,35 +73,21 @@ eventgen() {
     "$eventgen_bin" --redis "127.0.0.1:$redis_port" --tenants "$tenants" --seed "$seed" "$@"
 }
 
-# wait_applied N: polls /metrics every 0.1 s until applied + duplicates + parked >= N; dies
-# when nothing moves for STALL_SECONDS.
+# wait_applied N: until the projector has applied (or skipped) N events.
 wait_applied() {
-    local want=$1 done_n=0 last=-1 last_change=$SECONDS
-    while :; do
-        scrape
-        done_n=$(($(metric tally_projector_events_applied_total) + $(metric tally_projector_duplicates_total) + $(metric tally_projector_parked_total)))
-        ((done_n >= want)) && return 0
-        if ((done_n != last)); then
-            last=$done_n
-            last_change=$SECONDS
-        elif ((SECONDS - last_change > stall)); then
-            die "stalled at $done_n of $want events for $stall s: $(tail -5 "$work/projector.log")"
-        fi
-        kill -0 "$proj_pid" 2>/dev/null || die "projector died: $(tail -5 "$work/projector.log")"
-        sleep 0.1
-    done
+    projector_wait_applied "127.0.0.1:$http_port" "$1" "$stall_seconds"
 }
 
 # memory_report: part c, on the Redis of a finished catch-up (the stream is deleted).
 memory_report() {
     local complaints=0 open=0 t used_after used_model
-    used_after=$(info_field memory used_memory)
+    used_after=$(redis_info memory used_memory)
     for t in $(seq 0 $((tenants - 1))); do
         complaints=$((complaints + $(rcli HLEN "{t:tenant-$t}:1:cv")))
         open=$((open + $(rcli ZCARD "{t:tenant-$t}:1:open")))
     done
     rcli DEL "$stream" >/dev/null
-    used_model=$(info_field memory used_memory)
+    used_model=$(redis_info memory used_memory)
     rcli --scan --pattern '{t:*' >"$work/keys"
     sed 's/^/MEMORY USAGE "/; s/$/" SAMPLES 0/' "$work/keys" | rcli >"$work/sizes"
     paste "$work/keys" "$work/sizes" >"$work/keysizes"
@@ -238,31 +131,31 @@ memory_report() {
 # catchup LABEL BATCH MEMORY: one catch-up run on a fresh Redis; appends a line to results.
 catchup() {
     local label=$1 b=$2 with_memory=$3 load t0 t1 r0 r1 p0 p1 m0 m1 gen_out
-    redis_start
-    mem_empty=$(info_field memory used_memory)
+    redis_private_start
+    mem_empty=$(redis_info memory used_memory)
     gen_out=$(eventgen --events "$events")
     echo "  $gen_out" >>"$work/eventgen.txt"
     [[ $(rcli XLEN "$stream") == "$events" ]] || die "the stream does not hold $events entries"
-    mem_stream=$(info_field memory used_memory)
+    mem_stream=$(redis_info memory used_memory)
     stream_usage=$(rcli MEMORY USAGE "$stream" SAMPLES 0)
     rcli CONFIG RESETSTAT >/dev/null
     load=$(load1)
     read -r m0 _ < <(machine_ticks)
-    r0=$(cpu_ticks "$redis_pid")
+    r0=$(proc_ticks "$redis_pid" redis-server)
     t0=$EPOCHREALTIME
     proj_start "$b"
     p0=0
     wait_applied "$events"
     t1=$EPOCHREALTIME
-    r1=$(cpu_ticks "$redis_pid")
-    p1=$(cpu_ticks "$proj_pid")
+    r1=$(proc_ticks "$redis_pid" redis-server)
+    p1=$(proc_ticks "$proj_pid" projector)
     read -r m1 _ < <(machine_ticks)
     local gaps parked pending
     gaps=$(metric tally_projector_gaps_total)
     parked=$(metric tally_projector_parked_total)
     ((parked == 0)) || die "$parked events were parked (see tally:dead:0)"
     rcli INFO commandstats | tr -d '\r' >"$work/cmdstats"
-    proj_stop
+    svc_stop projector
     pending=$(rcli XINFO GROUPS "$stream" | awk 'p == 1 { print } { p = /^pending$/ ? 1 : 0 }')
     ((pending == 0)) || die "$pending entries still pending after the catch-up"
     local fcalls fusec
@@ -270,18 +163,17 @@ catchup() {
     fusec=$(awk -F'[:=,]' '$1 == "cmdstat_fcall" { print $5 }' "$work/cmdstats")
     awk -v l="$label" -v b="$b" -v n="$events" -v t0="$t0" -v t1="$t1" -v r="$((r1 - r0))" \
         -v p="$((p1 - p0))" -v m="$((m1 - m0))" -v hz="$clk_tck" -v fc="$fcalls" -v fu="$fusec" \
-        -v g="$gaps" -v ld="$load" 'BEGIN {
+        -v g="$gaps" -v ld="$load" -v fmt="$row_fmt" 'BEGIN {
             s = t1 - t0; rs = r / hz; ps = p / hz; os = m / hz - rs - ps
             if (os < 0) os = 0
-            printf "%-6s %5d %9.0f %7.1f %6.0f %6.0f %6.0f %8d %6.1f %7.1f %7.1f %7.1f %5d %5.2f\n",
-                l, b, n / s, s, 100 * rs / s, 100 * ps / s, 100 * os / s, fc, n / fc,
+            printf fmt "\n", l, b, n / s, s, 100 * rs / s, 100 * ps / s, 100 * os / s, fc, n / fc,
                 fu / fc, fu / n, rs * 1e6 / n, g, ld
         }' | tee -a "$work/results"
     if [[ $with_memory == 1 ]]; then
         cp "$work/cmdstats" "$work/cmdstats.run1"
         memory_report >/dev/null
     fi
-    redis_stop
+    redis_private_stop
 }
 
 # quantile Q FILE: like PromQL histogram_quantile, from "le cumulative-count" lines (+Inf last).
@@ -317,21 +209,21 @@ histogram() {
 # lag_run: part b.
 lag_run() {
     local n=$((lag_rate * lag_seconds)) load r0 r1 p0 p1 t0 t1 gen_out
-    redis_start
+    redis_private_start
     proj_start "$batch"
     for _ in $(seq 100); do # the projector creates the group (MKSTREAM) once connected
         [[ $(rcli XINFO GROUPS "$stream" 2>/dev/null) == *projector* ]] && break
         sleep 0.1
     done
     load=$(load1)
-    r0=$(cpu_ticks "$redis_pid")
-    p0=$(cpu_ticks "$proj_pid")
+    r0=$(proc_ticks "$redis_pid" redis-server)
+    p0=$(proc_ticks "$proj_pid" projector)
     t0=$EPOCHREALTIME
     gen_out=$(eventgen --rate "$lag_rate" --duration "$lag_seconds")
     wait_applied "$n"
     t1=$EPOCHREALTIME
-    r1=$(cpu_ticks "$redis_pid")
-    p1=$(cpu_ticks "$proj_pid")
+    r1=$(proc_ticks "$redis_pid" redis-server)
+    p1=$(proc_ticks "$proj_pid" projector)
     scrape
     {
         echo "lag at $lag_rate events/s for $lag_seconds s (batch $batch; load $load at the start):"
@@ -346,18 +238,20 @@ lag_run() {
         echo "tally_projector_batch_seconds (read-to-ack time of one batch; $(awk -v a="$(metric tally_projector_events_applied_total)" -v c="$(metric tally_projector_batch_seconds_count)" 'BEGIN { printf "%.2f", c ? a / c : 0 }') events per batch):"
         histogram tally_projector_batch_seconds
     } >"$work/lag.txt"
-    proj_stop
-    redis_stop
+    svc_stop projector
+    redis_private_stop
 }
 
+# The table: one row per catch-up run (printed by catchup), the median row after them.
+row_fmt='%-6s %5d %9.0f %7.1f %6.0f %6.0f %6.0f %8d %6.1f %7.1f %7.1f %7.1f %5d %5.2f'
+med_fmt='%-6s %5d %9.0f %7.1f %6.0f %6.0f %6.0f %8.0f %6.1f %7.1f %7.1f %7.1f %5s %5.2f'
 header() {
-    printf '%-6s %5s %9s %7s %6s %6s %6s %8s %6s %7s %7s %7s %5s %5s\n' run batch events/s seconds \
-        redis% proj% other% FCALLs ev/FC us/FC us/ev cpu/ev gaps load
+    table_header "$row_fmt" run batch events/s seconds redis% proj% other% FCALLs ev/FC us/FC \
+        us/ev cpu/ev gaps load
 }
 
 echo "projector catch-up: $events events of $tenants tenants (seed $seed) preloaded into $stream"
-echo "machine: $(nproc) CPUs; $(uptime)"
-echo "projector: $projector_bin ($(stat -c %y "$projector_bin" | cut -d. -f1)); repo at $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')"
+bench_about projector "$projector_bin"
 echo "columns: CPU % of one core while catching up (Redis, the projector, everything else on the"
 echo "machine); FCALL calls, events per FCALL, us per FCALL and FCALL us per event (commandstats);"
 echo "cpu/ev: Redis CPU us per event; load: 1-minute load average at the start of the run"
@@ -368,13 +262,12 @@ header
 for run in $(seq "$runs"); do
     catchup "$run" "$batch" $((run == 1))
 done
-median() { # median COLUMN over the default-batch runs
-    awk -v c="$1" '$1 ~ /^[0-9]+$/ { print $c }' "$work/results" | sort -g |
-        awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+med() { # med COLUMN: its median over the default-batch runs
+    awk -v c="$1" '$1 ~ /^[0-9]+$/ { print $c }' "$work/results" | median
 }
-printf '%-6s %5d %9.0f %7.1f %6.0f %6.0f %6.0f %8.0f %6.1f %7.1f %7.1f %7.1f %5s %5.2f\n' median "$batch" \
-    "$(median 3)" "$(median 4)" "$(median 5)" "$(median 6)" "$(median 7)" "$(median 8)" \
-    "$(median 9)" "$(median 10)" "$(median 11)" "$(median 12)" - "$(median 14)" | tee "$work/median"
+# shellcheck disable=SC2059  # the table's row format
+printf "$med_fmt\n" median "$batch" "$(med 3)" "$(med 4)" "$(med 5)" "$(med 6)" "$(med 7)" \
+    "$(med 8)" "$(med 9)" "$(med 10)" "$(med 11)" "$(med 12)" - "$(med 14)" | tee "$work/median"
 for b in $batches; do
     catchup "b$b" "$b" 0
 done

@@ -38,6 +38,8 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source-path=SCRIPTDIR/.. source=scripts/lib/run.sh
+source "$repo/scripts/lib/run.sh"
 build=${1:-${BUILD_DIR:-$repo/build}}
 runs=${RUNS:-3}
 events=${EVENTS:-1920000}
@@ -51,7 +53,7 @@ duration=${DURATION:-10}
 warmup=${WARMUP:-2}
 connections=${CONNECTIONS:-1}
 proj_batch=${PROJ_BATCH:-}
-stall=${STALL_SECONDS:-120}
+stall_seconds=${STALL_SECONDS:-120}
 perf_on=${PERF:-0}
 projector_bin=$build/bin/projector
 query_bin=$build/bin/query-svc
@@ -59,117 +61,24 @@ eventgen_bin=$build/bin/bench-eventgen
 load_bin=$build/bin/bench-queryload
 stream=tally:events:0
 tenant="tenant-0"
+grpc_port= # query-svc's gRPC port (query_start)
 
-die() {
-    echo "query-bench: $*" >&2
-    exit 1
-}
-
-for tool in redis-server redis-cli curl python3; do
-    command -v $tool >/dev/null || die "$tool not found"
-done
+need_cmd redis-server redis-cli curl python3
 ((perf_on == 0)) || command -v perf >/dev/null || die "PERF=1 needs perf"
-for bin in "$projector_bin" "$query_bin" "$eventgen_bin" "$load_bin"; do
-    [[ -x $bin ]] || die "$bin not found: build first (cmake --build $build)"
-done
-for v in runs events low_rate low_seconds ov_concurrency duration connections stall; do
-    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "${v^^} must be a positive integer"
-done
+need_bin "$projector_bin" "$query_bin" "$eventgen_bin" "$load_bin"
+check_count runs events low_rate low_seconds ov_concurrency duration connections stall_seconds
 for v in $workers_list $concurrency_list; do
     [[ $v =~ ^[1-9][0-9]*$ ]] || die "WORKERS and CONCURRENCY must list positive integers"
 done
-[[ $seed =~ ^[0-9]+$ && $warmup =~ ^[0-9]+$ ]] || die "SEED, WARMUP must be integers"
+check_int seed warmup
 [[ -z $proj_batch || $proj_batch =~ ^[1-9][0-9]*$ ]] || die "PROJ_BATCH must be a positive integer"
-clk_tck=$(getconf CLK_TCK)
 
-work=$(mktemp -d)
-redis_pid=
-proj_pid=
-query_pid=
-load_pid=
-perf_pids=()
-cleanup() {
-    local pid
-    for pid in "${perf_pids[@]}" "$load_pid" "$query_pid" "$proj_pid" "$redis_pid"; do
-        if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
-            kill -KILL "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
-        fi
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-# free_port: a loopback TCP port that nothing listens on now.
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-rcli() {
-    redis-cli -h 127.0.0.1 -p "$redis_port" "$@"
-}
-
-info_field() { # info_field SECTION FIELD
-    rcli INFO "$1" | tr -d '\r' | awk -F: -v f="$2" '$1 == f { print $2 }'
-}
-
-# cpu_ticks PID NAME: user+system CPU time of a process in clock ticks; dies when it is gone.
-cpu_ticks() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || die "$2 (pid $1) is gone (killed from outside?)"
-    awk '{ sub(/^.*\) /, ""); split($0, f, " "); print f[12] + f[13] }' <<<"$stat"
-}
-
-# machine_busy: busy ticks of all CPUs (/proc/stat).
-machine_busy() {
-    awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6 }' /proc/stat
-}
-
-# wait_http PID PORT NAME LOG: until http://127.0.0.1:PORT/healthz answers (10 s).
-wait_http() {
-    for _ in $(seq 100); do
-        kill -0 "$1" 2>/dev/null || die "$3 exited at start: $(tail -5 "$4")"
-        curl -fs --max-time 1 -o /dev/null "http://127.0.0.1:$2/healthz" && return 0
-        sleep 0.1
-    done
-    die "$3 did not answer /healthz within 10 s: $(tail -5 "$4")"
-}
-
-# stop_svc PID NAME LOG: SIGTERM, then it must exit 0 within 15 s.
-stop_svc() {
-    local rc=0
-    kill -TERM "$1"
-    for _ in $(seq 150); do
-        kill -0 "$1" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$1" 2>/dev/null && die "$2 did not exit within 15 s of SIGTERM"
-    wait "$1" || rc=$?
-    ((rc == 0)) || die "$2 exited $rc after SIGTERM: $(tail -5 "$3")"
-}
-
-redis_start() {
-    redis_port=$(free_port)
-    mkdir "$work/redis"
-    redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
-        --dir "$work/redis" --logfile "$work/redis/redis.log" --daemonize no &
-    redis_pid=$!
-    for _ in $(seq 100); do
-        kill -0 "$redis_pid" 2>/dev/null || die "redis-server exited at start: $(cat "$work/redis/redis.log")"
-        [[ $(rcli PING 2>/dev/null) == PONG ]] && return 0
-        sleep 0.1
-    done
-    die "redis-server did not answer on port $redis_port within 10 s"
-}
-
-# metric NAME: the value of an unlabelled series in $work/metrics (0 when absent).
-metric() {
-    awk -v n="$1" '$1 == n { v = $2 } END { print v + 0 }' "$work/metrics"
-}
+run_init
+run_workdir
 
 # fill: part 1.
 fill() {
-    local gen_out written http_port t0 t1 done_n last=-1 last_change
+    local gen_out written http_port t0 t1
     gen_out=$("$eventgen_bin" --redis "127.0.0.1:$redis_port" --events "$events" --tenants 1 \
         --seed "$seed" --until-now)
     echo "  $gen_out"
@@ -177,42 +86,25 @@ fill() {
     complaints=$(sed -n 's/.*: \([0-9]*\) complaints;.*/\1/p' <<<"$gen_out")
     [[ $(rcli XLEN "$stream") == "$written" ]] || die "the stream does not hold $written entries"
     local mem_stream
-    mem_stream=$(info_field memory used_memory)
+    mem_stream=$(redis_info memory used_memory)
 
-    http_port=$(free_port)
+    free_port http_port
     local batch_env=()
     [[ -n $proj_batch ]] && batch_env=(TALLY_PROJECTOR_BATCH="$proj_batch")
     t0=$EPOCHREALTIME
-    env -i PATH="$PATH" TALLY_REDIS_URL="redis://127.0.0.1:$redis_port/0" \
-        TALLY_HTTP_LISTEN="127.0.0.1:$http_port" TALLY_LOG_LEVEL=warn "${batch_env[@]}" \
-        "$projector_bin" >"$work/projector.log" 2>&1 &
-    proj_pid=$!
-    wait_http "$proj_pid" "$http_port" projector "$work/projector.log"
-    last_change=$SECONDS
-    while :; do
-        curl -fsS --max-time 5 "http://127.0.0.1:$http_port/metrics" >"$work/metrics" ||
-            die "cannot read the projector's /metrics"
-        done_n=$(($(metric tally_projector_events_applied_total) + $(metric tally_projector_duplicates_total) + $(metric tally_projector_parked_total)))
-        ((done_n >= written)) && break
-        if ((done_n != last)); then
-            last=$done_n
-            last_change=$SECONDS
-        elif ((SECONDS - last_change > stall)); then
-            die "stalled at $done_n of $written events for $stall s: $(tail -5 "$work/projector.log")"
-        fi
-        kill -0 "$proj_pid" 2>/dev/null || die "projector died: $(tail -5 "$work/projector.log")"
-        sleep 0.2
-    done
+    svc_start projector "http://127.0.0.1:$http_port/healthz" \
+        env -i PATH="$PATH" TALLY_REDIS_URL="$redis_url" TALLY_HTTP_LISTEN="127.0.0.1:$http_port" \
+        TALLY_LOG_LEVEL=warn "${batch_env[@]}" "$projector_bin"
+    projector_wait_applied "127.0.0.1:$http_port" "$written" "$stall_seconds"
     t1=$EPOCHREALTIME
     (($(metric tally_projector_parked_total) == 0)) || die "events were parked (see tally:dead:0)"
-    stop_svc "$proj_pid" projector "$work/projector.log"
-    proj_pid=
+    svc_stop projector
     awk -v n="$written" -v t0="$t0" -v t1="$t1" -v b="${proj_batch:-default}" 'BEGIN {
         printf "  projector (batch %s): %d events applied in %.1f s (%.0f events/s)\n", b, n, t1 - t0, n / (t1 - t0) }'
     local mem_after mem_model
-    mem_after=$(info_field memory used_memory)
+    mem_after=$(redis_info memory used_memory)
     rcli DEL "$stream" >/dev/null
-    mem_model=$(info_field memory used_memory)
+    mem_model=$(redis_info memory used_memory)
     awk -v s="$mem_stream" -v a="$mem_after" -v m="$mem_model" -v c="$complaints" 'BEGIN {
         printf "  INFO memory used_memory: with the stream %.1f MiB, after the catch-up %.1f MiB,\n", s / 1048576, a / 1048576
         printf "  after DEL of the stream (the read model) %.1f MiB = %.0f B per complaint\n", m / 1048576, m / c }'
@@ -220,21 +112,14 @@ fill() {
     echo "  keys: $(rcli DBSIZE); open complaints: $(rcli ZCARD "{t:$tenant}:1:open")"
 }
 
-# query_start WORKERS: a fresh query-svc on free ports, waits for /healthz.
+# query_start WORKERS: a fresh query-svc on free ports (grpc_port), waits for /healthz.
 query_start() {
-    grpc_port=$(free_port)
     local http_port
-    http_port=$(free_port)
-    env -i PATH="$PATH" TALLY_REDIS_URL="redis://127.0.0.1:$redis_port/0" \
-        TALLY_GRPC_LISTEN="127.0.0.1:$grpc_port" TALLY_HTTP_LISTEN="127.0.0.1:$http_port" \
-        TALLY_WORKERS="$1" TALLY_LOG_LEVEL=warn "$query_bin" >"$work/query.log" 2>&1 &
-    query_pid=$!
-    wait_http "$query_pid" "$http_port" query-svc "$work/query.log"
-}
-
-query_stop() {
-    stop_svc "$query_pid" query-svc "$work/query.log"
-    query_pid=
+    free_port grpc_port http_port
+    svc_start query-svc "http://127.0.0.1:$http_port/healthz" \
+        env -i PATH="$PATH" TALLY_REDIS_URL="$redis_url" TALLY_GRPC_LISTEN="127.0.0.1:$grpc_port" \
+        TALLY_HTTP_LISTEN="127.0.0.1:$http_port" TALLY_WORKERS="$1" TALLY_LOG_LEVEL=warn "$query_bin"
+    query_pid=${proc_pid[query-svc]}
 }
 
 # check: part 2, one GetDashboard through bench-queryload --once.
@@ -272,63 +157,63 @@ measure() {
     rcli CONFIG RESETSTAT >/dev/null
     "$load_bin" --target "127.0.0.1:$grpc_port" --tenant "$tenant" --connections "$connections" \
         --warmup "$warmup" --duration "$secs" "$@" >"$work/load.out" 2>"$work/load.err" &
-    load_pid=$!
+    proc_adopt load $!
     sleep "$warmup"
-    q0=$(cpu_ticks "$query_pid" query-svc)
-    r0=$(cpu_ticks "$redis_pid" redis-server)
-    m0=$(machine_busy)
+    q0=$(proc_ticks "$query_pid" query-svc)
+    r0=$(proc_ticks "$redis_pid" redis-server)
+    read -r m0 _ < <(machine_ticks)
     t0=$EPOCHREALTIME
     if [[ $label == perf ]]; then
         perf record -q -F 499 -g -p "$query_pid" -o "$work/query.perf" -- sleep "$secs" 2>/dev/null &
-        perf_pids=($!)
+        proc_adopt perf-query $!
         perf record -q -F 499 -g -p "$redis_pid" -o "$work/redis.perf" -- sleep "$secs" 2>/dev/null &
-        perf_pids+=($!)
+        proc_adopt perf-redis $!
     fi
     sleep "$secs"
-    q1=$(cpu_ticks "$query_pid" query-svc)
-    r1=$(cpu_ticks "$redis_pid" redis-server)
-    m1=$(machine_busy)
+    q1=$(proc_ticks "$query_pid" query-svc)
+    r1=$(proc_ticks "$redis_pid" redis-server)
+    read -r m1 _ < <(machine_ticks)
     t1=$EPOCHREALTIME
-    wait "$load_pid" || rc=$?
-    load_pid=
-    if ((${#perf_pids[@]})); then
-        wait "${perf_pids[@]}" || true
-        perf_pids=()
+    proc_wait load || rc=$?
+    if [[ $label == perf ]]; then
+        proc_wait perf-query || true
+        proc_wait perf-redis || true
     fi
     out=$(cat "$work/load.out")
     echo "$run w$w $label: $out" >>"$work/raw"
     ((rc == 0)) || die "bench-queryload ($label) failed ($rc): $out $(cat "$work/load.err")"
     [[ $label == c* ]] && rcli INFO commandstats | tr -d '\r' >"$work/cmdstats.$label.w$w.r$run"
     awk -v run="$run" -v w="$w" -v l="$label" -v q="$((q1 - q0))" -v r="$((r1 - r0))" \
-        -v m="$((m1 - m0))" -v hz="$clk_tck" -v t0="$t0" -v t1="$t1" -v out="$out" 'BEGIN {
+        -v m="$((m1 - m0))" -v hz="$clk_tck" -v t0="$t0" -v t1="$t1" -v out="$out" \
+        -v fmt="$row_fmt" 'BEGIN {
             n = split(out, f, " "); for (i = 1; i <= n; i++) { split(f[i], kv, "="); v[kv[1]] = kv[2] }
             s = t1 - t0; qs = q / hz; rs = r / hz; cs = v["client_cpu_pct"] / 100 * s
             os = m / hz - qs - rs - cs; if (os < 0) os = 0
             req = v["rate"] * s
-            printf "%-4s %3d %-5s %8.1f %7.2f %7.2f %7.2f %7.1f %5.0f %5.0f %5.0f %5.0f %7.0f %7.0f %6.0f\n",
-                run, w, l, v["rate"], v["p50_ms"], v["p90_ms"], v["p99_ms"], v["max_ms"],
+            printf fmt "\n", run, w, l, v["rate"], v["p50_ms"], v["p90_ms"], v["p99_ms"], v["max_ms"],
                 100 * qs / s, 100 * rs / s, 100 * cs / s, 100 * os / s,
                 (req ? qs * 1e6 / req : 0), (req ? rs * 1e6 / req : 0), v["client_us_per_req"]
         }' | tee -a "$work/results"
 }
 
+# The table: a row per measurement (printed by measure), and the median rows.
+row_fmt='%-4s %3d %-5s %8.1f %7.2f %7.2f %7.2f %7.1f %5.0f %5.0f %5.0f %5.0f %7.0f %7.0f %6.0f'
 header() {
-    printf '%-4s %3s %-5s %8s %7s %7s %7s %7s %5s %5s %5s %5s %7s %7s %6s\n' run wrk test \
-        'rate/s' p50ms p90ms p99ms maxms 'qsvc%' 'redis%' 'load%' 'other%' 'qsvc/r' 'redis/r' 'load/r'
+    table_header "$row_fmt" run wrk test 'rate/s' p50ms p90ms p99ms maxms 'qsvc%' 'redis%' \
+        'load%' 'other%' 'qsvc/r' 'redis/r' 'load/r'
 }
 
 echo "query benchmark: one tenant, a year of events ending now ($events events, seed $seed)"
-echo "machine: $(nproc) CPUs; $(uptime)"
-echo "query-svc: $query_bin ($(stat -c %y "$query_bin" | cut -d. -f1)); repo at $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" status --porcelain -- query-svc common 2>/dev/null | grep -q . && echo ' (query-svc/common modified)')"
+bench_about query-svc "$query_bin" query-svc common
 echo
 echo "1. fill (bench-eventgen --until-now, then the projector until caught up)"
-redis_start
+redis_private_start
 fill
 echo
 echo "2. one GetDashboard (default request: the 30 days ending today), workers ${workers_list%% *}"
 query_start "${workers_list%% *}"
 check
-query_stop
+svc_stop query-svc
 echo
 echo "3. measurements (rate/s: achieved; latency in ms; CPU % of one core over the run:"
 echo "   query-svc, redis-server, the load generator, everything else; CPU us per request of"
@@ -350,13 +235,14 @@ for run in $(seq "$runs"); do
         if [[ $perf_on == 1 && $run == 1 && $w == "${workers_list%% *}" ]]; then
             measure "$run" "$w" perf "$duration" --concurrency "$perf_c" >/dev/null
         fi
-        query_stop
+        svc_stop query-svc
     done
 done
 
 echo
 echo "medians over $runs runs"
 header
+read -ra fmts <<<"$row_fmt" # a format per column
 for w in $workers_list; do
     labels=(low)
     for c in $concurrency_list; do
@@ -364,17 +250,12 @@ for w in $workers_list; do
     done
     for l in "${labels[@]}" ov; do
         awk -v w="$w" -v l="$l" '$1 ~ /^[0-9]+$/ && $2 == w && $3 == l' "$work/results" >"$work/sel"
-        awk -v w="$w" -v l="$l" '{ for (i = 4; i <= NF; i++) v[i, NR] = $i } END {
-                printf "%-4s %3d %-5s", "med", w, l
-                for (i = 4; i <= 15; i++) {
-                    n = 0; for (r = 1; r <= NR; r++) a[++n] = v[i, r]
-                    for (x = 1; x <= n; x++) for (y = x + 1; y <= n; y++) if (a[y] < a[x]) { t = a[x]; a[x] = a[y]; a[y] = t }
-                    m = n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-                    fmt = i == 4 ? " %8.1f" : i <= 7 ? " %7.2f" : i == 8 ? " %7.1f" : i <= 12 ? " %5.0f" : i <= 14 ? " %7.0f" : " %6.0f"
-                    printf fmt, m
-                }
-                printf "\n"
-            }' "$work/sel"
+        # shellcheck disable=SC2059  # the table's row format
+        printf "${fmts[0]} ${fmts[1]} ${fmts[2]}" med "$w" "$l"
+        for ((i = 3; i < ${#fmts[@]}; i++)); do
+            printf ' %s' "$(awk -v c=$((i + 1)) '{ print $c }' "$work/sel" | median "${fmts[i]}")"
+        done
+        printf '\n'
     done
 done | tee "$work/medians"
 

@@ -24,6 +24,8 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source-path=SCRIPTDIR/.. source=scripts/lib/run.sh
+source "$repo/scripts/lib/run.sh"
 build=${1:-${BUILD_DIR:-$repo/build}}
 tenant=${TENANT:-acme}
 rate=${RATE:-20}
@@ -33,17 +35,9 @@ query=${QUERY:-127.0.0.1:50052}
 tally=$build/bin/tally
 load=$build/bin/bench-queryload
 
-say() { printf 'repair-bench: %s\n' "$*" >&2; }
-die() {
-    say "$*"
-    exit 1
-}
-
-for bin in "$tally" "$load"; do
-    [[ -x $bin ]] || die "$bin is not built (cmake --build $build)"
-done
+need_bin "$tally" "$load"
 eval "$("$repo/scripts/stack" env)"
-rcli() { redis-cli -u "$TALLY_REDIS_URL" "$@"; }
+redis_url=$TALLY_REDIS_URL
 rcli PING >/dev/null || die "Redis does not answer at $TALLY_REDIS_URL (scripts/demo --keep first)"
 ms() { date +%s%3N; }
 
@@ -56,11 +50,12 @@ done
 events=$(psql "$TALLY_PG_DSN" -XAtq -c "SELECT count(*) FROM events")
 say "clean; $events events in PostgreSQL"
 
-out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+run_init
+run_workdir
+out=$work/load.out
 "$load" --target "$query" --tenant "$tenant" --rate "$rate" --duration "$seconds" --warmup 1 \
     >"$out" 2>/dev/null &
-load_pid=$!
+proc_adopt load $!
 sleep 3
 
 t0=$(ms)
@@ -81,11 +76,11 @@ until verify_clean; do
     sleep 1
 done
 clean=$(ms)
-wait "$load_pid" || true
+proc_wait load || true
 
 printf 'events_in_postgres=%s\n' "$events"
 awk -v t0="$t0" -v a="$announced" -v p="$applying" -v e="$ended" -v c="$clean" 'BEGIN {
     printf "announced_s=%.1f republished_s=%s repair_ended_s=%.1f verify_clean_s=%.1f\n",
-        (a - t0) / 1000, p > 0 ? sprintf("%.1f", (p - t0) / 1000) : "n/a(not_seen)",
+        (a - t0) / 1000, (p > 0 ? sprintf("%.1f", (p - t0) / 1000) : "n/a(not_seen)"),
         (e - t0) / 1000, (c - t0) / 1000 }'
 printf 'query load during the repair (%s/s GetDashboard %s): %s\n' "$rate" "$tenant" "$(cat "$out")"
