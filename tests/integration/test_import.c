@@ -4,7 +4,9 @@
  * already_existed; every validation error names its path and writes nothing; local days come
  * from the tenant's time zone.
  */
+#include "calls.h"
 #include "fixture.h"
+#include "imports.h"
 #include "tally/v1/commands.pb-c.h"
 #include "tally/v1/events.pb-c.h"
 
@@ -21,17 +23,10 @@
 #define HOUR (60 * MIN)
 #define DAY  (24 * HOUR)
 
-#define INVALID_ARGUMENT 3
-#define NOT_FOUND        5
-#define ALREADY_EXISTS   6
-#define ABORTED          10
-
 #define OPEN        TALLY__V1__STATUS__STATUS_OPEN
 #define IN_PROGRESS TALLY__V1__STATUS__STATUS_IN_PROGRESS
 #define RESOLVED    TALLY__V1__STATUS__STATUS_RESOLVED
 #define CLOSED      TALLY__V1__STATUS__STATUS_CLOSED
-
-#define STEPS_MAX 210
 
 /* ---- a running command-svc with a seeded tenant and a libpq connection --------------------- */
 
@@ -96,89 +91,6 @@ static int64_t utc_ms(int y, int mo, int d, int h, int mi)
 
 /* ---- building requests ------------------------------------------------------------------- */
 
-/* One ImportedComplaint with room for its steps. */
-typedef struct entry {
-    Tally__V1__ImportedComplaint c;
-    Tally__V1__ImportedStep steps[STEPS_MAX];
-    Tally__V1__ImportedStep *ptrs[STEPS_MAX];
-    Tally__V1__ImportedAssignment assign[STEPS_MAX];
-    Tally__V1__ImportedStatusChange move[STEPS_MAX];
-    char key[64];
-} entry;
-
-static void entry_init(entry *x, const char *key, const char *category, int priority,
-                       int64_t created_ms)
-{
-    tally__v1__imported_complaint__init(&x->c);
-    snprintf(x->key, sizeof(x->key), "%s", key);
-    x->c.idempotency_key = x->key;
-    x->c.category_id = (char *)category;
-    x->c.priority = (Tally__V1__Priority)priority;
-    x->c.title = "Printer on fire";
-    x->c.description = "It was fine yesterday.";
-    x->c.customer_id = "cust-42";
-    x->c.created_at_ms = created_ms;
-    x->c.history = x->ptrs;
-}
-
-static Tally__V1__ImportedStep *next_step(entry *x, int64_t at_ms)
-{
-    size_t i = x->c.n_history++;
-    cr_assert_lt(i, STEPS_MAX);
-    tally__v1__imported_step__init(&x->steps[i]);
-    x->steps[i].at_ms = at_ms;
-    x->ptrs[i] = &x->steps[i];
-    return &x->steps[i];
-}
-
-static void add_assign(entry *x, int64_t at_ms, const char *agent)
-{
-    Tally__V1__ImportedStep *s = next_step(x, at_ms);
-    Tally__V1__ImportedAssignment *a = &x->assign[x->c.n_history - 1];
-    tally__v1__imported_assignment__init(a);
-    a->agent_id = (char *)agent;
-    s->change_case = TALLY__V1__IMPORTED_STEP__CHANGE_ASSIGNMENT;
-    s->assignment = a;
-}
-
-static void add_move(entry *x, int64_t at_ms, int status, const char *actor, const char *note)
-{
-    Tally__V1__ImportedStep *s = next_step(x, at_ms);
-    Tally__V1__ImportedStatusChange *m = &x->move[x->c.n_history - 1];
-    tally__v1__imported_status_change__init(m);
-    m->status = (Tally__V1__Status)status;
-    m->actor = (char *)actor;
-    m->note = (char *)note;
-    s->change_case = TALLY__V1__IMPORTED_STEP__CHANGE_STATUS_CHANGE;
-    s->status_change = m;
-}
-
-/* A request over n entries (heap-allocated: entries are large). */
-typedef struct batch {
-    Tally__V1__ImportComplaintsRequest req;
-    entry *x;
-    Tally__V1__ImportedComplaint **ptrs;
-} batch;
-
-static void batch_init(batch *b, const char *tenant, size_t n)
-{
-    tally__v1__import_complaints_request__init(&b->req);
-    b->x = calloc(n ? n : 1, sizeof(entry));
-    b->ptrs = calloc(n ? n : 1, sizeof(*b->ptrs));
-    cr_assert(b->x && b->ptrs);
-    for (size_t i = 0; i < n; i++)
-        b->ptrs[i] = &b->x[i].c;
-    b->req.tenant_id = (char *)tenant;
-    b->req.n_complaints = n;
-    b->req.complaints = b->ptrs;
-}
-
-static void batch_release(batch *b)
-{
-    free(b->x);
-    free(b->ptrs);
-}
-
 /* The reference times of the history batch: T0 = 2026-03-10T09:00Z. */
 #define T0 utc_ms(2026, 3, 10, 9, 0)
 
@@ -187,93 +99,71 @@ static void batch_release(batch *b)
  * without history; C resolved at once, reopened, with a no-op unassignment and an assignment.
  * A's reopen is at 23:30Z, which is the next day in Europe/Berlin.
  */
-static void history_batch(batch *b, const char *tenant)
+static void history_batch(imp_batch *b, const char *tenant)
 {
     int64_t t0 = T0;
-    batch_init(b, tenant, 3);
-    entry *a = &b->x[0], *bb = &b->x[1], *c = &b->x[2];
-    entry_init(a, "legacy-A", "c1", TALLY__V1__PRIORITY__PRIORITY_HIGH, t0);
-    add_assign(a, t0 + HOUR, "a1");
-    add_move(a, t0 + 2 * HOUR, IN_PROGRESS, "a1", "looking into it");
-    add_move(a, t0 + 5 * HOUR, RESOLVED, "a1", "replaced the fuser");
-    add_move(a, t0 + DAY + 14 * HOUR + 30 * MIN, OPEN, "cust-portal", "on fire again");
-    add_assign(a, t0 + DAY + 15 * HOUR, "a2");
-    add_assign(a, t0 + DAY + 16 * HOUR, "a2");
-    add_move(a, t0 + 2 * DAY, RESOLVED, "a2", "");
-    add_move(a, t0 + 3 * DAY, CLOSED, "auto-close", "");
-    entry_init(bb, "legacy-B", "c2", TALLY__V1__PRIORITY__PRIORITY_LOW, t0 + 10 * MIN);
-    entry_init(c, "legacy-C", "c1", TALLY__V1__PRIORITY__PRIORITY_URGENT, t0 + 20 * MIN);
-    add_assign(c, t0 + 30 * MIN, "");
-    add_move(c, t0 + HOUR, RESOLVED, "legacy-import", "duplicate");
-    add_move(c, t0 + 2 * HOUR, OPEN, "legacy-import", "not a duplicate");
-    add_move(c, t0 + 2 * HOUR, IN_PROGRESS, "a1", "");
-    add_assign(c, t0 + 3 * HOUR, "a1");
+    imp_batch_init(b, tenant, 3);
+    imp_entry *a = &b->x[0], *bb = &b->x[1], *c = &b->x[2];
+    imp_entry_init(a, "legacy-A", "c1", TALLY__V1__PRIORITY__PRIORITY_HIGH, t0);
+    imp_add_assign(a, t0 + HOUR, "a1");
+    imp_add_move(a, t0 + 2 * HOUR, IN_PROGRESS, "a1", "looking into it");
+    imp_add_move(a, t0 + 5 * HOUR, RESOLVED, "a1", "replaced the fuser");
+    imp_add_move(a, t0 + DAY + 14 * HOUR + 30 * MIN, OPEN, "cust-portal", "on fire again");
+    imp_add_assign(a, t0 + DAY + 15 * HOUR, "a2");
+    imp_add_assign(a, t0 + DAY + 16 * HOUR, "a2");
+    imp_add_move(a, t0 + 2 * DAY, RESOLVED, "a2", "");
+    imp_add_move(a, t0 + 3 * DAY, CLOSED, "auto-close", "");
+    imp_entry_init(bb, "legacy-B", "c2", TALLY__V1__PRIORITY__PRIORITY_LOW, t0 + 10 * MIN);
+    imp_entry_init(c, "legacy-C", "c1", TALLY__V1__PRIORITY__PRIORITY_URGENT, t0 + 20 * MIN);
+    imp_add_assign(c, t0 + 30 * MIN, "");
+    imp_add_move(c, t0 + HOUR, RESOLVED, "legacy-import", "duplicate");
+    imp_add_move(c, t0 + 2 * HOUR, OPEN, "legacy-import", "not a duplicate");
+    imp_add_move(c, t0 + 2 * HOUR, IN_PROGRESS, "a1", "");
+    imp_add_assign(c, t0 + 3 * HOUR, "a1");
 }
 
 /* ---- calls --------------------------------------------------------------------------------- */
 
-static int import(env *e, const batch *b, gc_result *out)
-{
-    cr_assert_eq(gc_call(e->c, CMD("ImportComplaints"), &b->req.base, NULL, 60000, out), 0);
-    return out->code;
-}
-
 /* Imports and asserts OK; caller frees with tally__v1__import_complaints_reply__free_unpacked. */
-static Tally__V1__ImportComplaintsReply *import_ok(env *e, const batch *b)
+static Tally__V1__ImportComplaintsReply *import_ok(env *e, const imp_batch *b)
 {
-    gc_result r;
-    import(e, b, &r);
-    cr_assert_eq(r.code, 0, "ImportComplaints: %d %s", r.code, r.details);
-    Tally__V1__ImportComplaintsReply *rep =
-        tally__v1__import_complaints_reply__unpack(NULL, r.len, r.data);
-    cr_assert_not_null(rep);
-    gc_result_release(&r);
-    return rep;
+    return call_ok(e->c, CMD("ImportComplaints"), &b->req.base,
+                   &tally__v1__import_complaints_reply__descriptor, 60000);
 }
 
 /* The call fails with code, its message starts with prefix, and no row was written. */
-static void import_fails(env *e, const batch *b, int code, const char *prefix)
+static void import_fails(env *e, const imp_batch *b, int code, const char *prefix)
 {
     char before[128], after[128];
-    gc_result r;
+    gc_status st;
     count_rows(e, before, sizeof(before));
-    import(e, b, &r);
-    cr_assert_eq(r.code, code, "expected code %d, got %d: %s", code, r.code, r.details);
-    cr_assert_eq(strncmp(r.details, prefix, strlen(prefix)), 0,
-                 "message \"%s\" does not start with \"%s\"", r.details, prefix);
+    call_code(e->c, CMD("ImportComplaints"), &b->req.base, 60000, &st);
+    cr_assert_eq(st.code, code, "expected code %d, got %d: %s", code, st.code, st.details);
+    cr_assert_eq(strncmp(st.details, prefix, strlen(prefix)), 0,
+                 "message \"%s\" does not start with \"%s\"", st.details, prefix);
     count_rows(e, after, sizeof(after));
     cr_assert_str_eq(after, before, "rows were written: %s -> %s", before, after);
-    gc_result_release(&r);
 }
 
 static Tally__V1__Complaint *get_complaint(env *e, int64_t id, Tally__V1__GetComplaintReply **own)
 {
     Tally__V1__GetComplaintRequest req = TALLY__V1__GET_COMPLAINT_REQUEST__INIT;
-    gc_result r;
     req.tenant_id = e->tenant;
     req.complaint_id = id;
-    cr_assert_eq(gc_call(e->c, CMD("GetComplaint"), &req.base, NULL, 10000, &r), 0);
-    cr_assert_eq(r.code, 0, "GetComplaint: %d %s", r.code, r.details);
-    *own = tally__v1__get_complaint_reply__unpack(NULL, r.len, r.data);
-    gc_result_release(&r);
-    cr_assert(*own && (*own)->complaint);
+    *own = call_ok(e->c, CMD("GetComplaint"), &req.base,
+                   &tally__v1__get_complaint_reply__descriptor, 10000);
+    cr_assert((*own)->complaint);
     return (*own)->complaint;
 }
 
 static Tally__V1__ListStatusHistoryReply *history(env *e, int64_t id)
 {
     Tally__V1__ListStatusHistoryRequest req = TALLY__V1__LIST_STATUS_HISTORY_REQUEST__INIT;
-    gc_result r;
     req.tenant_id = e->tenant;
     req.complaint_id = id;
     req.page_size = 100;
-    cr_assert_eq(gc_call(e->c, CMD("ListStatusHistory"), &req.base, NULL, 10000, &r), 0);
-    cr_assert_eq(r.code, 0, "ListStatusHistory: %d %s", r.code, r.details);
-    Tally__V1__ListStatusHistoryReply *rep =
-        tally__v1__list_status_history_reply__unpack(NULL, r.len, r.data);
-    gc_result_release(&r);
-    cr_assert_not_null(rep);
-    return rep;
+    return call_ok(e->c, CMD("ListStatusHistory"), &req.base,
+                   &tally__v1__list_status_history_reply__descriptor, 10000);
 }
 
 static void check_entry(const Tally__V1__StatusHistoryEntry *h, int64_t version, int from, int to,
@@ -375,7 +265,7 @@ static void check_changed(const ev *v, int from, int to, const char *agent, cons
 Test(import, history_lands_with_final_state_and_full_audit_log, .timeout = 60)
 {
     env e;
-    batch b;
+    imp_batch b;
     int64_t t0 = T0;
     env_start(&e, "Europe/Berlin");
     history_batch(&b, e.tenant);
@@ -450,14 +340,14 @@ Test(import, history_lands_with_final_state_and_full_audit_log, .timeout = 60)
     tally__v1__list_status_history_reply__free_unpacked(h, NULL);
 
     tally__v1__import_complaints_reply__free_unpacked(rep, NULL);
-    batch_release(&b);
+    imp_batch_release(&b);
     env_stop(&e);
 }
 
 Test(import, events_carry_historical_times_versions_and_live_bodies, .timeout = 60)
 {
     env e;
-    batch b;
+    imp_batch b;
     ev v[32];
     int64_t t0 = T0;
     env_start(&e, "Europe/Berlin");
@@ -534,14 +424,14 @@ Test(import, events_carry_historical_times_versions_and_live_bodies, .timeout = 
 
     free_events(v, n);
     tally__v1__import_complaints_reply__free_unpacked(rep, NULL);
-    batch_release(&b);
+    imp_batch_release(&b);
     env_stop(&e);
 }
 
 Test(import, a_retry_writes_nothing_and_reports_the_first_result, .timeout = 60)
 {
     env e;
-    batch b, mixed, changed;
+    imp_batch b, mixed, changed;
     char before[128], after[128];
     env_start(&e, "UTC");
     history_batch(&b, e.tenant);
@@ -563,7 +453,7 @@ Test(import, a_retry_writes_nothing_and_reports_the_first_result, .timeout = 60)
     }
 
     /* A batch mixing a known entry with a new one writes only the new one. */
-    batch_init(&mixed, e.tenant, 2);
+    imp_batch_init(&mixed, e.tenant, 2);
     mixed.x[0] = b.x[2];
     mixed.x[0].c.idempotency_key = mixed.x[0].key;
     mixed.x[0].c.history = mixed.x[0].ptrs;
@@ -574,8 +464,8 @@ Test(import, a_retry_writes_nothing_and_reports_the_first_result, .timeout = 60)
         else
             mixed.x[0].steps[j].status_change = &mixed.x[0].move[j];
     }
-    entry_init(&mixed.x[1], "legacy-D", "c2", 2, T0);
-    add_move(&mixed.x[1], T0 + HOUR, RESOLVED, "a1", "");
+    imp_entry_init(&mixed.x[1], "legacy-D", "c2", 2, T0);
+    imp_add_move(&mixed.x[1], T0 + HOUR, RESOLVED, "a1", "");
     Tally__V1__ImportComplaintsReply *mix = import_ok(&e, &mixed);
     cr_assert(mix->results[0]->already_existed);
     cr_assert_eq(mix->results[0]->complaint_id, first->results[2]->complaint_id);
@@ -588,165 +478,170 @@ Test(import, a_retry_writes_nothing_and_reports_the_first_result, .timeout = 60)
     cr_assert_str_eq(after, "4/13/16/4");
 
     /* The same key with other content is refused for the whole batch. */
-    batch_init(&changed, e.tenant, 2);
-    entry_init(&changed.x[0], "legacy-E", "c1", 1, T0);
-    entry_init(&changed.x[1], "legacy-B", "c2", TALLY__V1__PRIORITY__PRIORITY_LOW, T0 + 10 * MIN);
+    imp_batch_init(&changed, e.tenant, 2);
+    imp_entry_init(&changed.x[0], "legacy-E", "c1", 1, T0);
+    imp_entry_init(&changed.x[1], "legacy-B", "c2", TALLY__V1__PRIORITY__PRIORITY_LOW,
+                   T0 + 10 * MIN);
     changed.x[1].c.title = "Another title";
-    import_fails(&e, &changed, ALREADY_EXISTS, "complaints[1].idempotency_key: \"legacy-B\"");
+    import_fails(&e, &changed, TALLY_GRPC_ALREADY_EXISTS,
+                 "complaints[1].idempotency_key: \"legacy-B\"");
 
-    /* A CreateComplaint key reused by an import: other content, ALREADY_EXISTS. */
+    /* A CreateComplaint key reused by an import: other content, TALLY_GRPC_ALREADY_EXISTS. */
     Tally__V1__CreateComplaintRequest cr = TALLY__V1__CREATE_COMPLAINT_REQUEST__INIT;
-    gc_result res;
     cr.tenant_id = e.tenant;
     cr.idempotency_key = "live-1";
     cr.category_id = "c1";
     cr.priority = TALLY__V1__PRIORITY__PRIORITY_MEDIUM;
     cr.title = "Printer on fire";
     cr.customer_id = "cust-42";
-    cr_assert_eq(gc_call(e.c, CMD("CreateComplaint"), &cr.base, NULL, 10000, &res), 0);
-    cr_assert_eq(res.code, 0, "CreateComplaint: %s", res.details);
-    gc_result_release(&res);
-    entry_init(&changed.x[1], "live-1", "c1", TALLY__V1__PRIORITY__PRIORITY_MEDIUM, T0);
-    import_fails(&e, &changed, ALREADY_EXISTS, "complaints[1].idempotency_key: \"live-1\"");
+    call_free(call_ok(e.c, CMD("CreateComplaint"), &cr.base,
+                      &tally__v1__create_complaint_reply__descriptor, 10000));
+    imp_entry_init(&changed.x[1], "live-1", "c1", TALLY__V1__PRIORITY__PRIORITY_MEDIUM, T0);
+    import_fails(&e, &changed, TALLY_GRPC_ALREADY_EXISTS,
+                 "complaints[1].idempotency_key: \"live-1\"");
 
     tally__v1__import_complaints_reply__free_unpacked(first, NULL);
     tally__v1__import_complaints_reply__free_unpacked(again, NULL);
     tally__v1__import_complaints_reply__free_unpacked(mix, NULL);
-    batch_release(&changed);
-    batch_release(&mixed);
-    batch_release(&b);
+    imp_batch_release(&changed);
+    imp_batch_release(&mixed);
+    imp_batch_release(&b);
     env_stop(&e);
 }
 
 /* A valid two-entry batch to break in one place. */
-static void good_batch(batch *b, const char *tenant)
+static void good_batch(imp_batch *b, const char *tenant)
 {
-    batch_init(b, tenant, 3);
-    entry_init(&b->x[0], "k0", "c1", 2, T0);
-    add_assign(&b->x[0], T0 + HOUR, "a1");
-    add_move(&b->x[0], T0 + 2 * HOUR, RESOLVED, "a1", "");
-    add_move(&b->x[0], T0 + 3 * HOUR, CLOSED, "a1", "");
-    entry_init(&b->x[1], "k1", "c2", 3, T0);
-    entry_init(&b->x[2], "k2", "c1", 4, T0);
-    add_move(&b->x[2], T0 + HOUR, IN_PROGRESS, "a2", "");
+    imp_batch_init(b, tenant, 3);
+    imp_entry_init(&b->x[0], "k0", "c1", 2, T0);
+    imp_add_assign(&b->x[0], T0 + HOUR, "a1");
+    imp_add_move(&b->x[0], T0 + 2 * HOUR, RESOLVED, "a1", "");
+    imp_add_move(&b->x[0], T0 + 3 * HOUR, CLOSED, "a1", "");
+    imp_entry_init(&b->x[1], "k1", "c2", 3, T0);
+    imp_entry_init(&b->x[2], "k2", "c1", 4, T0);
+    imp_add_move(&b->x[2], T0 + HOUR, IN_PROGRESS, "a2", "");
 }
 
 Test(import, every_validation_error_names_its_path_and_writes_nothing, .timeout = 60)
 {
     env e;
-    batch b;
+    imp_batch b;
     env_start(&e, "UTC");
 
     good_batch(&b, e.tenant);
     b.x[1].c.priority = 7;
-    import_fails(&e, &b, INVALID_ARGUMENT, "complaints[1].priority: ");
-    batch_release(&b);
+    import_fails(&e, &b, TALLY_GRPC_INVALID_ARGUMENT, "complaints[1].priority: ");
+    imp_batch_release(&b);
 
     good_batch(&b, e.tenant);
     b.x[0].steps[0].at_ms = T0 - 1;
-    import_fails(&e, &b, INVALID_ARGUMENT, "complaints[0].history[0].at_ms: before created_at_ms");
-    batch_release(&b);
+    import_fails(&e, &b, TALLY_GRPC_INVALID_ARGUMENT,
+                 "complaints[0].history[0].at_ms: before created_at_ms");
+    imp_batch_release(&b);
 
     good_batch(&b, e.tenant);
     b.x[0].steps[2].at_ms = T0 + 90 * MIN;
-    import_fails(&e, &b, INVALID_ARGUMENT, "complaints[0].history[2].at_ms: before the previous");
-    batch_release(&b);
+    import_fails(&e, &b, TALLY_GRPC_INVALID_ARGUMENT,
+                 "complaints[0].history[2].at_ms: before the previous");
+    imp_batch_release(&b);
 
     good_batch(&b, e.tenant);
     b.x[2].move[0].status = CLOSED;
-    import_fails(&e, &b, INVALID_ARGUMENT,
+    import_fails(&e, &b, TALLY_GRPC_INVALID_ARGUMENT,
                  "complaints[2].history[0].status_change.status: cannot move from OPEN to CLOSED; "
                  "allowed from OPEN: IN_PROGRESS, RESOLVED");
-    batch_release(&b);
+    imp_batch_release(&b);
 
     good_batch(&b, e.tenant);
-    add_move(&b.x[0], T0 + 4 * HOUR, OPEN, "a1", "");
-    import_fails(&e, &b, INVALID_ARGUMENT,
+    imp_add_move(&b.x[0], T0 + 4 * HOUR, OPEN, "a1", "");
+    import_fails(&e, &b, TALLY_GRPC_INVALID_ARGUMENT,
                  "complaints[0].history[3].status_change.status: cannot move from CLOSED to OPEN");
-    batch_release(&b);
+    imp_batch_release(&b);
 
     good_batch(&b, e.tenant);
-    add_assign(&b.x[0], T0 + 4 * HOUR, "a1");
-    import_fails(&e, &b, INVALID_ARGUMENT, "complaints[0].history[3].assignment: ");
-    batch_release(&b);
+    imp_add_assign(&b.x[0], T0 + 4 * HOUR, "a1");
+    import_fails(&e, &b, TALLY_GRPC_INVALID_ARGUMENT, "complaints[0].history[3].assignment: ");
+    imp_batch_release(&b);
 
     good_batch(&b, e.tenant);
     b.x[2].move[0].status = 0;
-    import_fails(&e, &b, INVALID_ARGUMENT, "complaints[2].history[0].status_change.status: ");
-    batch_release(&b);
+    import_fails(&e, &b, TALLY_GRPC_INVALID_ARGUMENT,
+                 "complaints[2].history[0].status_change.status: ");
+    imp_batch_release(&b);
 
     good_batch(&b, e.tenant);
     b.x[2].steps[0].change_case = TALLY__V1__IMPORTED_STEP__CHANGE__NOT_SET;
-    import_fails(&e, &b, INVALID_ARGUMENT, "complaints[2].history[0]: ");
-    batch_release(&b);
+    import_fails(&e, &b, TALLY_GRPC_INVALID_ARGUMENT, "complaints[2].history[0]: ");
+    imp_batch_release(&b);
 
     good_batch(&b, e.tenant);
     b.x[2].move[0].actor = "";
-    import_fails(&e, &b, INVALID_ARGUMENT, "complaints[2].history[0].status_change.actor: ");
-    batch_release(&b);
+    import_fails(&e, &b, TALLY_GRPC_INVALID_ARGUMENT,
+                 "complaints[2].history[0].status_change.actor: ");
+    imp_batch_release(&b);
 
     good_batch(&b, e.tenant);
     b.x[1].c.created_at_ms = (int64_t)time(NULL) * 1000 + DAY;
-    import_fails(&e, &b, INVALID_ARGUMENT, "complaints[1].created_at_ms: in the future");
-    batch_release(&b);
+    import_fails(&e, &b, TALLY_GRPC_INVALID_ARGUMENT, "complaints[1].created_at_ms: in the future");
+    imp_batch_release(&b);
 
     good_batch(&b, e.tenant);
     b.x[1].c.created_at_ms = utc_ms(1999, 12, 31, 23, 59);
-    import_fails(&e, &b, INVALID_ARGUMENT, "complaints[1].created_at_ms: before 2000");
-    batch_release(&b);
+    import_fails(&e, &b, TALLY_GRPC_INVALID_ARGUMENT, "complaints[1].created_at_ms: before 2000");
+    imp_batch_release(&b);
 
     good_batch(&b, e.tenant);
     b.x[2].c.title = "bad \xc3\x28 utf-8";
-    import_fails(&e, &b, INVALID_ARGUMENT, "complaints[2].title: not valid UTF-8");
-    batch_release(&b);
+    import_fails(&e, &b, TALLY_GRPC_INVALID_ARGUMENT, "complaints[2].title: not valid UTF-8");
+    imp_batch_release(&b);
 
     good_batch(&b, e.tenant);
     snprintf(b.x[1].key, sizeof(b.x[1].key), "k1'; DROP TABLE events; --");
-    import_fails(&e, &b, INVALID_ARGUMENT, "complaints[1].idempotency_key: ");
-    batch_release(&b);
+    import_fails(&e, &b, TALLY_GRPC_INVALID_ARGUMENT, "complaints[1].idempotency_key: ");
+    imp_batch_release(&b);
 
     good_batch(&b, e.tenant);
     snprintf(b.x[2].key, sizeof(b.x[2].key), "k0");
-    import_fails(&e, &b, INVALID_ARGUMENT,
+    import_fails(&e, &b, TALLY_GRPC_INVALID_ARGUMENT,
                  "complaints[2].idempotency_key: \"k0\" repeats complaints[0]");
-    batch_release(&b);
+    imp_batch_release(&b);
 
     good_batch(&b, e.tenant);
     for (int j = 0; j < 201; j++)
-        add_assign(&b.x[1], T0 + j * MIN, j % 2 ? "a1" : "a2");
-    import_fails(&e, &b, INVALID_ARGUMENT, "complaints[1].history: more than 200");
-    batch_release(&b);
+        imp_add_assign(&b.x[1], T0 + j * MIN, j % 2 ? "a1" : "a2");
+    import_fails(&e, &b, TALLY_GRPC_INVALID_ARGUMENT, "complaints[1].history: more than 200");
+    imp_batch_release(&b);
 
-    batch_init(&b, e.tenant, 0);
-    import_fails(&e, &b, INVALID_ARGUMENT, "complaints: ");
-    batch_release(&b);
+    imp_batch_init(&b, e.tenant, 0);
+    import_fails(&e, &b, TALLY_GRPC_INVALID_ARGUMENT, "complaints: ");
+    imp_batch_release(&b);
 
-    batch_init(&b, e.tenant, 1001);
+    imp_batch_init(&b, e.tenant, 1001);
     for (int i = 0; i < 1001; i++) {
         char key[16];
         snprintf(key, sizeof(key), "bulk-%d", i);
-        entry_init(&b.x[i], key, "c1", 1, T0);
+        imp_entry_init(&b.x[i], key, "c1", 1, T0);
     }
-    import_fails(&e, &b, INVALID_ARGUMENT, "complaints: more than 1000");
-    batch_release(&b);
+    import_fails(&e, &b, TALLY_GRPC_INVALID_ARGUMENT, "complaints: more than 1000");
+    imp_batch_release(&b);
 
     good_batch(&b, e.tenant);
     b.x[1].c.category_id = "nope";
     b.x[2].c.category_id = "nope";
-    import_fails(&e, &b, NOT_FOUND, "complaints[1].category_id: no category \"nope\"");
-    batch_release(&b);
+    import_fails(&e, &b, TALLY_GRPC_NOT_FOUND, "complaints[1].category_id: no category \"nope\"");
+    imp_batch_release(&b);
 
     good_batch(&b, e.tenant);
-    add_assign(&b.x[2], T0 + 2 * HOUR, "ghost");
-    import_fails(&e, &b, NOT_FOUND,
+    imp_add_assign(&b.x[2], T0 + 2 * HOUR, "ghost");
+    import_fails(&e, &b, TALLY_GRPC_NOT_FOUND,
                  "complaints[2].history[1].assignment.agent_id: no agent "
                  "\"ghost\"");
-    batch_release(&b);
+    imp_batch_release(&b);
 
     good_batch(&b, e.tenant);
     b.req.tenant_id = "no-such-tenant";
-    import_fails(&e, &b, NOT_FOUND, "tenant_id: no tenant \"no-such-tenant\"");
-    batch_release(&b);
+    import_fails(&e, &b, TALLY_GRPC_NOT_FOUND, "tenant_id: no tenant \"no-such-tenant\"");
+    imp_batch_release(&b);
 
     /* After all of that, the good batch imports. */
     good_batch(&b, e.tenant);
@@ -754,7 +649,7 @@ Test(import, every_validation_error_names_its_path_and_writes_nothing, .timeout 
     cr_assert_eq(rep->imported, 3);
     cr_assert_eq(rep->events_written, 4 + 1 + 2);
     tally__v1__import_complaints_reply__free_unpacked(rep, NULL);
-    batch_release(&b);
+    imp_batch_release(&b);
     env_stop(&e);
 }
 
@@ -762,7 +657,7 @@ Test(import, local_days_follow_the_tenant_time_zone, .timeout = 60)
 {
     env e;
     char utc[32];
-    batch b;
+    imp_batch b;
     ev v[4];
     int64_t created = utc_ms(2026, 1, 1, 23, 30), solved = utc_ms(2026, 1, 2, 10, 0);
     env_start(&e, "Pacific/Auckland");
@@ -771,9 +666,9 @@ Test(import, local_days_follow_the_tenant_time_zone, .timeout = 60)
     const char *tenants[] = { e.tenant, utc };
     const char *days[][2] = { { "2026-01-02", "2026-01-02" }, { "2026-01-01", "2026-01-02" } };
     for (int t = 0; t < 2; t++) {
-        batch_init(&b, tenants[t], 1);
-        entry_init(&b.x[0], "nye", "c1", 1, created);
-        add_move(&b.x[0], solved, RESOLVED, "a1", "");
+        imp_batch_init(&b, tenants[t], 1);
+        imp_entry_init(&b.x[0], "nye", "c1", 1, created);
+        imp_add_move(&b.x[0], solved, RESOLVED, "a1", "");
         Tally__V1__ImportComplaintsReply *rep = import_ok(&e, &b);
         cr_assert_eq(rep->events_written, 2);
         int n = load_events(&e, tenants[t], v, 4);
@@ -784,7 +679,7 @@ Test(import, local_days_follow_the_tenant_time_zone, .timeout = 60)
         cr_assert_eq(v[1].changed->resolution_seconds, (solved - created) / 1000);
         free_events(v, n);
         tally__v1__import_complaints_reply__free_unpacked(rep, NULL);
-        batch_release(&b);
+        imp_batch_release(&b);
     }
     env_stop(&e);
 }
@@ -792,7 +687,7 @@ Test(import, local_days_follow_the_tenant_time_zone, .timeout = 60)
 Test(import, concurrent_imports_of_one_batch_write_it_once, .timeout = 60)
 {
     env e;
-    batch b;
+    imp_batch b;
     gc_result rs[4];
     char rows[128];
     int ok = 0;
@@ -800,8 +695,8 @@ Test(import, concurrent_imports_of_one_batch_write_it_once, .timeout = 60)
     history_batch(&b, e.tenant);
     gc_call_many(e.c, CMD("ImportComplaints"), &b.req.base, 4, 30000, rs);
     for (int i = 0; i < 4; i++) {
-        cr_assert(rs[i].code == 0 || rs[i].code == ABORTED, "call %d: %d %s", i, rs[i].code,
-                  rs[i].details);
+        cr_assert(rs[i].code == 0 || rs[i].code == TALLY_GRPC_ABORTED, "call %d: %d %s", i,
+                  rs[i].code, rs[i].details);
         ok += rs[i].code == 0;
         gc_result_release(&rs[i]);
     }
@@ -813,33 +708,34 @@ Test(import, concurrent_imports_of_one_batch_write_it_once, .timeout = 60)
     for (int i = 0; i < 3; i++)
         cr_assert(rep->results[i]->already_existed);
     tally__v1__import_complaints_reply__free_unpacked(rep, NULL);
-    batch_release(&b);
+    imp_batch_release(&b);
     env_stop(&e);
 }
 
 Test(import, a_full_batch_of_1000_imports_in_one_call, .timeout = 60)
 {
     env e;
-    batch b;
-    gc_result r;
+    imp_batch b;
+    gc_status st;
+    Tally__V1__ImportComplaintsReply *rep;
     char rows[128];
     env_start(&e, "America/New_York");
-    batch_init(&b, e.tenant, 1000);
+    imp_batch_init(&b, e.tenant, 1000);
     for (int i = 0; i < 1000; i++) {
         char key[16];
         int64_t t = T0 - (int64_t)i * HOUR;
         snprintf(key, sizeof(key), "bulk-%d", i);
-        entry_init(&b.x[i], key, i % 2 ? "c1" : "c2", 1 + i % 4, t);
-        add_assign(&b.x[i], t + MIN, i % 3 ? "a1" : "a2");
-        add_move(&b.x[i], t + 2 * MIN, RESOLVED, "a1", "");
+        imp_entry_init(&b.x[i], key, i % 2 ? "c1" : "c2", 1 + i % 4, t);
+        imp_add_assign(&b.x[i], t + MIN, i % 3 ? "a1" : "a2");
+        imp_add_move(&b.x[i], t + 2 * MIN, RESOLVED, "a1", "");
         if (i % 5)
-            add_move(&b.x[i], t + 3 * MIN, CLOSED, "a1", "");
+            imp_add_move(&b.x[i], t + 3 * MIN, CLOSED, "a1", "");
     }
-    import(&e, &b, &r);
-    cr_assert_eq(r.code, 0, "%s", r.details);
-    cr_assert_lt(r.seconds, 10.0, "a batch of 1000 took %.2f s", r.seconds);
-    Tally__V1__ImportComplaintsReply *rep =
-        tally__v1__import_complaints_reply__unpack(NULL, r.len, r.data);
+    gc_call_msg(e.c, CMD("ImportComplaints"), &b.req.base,
+                &tally__v1__import_complaints_reply__descriptor, NULL, 60000,
+                (ProtobufCMessage **)&rep, &st);
+    cr_assert_eq(st.code, 0, "%s", st.details);
+    cr_assert_lt(st.seconds, 10.0, "a batch of 1000 took %.2f s", st.seconds);
     cr_assert_eq(rep->imported, 1000);
     cr_assert_eq(rep->events_written, 1000 * 3 + 800);
     for (int i = 0; i < 1000; i++)
@@ -847,8 +743,7 @@ Test(import, a_full_batch_of_1000_imports_in_one_call, .timeout = 60)
     count_rows(&e, rows, sizeof(rows));
     cr_assert_str_eq(rows, "1000/2800/3800/1000");
     tally__v1__import_complaints_reply__free_unpacked(rep, NULL);
-    gc_result_release(&r);
-    batch_release(&b);
+    imp_batch_release(&b);
     env_stop(&e);
 }
 
@@ -857,15 +752,10 @@ Test(import, a_full_batch_of_1000_imports_in_one_call, .timeout = 60)
 /* A live command that must succeed; returns the reply's version (field 2 of every reply). */
 static int64_t live(env *e, const char *method, const ProtobufCMessage *msg)
 {
-    gc_result r;
-    cr_assert_eq(gc_call(e->c, method, msg, NULL, 10000, &r), 0);
-    cr_assert_eq(r.code, 0, "%s: %d %s", method, r.code, r.details);
     Tally__V1__AssignComplaintReply *rep =
-        tally__v1__assign_complaint_reply__unpack(NULL, r.len, r.data);
-    cr_assert_not_null(rep);
+        call_ok(e->c, method, msg, &tally__v1__assign_complaint_reply__descriptor, 10000);
     int64_t version = rep->version;
     tally__v1__assign_complaint_reply__free_unpacked(rep, NULL);
-    gc_result_release(&r);
     return version;
 }
 
@@ -918,7 +808,7 @@ static size_t timeless_body(const ev *v, uint8_t *buf, size_t cap)
 Test(import, an_imported_history_equals_the_same_history_done_live, .timeout = 60)
 {
     env e;
-    batch b;
+    imp_batch b;
     ev v[32];
     int64_t t0 = T0;
     env_start(&e, "UTC");
@@ -931,14 +821,11 @@ Test(import, an_imported_history_equals_the_same_history_done_live, .timeout = 6
     cr.title = "Printer on fire";
     cr.description = "It was fine yesterday.";
     cr.customer_id = "cust-42";
-    gc_result r;
-    cr_assert_eq(gc_call(e.c, CMD("CreateComplaint"), &cr.base, NULL, 10000, &r), 0);
-    cr_assert_eq(r.code, 0, "CreateComplaint: %s", r.details);
     Tally__V1__CreateComplaintReply *created =
-        tally__v1__create_complaint_reply__unpack(NULL, r.len, r.data);
+        call_ok(e.c, CMD("CreateComplaint"), &cr.base,
+                &tally__v1__create_complaint_reply__descriptor, 10000);
     int64_t id = created->complaint_id, ver = created->version;
     tally__v1__create_complaint_reply__free_unpacked(created, NULL);
-    gc_result_release(&r);
     /* The same steps as legacy-A of history_batch, live. */
     ver = live_assign(&e, id, ver, "a1");
     ver = live_move(&e, id, ver, IN_PROGRESS, "a1", "looking into it");
@@ -992,23 +879,23 @@ Test(import, an_imported_history_equals_the_same_history_done_live, .timeout = 6
 
     free_events(v, n);
     tally__v1__import_complaints_reply__free_unpacked(rep, NULL);
-    batch_release(&b);
+    imp_batch_release(&b);
     env_stop(&e);
 }
 
 Test(import, text_with_sql_and_array_metacharacters_is_stored_verbatim, .timeout = 60)
 {
     env e;
-    batch b;
+    imp_batch b;
     static const char *title = "Robert'); DROP TABLE complaints;-- {\"a\",NULL} \\x00 \xc3\xa9";
     static const char *note = "NULL";
     env_start(&e, "UTC");
-    batch_init(&b, e.tenant, 2);
-    entry_init(&b.x[0], "meta-1", "c1", 1, T0);
+    imp_batch_init(&b, e.tenant, 2);
+    imp_entry_init(&b.x[0], "meta-1", "c1", 1, T0);
     b.x[0].c.title = (char *)title;
     b.x[0].c.description = "";
-    add_move(&b.x[0], T0 + HOUR, RESOLVED, "a.b-c_d", note);
-    entry_init(&b.x[1], "meta-2", "c2", 2, T0);
+    imp_add_move(&b.x[0], T0 + HOUR, RESOLVED, "a.b-c_d", note);
+    imp_entry_init(&b.x[1], "meta-2", "c2", 2, T0);
     b.x[1].c.description = "line one\nline two\t,{}\\";
     Tally__V1__ImportComplaintsReply *rep = import_ok(&e, &b);
 
@@ -1027,6 +914,6 @@ Test(import, text_with_sql_and_array_metacharacters_is_stored_verbatim, .timeout
     tally__v1__list_status_history_reply__free_unpacked(h, NULL);
 
     tally__v1__import_complaints_reply__free_unpacked(rep, NULL);
-    batch_release(&b);
+    imp_batch_release(&b);
     env_stop(&e);
 }
