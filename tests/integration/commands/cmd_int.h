@@ -127,6 +127,15 @@ void tc_free_events(ev *e, int n);
 
 /* ---- command helpers: requests, and calls that must succeed ------------------------------ */
 
+/* What a PutTenant, PutCategory or PutAgent reply says (each reply has these two fields). */
+typedef struct put_flags {
+    bool created, changed;
+} put_flags;
+
+/* Calls a put method, asserts OK, and returns its reply's created and changed. */
+put_flags tc_put(const char *method, const ProtobufCMessage *req,
+                 const ProtobufCMessageDescriptor *reply);
+
 Tally__V1__CreateComplaintRequest tc_create_req(const char *tenant, const char *key);
 
 Tally__V1__CreateComplaintReply *tc_create_rep(const Tally__V1__CreateComplaintRequest *req);

@@ -217,6 +217,24 @@ void tc_free_events(ev *e, int n)
 
 /* ---- command helpers -------------------------------------------------------------------- */
 
+/* A bool field of a decoded message, by name; asserts the message has it. */
+static bool bool_field(const ProtobufCMessage *m, const char *name)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+    cr_assert(f && f->type == PROTOBUF_C_TYPE_BOOL, "%s has no bool %s", m->descriptor->name, name);
+    return *(const protobuf_c_boolean *)((const char *)m + f->offset);
+}
+
+put_flags tc_put(const char *method, const ProtobufCMessage *req,
+                 const ProtobufCMessageDescriptor *reply)
+{
+    ProtobufCMessage *rep = tc_call_ok(method, req, reply);
+    put_flags p = { bool_field(rep, "created"), bool_field(rep, "changed") };
+    call_free(rep);
+    return p;
+}
+
 Tally__V1__CreateComplaintRequest tc_create_req(const char *tenant, const char *key)
 {
     Tally__V1__CreateComplaintRequest r = TALLY__V1__CREATE_COMPLAINT_REQUEST__INIT;

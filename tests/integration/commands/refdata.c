@@ -16,9 +16,8 @@ Test(commands, put_tenant_created_then_unchanged_then_changed)
     req.time_zone = "Europe/Berlin";
     const ProtobufCMessageDescriptor *d = &tally__v1__put_tenant_reply__descriptor;
 
-    Tally__V1__PutTenantReply *rep = tc_call_ok(CMD("PutTenant"), &req.base, d);
-    cr_assert(rep->created, "first put: created");
-    call_free(rep);
+    put_flags f = tc_put(CMD("PutTenant"), &req.base, d);
+    cr_assert(f.created, "first put: created");
     const char *p[] = { t };
     PGresult *r = tc_sql("SELECT name, time_zone FROM tenants WHERE tenant_id = $1", 1, p);
     cr_assert_eq(PQntuples(r), 1);
@@ -27,25 +26,22 @@ Test(commands, put_tenant_created_then_unchanged_then_changed)
     PQclear(r);
     cr_assert_eq(tc_load_events(t, "Europe/Berlin", 0, e, 8), 1, "creation writes one TenantPut");
 
-    rep = tc_call_ok(CMD("PutTenant"), &req.base, d);
-    cr_assert_not(rep->created, "identical put: created");
-    cr_assert_not(rep->changed, "identical put: changed");
-    call_free(rep);
+    f = tc_put(CMD("PutTenant"), &req.base, d);
+    cr_assert_not(f.created, "identical put: created");
+    cr_assert_not(f.changed, "identical put: changed");
     tc_free_events(e, 1);
     cr_assert_eq(tc_load_events(t, "Europe/Berlin", 0, e, 8), 1,
                  "an identical put writes no event");
     tc_free_events(e, 1);
 
     req.name = "Acme Ltd";
-    rep = tc_call_ok(CMD("PutTenant"), &req.base, d);
-    cr_assert_not(rep->created);
-    cr_assert(rep->changed, "renamed: changed");
-    call_free(rep);
+    f = tc_put(CMD("PutTenant"), &req.base, d);
+    cr_assert_not(f.created);
+    cr_assert(f.changed, "renamed: changed");
     req.time_zone = "Pacific/Auckland";
-    rep = tc_call_ok(CMD("PutTenant"), &req.base, d);
-    cr_assert_not(rep->created);
-    cr_assert(rep->changed, "new time zone: changed");
-    call_free(rep);
+    f = tc_put(CMD("PutTenant"), &req.base, d);
+    cr_assert_not(f.created);
+    cr_assert(f.changed, "new time zone: changed");
 
     int n = tc_load_events(t, "Pacific/Auckland", 0, e, 8);
     cr_assert_eq(n, 3, "one TenantPut per change, got %d", n);
@@ -76,26 +72,20 @@ Test(commands, a_creating_put_reports_changed)
     pt.tenant_id = t;
     pt.name = "New";
     pt.time_zone = "UTC";
-    Tally__V1__PutTenantReply *tr =
-        tc_call_ok(CMD("PutTenant"), &pt.base, &tally__v1__put_tenant_reply__descriptor);
-    bool tenant_changed = tr->changed;
-    call_free(tr);
+    bool tenant_changed =
+        tc_put(CMD("PutTenant"), &pt.base, &tally__v1__put_tenant_reply__descriptor).changed;
     Tally__V1__PutCategoryRequest pc = TALLY__V1__PUT_CATEGORY_REQUEST__INIT;
     pc.tenant_id = t;
     pc.category_id = "new-cat";
     pc.name = "New";
-    Tally__V1__PutCategoryReply *cr =
-        tc_call_ok(CMD("PutCategory"), &pc.base, &tally__v1__put_category_reply__descriptor);
-    bool category_changed = cr->changed;
-    call_free(cr);
+    bool category_changed =
+        tc_put(CMD("PutCategory"), &pc.base, &tally__v1__put_category_reply__descriptor).changed;
     Tally__V1__PutAgentRequest pa = TALLY__V1__PUT_AGENT_REQUEST__INIT;
     pa.tenant_id = t;
     pa.agent_id = "new-agent";
     pa.name = "New";
-    Tally__V1__PutAgentReply *ar =
-        tc_call_ok(CMD("PutAgent"), &pa.base, &tally__v1__put_agent_reply__descriptor);
-    bool agent_changed = ar->changed;
-    call_free(ar);
+    bool agent_changed =
+        tc_put(CMD("PutAgent"), &pa.base, &tally__v1__put_agent_reply__descriptor).changed;
     cr_assert(tenant_changed && category_changed && agent_changed,
               "a put that creates must say changed=true (an event was written): tenant %d, "
               "category %d, agent %d",
@@ -115,45 +105,37 @@ Test(commands, put_category_and_put_agent_upsert_and_emit_events)
     pc.tenant_id = t;
     pc.category_id = "billing";
     pc.name = "Billing";
-    Tally__V1__PutCategoryReply *cr =
-        tc_call_ok(CMD("PutCategory"), &pc.base, &tally__v1__put_category_reply__descriptor);
-    cr_assert(cr->created);
-    call_free(cr);
-    cr = tc_call_ok(CMD("PutCategory"), &pc.base, &tally__v1__put_category_reply__descriptor);
-    cr_assert_not(cr->created);
-    cr_assert_not(cr->changed);
-    call_free(cr);
+    const ProtobufCMessageDescriptor *cd = &tally__v1__put_category_reply__descriptor;
+    put_flags f = tc_put(CMD("PutCategory"), &pc.base, cd);
+    cr_assert(f.created);
+    f = tc_put(CMD("PutCategory"), &pc.base, cd);
+    cr_assert_not(f.created);
+    cr_assert_not(f.changed);
     pc.name = "Billing & Payments";
-    cr = tc_call_ok(CMD("PutCategory"), &pc.base, &tally__v1__put_category_reply__descriptor);
-    cr_assert_not(cr->created);
-    cr_assert(cr->changed);
-    call_free(cr);
+    f = tc_put(CMD("PutCategory"), &pc.base, cd);
+    cr_assert_not(f.created);
+    cr_assert(f.changed);
 
     Tally__V1__PutAgentRequest pa = TALLY__V1__PUT_AGENT_REQUEST__INIT;
     pa.tenant_id = t;
     pa.agent_id = "ann";
     pa.name = "Ann";
-    Tally__V1__PutAgentReply *ar =
-        tc_call_ok(CMD("PutAgent"), &pa.base, &tally__v1__put_agent_reply__descriptor);
-    cr_assert(ar->created);
-    call_free(ar);
-    ar = tc_call_ok(CMD("PutAgent"), &pa.base, &tally__v1__put_agent_reply__descriptor);
-    cr_assert_not(ar->created);
-    cr_assert_not(ar->changed);
-    call_free(ar);
+    const ProtobufCMessageDescriptor *ad = &tally__v1__put_agent_reply__descriptor;
+    f = tc_put(CMD("PutAgent"), &pa.base, ad);
+    cr_assert(f.created);
+    f = tc_put(CMD("PutAgent"), &pa.base, ad);
+    cr_assert_not(f.created);
+    cr_assert_not(f.changed);
     pa.name = "Ann Smith";
-    ar = tc_call_ok(CMD("PutAgent"), &pa.base, &tally__v1__put_agent_reply__descriptor);
-    cr_assert_not(ar->created);
-    cr_assert(ar->changed);
-    call_free(ar);
+    f = tc_put(CMD("PutAgent"), &pa.base, ad);
+    cr_assert_not(f.created);
+    cr_assert(f.changed);
 
     /* The same id in another tenant is another category. */
     char t2[32];
     tc_seeded(t2, sizeof(t2), "UTC");
     pc.tenant_id = t2;
-    cr = tc_call_ok(CMD("PutCategory"), &pc.base, &tally__v1__put_category_reply__descriptor);
-    cr_assert(cr->created, "category ids are per tenant");
-    call_free(cr);
+    cr_assert(tc_put(CMD("PutCategory"), &pc.base, cd).created, "category ids are per tenant");
 
     int n = tc_load_events(t, "UTC", 0, e, 16);
     cr_assert_eq(n, 9, "4 events after seeding (2 creations, 2 renames), got %d", n - 5);
