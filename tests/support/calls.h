@@ -1,0 +1,54 @@
+/*
+ * calls: the typed unary calls the integration tests make, over gc_call_msg of common/gclient.h
+ * (pack, call, status, decode). A test says what it expects of a call in one line: that it
+ * succeeds and replies with a message, or that it is refused with a status code and a message
+ * that starts with the offending field's path (the contract of types.proto). Codes are
+ * enum tally_grpc_code of common/err.h, the one table of them.
+ *
+ * The asserting helpers stop the test at the first surprise (cr_assert); a test that wants to
+ * count mismatches and carry on calls gc_call_msg itself and judges with call_names_field.
+ */
+#ifndef TALLY_TEST_CALLS_H
+#define TALLY_TEST_CALLS_H
+
+#include "err.h"
+#include "gclient.h"
+
+#include <stdbool.h>
+
+/* The method paths of the two services (fixture.h spells CMD the same way). */
+#define CMD(m)  "/tally.v1.ComplaintCommands/" m
+#define DASH(m) "/tally.v1.Dashboard/" m
+
+/*
+ * Calls method on c and asserts the reply is OK and decodes with reply_desc; the message of a
+ * failure names method and "CODE: details". Returns the reply: caller frees with call_free.
+ */
+void *call_ok(gc_client *c, const char *method, const ProtobufCMessage *req,
+              const ProtobufCMessageDescriptor *reply_desc, int deadline_ms);
+
+/* Frees a reply of call_ok or gc_call_msg; NULL is fine. */
+void call_free(void *reply);
+
+/* Calls method on c for its status only: the code, and st (may be NULL) filled as gc_call_msg. */
+int call_code(gc_client *c, const char *method, const ProtobufCMessage *req, int deadline_ms,
+              gc_status *st);
+
+/*
+ * Whether details starts with the path field followed by one of the characters of next (":"
+ * for "field: reason"; ":.[" also takes a path into the field, "field.sub: …", "field[2]: …").
+ */
+bool call_names_field(const char *details, const char *field, const char *next);
+
+/*
+ * Asserts that a call that ended with got and details was refused with code and, when field is
+ * not NULL, that details start with "field:". what names the case in the failure's message.
+ */
+void call_check_refusal(const char *what, int got, const char *details, int code,
+                        const char *field);
+
+/* Calls method on c and asserts its refusal as call_check_refusal. */
+void call_expect(gc_client *c, const char *what, const char *method, const ProtobufCMessage *req,
+                 int code, const char *field, int deadline_ms);
+
+#endif
