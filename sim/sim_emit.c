@@ -82,16 +82,27 @@ static bool step_before(const step *a, const step *b)
     return a->at < b->at || (a->at == b->at && a->order < b->order);
 }
 
+/* Room for one more of the n items of size bytes at *v (doubling *cap): 0 or TALLY_ENOMEM. */
+static int grow(void **v, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    size_t want = *cap ? *cap * 2 : 1024;
+    void *p = realloc(*v, want * size);
+    if (!p)
+        return TALLY_ENOMEM;
+    *v = p;
+    *cap = want;
+    return 0;
+}
+
 static int heap_push(emit_stream *s, step st)
 {
-    if (s->nheap == s->capheap) {
-        size_t cap = s->capheap ? s->capheap * 2 : 1024;
-        step *v = realloc(s->heap, cap * sizeof(*v));
-        if (!v)
-            return TALLY_ENOMEM;
-        s->heap = v;
-        s->capheap = cap;
-    }
+    void *heap = s->heap;
+    int rc = grow(&heap, &s->capheap, s->nheap, sizeof(step));
+    s->heap = heap;
+    if (rc != 0)
+        return rc;
     st.order = s->order++;
     size_t i = s->nheap++;
     while (i > 0 && step_before(&st, &s->heap[(i - 1) / 2])) {
@@ -161,11 +172,11 @@ static int64_t replay(const gen_complaint *c, emit_stream *s, life *l)
 static int birth_cmp(const void *a, const void *b)
 {
     const birth *x = a, *y = b;
-    if (x->at != y->at)
-        return x->at < y->at ? -1 : 1;
-    if (x->tenant != y->tenant)
-        return x->tenant < y->tenant ? -1 : 1;
-    return x->index < y->index ? -1 : x->index > y->index;
+    int by_time = (x->at > y->at) - (x->at < y->at);
+    int by_tenant = (x->tenant > y->tenant) - (x->tenant < y->tenant);
+    return by_time     ? by_time
+           : by_tenant ? by_tenant
+                       : (x->index > y->index) - (x->index < y->index);
 }
 
 emit_stream *emit_new(world *w, const emit_options *o)
@@ -185,13 +196,11 @@ emit_stream *emit_new(world *w, const emit_options *o)
         world_split(w, total);
         for (int t = 0; t < w->ntenants; t++)
             for (; have[t] < w->tenants[t].count; have[t]++) {
-                if (s->nbirths == cap) {
-                    cap = cap ? cap * 2 : 4096;
-                    birth *v = realloc(s->births, cap * sizeof(*v));
-                    if (!v)
-                        goto out_free;
-                    s->births = v;
-                }
+                void *births = s->births;
+                int rc = grow(&births, &cap, s->nbirths, sizeof(birth));
+                s->births = births;
+                if (rc != 0)
+                    goto out_free;
                 gen_imported(&s->scratch, &w->tenants[t], o->seed, have[t]);
                 s->births[s->nbirths++] = (birth){ s->scratch.msg.created_at_ms, have[t], t };
                 events += replay(&s->scratch, NULL, NULL);
