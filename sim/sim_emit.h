@@ -65,8 +65,10 @@ typedef struct emit_stream emit_stream;
 
 /*
  * A stream over w, whose tenants' windows must be set; w is borrowed until emit_free, and its
- * tenants' counts are set (world_split) to the complaints the stream creates. This generates
- * every life once, to order them by creation time. NULL when memory runs out.
+ * tenants' counts are overwritten (world_split of the complaints generated; with
+ * emit_options.events the last of them may be cut off: emit_complaints says how many were
+ * created). This generates every life once, to order them by creation time. NULL when memory
+ * runs out.
  */
 emit_stream *emit_new(world *w, const emit_options *o);
 
