@@ -1,7 +1,7 @@
 #include "cmd_int.h"
 
 #include "err.h"
-#include "event.h"
+#include "hash.h"
 #include "log.h"
 #include "tally/v1/commands.pb-c.h"
 #include "tally/v1/events.pb-c.h"
@@ -353,7 +353,7 @@ static int create_complaint(srv_call *call, const ProtobufCMessage *msg, void *w
         val_text("description", req->description, 0, VAL_DESCRIPTION_MAX, w->err, sizeof(w->err)));
     CHECK(val_id("customer_id", req->customer_id, false, w->err, sizeof(w->err)));
 
-    if (event_fingerprint(msg, hash) != 0)
+    if (hash_fingerprint(msg, hash) != 0)
         return srv_fail(call, TALLY_ENOMEM, "out of memory");
 
     body.category_id = req->category_id;

@@ -61,6 +61,7 @@
 #include "err.h"
 #include "log.h"
 #include "now.h"
+#include "stream.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -389,11 +390,11 @@ static int append_xadds(relay *r, redisContext *ctx, const PGresult *res, int n,
                 r->held[nheld++] = complaint;
             continue;
         }
-        char key[48];
-        int part = event_partition(PQgetvalue(res, i, C_TENANT), r->conf.partitions);
-        relay_stream_key(part, key, sizeof(key));
-        const char *argv[] = { "XADD", key, "*", "e", (const char *)r->envelope };
-        size_t lens[] = { 4, strlen(key), 1, 1, (size_t)len };
+        char key[STREAM_KEY_MAX];
+        int part = stream_partition(PQgetvalue(res, i, C_TENANT), r->conf.partitions);
+        stream_key(part, key, sizeof(key));
+        const char *argv[] = { "XADD", key, "*", STREAM_FIELD_EVENT, (const char *)r->envelope };
+        size_t lens[] = { 4, strlen(key), 1, strlen(STREAM_FIELD_EVENT), (size_t)len };
         if (redisAppendCommandArgv(ctx, 5, argv, lens) != REDIS_OK)
             break; /* out of memory: send what is appended, the rest waits */
         r->seqs[sent] = pgx_int(res, i, C_SEQ);
@@ -500,9 +501,9 @@ static int watermark(relay *r, int64_t at_ms)
     redisContext *ctx = kv_ctx(r->kv);
     snprintf(w, sizeof(w), "%lld", (long long)at_ms);
     for (int p = 0; p < r->conf.partitions; p++) {
-        char key[48];
-        relay_stream_key(p, key, sizeof(key));
-        redisAppendCommand(ctx, "XADD %s * w %s", key, w);
+        char key[STREAM_KEY_MAX];
+        stream_key(p, key, sizeof(key));
+        redisAppendCommand(ctx, "XADD %s * " STREAM_FIELD_WATERMARK " %s", key, w);
     }
     for (int p = 0; p < r->conf.partitions; p++) {
         redisReply *rep = NULL;
@@ -575,7 +576,7 @@ static enum outcome publish(relay *r)
             id = r->last_pass_us + 1;
         redisContext *ctx = kv_ctx(r->kv);
         int sent = append_xadds(r, ctx, res, room, &unpublishable);
-        redisAppendCommand(ctx, "SET " RELAY_POS_KEY " %lld GET", (long long)id);
+        redisAppendCommand(ctx, "SET " STREAM_POS_KEY " %lld GET", (long long)id);
         int64_t pos_before = 0, marked_before = r->last_pass_us;
         ok = read_replies(r, sent, error, sizeof(error), &pos_before);
         metrics_set(r->m_unpublishable, unpublishable);
@@ -693,7 +694,7 @@ static bool group_char(char c)
 static int parse_groups(const char *groups, char names[][65], char *err, size_t errlen)
 {
     int n = 1;
-    snprintf(names[0], 65, "%s", RELAY_GROUP);
+    snprintf(names[0], 65, "%s", STREAM_GROUP);
     for (const char *s = groups ? groups : ""; *s;) {
         size_t len = strcspn(s, ",");
         bool dup = false;
@@ -802,7 +803,7 @@ relay *relay_start(const relay_config *conf, char *err, size_t errlen)
 {
     relay *r;
     if (!conf->pg_dsn || !conf->metrics || conf->partitions < 1 ||
-        conf->partitions > RELAY_PARTITIONS_MAX || conf->batch < 1 || conf->poll_ms < 1 ||
+        conf->partitions > STREAM_PARTITIONS_MAX || conf->batch < 1 || conf->poll_ms < 1 ||
         conf->maxlen < 1 || conf->redis_giveup_ms < 1) {
         snprintf(err, errlen, "relay: invalid configuration");
         return NULL;

@@ -11,19 +11,15 @@
 #include "kv.h"
 #include "pgx.h"
 #include "relay.h"
+#include "stream.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-#define RELAY_PG_WAIT_MS     3000 /* longest wait for one statement; bounds relay_stop too */
-#define RELAY_ENVELOPE_MAX   (EVENT_BODY_MAX + 1024)
-#define RELAY_ID_MAX         48 /* a stream id "ms-seq" */
-#define RELAY_POS_KEY        "tally:relay:pos"
-#define RELAY_REPAIR_KEY     "tally:repair"
-#define RELAY_REQUEST_KEY    "tally:repair:request"
-#define RELAY_GROUP          "projector" /* the group whose acknowledgement ends a repair */
-#define RELAY_PARTITIONS_MAX 256         /* as TALLY_STREAM_PARTITIONS allows */
+#define RELAY_PG_WAIT_MS   3000 /* longest wait for one statement; bounds relay_stop too */
+#define RELAY_ENVELOPE_MAX (EVENT_BODY_MAX + 1024)
+#define RELAY_ID_MAX       48 /* a stream id "ms-seq" */
 
 /* The prepared statements of the leader's session. */
 enum { S_SELECT, S_MARK, S_LOCK, S_MAXPUB, S_MAXSEQ, S_UNMARK, S_LEFT, S_COUNT };
@@ -68,7 +64,7 @@ struct relay {
         int64_t started_ms; /* wall clock */
         int64_t rows, done; /* rows un-marked; of them, republished so far */
         char request[24];   /* the tally:repair:request value this repair answers ("" none) */
-        char target[RELAY_PARTITIONS_MAX][RELAY_ID_MAX]; /* frozen when state=applying */
+        char target[STREAM_PARTITIONS_MAX][RELAY_ID_MAX]; /* frozen when state=applying */
     } rep;
 
     uint8_t body[EVENT_BODY_MAX];
@@ -91,9 +87,6 @@ void relay_redis_failed(relay *r, const char *error);
 enum outcome relay_leader_pg_error(relay *r, const char *what);
 
 /* relay_stream.c */
-
-/* The key of partition p's stream into buf. */
-void relay_stream_key(int p, char *buf, size_t len);
 
 /*
  * Creates every group on every partition (at 0, MKSTREAM; BUSYGROUP is fine) when this is a

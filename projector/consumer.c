@@ -4,11 +4,12 @@
 #include "decode.h"
 #include "embedded.h"
 #include "err.h"
-#include "event.h"
+#include "hash.h"
 #include "kv.h"
 #include "log.h"
 #include "now.h"
 #include "pipeline.h"
+#include "stream.h"
 #include "svc.h"
 
 #include <inttypes.h>
@@ -22,14 +23,10 @@
 #include <strings.h>
 #include <time.h>
 
-#define GROUP            "projector"
 #define RETRY_MAX        10000 /* gaps and failures kept in memory for another try */
 #define RETRY_EVERY_MS   200   /* first retry of a gap; later ones back off to 2 s */
 #define PENDING_EVERY_MS 5000
 #define REDIS_TIMEOUT_MS 10000
-#define MAX_PARTITIONS   256
-#define LOST_KEY         "tally:repair:request"
-#define WM_KEY           "tally:wm"
 
 /* tally.lua, compiled in (cmake/EmbedFiles.cmake). */
 extern const embedded_file projector_lua[];
@@ -59,7 +56,7 @@ typedef struct msgs {
 typedef struct proj {
     const proj_config *conf;
     kv_conn *kv;
-    char streams[MAX_PARTITIONS][32];
+    char streams[STREAM_PARTITIONS_MAX][STREAM_KEY_MAX];
     bool read_pending;    /* after a (re)connect: our own pending entries first */
     bool reload;          /* the function is gone (Redis restarted): load it again */
     msgs retry;           /* gaps and failures, in arrival order */
@@ -68,8 +65,8 @@ typedef struct proj {
     bool started;         /* connected once: a refusal now ends proj_run instead */
     const char *refused;  /* why Redis cannot be used as it is configured, or NULL */
     int64_t lost_ms;      /* earliest lost entry not yet reported to the relay (0: none) */
-    pl_marks marks[MAX_PARTITIONS];
-    int64_t wm[MAX_PARTITIONS]; /* watermark published per partition */
+    pl_marks marks[STREAM_PARTITIONS_MAX];
+    int64_t wm[STREAM_PARTITIONS_MAX]; /* watermark published per partition */
     int64_t next_consumers_ms;
     char sys_err[160]; /* the systemic error of this turn, if any */
     bool refusing;     /* Redis refused writes at the last attempt (logged once) */
@@ -229,7 +226,7 @@ static int version_function(proj *p)
     size_t n = strlen(src);
     if (strncmp(src, head, strlen(head)) != 0 || !at)
         return TALLY_EINTERNAL;
-    unsigned h = (unsigned)event_fnv1a(src, n, 0);
+    unsigned h = (unsigned)hash_fnv1a(src, n, 0);
     snprintf(p->lib, sizeof(p->lib), "tally_%08x", h);
     snprintf(p->fn, sizeof(p->fn), "tally_apply_%08x", h);
     if (!(p->lua = malloc(n + 64)))
@@ -290,7 +287,7 @@ static int check_policy(proj *p)
 static int create_groups(proj *p)
 {
     for (int i = 0; i < p->conf->partitions; i++) {
-        redisReply *r = command(p, "XGROUP CREATE %s %s 0 MKSTREAM", p->streams[i], GROUP);
+        redisReply *r = command(p, "XGROUP CREATE %s %s 0 MKSTREAM", p->streams[i], STREAM_GROUP);
         if (!r)
             return TALLY_EUNAVAIL;
         bool ok = r->type != REDIS_REPLY_ERROR || strncmp(r->str, "BUSYGROUP", 9) == 0;
@@ -329,7 +326,7 @@ static int prepare(proj *p)
     /* Every partition has a field, "0" (unknown) until its first watermark: query-svc takes the
        lowest, so a partition no watermark reached yet is never left out. */
     for (int i = 0; i < p->conf->partitions; i++) {
-        redisReply *r = command(p, "HSETNX %s %d 0", WM_KEY, i);
+        redisReply *r = command(p, "HSETNX %s %d 0", STREAM_WM_KEY, i);
         if (r)
             freeReplyObject(r);
     }
@@ -350,7 +347,8 @@ static int prepare(proj *p)
  */
 static int still_ours(proj *p, const msg *m)
 {
-    redisReply *r = command(p, "XPENDING %s %s %s %s 1", p->streams[m->part], GROUP, m->id, m->id);
+    redisReply *r =
+        command(p, "XPENDING %s %s %s %s 1", p->streams[m->part], STREAM_GROUP, m->id, m->id);
     if (!r)
         return TALLY_EUNAVAIL;
     int rc = r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
@@ -369,13 +367,13 @@ static int still_ours(proj *p, const msg *m)
  */
 static int park(proj *p, msg *m, const char *reason)
 {
-    char stream[48], complaint[24] = "", version[24] = "";
+    char stream[STREAM_KEY_MAX], complaint[24] = "", version[24] = "";
     const Tally__V1__EventEnvelope *env = m->ev.env; /* also set for most refused events */
     const char *tenant = env ? env->tenant_id : "";
     int rc = still_ours(p, m);
     if (rc != 1)
         return rc == 0 ? 1 : rc;
-    snprintf(stream, sizeof(stream), "tally:dead:%d", m->part);
+    stream_dead_key(m->part, stream, sizeof(stream));
     if (env) {
         snprintf(complaint, sizeof(complaint), "%" PRId64, env->complaint_id);
         snprintf(version, sizeof(version), "%" PRId64, env->version);
@@ -394,9 +392,21 @@ static int park(proj *p, msg *m, const char *reason)
         if (failed)
             return TALLY_EUNAVAIL;
     }
-    const char *argv[] = { "XADD",   stream,      "*",       "e",       (const char *)m->raw,
-                           "reason", reason,      "id",      m->id,     "tenant",
-                           tenant,   "complaint", complaint, "version", version };
+    const char *argv[] = { "XADD",
+                           stream,
+                           "*",
+                           STREAM_FIELD_EVENT,
+                           (const char *)m->raw,
+                           "reason",
+                           reason,
+                           "id",
+                           m->id,
+                           "tenant",
+                           tenant,
+                           "complaint",
+                           complaint,
+                           "version",
+                           version };
     size_t lens[15];
     for (int i = 0; i < 15; i++)
         lens[i] = i == 4 ? m->rawlen : strlen(argv[i]); /* the envelope is bytes, not a string */
@@ -439,7 +449,8 @@ static int report_lost(proj *p)
         "return 0";
     if (p->lost_ms == 0)
         return 0;
-    redisReply *r = command(p, "EVAL %s 1 %s %lld", script, LOST_KEY, (long long)p->lost_ms);
+    redisReply *r =
+        command(p, "EVAL %s 1 %s %lld", script, STREAM_REPAIR_REQUEST_KEY, (long long)p->lost_ms);
     bool failed = !r || r->type == REDIS_REPLY_ERROR;
     if (r && failed && !systemic(p, r, "reporting lost entries"))
         log_error("cannot report lost entries", LOG_STR("error", r->str));
@@ -469,7 +480,7 @@ static void ack(proj *p, msg **v, size_t n)
         }
         argv[0] = "XACK";
         argv[1] = p->streams[part];
-        argv[2] = GROUP;
+        argv[2] = STREAM_GROUP;
         k = 3;
         for (size_t i = 0; i < n; i++)
             if (v[i]->part == part)
@@ -489,10 +500,10 @@ static void ack(proj *p, msg **v, size_t n)
 /* The FCALL of a run of events of one tenant, appended to the pipeline. */
 static int append_fcall(proj *p, msg **v, size_t n, const char *now)
 {
-    size_t argc = 7 + n * PROJ_NFIELDS;
+    size_t argc = 7 + n * STREAM_APPLY_NFIELDS;
     const char **argv = malloc(argc * sizeof(*argv));
     size_t *lens = malloc(argc * sizeof(*lens));
-    char key[96], count[24];
+    char key[96], count[24], nfields[8];
     int rc = 0;
     if (!argv || !lens) {
         free(argv);
@@ -501,15 +512,16 @@ static int append_fcall(proj *p, msg **v, size_t n, const char *now)
     }
     snprintf(key, sizeof(key), "{t:%s}:gen", v[0]->ev.env->tenant_id);
     snprintf(count, sizeof(count), "%zu", n);
-    const char *head[] = { "FCALL", p->fn, "1", key, now, count, "19" };
+    snprintf(nfields, sizeof(nfields), "%d", STREAM_APPLY_NFIELDS);
+    const char *head[] = { "FCALL", p->fn, "1", key, now, count, nfields };
     for (size_t i = 0; i < 7; i++) {
         argv[i] = head[i];
         lens[i] = strlen(head[i]);
     }
     for (size_t i = 0; i < n; i++)
-        for (int f = 0; f < PROJ_NFIELDS; f++) {
-            argv[7 + i * PROJ_NFIELDS + (size_t)f] = v[i]->ev.argv[f];
-            lens[7 + i * PROJ_NFIELDS + (size_t)f] = v[i]->ev.argvlen[f];
+        for (int f = 0; f < STREAM_APPLY_NFIELDS; f++) {
+            argv[7 + i * STREAM_APPLY_NFIELDS + (size_t)f] = v[i]->ev.argv[f];
+            lens[7 + i * STREAM_APPLY_NFIELDS + (size_t)f] = v[i]->ev.argvlen[f];
         }
     if (redisAppendCommandArgv(kv_ctx(p->kv), (int)argc, argv, lens) != REDIS_OK)
         rc = TALLY_EUNAVAIL;
@@ -785,6 +797,13 @@ out_free:
 
 /* ---- reading ------------------------------------------------------------------------------- */
 
+/* Whether the field name r of a stream entry is name. */
+static bool field_is(const redisReply *r, const char *name)
+{
+    return r->type == REDIS_REPLY_STRING && r->len == strlen(name) &&
+           memcmp(r->str, name, r->len) == 0;
+}
+
 /* Makes messages of the entries of one stream's reply (an array of [id, [field, value...]]). */
 static void collect(proj *p, int part, const redisReply *entries, msgs *into)
 {
@@ -803,9 +822,9 @@ static void collect(proj *p, int part, const redisReply *entries, msgs *into)
         const redisReply *f = e->elements > 1 ? e->element[1] : NULL;
         const redisReply *val = NULL, *w = NULL;
         for (size_t k = 0; f && f->type == REDIS_REPLY_ARRAY && k + 1 < f->elements; k += 2) {
-            if (f->element[k]->len == 1 && f->element[k]->str[0] == 'e')
+            if (field_is(f->element[k], STREAM_FIELD_EVENT))
                 val = f->element[k + 1];
-            if (f->element[k]->len == 1 && f->element[k]->str[0] == 'w')
+            if (field_is(f->element[k], STREAM_FIELD_WATERMARK))
                 w = f->element[k + 1];
         }
         if (!f || f->type != REDIS_REPLY_ARRAY) { /* trimmed or deleted: nothing to apply */
@@ -820,7 +839,8 @@ static void collect(proj *p, int part, const redisReply *entries, msgs *into)
                 memcpy(m->raw, val->str, m->rawlen);
                 m->raw[m->rawlen] = 0;
             }
-            snprintf(m->why, sizeof(m->why), "%s", val ? "out of memory" : "no field e");
+            snprintf(m->why, sizeof(m->why), "%s",
+                     val ? "out of memory" : "no field " STREAM_FIELD_EVENT);
             m->ok = m->raw && val &&
                     proj_decode((const uint8_t *)m->raw, m->rawlen, &m->ev, m->why,
                                 sizeof(m->why)) == 0;
@@ -845,7 +865,7 @@ static int read_batch(proj *p, msgs *into, bool may_block)
     }
     snprintf(count, sizeof(count), "%d", p->conf->batch);
     snprintf(block, sizeof(block), "%d", p->read_pending ? 0 : p->conf->block_ms);
-    const char *head[] = { "XREADGROUP", "GROUP", GROUP, p->conf->consumer, "COUNT", count };
+    const char *head[] = { "XREADGROUP", "GROUP", STREAM_GROUP, p->conf->consumer, "COUNT", count };
     for (int i = 0; i < 6; i++)
         argv[argc++] = head[i];
     if (!p->read_pending && may_block) {
@@ -901,8 +921,10 @@ static int claim(proj *p, msgs *into)
         for (int round = 0; round < 100; round++) {
             char count[16];
             snprintf(count, sizeof(count), "%d", p->conf->batch);
-            const char *argv[] = { "XAUTOCLAIM", p->streams[part], GROUP, p->conf->consumer, idle,
-                                   start,        "COUNT",          count };
+            const char *argv[] = { "XAUTOCLAIM", p->streams[part],
+                                   STREAM_GROUP, p->conf->consumer,
+                                   idle,         start,
+                                   "COUNT",      count };
             size_t lens[8];
             for (int i = 0; i < 8; i++)
                 lens[i] = strlen(argv[i]);
@@ -943,19 +965,21 @@ static void sample_pending(proj *p)
 {
     long long total = 0, dead = 0;
     for (int part = 0; part < p->conf->partitions; part++) {
-        redisReply *r = command(p, "XPENDING %s %s", p->streams[part], GROUP);
+        redisReply *r = command(p, "XPENDING %s %s", p->streams[part], STREAM_GROUP);
         if (!r)
             return;
         if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1)
             total += r->element[0]->integer;
         freeReplyObject(r);
-        if (!(r = command(p, "XLEN tally:dead:%d", part)))
+        char dead_key[STREAM_KEY_MAX];
+        stream_dead_key(part, dead_key, sizeof(dead_key));
+        if (!(r = command(p, "XLEN %s", dead_key)))
             return;
         if (r->type == REDIS_REPLY_INTEGER)
             dead += r->integer;
         freeReplyObject(r);
         /* tally:wm's field, "0" (unknown) if a flush took it while we stayed connected. */
-        if ((r = command(p, "HSETNX %s %d 0", WM_KEY, part)))
+        if ((r = command(p, "HSETNX %s %d 0", STREAM_WM_KEY, part)))
             freeReplyObject(r);
     }
     metrics_set(p->pending, total);
@@ -980,7 +1004,7 @@ static void settle_watermarks(proj *p)
     if (any) {
         /* A loss reported and not yet repaired, or a repair running: the group's
            acknowledgements prove nothing now (a lost entry was acked too). Candidates wait. */
-        redisReply *r = command(p, "EXISTS %s tally:repair", LOST_KEY);
+        redisReply *r = command(p, "EXISTS %s %s", STREAM_REPAIR_REQUEST_KEY, STREAM_REPAIR_KEY);
         bool hold = !r || r->type != REDIS_REPLY_INTEGER || r->integer > 0;
         if (r)
             freeReplyObject(r);
@@ -989,7 +1013,7 @@ static void settle_watermarks(proj *p)
     }
     for (int part = 0; part < p->conf->partitions; part++) {
         if (p->marks[part].n > 0) {
-            redisReply *r = command(p, "XPENDING %s %s", p->streams[part], GROUP);
+            redisReply *r = command(p, "XPENDING %s %s", p->streams[part], STREAM_GROUP);
             if (!r)
                 return;
             kv_id oldest = { 0, 0 };
@@ -1001,7 +1025,7 @@ static void settle_watermarks(proj *p)
             freeReplyObject(r);
             int64_t w = ok ? pl_marks_settle(&p->marks[part], has, oldest) : 0;
             if (w > p->wm[part]) {
-                r = command(p, "EVAL %s 1 %s %d %lld", script, WM_KEY, part, (long long)w);
+                r = command(p, "EVAL %s 1 %s %d %lld", script, STREAM_WM_KEY, part, (long long)w);
                 if (r && r->type != REDIS_REPLY_ERROR)
                     p->wm[part] = w;
                 if (r)
@@ -1024,7 +1048,7 @@ static void forget_dead_consumers(proj *p)
 {
     long long idle_max = 10LL * p->conf->claim_idle_ms;
     for (int part = 0; part < p->conf->partitions; part++) {
-        redisReply *r = command(p, "XINFO CONSUMERS %s %s", p->streams[part], GROUP);
+        redisReply *r = command(p, "XINFO CONSUMERS %s %s", p->streams[part], STREAM_GROUP);
         if (!r)
             return;
         for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
@@ -1047,7 +1071,8 @@ static void forget_dead_consumers(proj *p)
                 "if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then "
                 "return -1 end "
                 "return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])";
-            redisReply *d = command(p, "EVAL %s 1 %s %s %s", del, p->streams[part], GROUP, name);
+            redisReply *d =
+                command(p, "EVAL %s 1 %s %s %s", del, p->streams[part], STREAM_GROUP, name);
             if (d && d->type == REDIS_REPLY_INTEGER && d->integer >= 0)
                 log_info("removed a dead consumer from the group", LOG_STR("consumer", name),
                          LOG_INT("idle_ms", idle));
@@ -1134,10 +1159,10 @@ int proj_run(const proj_config *conf)
     proj p = { .conf = conf };
     msgs batch = { 0 };
     bool down = false;
-    if (conf->partitions < 1 || conf->partitions > MAX_PARTITIONS)
+    if (conf->partitions < 1 || conf->partitions > STREAM_PARTITIONS_MAX)
         return TALLY_EINVAL;
     for (int i = 0; i < conf->partitions; i++)
-        snprintf(p.streams[i], sizeof(p.streams[i]), "tally:events:%d", i);
+        stream_key(i, p.streams[i], sizeof(p.streams[i]));
     p.kv = kv_new(&conf->redis,
                   REDIS_TIMEOUT_MS > conf->block_ms * 2 ? REDIS_TIMEOUT_MS : conf->block_ms * 2);
     if (!p.kv)

@@ -2,12 +2,13 @@
 
 #include "civil.h"
 #include "err.h"
-#include "event.h"
 #include "fresh.h"
+#include "hash.h"
 #include "ident.h"
 #include "log.h"
 #include "now.h"
 #include "panels.h"
+#include "stream.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -230,7 +231,7 @@ static int check_granularity(srv_call *call, qspec *s, int g, const Tally__V1__D
 
 static tmeta *meta_slot(qworker *w, const char *tenant)
 {
-    tmeta *m = &w->cache[event_fnv1a(tenant, strlen(tenant), 0) % CACHE_SLOTS];
+    tmeta *m = &w->cache[hash_fnv1a(tenant, strlen(tenant), 0) % CACHE_SLOTS];
     if (strcmp(m->tenant, tenant) != 0) {
         meta_clear(m);
         snprintf(m->tenant, sizeof(m->tenant), "%s", tenant);
@@ -308,11 +309,11 @@ static void plan_common(qreq *q, const qspec *s, common_reads *c)
     rd_argf(&q->b, "%sparked", q->T);
     /* The pipeline's state, not the tenant's (docs/keyspace.md, "Streams and pipeline state"). */
     c->repair = rd_cmd(&q->b, "EXISTS");
-    rd_arg_static(&q->b, "tally:repair");
+    rd_arg_static(&q->b, STREAM_REPAIR_KEY);
     c->pos = rd_cmd(&q->b, "EXISTS");
-    rd_arg_static(&q->b, "tally:relay:pos");
+    rd_arg_static(&q->b, STREAM_POS_KEY);
     c->wm = rd_cmd(&q->b, "HVALS");
-    rd_arg_static(&q->b, "tally:wm");
+    rd_arg_static(&q->b, STREAM_WM_KEY);
     c->token = SIZE_MAX;
     if (s->token) {
         c->token = rd_cmd(&q->b, "HGET");
