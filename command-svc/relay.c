@@ -221,25 +221,25 @@ static bool session_alive(relay *r)
     return pg && PQstatus(pg) == CONNECTION_OK;
 }
 
-enum outcome relay_leader_pg_error(relay *r, const char *what)
+enum relay_outcome relay_leader_pg_error(relay *r, const char *what)
 {
     pg_failed(r, what);
     if (!session_alive(r)) {
         lose_leadership(r, "the PostgreSQL session ended");
-        return O_LOST;
+        return RELAY_LOST;
     }
-    return O_PG_DOWN;
+    return RELAY_PG_DOWN;
 }
 
 /*
  * A pass failed on Redis. After redis_giveup_ms of nothing but failures the leader hands the
- * lock over (O_LOST); otherwise O_REDIS_DOWN (back off and retry).
+ * lock over (RELAY_LOST); otherwise RELAY_REDIS_DOWN (back off and retry).
  */
-static enum outcome redis_pass_failed(relay *r)
+static enum relay_outcome redis_pass_failed(relay *r)
 {
     int64_t failing = r->redis_failing_ms ? now_mono_ms() - r->redis_failing_ms : 0;
     if (!r->leader || failing < r->conf.redis_giveup_ms)
-        return O_REDIS_DOWN;
+        return RELAY_REDIS_DOWN;
     metrics_inc(r->m_giveups, 1);
     log_warn("relay: giving up the leadership: publishing to Redis has failed for too long",
              LOG_INT("failing_ms", failing), LOG_STR("error", kv_errstr(r->kv)));
@@ -247,7 +247,7 @@ static enum outcome redis_pass_failed(relay *r)
     kv_reset(r->kv);
     r->redis_failing_ms = 0;
     r->compete_at_ms = now_mono_ms() + 2 * (int64_t)r->conf.poll_ms;
-    return O_LOST;
+    return RELAY_LOST;
 }
 
 /* ---- waiting ----------------------------------------------------------------------------- */
@@ -272,26 +272,27 @@ static bool drain_notifies(relay *r, bool *broken)
 /*
  * Sleeps up to ms, returning early on relay_stop() and, when on_notify, on a NOTIFY. As the
  * leader it keeps consuming the session's input meanwhile (so that notifications never pile
- * up) and returns O_LOST when the session breaks. Otherwise O_IDLE, or O_MORE for a NOTIFY.
+ * up) and returns RELAY_LOST when the session breaks. Otherwise RELAY_IDLE, or RELAY_MORE for a
+ * NOTIFY.
  */
-static enum outcome wait_for(relay *r, int64_t ms, bool on_notify)
+static enum relay_outcome wait_for(relay *r, int64_t ms, bool on_notify)
 {
     int64_t deadline = now_mono_ms() + ms;
     bool broken = false;
     for (;;) {
         if (r->leader && !session_alive(r)) {
             lose_leadership(r, "the PostgreSQL session ended");
-            return O_LOST;
+            return RELAY_LOST;
         }
         if (r->leader && drain_notifies(r, &broken) && on_notify)
-            return O_MORE;
+            return RELAY_MORE;
         if (broken) {
             lose_leadership(r, PQerrorMessage(pgx_pg(r->pg)));
-            return O_LOST;
+            return RELAY_LOST;
         }
         int64_t left = deadline - now_mono_ms();
         if (stopping(r) || left <= 0)
-            return O_IDLE;
+            return RELAY_IDLE;
         struct pollfd p[2] = { { .fd = r->wake_fd, .events = POLLIN } };
         nfds_t n = 1;
         if (r->leader) {
@@ -528,14 +529,14 @@ static int watermark(relay *r, int64_t at_ms)
 }
 
 /* Publishes the oldest unpublished rows and marks them. */
-static enum outcome publish(relay *r)
+static enum relay_outcome publish(relay *r)
 {
     PGresult *res = NULL;
     char limit[16], error[256];
-    enum outcome out = O_IDLE;
+    enum relay_outcome out = RELAY_IDLE;
     if (!session_alive(r)) {
         lose_leadership(r, "the PostgreSQL session ended");
-        return O_LOST;
+        return RELAY_LOST;
     }
     snprintf(limit, sizeof(limit), "%d", r->conf.batch);
     const char *values[] = { limit };
@@ -556,8 +557,8 @@ static enum outcome publish(relay *r)
     if (unmarked != 0) {
         PQclear(res);
         if (unmarked < 0)
-            return out == O_REDIS_DOWN ? redis_pass_failed(r) : out;
-        return O_MORE; /* select again: the un-marked rows come first */
+            return out == RELAY_REDIS_DOWN ? redis_pass_failed(r) : out;
+        return RELAY_MORE; /* select again: the un-marked rows come first */
     }
 
     /* Backpressure: room is what every stream can still take below maxlen. */
@@ -587,7 +588,7 @@ static enum outcome publish(relay *r)
            behind a proxy that kept the connection): what the SET replaced says so. */
         if ((!error[0] || ok > 0) && marked_before > 0 && pos_before < marked_before)
             relay_repair_lost_at_pass(r, pos_before);
-        out = rows == r->conf.batch && ok > 0 && room == rows ? O_MORE : O_IDLE;
+        out = rows == r->conf.batch && ok > 0 && room == rows ? RELAY_MORE : RELAY_IDLE;
         if (ok > 0 && (!session_alive(r) || mark(r, ok, id) != 0))
             out = relay_leader_pg_error(r, "marking events published"); /* sent again later */
         else
@@ -595,27 +596,27 @@ static enum outcome publish(relay *r)
         if (error[0]) {
             PQclear(res);
             relay_redis_failed(r, error);
-            return out == O_LOST ? O_LOST : redis_pass_failed(r);
+            return out == RELAY_LOST ? RELAY_LOST : redis_pass_failed(r);
         }
-        if (rows < r->conf.batch && room == rows && ok == rows && out != O_LOST &&
+        if (rows < r->conf.batch && room == rows && ok == rows && out != RELAY_LOST &&
             watermark(r, selected_at_ms) != 0) {
             PQclear(res);
             return redis_pass_failed(r);
         }
     }
     PQclear(res);
-    if (out == O_LOST)
+    if (out == RELAY_LOST)
         return out;
     if (relay_maintain(r, &out) != 0)
-        return out == O_LOST || out == O_PG_DOWN ? out : redis_pass_failed(r);
+        return out == RELAY_LOST || out == RELAY_PG_DOWN ? out : redis_pass_failed(r);
     redis_ok(r);
     return out;
 }
 
 /* One pass of the leader; the backlog is counted after it, also while Redis is down. */
-static enum outcome pass(relay *r)
+static enum relay_outcome pass(relay *r)
 {
-    enum outcome out = publish(r);
+    enum relay_outcome out = publish(r);
     if (r->leader)
         count_backlog(r);
     return out;
@@ -653,7 +654,7 @@ static void *relay_main(void *arg)
 {
     relay *r = arg;
     while (!stopping(r)) {
-        enum outcome out;
+        enum relay_outcome out;
         if (!r->leader) {
             int64_t until = r->compete_at_ms - now_mono_ms();
             if (until > 0) {
@@ -674,9 +675,9 @@ static void *relay_main(void *arg)
             }
         }
         out = pass(r);
-        if (out == O_IDLE)
+        if (out == RELAY_IDLE)
             out = wait_for(r, quiet_ms(r), true);
-        if (out == O_PG_DOWN || out == O_REDIS_DOWN)
+        if (out == RELAY_PG_DOWN || out == RELAY_REDIS_DOWN)
             wait_for(r, backoff_next(&r->bo), false);
         else
             backoff_reset(&r->bo);

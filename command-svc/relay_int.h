@@ -25,7 +25,7 @@
 enum { S_SELECT, S_MARK, S_LOCK, S_MAXPUB, S_MAXSEQ, S_UNMARK, S_LEFT, S_COUNT };
 
 /* What a pass or a wait ended with. */
-enum outcome { O_IDLE, O_MORE, O_PG_DOWN, O_REDIS_DOWN, O_LOST };
+enum relay_outcome { RELAY_IDLE, RELAY_MORE, RELAY_PG_DOWN, RELAY_REDIS_DOWN, RELAY_LOST };
 
 /* Why Redis is being repaired; the label of tally_relay_repairs_total. */
 enum repair_reason { R_MISSING, R_BEHIND, R_TRIMMED, R_COUNT };
@@ -84,7 +84,7 @@ struct relay {
 
 /* relay.c: failures of the leader, logged once per outage. */
 void relay_redis_failed(relay *r, const char *error);
-enum outcome relay_leader_pg_error(relay *r, const char *what);
+enum relay_outcome relay_leader_pg_error(relay *r, const char *what);
 
 /* relay_stream.c */
 
@@ -107,7 +107,7 @@ int relay_check_redis(relay *r);
  * sets tally:relay:pos to what is now true. 0 when there was nothing to do, 1 when it did (the
  * pass must select again, in seq order), -1 on a failure with the outcome in *out.
  */
-int relay_repair_unmark(relay *r, enum outcome *out);
+int relay_repair_unmark(relay *r, enum relay_outcome *out);
 
 /*
  * The SET of tally:relay:pos in a pass replaced pos_before (-1: none), older than what this
@@ -123,7 +123,7 @@ void relay_repair_published(relay *r, const int64_t *seqs, int n);
  * (republished, then acknowledged). 0, or -1 with the failure reported (PostgreSQL failures
  * through *out).
  */
-int relay_maintain(relay *r, enum outcome *out);
+int relay_maintain(relay *r, enum relay_outcome *out);
 
 /* The leader changed: forget what belongs to the last term. */
 void relay_stream_reset(relay *r);

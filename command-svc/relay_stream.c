@@ -269,7 +269,7 @@ static int announce(relay *r, bool unmarked)
     return rc;
 }
 
-int relay_repair_unmark(relay *r, enum outcome *out)
+int relay_repair_unmark(relay *r, enum relay_outcome *out)
 {
     char since[24], bound[24], *end;
     if (!r->rep.on || r->rep.unmarked)
@@ -282,7 +282,7 @@ int relay_repair_unmark(relay *r, enum outcome *out)
     r->rep.max_seq = pgx_int(res, 0, 0);
     PQclear(res);
     if (announce(r, false) != 0) {
-        *out = O_REDIS_DOWN;
+        *out = RELAY_REDIS_DOWN;
         return -1;
     }
     snprintf(since, sizeof(since), "%lld", (long long)r->rep.since_us);
@@ -301,7 +301,7 @@ int relay_repair_unmark(relay *r, enum outcome *out)
     }
     /* Rows marked up to bound are now either in Redis (up to since) or unpublished. */
     if (announce(r, true) != 0) {
-        *out = O_REDIS_DOWN;
+        *out = RELAY_REDIS_DOWN;
         return -1;
     }
     r->rep.unmarked = true;
@@ -322,7 +322,7 @@ void relay_repair_published(relay *r, const int64_t *seqs, int n)
 }
 
 /* Every row up to the newest seq at detection is on the stream again: state=applying. */
-static int repair_applying(relay *r, enum outcome *out)
+static int repair_applying(relay *r, enum relay_outcome *out)
 {
     char max_seq[24];
     PGresult *res;
@@ -411,7 +411,7 @@ static bool acknowledged(const group_pos *g, const char *target)
     return kv_id_cmp(g->delivered, t) >= 0 && (!g->pending || kv_id_cmp(g->oldest, t) > 0);
 }
 
-int relay_maintain(relay *r, enum outcome *out)
+int relay_maintain(relay *r, enum relay_outcome *out)
 {
     int parts = r->conf.partitions, per = 1 + r->ngroups, n = parts * per, rc = 0;
     if (now_mono_ms() < r->maintain_at_ms)

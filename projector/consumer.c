@@ -531,7 +531,7 @@ static int append_fcall(proj *p, msg **v, size_t n, const char *now)
 }
 
 /* Outcome of one event's apply, recorded on the message. */
-enum outcome { O_DONE, O_PARK, O_RETRY };
+enum proj_outcome { PROJ_DONE, PROJ_PARK, PROJ_RETRY };
 
 static void observe_applied(proj *p, const msg *m, int64_t now)
 {
@@ -556,7 +556,7 @@ static int by_tenant(const void *a, const void *b)
  * 0, 1 for a systemic error reply (nothing recorded against the events), or TALLY_EUNAVAIL.
  */
 static int read_reply(proj *p, msg **v, const size_t *order, size_t a, size_t b, int64_t wall,
-                      enum outcome *out, char (*why)[160], bool *failed)
+                      enum proj_outcome *out, char (*why)[160], bool *failed)
 {
     redisReply *r = NULL;
     if (redisGetReply(kv_ctx(p->kv), (void **)&r) != REDIS_OK || !r)
@@ -566,7 +566,7 @@ static int read_reply(proj *p, msg **v, const size_t *order, size_t a, size_t b,
         for (size_t k = a; k < b; k++) {
             size_t i = order[k];
             long long s = r->element[k - a]->integer;
-            out[i] = s == 2 ? O_RETRY : s == 3 || s == 4 ? O_PARK : O_DONE;
+            out[i] = s == 2 ? PROJ_RETRY : s == 3 || s == 4 ? PROJ_PARK : PROJ_DONE;
             if (s == 0)
                 observe_applied(p, v[i], wall);
             else if (s == 1)
@@ -582,7 +582,7 @@ static int read_reply(proj *p, msg **v, const size_t *order, size_t a, size_t b,
     } else if (systemic(p, r, "applying events")) {
         *failed = false; /* nothing is the events' fault: no attempt counted, nothing split */
         for (size_t k = a; k < b; k++)
-            out[order[k]] = O_RETRY;
+            out[order[k]] = PROJ_RETRY;
         freeReplyObject(r);
         return 1;
     } else {
@@ -592,7 +592,7 @@ static int read_reply(proj *p, msg **v, const size_t *order, size_t a, size_t b,
         metrics_inc(p->failures, 1);
         for (size_t k = a; k < b; k++) {
             size_t i = order[k];
-            out[i] = O_RETRY;
+            out[i] = PROJ_RETRY;
             snprintf(why[i], sizeof(why[i]), "apply failed: %.140s", err);
         }
     }
@@ -608,7 +608,7 @@ static int read_reply(proj *p, msg **v, const size_t *order, size_t a, size_t b,
  * their tenant's order and only the failing one waits for a retry (counted as an attempt, and
  * alone from then on). Fills out[i] and why[i] for v[i]. TALLY_EUNAVAIL on an I/O error.
  */
-static int apply(proj *p, msg **v, size_t n, enum outcome *out, char (*why)[160])
+static int apply(proj *p, msg **v, size_t n, enum proj_outcome *out, char (*why)[160])
 {
     size_t *order = malloc((n ? n : 1) * sizeof(*order));
     size_t *start = malloc((n + 1) * sizeof(*start)), ngroups = 0;
@@ -695,7 +695,7 @@ static int apply(proj *p, msg **v, size_t n, enum outcome *out, char (*why)[160]
  */
 static int handle(proj *p, msg **v, size_t n)
 {
-    enum outcome *out = calloc(n ? n : 1, sizeof(*out));
+    enum proj_outcome *out = calloc(n ? n : 1, sizeof(*out));
     char(*why)[160] = calloc(n ? n : 1, sizeof(*why));
     msg **decoded = malloc((n ? n : 1) * sizeof(*decoded));
     msg **done = malloc((n ? n : 1) * sizeof(*done));
@@ -710,7 +710,7 @@ static int handle(proj *p, msg **v, size_t n)
         if (v[k]->ok)
             decoded[nd++] = v[k];
     /* apply() fills results in the order of decoded; map them back. */
-    enum outcome *dout = calloc(nd ? nd : 1, sizeof(*dout));
+    enum proj_outcome *dout = calloc(nd ? nd : 1, sizeof(*dout));
     char(*dwhy)[160] = calloc(nd ? nd : 1, sizeof(*dwhy));
     if (!dout || !dwhy) {
         free(dout);
@@ -729,9 +729,9 @@ static int handle(proj *p, msg **v, size_t n)
             continue;
         }
         if (m->ok) {
-            enum outcome o = dout[j];
+            enum proj_outcome o = dout[j];
             reason = dwhy[j++];
-            if (o == O_DONE) {
+            if (o == PROJ_DONE) {
                 done[ndone++] = m;
                 continue;
             }
@@ -740,7 +740,7 @@ static int handle(proj *p, msg **v, size_t n)
                 m->first_ms = now;
             bool give_up = (gap && now - m->first_ms >= p->gap_wait_ms) ||
                            (!gap && m->attempts >= p->conf->max_attempts);
-            if (o == O_RETRY && !give_up) {
+            if (o == PROJ_RETRY && !give_up) {
                 int64_t wait = RETRY_EVERY_MS << (m->attempts < 4 ? m->attempts : 4);
                 m->next_ms = now + (wait > 2000 ? 2000 : wait);
                 /* A full queue spills to the pending list, never to the dead letters: the
