@@ -1,7 +1,8 @@
 /*
- * relay internals shared by relay.c (the thread: election, passes, waits) and relay_stream.c
- * (the Redis side kept between passes: consumer groups, trimming, backpressure, the repair of a
- * Redis that lost data). Not a contract: only these two files include it.
+ * relay internals shared by relay.c (the thread: election, waits, the state changes logged
+ * once), relay_pass.c (one pass: select, pack, XADD, mark, watermark) and relay_stream.c (the
+ * Redis side kept between passes: consumer groups, trimming, backpressure, the repair of a
+ * Redis that lost data). Not a contract: only these three files include it.
  */
 #ifndef TALLY_RELAY_INT_H
 #define TALLY_RELAY_INT_H
@@ -20,6 +21,25 @@
 #define RELAY_PG_WAIT_MS   3000 /* longest wait for one statement; bounds relay_stop too */
 #define RELAY_ENVELOPE_MAX (EVENT_BODY_MAX + 1024)
 #define RELAY_ID_MAX       48 /* a stream id "ms-seq" */
+
+/* The columns of an envelope, in the order of the C_ names below; times in Unix ms. */
+#define RELAY_COLUMNS                                                                      \
+    "seq, tenant_id, coalesce(complaint_id, 0), coalesce(version, 0), type,"               \
+    " (extract(epoch FROM occurred_at) * 1000)::bigint, to_char(local_day, 'YYYY-MM-DD')," \
+    " (extract(epoch FROM recorded_at) * 1000)::bigint, imported::int, encode(payload, 'hex')"
+
+enum {
+    C_SEQ,
+    C_TENANT,
+    C_COMPLAINT,
+    C_VERSION,
+    C_TYPE,
+    C_OCCURRED,
+    C_DAY,
+    C_RECORDED,
+    C_IMPORTED,
+    C_PAYLOAD
+};
 
 /* The prepared statements of the leader's session. */
 enum { S_SELECT, S_MARK, S_LOCK, S_MAXPUB, S_MAXSEQ, S_UNMARK, S_LEFT, S_COUNT };
@@ -85,6 +105,30 @@ struct relay {
 /* relay.c: failures of the leader, logged once per outage. */
 void relay_redis_failed(relay *r, const char *error);
 enum relay_outcome relay_leader_pg_error(relay *r, const char *what);
+
+/* relay.c: the ends of an outage, logged once. */
+void relay_pg_ok(relay *r);
+void relay_redis_ok(relay *r);
+
+/* relay.c: back to standby (why is logged); the next attempt starts a fresh session. */
+void relay_lose_leadership(relay *r, const char *why);
+
+/*
+ * relay.c: true while the session that holds the lock is alive. pgx reconnects by itself when
+ * its connection is gone, which would run the leader's statements on a session without the
+ * lock: this check comes before each of them.
+ */
+bool relay_session_alive(relay *r);
+
+/* relay_pass.c */
+
+/*
+ * One pass of the leader: publishes the oldest unpublished rows and marks them, then counts
+ * the backlog (also while Redis is down). What it ended with: RELAY_MORE to pass again at once,
+ * RELAY_IDLE to wait, RELAY_PG_DOWN or RELAY_REDIS_DOWN to back off, RELAY_LOST when it is no
+ * longer the leader.
+ */
+enum relay_outcome relay_pass(relay *r);
 
 /* relay_stream.c */
 
