@@ -250,6 +250,13 @@ static int worker_missing(srv_call *call)
     return srv_fail(call, TALLY_EUNAVAIL, "worker has no database connection (out of memory)");
 }
 
+/* The complaint a request names: 0, or nonzero with the message in w->err (as val_*). */
+static int val_complaint(cmd_worker *w, const char *tenant_id, int64_t complaint_id)
+{
+    int rc = val_id("tenant_id", tenant_id, false, w->err, sizeof(w->err));
+    return rc ? rc : val_positive("complaint_id", complaint_id, w->err, sizeof(w->err));
+}
+
 /* A request that failed validation: INVALID_ARGUMENT with the validator's message. */
 static int invalid(srv_call *call, const cmd_worker *w)
 {
@@ -490,8 +497,7 @@ static int assign_complaint(srv_call *call, const ProtobufCMessage *msg, void *w
     cmd_worker *w = worker;
     if (!w)
         return worker_missing(call);
-    if (val_id("tenant_id", req->tenant_id, false, w->err, sizeof(w->err)) ||
-        val_positive("complaint_id", req->complaint_id, w->err, sizeof(w->err)) ||
+    if (val_complaint(w, req->tenant_id, req->complaint_id) ||
         val_id("agent_id", req->agent_id, true, w->err, sizeof(w->err)) ||
         val_positive("expected_version", req->expected_version, w->err, sizeof(w->err)))
         return invalid(call, w);
@@ -558,8 +564,7 @@ static int change_status(srv_call *call, const ProtobufCMessage *msg, void *work
     cmd_worker *w = worker;
     if (!w)
         return worker_missing(call);
-    if (val_id("tenant_id", req->tenant_id, false, w->err, sizeof(w->err)) ||
-        val_positive("complaint_id", req->complaint_id, w->err, sizeof(w->err)) ||
+    if (val_complaint(w, req->tenant_id, req->complaint_id) ||
         val_status("status", req->status, w->err, sizeof(w->err)) ||
         val_positive("expected_version", req->expected_version, w->err, sizeof(w->err)) ||
         val_text("note", req->note, 0, VAL_NOTE_MAX, w->err, sizeof(w->err)) ||
@@ -633,8 +638,7 @@ static int get_complaint(srv_call *call, const ProtobufCMessage *msg, void *work
     cmd_worker *w = worker;
     if (!w)
         return worker_missing(call);
-    if (val_id("tenant_id", req->tenant_id, false, w->err, sizeof(w->err)) ||
-        val_positive("complaint_id", req->complaint_id, w->err, sizeof(w->err)))
+    if (val_complaint(w, req->tenant_id, req->complaint_id))
         return invalid(call, w);
     snprintf(id, sizeof(id), "%" PRId64, req->complaint_id);
     const char *vals[] = { req->tenant_id, id };
@@ -693,8 +697,7 @@ static int list_status_history(srv_call *call, const ProtobufCMessage *msg, void
     cmd_worker *w = worker;
     if (!w)
         return worker_missing(call);
-    if (val_id("tenant_id", req->tenant_id, false, w->err, sizeof(w->err)) ||
-        val_positive("complaint_id", req->complaint_id, w->err, sizeof(w->err)))
+    if (val_complaint(w, req->tenant_id, req->complaint_id))
         return invalid(call, w);
     if (req->page_size < 0 || req->page_size > HISTORY_PAGE_MAX)
         return srv_fail(call, TALLY_EINVAL, "page_size: must be 0 to %d, got %d", HISTORY_PAGE_MAX,
