@@ -14,6 +14,21 @@
 #include <string.h>
 
 /*
+ * Ends a command whose reply only says whether it worked, and frees r: 0, or TALLY_EUNAVAIL
+ * after an I/O error (r NULL) or an error reply, which is logged as what unless it is systemic
+ * (proj_systemic, while doing).
+ */
+static int reply_status(proj *p, redisReply *r, const char *doing, const char *what)
+{
+    bool failed = !r || r->type == REDIS_REPLY_ERROR;
+    if (r && failed && !proj_systemic(p, r, doing))
+        log_error(what, LOG_STR("error", r->str));
+    if (r)
+        freeReplyObject(r);
+    return failed ? TALLY_EUNAVAIL : 0;
+}
+
+/*
  * Whether m is still pending with this consumer: another projector may have reclaimed it
  * (XAUTOCLAIM takes entries that wait long in a retry queue) and parked or applied it. 1 yes,
  * 0 no, or TALLY_EUNAVAIL.
@@ -52,39 +67,18 @@ int proj_park(proj *p, proj_msg *m, const char *reason)
         char key[96];
         snprintf(key, sizeof(key), "{t:%s}:parked", tenant);
         redisReply *r = proj_command(p, "HSETNX %s %s %s", key, complaint, reason);
-        bool failed = !r || r->type == REDIS_REPLY_ERROR;
-        if (r && failed && !proj_systemic(p, r, "parking"))
-            log_error("cannot mark a complaint parked", LOG_STR("error", r->str));
-        if (r)
-            freeReplyObject(r);
-        if (failed)
+        if (reply_status(p, r, "parking", "cannot mark a complaint parked") != 0)
             return TALLY_EUNAVAIL;
     }
-    const char *argv[] = { "XADD",
-                           stream,
-                           "*",
-                           STREAM_FIELD_EVENT,
-                           (const char *)m->raw,
-                           "reason",
-                           reason,
-                           "id",
-                           m->id,
-                           "tenant",
-                           tenant,
-                           "complaint",
-                           complaint,
-                           "version",
-                           version };
+    const char *raw = (const char *)m->raw; /* bytes, not a string: see lens */
+    const char *argv[] = { "XADD",    stream,    "*",    STREAM_FIELD_EVENT, raw,    "reason",
+                           reason,    "id",      m->id,  "tenant",           tenant, "complaint",
+                           complaint, "version", version };
     size_t lens[15];
     for (int i = 0; i < 15; i++)
-        lens[i] = i == 4 ? m->rawlen : strlen(argv[i]); /* the envelope is bytes, not a string */
+        lens[i] = i == 4 ? m->rawlen : strlen(argv[i]);
     redisReply *r = proj_command_argv(p, 15, argv, lens);
-    bool failed = !r || r->type == REDIS_REPLY_ERROR;
-    if (r && failed && !proj_systemic(p, r, "parking"))
-        log_error("cannot add to the dead-letter stream", LOG_STR("error", r->str));
-    if (r)
-        freeReplyObject(r);
-    if (failed)
+    if (reply_status(p, r, "parking", "cannot add to the dead-letter stream") != 0)
         return TALLY_EUNAVAIL;
     metrics_inc(p->parked, 1);
     log_warn("event parked", LOG_STR("tenant", tenant), LOG_STR("complaint", complaint),
@@ -113,12 +107,7 @@ int proj_report_lost(proj *p)
         return 0;
     redisReply *r = proj_command(p, "EVAL %s 1 %s %lld", script, STREAM_REPAIR_REQUEST_KEY,
                                  (long long)p->lost_ms);
-    bool failed = !r || r->type == REDIS_REPLY_ERROR;
-    if (r && failed && !proj_systemic(p, r, "reporting lost entries"))
-        log_error("cannot report lost entries", LOG_STR("error", r->str));
-    if (r)
-        freeReplyObject(r);
-    if (failed)
+    if (reply_status(p, r, "reporting lost entries", "cannot report lost entries") != 0)
         return TALLY_EUNAVAIL;
     p->lost_ms = 0;
     return 0;
