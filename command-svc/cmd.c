@@ -1,7 +1,7 @@
 #include "cmd_int.h"
 
 #include "err.h"
-#include "event.h"
+#include "hash.h"
 #include "log.h"
 #include "tally/v1/commands.pb-c.h"
 #include "tally/v1/events.pb-c.h"
@@ -13,7 +13,9 @@
 #include <string.h>
 
 /* Milliseconds since the epoch of a timestamptz, as SQL. */
-#define MS(x)                "(extract(epoch FROM " x ") * 1000)::bigint"
+#define MS(x) "(extract(epoch FROM " x ") * 1000)::bigint"
+/* An event body's buffer. Validation caps every field a body carries (VAL_*_MAX: a note of
+   2,000 bytes is the largest), so a body never comes near it: cmd_pack failing is a bug. */
 #define BODY_MAX             8192
 #define HISTORY_PAGE_DEFAULT 50
 #define HISTORY_PAGE_MAX     500
@@ -202,8 +204,16 @@ int cmd_pack(const ProtobufCMessage *msg, uint8_t *buf, size_t cap)
 {
     size_t n = protobuf_c_message_get_packed_size(msg);
     if (n > cap)
-        return -1;
+        return TALLY_ETOOBIG;
     return (int)protobuf_c_message_pack(msg, buf);
+}
+
+/* The answer to a body that cmd_pack could not pack: validation let through what it must not. */
+static int body_too_big(srv_call *call, const ProtobufCMessage *body)
+{
+    log_error("an event body does not fit its buffer", LOG_STR("type", body->descriptor->name),
+              LOG_INT("max", BODY_MAX));
+    return srv_fail(call, TALLY_EINTERNAL, "event body over %d bytes", BODY_MAX);
 }
 
 void *cmd_worker_new(int index, void *arg)
@@ -235,16 +245,23 @@ void cmd_worker_free(void *worker, void *arg)
 }
 
 /* A worker without state could not allocate: every call gets UNAVAILABLE. */
-#define WORKER(w, worker, call) \
-    cmd_worker *w = (worker);   \
-    if (!w)                     \
-    return srv_fail((call), TALLY_EUNAVAIL, "worker has no database connection (out of memory)")
+static int worker_missing(srv_call *call)
+{
+    return srv_fail(call, TALLY_EUNAVAIL, "worker has no database connection (out of memory)");
+}
 
-#define CHECK(expr)                                            \
-    do {                                                       \
-        if ((expr) != 0)                                       \
-            return srv_fail(call, TALLY_EINVAL, "%s", w->err); \
-    } while (0)
+/* The complaint a request names: 0, or nonzero with the message in w->err (as val_*). */
+static int val_complaint(cmd_worker *w, const char *tenant_id, int64_t complaint_id)
+{
+    int rc = val_id("tenant_id", tenant_id, false, w->err, sizeof(w->err));
+    return rc ? rc : val_positive("complaint_id", complaint_id, w->err, sizeof(w->err));
+}
+
+/* A request that failed validation: INVALID_ARGUMENT with the validator's message. */
+static int invalid(srv_call *call, const cmd_worker *w)
+{
+    return srv_fail(call, TALLY_EINVAL, "%s", w->err);
+}
 
 /* ---- reference data ---------------------------------------------------------------------- */
 
@@ -267,13 +284,18 @@ static int put_tenant(srv_call *call, const ProtobufCMessage *msg, void *worker)
     Tally__V1__TenantPut body = TALLY__V1__TENANT_PUT__INIT;
     uint8_t buf[BODY_MAX];
     PGresult *r;
-    WORKER(w, worker, call);
-    CHECK(val_id("tenant_id", req->tenant_id, false, w->err, sizeof(w->err)));
-    CHECK(val_text("name", req->name, 1, VAL_NAME_MAX, w->err, sizeof(w->err)));
-    CHECK(val_time_zone("time_zone", req->time_zone, w->err, sizeof(w->err)));
+    cmd_worker *w = worker;
+    if (!w)
+        return worker_missing(call);
+    if (val_id("tenant_id", req->tenant_id, false, w->err, sizeof(w->err)) ||
+        val_text("name", req->name, 1, VAL_NAME_MAX, w->err, sizeof(w->err)) ||
+        val_time_zone("time_zone", req->time_zone, w->err, sizeof(w->err)))
+        return invalid(call, w);
     body.name = req->name;
     body.time_zone = req->time_zone;
     int len = cmd_pack(&body.base, buf, sizeof(buf));
+    if (len < 0)
+        return body_too_big(call, &body.base);
     const char *vals[] = { req->tenant_id, req->name, req->time_zone, (const char *)buf };
     const int lens[] = { 0, 0, 0, len }, fmts[] = { 0, 0, 0, 1 };
     int rc = pgx_exec(w->pg, S_PUT_TENANT, 4, vals, lens, fmts, cmd_timeout(w, call), &r);
@@ -297,10 +319,13 @@ static int put_ref(srv_call *call, cmd_worker *w, int stmt, const char *tenant_i
 {
     uint8_t buf[BODY_MAX];
     PGresult *r;
-    CHECK(val_id("tenant_id", tenant_id, false, w->err, sizeof(w->err)));
-    CHECK(val_id(id_field, id, false, w->err, sizeof(w->err)));
-    CHECK(val_text("name", name, 1, VAL_NAME_MAX, w->err, sizeof(w->err)));
+    if (val_id("tenant_id", tenant_id, false, w->err, sizeof(w->err)) ||
+        val_id(id_field, id, false, w->err, sizeof(w->err)) ||
+        val_text("name", name, 1, VAL_NAME_MAX, w->err, sizeof(w->err)))
+        return invalid(call, w);
     int len = cmd_pack(body, buf, sizeof(buf));
+    if (len < 0)
+        return body_too_big(call, body);
     const char *vals[] = { tenant_id, id, name, (const char *)buf };
     const int lens[] = { 0, 0, 0, len }, fmts[] = { 0, 0, 0, 1 };
     int rc = pgx_exec(w->pg, stmt, 4, vals, lens, fmts, cmd_timeout(w, call), &r);
@@ -315,7 +340,9 @@ static int put_category(srv_call *call, const ProtobufCMessage *msg, void *worke
 {
     const Tally__V1__PutCategoryRequest *req = (const void *)msg;
     Tally__V1__CategoryPut body = TALLY__V1__CATEGORY_PUT__INIT;
-    WORKER(w, worker, call);
+    cmd_worker *w = worker;
+    if (!w)
+        return worker_missing(call);
     body.category_id = req->category_id;
     body.name = req->name;
     return put_ref(call, w, S_PUT_CATEGORY, req->tenant_id, "category_id", req->category_id,
@@ -326,7 +353,9 @@ static int put_agent(srv_call *call, const ProtobufCMessage *msg, void *worker)
 {
     const Tally__V1__PutAgentRequest *req = (const void *)msg;
     Tally__V1__AgentPut body = TALLY__V1__AGENT_PUT__INIT;
-    WORKER(w, worker, call);
+    cmd_worker *w = worker;
+    if (!w)
+        return worker_missing(call);
     body.agent_id = req->agent_id;
     body.name = req->name;
     return put_ref(call, w, S_PUT_AGENT, req->tenant_id, "agent_id", req->agent_id, req->name,
@@ -343,17 +372,19 @@ static int create_complaint(srv_call *call, const ProtobufCMessage *msg, void *w
     uint8_t buf[BODY_MAX], hash[8];
     char prio[8];
     PGresult *r;
-    WORKER(w, worker, call);
-    CHECK(val_id("tenant_id", req->tenant_id, false, w->err, sizeof(w->err)));
-    CHECK(val_id("idempotency_key", req->idempotency_key, false, w->err, sizeof(w->err)));
-    CHECK(val_id("category_id", req->category_id, false, w->err, sizeof(w->err)));
-    CHECK(val_priority("priority", req->priority, w->err, sizeof(w->err)));
-    CHECK(val_text("title", req->title, 1, VAL_TITLE_MAX, w->err, sizeof(w->err)));
-    CHECK(
-        val_text("description", req->description, 0, VAL_DESCRIPTION_MAX, w->err, sizeof(w->err)));
-    CHECK(val_id("customer_id", req->customer_id, false, w->err, sizeof(w->err)));
+    cmd_worker *w = worker;
+    if (!w)
+        return worker_missing(call);
+    if (val_id("tenant_id", req->tenant_id, false, w->err, sizeof(w->err)) ||
+        val_id("idempotency_key", req->idempotency_key, false, w->err, sizeof(w->err)) ||
+        val_id("category_id", req->category_id, false, w->err, sizeof(w->err)) ||
+        val_priority("priority", req->priority, w->err, sizeof(w->err)) ||
+        val_text("title", req->title, 1, VAL_TITLE_MAX, w->err, sizeof(w->err)) ||
+        val_text("description", req->description, 0, VAL_DESCRIPTION_MAX, w->err, sizeof(w->err)) ||
+        val_id("customer_id", req->customer_id, false, w->err, sizeof(w->err)))
+        return invalid(call, w);
 
-    if (event_fingerprint(msg, hash) != 0)
+    if (hash_fingerprint(msg, hash) != 0)
         return srv_fail(call, TALLY_ENOMEM, "out of memory");
 
     body.category_id = req->category_id;
@@ -362,6 +393,8 @@ static int create_complaint(srv_call *call, const ProtobufCMessage *msg, void *w
     body.title = req->title;
     body.status = TALLY__V1__STATUS__STATUS_OPEN;
     int len = cmd_pack(&body.base, buf, sizeof(buf));
+    if (len < 0)
+        return body_too_big(call, &body.base);
     snprintf(prio, sizeof(prio), "%d", (int)req->priority);
     const char *vals[] = {
         req->tenant_id, req->idempotency_key, (const char *)hash, req->category_id, prio,
@@ -461,11 +494,13 @@ static int assign_complaint(srv_call *call, const ProtobufCMessage *msg, void *w
     uint8_t buf[BODY_MAX];
     char id[24], expected[24];
     PGresult *r, *u;
-    WORKER(w, worker, call);
-    CHECK(val_id("tenant_id", req->tenant_id, false, w->err, sizeof(w->err)));
-    CHECK(val_positive("complaint_id", req->complaint_id, w->err, sizeof(w->err)));
-    CHECK(val_id("agent_id", req->agent_id, true, w->err, sizeof(w->err)));
-    CHECK(val_positive("expected_version", req->expected_version, w->err, sizeof(w->err)));
+    cmd_worker *w = worker;
+    if (!w)
+        return worker_missing(call);
+    if (val_complaint(w, req->tenant_id, req->complaint_id) ||
+        val_id("agent_id", req->agent_id, true, w->err, sizeof(w->err)) ||
+        val_positive("expected_version", req->expected_version, w->err, sizeof(w->err)))
+        return invalid(call, w);
     int rc = read_for_change(call, w, req->tenant_id, req->complaint_id, req->expected_version, &r);
     if (rc != 0)
         return rc;
@@ -490,6 +525,10 @@ static int assign_complaint(srv_call *call, const ProtobufCMessage *msg, void *w
     body.status = (Tally__V1__Status)status;
     body.created_at_ms = pgx_int(r, 0, R_CREATED);
     int len = cmd_pack(&body.base, buf, sizeof(buf));
+    if (len < 0) {
+        PQclear(r);
+        return body_too_big(call, &body.base);
+    }
     snprintf(id, sizeof(id), "%" PRId64, req->complaint_id);
     snprintf(expected, sizeof(expected), "%" PRId64, req->expected_version);
     const char *vals[] = { req->tenant_id,          id,
@@ -522,13 +561,15 @@ static int change_status(srv_call *call, const ProtobufCMessage *msg, void *work
     uint8_t buf[BODY_MAX];
     char id[24], expected[24], to[8], from[8];
     PGresult *r, *u;
-    WORKER(w, worker, call);
-    CHECK(val_id("tenant_id", req->tenant_id, false, w->err, sizeof(w->err)));
-    CHECK(val_positive("complaint_id", req->complaint_id, w->err, sizeof(w->err)));
-    CHECK(val_status("status", req->status, w->err, sizeof(w->err)));
-    CHECK(val_positive("expected_version", req->expected_version, w->err, sizeof(w->err)));
-    CHECK(val_text("note", req->note, 0, VAL_NOTE_MAX, w->err, sizeof(w->err)));
-    CHECK(val_id("actor", req->actor, false, w->err, sizeof(w->err)));
+    cmd_worker *w = worker;
+    if (!w)
+        return worker_missing(call);
+    if (val_complaint(w, req->tenant_id, req->complaint_id) ||
+        val_status("status", req->status, w->err, sizeof(w->err)) ||
+        val_positive("expected_version", req->expected_version, w->err, sizeof(w->err)) ||
+        val_text("note", req->note, 0, VAL_NOTE_MAX, w->err, sizeof(w->err)) ||
+        val_id("actor", req->actor, false, w->err, sizeof(w->err)))
+        return invalid(call, w);
     int rc = read_for_change(call, w, req->tenant_id, req->complaint_id, req->expected_version, &r);
     if (rc != 0)
         return rc;
@@ -550,6 +591,10 @@ static int change_status(srv_call *call, const ProtobufCMessage *msg, void *work
     if (req->status == TALLY__V1__STATUS__STATUS_RESOLVED)
         body.resolution_seconds = (now - created) / 1000;
     int len = cmd_pack(&body.base, buf, sizeof(buf));
+    if (len < 0) {
+        PQclear(r);
+        return body_too_big(call, &body.base);
+    }
     snprintf(id, sizeof(id), "%" PRId64, req->complaint_id);
     snprintf(expected, sizeof(expected), "%" PRId64, req->expected_version);
     snprintf(to, sizeof(to), "%d", (int)req->status);
@@ -590,9 +635,11 @@ static int get_complaint(srv_call *call, const ProtobufCMessage *msg, void *work
     Tally__V1__Complaint c = TALLY__V1__COMPLAINT__INIT;
     char id[24];
     PGresult *r;
-    WORKER(w, worker, call);
-    CHECK(val_id("tenant_id", req->tenant_id, false, w->err, sizeof(w->err)));
-    CHECK(val_positive("complaint_id", req->complaint_id, w->err, sizeof(w->err)));
+    cmd_worker *w = worker;
+    if (!w)
+        return worker_missing(call);
+    if (val_complaint(w, req->tenant_id, req->complaint_id))
+        return invalid(call, w);
     snprintf(id, sizeof(id), "%" PRId64, req->complaint_id);
     const char *vals[] = { req->tenant_id, id };
     int rc = pgx_exec(w->pg, S_GET, 2, vals, NULL, NULL, cmd_timeout(w, call), &r);
@@ -647,9 +694,11 @@ static int list_status_history(srv_call *call, const ProtobufCMessage *msg, void
     char id[24], after_s[24], limit_s[16], token[64];
     int64_t after;
     PGresult *r;
-    WORKER(w, worker, call);
-    CHECK(val_id("tenant_id", req->tenant_id, false, w->err, sizeof(w->err)));
-    CHECK(val_positive("complaint_id", req->complaint_id, w->err, sizeof(w->err)));
+    cmd_worker *w = worker;
+    if (!w)
+        return worker_missing(call);
+    if (val_complaint(w, req->tenant_id, req->complaint_id))
+        return invalid(call, w);
     if (req->page_size < 0 || req->page_size > HISTORY_PAGE_MAX)
         return srv_fail(call, TALLY_EINVAL, "page_size: must be 0 to %d, got %d", HISTORY_PAGE_MAX,
                         req->page_size);

@@ -38,8 +38,9 @@ int64_t cmd_timeout(const cmd_worker *w, const srv_call *call);
  */
 int cmd_db_fail(srv_call *call, cmd_worker *w, int rc, const char *what);
 
-/* Packs msg into buf (cap bytes); returns the length, or -1 if it does not fit. */
-int cmd_pack(const ProtobufCMessage *msg, uint8_t *buf, size_t cap);
+/* Packs msg into buf (cap bytes); returns the length, or TALLY_ETOOBIG if it does not fit. */
+__attribute__((warn_unused_result)) int cmd_pack(const ProtobufCMessage *msg, uint8_t *buf,
+                                                 size_t cap);
 
 /* The ImportComplaints handler (import.c). */
 int cmd_import(srv_call *call, const ProtobufCMessage *msg, void *worker);

@@ -24,7 +24,7 @@
  * format (no quoting, no escaping). Event local days are computed by PostgreSQL from the
  * tenant's time zone with the expression the live commands use.
  *
- * Idempotency: an entry's content hash is FNV-1a (event_fnv1a, seed 0) over its packed
+ * Idempotency: an entry's content hash is FNV-1a (hash_fnv1a, seed 0) over its packed
  * ImportedComplaint message, stored as 8 bytes big-endian in idempotency_keys.request_hash as
  * CreateComplaint stores the hash of its packed request. They are hashes of different
  * messages, so a key used by CreateComplaint and then by an import (or the other way round)
@@ -41,7 +41,7 @@
 #include "cmd_int.h"
 
 #include "err.h"
-#include "event.h"
+#include "hash.h"
 #include "log.h"
 #include "now.h"
 #include "tally/v1/commands.pb-c.h"
@@ -565,7 +565,7 @@ static int batch_validate(imp_batch *b, srv_call *call, char *err, size_t errlen
         return srv_fail(call, TALLY_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         const Tally__V1__ImportedComplaint *c = req->complaints[i];
-        if (event_fingerprint(&c->base, b->entries[i].hash) != 0)
+        if (hash_fingerprint(&c->base, b->entries[i].hash) != 0)
             return srv_fail(call, TALLY_ENOMEM, "out of memory");
         b->categories[b->ncategories++] = c->category_id;
         for (size_t j = 0; j < c->n_history; j++)

@@ -9,6 +9,7 @@
 #include "migrate.h"
 #include "probe.h"
 #include "relay.h"
+#include "stream.h"
 #include "svc.h"
 
 #include <stdbool.h>
@@ -101,7 +102,7 @@ int main(int argc, char **argv)
         { "TALLY_STREAM_MAXLEN", CFG_INT, "1000000", 1000, 1000000000, 0, &maxlen,
           "entries a stream may hold that some consumer group has not acknowledged; at this "
           "length the relay stops publishing and events wait in PostgreSQL" },
-        { "TALLY_STREAM_GROUPS", CFG_STR, "projector", 0, 0, 0, &groups,
+        { "TALLY_STREAM_GROUPS", CFG_STR, STREAM_GROUP, 0, 0, 0, &groups,
           "consumer groups (comma list) the relay creates on every stream and never trims "
           "below; projector is always one" },
         { "TALLY_RELAY_REDIS_GIVEUP_MS", CFG_INT, "15000", 1000, 3600000, 0, &giveup_ms,

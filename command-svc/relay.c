@@ -1,6 +1,7 @@
 /*
- * relay: the outbox relay of command-svc (contract in relay.h; the Redis side kept between
- * passes, the groups, the trim and the repair of a Redis that lost data, in relay_stream.c).
+ * relay: the outbox relay of command-svc (contract in relay.h; one pass in relay_pass.c; the
+ * Redis side kept between passes, the groups, the trim and the repair of a Redis that lost
+ * data, in relay_stream.c).
  *
  * One thread, a PostgreSQL session (pgx) and a Redis connection (kv) of its own, plus a second
  * session only for counting the backlog. The thread is either a standby or the leader:
@@ -61,6 +62,7 @@
 #include "err.h"
 #include "log.h"
 #include "now.h"
+#include "stream.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -80,29 +82,6 @@
 #define REDIS_TIMEOUT_MS 1000
 #define BACKOFF_MIN_MS   50
 #define BACKOFF_MAX_MS   5000
-#define BACKLOG_EVERY_MS 1000
-#define BACKLOG_WAIT_MS  1000
-#define BACKLOG_PAUSE_MS 60000 /* no count for this long after one failed */
-#define WATERMARK_MIN_MS 200
-
-/* The columns of an envelope, in the order of the C_ names below; times in Unix ms. */
-#define RELAY_COLUMNS                                                                      \
-    "seq, tenant_id, coalesce(complaint_id, 0), coalesce(version, 0), type,"               \
-    " (extract(epoch FROM occurred_at) * 1000)::bigint, to_char(local_day, 'YYYY-MM-DD')," \
-    " (extract(epoch FROM recorded_at) * 1000)::bigint, imported::int, encode(payload, 'hex')"
-
-enum {
-    C_SEQ,
-    C_TENANT,
-    C_COMPLAINT,
-    C_VERSION,
-    C_TYPE,
-    C_OCCURRED,
-    C_DAY,
-    C_RECORDED,
-    C_IMPORTED,
-    C_PAYLOAD
-};
 
 /* Pass ids are Unix microseconds; published_at holds exactly that value. */
 #define US_TO_TS(p) "to_timestamp(" p "::float8 / 1e6)"
@@ -132,11 +111,6 @@ static const pgx_stmt stmts[S_COUNT] = {
                  1 },
 };
 
-/* On the statistics session, unprepared: its text names it for logs and pg_stat_activity. */
-#define BACKLOG_SQL                                                                             \
-    "SELECT /* relay_backlog */ count(*) FROM (SELECT 1 FROM events WHERE published_at IS NULL" \
-    " LIMIT 100001) s"
-
 /* Publish lag: sub-second when the relay keeps up, minutes after an outage. */
 static const double lag_buckets[] = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,  1,
@@ -146,13 +120,6 @@ static const double lag_buckets[] = {
 static bool stopping(relay *r)
 {
     return atomic_load_explicit(&r->stop, memory_order_acquire);
-}
-
-static int64_t now_wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static int quiet_ms(relay *r)
@@ -171,7 +138,7 @@ static void pg_failed(relay *r, const char *what)
     r->pg_down = true;
 }
 
-static void pg_ok(relay *r)
+void relay_pg_ok(relay *r)
 {
     if (r->pg_down)
         log_info("relay: PostgreSQL is available again");
@@ -188,7 +155,7 @@ void relay_redis_failed(relay *r, const char *error)
         r->redis_failing_ms = now_mono_ms();
 }
 
-static void redis_ok(relay *r)
+void relay_redis_ok(relay *r)
 {
     if (r->redis_down)
         log_info("relay: Redis is available again");
@@ -196,7 +163,7 @@ static void redis_ok(relay *r)
     r->redis_failing_ms = 0;
 }
 
-static void lose_leadership(relay *r, const char *why)
+void relay_lose_leadership(relay *r, const char *why)
 {
     if (r->leader)
         log_warn("relay: lost the leadership", LOG_STR("reason", why),
@@ -209,44 +176,20 @@ static void lose_leadership(relay *r, const char *why)
     pgx_reset(r->pg); /* the next attempt starts a fresh session */
 }
 
-/*
- * True while the session that holds the lock is alive. pgx reconnects by itself when its
- * connection is gone, which would run the leader's statements on a session without the lock:
- * this check comes before each of them.
- */
-static bool session_alive(relay *r)
+bool relay_session_alive(relay *r)
 {
     PGconn *pg = pgx_pg(r->pg);
     return pg && PQstatus(pg) == CONNECTION_OK;
 }
 
-enum outcome relay_leader_pg_error(relay *r, const char *what)
+enum relay_outcome relay_leader_pg_error(relay *r, const char *what)
 {
     pg_failed(r, what);
-    if (!session_alive(r)) {
-        lose_leadership(r, "the PostgreSQL session ended");
-        return O_LOST;
+    if (!relay_session_alive(r)) {
+        relay_lose_leadership(r, "the PostgreSQL session ended");
+        return RELAY_LOST;
     }
-    return O_PG_DOWN;
-}
-
-/*
- * A pass failed on Redis. After redis_giveup_ms of nothing but failures the leader hands the
- * lock over (O_LOST); otherwise O_REDIS_DOWN (back off and retry).
- */
-static enum outcome redis_pass_failed(relay *r)
-{
-    int64_t failing = r->redis_failing_ms ? now_mono_ms() - r->redis_failing_ms : 0;
-    if (!r->leader || failing < r->conf.redis_giveup_ms)
-        return O_REDIS_DOWN;
-    metrics_inc(r->m_giveups, 1);
-    log_warn("relay: giving up the leadership: publishing to Redis has failed for too long",
-             LOG_INT("failing_ms", failing), LOG_STR("error", kv_errstr(r->kv)));
-    lose_leadership(r, "Redis failed for longer than TALLY_RELAY_REDIS_GIVEUP_MS");
-    kv_reset(r->kv);
-    r->redis_failing_ms = 0;
-    r->compete_at_ms = now_mono_ms() + 2 * (int64_t)r->conf.poll_ms;
-    return O_LOST;
+    return RELAY_PG_DOWN;
 }
 
 /* ---- waiting ----------------------------------------------------------------------------- */
@@ -271,26 +214,27 @@ static bool drain_notifies(relay *r, bool *broken)
 /*
  * Sleeps up to ms, returning early on relay_stop() and, when on_notify, on a NOTIFY. As the
  * leader it keeps consuming the session's input meanwhile (so that notifications never pile
- * up) and returns O_LOST when the session breaks. Otherwise O_IDLE, or O_MORE for a NOTIFY.
+ * up) and returns RELAY_LOST when the session breaks. Otherwise RELAY_IDLE, or RELAY_MORE for a
+ * NOTIFY.
  */
-static enum outcome wait_for(relay *r, int64_t ms, bool on_notify)
+static enum relay_outcome wait_for(relay *r, int64_t ms, bool on_notify)
 {
     int64_t deadline = now_mono_ms() + ms;
     bool broken = false;
     for (;;) {
-        if (r->leader && !session_alive(r)) {
-            lose_leadership(r, "the PostgreSQL session ended");
-            return O_LOST;
+        if (r->leader && !relay_session_alive(r)) {
+            relay_lose_leadership(r, "the PostgreSQL session ended");
+            return RELAY_LOST;
         }
         if (r->leader && drain_notifies(r, &broken) && on_notify)
-            return O_MORE;
+            return RELAY_MORE;
         if (broken) {
-            lose_leadership(r, PQerrorMessage(pgx_pg(r->pg)));
-            return O_LOST;
+            relay_lose_leadership(r, PQerrorMessage(pgx_pg(r->pg)));
+            return RELAY_LOST;
         }
         int64_t left = deadline - now_mono_ms();
         if (stopping(r) || left <= 0)
-            return O_IDLE;
+            return RELAY_IDLE;
         struct pollfd p[2] = { { .fd = r->wake_fd, .events = POLLIN } };
         nfds_t n = 1;
         if (r->leader) {
@@ -300,324 +244,6 @@ static enum outcome wait_for(relay *r, int64_t ms, bool on_notify)
         if (poll(p, n, (int)(left > 60000 ? 60000 : left)) < 0 && errno != EINTR)
             backoff_sleep_ms(10); /* cannot happen with valid fds; never spin */
     }
-}
-
-/* ---- one pass ---------------------------------------------------------------------------- */
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-/* Decodes encode(payload, 'hex') into r->body. The length, or -1 if too big or malformed. */
-static long decode_body(relay *r, const char *hex, size_t len)
-{
-    if (len % 2 || len / 2 > sizeof(r->body))
-        return -1;
-    for (size_t i = 0; i < len / 2; i++) {
-        int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        r->body[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return (long)(len / 2);
-}
-
-/* Packs row i of res into r->envelope: the length, or a negative tally_err. */
-static long pack_row(relay *r, const PGresult *res, int i)
-{
-    long body_len = decode_body(r, PQgetvalue(res, i, C_PAYLOAD), PQgetlength(res, i, C_PAYLOAD));
-    if (body_len < 0)
-        return TALLY_ETOOBIG;
-    event_row row = { .seq = pgx_int(res, i, C_SEQ),
-                      .tenant_id = PQgetvalue(res, i, C_TENANT),
-                      .complaint_id = pgx_int(res, i, C_COMPLAINT),
-                      .version = pgx_int(res, i, C_VERSION),
-                      .type = (int)pgx_int(res, i, C_TYPE),
-                      .occurred_at_ms = pgx_int(res, i, C_OCCURRED),
-                      .local_day = PQgetvalue(res, i, C_DAY),
-                      .recorded_at_ms = pgx_int(res, i, C_RECORDED),
-                      .imported = pgx_int(res, i, C_IMPORTED) != 0,
-                      .body = r->body,
-                      .body_len = (size_t)body_len };
-    return event_pack(&row, r->envelope, sizeof(r->envelope));
-}
-
-static void report_poison(relay *r, const PGresult *res, int i, long err)
-{
-    int64_t seq = pgx_int(res, i, C_SEQ);
-    if (seq <= r->poison_logged)
-        return;
-    r->poison_logged = seq;
-    log_error("relay: an event row cannot be published; it stays unpublished and is skipped",
-              LOG_INT("seq", seq), LOG_INT("type", pgx_int(res, i, C_TYPE)),
-              LOG_STR("error", tally_err_str((int)err)));
-}
-
-static bool is_held(const relay *r, int nheld, int64_t complaint)
-{
-    for (int k = 0; k < nheld; k++)
-        if (r->held[k] == complaint)
-            return true;
-    return false;
-}
-
-/*
- * Appends one XADD per packable row among the first n of res to the pipeline, holding back
- * the later rows of a complaint whose row cannot be packed. The number of rows appended; in
- * *unpublishable the rows left out.
- */
-static int append_xadds(relay *r, redisContext *ctx, const PGresult *res, int n, int *unpublishable)
-{
-    int sent = 0, nheld = 0;
-    *unpublishable = 0;
-    for (int i = 0; i < n; i++) {
-        int64_t complaint = pgx_int(res, i, C_COMPLAINT);
-        if (complaint && is_held(r, nheld, complaint)) {
-            (*unpublishable)++;
-            continue;
-        }
-        long len = pack_row(r, res, i);
-        if (len < 0) {
-            report_poison(r, res, i, len);
-            (*unpublishable)++;
-            if (complaint)
-                r->held[nheld++] = complaint;
-            continue;
-        }
-        char key[48];
-        int part = event_partition(PQgetvalue(res, i, C_TENANT), r->conf.partitions);
-        relay_stream_key(part, key, sizeof(key));
-        const char *argv[] = { "XADD", key, "*", "e", (const char *)r->envelope };
-        size_t lens[] = { 4, strlen(key), 1, 1, (size_t)len };
-        if (redisAppendCommandArgv(ctx, 5, argv, lens) != REDIS_OK)
-            break; /* out of memory: send what is appended, the rest waits */
-        r->seqs[sent] = pgx_int(res, i, C_SEQ);
-        r->recorded[sent] = pgx_int(res, i, C_RECORDED);
-        r->part[sent] = part;
-        sent++;
-    }
-    return sent;
-}
-
-/*
- * Reads the replies of sent XADDs and of the SET of tally:relay:pos after them (SET ... GET:
- * *pos_before gets the value it replaced, -1 when there was none). Returns how many XADDs
- * succeeded before the first failure (the rows that may be marked), 0 when the SET failed;
- * error gets the first failure, "" if none.
- */
-static int read_replies(relay *r, int sent, char *error, size_t errlen, int64_t *pos_before)
-{
-    redisContext *ctx = kv_ctx(r->kv);
-    int ok = 0;
-    bool reset = false;
-    error[0] = '\0';
-    for (int j = 0; j <= sent; j++) {
-        redisReply *rep = NULL;
-        if (redisGetReply(ctx, (void **)&rep) != REDIS_OK || !rep) {
-            if (!error[0])
-                snprintf(error, errlen, "%s", ctx->errstr[0] ? ctx->errstr : "connection lost");
-            kv_reset(r->kv);
-            return 0;
-        }
-        if (rep->type == REDIS_REPLY_ERROR && !error[0]) {
-            snprintf(error, errlen, "%s: %s", j < sent ? "XADD" : "SET", rep->str);
-            reset = kv_systemic_kind(rep->str) != NULL;
-        } else if (rep->type != REDIS_REPLY_ERROR && !error[0] && j < sent) {
-            double lag = (double)(now_wall_ms() - r->recorded[j]) / 1000.0;
-            metrics_observe(r->m_lag, lag < 0 ? 0 : lag);
-            if (rep->type == REDIS_REPLY_STRING)
-                snprintf(r->last_id[r->part[j]], RELAY_ID_MAX, "%s", rep->str);
-            ok++;
-        }
-        if (j == sent && rep->type == REDIS_REPLY_ERROR)
-            ok = 0; /* pos was not recorded: the rows must not be marked with this pass's id */
-        else if (j == sent)
-            *pos_before = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10) : -1;
-        freeReplyObject(rep);
-    }
-    if (reset)
-        kv_reset(r->kv); /* this Redis cannot take writes now: find the one that can */
-    return ok;
-}
-
-/* Marks the first n sent rows published by pass id. */
-static int mark(relay *r, int n, int64_t id)
-{
-    char pass[24];
-    size_t len = 0;
-    r->seq_list[len++] = '{';
-    for (int j = 0; j < n; j++)
-        len += (size_t)snprintf(r->seq_list + len, r->seq_list_cap - len, "%s%" PRId64,
-                                j ? "," : "", r->seqs[j]);
-    snprintf(r->seq_list + len, r->seq_list_cap - len, "}");
-    snprintf(pass, sizeof(pass), "%" PRId64, id);
-    const char *values[] = { r->seq_list, pass };
-    return pgx_exec(r->pg, S_MARK, 2, values, NULL, NULL, RELAY_PG_WAIT_MS, NULL);
-}
-
-/* Refreshes the backlog gauge, at most once a second, on its own session (never a wedge). */
-static void count_backlog(relay *r)
-{
-    PGresult *res;
-    if (now_mono_ms() < r->count_at_ms)
-        return;
-    int rc = pgx_connect(r->stats);
-    if (rc == 0)
-        rc = pgx_exec_params(r->stats, BACKLOG_SQL, 0, NULL, NULL, NULL, NULL, BACKLOG_WAIT_MS,
-                             &res);
-    if (rc != 0) {
-        if (!r->count_down)
-            log_warn("relay: cannot count the backlog; not counting for a minute",
-                     LOG_STR("error", pgx_errstr(r->stats)));
-        r->count_down = true;
-        pgx_reset(r->stats);
-        r->count_at_ms = now_mono_ms() + BACKLOG_PAUSE_MS;
-        return;
-    }
-    r->count_down = false;
-    metrics_set(r->m_backlog, pgx_int(res, 0, 0));
-    PQclear(res);
-    r->count_at_ms = now_mono_ms() + BACKLOG_EVERY_MS;
-}
-
-/*
- * After a pass that drained the backlog: XADDs to every partition a watermark entry, field w
- * = at_ms (the wall clock just before the pass's SELECT: every row committed before it was
- * visible to that SELECT, so it is at an earlier position of its stream now). At most every
- * WATERMARK_MIN_MS. 0, or -1 with the failure reported.
- */
-static int watermark(relay *r, int64_t at_ms)
-{
-    char w[24];
-    int rc = 0;
-    if (now_mono_ms() - r->watermark_at_ms < WATERMARK_MIN_MS)
-        return 0;
-    redisContext *ctx = kv_ctx(r->kv);
-    snprintf(w, sizeof(w), "%lld", (long long)at_ms);
-    for (int p = 0; p < r->conf.partitions; p++) {
-        char key[48];
-        relay_stream_key(p, key, sizeof(key));
-        redisAppendCommand(ctx, "XADD %s * w %s", key, w);
-    }
-    for (int p = 0; p < r->conf.partitions; p++) {
-        redisReply *rep = NULL;
-        if (redisGetReply(ctx, (void **)&rep) != REDIS_OK || !rep) {
-            relay_redis_failed(r, ctx->errstr[0] ? ctx->errstr : "connection lost");
-            kv_reset(r->kv);
-            return -1;
-        }
-        if (rep->type == REDIS_REPLY_STRING)
-            snprintf(r->last_id[p], RELAY_ID_MAX, "%s", rep->str);
-        else if (rc == 0 && rep->type == REDIS_REPLY_ERROR) {
-            char error[256];
-            snprintf(error, sizeof(error), "XADD (watermark): %s", rep->str);
-            relay_redis_failed(r, error);
-            rc = -1;
-        }
-        freeReplyObject(rep);
-    }
-    if (rc == 0)
-        r->watermark_at_ms = now_mono_ms();
-    return rc;
-}
-
-/* Publishes the oldest unpublished rows and marks them. */
-static enum outcome publish(relay *r)
-{
-    PGresult *res = NULL;
-    char limit[16], error[256];
-    enum outcome out = O_IDLE;
-    if (!session_alive(r)) {
-        lose_leadership(r, "the PostgreSQL session ended");
-        return O_LOST;
-    }
-    snprintf(limit, sizeof(limit), "%d", r->conf.batch);
-    const char *values[] = { limit };
-    int64_t selected_at_ms = now_wall_ms(); /* before the SELECT's snapshot */
-    if (pgx_exec(r->pg, S_SELECT, 1, values, NULL, NULL, RELAY_PG_WAIT_MS, &res) != 0)
-        return relay_leader_pg_error(r, "reading unpublished events");
-    pg_ok(r);
-    if (kv_connect(r->kv) != 0) {
-        PQclear(res);
-        relay_redis_failed(r, kv_errstr(r->kv));
-        return redis_pass_failed(r);
-    }
-    if (relay_setup_redis(r) != 0 || relay_check_redis(r) != 0) {
-        PQclear(res);
-        return redis_pass_failed(r);
-    }
-    int unmarked = relay_repair_unmark(r, &out);
-    if (unmarked != 0) {
-        PQclear(res);
-        if (unmarked < 0)
-            return out == O_REDIS_DOWN ? redis_pass_failed(r) : out;
-        return O_MORE; /* select again: the un-marked rows come first */
-    }
-
-    /* Backpressure: room is what every stream can still take below maxlen. */
-    int rows = PQntuples(res), room = rows, ok = 0, unpublishable = 0;
-    bool full = false;
-    for (int p = 0; p < r->conf.partitions; p++) {
-        long long left = r->conf.maxlen - r->xlen[p];
-        full |= left <= 0;
-        if (left < room)
-            room = left > 0 ? (int)left : 0;
-    }
-    metrics_set(r->m_backpressure, full || room < rows);
-    if (!full) {
-        int64_t id = now_wall_us();
-        if (id <= r->last_pass_us)
-            id = r->last_pass_us + 1;
-        redisContext *ctx = kv_ctx(r->kv);
-        int sent = append_xadds(r, ctx, res, room, &unpublishable);
-        redisAppendCommand(ctx, "SET " RELAY_POS_KEY " %lld GET", (long long)id);
-        int64_t pos_before = 0, marked_before = r->last_pass_us;
-        ok = read_replies(r, sent, error, sizeof(error), &pos_before);
-        metrics_set(r->m_unpublishable, unpublishable);
-        metrics_inc(r->m_published, (uint64_t)ok);
-        if (!error[0] || ok > 0)
-            r->last_pass_us = id; /* SET succeeded: pos is id */
-        /* Redis lost data between the check before this pass and its SET (a flush, a failover
-           behind a proxy that kept the connection): what the SET replaced says so. */
-        if ((!error[0] || ok > 0) && marked_before > 0 && pos_before < marked_before)
-            relay_repair_lost_at_pass(r, pos_before);
-        out = rows == r->conf.batch && ok > 0 && room == rows ? O_MORE : O_IDLE;
-        if (ok > 0 && (!session_alive(r) || mark(r, ok, id) != 0))
-            out = relay_leader_pg_error(r, "marking events published"); /* sent again later */
-        else
-            relay_repair_published(r, r->seqs, ok);
-        if (error[0]) {
-            PQclear(res);
-            relay_redis_failed(r, error);
-            return out == O_LOST ? O_LOST : redis_pass_failed(r);
-        }
-        if (rows < r->conf.batch && room == rows && ok == rows && out != O_LOST &&
-            watermark(r, selected_at_ms) != 0) {
-            PQclear(res);
-            return redis_pass_failed(r);
-        }
-    }
-    PQclear(res);
-    if (out == O_LOST)
-        return out;
-    if (relay_maintain(r, &out) != 0)
-        return out == O_LOST || out == O_PG_DOWN ? out : redis_pass_failed(r);
-    redis_ok(r);
-    return out;
-}
-
-/* One pass of the leader; the backlog is counted after it, also while Redis is down. */
-static enum outcome pass(relay *r)
-{
-    enum outcome out = publish(r);
-    if (r->leader)
-        count_backlog(r);
-    return out;
 }
 
 /* ---- the thread -------------------------------------------------------------------------- */
@@ -652,7 +278,7 @@ static void *relay_main(void *arg)
 {
     relay *r = arg;
     while (!stopping(r)) {
-        enum outcome out;
+        enum relay_outcome out;
         if (!r->leader) {
             int64_t until = r->compete_at_ms - now_mono_ms();
             if (until > 0) {
@@ -665,17 +291,17 @@ static void *relay_main(void *arg)
                 wait_for(r, backoff_next(&r->bo), false);
                 continue;
             }
-            pg_ok(r);
+            relay_pg_ok(r);
             backoff_reset(&r->bo);
             if (rc == 0) {
                 wait_for(r, quiet_ms(r), false);
                 continue;
             }
         }
-        out = pass(r);
-        if (out == O_IDLE)
+        out = relay_pass(r);
+        if (out == RELAY_IDLE)
             out = wait_for(r, quiet_ms(r), true);
-        if (out == O_PG_DOWN || out == O_REDIS_DOWN)
+        if (out == RELAY_PG_DOWN || out == RELAY_REDIS_DOWN)
             wait_for(r, backoff_next(&r->bo), false);
         else
             backoff_reset(&r->bo);
@@ -693,7 +319,7 @@ static bool group_char(char c)
 static int parse_groups(const char *groups, char names[][65], char *err, size_t errlen)
 {
     int n = 1;
-    snprintf(names[0], 65, "%s", RELAY_GROUP);
+    snprintf(names[0], 65, "%s", STREAM_GROUP);
     for (const char *s = groups ? groups : ""; *s;) {
         size_t len = strcspn(s, ",");
         bool dup = false;
@@ -802,7 +428,7 @@ relay *relay_start(const relay_config *conf, char *err, size_t errlen)
 {
     relay *r;
     if (!conf->pg_dsn || !conf->metrics || conf->partitions < 1 ||
-        conf->partitions > RELAY_PARTITIONS_MAX || conf->batch < 1 || conf->poll_ms < 1 ||
+        conf->partitions > STREAM_PARTITIONS_MAX || conf->batch < 1 || conf->poll_ms < 1 ||
         conf->maxlen < 1 || conf->redis_giveup_ms < 1) {
         snprintf(err, errlen, "relay: invalid configuration");
         return NULL;

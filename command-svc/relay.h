@@ -6,9 +6,9 @@
  *
  * Each stream entry has exactly one field, "e", whose value is the EventEnvelope bytes of one
  * row (event_pack: header fields from the columns, the body from payload); the partition is
- * event_partition(tenant_id, partitions), so a tenant's events stay in one stream in order.
+ * stream_partition(tenant_id, partitions), so a tenant's events stay in one stream in order.
  * Watermark entries carry the single field "w" instead (Unix ms: every row committed before it
- * is at an earlier position of its stream).
+ * is at an earlier position of its stream). Those names are common/stream.h's.
  *
  * Exactly one relay is active across all command-svc replicas: the one holding the PostgreSQL
  * session advisory lock 7411002 (the migrations use 7411001). The others retry the lock every

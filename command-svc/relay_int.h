@@ -1,7 +1,8 @@
 /*
- * relay internals shared by relay.c (the thread: election, passes, waits) and relay_stream.c
- * (the Redis side kept between passes: consumer groups, trimming, backpressure, the repair of a
- * Redis that lost data). Not a contract: only these two files include it.
+ * relay internals shared by relay.c (the thread: election, waits, the state changes logged
+ * once), relay_pass.c (one pass: select, pack, XADD, mark, watermark) and relay_stream.c (the
+ * Redis side kept between passes: consumer groups, trimming, backpressure, the repair of a
+ * Redis that lost data). Not a contract: only these three files include it.
  */
 #ifndef TALLY_RELAY_INT_H
 #define TALLY_RELAY_INT_H
@@ -11,25 +12,40 @@
 #include "kv.h"
 #include "pgx.h"
 #include "relay.h"
+#include "stream.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-#define RELAY_PG_WAIT_MS     3000 /* longest wait for one statement; bounds relay_stop too */
-#define RELAY_ENVELOPE_MAX   (EVENT_BODY_MAX + 1024)
-#define RELAY_ID_MAX         48 /* a stream id "ms-seq" */
-#define RELAY_POS_KEY        "tally:relay:pos"
-#define RELAY_REPAIR_KEY     "tally:repair"
-#define RELAY_REQUEST_KEY    "tally:repair:request"
-#define RELAY_GROUP          "projector" /* the group whose acknowledgement ends a repair */
-#define RELAY_PARTITIONS_MAX 256         /* as TALLY_STREAM_PARTITIONS allows */
+#define RELAY_PG_WAIT_MS   3000 /* longest wait for one statement; bounds relay_stop too */
+#define RELAY_ENVELOPE_MAX (EVENT_BODY_MAX + 1024)
+#define RELAY_ID_MAX       48 /* a stream id "ms-seq" */
+
+/* The columns of an envelope, in the order of the C_ names below; times in Unix ms. */
+#define RELAY_COLUMNS                                                                      \
+    "seq, tenant_id, coalesce(complaint_id, 0), coalesce(version, 0), type,"               \
+    " (extract(epoch FROM occurred_at) * 1000)::bigint, to_char(local_day, 'YYYY-MM-DD')," \
+    " (extract(epoch FROM recorded_at) * 1000)::bigint, imported::int, encode(payload, 'hex')"
+
+enum {
+    C_SEQ,
+    C_TENANT,
+    C_COMPLAINT,
+    C_VERSION,
+    C_TYPE,
+    C_OCCURRED,
+    C_DAY,
+    C_RECORDED,
+    C_IMPORTED,
+    C_PAYLOAD
+};
 
 /* The prepared statements of the leader's session. */
 enum { S_SELECT, S_MARK, S_LOCK, S_MAXPUB, S_MAXSEQ, S_UNMARK, S_LEFT, S_COUNT };
 
 /* What a pass or a wait ended with. */
-enum outcome { O_IDLE, O_MORE, O_PG_DOWN, O_REDIS_DOWN, O_LOST };
+enum relay_outcome { RELAY_IDLE, RELAY_MORE, RELAY_PG_DOWN, RELAY_REDIS_DOWN, RELAY_LOST };
 
 /* Why Redis is being repaired; the label of tally_relay_repairs_total. */
 enum repair_reason { R_MISSING, R_BEHIND, R_TRIMMED, R_COUNT };
@@ -68,7 +84,7 @@ struct relay {
         int64_t started_ms; /* wall clock */
         int64_t rows, done; /* rows un-marked; of them, republished so far */
         char request[24];   /* the tally:repair:request value this repair answers ("" none) */
-        char target[RELAY_PARTITIONS_MAX][RELAY_ID_MAX]; /* frozen when state=applying */
+        char target[STREAM_PARTITIONS_MAX][RELAY_ID_MAX]; /* frozen when state=applying */
     } rep;
 
     uint8_t body[EVENT_BODY_MAX];
@@ -88,12 +104,33 @@ struct relay {
 
 /* relay.c: failures of the leader, logged once per outage. */
 void relay_redis_failed(relay *r, const char *error);
-enum outcome relay_leader_pg_error(relay *r, const char *what);
+enum relay_outcome relay_leader_pg_error(relay *r, const char *what);
+
+/* relay.c: the ends of an outage, logged once. */
+void relay_pg_ok(relay *r);
+void relay_redis_ok(relay *r);
+
+/* relay.c: back to standby (why is logged); the next attempt starts a fresh session. */
+void relay_lose_leadership(relay *r, const char *why);
+
+/*
+ * relay.c: true while the session that holds the lock is alive. pgx reconnects by itself when
+ * its connection is gone, which would run the leader's statements on a session without the
+ * lock: this check comes before each of them.
+ */
+bool relay_session_alive(relay *r);
+
+/* relay_pass.c */
+
+/*
+ * One pass of the leader: publishes the oldest unpublished rows and marks them, then counts
+ * the backlog (also while Redis is down). What it ended with: RELAY_MORE to pass again at once,
+ * RELAY_IDLE to wait, RELAY_PG_DOWN or RELAY_REDIS_DOWN to back off, RELAY_LOST when it is no
+ * longer the leader.
+ */
+enum relay_outcome relay_pass(relay *r);
 
 /* relay_stream.c */
-
-/* The key of partition p's stream into buf. */
-void relay_stream_key(int p, char *buf, size_t len);
 
 /*
  * Creates every group on every partition (at 0, MKSTREAM; BUSYGROUP is fine) when this is a
@@ -114,7 +151,7 @@ int relay_check_redis(relay *r);
  * sets tally:relay:pos to what is now true. 0 when there was nothing to do, 1 when it did (the
  * pass must select again, in seq order), -1 on a failure with the outcome in *out.
  */
-int relay_repair_unmark(relay *r, enum outcome *out);
+int relay_repair_unmark(relay *r, enum relay_outcome *out);
 
 /*
  * The SET of tally:relay:pos in a pass replaced pos_before (-1: none), older than what this
@@ -130,7 +167,7 @@ void relay_repair_published(relay *r, const int64_t *seqs, int n);
  * (republished, then acknowledged). 0, or -1 with the failure reported (PostgreSQL failures
  * through *out).
  */
-int relay_maintain(relay *r, enum outcome *out);
+int relay_maintain(relay *r, enum relay_outcome *out);
 
 /* The leader changed: forget what belongs to the last term. */
 void relay_stream_reset(relay *r);

@@ -31,6 +31,7 @@
 #include "err.h"
 #include "log.h"
 #include "now.h"
+#include "stream.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -42,11 +43,6 @@
 #define REQUEST_MARGIN_MS 60000 /* clock skew between the projector's Redis and this host */
 
 static const char *const reason_names[R_COUNT] = { "missing", "behind", "trimmed" };
-
-void relay_stream_key(int p, char *buf, size_t len)
-{
-    snprintf(buf, len, "tally:events:%d", p);
-}
 
 /* ---- Redis round trips --------------------------------------------------------------------- */
 
@@ -104,12 +100,12 @@ int relay_setup_redis(relay *r)
     if (!rep)
         return -1;
     for (int p = 0; p < parts; p++) {
-        char key[48];
-        relay_stream_key(p, key, sizeof(key));
+        char key[STREAM_KEY_MAX];
+        stream_key(p, key, sizeof(key));
         for (int g = 0; g < r->ngroups; g++)
             redisAppendCommand(ctx, "XGROUP CREATE %s %s 0 MKSTREAM", key, r->groups[g]);
     }
-    redisAppendCommand(ctx, "HGETALL " RELAY_REPAIR_KEY);
+    redisAppendCommand(ctx, "HGETALL " STREAM_REPAIR_KEY);
     if (replies(r, n, rep) != 0) {
         free(rep);
         return -1;
@@ -194,11 +190,11 @@ int relay_check_redis(relay *r)
     redisReply **rep = calloc((size_t)n, sizeof(*rep));
     if (!rep)
         return -1;
-    redisAppendCommand(ctx, "GET " RELAY_POS_KEY);
-    redisAppendCommand(ctx, "GET " RELAY_REQUEST_KEY);
+    redisAppendCommand(ctx, "GET " STREAM_POS_KEY);
+    redisAppendCommand(ctx, "GET " STREAM_REPAIR_REQUEST_KEY);
     for (int p = 0; p < parts; p++) {
-        char key[48];
-        relay_stream_key(p, key, sizeof(key));
+        char key[STREAM_KEY_MAX];
+        stream_key(p, key, sizeof(key));
         redisAppendCommand(ctx, "XLEN %s", key);
     }
     if (replies(r, n, rep) != 0) {
@@ -248,19 +244,20 @@ static int announce(relay *r, bool unmarked)
     int rc = 0, n = 4;
     redisAppendCommand(ctx, "MULTI");
     if (!unmarked && r->rep.request[0]) { /* the request this repair answers is done with */
-        redisAppendCommand(ctx, "EVAL %s 1 " RELAY_REQUEST_KEY " %s", del_if_same, r->rep.request);
+        redisAppendCommand(ctx, "EVAL %s 1 " STREAM_REPAIR_REQUEST_KEY " %s", del_if_same,
+                           r->rep.request);
         n = 5;
     }
     if (!unmarked) {
-        redisAppendCommand(ctx, "DEL " RELAY_REPAIR_KEY);
+        redisAppendCommand(ctx, "DEL " STREAM_REPAIR_KEY);
         redisAppendCommand(ctx,
-                           "HSET " RELAY_REPAIR_KEY " since_us %lld reason %s started_ms %lld"
+                           "HSET " STREAM_REPAIR_KEY " since_us %lld reason %s started_ms %lld"
                            " rows 0 state republishing",
                            (long long)r->rep.since_us, reason_names[r->rep.reason],
                            (long long)r->rep.started_ms);
     } else {
-        redisAppendCommand(ctx, "HSET " RELAY_REPAIR_KEY " rows %lld", (long long)r->rep.rows);
-        redisAppendCommand(ctx, "SET " RELAY_POS_KEY " %lld", (long long)r->rep.bound_us);
+        redisAppendCommand(ctx, "HSET " STREAM_REPAIR_KEY " rows %lld", (long long)r->rep.rows);
+        redisAppendCommand(ctx, "SET " STREAM_POS_KEY " %lld", (long long)r->rep.bound_us);
     }
     redisAppendCommand(ctx, "EXEC");
     if (replies(r, n, rep) != 0)
@@ -272,7 +269,7 @@ static int announce(relay *r, bool unmarked)
     return rc;
 }
 
-int relay_repair_unmark(relay *r, enum outcome *out)
+int relay_repair_unmark(relay *r, enum relay_outcome *out)
 {
     char since[24], bound[24], *end;
     if (!r->rep.on || r->rep.unmarked)
@@ -285,7 +282,7 @@ int relay_repair_unmark(relay *r, enum outcome *out)
     r->rep.max_seq = pgx_int(res, 0, 0);
     PQclear(res);
     if (announce(r, false) != 0) {
-        *out = O_REDIS_DOWN;
+        *out = RELAY_REDIS_DOWN;
         return -1;
     }
     snprintf(since, sizeof(since), "%lld", (long long)r->rep.since_us);
@@ -304,7 +301,7 @@ int relay_repair_unmark(relay *r, enum outcome *out)
     }
     /* Rows marked up to bound are now either in Redis (up to since) or unpublished. */
     if (announce(r, true) != 0) {
-        *out = O_REDIS_DOWN;
+        *out = RELAY_REDIS_DOWN;
         return -1;
     }
     r->rep.unmarked = true;
@@ -325,7 +322,7 @@ void relay_repair_published(relay *r, const int64_t *seqs, int n)
 }
 
 /* Every row up to the newest seq at detection is on the stream again: state=applying. */
-static int repair_applying(relay *r, enum outcome *out)
+static int repair_applying(relay *r, enum relay_outcome *out)
 {
     char max_seq[24];
     PGresult *res;
@@ -341,12 +338,12 @@ static int repair_applying(relay *r, enum outcome *out)
         return 0;
     redisContext *ctx = kv_ctx(r->kv);
     int n = 1;
-    redisAppendCommand(ctx, "HSET " RELAY_REPAIR_KEY " state applying");
+    redisAppendCommand(ctx, "HSET " STREAM_REPAIR_KEY " state applying");
     /* The targets are frozen here: later passes XADD more, which the repair need not wait for. */
     for (int p = 0; p < r->conf.partitions; p++) {
         snprintf(r->rep.target[p], RELAY_ID_MAX, "%s", r->last_id[p]);
         if (r->last_id[p][0]) {
-            redisAppendCommand(ctx, "HSET " RELAY_REPAIR_KEY " target:%d %s", p, r->last_id[p]);
+            redisAppendCommand(ctx, "HSET " STREAM_REPAIR_KEY " target:%d %s", p, r->last_id[p]);
             n++;
         }
     }
@@ -414,7 +411,7 @@ static bool acknowledged(const group_pos *g, const char *target)
     return kv_id_cmp(g->delivered, t) >= 0 && (!g->pending || kv_id_cmp(g->oldest, t) > 0);
 }
 
-int relay_maintain(relay *r, enum outcome *out)
+int relay_maintain(relay *r, enum relay_outcome *out)
 {
     int parts = r->conf.partitions, per = 1 + r->ngroups, n = parts * per, rc = 0;
     if (now_mono_ms() < r->maintain_at_ms)
@@ -427,8 +424,8 @@ int relay_maintain(relay *r, enum outcome *out)
     if (!rep)
         return -1;
     for (int p = 0; p < parts; p++) {
-        char key[48];
-        relay_stream_key(p, key, sizeof(key));
+        char key[STREAM_KEY_MAX];
+        stream_key(p, key, sizeof(key));
         redisAppendCommand(ctx, "XINFO GROUPS %s", key);
         for (int g = 0; g < r->ngroups; g++)
             redisAppendCommand(ctx, "XPENDING %s %s", key, r->groups[g]);
@@ -440,10 +437,10 @@ int relay_maintain(relay *r, enum outcome *out)
     bool acked = r->rep.on && r->rep.applying;
     for (int p = 0; p < parts && rc == 0; p++) {
         redisReply **pr = rep + p * per;
-        char key[48], min[64];
+        char key[STREAM_KEY_MAX], min[64];
         bool all = true;
         kv_id safe = { UINT64_MAX, UINT64_MAX };
-        relay_stream_key(p, key, sizeof(key));
+        stream_key(p, key, sizeof(key));
         for (int g = 0; g < r->ngroups; g++) {
             group_pos gp;
             read_group(pr[0], pr[1 + g], r->groups[g], &gp);
@@ -453,7 +450,7 @@ int relay_maintain(relay *r, enum outcome *out)
             kv_id need = gp.pending ? gp.oldest : (kv_id){ gp.delivered.ms, gp.delivered.seq + 1 };
             if (kv_id_cmp(need, safe) < 0)
                 safe = need;
-            if (acked && r->rep.target[p][0] && strcmp(r->groups[g], RELAY_GROUP) == 0)
+            if (acked && r->rep.target[p][0] && strcmp(r->groups[g], STREAM_GROUP) == 0)
                 acked = acknowledged(&gp, r->rep.target[p]);
         }
         if (!all) {
@@ -476,7 +473,7 @@ int relay_maintain(relay *r, enum outcome *out)
     free_replies(rep, n);
     free(rep);
     if (rc == 0 && acked) {
-        redisReply *d = redisCommand(ctx, "DEL " RELAY_REPAIR_KEY);
+        redisReply *d = redisCommand(ctx, "DEL " STREAM_REPAIR_KEY);
         if (!d) {
             kv_reset(r->kv);
             relay_redis_failed(r, "ending the repair: connection lost");

@@ -3,11 +3,7 @@
 #include "err.h"
 #include "tally/v1/events.pb-c.h"
 
-#include <stdlib.h>
 #include <string.h>
-
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME  0x100000001b3ULL
 
 int event_body_field(int type)
 {
@@ -69,36 +65,4 @@ long event_pack(const event_row *row, uint8_t *buf, size_t cap)
     if (row->body_len)
         memcpy(buf + n + hn, row->body, row->body_len);
     return (long)(n + hn + row->body_len);
-}
-
-uint64_t event_fnv1a(const void *data, size_t len, uint64_t seed)
-{
-    const uint8_t *p = data;
-    uint64_t h = seed ? seed : FNV_OFFSET;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= FNV_PRIME;
-    }
-    return h;
-}
-
-int event_partition(const char *tenant_id, int partitions)
-{
-    if (partitions <= 1)
-        return 0;
-    return (int)(event_fnv1a(tenant_id, strlen(tenant_id), 0) % (uint64_t)partitions);
-}
-
-int event_fingerprint(const ProtobufCMessage *msg, uint8_t out[8])
-{
-    size_t n = protobuf_c_message_get_packed_size(msg);
-    uint8_t *packed = malloc(n ? n : 1);
-    if (!packed)
-        return TALLY_ENOMEM;
-    protobuf_c_message_pack(msg, packed);
-    uint64_t h = event_fnv1a(packed, n, 0);
-    free(packed);
-    for (int i = 0; i < 8; i++)
-        out[i] = (uint8_t)(h >> (56 - 8 * i));
-    return 0;
 }

@@ -114,7 +114,7 @@ int proj_decode(const uint8_t *data, size_t len, proj_event *ev, char *why, size
     /* protobuf-c cuts strings at a NUL: "acme\0}x" would pass as "acme". */
     if (pbcheck_strings(&tally__v1__event_envelope__descriptor, data, len, why, whylen) != 0)
         return TALLY_EINVAL;
-    for (int f = 0; f < PROJ_NFIELDS; f++)
+    for (int f = 0; f < STREAM_APPLY_NFIELDS; f++)
         str(ev, f, "");
     if (!good_id(e->tenant_id, 0))
         return refuse(why, whylen, "tenant_id \"%.80s\" is not a valid id", e->tenant_id);

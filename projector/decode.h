@@ -9,18 +9,17 @@
 #ifndef TALLY_DECODE_H
 #define TALLY_DECODE_H
 
+#include "stream.h"
 #include "tally/v1/events.pb-c.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROJ_NFIELDS 19 /* fields per event in tally_apply's arguments (see tally.lua) */
-
 typedef struct proj_event {
     Tally__V1__EventEnvelope *env; /* owned: proj_event_release frees it */
-    const char *argv[PROJ_NFIELDS];
-    size_t argvlen[PROJ_NFIELDS];
-    char nums[PROJ_NFIELDS][24]; /* the numeric fields as text */
+    const char *argv[STREAM_APPLY_NFIELDS];
+    size_t argvlen[STREAM_APPLY_NFIELDS];
+    char nums[STREAM_APPLY_NFIELDS][24]; /* the numeric fields as text */
 } proj_event;
 
 /* Decodes data into ev. 0, or TALLY_EINVAL with the reason in why. */

@@ -38,7 +38,7 @@ category or agent id, "" for the tenant), name, and for the tenant its time_zone
 local F_SEQ, F_ID, F_VERSION, F_TYPE, F_OCCURRED, F_DAY, F_RECORDED = 1, 2, 3, 4, 5, 6, 7
 local F_CAT, F_PRIO, F_AGENT, F_PREV, F_FROM, F_TO = 8, 9, 10, 11, 12, 13
 local F_CREATED, F_SECS, F_BUCKET, F_NAME, F_REF, F_TZ = 14, 15, 16, 17, 18, 19
-local NFIELDS = 19
+local NFIELDS = 19 -- STREAM_APPLY_NFIELDS in common/stream.h: tests/unit/test_decode.c holds them equal
 
 local APPLIED, DUP, GAP, PARKED, INVALID = 0, 1, 2, 3, 4
 local MAX_INT = 9007199254740992 -- 2^53: exact in Lua's doubles

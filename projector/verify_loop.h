@@ -11,8 +11,8 @@
  * and logs each difference as a warning ("verify drift"), at most VLOOP_MAX_LOGGED per run,
  * then one summary line. It opens its own PostgreSQL and Redis connections.
  */
-#ifndef TALLY_PROJECTOR_VERIFY_LOOP_H
-#define TALLY_PROJECTOR_VERIFY_LOOP_H
+#ifndef TALLY_VERIFY_LOOP_H
+#define TALLY_VERIFY_LOOP_H
 
 #include "cfg.h"
 #include "metrics.h"

@@ -9,8 +9,8 @@
  * complete_lag_ms = server_time_ms (complete since the epoch only), so it never reads as
  * "0 s ago"; rebuilding is true when either marker exists.
  */
-#ifndef TALLY_QUERY_FRESH_H
-#define TALLY_QUERY_FRESH_H
+#ifndef TALLY_FRESH_H
+#define TALLY_FRESH_H
 
 #include "tally/v1/types.pb-c.h"
 

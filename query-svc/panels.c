@@ -2,7 +2,7 @@
 #include "panels.h"
 
 #include "civil.h"
-#include "event.h"
+#include "hash.h"
 #include "hist.h"
 
 #include <inttypes.h>
@@ -63,7 +63,7 @@ static int smap_init(qreq *q, smap *m, size_t n)
 
 static void smap_put(smap *m, const char *k, int v)
 {
-    size_t i = event_fnv1a(k, strlen(k), 0) & (m->cap - 1);
+    size_t i = hash_fnv1a(k, strlen(k), 0) & (m->cap - 1);
     while (m->keys[i] && strcmp(m->keys[i], k) != 0)
         i = (i + 1) & (m->cap - 1);
     m->keys[i] = k;
@@ -75,7 +75,7 @@ static int smap_get(const smap *m, const char *s, size_t n)
 {
     if (!m->cap)
         return -1;
-    size_t i = event_fnv1a(s, n, 0) & (m->cap - 1);
+    size_t i = hash_fnv1a(s, n, 0) & (m->cap - 1);
     for (; m->keys[i]; i = (i + 1) & (m->cap - 1))
         if (strncmp(m->keys[i], s, n) == 0 && m->keys[i][n] == '\0')
             return m->vals[i];
@@ -866,7 +866,7 @@ static uint32_t token_check(qrange r, int sort_by, bool ascending, int64_t offse
     char buf[96];
     int n = snprintf(buf, sizeof(buf), "%" PRId64 "|%" PRId64 "|%d|%d|%" PRId64, r.from, r.to,
                      sort_by, ascending, offset);
-    return (uint32_t)event_fnv1a(buf, (size_t)n, 0);
+    return (uint32_t)hash_fnv1a(buf, (size_t)n, 0);
 }
 
 char *ag_token(arena *ar, qrange r, int sort_by, bool ascending, int64_t offset)

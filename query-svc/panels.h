@@ -4,8 +4,8 @@
  * keyspace they read is docs/keyspace.md; the request plumbing (tenant knowledge, freshness,
  * consistency tokens) is query.c's.
  */
-#ifndef TALLY_QUERY_PANELS_H
-#define TALLY_QUERY_PANELS_H
+#ifndef TALLY_PANELS_H
+#define TALLY_PANELS_H
 
 #include "read.h"
 #include "tally/v1/dashboard.pb-c.h"

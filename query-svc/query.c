@@ -2,12 +2,13 @@
 
 #include "civil.h"
 #include "err.h"
-#include "event.h"
 #include "fresh.h"
+#include "hash.h"
 #include "ident.h"
 #include "log.h"
 #include "now.h"
 #include "panels.h"
+#include "stream.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -230,7 +231,7 @@ static int check_granularity(srv_call *call, qspec *s, int g, const Tally__V1__D
 
 static tmeta *meta_slot(qworker *w, const char *tenant)
 {
-    tmeta *m = &w->cache[event_fnv1a(tenant, strlen(tenant), 0) % CACHE_SLOTS];
+    tmeta *m = &w->cache[hash_fnv1a(tenant, strlen(tenant), 0) % CACHE_SLOTS];
     if (strcmp(m->tenant, tenant) != 0) {
         meta_clear(m);
         snprintf(m->tenant, sizeof(m->tenant), "%s", tenant);
@@ -308,11 +309,11 @@ static void plan_common(qreq *q, const qspec *s, common_reads *c)
     rd_argf(&q->b, "%sparked", q->T);
     /* The pipeline's state, not the tenant's (docs/keyspace.md, "Streams and pipeline state"). */
     c->repair = rd_cmd(&q->b, "EXISTS");
-    rd_arg_static(&q->b, "tally:repair");
+    rd_arg_static(&q->b, STREAM_REPAIR_KEY);
     c->pos = rd_cmd(&q->b, "EXISTS");
-    rd_arg_static(&q->b, "tally:relay:pos");
+    rd_arg_static(&q->b, STREAM_POS_KEY);
     c->wm = rd_cmd(&q->b, "HVALS");
-    rd_arg_static(&q->b, "tally:wm");
+    rd_arg_static(&q->b, STREAM_WM_KEY);
     c->token = SIZE_MAX;
     if (s->token) {
         c->token = rd_cmd(&q->b, "HGET");
@@ -592,15 +593,12 @@ static int serve(srv_call *call, const ProtobufCMessage *msg, void *worker, cons
         return serve(call, msg, worker, &r);                                   \
     }
 
-#define COMMON(req) \
-    check_common(call, s, (req)->tenant_id, (req)->consistency, (req)->fail_if_stale)
-
 static int get_overview_spec(srv_call *call, const ProtobufCMessage *msg, qspec *s, arena *ar)
 {
     const Tally__V1__GetOverviewRequest *req = (const void *)msg;
     (void)ar;
     s->ov = true;
-    int rc = COMMON(req);
+    int rc = check_common(call, s, req->tenant_id, req->consistency, req->fail_if_stale);
     return rc ? rc
               : check_limit(call, "oldest_open_limit", req->oldest_open_limit, 100,
                             &s->oldest_limit, 10);
@@ -618,7 +616,7 @@ static int get_volume_trend_spec(srv_call *call, const ProtobufCMessage *msg, qs
 {
     const Tally__V1__GetVolumeTrendRequest *req = (const void *)msg;
     s->tr = true;
-    int rc = COMMON(req);
+    int rc = check_common(call, s, req->tenant_id, req->consistency, req->fail_if_stale);
     if (rc == 0)
         rc = check_granularity(call, s, (int)req->granularity, req->range);
     return rc ? rc : check_filter(call, s, req->filter, ar);
@@ -637,7 +635,7 @@ static int get_resolution_stats_spec(srv_call *call, const ProtobufCMessage *msg
 {
     const Tally__V1__GetResolutionStatsRequest *req = (const void *)msg;
     s->rs = true;
-    int rc = COMMON(req);
+    int rc = check_common(call, s, req->tenant_id, req->consistency, req->fail_if_stale);
     if (rc == 0)
         rc = check_enum(call, "group_by", (int)req->group_by, 4, &s->group_by,
                         TALLY__V1__RESOLUTION_GROUP_BY__RESOLUTION_GROUP_BY_NONE);
@@ -663,7 +661,7 @@ static int get_agent_performance_spec(srv_call *call, const ProtobufCMessage *ms
     s->ascending = req->ascending;
     s->page_token = req->page_token;
     s->page_token_field = "page_token";
-    int rc = COMMON(req);
+    int rc = check_common(call, s, req->tenant_id, req->consistency, req->fail_if_stale);
     if (rc == 0)
         rc = check_enum(call, "sort_by", (int)req->sort_by, 4, &s->sort_by,
                         TALLY__V1__AGENT_SORT_BY__AGENT_SORT_BY_RESOLVED);
@@ -685,7 +683,7 @@ static int get_category_distribution_spec(srv_call *call, const ProtobufCMessage
 {
     const Tally__V1__GetCategoryDistributionRequest *req = (const void *)msg;
     s->cd = true;
-    int rc = COMMON(req);
+    int rc = check_common(call, s, req->tenant_id, req->consistency, req->fail_if_stale);
     if (rc == 0)
         rc = check_limit(call, "top_n", req->top_n, 100, &s->top_n, 10);
     if (rc == 0)
@@ -706,7 +704,7 @@ static int get_dashboard_spec(srv_call *call, const ProtobufCMessage *msg, qspec
     const Tally__V1__GetDashboardRequest *req = (const void *)msg;
     s->ov = s->tr = s->rs = s->ag = s->cd = true;
     s->ascending = req->agent_ascending;
-    int rc = COMMON(req);
+    int rc = check_common(call, s, req->tenant_id, req->consistency, req->fail_if_stale);
     if (rc == 0)
         rc = check_granularity(call, s, (int)req->granularity, req->range);
     if (rc == 0)

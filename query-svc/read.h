@@ -5,8 +5,8 @@
  * rd_batch: the commands of one round trip, built argument by argument, sent as one pipeline;
  * replies[i] answers command i. Nothing here knows the keyspace.
  */
-#ifndef TALLY_QUERY_READ_H
-#define TALLY_QUERY_READ_H
+#ifndef TALLY_READ_H
+#define TALLY_READ_H
 
 #include "kv.h"
 

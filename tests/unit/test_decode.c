@@ -9,12 +9,14 @@
  */
 #define _GNU_SOURCE /* memmem */
 #include "decode.h"
+#include "embedded.h"
 #include "events.h"
 #include "hist.h"
 #include "tally/v1/events.pb-c.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum {
@@ -38,6 +40,9 @@ enum {
     REF,
     TZ
 };
+
+/* tally.lua as the projector loads it (projector/CMakeLists.txt embeds it). */
+extern const embedded_file projector_lua[];
 
 static proj_event ev;
 static char why[256];
@@ -461,4 +466,20 @@ Test(decode, refuses_bad_category_and_agent_ids)
     ev_event e = base(1);
     e.category[0] = '\0';
     refused(decode_event(&e), "an empty category_id");
+}
+
+/*
+ * The Lua function cannot include stream.h, so its own constant is held to the C one here:
+ * were they to drift, every FCALL would be refused ("expected 19 fields per event").
+ */
+Test(decode, the_apply_function_takes_as_many_fields_as_decode_fills)
+{
+    const char *src = projector_lua[0].data;
+    const char *at = strstr(src, "\nlocal NFIELDS = ");
+    cr_assert_not_null(at, "tally.lua no longer declares local NFIELDS");
+    cr_expect_eq(strtol(at + strlen("\nlocal NFIELDS = "), NULL, 10), STREAM_APPLY_NFIELDS,
+                 "tally.lua's NFIELDS differs from STREAM_APPLY_NFIELDS (%d)",
+                 STREAM_APPLY_NFIELDS);
+    cr_expect_eq(TZ + 1, STREAM_APPLY_NFIELDS, "this test's field list is out of date");
+    cr_expect_str_eq(projector_lua[0].name, "tally.lua");
 }

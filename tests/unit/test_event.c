@@ -1,10 +1,13 @@
 /*
- * event: EventEnvelope bytes from an events row plus its body bytes, and the stream partition
- * of a tenant. Every packed envelope is decoded again with protobuf-c, and compared byte for
- * byte with what packing the whole envelope message gives.
+ * event: EventEnvelope bytes from an events row plus its body bytes. Every packed envelope is
+ * decoded again with protobuf-c, and compared byte for byte with what packing the whole
+ * envelope message gives. Also the hash (hash.h) and the stream names and partition of a tenant
+ * (stream.h) that the relay publishes them under.
  */
 #include "err.h"
 #include "event.h"
+#include "hash.h"
+#include "stream.h"
 #include "tally/v1/events.pb-c.h"
 
 #include <criterion/criterion.h>
@@ -289,57 +292,74 @@ Test(event_pack, a_body_over_the_limit_is_etoobig, .timeout = 10)
     free(buf);
 }
 
-/* ---- fnv1a and partitions --------------------------------------------------------------- */
+/* ---- hash, stream names and partitions -------------------------------------------------- */
 
-Test(event_fnv1a, known_vectors_and_chaining, .timeout = 10)
+Test(hash_fnv1a, known_vectors_and_chaining, .timeout = 10)
 {
     /* The published FNV-1a 64-bit test vectors. */
-    cr_assert_eq(event_fnv1a("", 0, 0), 0xcbf29ce484222325ULL);
-    cr_assert_eq(event_fnv1a("a", 1, 0), 0xaf63dc4c8601ec8cULL);
-    cr_assert_eq(event_fnv1a("foobar", 6, 0), 0x85944171f73967e8ULL);
+    cr_assert_eq(hash_fnv1a("", 0, 0), 0xcbf29ce484222325ULL);
+    cr_assert_eq(hash_fnv1a("a", 1, 0), 0xaf63dc4c8601ec8cULL);
+    cr_assert_eq(hash_fnv1a("foobar", 6, 0), 0x85944171f73967e8ULL);
     /* A seed continues a digest: hashing in pieces equals hashing the whole. */
-    uint64_t h = event_fnv1a("foo", 3, 0);
-    cr_assert_eq(event_fnv1a("bar", 3, h), 0x85944171f73967e8ULL);
+    uint64_t h = hash_fnv1a("foo", 3, 0);
+    cr_assert_eq(hash_fnv1a("bar", 3, h), 0x85944171f73967e8ULL);
     /* Bytes above 0x7f count as unsigned. */
-    cr_assert_neq(event_fnv1a("\xff", 1, 0), event_fnv1a("\x7f", 1, 0));
+    cr_assert_neq(hash_fnv1a("\xff", 1, 0), hash_fnv1a("\x7f", 1, 0));
 }
 
-Test(event_partition, single_partition_is_zero, .timeout = 10)
+Test(stream_partition, single_partition_is_zero, .timeout = 10)
 {
     char id[32];
     for (int i = 0; i < 100; i++) {
         snprintf(id, sizeof(id), "tenant-%d", i);
-        cr_assert_eq(event_partition(id, 1), 0);
+        cr_assert_eq(stream_partition(id, 1), 0);
     }
-    cr_assert_eq(event_partition("", 1), 0);
+    cr_assert_eq(stream_partition("", 1), 0);
 }
 
-Test(event_partition, stable_in_range_and_the_fnv_of_the_id, .timeout = 10)
+Test(stream_partition, stable_in_range_and_the_fnv_of_the_id, .timeout = 10)
 {
     char id[32];
     const int counts[] = { 2, 3, 4, 7, 16, 256 };
     for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++)
         for (int i = 0; i < 1000; i++) {
             snprintf(id, sizeof(id), "t%dx%d", 4242, i);
-            int p = event_partition(id, counts[k]);
+            int p = stream_partition(id, counts[k]);
             cr_assert(p >= 0 && p < counts[k], "%s over %d: %d", id, counts[k], p);
-            cr_assert_eq(event_partition(id, counts[k]), p, "not stable");
-            cr_assert_eq((uint64_t)p, event_fnv1a(id, strlen(id), 0) % (uint64_t)counts[k]);
+            cr_assert_eq(stream_partition(id, counts[k]), p, "not stable");
+            cr_assert_eq((uint64_t)p, hash_fnv1a(id, strlen(id), 0) % (uint64_t)counts[k]);
         }
     /* A fixed value, so that a change of the function (which would move tenants) shows. */
-    cr_assert_eq(event_partition("a", 4), (int)(0xaf63dc4c8601ec8cULL % 4));
+    cr_assert_eq(stream_partition("a", 4), (int)(0xaf63dc4c8601ec8cULL % 4));
 }
 
-Test(event_partition, spreads_1000_tenants_over_4_partitions, .timeout = 10)
+Test(stream_partition, spreads_1000_tenants_over_4_partitions, .timeout = 10)
 {
     int n[4] = { 0 };
     char id[32];
     for (int i = 0; i < 1000; i++) {
         snprintf(id, sizeof(id), "tenant-%d", i);
-        n[event_partition(id, 4)]++;
+        n[stream_partition(id, 4)]++;
     }
     /* 250 expected each; 150 is about seven standard deviations below. */
     for (int p = 0; p < 4; p++)
         cr_assert_geq(n[p], 150, "partition %d got %d of 1000 (%d %d %d %d)", p, n[p], n[0], n[1],
                       n[2], n[3]);
+}
+
+Test(stream_partition, the_old_names_are_the_same_functions, .timeout = 10)
+{
+    cr_assert_eq(event_fnv1a("foobar", 6, 0), hash_fnv1a("foobar", 6, 0));
+    cr_assert_eq(event_partition("tenant-7", 16), stream_partition("tenant-7", 16));
+}
+
+Test(stream_key, names_the_event_and_dead_letter_streams, .timeout = 10)
+{
+    char key[STREAM_KEY_MAX];
+    stream_key(0, key, sizeof(key));
+    cr_assert_str_eq(key, "tally:events:0");
+    stream_key(STREAM_PARTITIONS_MAX - 1, key, sizeof(key));
+    cr_assert_str_eq(key, "tally:events:255");
+    stream_dead_key(STREAM_PARTITIONS_MAX - 1, key, sizeof(key));
+    cr_assert_str_eq(key, "tally:dead:255");
 }

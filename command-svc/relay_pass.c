@@ -1,0 +1,371 @@
+/*
+ * relay_pass: one pass of the leader (relay.c runs them; the state kept in Redis between passes
+ * is relay_stream.c's). A pass selects the oldest unpublished rows, checks Redis, packs each
+ * row as an EventEnvelope and pipelines one XADD per row to its partition's stream under
+ * backpressure, then SET tally:relay:pos <pass id>, marks what Redis took, follows a drained
+ * backlog with watermark entries, and runs the periodic trim and repair. Its invariants are in
+ * relay.c's header.
+ */
+#include "relay_int.h"
+
+#include "err.h"
+#include "log.h"
+#include "now.h"
+#include "stream.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BACKLOG_EVERY_MS 1000
+#define BACKLOG_WAIT_MS  1000
+#define BACKLOG_PAUSE_MS 60000 /* no count for this long after one failed */
+#define WATERMARK_MIN_MS 200
+
+/* On the statistics session, unprepared: its text names it for logs and pg_stat_activity. */
+#define BACKLOG_SQL                                                                             \
+    "SELECT /* relay_backlog */ count(*) FROM (SELECT 1 FROM events WHERE published_at IS NULL" \
+    " LIMIT 100001) s"
+
+static int64_t now_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * A pass failed on Redis. After redis_giveup_ms of nothing but failures the leader hands the
+ * lock over (RELAY_LOST); otherwise RELAY_REDIS_DOWN (back off and retry).
+ */
+static enum relay_outcome redis_pass_failed(relay *r)
+{
+    int64_t failing = r->redis_failing_ms ? now_mono_ms() - r->redis_failing_ms : 0;
+    if (!r->leader || failing < r->conf.redis_giveup_ms)
+        return RELAY_REDIS_DOWN;
+    metrics_inc(r->m_giveups, 1);
+    log_warn("relay: giving up the leadership: publishing to Redis has failed for too long",
+             LOG_INT("failing_ms", failing), LOG_STR("error", kv_errstr(r->kv)));
+    relay_lose_leadership(r, "Redis failed for longer than TALLY_RELAY_REDIS_GIVEUP_MS");
+    kv_reset(r->kv);
+    r->redis_failing_ms = 0;
+    r->compete_at_ms = now_mono_ms() + 2 * (int64_t)r->conf.poll_ms;
+    return RELAY_LOST;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Decodes encode(payload, 'hex') into r->body. The length, or -1 if too big or malformed. */
+static long decode_body(relay *r, const char *hex, size_t len)
+{
+    if (len % 2 || len / 2 > sizeof(r->body))
+        return -1;
+    for (size_t i = 0; i < len / 2; i++) {
+        int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        r->body[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return (long)(len / 2);
+}
+
+/* Packs row i of res into r->envelope: the length, or a negative tally_err. */
+static long pack_row(relay *r, const PGresult *res, int i)
+{
+    long body_len = decode_body(r, PQgetvalue(res, i, C_PAYLOAD), PQgetlength(res, i, C_PAYLOAD));
+    if (body_len < 0)
+        return TALLY_ETOOBIG;
+    event_row row = { .seq = pgx_int(res, i, C_SEQ),
+                      .tenant_id = PQgetvalue(res, i, C_TENANT),
+                      .complaint_id = pgx_int(res, i, C_COMPLAINT),
+                      .version = pgx_int(res, i, C_VERSION),
+                      .type = (int)pgx_int(res, i, C_TYPE),
+                      .occurred_at_ms = pgx_int(res, i, C_OCCURRED),
+                      .local_day = PQgetvalue(res, i, C_DAY),
+                      .recorded_at_ms = pgx_int(res, i, C_RECORDED),
+                      .imported = pgx_int(res, i, C_IMPORTED) != 0,
+                      .body = r->body,
+                      .body_len = (size_t)body_len };
+    return event_pack(&row, r->envelope, sizeof(r->envelope));
+}
+
+static void report_poison(relay *r, const PGresult *res, int i, long err)
+{
+    int64_t seq = pgx_int(res, i, C_SEQ);
+    if (seq <= r->poison_logged)
+        return;
+    r->poison_logged = seq;
+    log_error("relay: an event row cannot be published; it stays unpublished and is skipped",
+              LOG_INT("seq", seq), LOG_INT("type", pgx_int(res, i, C_TYPE)),
+              LOG_STR("error", tally_err_str((int)err)));
+}
+
+static bool is_held(const relay *r, int nheld, int64_t complaint)
+{
+    for (int k = 0; k < nheld; k++)
+        if (r->held[k] == complaint)
+            return true;
+    return false;
+}
+
+/*
+ * Appends one XADD per packable row among the first n of res to the pipeline, holding back
+ * the later rows of a complaint whose row cannot be packed. The number of rows appended; in
+ * *unpublishable the rows left out.
+ */
+static int append_xadds(relay *r, redisContext *ctx, const PGresult *res, int n, int *unpublishable)
+{
+    int sent = 0, nheld = 0;
+    *unpublishable = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t complaint = pgx_int(res, i, C_COMPLAINT);
+        if (complaint && is_held(r, nheld, complaint)) {
+            (*unpublishable)++;
+            continue;
+        }
+        long len = pack_row(r, res, i);
+        if (len < 0) {
+            report_poison(r, res, i, len);
+            (*unpublishable)++;
+            if (complaint)
+                r->held[nheld++] = complaint;
+            continue;
+        }
+        char key[STREAM_KEY_MAX];
+        int part = stream_partition(PQgetvalue(res, i, C_TENANT), r->conf.partitions);
+        stream_key(part, key, sizeof(key));
+        const char *argv[] = { "XADD", key, "*", STREAM_FIELD_EVENT, (const char *)r->envelope };
+        size_t lens[] = { 4, strlen(key), 1, strlen(STREAM_FIELD_EVENT), (size_t)len };
+        if (redisAppendCommandArgv(ctx, 5, argv, lens) != REDIS_OK)
+            break; /* out of memory: send what is appended, the rest waits */
+        r->seqs[sent] = pgx_int(res, i, C_SEQ);
+        r->recorded[sent] = pgx_int(res, i, C_RECORDED);
+        r->part[sent] = part;
+        sent++;
+    }
+    return sent;
+}
+
+/*
+ * Reads the replies of sent XADDs and of the SET of tally:relay:pos after them (SET ... GET:
+ * *pos_before gets the value it replaced, -1 when there was none). Returns how many XADDs
+ * succeeded before the first failure (the rows that may be marked), 0 when the SET failed;
+ * error gets the first failure, "" if none.
+ */
+static int read_replies(relay *r, int sent, char *error, size_t errlen, int64_t *pos_before)
+{
+    redisContext *ctx = kv_ctx(r->kv);
+    int ok = 0;
+    bool reset = false;
+    error[0] = '\0';
+    for (int j = 0; j <= sent; j++) {
+        redisReply *rep = NULL;
+        if (redisGetReply(ctx, (void **)&rep) != REDIS_OK || !rep) {
+            if (!error[0])
+                snprintf(error, errlen, "%s", ctx->errstr[0] ? ctx->errstr : "connection lost");
+            kv_reset(r->kv);
+            return 0;
+        }
+        if (rep->type == REDIS_REPLY_ERROR && !error[0]) {
+            snprintf(error, errlen, "%s: %s", j < sent ? "XADD" : "SET", rep->str);
+            reset = kv_systemic_kind(rep->str) != NULL;
+        } else if (rep->type != REDIS_REPLY_ERROR && !error[0] && j < sent) {
+            double lag = (double)(now_wall_ms() - r->recorded[j]) / 1000.0;
+            metrics_observe(r->m_lag, lag < 0 ? 0 : lag);
+            if (rep->type == REDIS_REPLY_STRING)
+                snprintf(r->last_id[r->part[j]], RELAY_ID_MAX, "%s", rep->str);
+            ok++;
+        }
+        if (j == sent && rep->type == REDIS_REPLY_ERROR)
+            ok = 0; /* pos was not recorded: the rows must not be marked with this pass's id */
+        else if (j == sent)
+            *pos_before = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10) : -1;
+        freeReplyObject(rep);
+    }
+    if (reset)
+        kv_reset(r->kv); /* this Redis cannot take writes now: find the one that can */
+    return ok;
+}
+
+/* Marks the first n sent rows published by pass id. */
+static int mark(relay *r, int n, int64_t id)
+{
+    char pass[24];
+    size_t len = 0;
+    r->seq_list[len++] = '{';
+    for (int j = 0; j < n; j++)
+        len += (size_t)snprintf(r->seq_list + len, r->seq_list_cap - len, "%s%" PRId64,
+                                j ? "," : "", r->seqs[j]);
+    snprintf(r->seq_list + len, r->seq_list_cap - len, "}");
+    snprintf(pass, sizeof(pass), "%" PRId64, id);
+    const char *values[] = { r->seq_list, pass };
+    return pgx_exec(r->pg, S_MARK, 2, values, NULL, NULL, RELAY_PG_WAIT_MS, NULL);
+}
+
+/* Refreshes the backlog gauge, at most once a second, on its own session (never a wedge). */
+static void count_backlog(relay *r)
+{
+    PGresult *res;
+    if (now_mono_ms() < r->count_at_ms)
+        return;
+    int rc = pgx_connect(r->stats);
+    if (rc == 0)
+        rc = pgx_exec_params(r->stats, BACKLOG_SQL, 0, NULL, NULL, NULL, NULL, BACKLOG_WAIT_MS,
+                             &res);
+    if (rc != 0) {
+        if (!r->count_down)
+            log_warn("relay: cannot count the backlog; not counting for a minute",
+                     LOG_STR("error", pgx_errstr(r->stats)));
+        r->count_down = true;
+        pgx_reset(r->stats);
+        r->count_at_ms = now_mono_ms() + BACKLOG_PAUSE_MS;
+        return;
+    }
+    r->count_down = false;
+    metrics_set(r->m_backlog, pgx_int(res, 0, 0));
+    PQclear(res);
+    r->count_at_ms = now_mono_ms() + BACKLOG_EVERY_MS;
+}
+
+/*
+ * After a pass that drained the backlog: XADDs to every partition a watermark entry, field w
+ * = at_ms (the wall clock just before the pass's SELECT: every row committed before it was
+ * visible to that SELECT, so it is at an earlier position of its stream now). At most every
+ * WATERMARK_MIN_MS. 0, or -1 with the failure reported.
+ */
+static int watermark(relay *r, int64_t at_ms)
+{
+    char w[24];
+    int rc = 0;
+    if (now_mono_ms() - r->watermark_at_ms < WATERMARK_MIN_MS)
+        return 0;
+    redisContext *ctx = kv_ctx(r->kv);
+    snprintf(w, sizeof(w), "%lld", (long long)at_ms);
+    for (int p = 0; p < r->conf.partitions; p++) {
+        char key[STREAM_KEY_MAX];
+        stream_key(p, key, sizeof(key));
+        redisAppendCommand(ctx, "XADD %s * " STREAM_FIELD_WATERMARK " %s", key, w);
+    }
+    for (int p = 0; p < r->conf.partitions; p++) {
+        redisReply *rep = NULL;
+        if (redisGetReply(ctx, (void **)&rep) != REDIS_OK || !rep) {
+            relay_redis_failed(r, ctx->errstr[0] ? ctx->errstr : "connection lost");
+            kv_reset(r->kv);
+            return -1;
+        }
+        if (rep->type == REDIS_REPLY_STRING)
+            snprintf(r->last_id[p], RELAY_ID_MAX, "%s", rep->str);
+        else if (rc == 0 && rep->type == REDIS_REPLY_ERROR) {
+            char error[256];
+            snprintf(error, sizeof(error), "XADD (watermark): %s", rep->str);
+            relay_redis_failed(r, error);
+            rc = -1;
+        }
+        freeReplyObject(rep);
+    }
+    if (rc == 0)
+        r->watermark_at_ms = now_mono_ms();
+    return rc;
+}
+
+/* Publishes the oldest unpublished rows and marks them. */
+static enum relay_outcome publish(relay *r)
+{
+    PGresult *res = NULL;
+    char limit[16], error[256];
+    enum relay_outcome out = RELAY_IDLE;
+    if (!relay_session_alive(r)) {
+        relay_lose_leadership(r, "the PostgreSQL session ended");
+        return RELAY_LOST;
+    }
+    snprintf(limit, sizeof(limit), "%d", r->conf.batch);
+    const char *values[] = { limit };
+    int64_t selected_at_ms = now_wall_ms(); /* before the SELECT's snapshot */
+    if (pgx_exec(r->pg, S_SELECT, 1, values, NULL, NULL, RELAY_PG_WAIT_MS, &res) != 0)
+        return relay_leader_pg_error(r, "reading unpublished events");
+    relay_pg_ok(r);
+    if (kv_connect(r->kv) != 0) {
+        PQclear(res);
+        relay_redis_failed(r, kv_errstr(r->kv));
+        return redis_pass_failed(r);
+    }
+    if (relay_setup_redis(r) != 0 || relay_check_redis(r) != 0) {
+        PQclear(res);
+        return redis_pass_failed(r);
+    }
+    int unmarked = relay_repair_unmark(r, &out);
+    if (unmarked != 0) {
+        PQclear(res);
+        if (unmarked < 0)
+            return out == RELAY_REDIS_DOWN ? redis_pass_failed(r) : out;
+        return RELAY_MORE; /* select again: the un-marked rows come first */
+    }
+
+    /* Backpressure: room is what every stream can still take below maxlen. */
+    int rows = PQntuples(res), room = rows, ok = 0, unpublishable = 0;
+    bool full = false;
+    for (int p = 0; p < r->conf.partitions; p++) {
+        long long left = r->conf.maxlen - r->xlen[p];
+        full |= left <= 0;
+        if (left < room)
+            room = left > 0 ? (int)left : 0;
+    }
+    metrics_set(r->m_backpressure, full || room < rows);
+    if (!full) {
+        int64_t id = now_wall_us();
+        if (id <= r->last_pass_us)
+            id = r->last_pass_us + 1;
+        redisContext *ctx = kv_ctx(r->kv);
+        int sent = append_xadds(r, ctx, res, room, &unpublishable);
+        redisAppendCommand(ctx, "SET " STREAM_POS_KEY " %lld GET", (long long)id);
+        int64_t pos_before = 0, marked_before = r->last_pass_us;
+        ok = read_replies(r, sent, error, sizeof(error), &pos_before);
+        metrics_set(r->m_unpublishable, unpublishable);
+        metrics_inc(r->m_published, (uint64_t)ok);
+        if (!error[0] || ok > 0)
+            r->last_pass_us = id; /* SET succeeded: pos is id */
+        /* Redis lost data between the check before this pass and its SET (a flush, a failover
+           behind a proxy that kept the connection): what the SET replaced says so. */
+        if ((!error[0] || ok > 0) && marked_before > 0 && pos_before < marked_before)
+            relay_repair_lost_at_pass(r, pos_before);
+        out = rows == r->conf.batch && ok > 0 && room == rows ? RELAY_MORE : RELAY_IDLE;
+        if (ok > 0 && (!relay_session_alive(r) || mark(r, ok, id) != 0))
+            out = relay_leader_pg_error(r, "marking events published"); /* sent again later */
+        else
+            relay_repair_published(r, r->seqs, ok);
+        if (error[0]) {
+            PQclear(res);
+            relay_redis_failed(r, error);
+            return out == RELAY_LOST ? RELAY_LOST : redis_pass_failed(r);
+        }
+        if (rows < r->conf.batch && room == rows && ok == rows && out != RELAY_LOST &&
+            watermark(r, selected_at_ms) != 0) {
+            PQclear(res);
+            return redis_pass_failed(r);
+        }
+    }
+    PQclear(res);
+    if (out == RELAY_LOST)
+        return out;
+    if (relay_maintain(r, &out) != 0)
+        return out == RELAY_LOST || out == RELAY_PG_DOWN ? out : redis_pass_failed(r);
+    relay_redis_ok(r);
+    return out;
+}
+
+enum relay_outcome relay_pass(relay *r)
+{
+    enum relay_outcome out = publish(r);
+    if (r->leader)
+        count_backlog(r);
+    return out;
+}

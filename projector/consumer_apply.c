@@ -1,0 +1,305 @@
+/*
+ * consumer_apply: a batch to the read model (consumer_int.h). The decoded messages are grouped
+ * by tenant and applied with one pipelined FCALL per tenant (a failed one is split into one
+ * FCALL per event); then each message is acked, queued for a retry, or parked.
+ */
+#include "consumer_int.h"
+
+#include "err.h"
+#include "now.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Outcome of one event's apply, recorded on the message. */
+enum proj_outcome { PROJ_DONE, PROJ_PARK, PROJ_RETRY };
+
+/* Orders events by tenant, then by position: a tenant's events keep their order. */
+static proj_msg **sort_base;
+
+/* The FCALL of a run of events of one tenant, appended to the pipeline. */
+static int append_fcall(proj *p, proj_msg **v, size_t n, const char *now)
+{
+    size_t argc = 7 + n * STREAM_APPLY_NFIELDS;
+    const char **argv = malloc(argc * sizeof(*argv));
+    size_t *lens = malloc(argc * sizeof(*lens));
+    char key[96], count[24], nfields[8];
+    int rc = 0;
+    if (!argv || !lens) {
+        free(argv);
+        free(lens);
+        return TALLY_ENOMEM;
+    }
+    snprintf(key, sizeof(key), "{t:%s}:gen", v[0]->ev.env->tenant_id);
+    snprintf(count, sizeof(count), "%zu", n);
+    snprintf(nfields, sizeof(nfields), "%d", STREAM_APPLY_NFIELDS);
+    const char *head[] = { "FCALL", p->fn, "1", key, now, count, nfields };
+    for (size_t i = 0; i < 7; i++) {
+        argv[i] = head[i];
+        lens[i] = strlen(head[i]);
+    }
+    for (size_t i = 0; i < n; i++)
+        for (int f = 0; f < STREAM_APPLY_NFIELDS; f++) {
+            argv[7 + i * STREAM_APPLY_NFIELDS + (size_t)f] = v[i]->ev.argv[f];
+            lens[7 + i * STREAM_APPLY_NFIELDS + (size_t)f] = v[i]->ev.argvlen[f];
+        }
+    if (redisAppendCommandArgv(kv_ctx(p->kv), (int)argc, argv, lens) != REDIS_OK)
+        rc = TALLY_EUNAVAIL;
+    free(argv);
+    free(lens);
+    return rc;
+}
+
+static void observe_applied(proj *p, const proj_msg *m, int64_t now)
+{
+    metrics_inc(p->applied, 1);
+    int64_t rec = m->ev.env->recorded_at_ms ? m->ev.env->recorded_at_ms : m->ev.env->occurred_at_ms;
+    if (!m->ev.env->imported && rec > 0)
+        metrics_observe(p->lag_seconds, (double)(now - rec) / 1000.0);
+}
+
+static int by_tenant(const void *a, const void *b)
+{
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    int c = strcmp(sort_base[i]->ev.env->tenant_id, sort_base[j]->ev.env->tenant_id);
+    return c ? c : (i > j) - (i < j);
+}
+
+/*
+ * Reads the reply of one FCALL over sorted[a..b) into out[]/why[] (indexed as v, via order).
+ * 0, 1 for a systemic error reply (nothing recorded against the events), or TALLY_EUNAVAIL.
+ */
+static int read_reply(proj *p, proj_msg **v, const size_t *order, size_t a, size_t b, int64_t wall,
+                      enum proj_outcome *out, char (*why)[160], bool *failed)
+{
+    redisReply *r = NULL;
+    if (redisGetReply(kv_ctx(p->kv), (void **)&r) != REDIS_OK || !r)
+        return TALLY_EUNAVAIL;
+    *failed = !(r->type == REDIS_REPLY_ARRAY && r->elements == b - a);
+    if (!*failed) {
+        for (size_t k = a; k < b; k++) {
+            size_t i = order[k];
+            long long s = r->element[k - a]->integer;
+            out[i] = s == 2 ? PROJ_RETRY : s == 3 || s == 4 ? PROJ_PARK : PROJ_DONE;
+            if (s == 0)
+                observe_applied(p, v[i], wall);
+            else if (s == 1)
+                metrics_inc(p->dups, 1);
+            else if (s == 2)
+                metrics_inc(p->gaps, 1);
+            snprintf(why[i], sizeof(why[i]), "%s",
+                     s == 2   ? "gap: an earlier version was never applied"
+                     : s == 3 ? "behind a parked event of the same complaint"
+                     : s == 4 ? "invalid fields: refused by the apply function"
+                              : "");
+        }
+    } else if (proj_systemic(p, r, "applying events")) {
+        *failed = false; /* nothing is the events' fault: no attempt counted, nothing split */
+        for (size_t k = a; k < b; k++)
+            out[order[k]] = PROJ_RETRY;
+        freeReplyObject(r);
+        return 1;
+    } else {
+        const char *err = r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply";
+        if (strstr(err, "Function not found")) /* Redis restarted without it: after the replies */
+            p->reload = true;
+        metrics_inc(p->failures, 1);
+        for (size_t k = a; k < b; k++) {
+            size_t i = order[k];
+            out[i] = PROJ_RETRY;
+            snprintf(why[i], sizeof(why[i]), "apply failed: %.140s", err);
+        }
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+/*
+ * Applies the decoded messages of v (several tenants): one pipelined FCALL per tenant with
+ * all its events of the batch, in their order (tenants are independent: their keys are
+ * disjoint), and one FCALL alone for a message marked solo. A failed FCALL of several events
+ * is split at once into one FCALL per event, in order, so that the good ones are applied in
+ * their tenant's order and only the failing one waits for a retry (counted as an attempt, and
+ * alone from then on). Fills out[i] and why[i] for v[i]. TALLY_EUNAVAIL on an I/O error.
+ */
+static int apply(proj *p, proj_msg **v, size_t n, enum proj_outcome *out, char (*why)[160])
+{
+    size_t *order = malloc((n ? n : 1) * sizeof(*order));
+    size_t *start = malloc((n + 1) * sizeof(*start)), ngroups = 0;
+    proj_msg **sorted = malloc((n ? n : 1) * sizeof(*sorted));
+    bool *split = calloc(n + 1, sizeof(*split)), failed = false;
+    char now[24];
+    int64_t wall = now_wall_ms();
+    int rc = 0;
+    if (!order || !start || !sorted || !split) {
+        free(order);
+        free(start);
+        free(sorted);
+        free(split);
+        return TALLY_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    sort_base = v; /* the loop runs on one thread */
+    qsort(order, n, sizeof(*order), by_tenant);
+    for (size_t k = 0; k < n; k++)
+        sorted[k] = v[order[k]];
+    snprintf(now, sizeof(now), "%" PRId64, wall);
+    for (size_t k = 0; k < n; k++)
+        if (k == 0 || sorted[k]->solo || sorted[k - 1]->solo ||
+            strcmp(sorted[k]->ev.env->tenant_id, sorted[k - 1]->ev.env->tenant_id) != 0)
+            start[ngroups++] = k;
+    start[ngroups] = n;
+    for (size_t g = 0; g < ngroups && rc == 0; g++)
+        rc = append_fcall(p, sorted + start[g], start[g + 1] - start[g], now);
+    bool refused = false; /* a systemic error: the rest of the replies are read, then we stop */
+    for (size_t g = 0; g < ngroups && rc == 0; g++) {
+        rc = read_reply(p, v, order, start[g], start[g + 1], wall, out, why, &failed);
+        if (rc == 1) {
+            refused = true;
+            rc = kv_ctx(p->kv) ? 0 : TALLY_EUNAVAIL;
+            continue;
+        }
+        split[g] = failed && start[g + 1] - start[g] > 1;
+        for (size_t k = start[g]; k < start[g + 1] && failed && !split[g]; k++) {
+            sorted[k]->attempts++;
+            sorted[k]->solo = true;
+        }
+    }
+    if (rc == 0 && refused)
+        rc = TALLY_EUNAVAIL;
+    if (rc == 0 && p->reload) {
+        p->reload = false;
+        proj_load_function(p);
+    }
+    /* The failed groups again, one event per FCALL. */
+    for (size_t g = 0; g < ngroups && rc == 0; g++)
+        for (size_t k = start[g]; split[g] && k < start[g + 1] && rc == 0; k++)
+            rc = append_fcall(p, sorted + k, 1, now);
+    for (size_t g = 0; g < ngroups && rc == 0; g++)
+        for (size_t k = start[g]; split[g] && k < start[g + 1] && rc == 0; k++) {
+            rc = read_reply(p, v, order, k, k + 1, wall, out, why, &failed);
+            if (rc == 1) {
+                refused = true;
+                rc = kv_ctx(p->kv) ? 0 : TALLY_EUNAVAIL;
+                continue;
+            }
+            if (failed) {
+                sorted[k]->attempts++;
+                sorted[k]->solo = true; /* alone next time */
+            }
+        }
+    if (rc == 0 && refused)
+        rc = TALLY_EUNAVAIL;
+    free(order);
+    free(start);
+    free(sorted);
+    free(split);
+    if (rc != 0)
+        kv_reset(p->kv);
+    return rc;
+}
+
+int proj_handle(proj *p, proj_msg **v, size_t n)
+{
+    enum proj_outcome *out = calloc(n ? n : 1, sizeof(*out));
+    char(*why)[160] = calloc(n ? n : 1, sizeof(*why));
+    proj_msg **decoded = malloc((n ? n : 1) * sizeof(*decoded));
+    proj_msg **done = malloc((n ? n : 1) * sizeof(*done));
+    size_t nd = 0, ndone = 0, i = 0;
+    int64_t now = now_mono_ms();
+    int rc = 0;
+    if (!out || !why || !decoded || !done) {
+        rc = TALLY_ENOMEM;
+        goto out_free;
+    }
+    for (size_t k = 0; k < n; k++)
+        if (v[k]->ok)
+            decoded[nd++] = v[k];
+    /* apply() fills results in the order of decoded; map them back. */
+    enum proj_outcome *dout = calloc(nd ? nd : 1, sizeof(*dout));
+    char(*dwhy)[160] = calloc(nd ? nd : 1, sizeof(*dwhy));
+    if (!dout || !dwhy) {
+        free(dout);
+        free(dwhy);
+        rc = TALLY_ENOMEM;
+        goto out_free;
+    }
+    rc = nd ? apply(p, decoded, nd, dout, dwhy) : 0;
+    for (size_t j = 0; i < n && rc == 0; i++) {
+        proj_msg *m = v[i];
+        const char *reason = m->why;
+        if (m->wm || m->gone) {
+            if (m->gone)
+                proj_lost(p, m->part, m->id);
+            done[ndone++] = m;
+            continue;
+        }
+        if (m->ok) {
+            enum proj_outcome o = dout[j];
+            reason = dwhy[j++];
+            if (o == PROJ_DONE) {
+                done[ndone++] = m;
+                continue;
+            }
+            bool gap = strncmp(reason, "gap", 3) == 0;
+            if (!m->first_ms)
+                m->first_ms = now;
+            bool give_up = (gap && now - m->first_ms >= p->gap_wait_ms) ||
+                           (!gap && m->attempts >= p->conf->max_attempts);
+            if (o == PROJ_RETRY && !give_up) {
+                int64_t wait = RETRY_EVERY_MS << (m->attempts < 4 ? m->attempts : 4);
+                m->next_ms = now + (wait > 2000 ? 2000 : wait);
+                /* A full queue spills to the pending list, never to the dead letters: the
+                   entry is reclaimed (XAUTOCLAIM) after claim_idle_ms and tried again. */
+                if (p->retry.n >= RETRY_MAX || proj_msgs_push(&p->retry, m) != 0) {
+                    metrics_inc(p->spilled, 1);
+                    proj_msg_free(m);
+                }
+                continue;
+            }
+        }
+        int parked = proj_park(p, m, reason);
+        if (parked < 0) {
+            rc = parked;
+            break; /* m and the rest are freed unacked below */
+        }
+        if (parked == 0)
+            done[ndone++] = m;
+        else
+            proj_msg_free(m);
+    }
+    free(dout);
+    free(dwhy);
+    if (kv_ctx(p->kv) && proj_report_lost(p) != 0) {
+        size_t keep = 0; /* a lost entry is acked only once the relay knows of it */
+        for (size_t k = 0; k < ndone; k++)
+            if (done[k]->gone)
+                proj_msg_free(done[k]);
+            else
+                done[keep++] = done[k];
+        ndone = keep;
+        rc = TALLY_EUNAVAIL;
+    }
+    if (kv_ctx(p->kv)) { /* what is done is acked, even when Redis refuses writes now */
+        proj_ack(p, done, ndone);
+        for (size_t k = 0; k < ndone; k++)
+            if (done[k]->wm) {
+                kv_id id;
+                if (kv_id_parse(done[k]->id, &id))
+                    pl_marks_add(&p->marks[done[k]->part], id, done[k]->wm_ms);
+            }
+    }
+    for (size_t k = 0; k < ndone; k++)
+        proj_msg_free(done[k]);
+    for (; i < n; i++) /* not handled (an error stopped the batch): read again later */
+        proj_msg_free(v[i]);
+out_free:
+    free(out);
+    free(why);
+    free(decoded);
+    free(done);
+    return rc;
+}

@@ -1,0 +1,125 @@
+/*
+ * consumer_group: the group's housekeeping between batches (consumer_int.h): the size of the
+ * pending list and of the dead letters, the watermark that holds, and the removal of consumers
+ * that are gone.
+ */
+#include "consumer_int.h"
+
+#include "log.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+void proj_sample_pending(proj *p)
+{
+    long long total = 0, dead = 0;
+    for (int part = 0; part < p->conf->partitions; part++) {
+        redisReply *r = proj_command(p, "XPENDING %s %s", p->streams[part], STREAM_GROUP);
+        if (!r)
+            return;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1)
+            total += r->element[0]->integer;
+        freeReplyObject(r);
+        char dead_key[STREAM_KEY_MAX];
+        stream_dead_key(part, dead_key, sizeof(dead_key));
+        if (!(r = proj_command(p, "XLEN %s", dead_key)))
+            return;
+        if (r->type == REDIS_REPLY_INTEGER)
+            dead += r->integer;
+        freeReplyObject(r);
+        /* tally:wm's field, "0" (unknown) if a flush took it while we stayed connected. */
+        if ((r = proj_command(p, "HSETNX %s %d 0", STREAM_WM_KEY, part)))
+            freeReplyObject(r);
+    }
+    metrics_set(p->pending, total);
+    metrics_set(p->dead, dead);
+}
+
+void proj_settle_watermarks(proj *p)
+{
+    static const char *script =
+        "local c = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')\n"
+        "if tonumber(ARGV[2]) > c then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end\n"
+        "return 0";
+    int64_t low = 0;
+    bool any = false;
+    for (int part = 0; part < p->conf->partitions; part++)
+        any |= p->marks[part].n > 0;
+    if (any) {
+        /* A loss reported and not yet repaired, or a repair running: the group's
+           acknowledgements prove nothing now (a lost entry was acked too). Candidates wait. */
+        redisReply *r =
+            proj_command(p, "EXISTS %s %s", STREAM_REPAIR_REQUEST_KEY, STREAM_REPAIR_KEY);
+        bool hold = !r || r->type != REDIS_REPLY_INTEGER || r->integer > 0;
+        if (r)
+            freeReplyObject(r);
+        if (hold)
+            return;
+    }
+    for (int part = 0; part < p->conf->partitions; part++) {
+        if (p->marks[part].n > 0) {
+            redisReply *r = proj_command(p, "XPENDING %s %s", p->streams[part], STREAM_GROUP);
+            if (!r)
+                return;
+            kv_id oldest = { 0, 0 };
+            bool ok = r->type == REDIS_REPLY_ARRAY && r->elements >= 2;
+            bool has = ok && r->element[0]->integer > 0;
+            if (has)
+                ok = r->element[1]->type == REDIS_REPLY_STRING &&
+                     kv_id_parse(r->element[1]->str, &oldest);
+            freeReplyObject(r);
+            int64_t w = ok ? pl_marks_settle(&p->marks[part], has, oldest) : 0;
+            if (w > p->wm[part]) {
+                r = proj_command(p, "EVAL %s 1 %s %d %lld", script, STREAM_WM_KEY, part,
+                                 (long long)w);
+                if (r && r->type != REDIS_REPLY_ERROR)
+                    p->wm[part] = w;
+                if (r)
+                    freeReplyObject(r);
+            }
+        }
+        if (part == 0 || p->wm[part] < low)
+            low = p->wm[part];
+    }
+    metrics_set(p->wm_gauge, low / 1000);
+}
+
+void proj_forget_dead_consumers(proj *p)
+{
+    long long idle_max = 10LL * p->conf->claim_idle_ms;
+    for (int part = 0; part < p->conf->partitions; part++) {
+        redisReply *r = proj_command(p, "XINFO CONSUMERS %s %s", p->streams[part], STREAM_GROUP);
+        if (!r)
+            return;
+        for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+            const redisReply *c = r->element[i];
+            const char *name = NULL;
+            long long pending = -1, idle = -1;
+            for (size_t k = 0; c->type == REDIS_REPLY_ARRAY && k + 1 < c->elements; k += 2) {
+                const char *f = c->element[k]->str;
+                if (strcmp(f, "name") == 0)
+                    name = c->element[k + 1]->str;
+                else if (strcmp(f, "pending") == 0)
+                    pending = c->element[k + 1]->integer;
+                else if (strcmp(f, "idle") == 0)
+                    idle = c->element[k + 1]->integer;
+            }
+            if (!name || pending != 0 || idle <= idle_max || strcmp(name, p->conf->consumer) == 0)
+                continue;
+            /* Atomic with the check that it holds nothing: it may have read since XINFO. */
+            static const char *del =
+                "if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then "
+                "return -1 end "
+                "return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])";
+            redisReply *d =
+                proj_command(p, "EVAL %s 1 %s %s %s", del, p->streams[part], STREAM_GROUP, name);
+            if (d && d->type == REDIS_REPLY_INTEGER && d->integer >= 0)
+                log_info("removed a dead consumer from the group", LOG_STR("consumer", name),
+                         LOG_INT("idle_ms", idle));
+            if (d)
+                freeReplyObject(d);
+        }
+        freeReplyObject(r);
+    }
+}

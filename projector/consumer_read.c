@@ -1,0 +1,224 @@
+/*
+ * consumer_read: messages, and where they come from (consumer_int.h): the group's new entries
+ * or this consumer's own pending ones (XREADGROUP), entries reclaimed from a dead consumer
+ * (XAUTOCLAIM), and the retry queue.
+ */
+#include "consumer_int.h"
+
+#include "err.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void proj_msg_free(proj_msg *m)
+{
+    if (!m)
+        return;
+    proj_event_release(&m->ev);
+    free(m->raw);
+    free(m);
+}
+
+int proj_msgs_push(proj_msgs *l, proj_msg *m)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        proj_msg **v = realloc(l->v, cap * sizeof(*v));
+        if (!v)
+            return TALLY_ENOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = m;
+    return 0;
+}
+
+void proj_msgs_clear(proj_msgs *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        proj_msg_free(l->v[i]);
+    l->n = 0;
+}
+
+static bool msgs_has(const proj_msgs *l, int part, const char *id)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->v[i]->part == part && strcmp(l->v[i]->id, id) == 0)
+            return true;
+    return false;
+}
+
+/* Whether the field name r of a stream entry is name. */
+static bool field_is(const redisReply *r, const char *name)
+{
+    return r->type == REDIS_REPLY_STRING && r->len == strlen(name) &&
+           memcmp(r->str, name, r->len) == 0;
+}
+
+/* Makes messages of the entries of one stream's reply (an array of [id, [field, value...]]). */
+static void collect(proj *p, int part, const redisReply *entries, proj_msgs *into)
+{
+    for (size_t i = 0; i < entries->elements; i++) {
+        const redisReply *e = entries->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 1)
+            continue;
+        const char *id = e->element[0]->str;
+        if (msgs_has(&p->retry, part, id) || msgs_has(into, part, id))
+            continue; /* already here (a reclaim of our own gap, due for retry) */
+        proj_msg *m = calloc(1, sizeof(*m));
+        if (!m)
+            continue;
+        m->part = part;
+        snprintf(m->id, sizeof(m->id), "%s", id);
+        const redisReply *f = e->elements > 1 ? e->element[1] : NULL;
+        const redisReply *val = NULL, *w = NULL;
+        for (size_t k = 0; f && f->type == REDIS_REPLY_ARRAY && k + 1 < f->elements; k += 2) {
+            if (field_is(f->element[k], STREAM_FIELD_EVENT))
+                val = f->element[k + 1];
+            if (field_is(f->element[k], STREAM_FIELD_WATERMARK))
+                w = f->element[k + 1];
+        }
+        if (!f || f->type != REDIS_REPLY_ARRAY) { /* trimmed or deleted: nothing to apply */
+            m->gone = true;
+        } else if (!val && w) { /* the relay's watermark entry */
+            m->wm = true;
+            m->wm_ms = strtoll(w->str, NULL, 10);
+        } else {
+            m->rawlen = val ? val->len : 0;
+            m->raw = malloc(m->rawlen + 1);
+            if (m->raw && val) {
+                memcpy(m->raw, val->str, m->rawlen);
+                m->raw[m->rawlen] = 0;
+            }
+            snprintf(m->why, sizeof(m->why), "%s",
+                     val ? "out of memory" : "no field " STREAM_FIELD_EVENT);
+            m->ok = m->raw && val &&
+                    proj_decode((const uint8_t *)m->raw, m->rawlen, &m->ev, m->why,
+                                sizeof(m->why)) == 0;
+        }
+        if (proj_msgs_push(into, m) != 0)
+            proj_msg_free(m);
+    }
+}
+
+int proj_read_batch(proj *p, proj_msgs *into, bool may_block)
+{
+    int np = p->conf->partitions;
+    const char **argv = malloc((size_t)(9 + 2 * np) * sizeof(*argv));
+    size_t *lens = malloc((size_t)(9 + 2 * np) * sizeof(*lens));
+    char count[16], block[16];
+    int argc = 0, rc = 0;
+    if (!argv || !lens) {
+        free(argv);
+        free(lens);
+        return TALLY_ENOMEM;
+    }
+    snprintf(count, sizeof(count), "%d", p->conf->batch);
+    snprintf(block, sizeof(block), "%d", p->read_pending ? 0 : p->conf->block_ms);
+    const char *head[] = { "XREADGROUP", "GROUP", STREAM_GROUP, p->conf->consumer, "COUNT", count };
+    for (int i = 0; i < 6; i++)
+        argv[argc++] = head[i];
+    if (!p->read_pending && may_block) {
+        argv[argc++] = "BLOCK";
+        argv[argc++] = block;
+    }
+    argv[argc++] = "STREAMS";
+    for (int i = 0; i < np; i++)
+        argv[argc++] = p->streams[i];
+    for (int i = 0; i < np; i++)
+        argv[argc++] = p->read_pending ? "0" : ">";
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = proj_command_argv(p, argc, argv, lens);
+    free(argv);
+    free(lens);
+    if (!r)
+        return TALLY_EUNAVAIL;
+    if (r->type == REDIS_REPLY_ERROR) {
+        log_warn("XREADGROUP failed", LOG_STR("error", r->str));
+        if (strncmp(r->str, "NOGROUP", 7) == 0) /* Redis lost the stream: start over */
+            kv_reset(p->kv);
+        rc = TALLY_EUNAVAIL;
+    } else if (r->type == REDIS_REPLY_ARRAY) {
+        size_t before = into->n;
+        for (size_t i = 0; i < r->elements; i++) {
+            const redisReply *s = r->element[i];
+            if (s->type != REDIS_REPLY_ARRAY || s->elements != 2)
+                continue;
+            int part = -1;
+            for (int k = 0; k < np; k++)
+                if (strcmp(s->element[0]->str, p->streams[k]) == 0)
+                    part = k;
+            if (part >= 0)
+                collect(p, part, s->element[1], into);
+        }
+        if (p->read_pending && into->n == before)
+            p->read_pending = false; /* our pending list is done: new entries from now on */
+    } else if (p->read_pending) {
+        p->read_pending = false;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+int proj_claim(proj *p, proj_msgs *into)
+{
+    char idle[24];
+    snprintf(idle, sizeof(idle), "%d", p->conf->claim_idle_ms);
+    for (int part = 0; part < p->conf->partitions; part++) {
+        char start[48] = "0-0";
+        for (int round = 0; round < 100; round++) {
+            char count[16];
+            snprintf(count, sizeof(count), "%d", p->conf->batch);
+            const char *argv[] = { "XAUTOCLAIM", p->streams[part],
+                                   STREAM_GROUP, p->conf->consumer,
+                                   idle,         start,
+                                   "COUNT",      count };
+            size_t lens[8];
+            for (int i = 0; i < 8; i++)
+                lens[i] = strlen(argv[i]);
+            redisReply *r = proj_command_argv(p, 8, argv, lens);
+            if (!r)
+                return TALLY_EUNAVAIL;
+            bool more = false;
+            if (r->type == REDIS_REPLY_ERROR) {
+                bool sys = proj_systemic(p, r, "reclaiming entries");
+                freeReplyObject(r);
+                return sys ? TALLY_EUNAVAIL : 0;
+            }
+            if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
+                size_t before = into->n;
+                collect(p, part, r->element[1], into);
+                /* Redis 7 drops entries trimmed from the stream out of the pending list itself
+                   and names them here: each is a loss. */
+                const redisReply *deleted = r->elements >= 3 ? r->element[2] : NULL;
+                for (size_t k = 0;
+                     deleted && deleted->type == REDIS_REPLY_ARRAY && k < deleted->elements; k++)
+                    proj_lost(p, part, deleted->element[k]->str);
+                snprintf(start, sizeof(start), "%s", r->element[0]->str);
+                more = strcmp(start, "0-0") != 0;
+                if (into->n > before)
+                    log_info("reclaimed pending events", LOG_STR("stream", p->streams[part]),
+                             LOG_INT("count", (long long)(into->n - before)));
+            }
+            freeReplyObject(r);
+            if (!more)
+                break;
+        }
+    }
+    return 0;
+}
+
+void proj_due_retries(proj *p, proj_msgs *into, int64_t now)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < p->retry.n; i++) {
+        proj_msg *m = p->retry.v[i];
+        if (m->next_ms <= now && proj_msgs_push(into, m) == 0)
+            continue;
+        p->retry.v[keep++] = m;
+    }
+    p->retry.n = keep;
+}
