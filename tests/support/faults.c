@@ -1,7 +1,7 @@
 /* faults: failures injected into a running system, and the settling after them. See faults.h. */
 #include "faults.h"
 
-#include "events.h"
+#include "ev_wait.h"
 #include "tclock.h"
 
 #include <criterion/criterion.h>

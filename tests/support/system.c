@@ -1,7 +1,7 @@
 /* system: a whole private Tally for a test. See system.h. */
 #include "system.h"
 
-#include "events.h"
+#include "ev_wait.h"
 #include "tclock.h"
 
 #include <criterion/criterion.h>
