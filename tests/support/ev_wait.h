@@ -6,7 +6,6 @@
 #define TALLY_TEST_EV_WAIT_H
 
 #include "ev_model.h"
-#include "tclock.h"
 
 #include <hiredis/hiredis.h>
 #include <stdbool.h>
@@ -32,9 +31,5 @@ int ev_group_state(redisContext *c, const char *stream, int64_t *pending, int64_
  * group has been idle for a second with other counts (nothing will change any more).
  */
 int ev_wait_applied(int redis_port, const ev_model *m, int timeout_ms);
-
-/* Older names of tclock_sleep_ms and now_mono_ms, until the projector tests move. */
-#define ev_sleep_ms tclock_sleep_ms
-#define ev_mono_ms  now_mono_ms
 
 #endif
