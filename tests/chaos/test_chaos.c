@@ -101,7 +101,7 @@ static FILE *fault_out(void)
 static void fault_done(FILE *f)
 {
     fclose(f);
-    say("chaos %7.1f s  %s", (double)(sys_mono_ms() - t_start) / 1000, fault_line);
+    say("chaos %7.1f s  %s", (double)(now_mono_ms() - t_start) / 1000, fault_line);
 }
 
 /* ---- the schedule --------------------------------------------------------------------------- */
@@ -178,7 +178,7 @@ static int verify_tenant(sys_system *s, const char *tenant)
     char *argv[] = {
         TALLY_BIN_DIR "/tally", "verify", "--tenant", (char *)tenant, "--days", days, NULL
     };
-    const char *env[] = { s->pg_var, s->redis_var, NULL };
+    const char *env[] = { s->db.pg_var, s->redis_var, NULL };
     cr_assert_eq(proc_spawn(&p, argv, env, true), 0, "cannot start tally verify");
     int rc = proc_wait(&p, VERIFY_MS);
     if (rc == -1)
@@ -251,7 +251,7 @@ Test(chaos, scenario)
                         .redis_aof = true };
     sys_start(&s, &opt);
     char snapshot[128];
-    snprintf(snapshot, sizeof(snapshot), "%s/older.rdb", s.redis_dir);
+    snprintf(snapshot, sizeof(snapshot), "%s/older.rdb", s.redis.dir);
 
     traffic_config tc = { .nports = 2,
                           .tenants = TENANTS,
@@ -266,7 +266,7 @@ Test(chaos, scenario)
     char err[512];
     traffic *t = traffic_start(&tc, err, sizeof(err));
     cr_assert(t, "%s", err);
-    t_start = sys_mono_ms();
+    t_start = now_mono_ms();
     say("chaos: traffic from 3 workers to 2 command-svc replicas, tenants %s\n", TENANTS);
 
     int injected[FAULT_KINDS] = { 0 }, planned_n[FAULT_KINDS] = { 0 };
@@ -276,16 +276,16 @@ Test(chaos, scenario)
     for (int i = 0; i <= nfaults; i++) {
         int64_t at = i < nfaults ? faults[i].at_ms : total_ms;
         if (!snapshot_taken && at > total_ms / 20) {
-            while (sys_mono_ms() - t_start < total_ms / 20)
-                sys_sleep_ms(50);
-            sys_redis_snapshot(&s, snapshot);
+            while (now_mono_ms() - t_start < total_ms / 20)
+                tclock_sleep_ms(50);
+            rsv_snapshot(&s.redis, snapshot);
             snapshot_taken = true;
             FILE *f = fault_out();
             fprintf(f, "snapshot of Redis taken (%s) for the rollback later\n", snapshot);
             fault_done(f);
         }
-        while (sys_mono_ms() - t_start < at)
-            sys_sleep_ms(50);
+        while (now_mono_ms() - t_start < at)
+            tclock_sleep_ms(50);
         if (i == nfaults)
             break;
         FILE *f = fault_out();
@@ -322,7 +322,7 @@ Test(chaos, scenario)
     traffic_stats ts;
     traffic_stats_get(t, &ts);
     say("chaos %7.1f s  traffic stopped; settling (bound %d s)\n",
-        (double)(sys_mono_ms() - t_start) / 1000, SETTLE_MS / 1000);
+        (double)(now_mono_ms() - t_start) / 1000, SETTLE_MS / 1000);
 
     fault_settled st = fault_settle(&s, PARTITIONS, SETTLE_MS);
     if (!st.settled)
@@ -331,7 +331,7 @@ Test(chaos, scenario)
              SETTLE_MS / 1000, st.unpublished, st.pending, st.undelivered,
              st.repairing ? "still running" : "done");
     else
-        say("chaos %7.1f s  settled in %.1f s\n", (double)(sys_mono_ms() - t_start) / 1000,
+        say("chaos %7.1f s  settled in %.1f s\n", (double)(now_mono_ms() - t_start) / 1000,
             (double)st.ms / 1000);
 
     /* the checks (what they print is said once they are done) */

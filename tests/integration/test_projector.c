@@ -1,7 +1,7 @@
 /*
  * The projector against a real Redis: the read model it builds from recorded event histories
  * must equal, key by key, the model calculated independently from docs/keyspace.md
- * (tests/support/events.c), whatever the delivery: in order, every event twice, batches
+ * (tests/support/ev_model.c), whatever the delivery: in order, every event twice, batches
  * replayed, events of a complaint out of order, two projectors in one group. Poison events and
  * gaps that never fill are parked with their complaint's later events while the other
  * complaints' counters stay exact; SIGTERM finishes the batch, acks and exits 0.
@@ -9,173 +9,64 @@
  * Each test starts a redis-server of its own (no persistence) on a free loopback port and the
  * real projector binary against it, so tests are isolated from each other and from the stack.
  */
-#define _GNU_SOURCE /* mkdtemp */
-#include "events.h"
-#include "proc.h"
+#include "pjfix.h"
+#include "tclock.h"
 
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#define WAIT_MS 60000 /* longest wait for the projector to catch up */
+#define WAIT_MS PJF_WAIT_MS
 
-static struct {
-    int port;
-    pid_t pid;
-    char dir[64];
-} rs;
-static proc pj[2];
-static bool pj_on[2];
-static ev_history hist;
-static ev_model *model;
-static redisContext *rc_;
-static size_t *order_; /* the stream order in use */
-static bool *skip_;    /* the events not to be applied */
+static pjf_rig R;
 
-/* ---- a redis-server and projectors of the test's own --------------------------------------- */
-
-static redisContext *redis_open(void)
-{
-    redisContext *c =
-        redisConnectWithTimeout("127.0.0.1", rs.port, (struct timeval){ .tv_sec = 2 });
-    if (c && c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    if (c)
-        redisSetTimeout(c, (struct timeval){ .tv_sec = 10 });
-    return c;
-}
-
-/* Starts redis-server (no persistence) in a directory of its own and waits until it answers. */
 static void init(void)
 {
-    char port[16], log[96];
-    snprintf(rs.dir, sizeof(rs.dir), "/tmp/tally-projtest-XXXXXX");
-    cr_assert(mkdtemp(rs.dir));
-    rs.port = proc_free_port();
-    snprintf(port, sizeof(port), "%d", rs.port);
-    snprintf(log, sizeof(log), "%s/redis.log", rs.dir);
-    if ((rs.pid = fork()) == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* dies with the test, whatever happens */
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", rs.dir, (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 500 && !rc_; i++, ev_sleep_ms(10))
-        rc_ = redis_open();
-    cr_assert(rc_, "redis-server did not start on port %d (see %s)", rs.port, log);
+    pjf_redis_start(&R, NULL);
 }
 
 static void fini(void)
 {
-    char cmd[128];
-    for (int i = 0; i < 2; i++)
-        if (pj_on[i])
-            proc_release(&pj[i]);
-    if (rc_)
-        redisFree(rc_);
-    if (rs.pid > 0) {
-        kill(rs.pid, SIGKILL);
-        waitpid(rs.pid, NULL, 0);
-    }
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", rs.dir);
-    if (rs.dir[0] && system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", rs.dir);
-    ev_model_free(model);
-    ev_history_release(&hist);
-    free(order_);
-    free(skip_);
+    pjf_release(&R);
 }
 
 TestSuite(projector, .init = init, .fini = fini, .timeout = 90);
 
-/* Runs the projector against our Redis (proc_start_projector). */
-static void start(int i, const char *const *env)
-{
-    pj_on[i] = true;
-    cr_assert_eq(proc_start_projector(&pj[i], rs.port, env), 0,
-                 "the projector did not start (its log is above)");
-}
-
 /* ---- helpers ------------------------------------------------------------------------------- */
 
-/* The stream order of hist (freed in fini, or by the next call). */
-static size_t *order_of(enum ev_order how, uint64_t seed, size_t *n)
+/* Runs projector i against our Redis (proc_start_projector). */
+static void start(int i, const char *const *env)
 {
-    free(order_);
-    return order_ = ev_order(&hist, how, seed, n);
-}
-
-/* A skip[] for hist, all false (freed in fini). */
-static bool *new_skip(void)
-{
-    free(skip_);
-    skip_ = calloc(hist.n, sizeof(bool));
-    cr_assert(skip_);
-    return skip_;
+    pjf_start(&R, i, 0, env);
 }
 
 static void generate(uint64_t seed, int tenants, size_t events)
 {
-    ev_options o = { .seed = seed, .tenants = tenants, .events = events, .days = 240 };
-    ev_generate(&hist, &o);
+    pjf_generate(&R, seed, tenants, events, 240);
 }
 
 /* XADDs order[from..to) of hist. */
 static void add_range(const size_t *order, size_t from, size_t to)
 {
-    char err[256];
-    cr_assert_eq(ev_xadd(rc_, EV_STREAM, &hist, order + from, to - from, err, sizeof(err)), 0, "%s",
-                 err);
+    pjf_add_range(&R, order, from, to);
 }
 
 /* XADDs the whole history in the given order; returns the number of entries. */
 static size_t add(enum ev_order how, uint64_t seed)
 {
     size_t n;
-    size_t *order = order_of(how, seed, &n);
+    size_t *order = pjf_order(&R, how, seed, &n);
     add_range(order, 0, n);
     return n;
 }
 
 static void add_event(const ev_event *e)
 {
-    redisReply *r = redisCommand(rc_, "XADD %s * e %b", EV_STREAM, e->bytes, e->len);
+    redisReply *r = redisCommand(R.rc, "XADD %s * e %b", EV_STREAM, e->bytes, e->len);
     cr_assert(r && r->type == REDIS_REPLY_STRING, "XADD failed");
     freeReplyObject(r);
-}
-
-/* Fails the test at once if a projector died (a crash would otherwise look like a hang). */
-static void check_alive(void)
-{
-    for (int i = 0; i < 2; i++)
-        if (pj_on[i] && pj[i].pid > 0) {
-            int code = proc_wait(&pj[i], 0);
-            cr_assert_eq(code, -1, "projector %d died (exit %d): see its log above", i, code);
-        }
-}
-
-/* ev_wait_applied while the projectors live. */
-static int wait_applied(void)
-{
-    int rc = -1;
-    for (int64_t until = ev_mono_ms() + WAIT_MS; rc == -1 && ev_mono_ms() < until; check_alive())
-        rc = ev_wait_applied(rs.port, model, 3000);
-    return rc;
 }
 
 /*
@@ -184,17 +75,11 @@ static int wait_applied(void)
  */
 static void expect_model_of(const bool *skip, bool superseded)
 {
-    char diff[1024];
-    ev_model_free(model);
-    model = ev_model_new(&hist, skip);
+    ev_model_free(R.model);
+    R.model = ev_model_new(&R.hist, skip);
     if (superseded)
-        ev_model_allow_superseded(model);
-    int caught_up = wait_applied();
-    int same = ev_model_check_all(rc_, model, diff, sizeof(diff));
-    cr_assert_eq(same, 0, "the read model differs from the calculation%s: %s",
-                 caught_up == 0 ? "" : " (and the projector never caught up)", diff);
-    cr_assert_eq(caught_up, 0, "the projector did not catch up (%s)",
-                 caught_up == -1 ? "timeout" : "everything acked, other event counts");
+        ev_model_allow_superseded(R.model);
+    pjf_expect_model(&R);
 }
 
 static void expect_model(const bool *skip)
@@ -202,48 +87,30 @@ static void expect_model(const bool *skip)
     expect_model_of(skip, false);
 }
 
-/* Sum over the tenants of the expected fresh.events minus Redis's. */
 static long long events_short(void)
 {
-    long long n = 0;
-    for (int t = 0; t < hist.ntenants; t++) {
-        char key[96];
-        snprintf(key, sizeof(key), "{t:%s}:1:fresh", hist.tenants[t]);
-        redisReply *r = redisCommand(rc_, "HGET %s events", key);
-        cr_assert(r && r->type == REDIS_REPLY_STRING);
-        n += ev_model_events(model, hist.tenants[t]) - atoll(r->str);
-        freeReplyObject(r);
-    }
-    return n;
+    return pjf_events_short(&R);
 }
 
 static double metric(int i, const char *name)
 {
-    return ev_metric(pj[i].http_port, name);
+    return pjf_metric(&R, i, name);
 }
 
 static long long xpending(void)
 {
-    redisReply *r = redisCommand(rc_, "XPENDING %s projector", EV_STREAM);
-    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements >= 1, "XPENDING failed");
-    long long n = r->element[0]->integer;
-    freeReplyObject(r);
-    return n;
+    return pjf_xpending(&R, NULL);
 }
 
 static long long xlen(const char *stream)
 {
-    redisReply *r = redisCommand(rc_, "XLEN %s", stream);
-    cr_assert(r && r->type == REDIS_REPLY_INTEGER);
-    long long n = r->integer;
-    freeReplyObject(r);
-    return n;
+    return pjf_xlen(&R, stream);
 }
 
 /* A string reply as a malloc'd string ("" for nil). */
 static char *get_str(const char *fmt, const char *a, const char *b)
 {
-    redisReply *r = redisCommand(rc_, fmt, a, b);
+    redisReply *r = redisCommand(R.rc, fmt, a, b);
     cr_assert(r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL), "%s failed", fmt);
     char *s = strdup(r->type == REDIS_REPLY_STRING ? r->str : "");
     freeReplyObject(r);
@@ -264,10 +131,10 @@ static void expect_version(const char *tenant, int64_t complaint, const char *wa
 /* A complaint of tenant 0 with at least n events, the first from index from on. */
 static int64_t complaint_with(size_t n, size_t from)
 {
-    for (size_t i = from; i < hist.n; i++) {
-        const ev_event *e = &hist.v[i];
-        if (e->version == 1 && strcmp(e->tenant_id, hist.tenants[0]) == 0 &&
-            ev_find(&hist, e->complaint, (int64_t)n) >= 0)
+    for (size_t i = from; i < R.hist.n; i++) {
+        const ev_event *e = &R.hist.v[i];
+        if (e->version == 1 && strcmp(e->tenant_id, R.hist.tenants[0]) == 0 &&
+            ev_find(&R.hist, e->complaint, (int64_t)n) >= 0)
             return e->complaint;
     }
     cr_assert_fail("no complaint with %zu events", n);
@@ -278,8 +145,8 @@ static int64_t complaint_with(size_t n, size_t from)
 static size_t skip_from(bool *skip, int64_t c, int64_t v)
 {
     size_t n = 0;
-    for (size_t i = 0; i < hist.n; i++)
-        if (hist.v[i].complaint == c && hist.v[i].version >= v) {
+    for (size_t i = 0; i < R.hist.n; i++)
+        if (R.hist.v[i].complaint == c && R.hist.v[i].version >= v) {
             skip[i] = true;
             n++;
         }
@@ -293,23 +160,23 @@ static size_t skip_from(bool *skip, int64_t c, int64_t v)
 static long long wait_parked(long long n)
 {
     int64_t idle_since = 0;
-    for (int64_t until = ev_mono_ms() + WAIT_MS; ev_mono_ms() < until; ev_sleep_ms(50)) {
-        check_alive();
-        bool idle = ev_group_idle(rc_, EV_STREAM);
+    for (int64_t until = now_mono_ms() + WAIT_MS; now_mono_ms() < until; tclock_sleep_ms(50)) {
+        pjf_check_alive(&R);
+        bool idle = ev_group_idle(R.rc, EV_STREAM);
         if (idle && xlen(EV_DEAD) >= n)
             break;
-        idle_since = idle ? (idle_since ? idle_since : ev_mono_ms()) : 0;
-        if (idle_since && ev_mono_ms() - idle_since > 1000)
+        idle_since = idle ? (idle_since ? idle_since : now_mono_ms()) : 0;
+        if (idle_since && now_mono_ms() - idle_since > 1000)
             break; /* everything read and acked: nothing more will be parked */
     }
-    cr_expect(ev_group_idle(rc_, EV_STREAM), "the group never read everything and acked");
+    cr_expect(ev_group_idle(R.rc, EV_STREAM), "the group never read everything and acked");
     return xlen(EV_DEAD);
 }
 
 /* Field name of dead-letter entry i (0 = oldest), malloc'd ("" when absent). */
 static char *dead_field(long long i, const char *name, size_t *len)
 {
-    redisReply *r = redisCommand(rc_, "XRANGE %s - +", EV_DEAD);
+    redisReply *r = redisCommand(R.rc, "XRANGE %s - +", EV_DEAD);
     cr_assert(r && r->type == REDIS_REPLY_ARRAY && (size_t)i < r->elements);
     const redisReply *f = r->element[i]->element[1];
     char *out = NULL;
@@ -360,7 +227,7 @@ static void expect_dead_entry_intact(long long i)
     char *e = dead_field(i, "e", &elen), *id = dead_field(i, "id", NULL);
     char *reason = dead_field(i, "reason", NULL);
     cr_expect_neq(reason[0], '\0', "dead entry %lld has no reason", i);
-    redisReply *r = redisCommand(rc_, "XRANGE %s %s %s", EV_STREAM, id, id);
+    redisReply *r = redisCommand(R.rc, "XRANGE %s %s %s", EV_STREAM, id, id);
     cr_assert(r && r->type == REDIS_REPLY_ARRAY);
     cr_expect_eq(r->elements, 1, "dead entry %lld: id \"%s\" names no entry of the stream", i, id);
     if (r->elements == 1) {
@@ -397,12 +264,12 @@ Test(projector, five_thousand_events_of_three_tenants_give_the_calculated_model)
 {
     size_t n;
     generate(1, 3, 5000);
-    size_t *order = order_of(EV_IN_ORDER, 0, &n);
+    size_t *order = pjf_order(&R, EV_IN_ORDER, 0, &n);
     add_range(order, 0, n / 2); /* a backlog, then live traffic */
     start(0, NULL);
     add_range(order, n / 2, n);
     expect_model(NULL);
-    cr_expect_eq(metric(0, "tally_projector_events_applied_total"), (double)hist.n);
+    cr_expect_eq(metric(0, "tally_projector_events_applied_total"), (double)R.hist.n);
     cr_expect_eq(metric(0, "tally_projector_duplicates_total"), 0);
     cr_expect_eq(metric(0, "tally_projector_parked_total"), 0);
     cr_expect_eq(xlen(EV_DEAD), 0);
@@ -424,7 +291,7 @@ Test(projector, metrics_name_every_series_the_issue_asks_for)
     for (size_t i = 0; i < sizeof(series) / sizeof(series[0]); i++)
         cr_expect_geq(metric(0, series[i]), 0, "/metrics has no %s", series[i]);
     cr_expect_gt(metric(0, "tally_projector_lag_seconds_count"), 0, "no lag observed");
-    cr_assert_eq(http_get(pj[0].http_port, "/metrics", body, sizeof(body)), 200);
+    cr_assert_eq(proc_http_get(R.pj[0].http_port, "/metrics", body, sizeof(body)), 200);
     /* The issue: "a heartbeat (last loop time), so liveness does not depend on traffic". */
     bool beat = false;
     for (const char *l = body; *l; l += strcspn(l, "\n"), l += *l == '\n') {
@@ -444,15 +311,15 @@ Test(projector, every_event_twice_and_a_replayed_batch_change_no_counter)
     start(0, NULL);
     size_t sent = add(EV_TWICE, 2);
     expect_model(NULL);
-    cr_expect_eq(metric(0, "tally_projector_duplicates_total"), (double)(sent - hist.n));
-    cr_expect_eq(metric(0, "tally_projector_events_applied_total"), (double)hist.n);
+    cr_expect_eq(metric(0, "tally_projector_duplicates_total"), (double)(sent - R.hist.n));
+    cr_expect_eq(metric(0, "tally_projector_events_applied_total"), (double)R.hist.n);
     /* A batch replayed: the relay republishing after a crash, the first 500 events again. */
-    size_t n, *order = order_of(EV_IN_ORDER, 0, &n);
+    size_t n, *order = pjf_order(&R, EV_IN_ORDER, 0, &n);
     add_range(order, 0, 500);
     add_range(order, 1500, 1800);
     expect_model(NULL);
-    cr_expect_eq(metric(0, "tally_projector_duplicates_total"), (double)(sent - hist.n + 800));
-    cr_expect_eq(metric(0, "tally_projector_events_applied_total"), (double)hist.n);
+    cr_expect_eq(metric(0, "tally_projector_duplicates_total"), (double)(sent - R.hist.n + 800));
+    cr_expect_eq(metric(0, "tally_projector_events_applied_total"), (double)R.hist.n);
     cr_expect_eq(xlen(EV_DEAD), 0);
 }
 
@@ -467,7 +334,7 @@ Test(projector, reordered_versions_are_applied_in_order_and_once)
     expect_model(NULL);
     /* A later version applied first would have made its predecessor a "duplicate". */
     cr_expect_eq(metric(0, "tally_projector_duplicates_total"), 0);
-    cr_expect_eq(metric(0, "tally_projector_events_applied_total"), (double)hist.n);
+    cr_expect_eq(metric(0, "tally_projector_events_applied_total"), (double)R.hist.n);
     cr_expect_gt(metric(0, "tally_projector_gaps_total"), 0, "no gap was ever seen: no reorder");
     cr_expect_eq(xlen(EV_DEAD), 0);
 }
@@ -476,24 +343,24 @@ Test(projector, a_later_version_waits_for_the_missing_one)
 {
     generate(4, 2, 600);
     int64_t c = complaint_with(4, 0);
-    long v2 = ev_find(&hist, c, 2);
-    bool *skip = new_skip();
+    long v2 = ev_find(&R.hist, c, 2);
+    bool *skip = pjf_new_skip(&R);
     skip_from(skip, c, 2);
-    size_t n, *order = order_of(EV_IN_ORDER, 0, &n);
+    size_t n, *order = pjf_order(&R, EV_IN_ORDER, 0, &n);
     for (size_t i = 0; i < n; i++)
         if ((long)order[i] != v2)
             add_range(order, i, i + 1);
     start(0, NULL);
-    for (int64_t until = ev_mono_ms() + WAIT_MS; ev_mono_ms() < until; ev_sleep_ms(50))
+    for (int64_t until = now_mono_ms() + WAIT_MS; now_mono_ms() < until; tclock_sleep_ms(50))
         if (metric(0, "tally_projector_gaps_total") >= 6)
             break; /* v3 and later refused at least twice each */
     cr_assert_geq(metric(0, "tally_projector_gaps_total"), 6);
-    expect_version(hist.tenants[0], c, "1");
-    ev_model *without = ev_model_new(&hist, skip);
+    expect_version(R.hist.tenants[0], c, "1");
+    ev_model *without = ev_model_new(&R.hist, skip);
     char diff[1024];
-    cr_expect_eq(ev_model_check_all(rc_, without, diff, sizeof(diff)), 0, "before v2: %s", diff);
+    cr_expect_eq(ev_model_check_all(R.rc, without, diff, sizeof(diff)), 0, "before v2: %s", diff);
     ev_model_free(without);
-    add_event(&hist.v[v2]); /* v2 arrives at last */
+    add_event(&R.hist.v[v2]); /* v2 arrives at last */
     expect_model(NULL);
     cr_expect_eq(metric(0, "tally_projector_duplicates_total"), 0);
     cr_expect_eq(xlen(EV_DEAD), 0);
@@ -506,7 +373,7 @@ Test(projector, two_projectors_over_100000_events_give_the_calculated_model, .ti
     const char *env1[] = { "TALLY_PROJECTOR_CONSUMER=p1", NULL };
     const char *env2[] = { "TALLY_PROJECTOR_CONSUMER=p2", NULL };
     generate(5, 3, 100000);
-    size_t n, *order = order_of(EV_IN_ORDER, 0, &n);
+    size_t n, *order = pjf_order(&R, EV_IN_ORDER, 0, &n);
     add_range(order, 0, n / 2);
     start(0, env1);
     start(1, env2);
@@ -519,7 +386,7 @@ Test(projector, two_projectors_over_100000_events_give_the_calculated_model, .ti
     /* Only renames overtaken by a newer one of the same entity may be skipped. */
     cr_expect_eq(dups, (double)events_short(), "%.0f duplicates, %lld events short", dups,
                  events_short());
-    cr_expect_eq(a + b + dups, (double)hist.n, "applied %.0f + %.0f of %zu", a, b, hist.n);
+    cr_expect_eq(a + b + dups, (double)R.hist.n, "applied %.0f + %.0f of %zu", a, b, R.hist.n);
     cr_expect(a > 0 && b > 0, "one projector did all the work (%.0f, %.0f)", a, b);
     cr_expect_eq(
         metric(0, "tally_projector_parked_total") + metric(1, "tally_projector_parked_total"), 0);
@@ -533,7 +400,7 @@ Test(projector, one_projector_over_the_same_100000_events_gives_the_same_model, 
     add(EV_IN_ORDER, 0);
     start(0, NULL);
     expect_model(NULL);
-    cr_expect_eq(metric(0, "tally_projector_events_applied_total"), (double)hist.n);
+    cr_expect_eq(metric(0, "tally_projector_events_applied_total"), (double)R.hist.n);
     cr_expect_eq(metric(0, "tally_projector_duplicates_total"), 0);
 }
 
@@ -555,17 +422,17 @@ static const char *const poison_env[] = { "TALLY_PROJECTOR_GAP_TIMEOUT_MS=500",
  */
 static long long run_poison(int64_t c, int64_t v, const void *bad, size_t badlen)
 {
-    bool *skip = new_skip();
-    long i = ev_find(&hist, c, v);
+    bool *skip = pjf_new_skip(&R);
+    long i = ev_find(&R.hist, c, v);
     cr_assert(skip && i >= 0);
     size_t later = skip_from(skip, c, v);
     if (bad) {
-        free(hist.v[i].bytes);
-        hist.v[i].bytes = malloc(badlen);
-        memcpy(hist.v[i].bytes, bad, badlen);
-        hist.v[i].len = badlen;
+        free(R.hist.v[i].bytes);
+        R.hist.v[i].bytes = malloc(badlen);
+        memcpy(R.hist.v[i].bytes, bad, badlen);
+        R.hist.v[i].len = badlen;
     } else {
-        cr_assert_eq(ev_pack(&hist.v[i]), 0);
+        cr_assert_eq(ev_pack(&R.hist.v[i]), 0);
     }
     start(0, poison_env);
     add(EV_IN_ORDER, 0);
@@ -575,9 +442,9 @@ static long long run_poison(int64_t c, int64_t v, const void *bad, size_t badlen
     cr_expect_eq(parked, (long long)later, "%lld entries parked, expected %zu", parked, later);
     char want[24];
     snprintf(want, sizeof(want), "%lld", (long long)v - 1);
-    expect_version(hist.tenants[0], c, want);
-    char *reason = parked_reason(hist.tenants[0], c);
-    cr_expect_neq(reason[0], '\0', "{t:%s}:parked does not list complaint %lld", hist.tenants[0],
+    expect_version(R.hist.tenants[0], c, want);
+    char *reason = parked_reason(R.hist.tenants[0], c);
+    cr_expect_neq(reason[0], '\0', "{t:%s}:parked does not list complaint %lld", R.hist.tenants[0],
                   (long long)c);
     free(reason);
     for (long long k = 0; k < parked; k++)
@@ -592,7 +459,7 @@ Test(projector, undecodable_bytes_are_parked_with_the_complaints_later_events)
     generate(6, 2, 1500);
     int64_t c = complaint_with(4, 0);
     run_poison(c, 2, garbage, sizeof(garbage));
-    for (int64_t v = 3; ev_find(&hist, c, v) >= 0; v++)
+    for (int64_t v = 3; ev_find(&R.hist, c, v) >= 0; v++)
         cr_expect_geq(dead_index(c, v), 0, "version %lld of %lld was not parked", (long long)v,
                       (long long)c);
 }
@@ -602,7 +469,7 @@ Test(projector, a_refused_event_parks_its_complaint_with_its_reason)
 {
     generate(7, 2, 1500);
     int64_t c = complaint_with(4, 0);
-    hist.v[ev_find(&hist, c, 2)].priority = 9;
+    R.hist.v[ev_find(&R.hist, c, 2)].priority = 9;
     run_poison(c, 2, NULL, 0);
     long long d = dead_index(c, 2);
     cr_expect_geq(d, 0, "the dead entry of the refused event lacks tenant/complaint/version");
@@ -610,10 +477,10 @@ Test(projector, a_refused_event_parks_its_complaint_with_its_reason)
     cr_expect(strstr(reason, "priority"), "dead entry's reason \"%s\" does not say priority",
               reason);
     free(reason);
-    reason = parked_reason(hist.tenants[0], c);
+    reason = parked_reason(R.hist.tenants[0], c);
     cr_expect(strstr(reason, "priority"),
               "{t:%s}:parked gives \"%s\" for %lld, not the first parked event's reason",
-              hist.tenants[0], reason, (long long)c);
+              R.hist.tenants[0], reason, (long long)c);
     free(reason);
 }
 
@@ -621,9 +488,9 @@ Test(projector, events_of_a_bad_tenant_are_parked_and_write_nothing)
 {
     generate(8, 2, 1500);
     start(0, poison_env);
-    size_t n, *order = order_of(EV_IN_ORDER, 0, &n);
+    size_t n, *order = pjf_order(&R, EV_IN_ORDER, 0, &n);
     for (int v = 1; v <= 3; v++) {
-        ev_event bad = hist.v[ev_find(&hist, complaint_with(3, 0), v)];
+        ev_event bad = R.hist.v[ev_find(&R.hist, complaint_with(3, 0), v)];
         bad.bytes = NULL;
         snprintf(bad.tenant_id, sizeof(bad.tenant_id), "evil}x");
         bad.complaint = 1000000;
@@ -640,7 +507,7 @@ Test(projector, events_of_a_bad_tenant_are_parked_and_write_nothing)
         free(reason);
         expect_dead_entry_intact(k);
     }
-    redisReply *r = redisCommand(rc_, "KEYS *evil*");
+    redisReply *r = redisCommand(R.rc, "KEYS *evil*");
     cr_assert(r && r->type == REDIS_REPLY_ARRAY);
     cr_expect_eq(r->elements, 0, "a key of the bad tenant exists: %s",
                  r->elements ? r->element[0]->str : "");
@@ -656,13 +523,13 @@ Test(projector, an_absurd_resolution_time_is_parked_and_the_batch_stays_exact)
 {
     generate(9, 1, 2000);
     long p = -1;
-    for (size_t i = 500; i < hist.n && p < 0; i++)
-        if (hist.v[i].type == 3 && hist.v[i].to == 3 && hist.v[i].version >= 2 &&
-            ev_find(&hist, hist.v[i].complaint, hist.v[i].version + 1) >= 0)
+    for (size_t i = 500; i < R.hist.n && p < 0; i++)
+        if (R.hist.v[i].type == 3 && R.hist.v[i].to == 3 && R.hist.v[i].version >= 2 &&
+            ev_find(&R.hist, R.hist.v[i].complaint, R.hist.v[i].version + 1) >= 0)
             p = (long)i;
     cr_assert_geq(p, 0);
-    int64_t c = hist.v[p].complaint, v = hist.v[p].version;
-    hist.v[p].resolution_s = 200000000000000000LL;
+    int64_t c = R.hist.v[p].complaint, v = R.hist.v[p].version;
+    R.hist.v[p].resolution_s = 200000000000000000LL;
     run_poison(c, v, NULL, 0);
     long long d = dead_index(c, v);
     cr_expect_geq(d, 0, "version %lld of %lld was not parked", (long long)v, (long long)c);
@@ -684,21 +551,21 @@ Test(projector, events_whose_apply_keeps_failing_are_parked_and_nothing_else_cha
     char M[8], key[64];
     size_t skipped = 0;
     generate(13, 1, 2000);
-    snprintf(M, sizeof(M), "%.7s", hist.v[hist.n / 2].day);
-    bool *skip = new_skip();
-    for (size_t i = 0; i < hist.n; i++) {
-        const ev_event *e = &hist.v[i];
+    snprintf(M, sizeof(M), "%.7s", R.hist.v[R.hist.n / 2].day);
+    bool *skip = pjf_new_skip(&R);
+    for (size_t i = 0; i < R.hist.n; i++) {
+        const ev_event *e = &R.hist.v[i];
         if (e->type == 3 && e->to == 3 && e->agent[0] && !strncmp(e->day, M, 7) && !skip[i])
             skipped += skip_from(skip, e->complaint, e->version);
     }
-    snprintf(key, sizeof(key), "{t:%s}:1:lb:%s", hist.tenants[0], M);
-    redisReply *r = redisCommand(rc_, "SET %s damaged", key);
+    snprintf(key, sizeof(key), "{t:%s}:1:lb:%s", R.hist.tenants[0], M);
+    redisReply *r = redisCommand(R.rc, "SET %s damaged", key);
     cr_assert(r && r->type == REDIS_REPLY_STATUS);
     freeReplyObject(r);
     start(0, poison_env);
     add(EV_IN_ORDER, 0);
     long long parked = wait_parked((long long)skipped);
-    freeReplyObject(redisCommand(rc_, "DEL %s", key)); /* the damage itself is no difference */
+    freeReplyObject(redisCommand(R.rc, "DEL %s", key)); /* the damage itself is no difference */
     cr_expect_gt(metric(0, "tally_projector_apply_failures_total"), 0);
     cr_expect_eq(parked, (long long)skipped, "%lld events parked, expected %zu", parked, skipped);
     expect_model(skip);
@@ -710,10 +577,10 @@ Test(projector, a_gap_that_never_fills_is_parked_after_the_timeout)
 {
     generate(10, 2, 1500);
     int64_t c = complaint_with(4, 0);
-    long v2 = ev_find(&hist, c, 2);
-    bool *skip = new_skip();
+    long v2 = ev_find(&R.hist, c, 2);
+    bool *skip = pjf_new_skip(&R);
     size_t later = skip_from(skip, c, 2) - 1; /* v3 and after */
-    size_t n, *order = order_of(EV_IN_ORDER, 0, &n);
+    size_t n, *order = pjf_order(&R, EV_IN_ORDER, 0, &n);
     for (size_t i = 0; i < n; i++)
         if ((long)order[i] != v2)
             add_range(order, i, i + 1);
@@ -722,22 +589,22 @@ Test(projector, a_gap_that_never_fills_is_parked_after_the_timeout)
     expect_dead_ids_unique();
     cr_assert_eq(parked, (long long)later, "not v3 and later parked");
     expect_model(skip);
-    expect_version(hist.tenants[0], c, "1");
+    expect_version(R.hist.tenants[0], c, "1");
     long long d = dead_index(c, 3);
     cr_assert_geq(d, 0, "version 3 of %lld was not parked", (long long)c);
     char *reason = dead_field(d, "reason", NULL);
     cr_expect(strncmp(reason, "gap", 3) == 0, "reason \"%s\" does not start with gap", reason);
     free(reason);
-    reason = parked_reason(hist.tenants[0], c);
-    cr_expect_neq(reason[0], '\0', "{t:%s}:parked does not list %lld", hist.tenants[0],
+    reason = parked_reason(R.hist.tenants[0], c);
+    cr_expect_neq(reason[0], '\0', "{t:%s}:parked does not list %lld", R.hist.tenants[0],
                   (long long)c);
     free(reason);
     /* The missing version turns up late: parked behind, the complaint stays frozen. */
-    add_event(&hist.v[v2]);
+    add_event(&R.hist.v[v2]);
     cr_assert_eq(wait_parked((long long)later + 1), (long long)later + 1,
                  "the late version 2 was not parked");
     cr_expect_geq(dead_index(c, 2), 0, "the late version 2 was not parked behind");
-    expect_version(hist.tenants[0], c, "1");
+    expect_version(R.hist.tenants[0], c, "1");
     expect_model(skip);
 }
 
@@ -748,16 +615,16 @@ Test(projector, sigterm_finishes_the_batch_acks_and_exits_0)
     generate(12, 3, 30000);
     add(EV_IN_ORDER, 0);
     start(0, NULL);
-    for (int64_t until = ev_mono_ms() + WAIT_MS; ev_mono_ms() < until; ev_sleep_ms(5))
+    for (int64_t until = now_mono_ms() + WAIT_MS; now_mono_ms() < until; tclock_sleep_ms(5))
         if (metric(0, "tally_projector_events_applied_total") >= 3000)
             break;
-    cr_assert_eq(proc_stop(&pj[0], SIGTERM, 15000), 0, "SIGTERM under load: not exit 0");
-    cr_expect(proc_log_has(&pj[0], "projector stopped"));
+    cr_assert_eq(proc_stop(&R.pj[0], SIGTERM, 15000), 0, "SIGTERM under load: not exit 0");
+    cr_expect(proc_log_has(&R.pj[0], "projector stopped"));
     cr_expect_eq(xpending(), 0, "entries read and not acked after SIGTERM");
-    proc_release(&pj[0]);
-    pj_on[0] = false;
+    proc_release(&R.pj[0]);
+    R.pj_on[0] = false;
     start(0, NULL); /* nothing was lost: the rest is applied by the next one */
     expect_model(NULL);
-    cr_assert_eq(proc_stop(&pj[0], SIGTERM, 15000), 0, "SIGTERM when idle: not exit 0");
+    cr_assert_eq(proc_stop(&R.pj[0], SIGTERM, 15000), 0, "SIGTERM when idle: not exit 0");
     cr_expect_eq(xpending(), 0);
 }

@@ -6,16 +6,14 @@
  * caught up with; /healthz stays 200 while Redis is down, /readyz is 503 and names redis; a
  * connection lost right after a command was sent (a proxy between the projector and Redis
  * drops it) is survived. The oracle is the read model calculated from the same events
- * (tests/support/events.c).
+ * (tests/support/ev_model.c).
  */
-#define _GNU_SOURCE /* accept4, memmem, mkdtemp */
-#include "events.h"
-#include "proc.h"
+#define _GNU_SOURCE /* accept4, memmem */
+#include "pjfix.h"
+#include "tclock.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -25,211 +23,64 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#define WAIT_MS 60000
+#define WAIT_MS PJF_WAIT_MS
 
-static struct {
-    int port;
-    pid_t pid;
-    bool persist; /* appendonly yes, appendfsync always: its data survives a restart */
-    char dir[64];
-} rs;
-static proc pj;
-static bool pj_on;
-static ev_history hist;
-static ev_model *model;
-static redisContext *rc_;
-static size_t *order_; /* the stream order in use */
-static bool *skip_;    /* the events not to be applied */
+static pjf_rig R;
 
 /* ---- a redis-server and a projector of the test's own -------------------------------------- */
 
-static redisContext *redis_open(void)
-{
-    redisContext *c =
-        redisConnectWithTimeout("127.0.0.1", rs.port, (struct timeval){ .tv_sec = 2 });
-    if (c && c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    if (c)
-        redisSetTimeout(c, (struct timeval){ .tv_sec = 10 });
-    return c;
-}
-
-/* Starts redis-server on rs.port in rs.dir (again, after a stop) and waits until it answers. */
-static void redis_run(void)
-{
-    char port[16], log[96];
-    snprintf(port, sizeof(port), "%d", rs.port);
-    snprintf(log, sizeof(log), "%s/redis.log", rs.dir);
-    if ((rs.pid = fork()) == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* dies with the test, whatever happens */
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", rs.persist ? "yes" : "no", "--appendfsync", "always", "--dir",
-               rs.dir, (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 1000; i++, ev_sleep_ms(10)) {
-        redisContext *c = redis_open();
-        redisReply *r = c ? redisCommand(c, "PING") : NULL;
-        bool up = r && r->type == REDIS_REPLY_STATUS; /* not LOADING any more */
-        if (r)
-            freeReplyObject(r);
-        if (c)
-            redisFree(c);
-        if (up)
-            return;
-    }
-    cr_assert_fail("redis-server did not start on port %d (see %s)", rs.port, log);
-}
-
+/* Starts the test's redis-server; persist: appendonly yes, appendfsync always (its data
+ * survives a restart). */
 static void redis_up(bool persist)
 {
-    rs.persist = persist;
-    snprintf(rs.dir, sizeof(rs.dir), "/tmp/tally-projtest-XXXXXX");
-    cr_assert(mkdtemp(rs.dir));
-    rs.port = proc_free_port();
-    redis_run();
-    rc_ = redis_open();
-    cr_assert(rc_, "cannot reach our redis-server on %d", rs.port);
-}
-
-static void redis_stop(int sig)
-{
-    if (rs.pid > 0) {
-        kill(rs.pid, sig);
-        waitpid(rs.pid, NULL, 0);
-    }
-    rs.pid = 0;
+    rsv_options o = { .appendonly = persist, .appendfsync = "always" };
+    pjf_redis_start(&R, &o);
 }
 
 static void fini(void)
 {
-    char cmd[128];
-    if (pj_on)
-        proc_release(&pj);
-    if (rc_)
-        redisFree(rc_);
-    redis_stop(SIGKILL);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", rs.dir);
-    if (rs.dir[0] && system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", rs.dir);
-    ev_model_free(model);
-    ev_history_release(&hist);
-    free(order_);
-    free(skip_);
+    pjf_release(&R);
 }
 
 TestSuite(faults, .fini = fini, .timeout = 120);
 
-/* Runs the projector against Redis on redis_port (proc_start_projector). */
-static void projector_start(int redis_port, const char *const *env)
-{
-    pj_on = true;
-    cr_assert_eq(proc_start_projector(&pj, redis_port, env), 0,
-                 "the projector did not start (its log is above)");
-}
-
 /* ---- helpers ------------------------------------------------------------------------------- */
-
-/* The stream order of hist (freed in fini, or by the next call). */
-static size_t *order_of(enum ev_order how, uint64_t seed, size_t *n)
-{
-    free(order_);
-    return order_ = ev_order(&hist, how, seed, n);
-}
-
-/* A skip[] for hist, all false (freed in fini). */
-static bool *new_skip(void)
-{
-    free(skip_);
-    skip_ = calloc(hist.n, sizeof(bool));
-    cr_assert(skip_);
-    return skip_;
-}
 
 static void start(const char *const *env)
 {
-    projector_start(rs.port, env);
+    pjf_start(&R, 0, 0, env);
 }
 
 /* Whether the projector still runs; once it has exited, how is in pj_exit (128 + signal). */
 static int pj_exit = -1;
 static bool alive(void)
 {
-    if (pj_on && pj.pid > 0)
-        pj_exit = proc_wait(&pj, 0);
-    return pj_on && pj.pid > 0;
-}
-
-static void stop_projector(int sig)
-{
-    proc_stop(&pj, sig, 15000);
-    proc_release(&pj);
-    pj_on = false;
+    if (R.pj_on[0] && R.pj[0].pid > 0)
+        pj_exit = proc_wait(&R.pj[0], 0);
+    return R.pj_on[0] && R.pj[0].pid > 0;
 }
 
 static void generate(uint64_t seed, size_t events)
 {
-    ev_options o = { .seed = seed, .tenants = 3, .events = events, .days = 300 };
-    ev_generate(&hist, &o);
-    model = ev_model_new(&hist, NULL);
+    pjf_generate(&R, seed, 3, events, 300);
+    R.model = ev_model_new(&R.hist, NULL);
 }
 
 static void add_all(void)
 {
-    char err[256];
-    size_t n, *order = order_of(EV_IN_ORDER, 0, &n);
-    cr_assert_eq(ev_xadd(rc_, EV_STREAM, &hist, order, n, err, sizeof(err)), 0, "%s", err);
-}
-
-/* Fails the test at once if the projector died (a crash would otherwise look like a hang). */
-static void check_alive(void)
-{
-    if (pj_on && pj.pid > 0) {
-        int code = proc_wait(&pj, 0);
-        cr_assert_eq(code, -1, "the projector died (exit %d): see its log above", code);
-    }
-}
-
-/* ev_wait_applied while the projector lives (Redis may be down meanwhile). */
-static int wait_applied(void)
-{
-    int rc = -1;
-    for (int64_t until = ev_mono_ms() + WAIT_MS; rc == -1 && ev_mono_ms() < until; check_alive())
-        rc = ev_wait_applied(rs.port, model, 3000);
-    return rc;
-}
-
-static void expect_model(void)
-{
-    char diff[1024];
-    int caught_up = wait_applied();
-    if (rc_)
-        redisFree(rc_);
-    rc_ = redis_open(); /* Redis may have restarted */
-    cr_assert(rc_);
-    int same = ev_model_check_all(rc_, model, diff, sizeof(diff));
-    cr_assert_eq(same, 0, "the read model differs from the calculation%s: %s",
-                 caught_up == 0 ? "" : " (and the projector never caught up)", diff);
-    cr_assert_eq(caught_up, 0, "the projector did not catch up (%s)",
-                 caught_up == -1 ? "timeout" : "everything acked, other event counts");
+    size_t n, *order = pjf_order(&R, EV_IN_ORDER, 0, &n);
+    pjf_add_range(&R, order, 0, n);
 }
 
 /* fresh.events over all tenants. */
 static long long applied_events(void)
 {
     long long n = 0;
-    for (int t = 0; t < hist.ntenants; t++) {
-        redisReply *r = redisCommand(rc_, "HGET {t:%s}:1:fresh events", hist.tenants[t]);
+    for (int t = 0; t < R.hist.ntenants; t++) {
+        redisReply *r = redisCommand(R.rc, "HGET {t:%s}:1:fresh events", R.hist.tenants[t]);
         if (r && r->type == REDIS_REPLY_STRING)
             n += atoll(r->str);
         if (r)
@@ -240,23 +91,17 @@ static long long applied_events(void)
 
 static void wait_applied_at_least(long long n)
 {
-    for (int64_t until = ev_mono_ms() + WAIT_MS; ev_mono_ms() < until; ev_sleep_ms(2)) {
+    for (int64_t until = now_mono_ms() + WAIT_MS; now_mono_ms() < until; tclock_sleep_ms(2)) {
         if (applied_events() >= n)
             return;
-        check_alive();
+        pjf_check_alive(&R);
     }
     cr_assert_fail("fewer than %lld events applied within %d ms", n, WAIT_MS);
 }
 
 static long long xpending(const char *consumer)
 {
-    redisReply *r =
-        consumer ? redisCommand(rc_, "XPENDING %s projector - + 100000 %s", EV_STREAM, consumer)
-                 : redisCommand(rc_, "XPENDING %s projector", EV_STREAM);
-    cr_assert(r && r->type == REDIS_REPLY_ARRAY, "XPENDING failed");
-    long long n = consumer ? (long long)r->elements : r->element[0]->integer;
-    freeReplyObject(r);
-    return n;
+    return pjf_xpending(&R, consumer);
 }
 
 /* ---- (1) kill -9 mid-batch ----------------------------------------------------------------- */
@@ -284,20 +129,20 @@ Test(faults, kill_9_mid_batch_and_restart_lose_nothing_and_apply_nothing_twice)
         bool frozen_mid = false;
         for (int tries = 0; tries < 1000 && !frozen_mid; tries++) {
             while (xpending("k1") == 0)
-                check_alive();
-            kill(pj.pid, SIGSTOP);
+                pjf_check_alive(&R);
+            kill(R.pj[0].pid, SIGSTOP);
             frozen_mid = xpending("k1") > 0;
             if (!frozen_mid)
-                kill(pj.pid, SIGCONT);
+                kill(R.pj[0].pid, SIGCONT);
         }
-        stop_projector(SIGKILL); /* a stopped process dies of SIGKILL too */
+        pjf_stop(&R, 0, SIGKILL); /* a stopped process dies of SIGKILL too */
         mid_batch += frozen_mid && xpending("k1") > 0;
     }
     cr_expect_gt(mid_batch, 0, "no kill landed while a batch was pending");
     start(env);
-    expect_model(); /* fresh.events equals the number of distinct events */
+    pjf_expect_model(&R); /* fresh.events equals the number of distinct events */
     cr_expect_eq(xpending(NULL), 0);
-    cr_expect_eq(ev_metric(pj.http_port, "tally_projector_parked_total"), 0);
+    cr_expect_eq(ev_metric(R.pj[0].http_port, "tally_projector_parked_total"), 0);
 }
 
 /* ---- (2) a dead consumer's pending entries are reclaimed ----------------------------------- */
@@ -308,30 +153,24 @@ Test(faults, a_dead_consumers_pending_entries_are_reclaimed)
     redis_up(false);
     generate(22, 3000);
     add_all();
-    redisReply *r = redisCommand(rc_, "XGROUP CREATE %s projector 0 MKSTREAM", EV_STREAM);
+    redisReply *r = redisCommand(R.rc, "XGROUP CREATE %s projector 0 MKSTREAM", EV_STREAM);
     cr_assert(r && r->type == REDIS_REPLY_STATUS);
     freeReplyObject(r);
-    r = redisCommand(rc_, "XREADGROUP GROUP projector ghost COUNT 700 STREAMS %s >", EV_STREAM);
+    r = redisCommand(R.rc, "XREADGROUP GROUP projector ghost COUNT 700 STREAMS %s >", EV_STREAM);
     cr_assert(r && r->type == REDIS_REPLY_ARRAY, "the ghost could not read");
     freeReplyObject(r);
     cr_assert_eq(xpending("ghost"), 700);
     start(env);
     /* The ghost's entries come last: renames read meanwhile supersede its older ones. */
-    ev_model_allow_superseded(model);
-    expect_model();
-    long long short_by = 0;
-    for (int t = 0; t < hist.ntenants; t++) {
-        r = redisCommand(rc_, "HGET {t:%s}:1:fresh events", hist.tenants[t]);
-        cr_assert(r && r->type == REDIS_REPLY_STRING);
-        short_by += ev_model_events(model, hist.tenants[t]) - atoll(r->str);
-        freeReplyObject(r);
-    }
-    cr_expect_eq(ev_metric(pj.http_port, "tally_projector_duplicates_total"), (double)short_by,
+    ev_model_allow_superseded(R.model);
+    pjf_expect_model(&R);
+    long long short_by = pjf_events_short(&R);
+    cr_expect_eq(ev_metric(R.pj[0].http_port, "tally_projector_duplicates_total"), (double)short_by,
                  "duplicates other than superseded renames (%lld)", short_by);
     cr_expect_eq(xpending("ghost"), 0, "the ghost still holds entries");
     cr_expect_eq(xpending(NULL), 0);
-    cr_expect(proc_log_has(&pj, "reclaimed pending events"));
-    cr_expect_eq(ev_metric(pj.http_port, "tally_projector_parked_total"), 0);
+    cr_expect(proc_log_has(&R.pj[0], "reclaimed pending events"));
+    cr_expect_eq(ev_metric(R.pj[0].http_port, "tally_projector_parked_total"), 0);
 }
 
 /* ---- (3) Redis restarted under load -------------------------------------------------------- */
@@ -348,7 +187,7 @@ typedef struct loader {
 
 static redisContext *ready_conn(size_t *top)
 {
-    redisContext *c = redis_open();
+    redisContext *c = rsv_open(&R.redis);
     redisReply *r = c ? redisCommand(c, "PING") : NULL;
     bool ok = r && r->type == REDIS_REPLY_STATUS;
     if (r)
@@ -367,18 +206,19 @@ static void *load(void *arg)
 {
     loader *l = arg;
     redisContext *c = NULL;
-    int64_t give_up = ev_mono_ms() + WAIT_MS;
-    for (size_t done = 0; done < hist.n && ev_mono_ms() < give_up;) {
+    int64_t give_up = now_mono_ms() + WAIT_MS;
+    for (size_t done = 0; done < R.hist.n && now_mono_ms() < give_up;) {
         if (!c && !(c = ready_conn(&done))) {
-            ev_sleep_ms(20);
+            tclock_sleep_ms(20);
             continue;
         }
-        size_t chunk = hist.n - done < 200 ? hist.n - done : 200;
+        size_t chunk = R.hist.n - done < 200 ? R.hist.n - done : 200;
         bool ok = true;
         for (size_t i = done; i < done + chunk; i++) {
             char id[32];
             snprintf(id, sizeof(id), "%zu-1", i + 1);
-            redisAppendCommand(c, "XADD %s %s e %b", EV_STREAM, id, hist.v[i].bytes, hist.v[i].len);
+            redisAppendCommand(c, "XADD %s %s e %b", EV_STREAM, id, R.hist.v[i].bytes,
+                               R.hist.v[i].len);
         }
         for (size_t i = 0; i < chunk && ok; i++) {
             redisReply *rep = NULL;
@@ -394,9 +234,9 @@ static void *load(void *arg)
         }
         done += chunk;
         atomic_store(&l->added, done);
-        ev_sleep_ms(2);
+        tclock_sleep_ms(2);
     }
-    atomic_store(&l->failed, atomic_load(&l->added) < hist.n);
+    atomic_store(&l->failed, atomic_load(&l->added) < R.hist.n);
     if (c)
         redisFree(c);
     return NULL;
@@ -411,22 +251,23 @@ Test(faults, redis_restarted_under_load_is_reconnected_and_caught_up)
     loader l = { 0 };
     cr_assert_eq(pthread_create(&t, NULL, load, &l), 0);
     while (atomic_load(&l.added) < 20000 && !atomic_load(&l.failed))
-        ev_sleep_ms(5);
+        tclock_sleep_ms(5);
     wait_applied_at_least(10000);
-    redisFree(rc_);
-    rc_ = NULL;
-    redis_stop(SIGTERM); /* under load: the loader and the projector both lose it */
-    ev_sleep_ms(300);
-    redis_run(); /* on the same port, from its append-only file */
+    redisFree(R.rc);
+    R.rc = NULL;
+    rsv_stop(&R.redis, SIGTERM); /* under load: the loader and the projector both lose it */
+    tclock_sleep_ms(300);
+    rsv_run(&R.redis, -1); /* on the same port, from its append-only file */
     pthread_join(t, NULL);
     cr_assert(!atomic_load(&l.failed), "the loader could not add every event");
-    redisReply *r = redisCommand(rc_ ? rc_ : (rc_ = redis_open()), "XLEN %s", EV_STREAM);
-    cr_assert(r && r->type == REDIS_REPLY_INTEGER && r->integer == (long long)hist.n,
+    redisReply *r = redisCommand(R.rc ? R.rc : (R.rc = rsv_open(&R.redis)), "XLEN %s", EV_STREAM);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER && r->integer == (long long)R.hist.n,
               "the stream does not hold each event once");
     freeReplyObject(r);
-    expect_model();
+    pjf_expect_model(&R);
     cr_expect_eq(xpending(NULL), 0);
-    cr_expect(proc_log_has(&pj, "Redis is back") || proc_log_has(&pj, "Redis unavailable"),
+    cr_expect(proc_log_has(&R.pj[0], "Redis is back") ||
+                  proc_log_has(&R.pj[0], "Redis unavailable"),
               "the projector never noticed the restart");
     cr_expect(alive(), "the projector exited (%d)", pj_exit);
 }
@@ -435,13 +276,13 @@ Test(faults, redis_restarted_under_load_is_reconnected_and_caught_up)
 
 static int get(const char *path, char *body, size_t len)
 {
-    return http_get(pj.http_port, path, body, len);
+    return proc_http_get(R.pj[0].http_port, path, body, len);
 }
 
 static int wait_status(const char *path, int want, char *body, size_t len)
 {
     int got = -1;
-    for (int64_t until = ev_mono_ms() + 15000; ev_mono_ms() < until; ev_sleep_ms(100))
+    for (int64_t until = now_mono_ms() + 15000; now_mono_ms() < until; tclock_sleep_ms(100))
         if ((got = get(path, body, len)) == want)
             break;
     return got;
@@ -455,23 +296,23 @@ Test(faults, healthz_stays_200_while_redis_is_down_and_readyz_names_redis)
     start(NULL);
     cr_assert_eq(wait_status("/readyz", 200, body, sizeof(body)), 200, "not ready: %s", body);
     cr_assert_eq(get("/healthz", body, sizeof(body)), 200);
-    redisFree(rc_);
-    rc_ = NULL;
-    redis_stop(SIGTERM);
+    redisFree(R.rc);
+    R.rc = NULL;
+    rsv_stop(&R.redis, SIGTERM);
     cr_assert_eq(wait_status("/readyz", 503, body, sizeof(body)), 503,
                  "/readyz did not fail with Redis down: %s", body);
     cr_expect(strstr(body, "redis"), "/readyz does not name redis: %s", body);
-    for (int64_t until = ev_mono_ms() + 8000; ev_mono_ms() < until; ev_sleep_ms(200)) {
+    for (int64_t until = now_mono_ms() + 8000; now_mono_ms() < until; tclock_sleep_ms(200)) {
         int h = get("/healthz", body, sizeof(body));
         cr_assert_eq(h, 200, "/healthz %d with Redis down: %s", h, body);
     }
     /* Redis comes back empty (no persistence): the projector sets up again and applies. */
-    redis_run();
-    rc_ = redis_open();
-    cr_assert(rc_);
+    rsv_run(&R.redis, -1);
+    R.rc = rsv_open(&R.redis);
+    cr_assert(R.rc);
     cr_assert_eq(wait_status("/readyz", 200, body, sizeof(body)), 200, "not ready: %s", body);
     add_all();
-    expect_model();
+    pjf_expect_model(&R);
 }
 
 /* ---- (5) connections lost at the worst moments --------------------------------------------- */
@@ -531,7 +372,7 @@ static void *proxy_main(void *arg)
             if (!fds[i].revents)
                 continue;
             ssize_t got = read(fds[i].fd, buf, sizeof(buf));
-            int64_t now = ev_mono_ms();
+            int64_t now = now_mono_ms();
             bool from_client = (i % 2) == 1; /* pairs: client at odd, upstream at even */
             if (from_client && got > 0 && x->watch &&
                 memmem(buf, (size_t)got, x->watch, strlen(x->watch))) {
@@ -567,7 +408,7 @@ static void proxy_start(const char *drop_on, int drops)
 {
     struct sockaddr_in sa = { .sin_family = AF_INET };
     socklen_t sl = sizeof(sa);
-    px = (proxy){ .upstream = rs.port, .drop_on = drop_on, .until_ms = INT64_MAX };
+    px = (proxy){ .upstream = R.redis.port, .drop_on = drop_on, .until_ms = INT64_MAX };
     atomic_store(&px.drops_left, drops);
     px.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
@@ -588,7 +429,7 @@ static void proxy_stop(void)
 /* The projector through the proxy: it sees the connection drop after its command was sent. */
 static void start_proxied(const char *const *env)
 {
-    projector_start(px.port, env);
+    pjf_start(&R, 0, px.port, env);
 }
 
 /*
@@ -602,19 +443,19 @@ Test(faults, connections_lost_at_xack_are_survived_and_caught_up)
     size_t n, added = 0, *order;
     redis_up(false);
     generate(25, 20000);
-    order = order_of(EV_IN_ORDER, 0, &n);
+    order = pjf_order(&R, EV_IN_ORDER, 0, &n);
     proxy_start("\r\nXACK\r\n", 1000000);
-    px.from_ms = ev_mono_ms() + 1000;
+    px.from_ms = now_mono_ms() + 1000;
     px.until_ms = px.from_ms + 9000;
     start_proxied(env);
-    for (; added < n && alive(); added += 100, ev_sleep_ms(50)) /* about 2,000 events/s */
-        cr_assert_eq(ev_xadd(rc_, EV_STREAM, &hist, order + added,
+    for (; added < n && alive(); added += 100, tclock_sleep_ms(50)) /* about 2,000 events/s */
+        cr_assert_eq(ev_xadd(R.rc, EV_STREAM, &R.hist, order + added,
                              n - added < 100 ? n - added : 100, err, sizeof(err)),
                      0, "%s", err);
     cr_expect_gt(atomic_load(&px.drops), 0, "no connection was dropped");
     cr_assert(alive(), "the projector died (exit %d) after a connection lost at XACK", pj_exit);
-    expect_model();
-    cr_expect_gt(ev_metric(pj.http_port, "tally_projector_duplicates_total"), 0,
+    pjf_expect_model(&R);
+    cr_expect_gt(ev_metric(R.pj[0].http_port, "tally_projector_duplicates_total"), 0,
                  "no batch was applied again after its XACK was lost");
     proxy_stop();
 }
@@ -627,29 +468,29 @@ Test(faults, a_connection_lost_while_parking_is_survived)
     redis_up(false);
     generate(26, 1000);
     int64_t c = 0; /* a complaint whose version 2 never arrives: v3 and later are parked */
-    for (size_t i = 0; i < hist.n && !c; i++)
-        if (hist.v[i].version == 1 && ev_find(&hist, hist.v[i].complaint, 3) >= 0)
-            c = hist.v[i].complaint;
-    bool *skip = new_skip();
-    for (size_t i = 0; i < hist.n; i++)
-        skip[i] = hist.v[i].complaint == c && hist.v[i].version >= 2;
-    ev_model_free(model);
-    model = ev_model_new(&hist, skip);
+    for (size_t i = 0; i < R.hist.n && !c; i++)
+        if (R.hist.v[i].version == 1 && ev_find(&R.hist, R.hist.v[i].complaint, 3) >= 0)
+            c = R.hist.v[i].complaint;
+    bool *skip = pjf_new_skip(&R);
+    for (size_t i = 0; i < R.hist.n; i++)
+        skip[i] = R.hist.v[i].complaint == c && R.hist.v[i].version >= 2;
+    ev_model_free(R.model);
+    R.model = ev_model_new(&R.hist, skip);
     char err[256];
-    for (size_t i = 0; i < hist.n; i++)
-        if (!(hist.v[i].complaint == c && hist.v[i].version == 2))
-            cr_assert_eq(ev_xadd(rc_, EV_STREAM, &hist, &i, 1, err, sizeof(err)), 0, "%s", err);
+    for (size_t i = 0; i < R.hist.n; i++)
+        if (!(R.hist.v[i].complaint == c && R.hist.v[i].version == 2))
+            cr_assert_eq(ev_xadd(R.rc, EV_STREAM, &R.hist, &i, 1, err, sizeof(err)), 0, "%s", err);
     proxy_start("\r\nXADD\r\n", 1); /* the projector XADDs only to tally:dead:0 */
     px.from_ms = 0;
     start_proxied(env);
-    for (int64_t until = ev_mono_ms() + 10000; ev_mono_ms() < until; ev_sleep_ms(50))
+    for (int64_t until = now_mono_ms() + 10000; now_mono_ms() < until; tclock_sleep_ms(50))
         if (atomic_load(&px.drops) > 0 || !alive())
             break;
-    ev_sleep_ms(500);
+    tclock_sleep_ms(500);
     cr_expect_eq(atomic_load(&px.drops), 1, "the XADD to the dead letters was not dropped");
     cr_assert(alive(), "the projector died (exit %d) after a connection lost while parking",
               pj_exit);
-    expect_model();
+    pjf_expect_model(&R);
     proxy_stop();
 }
 
@@ -673,16 +514,16 @@ Test(faults, a_batch_left_by_a_dead_consumer_is_reclaimed_before_its_gaps_are_pa
     px.watch = "\r\nXAUTOCLAIM\r\n";
     start_proxied(env); /* through the proxy: its claim rounds are seen */
     while (atomic_load(&px.watched) == 0)
-        ev_sleep_ms(1);
-    ev_sleep_ms((int)(atomic_load(&px.watch_ms) + 500 - ev_mono_ms()));
+        tclock_sleep_ms(1);
+    tclock_sleep_ms((int)(atomic_load(&px.watch_ms) + 500 - now_mono_ms()));
     redisReply *r =
-        redisCommand(rc_, "XREADGROUP GROUP projector dead COUNT 200 STREAMS %s >", EV_STREAM);
+        redisCommand(R.rc, "XREADGROUP GROUP projector dead COUNT 200 STREAMS %s >", EV_STREAM);
     cr_assert(r && r->type == REDIS_REPLY_ARRAY, "the dying consumer could not read");
     freeReplyObject(r);
     cr_assert_eq(xpending("dead"), 200, "the dying consumer holds nothing");
-    ev_model_allow_superseded(model); /* its batch comes last: renames in it may be overtaken */
-    int caught_up = wait_applied();
-    r = redisCommand(rc_, "XLEN %s", EV_DEAD);
+    ev_model_allow_superseded(R.model); /* its batch comes last: renames in it may be overtaken */
+    int caught_up = pjf_wait_applied(&R);
+    r = redisCommand(R.rc, "XLEN %s", EV_DEAD);
     cr_assert(r && r->type == REDIS_REPLY_INTEGER);
     long long parked = r->integer;
     freeReplyObject(r);
@@ -693,7 +534,7 @@ Test(faults, a_batch_left_by_a_dead_consumer_is_reclaimed_before_its_gaps_are_pa
     cr_expect_eq(caught_up, 0, "the survivor did not catch up");
     cr_expect_eq(xpending("dead"), 0, "the dead consumer's batch was never reclaimed");
     char diff[1024];
-    cr_expect_eq(ev_model_check_all(rc_, model, diff, sizeof(diff)), 0, "%s", diff);
+    cr_expect_eq(ev_model_check_all(R.rc, R.model, diff, sizeof(diff)), 0, "%s", diff);
     proxy_stop();
 }
 
@@ -701,16 +542,12 @@ Test(faults, a_batch_left_by_a_dead_consumer_is_reclaimed_before_its_gaps_are_pa
 
 static long long xlen(const char *stream)
 {
-    redisReply *r = redisCommand(rc_, "XLEN %s", stream);
-    cr_assert(r && r->type == REDIS_REPLY_INTEGER, "XLEN %s failed", stream);
-    long long n = r->integer;
-    freeReplyObject(r);
-    return n;
+    return pjf_xlen(&R, stream);
 }
 
 static void redis_ok(const char *fmt, const char *arg)
 {
-    redisReply *r = redisCommand(rc_, fmt, arg);
+    redisReply *r = redisCommand(R.rc, fmt, arg);
     cr_assert(r && r->type != REDIS_REPLY_ERROR, "%s: %s", fmt, r ? r->str : "no reply");
     freeReplyObject(r);
 }
@@ -718,7 +555,7 @@ static void redis_ok(const char *fmt, const char *arg)
 /* The body of the projector's /readyz, and whether it answered 200. */
 static bool ready(char *body, size_t len)
 {
-    return http_get(pj.http_port, "/readyz", body, len) == 200;
+    return proc_http_get(R.pj[0].http_port, "/readyz", body, len) == 200;
 }
 
 /*
@@ -734,27 +571,28 @@ Test(faults, redis_out_of_memory_loses_no_event_and_parks_none)
     redis_up(false);
     generate(31, 1000);
     start(env);
-    while (!proc_log_has(&pj, "projector connected to Redis"))
-        ev_sleep_ms(10);
-    kill(pj.pid, SIGSTOP);
+    while (!proc_log_has(&R.pj[0], "projector connected to Redis"))
+        tclock_sleep_ms(10);
+    kill(R.pj[0].pid, SIGSTOP);
     add_all();
     redis_ok("CONFIG SET maxmemory %s", "1");
-    kill(pj.pid, SIGCONT);
+    kill(R.pj[0].pid, SIGCONT);
     bool refused = false;
-    for (int64_t until = ev_mono_ms() + 15000; ev_mono_ms() < until && !refused; ev_sleep_ms(50))
+    for (int64_t until = now_mono_ms() + 15000; now_mono_ms() < until && !refused;
+         tclock_sleep_ms(50))
         refused = !ready(body, sizeof(body)) && strstr(body, "OOM");
     cr_assert(refused, "/readyz never said that Redis refuses writes: %s", body);
-    cr_expect_gt(ev_metric(pj.http_port, "tally_projector_redis_refusals_total"), 0);
-    ev_sleep_ms(2000); /* the loop backs off meanwhile; nothing may be acked */
+    cr_expect_gt(ev_metric(R.pj[0].http_port, "tally_projector_redis_refusals_total"), 0);
+    tclock_sleep_ms(2000); /* the loop backs off meanwhile; nothing may be acked */
     cr_expect_eq(applied_events(), 0);
     redis_ok("CONFIG SET maxmemory %s", "0");
-    expect_model();
+    pjf_expect_model(&R);
     cr_expect_eq(xlen(EV_DEAD), 0, "events were parked while Redis was out of memory");
     bool back = false;
-    for (int64_t until = ev_mono_ms() + 5000; ev_mono_ms() < until && !back; ev_sleep_ms(20))
+    for (int64_t until = now_mono_ms() + 5000; now_mono_ms() < until && !back; tclock_sleep_ms(20))
         back = ready(body, sizeof(body));
     cr_expect(back, "/readyz is not 200 after Redis took writes again: %s", body);
-    cr_expect_eq(ev_metric(pj.http_port, "tally_projector_parked_total"), 0);
+    cr_expect_eq(ev_metric(R.pj[0].http_port, "tally_projector_parked_total"), 0);
 }
 
 /*
@@ -768,27 +606,27 @@ Test(faults, a_full_retry_queue_parks_no_legitimate_event, .timeout = 180)
     redis_up(false);
     generate(32, 80000);
     size_t n = 0, k = 0, twos = 0;
-    size_t *order = malloc(hist.n * sizeof(*order));
-    bool *placed = calloc(hist.n, sizeof(bool));
+    size_t *order = malloc(R.hist.n * sizeof(*order));
+    bool *placed = calloc(R.hist.n, sizeof(bool));
     cr_assert(order && placed);
-    for (size_t i = 0; i < hist.n; i++) /* reference data first */
-        if (hist.v[i].complaint == 0)
+    for (size_t i = 0; i < R.hist.n; i++) /* reference data first */
+        if (R.hist.v[i].complaint == 0)
             order[n++] = i, placed[i] = true;
-    for (size_t i = 0; i < hist.n; i++)
-        if (hist.v[i].complaint && hist.v[i].version == 2)
+    for (size_t i = 0; i < R.hist.n; i++)
+        if (R.hist.v[i].complaint && R.hist.v[i].version == 2)
             order[n++] = i, placed[i] = true, twos++;
     cr_assert_gt(twos, 10000, "the history has only %zu complaints with a version 2", twos);
-    for (k = 0; k < hist.n; k++)
+    for (k = 0; k < R.hist.n; k++)
         if (!placed[k])
             order[n++] = k;
     char err[256];
-    cr_assert_eq(ev_xadd(rc_, EV_STREAM, &hist, order, n, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(ev_xadd(R.rc, EV_STREAM, &R.hist, order, n, err, sizeof(err)), 0, "%s", err);
     free(order);
     free(placed);
     start(env);
-    expect_model();
+    pjf_expect_model(&R);
     cr_expect_eq(xlen(EV_DEAD), 0, "legitimate events were parked");
-    cr_expect_gt(ev_metric(pj.http_port, "tally_projector_retry_spilled_total"), 0,
+    cr_expect_gt(ev_metric(R.pj[0].http_port, "tally_projector_retry_spilled_total"), 0,
                  "the retry queue never filled: the test proves nothing");
 }
 
@@ -803,27 +641,28 @@ static void trimmed_while_pending(const char *holder, const char *const *env)
     redis_up(false);
     generate(33, 2000);
     add_all();
-    redisReply *r = redisCommand(rc_, "XRANGE %s - + COUNT 1", EV_STREAM);
+    redisReply *r = redisCommand(R.rc, "XRANGE %s - + COUNT 1", EV_STREAM);
     cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 1);
     long long first_ms = atoll(r->element[0]->element[0]->str);
     freeReplyObject(r);
     redis_ok("XGROUP CREATE %s projector 0", EV_STREAM);
-    r = redisCommand(rc_, "XREADGROUP GROUP projector %s COUNT 100 STREAMS %s >", holder,
+    r = redisCommand(R.rc, "XREADGROUP GROUP projector %s COUNT 100 STREAMS %s >", holder,
                      EV_STREAM);
     cr_assert(r && r->type == REDIS_REPLY_ARRAY, "the holder could not read");
     freeReplyObject(r);
     redis_ok("XTRIM %s MAXLEN 0", EV_STREAM);
     start(env);
     double lost = 0;
-    for (int64_t until = ev_mono_ms() + 20000; ev_mono_ms() < until && lost < 100; ev_sleep_ms(50))
-        lost = ev_metric(pj.http_port, "tally_projector_events_lost_total");
+    for (int64_t until = now_mono_ms() + 20000; now_mono_ms() < until && lost < 100;
+         tclock_sleep_ms(50))
+        lost = ev_metric(R.pj[0].http_port, "tally_projector_events_lost_total");
     cr_expect_eq(lost, 100, "%g of 100 trimmed entries were reported lost", lost);
-    r = redisCommand(rc_, "GET tally:repair:request");
+    r = redisCommand(R.rc, "GET tally:repair:request");
     cr_assert(r && r->type == REDIS_REPLY_STRING, "no repair request for the relay");
     cr_expect_eq(atoll(r->str), first_ms, "the repair request does not start at the first loss");
     freeReplyObject(r);
     cr_expect_eq(xpending(NULL), 0, "the lost entries stay pending");
-    cr_expect(proc_log_has(&pj, "trimmed before it was applied"));
+    cr_expect(proc_log_has(&R.pj[0], "trimmed before it was applied"));
 }
 
 Test(faults, entries_trimmed_while_a_dead_consumer_held_them_are_reported_lost)
@@ -841,7 +680,7 @@ Test(faults, entries_trimmed_from_its_own_pending_list_are_reported_lost)
 /* The group's lag (XINFO GROUPS): entries not yet delivered to any consumer; -1 if unknown. */
 static long long group_lag(void)
 {
-    redisReply *r = redisCommand(rc_, "XINFO GROUPS %s", EV_STREAM);
+    redisReply *r = redisCommand(R.rc, "XINFO GROUPS %s", EV_STREAM);
     long long lag = -1;
     cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 1, "XINFO GROUPS failed");
     const redisReply *g = r->element[0];
@@ -856,7 +695,7 @@ static long long group_lag(void)
 /* tally:wm field 0 as an integer; 0 when absent. */
 static long long watermark(void)
 {
-    redisReply *r = redisCommand(rc_, "HGET tally:wm 0");
+    redisReply *r = redisCommand(R.rc, "HGET tally:wm 0");
     cr_assert(r, "HGET tally:wm failed");
     long long w = r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
     freeReplyObject(r);
@@ -877,25 +716,25 @@ Test(faults, the_watermark_waits_for_every_earlier_entry)
     add_all();
     redis_ok("XGROUP CREATE %s projector 0", EV_STREAM);
     redisReply *r =
-        redisCommand(rc_, "XREADGROUP GROUP projector ghost COUNT 10 STREAMS %s >", EV_STREAM);
+        redisCommand(R.rc, "XREADGROUP GROUP projector ghost COUNT 10 STREAMS %s >", EV_STREAM);
     cr_assert(r && r->type == REDIS_REPLY_ARRAY, "the ghost could not read");
     freeReplyObject(r);
     redis_ok("XADD %s * w 1700000000123", EV_STREAM);
     start(hold);
-    for (int64_t until = ev_mono_ms() + 20000; ev_mono_ms() < until; ev_sleep_ms(20))
+    for (int64_t until = now_mono_ms() + 20000; now_mono_ms() < until; tclock_sleep_ms(20))
         if (group_lag() == 0 && xpending(NULL) == 10 && xpending("ghost") == 10)
             break;
-    ev_sleep_ms(1500); /* a few turns: the watermark would be written by now */
+    tclock_sleep_ms(1500); /* a few turns: the watermark would be written by now */
     cr_expect_eq(watermark(), 0, "the watermark moved past an entry another consumer holds");
     cr_expect_eq(xlen(EV_DEAD), 0, "the watermark entry was parked");
-    stop_projector(SIGTERM);
+    pjf_stop(&R, 0, SIGTERM);
     start(take); /* reclaims the ghost's entries */
-    ev_model_allow_superseded(model);
-    expect_model();
+    ev_model_allow_superseded(R.model);
+    pjf_expect_model(&R);
     /* Candidates live in the projector that acked them: the relay's next watermark counts. */
     redis_ok("XADD %s * w 1700000000456", EV_STREAM);
-    for (int64_t until = ev_mono_ms() + 10000; ev_mono_ms() < until && !watermark();
-         ev_sleep_ms(20))
+    for (int64_t until = now_mono_ms() + 10000; now_mono_ms() < until && !watermark();
+         tclock_sleep_ms(20))
         ;
     cr_expect_eq(watermark(), 1700000000456LL);
     cr_expect_eq(xlen(EV_DEAD), 0);
@@ -907,11 +746,11 @@ Test(faults, a_redis_that_evicts_keys_is_refused)
     redis_up(false);
     redis_ok("CONFIG SET maxmemory-policy %s", "allkeys-lru");
     start(NULL);
-    int code = proc_wait(&pj, 10000);
+    int code = proc_wait(&R.pj[0], 10000);
     cr_expect_eq(code, 1, "the projector did not exit 1 (%d)", code);
-    cr_expect(proc_log_has(&pj, "evict"), "the log does not say why");
-    pj_on = false;
-    proc_release(&pj);
+    cr_expect(proc_log_has(&R.pj[0], "evict"), "the log does not say why");
+    R.pj_on[0] = false;
+    proc_release(&R.pj[0]);
 }
 
 /*
@@ -926,8 +765,8 @@ Test(faults, the_apply_function_of_another_build_is_not_replaced)
     generate(35, 500);
     add_all();
     start(NULL);
-    expect_model();
-    redisReply *r = redisCommand(rc_, "FUNCTION LIST");
+    pjf_expect_model(&R);
+    redisReply *r = redisCommand(R.rc, "FUNCTION LIST");
     cr_assert(r && r->type == REDIS_REPLY_ARRAY);
     cr_expect_eq(r->elements, 2, "%zu libraries, not the old one and ours", r->elements);
     freeReplyObject(r);
@@ -943,8 +782,9 @@ Test(faults, dead_consumers_with_nothing_pending_leave_the_group)
     redis_ok("XGROUP CREATECONSUMER %s projector gone", EV_STREAM);
     start(env);
     bool left = false;
-    for (int64_t until = ev_mono_ms() + 30000; ev_mono_ms() < until && !left; ev_sleep_ms(200)) {
-        redisReply *r = redisCommand(rc_, "XINFO CONSUMERS %s projector", EV_STREAM);
+    for (int64_t until = now_mono_ms() + 30000; now_mono_ms() < until && !left;
+         tclock_sleep_ms(200)) {
+        redisReply *r = redisCommand(R.rc, "XINFO CONSUMERS %s projector", EV_STREAM);
         cr_assert(r && r->type == REDIS_REPLY_ARRAY);
         bool gone = false, live = false;
         for (size_t i = 0; i < r->elements; i++) {
@@ -956,5 +796,5 @@ Test(faults, dead_consumers_with_nothing_pending_leave_the_group)
         freeReplyObject(r);
     }
     cr_expect(left, "the dead consumer is still in the group");
-    cr_expect(proc_log_has(&pj, "removed a dead consumer"));
+    cr_expect(proc_log_has(&R.pj[0], "removed a dead consumer"));
 }

@@ -114,10 +114,8 @@ static long long rcmd(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    redisReply *r = redisvCommand(R, fmt, ap);
+    redisReply *r = rsv_vmust(R, fmt, ap);
     va_end(ap);
-    cr_assert(r, "Redis: %s", R->errstr);
-    cr_assert_neq(r->type, REDIS_REPLY_ERROR, "Redis: %s: %s", fmt, r->str);
     long long v = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
     freeReplyObject(r);
     return v;
@@ -155,7 +153,7 @@ static void start(void)
     cr_assert_gt(events, 0);
     int64_t got = -1;
     for (int64_t until = now_mono_ms() + APPLY_MS; got != events && now_mono_ms() < until;
-         sys_sleep_ms(50))
+         tclock_sleep_ms(50))
         got = applied_now();
     cr_assert_eq(got, events,
                  "the projector applied %" PRId64 " of the tenant's %" PRId64 " events", got,

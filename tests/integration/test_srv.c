@@ -281,7 +281,7 @@ Test(srv, slow_handler_past_deadline_leaves_server_healthy, .init = start, .fini
     cr_assert_eq(r.code, TALLY_GRPC_OK);
     gc_result_release(&r);
     char body[256];
-    cr_assert_eq(http_get(svc.http_port, "/healthz", body, sizeof(body)), 200, "%s", body);
+    cr_assert_eq(proc_http_get(svc.http_port, "/healthz", body, sizeof(body)), 200, "%s", body);
 }
 
 Test(srv, concurrent_calls_on_one_connection_use_every_worker, .fini = stop)
@@ -359,7 +359,7 @@ Test(srv, metrics_count_calls_by_method_and_code, .init = start, .fini = stop)
     gc_call(client, FAIL, &fail.base, NULL, 5000, &r);
     gc_call_raw(client, "/x.Y/Z", "", 0, true, NULL, 5000, &r);
 
-    cr_assert_eq(http_get(svc.http_port, "/metrics", text, sizeof(text)), 200);
+    cr_assert_eq(proc_http_get(svc.http_port, "/metrics", text, sizeof(text)), 200);
     const char *m = "grpc_method=\"Echo\",grpc_service=\"tally.test.v1.Echo\",grpc_type=\"unary\"";
     char key[512];
     snprintf(key, sizeof(key), "grpc_server_started_total{%s} ", m);
@@ -378,9 +378,9 @@ Test(srv, metrics_count_calls_by_method_and_code, .init = start, .fini = stop)
 Test(srv, healthz_and_readyz_answer, .init = start, .fini = stop)
 {
     char body[1024];
-    cr_assert_eq(http_get(svc.http_port, "/healthz", body, sizeof(body)), 200);
+    cr_assert_eq(proc_http_get(svc.http_port, "/healthz", body, sizeof(body)), 200);
     cr_assert_str_eq(body, "{\"alive\":true}\n");
-    cr_assert_eq(http_get(svc.http_port, "/readyz", body, sizeof(body)), 200);
+    cr_assert_eq(proc_http_get(svc.http_port, "/readyz", body, sizeof(body)), 200);
     cr_assert_str_eq(body, "{\"checks\":{},\"ready\":true}\n");
-    cr_assert_eq(http_get(svc.http_port, "/nope", body, sizeof(body)), 404);
+    cr_assert_eq(proc_http_get(svc.http_port, "/nope", body, sizeof(body)), 404);
 }

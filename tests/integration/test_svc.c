@@ -3,8 +3,10 @@
  * dependencies, and a clean drain on SIGTERM.
  */
 #include "echo.pb-c.h"
+#include "fixture.h"
 #include "gclient.h"
 #include "proc.h"
+#include "tclock.h"
 
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -12,13 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
 
 typedef struct batch {
     int port, n, sleep_ms;
@@ -40,7 +35,7 @@ static void *run_batch(void *arg)
 static long in_flight(int http_port)
 {
     static char text[1 << 20];
-    if (http_get(http_port, "/metrics", text, sizeof(text)) != 200)
+    if (proc_http_get(http_port, "/metrics", text, sizeof(text)) != 200)
         return -1;
     const char *at = strstr(text, "\ngrpc_server_calls_in_flight ");
     return at ? atol(at + 29) : -1;
@@ -49,7 +44,7 @@ static long in_flight(int http_port)
 static void wait_in_flight(int http_port, long n)
 {
     for (int i = 0; i < 500 && in_flight(http_port) < n; i++)
-        sleep_ms(10);
+        tclock_sleep_ms(10);
     cr_assert_geq(in_flight(http_port), n, "calls never got in flight");
 }
 
@@ -107,10 +102,10 @@ Test(svc, draining_turns_health_and_readiness_off_before_refusing_calls)
     cr_assert_eq(proc_start(&p, ECHO_SVC_PATH, env), 0);
     gc_client *c = gc_new_port(p.grpc_port);
     kill(p.pid, SIGTERM);
-    sleep_ms(300);
-    cr_assert_eq(http_get(p.http_port, "/readyz", body, sizeof(body)), 503);
+    tclock_sleep_ms(300);
+    cr_assert_eq(proc_http_get(p.http_port, "/readyz", body, sizeof(body)), 503);
     cr_assert_not_null(strstr(body, "\"server\":\"draining\""), "%s", body);
-    cr_assert_eq(http_get(p.http_port, "/healthz", body, sizeof(body)), 200, "liveness stays");
+    cr_assert_eq(proc_http_get(p.http_port, "/healthz", body, sizeof(body)), 200, "liveness stays");
     gc_result r;
     gc_call_raw(c, "/grpc.health.v1.Health/Check", "", 0, true, NULL, 2000, &r);
     cr_assert_eq(r.code, 0, "%d %s", r.code, r.details);
@@ -172,26 +167,19 @@ Test(svc, mutual_tls_without_a_server_certificate_is_refused_not_plaintext)
     proc_release(&p);
 }
 
-/* Storage comes from scripts/test's private stack. */
-static void need_stack(void)
-{
-    cr_assert(getenv("TALLY_PG_DSN") && getenv("TALLY_REDIS_URL"),
-              "TALLY_PG_DSN and TALLY_REDIS_URL are not set: run the tests with scripts/test");
-}
-
-Test(svc, readyz_checks_postgres_and_redis, .init = need_stack)
+Test(svc, readyz_checks_postgres_and_redis, .init = fx_need_stack)
 {
     proc p;
     char body[1024];
     const char *env[] = { "TALLY_ECHO_CHECK_DEPS=true", NULL };
     cr_assert_eq(proc_start(&p, ECHO_SVC_PATH, env), 0);
-    cr_assert_eq(http_get(p.http_port, "/readyz", body, sizeof(body)), 200, "%s", body);
+    cr_assert_eq(proc_http_get(p.http_port, "/readyz", body, sizeof(body)), 200, "%s", body);
     cr_assert_str_eq(body, "{\"checks\":{\"postgres\":\"ok\",\"redis\":\"ok\"},\"ready\":true}\n");
     cr_assert_eq(proc_stop(&p, SIGTERM, 10000), 0);
     proc_release(&p);
 }
 
-Test(svc, readyz_fails_naming_a_dependency_that_is_down, .init = need_stack)
+Test(svc, readyz_fails_naming_a_dependency_that_is_down, .init = fx_need_stack)
 {
     proc p;
     char body[1024];
@@ -199,11 +187,11 @@ Test(svc, readyz_fails_naming_a_dependency_that_is_down, .init = need_stack)
     const char *env[] = { "TALLY_ECHO_CHECK_DEPS=true", "TALLY_REDIS_URL=redis://127.0.0.1:1/0",
                           NULL };
     cr_assert_eq(proc_start(&p, ECHO_SVC_PATH, env), 0);
-    cr_assert_eq(http_get(p.http_port, "/readyz", body, sizeof(body)), 503, "%s", body);
+    cr_assert_eq(proc_http_get(p.http_port, "/readyz", body, sizeof(body)), 503, "%s", body);
     cr_assert_not_null(strstr(body, "\"postgres\":\"ok\""), "%s", body);
     cr_assert_not_null(strstr(body, "\"redis\":\"127.0.0.1:1: Connection refused\""), "%s", body);
     cr_assert_not_null(strstr(body, "\"ready\":false"), "%s", body);
-    cr_assert_eq(http_get(p.http_port, "/healthz", body, sizeof(body)), 200,
+    cr_assert_eq(proc_http_get(p.http_port, "/healthz", body, sizeof(body)), 200,
                  "liveness must not depend on Redis");
     cr_assert_eq(proc_stop(&p, SIGTERM, 10000), 0);
     proc_release(&p);

@@ -181,10 +181,7 @@ static void import_history(void)
                      "50",
                      NULL };
     proc p;
-    cr_assert_eq(proc_spawn(&p, argv, NULL, true), 0, "cannot start tally-sim");
-    int rc = proc_wait(&p, 120000);
-    if (rc == -1)
-        proc_stop(&p, SIGKILL, 5000);
+    int rc = proc_run_argv(&p, argv, NULL, true, 120000);
     proc_release(&p);
     cr_assert_eq(rc, 0, "tally-sim seed exited %d", rc);
 }
@@ -252,8 +249,8 @@ static void collect(const verify_diff *d, void *arg)
 /* Runs the engine over every tenant; the differences into *ds (allocated), stats into *st. */
 static diffs *run_verify(int settle_ms, verify_stats *st)
 {
-    cfg_redis rc = { .host = "127.0.0.1", .port = S.redis_port };
-    pgx_conn *pg = pgx_new(S.dsn, "test-verify", NULL, 0, 0);
+    cfg_redis rc = { .host = "127.0.0.1", .port = S.redis.port };
+    pgx_conn *pg = pgx_new(S.db.dsn, "test-verify", NULL, 0, 0);
     kv_conn *kv = kv_new(&rc, 10000);
     diffs *ds = calloc(1, sizeof(*ds));
     cr_assert(pg && kv && ds);
@@ -289,11 +286,11 @@ static void expect_clean(void)
 static int tally_verify(const char *a1, const char *a2, const char *a3, const char *a4)
 {
     char redis_url[64];
-    snprintf(redis_url, sizeof(redis_url), "redis://127.0.0.1:%d/0", S.redis_port);
+    snprintf(redis_url, sizeof(redis_url), "redis://127.0.0.1:%d/0", S.redis.port);
     char *argv[] = { TALLY_BIN_DIR "/tally",
                      "verify",
                      "--pg-dsn",
-                     S.dsn,
+                     S.db.dsn,
                      "--redis-url",
                      redis_url,
                      "--settle-ms",
@@ -620,11 +617,11 @@ static double metric(const char *name)
 static void wait_two_runs(void)
 {
     double runs = metric("tally_projector_verify_runs_total");
-    int64_t until = sys_mono_ms() + IDLE_MS;
+    int64_t until = now_mono_ms() + IDLE_MS;
     while (metric("tally_projector_verify_runs_total") < runs + 2) {
-        cr_assert_lt(sys_mono_ms(), until, "the projector did not verify (errors: %g)",
+        cr_assert_lt(now_mono_ms(), until, "the projector did not verify (errors: %g)",
                      metric("tally_projector_verify_errors_total"));
-        sys_sleep_ms(50);
+        tclock_sleep_ms(50);
     }
 }
 

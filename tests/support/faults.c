@@ -1,7 +1,8 @@
 /* faults: failures injected into a running system, and the settling after them. See faults.h. */
 #include "faults.h"
 
-#include "events.h"
+#include "ev_wait.h"
+#include "tclock.h"
 
 #include <criterion/criterion.h>
 #include <hiredis/hiredis.h>
@@ -41,7 +42,7 @@ int fault_relay_leader(sys_system *s)
     cr_assert(page);
     for (int i = 0; i < sys_replicas(s, SYS_COMMAND) && leader < 0; i++) {
         proc *p = sys_replica(s, SYS_COMMAND, i);
-        if (p && http_get(p->http_port, "/metrics", page, METRICS_MAX) == 200 &&
+        if (p && proc_http_get(p->http_port, "/metrics", page, METRICS_MAX) == 200 &&
             metric(page, "tally_relay_leader") == 1)
             leader = i;
     }
@@ -52,7 +53,7 @@ int fault_relay_leader(sys_system *s)
 void fault_projector_kill(sys_system *s, int i, int down_ms, FILE *out)
 {
     sys_replica_kill(s, SYS_PROJECTOR, i);
-    sys_sleep_ms(down_ms);
+    tclock_sleep_ms(down_ms);
     sys_replica_start(s, SYS_PROJECTOR, i);
     fprintf(out, "kill -9 projector %d, started again after %d ms\n", i, down_ms);
 }
@@ -60,15 +61,15 @@ void fault_projector_kill(sys_system *s, int i, int down_ms, FILE *out)
 bool fault_leader_kill(sys_system *s, int down_ms, int wait_ms, FILE *out)
 {
     int leader = -1;
-    int64_t t0 = sys_mono_ms();
-    while ((leader = fault_relay_leader(s)) < 0 && sys_mono_ms() - t0 < wait_ms)
-        sys_sleep_ms(100);
+    int64_t t0 = now_mono_ms();
+    while ((leader = fault_relay_leader(s)) < 0 && now_mono_ms() - t0 < wait_ms)
+        tclock_sleep_ms(100);
     if (leader < 0) {
         fprintf(out, "no relay leader among the command-svc replicas for %d ms\n", wait_ms);
         return false;
     }
     sys_replica_kill(s, SYS_COMMAND, leader);
-    sys_sleep_ms(down_ms);
+    tclock_sleep_ms(down_ms);
     sys_replica_start(s, SYS_COMMAND, leader);
     fprintf(out, "kill -9 command-svc %d (the relay leader), started again after %d ms\n", leader,
             down_ms);
@@ -111,7 +112,7 @@ void fault_redis_oom(sys_system *s, int hold_ms, FILE *out)
     cr_assert(r && r->type != REDIS_REPLY_ERROR, "CONFIG SET maxmemory: %s",
               r ? r->str : c->errstr);
     freeReplyObject(r);
-    sys_sleep_ms(hold_ms);
+    tclock_sleep_ms(hold_ms);
     freeReplyObject(must(c, "CONFIG SET maxmemory 0"));
     redisFree(c);
     fprintf(out, "Redis maxmemory %lld (its used_memory) for %d ms, then 0\n", used, hold_ms);
@@ -122,7 +123,7 @@ void fault_freeze(sys_system *s, sys_service k, int i, int hold_ms, FILE *out)
     proc *p = sys_replica(s, k, i);
     cr_assert(p, "replica %d does not run", i);
     kill(p->pid, SIGSTOP);
-    sys_sleep_ms(hold_ms);
+    tclock_sleep_ms(hold_ms);
     kill(p->pid, SIGCONT);
     fprintf(out, "SIGSTOP %s %d for %d ms, then SIGCONT\n",
             k == SYS_COMMAND ? "command-svc" : "projector", i, hold_ms);
@@ -130,13 +131,13 @@ void fault_freeze(sys_system *s, sys_service k, int i, int hold_ms, FILE *out)
 
 void fault_redis_wipe(sys_system *s, FILE *out)
 {
-    sys_redis_restart(s, NULL);
+    rsv_restart(&s->redis, NULL);
     fprintf(out, "Redis stopped without saving, its files deleted, started again empty\n");
 }
 
 void fault_redis_rollback(sys_system *s, const char *snapshot, FILE *out)
 {
-    sys_redis_restart(s, snapshot);
+    rsv_restart(&s->redis, snapshot);
     fprintf(out, "Redis stopped without saving, started again from the older snapshot %s\n",
             snapshot);
 }
@@ -157,11 +158,8 @@ static bool settled_once(sys_system *s, int partitions, fault_settled *f)
         PQreset(s->pg);
         return false;
     }
-    redisContext *c =
-        redisConnectWithTimeout("127.0.0.1", s->redis_port, (struct timeval){ .tv_sec = 5 });
-    if (!c || c->err) {
-        if (c)
-            redisFree(c);
+    redisContext *c = rsv_open(&s->redis);
+    if (!c) {
         f->undelivered = 1;
         return false;
     }
@@ -185,16 +183,16 @@ static bool settled_once(sys_system *s, int partitions, fault_settled *f)
 fault_settled fault_settle(sys_system *s, int partitions, int64_t bound_ms)
 {
     fault_settled f = { 0 };
-    int64_t t0 = sys_mono_ms();
+    int64_t t0 = now_mono_ms();
     int in_row = 0;
-    while (sys_mono_ms() - t0 < bound_ms) {
+    while (now_mono_ms() - t0 < bound_ms) {
         in_row = settled_once(s, partitions, &f) ? in_row + 1 : 0;
         if (in_row == 2) {
             f.settled = true;
             break;
         }
-        sys_sleep_ms(500);
+        tclock_sleep_ms(500);
     }
-    f.ms = sys_mono_ms() - t0;
+    f.ms = now_mono_ms() - t0;
     return f;
 }

@@ -61,10 +61,10 @@ void fault_redis_oom(sys_system *s, int hold_ms, FILE *out);
 /* SIGSTOP to replica i of k, SIGCONT hold_ms later. */
 void fault_freeze(sys_system *s, sys_service k, int i, int hold_ms, FILE *out);
 
-/* Restarts Redis without its data (sys_redis_restart). */
+/* Restarts Redis without its data (rsv_restart). */
 void fault_redis_wipe(sys_system *s, FILE *out);
 
-/* Restarts Redis from snapshot (sys_redis_snapshot taken earlier). */
+/* Restarts Redis from snapshot (rsv_snapshot taken earlier). */
 void fault_redis_rollback(sys_system *s, const char *snapshot, FILE *out);
 
 /* What fault_settle waited for, when it returns. */

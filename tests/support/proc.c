@@ -1,11 +1,14 @@
 #define _GNU_SOURCE /* pipe2 */
 #include "proc.h"
 
+#include "tclock.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,28 +103,38 @@ static int spawn(proc *p, const char *path, const char *const *over)
     return spawn_argv(p, path, argv, over, false);
 }
 
-static void sleep_ms(int ms);
-
 int proc_spawn(proc *p, char *const *argv, const char *const *env, bool clean)
 {
     return spawn_argv(p, argv[0], argv, env, clean);
+}
+
+void proc_env_join(const char **out, size_t cap, const char *const *env, ...)
+{
+    va_list ap;
+    size_t nfixed = 0, k = 0;
+    va_start(ap, env);
+    while (va_arg(ap, const char *))
+        nfixed++;
+    va_end(ap);
+    for (size_t j = 0; env && env[j] && k + nfixed + 1 < cap; j++)
+        out[k++] = env[j];
+    va_start(ap, env);
+    for (const char *v; (v = va_arg(ap, const char *)) && k + 1 < cap;)
+        out[k++] = v;
+    va_end(ap);
+    out[k] = NULL;
 }
 
 int proc_start_projector(proc *p, int redis_port, const char *const *env)
 {
     const char *vars[64];
     char url[64];
-    size_t k = 0;
-    for (size_t j = 0; env && env[j] && k < 60; j++)
-        vars[k++] = env[j];
     snprintf(url, sizeof(url), "TALLY_REDIS_URL=redis://127.0.0.1:%d/0", redis_port);
-    vars[k++] = url;
-    vars[k++] = "TALLY_HTTP_LISTEN=127.0.0.1:0";
-    vars[k] = NULL;
+    proc_env_join(vars, 64, env, url, "TALLY_HTTP_LISTEN=127.0.0.1:0", (const char *)NULL);
     char *argv[] = { (char *)PROJECTOR_PATH, NULL };
     if (proc_spawn(p, argv, vars, true) != 0)
         return -1;
-    for (int waited = 0; waited < 10000; waited += 10, sleep_ms(10)) {
+    for (int waited = 0; waited < 10000; waited += 10, tclock_sleep_ms(10)) {
         p->http_port = proc_logged_port(p, "http server listening");
         if (p->http_port && proc_log_has(p, "\"msg\":\"projector consuming\""))
             return 0;
@@ -171,12 +184,6 @@ int proc_logged_port(proc *p, const char *msg)
     return port;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
-
 int proc_start(proc *p, const char *path, const char *const *env)
 {
     const char *over[32];
@@ -199,7 +206,7 @@ int proc_start(proc *p, const char *path, const char *const *env)
             close(p->fd);
             return -1;
         }
-        sleep_ms(10);
+        tclock_sleep_ms(10);
     }
     return -1;
 }
@@ -217,14 +224,14 @@ int proc_wait(proc *p, int timeout_ms)
                 return WEXITSTATUS(status);
             return 128 + WTERMSIG(status);
         }
-        sleep_ms(5);
+        tclock_sleep_ms(5);
     }
     return -1;
 }
 
-int proc_run(proc *p, const char *path, const char *const *env, int timeout_ms)
+int proc_run_argv(proc *p, char *const *argv, const char *const *env, bool clean, int timeout_ms)
 {
-    if (spawn(p, path, env) != 0)
+    if (spawn_argv(p, argv[0], argv, env, clean) != 0)
         return -1;
     int rc = proc_wait(p, timeout_ms);
     if (rc == -1) {
@@ -232,19 +239,18 @@ int proc_run(proc *p, const char *path, const char *const *env, int timeout_ms)
         proc_wait(p, 5000);
     }
     return rc;
+}
+
+int proc_run(proc *p, const char *path, const char *const *env, int timeout_ms)
+{
+    char *argv[] = { (char *)path, NULL };
+    return proc_run_argv(p, argv, env, false, timeout_ms);
 }
 
 int proc_run_args(proc *p, const char *path, const char *arg1, const char *arg2, int timeout_ms)
 {
     char *argv[] = { (char *)path, (char *)arg1, arg1 ? (char *)arg2 : NULL, NULL };
-    if (spawn_argv(p, path, argv, NULL, false) != 0)
-        return -1;
-    int rc = proc_wait(p, timeout_ms);
-    if (rc == -1) {
-        kill(p->pid, SIGKILL);
-        proc_wait(p, 5000);
-    }
-    return rc;
+    return proc_run_argv(p, argv, NULL, false, timeout_ms);
 }
 
 int proc_stop(proc *p, int sig, int timeout_ms)
@@ -269,7 +275,7 @@ void proc_release(proc *p)
     pthread_mutex_destroy(&p->mu);
 }
 
-int http_get(int port, const char *path, char *body, size_t len)
+int proc_http_get(int port, const char *path, char *body, size_t len)
 {
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
     char req[256], resp[65536];

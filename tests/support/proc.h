@@ -4,7 +4,7 @@
  * proc_start() runs it with the current environment plus overrides, listening on free ports
  * (TALLY_GRPC_LISTEN and TALLY_HTTP_LISTEN with port 0), and waits until its JSON log says
  * where it listens. A thread keeps reading its stderr into a buffer the test can search, so
- * the child never blocks on a full pipe. http_get() is a tiny HTTP/1.0 client.
+ * the child never blocks on a full pipe. proc_http_get() is a tiny HTTP/1.0 client.
  */
 #ifndef TALLY_TEST_PROC_H
 #define TALLY_TEST_PROC_H
@@ -41,13 +41,28 @@ int proc_logged_port(proc *p, const char *msg);
  * to 10 s until it consumes. 0, or -1 when it could not start or exited (its log says why).
  */
 int proc_start_projector(proc *p, int redis_port, const char *const *env);
+/*
+ * out := env's strings (NULL: none), then the further strings up to a NULL: a child's
+ * environment overrides, NULL-terminated, at most cap entries with the NULL (env's are dropped
+ * first when they do not fit). The strings are borrowed.
+ */
+void proc_env_join(const char **out, size_t cap, const char *const *env, ...);
+
 /* A loopback TCP port that was free a moment ago. */
 int proc_free_port(void);
+
+/*
+ * Runs argv[0] with argv to completion (env and clean as for proc_spawn; no port waiting):
+ * its exit status, or -1 when it did not start or ran past timeout_ms (then it is killed). Its
+ * stderr is in p->log; the caller releases p.
+ */
+int proc_run_argv(proc *p, char *const *argv, const char *const *env, bool clean, int timeout_ms);
 
 /* Runs path to completion (no port waiting); returns its exit status, or -1 on timeout. */
 int proc_run(proc *p, const char *path, const char *const *env, int timeout_ms);
 
-/* As proc_run with arguments (up to 7, ended by NULL) and the inherited environment. */
+/* As proc_run with up to two arguments (arg2 ignored when arg1 is NULL) and the inherited
+ * environment. */
 int proc_run_args(proc *p, const char *path, const char *arg1, const char *arg2, int timeout_ms);
 
 /* Sends sig and waits up to timeout_ms; returns the exit code, 128+signal, or -1 on timeout. */
@@ -63,6 +78,9 @@ bool proc_log_has(proc *p, const char *needle);
 void proc_release(proc *p);
 
 /* GET path from 127.0.0.1:port; returns the status code and the body in body, or -1. */
-int http_get(int port, const char *path, char *body, size_t len);
+int proc_http_get(int port, const char *path, char *body, size_t len);
+
+/* The older name, for tests/integration/query/ until it moves (common/http owns http_). */
+#define http_get proc_http_get
 
 #endif

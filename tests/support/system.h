@@ -7,19 +7,19 @@
  * model lives in one Redis, so two tests sharing storage would see each other's events and
  * fight over the relay. Criterion runs a file's tests in parallel; each builds a system.
  *
- * sys_start() creates the database (CREATE DATABASE through libpq on TALLY_PG_DSN, a name
- * unique to the process), runs `command-svc migrate` against it, starts redis-server (no
- * persistence, a private temporary directory) and the three services, and connects gRPC clients
- * and a libpq connection. Every child dies with the test (PR_SET_PDEATHSIG). The children get
- * the environment without any inherited TALLY_* variable, plus what the system sets and the
- * caller's extra variables. sys_stop() stops the services with SIGTERM and expects each to exit
- * 0 (under ASan a leak shows as a non-zero exit), kills Redis, and drops the database.
+ * sys_start() creates and migrates a database of its own (pgdb.h), starts a redis-server of its
+ * own (redis.h: no persistence, a private temporary directory) and the three services, and connects
+ * gRPC clients and a libpq connection. Every child dies with the test (PR_SET_PDEATHSIG). The
+ * children get the environment without any inherited TALLY_* variable, plus what the system sets
+ * and the caller's extra variables. sys_stop() stops the services with SIGTERM and expects each to
+ * exit 0 (under ASan a leak shows as a non-zero exit), kills Redis, and drops the database.
  *
  * Options for the fault tests (tests/chaos): several replicas of command-svc (so that the relay's
  * leadership can move) and of the projector (sharing the consumer group), each of which can be
  * killed and started again (a command-svc replica comes back on its gRPC port, so clients keep
  * their target); and a Redis with an append-only file, which can be restarted empty or from an
- * older snapshot on the same port (the services keep their URL).
+ * older snapshot on the same port with rsv_restart and rsv_snapshot on s->redis (the services
+ * keep their URL).
  *
  * Functions assert (Criterion) instead of returning errors. A system is used by one thread.
  */
@@ -27,7 +27,10 @@
 #define TALLY_TEST_SYSTEM_H
 
 #include "gclient.h"
+#include "pgdb.h"
 #include "proc.h"
+#include "redis.h"
+#include "tclock.h"
 
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
@@ -53,13 +56,9 @@ typedef struct sys_options {
 typedef enum sys_service { SYS_COMMAND, SYS_PROJECTOR } sys_service;
 
 typedef struct sys_system {
-    char db[64];   /* the database's name */
-    char dsn[512]; /* libpq conninfo of the database */
-    char pg_var[600];
-    char redis_var[64];
-    int redis_port;
-    pid_t redis_pid;
-    char redis_dir[64];
+    pgdb db;            /* the system's database (db.dsn, db.pg_var) */
+    rsv_server redis;   /* its redis-server (redis.port, redis.dir) */
+    char redis_var[64]; /* "TALLY_REDIS_URL=..." of it */
     sys_options opt;
     proc command, projector, query; /* command and projector: replica 0 */
     bool command_on, projector_on, query_on;
@@ -105,24 +104,8 @@ void sys_query_restart(sys_system *s);
 /* A new connection to the system's Redis (asserts it connects); caller frees with redisFree. */
 redisContext *sys_redis_connect(sys_system *s);
 
-/* Kills redis-server (SIGKILL) and waits for it. */
+/* Kills redis-server (SIGKILL) and waits for it. Snapshots and restarts: rsv_* on s->redis. */
 void sys_redis_kill(sys_system *s);
-
-/*
- * Saves Redis's data (SAVE) and copies the RDB file to path: a snapshot to start Redis from
- * later with sys_redis_restart.
- */
-void sys_redis_snapshot(sys_system *s, const char *path);
-
-/*
- * Stops Redis without saving (SHUTDOWN NOSAVE, else SIGKILL), deletes its data (RDB and
- * append-only files) and starts it again on the same port: empty when snapshot is NULL, else
- * with the data of that file (sys_redis_snapshot). Redis 7.0 with appendonly yes ignores an RDB
- * file when it finds no append-only file (it starts empty and writes a new one), so a snapshot
- * is loaded with appendonly no, and the append-only file is then turned on (CONFIG SET
- * appendonly yes, which writes its base from the loaded data) when the system uses one.
- */
-void sys_redis_restart(sys_system *s, const char *snapshot);
 
 /* The number of replicas of k. */
 int sys_replicas(const sys_system *s, sys_service k);
@@ -143,8 +126,8 @@ void sys_replica_kill(sys_system *s, sys_service k, int i);
  */
 void sys_wait_idle(sys_system *s, int timeout_ms);
 
-/* Monotonic milliseconds, and a sleep. */
-int64_t sys_mono_ms(void);
-void sys_sleep_ms(int ms);
+/* Older names of now_mono_ms and tclock_sleep_ms (tclock.h), for test files not moved yet. */
+#define sys_mono_ms  now_mono_ms
+#define sys_sleep_ms tclock_sleep_ms
 
 #endif
