@@ -11,9 +11,6 @@
 #ifndef TALLY_EVENT_H
 #define TALLY_EVENT_H
 
-#include "hash.h"
-#include "stream.h"
-
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -43,19 +40,5 @@ int event_body_field(int type);
  * TALLY_EINVAL for an unknown type, TALLY_ETOOBIG if it does not fit.
  */
 long event_pack(const event_row *row, uint8_t *buf, size_t cap);
-
-/*
- * Old names, kept only for tests/support/events.c and tests/integration/test_relay.c until they
- * call hash_fnv1a (hash.h) and stream_partition (stream.h); nothing else uses them.
- */
-static inline uint64_t event_fnv1a(const void *data, size_t len, uint64_t seed)
-{
-    return hash_fnv1a(data, len, seed);
-}
-
-static inline int event_partition(const char *tenant_id, int partitions)
-{
-    return stream_partition(tenant_id, partitions);
-}
 
 #endif

@@ -184,14 +184,21 @@ static void projector_stop(proc *p)
  * Starts command-svc replica 0 (polling every 200 ms) and the projector into pj, then seeds a
  * new tenant (into tenant, 32 bytes) in time zone tz through a client it returns (gc_free).
  */
-static gc_client *start_with_projector(proc *pj, char *tenant, const char *tz)
+/* command-svc (with extra, a variable or NULL) and a projector; a tenant of the test's own. */
+static gc_client *start_with_projector_env(proc *pj, char *tenant, const char *tz,
+                                           const char *extra)
 {
-    const char *env[] = { "TALLY_RELAY_POLL_MS=200", NULL };
+    const char *env[] = { "TALLY_RELAY_POLL_MS=200", extra, NULL };
     rl_svc_start(0, env);
     projector_start(pj);
     gc_client *c = gc_new_port(rl.svc[0].grpc_port);
     fx_seed_tenant(c, fx_tenant(tenant, 32), tz);
     return c;
+}
+
+static gc_client *start_with_projector(proc *pj, char *tenant, const char *tz)
+{
+    return start_with_projector_env(pj, tenant, tz, NULL);
 }
 
 /* Waits until no row of the database is unpublished. */
@@ -370,7 +377,10 @@ Test(relay, the_watermark_passes_every_event_committed_before_it)
 {
     char tenant[32];
     proc pj;
-    gc_client *c = start_with_projector(&pj, tenant, "UTC");
+    /* A second group that never reads keeps the stream untrimmed (the relay trims below the
+     * slowest group of TALLY_STREAM_GROUPS), so the entries can be looked at afterwards. */
+    gc_client *c =
+        start_with_projector_env(&pj, tenant, "UTC", "TALLY_STREAM_GROUPS=projector,looker");
     rl_lifecycles(c, tenant, "wm", 5);
     int64_t committed = now_wall_ms(); /* every event above committed before this */
     redisContext *rc = rl_redis_open();

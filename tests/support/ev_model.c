@@ -4,6 +4,7 @@
 
 #include "ev_int.h"
 #include "event.h"
+#include "hash.h"
 #include "hist.h"
 
 #include <inttypes.h>
@@ -16,7 +17,7 @@
 
 static uint64_t hash2(const char *a, const char *b)
 {
-    return event_fnv1a(b, strlen(b), event_fnv1a(a, strlen(a) + 1, 0));
+    return hash_fnv1a(b, strlen(b), hash_fnv1a(a, strlen(a) + 1, 0));
 }
 
 static size_t *slot_of(ev_model *m, const char *key, const char *field)

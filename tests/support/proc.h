@@ -80,7 +80,4 @@ void proc_release(proc *p);
 /* GET path from 127.0.0.1:port; returns the status code and the body in body, or -1. */
 int proc_http_get(int port, const char *path, char *body, size_t len);
 
-/* The older name, for tests/integration/query/ until it moves (common/http owns http_). */
-#define http_get proc_http_get
-
 #endif

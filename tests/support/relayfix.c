@@ -3,6 +3,7 @@
 
 #include "ev_wait.h"
 #include "event.h"
+#include "stream.h"
 #include "tally/v1/commands.pb-c.h"
 #include "tally/v1/events.pb-c.h"
 #include "tclock.h"
@@ -221,7 +222,7 @@ static bool decode(const redisReply *entry, const char *tenant, rl_event *out)
 void rl_stream_read(redisContext *c, const char *tenant, rl_events *l)
 {
     char key[48], start[80];
-    snprintf(key, sizeof(key), "tally:events:%d", event_partition(tenant, 1));
+    snprintf(key, sizeof(key), "tally:events:%d", stream_partition(tenant, 1));
     for (;;) {
         snprintf(start, sizeof(start), "(%s", l->last_id[0] ? l->last_id : "0-0");
         redisReply *r = redisCommand(c, "XRANGE %s %s + COUNT 500", key, start);

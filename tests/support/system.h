@@ -126,8 +126,4 @@ void sys_replica_kill(sys_system *s, sys_service k, int i);
  */
 void sys_wait_idle(sys_system *s, int timeout_ms);
 
-/* Older names of now_mono_ms and tclock_sleep_ms (tclock.h), for test files not moved yet. */
-#define sys_mono_ms  now_mono_ms
-#define sys_sleep_ms tclock_sleep_ms
-
 #endif

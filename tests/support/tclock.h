@@ -1,8 +1,7 @@
 /*
  * tclock: the tests' one spelling of time. Intervals and timestamps are common/now.h's
  * now_mono_ms() and now_wall_ms() (included here); tclock_sleep_ms() is the one sleep of the
- * test harness. system.h keeps sys_mono_ms and sys_sleep_ms as aliases of these for the test
- * files that have not moved to them yet; new code uses these names.
+ * test harness.
  */
 #ifndef TALLY_TEST_TCLOCK_H
 #define TALLY_TEST_TCLOCK_H

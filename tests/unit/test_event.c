@@ -347,12 +347,6 @@ Test(stream_partition, spreads_1000_tenants_over_4_partitions, .timeout = 10)
                       n[2], n[3]);
 }
 
-Test(stream_partition, the_old_names_are_the_same_functions, .timeout = 10)
-{
-    cr_assert_eq(event_fnv1a("foobar", 6, 0), hash_fnv1a("foobar", 6, 0));
-    cr_assert_eq(event_partition("tenant-7", 16), stream_partition("tenant-7", 16));
-}
-
 Test(stream_key, names_the_event_and_dead_letter_streams, .timeout = 10)
 {
     char key[STREAM_KEY_MAX];

@@ -12,7 +12,7 @@ Test(query, redis_down_is_unavailable_quickly)
     tq_seed_rng("redis_down_is_unavailable_quickly");
     tq_put_tenant(&tq_plain);
     tq_wait_caught_up(tq_plain.id);
-    cr_assert_eq(http_get(tq_sys.query.http_port, "/readyz", body, sizeof(body)), 200,
+    cr_assert_eq(proc_http_get(tq_sys.query.http_port, "/readyz", body, sizeof(body)), 200,
                  "/readyz before Redis went down: %s", body);
     Tally__V1__GetDashboardRequest dq = tq_dash_req(NULL, 0);
     call_free(tq_call_ok(tq_sys.q, DASH("GetDashboard"), &dq.base,
@@ -47,9 +47,9 @@ Test(query, redis_down_is_unavailable_quickly)
         }
     /* The readiness checks run every few seconds: /readyz turns within a couple of rounds. */
     int st = 200;
-    for (int64_t until = sys_mono_ms() + 10000; st == 200 && sys_mono_ms() < until;
-         sys_sleep_ms(100))
-        st = http_get(tq_sys.query.http_port, "/readyz", body, sizeof(body));
+    for (int64_t until = now_mono_ms() + 10000; st == 200 && now_mono_ms() < until;
+         tclock_sleep_ms(100))
+        st = proc_http_get(tq_sys.query.http_port, "/readyz", body, sizeof(body));
     if (st == 200)
         tq_bad("Redis down: /readyz is still 200 after 10 s: %s", body);
 }

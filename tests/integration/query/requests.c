@@ -45,7 +45,7 @@ int64_t tq_events_applied(const char *tenant)
 void tq_wait_caught_up(const char *tenant)
 {
     int64_t want = tq_events_of(tenant), got = -1;
-    for (int64_t until = sys_mono_ms() + CATCH_UP_MS; sys_mono_ms() < until; sys_sleep_ms(50)) {
+    for (int64_t until = now_mono_ms() + CATCH_UP_MS; now_mono_ms() < until; tclock_sleep_ms(50)) {
         if ((got = tq_events_applied(tenant)) == want)
             return;
         cr_assert(tq_sys.projector_on && proc_wait(&tq_sys.projector, 0) == -1,

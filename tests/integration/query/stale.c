@@ -55,7 +55,7 @@ Test(query, with_the_projector_stopped_answers_say_how_stale)
     }
 
     /* The lag grows while nothing is applied. */
-    sys_sleep_ms(300);
+    tclock_sleep_ms(300);
     Tally__V1__GetDashboardRequest dq = TALLY__V1__GET_DASHBOARD_REQUEST__INIT;
     dq.tenant_id = (char *)t->id;
     Tally__V1__GetDashboardReply *d2 = tq_call_ok(tq_sys.q, DASH("GetDashboard"), &dq.base,
