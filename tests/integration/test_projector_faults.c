@@ -10,20 +10,16 @@
  */
 #define _GNU_SOURCE /* accept4, memmem */
 #include "pjfix.h"
+#include "proxy.h"
 #include "tclock.h"
 
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #define WAIT_MS PJF_WAIT_MS
@@ -317,113 +313,12 @@ Test(faults, healthz_stays_200_while_redis_is_down_and_readyz_names_redis)
 
 /* ---- (5) connections lost at the worst moments --------------------------------------------- */
 
-/*
- * A TCP proxy between the projector and Redis that drops the connection (both sides, the
- * command not forwarded) when the projector sends the command drop_on while dropping is on:
- * between from_ms and until_ms (monotonic) and while drops_left > 0.
- */
-typedef struct proxy {
-    int fd, port, upstream;
-    pthread_t thread;
-    atomic_bool stop;
-    const char *drop_on; /* RESP form, e.g. "\r\nXACK\r\n" */
-    int64_t from_ms, until_ms;
-    atomic_int drops_left, drops;
-    const char *watch; /* a command only noted: when it was last sent, how often */
-    _Atomic int64_t watch_ms;
-    atomic_int watched;
-} proxy;
-
+/* The one fault proxy (tests/support/proxy.h) between the projector and Redis. */
 static proxy px;
 
-static void *proxy_main(void *arg)
+static void proxy_to_redis(void)
 {
-    proxy *x = arg;
-    struct pollfd fds[33];
-    int peer[33], n = 1;
-    char buf[65536];
-    fds[0] = (struct pollfd){ .fd = x->fd, .events = POLLIN };
-    while (!atomic_load(&x->stop)) {
-        if (poll(fds, (nfds_t)n, 50) <= 0)
-            continue;
-        if ((fds[0].revents & POLLIN) && n + 2 <= 33) {
-            struct sockaddr_in sa = { .sin_family = AF_INET,
-                                      .sin_port = htons((uint16_t)x->upstream) };
-            int c = accept4(x->fd, NULL, NULL, SOCK_CLOEXEC),
-                u = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-            inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-            int one = 1; /* no Nagle: small writes must not wait for delayed acks */
-            if (c >= 0 && u >= 0 && connect(u, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-                setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-                setsockopt(u, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-                fds[n] = (struct pollfd){ .fd = c, .events = POLLIN };
-                fds[n + 1] = (struct pollfd){ .fd = u, .events = POLLIN };
-                peer[n] = n + 1;
-                peer[n + 1] = n;
-                n += 2;
-            } else {
-                if (c >= 0)
-                    close(c);
-                if (u >= 0)
-                    close(u);
-            }
-        }
-        for (int i = 1; i < n; i++) {
-            if (!fds[i].revents)
-                continue;
-            ssize_t got = read(fds[i].fd, buf, sizeof(buf));
-            int64_t now = now_mono_ms();
-            bool from_client = (i % 2) == 1; /* pairs: client at odd, upstream at even */
-            if (from_client && got > 0 && x->watch &&
-                memmem(buf, (size_t)got, x->watch, strlen(x->watch))) {
-                atomic_store(&x->watch_ms, now);
-                atomic_fetch_add(&x->watched, 1);
-            }
-            bool drop = got <= 0 || (from_client && now >= x->from_ms && now < x->until_ms &&
-                                     atomic_load(&x->drops_left) > 0 &&
-                                     memmem(buf, (size_t)got, x->drop_on, strlen(x->drop_on)));
-            if (!drop && write(fds[peer[i]].fd, buf, (size_t)got) == got)
-                continue;
-            if (got > 0) {
-                atomic_fetch_sub(&x->drops_left, 1);
-                atomic_fetch_add(&x->drops, 1);
-            }
-            int a = i % 2 ? i : i - 1; /* close the pair, move the last pair into its place */
-            close(fds[a].fd);
-            close(fds[a + 1].fd);
-            fds[a] = fds[n - 2];
-            fds[a + 1] = fds[n - 1];
-            peer[a] = a + 1;
-            peer[a + 1] = a;
-            n -= 2;
-            break;
-        }
-    }
-    for (int i = 0; i < n; i++)
-        close(fds[i].fd);
-    return NULL;
-}
-
-static void proxy_start(const char *drop_on, int drops)
-{
-    struct sockaddr_in sa = { .sin_family = AF_INET };
-    socklen_t sl = sizeof(sa);
-    px = (proxy){ .upstream = R.redis.port, .drop_on = drop_on, .until_ms = INT64_MAX };
-    atomic_store(&px.drops_left, drops);
-    px.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    cr_assert_eq(bind(px.fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    cr_assert_eq(listen(px.fd, 16), 0);
-    getsockname(px.fd, (struct sockaddr *)&sa, &sl);
-    px.port = ntohs(sa.sin_port);
-    cr_assert_eq(pthread_create(&px.thread, NULL, proxy_main, &px), 0);
-}
-
-static void proxy_stop(void)
-{
-    atomic_store(&px.stop, true);
-    pthread_join(px.thread, NULL);
-    close(px.fd);
+    proxy_start(&px, "127.0.0.1", R.redis.port);
 }
 
 /* The projector through the proxy: it sees the connection drop after its command was sent. */
@@ -444,20 +339,20 @@ Test(faults, connections_lost_at_xack_are_survived_and_caught_up)
     redis_up(false);
     generate(25, 20000);
     order = pjf_order(&R, EV_IN_ORDER, 0, &n);
-    proxy_start("\r\nXACK\r\n", 1000000);
-    px.from_ms = now_mono_ms() + 1000;
-    px.until_ms = px.from_ms + 9000;
+    proxy_to_redis();
+    int64_t from = now_mono_ms() + 1000;
+    proxy_drop(&px, "\r\nXACK\r\n", 1000000, from, from + 9000);
     start_proxied(env);
     for (; added < n && alive(); added += 100, tclock_sleep_ms(50)) /* about 2,000 events/s */
         cr_assert_eq(ev_xadd(R.rc, EV_STREAM, &R.hist, order + added,
                              n - added < 100 ? n - added : 100, err, sizeof(err)),
                      0, "%s", err);
-    cr_expect_gt(atomic_load(&px.drops), 0, "no connection was dropped");
+    cr_expect_gt(proxy_dropped(&px), 0, "no connection was dropped");
     cr_assert(alive(), "the projector died (exit %d) after a connection lost at XACK", pj_exit);
     pjf_expect_model(&R);
     cr_expect_gt(ev_metric(R.pj[0].http_port, "tally_projector_duplicates_total"), 0,
                  "no batch was applied again after its XACK was lost");
-    proxy_stop();
+    proxy_stop(&px);
 }
 
 Test(faults, a_connection_lost_while_parking_is_survived)
@@ -480,18 +375,18 @@ Test(faults, a_connection_lost_while_parking_is_survived)
     for (size_t i = 0; i < R.hist.n; i++)
         if (!(R.hist.v[i].complaint == c && R.hist.v[i].version == 2))
             cr_assert_eq(ev_xadd(R.rc, EV_STREAM, &R.hist, &i, 1, err, sizeof(err)), 0, "%s", err);
-    proxy_start("\r\nXADD\r\n", 1); /* the projector XADDs only to tally:dead:0 */
-    px.from_ms = 0;
+    proxy_to_redis();
+    proxy_drop(&px, "\r\nXADD\r\n", 1, 0, INT64_MAX); /* it XADDs only to tally:dead:0 */
     start_proxied(env);
     for (int64_t until = now_mono_ms() + 10000; now_mono_ms() < until; tclock_sleep_ms(50))
-        if (atomic_load(&px.drops) > 0 || !alive())
+        if (proxy_dropped(&px) > 0 || !alive())
             break;
     tclock_sleep_ms(500);
-    cr_expect_eq(atomic_load(&px.drops), 1, "the XADD to the dead letters was not dropped");
+    cr_expect_eq(proxy_dropped(&px), 1, "the XADD to the dead letters was not dropped");
     cr_assert(alive(), "the projector died (exit %d) after a connection lost while parking",
               pj_exit);
     pjf_expect_model(&R);
-    proxy_stop();
+    proxy_stop(&px);
 }
 
 /*
@@ -510,12 +405,13 @@ Test(faults, a_batch_left_by_a_dead_consumer_is_reclaimed_before_its_gaps_are_pa
     redis_up(false);
     generate(27, 50000);
     add_all();
-    proxy_start("\r\nnever\r\n", 0);
-    px.watch = "\r\nXAUTOCLAIM\r\n";
+    proxy_to_redis();
+    proxy_watch(&px, "\r\nXAUTOCLAIM\r\n");
     start_proxied(env); /* through the proxy: its claim rounds are seen */
-    while (atomic_load(&px.watched) == 0)
+    int64_t claimed_ms = 0;
+    while (proxy_watched(&px, &claimed_ms) == 0)
         tclock_sleep_ms(1);
-    tclock_sleep_ms((int)(atomic_load(&px.watch_ms) + 500 - now_mono_ms()));
+    tclock_sleep_ms((int)(claimed_ms + 500 - now_mono_ms()));
     redisReply *r =
         redisCommand(R.rc, "XREADGROUP GROUP projector dead COUNT 200 STREAMS %s >", EV_STREAM);
     cr_assert(r && r->type == REDIS_REPLY_ARRAY, "the dying consumer could not read");
@@ -535,7 +431,7 @@ Test(faults, a_batch_left_by_a_dead_consumer_is_reclaimed_before_its_gaps_are_pa
     cr_expect_eq(xpending("dead"), 0, "the dead consumer's batch was never reclaimed");
     char diff[1024];
     cr_expect_eq(ev_model_check_all(R.rc, R.model, diff, sizeof(diff)), 0, "%s", diff);
-    proxy_stop();
+    proxy_stop(&px);
 }
 
 /* ---- (8) Redis pressure, trimming, the watermark (issue 8) --------------------------------- */

@@ -1,6 +1,8 @@
 #define _GNU_SOURCE /* memmem */
 #include "proxy.h"
 
+#include "now.h"
+
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -64,6 +66,26 @@ static int hold_for(proxy *p, const char *buf, ssize_t n)
     return ms;
 }
 
+/* Whether a chunk read from the client drops its connection; notes a watched pattern. */
+static bool drops(proxy *p, const char *buf, ssize_t n)
+{
+    bool drop = false;
+    int64_t now = now_mono_ms();
+    pthread_mutex_lock(&p->mu);
+    if (p->watch[0] && memmem(buf, (size_t)n, p->watch, strlen(p->watch))) {
+        p->watched++;
+        p->watched_ms = now;
+    }
+    if (p->drop[0] && p->drops_left > 0 && now >= p->drop_from_ms && now < p->drop_until_ms &&
+        memmem(buf, (size_t)n, p->drop, strlen(p->drop))) {
+        p->drops_left--;
+        p->dropped++;
+        drop = true;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return drop;
+}
+
 static void *pump(void *arg)
 {
     proxy_pump *pa = arg;
@@ -83,6 +105,8 @@ static void *pump(void *arg)
             if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
                 continue;
             ssize_t n = recv(fds[i].fd, buf, sizeof(buf), 0);
+            if (n > 0 && i == 0 && drops(p, buf, n))
+                n = 0; /* not forwarded; the connection ends on both sides */
             int wait = n > 0 && i == 0 ? hold_for(p, buf, n) : 0;
             for (int64_t left = wait; left > 0 && !atomic_load(&p->stop); left -= 50)
                 nap_ms(left < 50 ? (int)left : 50);
@@ -255,6 +279,41 @@ void proxy_hold(proxy *p, const char *pattern, int hold_ms)
     snprintf(p->hold, sizeof(p->hold), "%s", pattern ? pattern : "");
     p->hold_ms = hold_ms;
     pthread_mutex_unlock(&p->mu);
+}
+
+void proxy_drop(proxy *p, const char *pattern, int count, int64_t from_ms, int64_t until_ms)
+{
+    pthread_mutex_lock(&p->mu);
+    snprintf(p->drop, sizeof(p->drop), "%s", pattern ? pattern : "");
+    p->drops_left = count;
+    p->drop_from_ms = from_ms;
+    p->drop_until_ms = until_ms;
+    pthread_mutex_unlock(&p->mu);
+}
+
+int proxy_dropped(proxy *p)
+{
+    pthread_mutex_lock(&p->mu);
+    int n = p->dropped;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+void proxy_watch(proxy *p, const char *pattern)
+{
+    pthread_mutex_lock(&p->mu);
+    snprintf(p->watch, sizeof(p->watch), "%s", pattern ? pattern : "");
+    pthread_mutex_unlock(&p->mu);
+}
+
+int proxy_watched(proxy *p, int64_t *last_ms)
+{
+    pthread_mutex_lock(&p->mu);
+    int n = p->watched;
+    if (last_ms)
+        *last_ms = p->watched_ms;
+    pthread_mutex_unlock(&p->mu);
+    return n;
 }
 
 int proxy_held(proxy *p)

@@ -10,10 +10,14 @@
  *           a black hole);
  *   hold    a message from the client containing a pattern is forwarded only hold_ms later
  *           (a slow statement), and the connection forwards nothing else meanwhile;
+ *   drop    a message from the client containing a pattern is not forwarded and its connection
+ *           is closed on both sides (a connection lost right after a command was sent), up to
+ *           a number of times, within a window of monotonic time;
  *   up      new connections are proxied again; stalled ones stay stalled, as after a partition.
- * A pattern is looked for in each chunk read from the client, so it must not be split across
- * TCP segments: the protocol messages of the services are written whole, and a statement name
- * or a command is short.
+ * The proxy can also watch for a pattern (how often it was sent, and when last), without
+ * changing anything. A pattern is looked for in each chunk read from the client, so it must not be
+ * split across TCP segments: the protocol messages of the services are written whole, and a
+ * statement name or a command is short.
  *
  * Functions assert (Criterion) when the proxy cannot be set up. Thread-safe: the faults are
  * switched from the test's thread while the proxy's threads forward.
@@ -43,7 +47,13 @@ typedef struct proxy {
     pthread_mutex_t mu;
     char hold[PROXY_PATTERN]; /* under mu; "" when nothing is held */
     int hold_ms;
-    int held_msgs; /* messages held so far */
+    int held_msgs;            /* messages held so far */
+    char drop[PROXY_PATTERN]; /* under mu; "" when nothing is dropped */
+    int64_t drop_from_ms, drop_until_ms;
+    int drops_left, dropped;
+    char watch[PROXY_PATTERN]; /* under mu; "" when nothing is watched */
+    int watched;
+    int64_t watched_ms;
     int socks[2 * PROXY_CONNS], nsocks, pumps;
     int silent[64], nsilent;       /* accepted while stalled, never answered */
     proxy_pump *live[PROXY_CONNS]; /* running pumps */
@@ -66,6 +76,21 @@ void proxy_up(proxy *p);
 
 /* Holds every client message containing pattern for hold_ms from now on (NULL: stop holding). */
 void proxy_hold(proxy *p, const char *pattern, int hold_ms);
+
+/*
+ * Drops the connection of the next count client messages containing pattern (NULL: stop) that
+ * are sent between from_ms and until_ms (monotonic, common/now.h; 0 and INT64_MAX: always).
+ */
+void proxy_drop(proxy *p, const char *pattern, int count, int64_t from_ms, int64_t until_ms);
+
+/* Connections dropped so far. */
+int proxy_dropped(proxy *p);
+
+/* Counts the client messages containing pattern from now on (NULL: stop). */
+void proxy_watch(proxy *p, const char *pattern);
+
+/* How many were seen so far; *last_ms (may be NULL) the monotonic time of the last one. */
+int proxy_watched(proxy *p, int64_t *last_ms);
 
 /* Messages held so far, and connections accepted while stalled. */
 int proxy_held(proxy *p);
