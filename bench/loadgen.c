@@ -15,6 +15,7 @@
  * request, the check of the reply and the report.
  */
 #include "err.h"
+#include "gclient.h"
 #include "load.h"
 #include "tally/v1/commands.pb-c.h"
 
@@ -29,7 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define METHOD          "/tally.v1.ComplaintCommands/CreateComplaint"
+#define METHOD          GC_COMMANDS("CreateComplaint")
 #define CALL_TIMEOUT_S  30
 #define MAX_CONCURRENCY 10000
 #define MAX_SAMPLES     (64u << 20) /* latencies kept; beyond that calls are counted only */

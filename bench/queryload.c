@@ -37,10 +37,10 @@
  */
 #define _GNU_SOURCE /* strptime */
 #include "err.h"
+#include "gclient.h"
 #include "load.h"
 #include "tally/v1/dashboard.pb-c.h"
 
-#include "tally/v1/dashboard.pb-c.h"
 #include <getopt.h>
 #include <grpc/byte_buffer_reader.h>
 #include <inttypes.h>
@@ -52,7 +52,7 @@
 #include <strings.h>
 #include <time.h>
 
-#define SERVICE         "/tally.v1.Dashboard/"
+#define SERVICE         GC_DASHBOARD("")
 #define MAX_CONCURRENCY 10000
 #define MAX_CONNECTIONS LOAD_CONNECTIONS_MAX
 #define MAX_TENANTS     64

@@ -19,6 +19,10 @@
 
 typedef struct gc_client gc_client;
 
+/* The method paths of Tally's two services: GC_COMMANDS("CreateComplaint"). */
+#define GC_COMMANDS(m)  "/tally.v1.ComplaintCommands/" m
+#define GC_DASHBOARD(m) "/tally.v1.Dashboard/" m
+
 typedef struct gc_result {
     int code;
     char details[1024];

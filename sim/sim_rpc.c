@@ -13,8 +13,8 @@ int rpc_put_tenant(gc_client *c, const world_tenant *t, int *changed, gc_status 
     tenant.tenant_id = (char *)t->id;
     tenant.name = (char *)t->name;
     tenant.time_zone = (char *)t->zone;
-    rc = gc_call_msg(c, RPC_PUT_TENANT, &tenant.base, &tally__v1__put_tenant_reply__descriptor,
-                     NULL, PUT_DEADLINE_MS, &reply, st);
+    rc = gc_call_msg(c, GC_COMMANDS("PutTenant"), &tenant.base,
+                     &tally__v1__put_tenant_reply__descriptor, NULL, PUT_DEADLINE_MS, &reply, st);
     if (rc != 0)
         return rc;
     *changed += ((Tally__V1__PutTenantReply *)reply)->changed;
@@ -24,8 +24,9 @@ int rpc_put_tenant(gc_client *c, const world_tenant *t, int *changed, gc_status 
         cat.tenant_id = (char *)t->id;
         cat.category_id = (char *)t->categories[i]->id;
         cat.name = (char *)t->categories[i]->name;
-        rc = gc_call_msg(c, RPC_PUT_CATEGORY, &cat.base, &tally__v1__put_category_reply__descriptor,
-                         NULL, PUT_DEADLINE_MS, &reply, st);
+        rc = gc_call_msg(c, GC_COMMANDS("PutCategory"), &cat.base,
+                         &tally__v1__put_category_reply__descriptor, NULL, PUT_DEADLINE_MS, &reply,
+                         st);
         if (rc != 0)
             return rc;
         *changed += ((Tally__V1__PutCategoryReply *)reply)->changed;
@@ -36,8 +37,9 @@ int rpc_put_tenant(gc_client *c, const world_tenant *t, int *changed, gc_status 
         agent.tenant_id = (char *)t->id;
         agent.agent_id = (char *)t->agent_ids[i];
         agent.name = (char *)t->agent_names[i];
-        rc = gc_call_msg(c, RPC_PUT_AGENT, &agent.base, &tally__v1__put_agent_reply__descriptor,
-                         NULL, PUT_DEADLINE_MS, &reply, st);
+        rc =
+            gc_call_msg(c, GC_COMMANDS("PutAgent"), &agent.base,
+                        &tally__v1__put_agent_reply__descriptor, NULL, PUT_DEADLINE_MS, &reply, st);
         if (rc != 0)
             return rc;
         *changed += ((Tally__V1__PutAgentReply *)reply)->changed;

@@ -14,16 +14,6 @@
 #include "gclient.h"
 #include "sim_world.h"
 
-/* Method paths of tally.v1.ComplaintCommands. */
-#define RPC_PUT_TENANT    "/tally.v1.ComplaintCommands/PutTenant"
-#define RPC_PUT_CATEGORY  "/tally.v1.ComplaintCommands/PutCategory"
-#define RPC_PUT_AGENT     "/tally.v1.ComplaintCommands/PutAgent"
-#define RPC_CREATE        "/tally.v1.ComplaintCommands/CreateComplaint"
-#define RPC_ASSIGN        "/tally.v1.ComplaintCommands/AssignComplaint"
-#define RPC_CHANGE_STATUS "/tally.v1.ComplaintCommands/ChangeStatus"
-#define RPC_GET_COMPLAINT "/tally.v1.ComplaintCommands/GetComplaint"
-#define RPC_IMPORT        "/tally.v1.ComplaintCommands/ImportComplaints"
-
 /*
  * Puts t, its categories and its agents, stopping at the first failure. changed counts the
  * puts that changed something. 0, or -1 with st saying why.

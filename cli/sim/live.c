@@ -187,7 +187,7 @@ static int reread(live_run *run, int i)
     req.tenant_id = (char *)t->id;
     req.complaint_id = it->id;
     int rc =
-        gc_call_msg(run->c, RPC_GET_COMPLAINT, &req.base,
+        gc_call_msg(run->c, GC_COMMANDS("GetComplaint"), &req.base,
                     &tally__v1__get_complaint_reply__descriptor, NULL, LIVE_DEADLINE_MS, &msg, &st);
     if ((rc = outcome(run, rc, &st, "GetComplaint")) != 0)
         return rc;
@@ -232,9 +232,9 @@ static int create(live_run *run)
     req.title = g->title;
     req.description = g->description;
     req.customer_id = g->customer;
-    int rc =
-        gc_call_msg(run->c, RPC_CREATE, &req.base, &tally__v1__create_complaint_reply__descriptor,
-                    NULL, LIVE_DEADLINE_MS, &msg, &st);
+    int rc = gc_call_msg(run->c, GC_COMMANDS("CreateComplaint"), &req.base,
+                         &tally__v1__create_complaint_reply__descriptor, NULL, LIVE_DEADLINE_MS,
+                         &msg, &st);
     rc = outcome(run, rc, &st, "CreateComplaint");
     run->create_pending = rc == 2;
     if (rc != 0)
@@ -264,9 +264,9 @@ static int assign(live_run *run, int i, int agent)
     req.complaint_id = it->id;
     req.agent_id = (char *)t->agent_ids[agent];
     req.expected_version = it->version;
-    int rc =
-        gc_call_msg(run->c, RPC_ASSIGN, &req.base, &tally__v1__assign_complaint_reply__descriptor,
-                    NULL, LIVE_DEADLINE_MS, &msg, &st);
+    int rc = gc_call_msg(run->c, GC_COMMANDS("AssignComplaint"), &req.base,
+                         &tally__v1__assign_complaint_reply__descriptor, NULL, LIVE_DEADLINE_MS,
+                         &msg, &st);
     if ((rc = outcome(run, rc, &st, "AssignComplaint")) != 0)
         return rc;
     run->counts[it->agent < 0 ? N_ASSIGNED : N_REASSIGNED]++;
@@ -291,7 +291,7 @@ static int change(live_run *run, int i, int status, const char *actor, const cha
     req.actor = (char *)actor;
     req.note = (char *)note;
     int rc =
-        gc_call_msg(run->c, RPC_CHANGE_STATUS, &req.base,
+        gc_call_msg(run->c, GC_COMMANDS("ChangeStatus"), &req.base,
                     &tally__v1__change_status_reply__descriptor, NULL, LIVE_DEADLINE_MS, &msg, &st);
     if ((rc = outcome(run, rc, &st, "ChangeStatus")) != 0)
         return rc;

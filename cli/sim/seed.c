@@ -162,8 +162,9 @@ static int import(seed_run *run, gc_client *c, const world_tenant *t,
     ProtobufCMessage *msg = NULL;
     gc_status st;
     for (int attempt = 0;; attempt++) {
-        if (gc_call_msg(c, RPC_IMPORT, &req.base, &tally__v1__import_complaints_reply__descriptor,
-                        NULL, SEED_DEADLINE_MS, &msg, &st) == 0)
+        if (gc_call_msg(c, GC_COMMANDS("ImportComplaints"), &req.base,
+                        &tally__v1__import_complaints_reply__descriptor, NULL, SEED_DEADLINE_MS,
+                        &msg, &st) == 0)
             break;
         if (st.code == TALLY_GRPC_ABORTED &&
             attempt < SEED_RETRIES) { /* "retry", says the server */
@@ -254,8 +255,9 @@ static int import_first(seed_run *run, gc_client *c, const world_tenant *t, bool
     req.tenant_id = (char *)t->id;
     req.complaints = one;
     req.n_complaints = 1;
-    int rc = gc_call_msg(c, RPC_IMPORT, &req.base, &tally__v1__import_complaints_reply__descriptor,
-                         NULL, SEED_PROBE_MS, &msg, st);
+    int rc =
+        gc_call_msg(c, GC_COMMANDS("ImportComplaints"), &req.base,
+                    &tally__v1__import_complaints_reply__descriptor, NULL, SEED_PROBE_MS, &msg, st);
     if (rc == 0) {
         Tally__V1__ImportComplaintsReply *rep = (Tally__V1__ImportComplaintsReply *)msg;
         *existed = rep->n_results == 1 && rep->results[0]->already_existed;
@@ -281,8 +283,8 @@ static int created_of(gc_client *c, const world_tenant *t, const char *message, 
     req.tenant_id = (char *)t->id;
     req.complaint_id = id;
     int rc =
-        gc_call_msg(c, RPC_GET_COMPLAINT, &req.base, &tally__v1__get_complaint_reply__descriptor,
-                    NULL, SEED_PROBE_MS, &msg, st);
+        gc_call_msg(c, GC_COMMANDS("GetComplaint"), &req.base,
+                    &tally__v1__get_complaint_reply__descriptor, NULL, SEED_PROBE_MS, &msg, st);
     if (rc != 0)
         return rc;
     const Tally__V1__Complaint *cp = ((Tally__V1__GetComplaintReply *)msg)->complaint;

@@ -14,7 +14,6 @@
 #include <string.h>
 #include <sys/random.h>
 
-#define CMD(m)        "/tally.v1.ComplaintCommands/" m
 #define OUT_LIMIT     (1u << 20)
 #define HISTORY_LIMIT 100000 /* entries; a complaint with more is cut, saying so */
 #define HISTORY_PAGES 1000   /* pages, against a server that never says "last page" */
@@ -114,7 +113,7 @@ int cli_run_tenant_put(const cli *c)
         !(req.name = (char *)cli_need(c, OPT_NAME)) ||
         !(req.time_zone = (char *)cli_need(c, OPT_TIME_ZONE)))
         return EXIT_USAGE;
-    return run_put(c, CMD("PutTenant"), &req.base, &tally__v1__put_tenant_reply__descriptor,
+    return run_put(c, GC_COMMANDS("PutTenant"), &req.base, &tally__v1__put_tenant_reply__descriptor,
                    "tenant", NULL);
 }
 
@@ -125,8 +124,8 @@ int cli_run_category_put(const cli *c)
         !(req.category_id = (char *)cli_need(c, OPT_ID)) ||
         !(req.name = (char *)cli_need(c, OPT_NAME)))
         return EXIT_USAGE;
-    return run_put(c, CMD("PutCategory"), &req.base, &tally__v1__put_category_reply__descriptor,
-                   "category", req.category_id);
+    return run_put(c, GC_COMMANDS("PutCategory"), &req.base,
+                   &tally__v1__put_category_reply__descriptor, "category", req.category_id);
 }
 
 int cli_run_agent_put(const cli *c)
@@ -136,8 +135,8 @@ int cli_run_agent_put(const cli *c)
         !(req.agent_id = (char *)cli_need(c, OPT_ID)) ||
         !(req.name = (char *)cli_need(c, OPT_NAME)))
         return EXIT_USAGE;
-    return run_put(c, CMD("PutAgent"), &req.base, &tally__v1__put_agent_reply__descriptor, "agent",
-                   req.agent_id);
+    return run_put(c, GC_COMMANDS("PutAgent"), &req.base, &tally__v1__put_agent_reply__descriptor,
+                   "agent", req.agent_id);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -218,7 +217,7 @@ int cli_run_create(const cli *c)
     }
     if (!(gc = cli_connect(c, c->command, 0)))
         return EXIT_FAIL;
-    rc = cli_call(c, gc, CMD("CreateComplaint"), &req.base,
+    rc = cli_call(c, gc, GC_COMMANDS("CreateComplaint"), &req.base,
                   &tally__v1__create_complaint_reply__descriptor, (ProtobufCMessage **)&rep);
     if (rc == EXIT_OK) {
         rc = print_write(c, "created", rep->complaint_id, rep->version, "created_at_ms",
@@ -238,7 +237,7 @@ static int current_version(const cli *c, gc_client *gc, const char *tenant, int6
     int rc;
     req.tenant_id = (char *)tenant;
     req.complaint_id = id;
-    rc = cli_call(c, gc, CMD("GetComplaint"), &req.base,
+    rc = cli_call(c, gc, GC_COMMANDS("GetComplaint"), &req.base,
                   &tally__v1__get_complaint_reply__descriptor, (ProtobufCMessage **)&rep);
     if (rc != EXIT_OK)
         return rc;
@@ -279,7 +278,7 @@ int cli_run_assign(const cli *c)
     if (!req.expected_version &&
         (rc = current_version(c, gc, tenant, req.complaint_id, &req.expected_version)))
         goto out;
-    rc = cli_call(c, gc, CMD("AssignComplaint"), &req.base,
+    rc = cli_call(c, gc, GC_COMMANDS("AssignComplaint"), &req.base,
                   &tally__v1__assign_complaint_reply__descriptor, (ProtobufCMessage **)&rep);
     if (rc != EXIT_OK)
         goto out;
@@ -329,7 +328,7 @@ int cli_run_move(const cli *c)
     if (!req.expected_version &&
         (rc = current_version(c, gc, tenant, req.complaint_id, &req.expected_version)))
         goto out;
-    rc = cli_call(c, gc, CMD("ChangeStatus"), &req.base,
+    rc = cli_call(c, gc, GC_COMMANDS("ChangeStatus"), &req.base,
                   &tally__v1__change_status_reply__descriptor, (ProtobufCMessage **)&rep);
     if (rc != EXIT_OK)
         goto out;
@@ -411,7 +410,7 @@ int cli_run_get(const cli *c)
     req.tenant_id = (char *)tenant;
     if (!(gc = cli_connect(c, c->command, 0)))
         return EXIT_FAIL;
-    rc = cli_call(c, gc, CMD("GetComplaint"), &req.base,
+    rc = cli_call(c, gc, GC_COMMANDS("GetComplaint"), &req.base,
                   &tally__v1__get_complaint_reply__descriptor, (ProtobufCMessage **)&rep);
     if (rc == EXIT_OK) {
         tx_init(&b, OUT_LIMIT);
@@ -478,7 +477,7 @@ int cli_run_history(const cli *c)
         tx_printf(&b, "{\"complaint_id\":%" PRId64 ",\"entries\":[", req.complaint_id);
     do {
         req.page_token = token ? token : (char *)"";
-        rc = cli_call(c, gc, CMD("ListStatusHistory"), &req.base,
+        rc = cli_call(c, gc, GC_COMMANDS("ListStatusHistory"), &req.base,
                       &tally__v1__list_status_history_reply__descriptor, (ProtobufCMessage **)&rep);
         free(token);
         token = NULL;

@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define METHOD      "/tally.v1.Dashboard/GetDashboard"
+#define METHOD      GC_DASHBOARD("GetDashboard")
 #define MAX_ROWS    100 /* --limit: the server's own bound on each table */
 #define DAY_DAYS    400 /* the longest range with day buckets */
 #define LONG_DAYS   1827

@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DASH(m)     "/tally.v1.Dashboard/" m
 #define DEADLINE_MS 10000
 #define APPLY_MS    120000 /* the longest wait for the projector to apply the seeded tenant */
 #define HOUR_MS     3600000LL
@@ -40,17 +39,18 @@ typedef struct rpc {
 } rpc;
 
 static const rpc rpcs[] = {
-    { DASH("GetDashboard"), &tally__v1__get_dashboard_request__descriptor,
+    { GC_DASHBOARD("GetDashboard"), &tally__v1__get_dashboard_request__descriptor,
       &tally__v1__get_dashboard_reply__descriptor },
-    { DASH("GetOverview"), &tally__v1__get_overview_request__descriptor,
+    { GC_DASHBOARD("GetOverview"), &tally__v1__get_overview_request__descriptor,
       &tally__v1__get_overview_reply__descriptor },
-    { DASH("GetVolumeTrend"), &tally__v1__get_volume_trend_request__descriptor,
+    { GC_DASHBOARD("GetVolumeTrend"), &tally__v1__get_volume_trend_request__descriptor,
       &tally__v1__get_volume_trend_reply__descriptor },
-    { DASH("GetResolutionStats"), &tally__v1__get_resolution_stats_request__descriptor,
+    { GC_DASHBOARD("GetResolutionStats"), &tally__v1__get_resolution_stats_request__descriptor,
       &tally__v1__get_resolution_stats_reply__descriptor },
-    { DASH("GetAgentPerformance"), &tally__v1__get_agent_performance_request__descriptor,
+    { GC_DASHBOARD("GetAgentPerformance"), &tally__v1__get_agent_performance_request__descriptor,
       &tally__v1__get_agent_performance_reply__descriptor },
-    { DASH("GetCategoryDistribution"), &tally__v1__get_category_distribution_request__descriptor,
+    { GC_DASHBOARD("GetCategoryDistribution"),
+      &tally__v1__get_category_distribution_request__descriptor,
       &tally__v1__get_category_distribution_reply__descriptor },
 };
 #define NRPCS (sizeof(rpcs) / sizeof(rpcs[0]))

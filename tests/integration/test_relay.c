@@ -97,7 +97,8 @@ static void *create_many(void *arg)
         req.priority = TALLY__V1__PRIORITY__PRIORITY_LOW;
         req.title = "Slow response";
         req.customer_id = "cust-2";
-        if (gc_call(c, CMD("CreateComplaint"), &req.base, NULL, 10000, &r) != 0 || r.code != 0)
+        if (gc_call(c, GC_COMMANDS("CreateComplaint"), &req.base, NULL, 10000, &r) != 0 ||
+            r.code != 0)
             w->failed++;
         gc_result_release(&r);
     }
@@ -380,7 +381,7 @@ Test(relay, an_unpackable_row_holds_back_its_complaint)
     cr.title = "Broken";
     cr.customer_id = "cust-9";
     gc_result r;
-    cr_assert_eq(rl_call(c, CMD("CreateComplaint"), &cr.base, &r), 0, "%s", r.details);
+    cr_assert_eq(rl_call(c, GC_COMMANDS("CreateComplaint"), &cr.base, &r), 0, "%s", r.details);
     Tally__V1__CreateComplaintReply *rep =
         tally__v1__create_complaint_reply__unpack(NULL, r.len, r.data);
     gc_result_release(&r);
@@ -404,7 +405,7 @@ Test(relay, an_unpackable_row_holds_back_its_complaint)
     ch.actor = "a1";
     ch.status = TALLY__V1__STATUS__STATUS_RESOLVED;
     ch.expected_version = 2;
-    cr_assert_eq(rl_call(c, CMD("ChangeStatus"), &ch.base, &r), 0, "%s", r.details);
+    cr_assert_eq(rl_call(c, GC_COMMANDS("ChangeStatus"), &ch.base, &r), 0, "%s", r.details);
     gc_result_release(&r);
     rl_lifecycles(c, tenant, "others", 2); /* committed after X's v3: published past it */
 

@@ -275,8 +275,8 @@ static void close_all(gc_client *c, const char *tenant, const char *prefix, int 
         ch.expected_version = 4;
         PQclear(r);
         gc_result res;
-        cr_assert_eq(rl_call(c, CMD("ChangeStatus"), &ch.base, &res), 0, "closing %s: %s", key,
-                     res.details);
+        cr_assert_eq(rl_call(c, GC_COMMANDS("ChangeStatus"), &ch.base, &res), 0, "closing %s: %s",
+                     key, res.details);
         gc_result_release(&res);
     }
     PQfinish(pg);

@@ -77,8 +77,8 @@ static int64_t create(const char *tenant, const char *cat, int prio)
     q.priority = prio;
     q.title = "t";
     q.customer_id = "cust";
-    Tally__V1__CreateComplaintReply *r =
-        call(CMD("CreateComplaint"), &q.base, &tally__v1__create_complaint_reply__descriptor);
+    Tally__V1__CreateComplaintReply *r = call(GC_COMMANDS("CreateComplaint"), &q.base,
+                                              &tally__v1__create_complaint_reply__descriptor);
     int64_t id = r->complaint_id;
     cr_assert_lt(id, 4096);
     versions[id] = r->version;
@@ -93,8 +93,8 @@ static void assign(const char *tenant, int64_t id, const char *agent)
     q.complaint_id = id;
     q.agent_id = (char *)agent;
     q.expected_version = versions[id];
-    Tally__V1__AssignComplaintReply *r =
-        call(CMD("AssignComplaint"), &q.base, &tally__v1__assign_complaint_reply__descriptor);
+    Tally__V1__AssignComplaintReply *r = call(GC_COMMANDS("AssignComplaint"), &q.base,
+                                              &tally__v1__assign_complaint_reply__descriptor);
     versions[id] = r->version;
     protobuf_c_message_free_unpacked(&r->base, NULL);
 }
@@ -108,7 +108,7 @@ static void move(const char *tenant, int64_t id, int to)
     q.actor = "test";
     q.expected_version = versions[id];
     Tally__V1__ChangeStatusReply *r =
-        call(CMD("ChangeStatus"), &q.base, &tally__v1__change_status_reply__descriptor);
+        call(GC_COMMANDS("ChangeStatus"), &q.base, &tally__v1__change_status_reply__descriptor);
     versions[id] = r->version;
     protobuf_c_message_free_unpacked(&r->base, NULL);
 }
@@ -161,7 +161,8 @@ static void rename_category(const char *tenant, const char *id, const char *name
     q.category_id = (char *)id;
     q.name = (char *)name;
     protobuf_c_message_free_unpacked(
-        call(CMD("PutCategory"), &q.base, &tally__v1__put_category_reply__descriptor), NULL);
+        call(GC_COMMANDS("PutCategory"), &q.base, &tally__v1__put_category_reply__descriptor),
+        NULL);
 }
 
 /* Imports 50 days of histories for tenant imp with the real simulator. */

@@ -16,10 +16,6 @@
 
 #include <stdbool.h>
 
-/* The method paths of the two services (fixture.h spells CMD the same way). */
-#define CMD(m)  "/tally.v1.ComplaintCommands/" m
-#define DASH(m) "/tally.v1.Dashboard/" m
-
 /*
  * Calls method on c and asserts the reply is OK and decodes with reply_desc; the message of a
  * failure names method and "CODE: details". Returns the reply: caller frees with call_free.

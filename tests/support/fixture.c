@@ -50,7 +50,7 @@ void fx_seed_tenant(gc_client *c, const char *tenant, const char *tz)
     t.tenant_id = (char *)tenant;
     t.name = "Test tenant";
     t.time_zone = (char *)tz;
-    ok(c, CMD("PutTenant"), &t.base);
+    ok(c, GC_COMMANDS("PutTenant"), &t.base);
     const char *ids[] = { "c1", "c2" };
     for (int i = 0; i < 2; i++) {
         Tally__V1__PutCategoryRequest cat = TALLY__V1__PUT_CATEGORY_REQUEST__INIT;
@@ -60,10 +60,10 @@ void fx_seed_tenant(gc_client *c, const char *tenant, const char *tz)
         cat.tenant_id = (char *)tenant;
         cat.category_id = (char *)ids[i];
         cat.name = "Category";
-        ok(c, CMD("PutCategory"), &cat.base);
+        ok(c, GC_COMMANDS("PutCategory"), &cat.base);
         ag.tenant_id = (char *)tenant;
         ag.agent_id = agent;
         ag.name = "Agent";
-        ok(c, CMD("PutAgent"), &ag.base);
+        ok(c, GC_COMMANDS("PutAgent"), &ag.base);
     }
 }

@@ -29,6 +29,4 @@ const char *fx_tenant(char *buf, size_t len);
  */
 void fx_seed_tenant(gc_client *c, const char *tenant, const char *tz);
 
-#define CMD(m) "/tally.v1.ComplaintCommands/" m
-
 #endif

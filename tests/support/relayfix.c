@@ -100,7 +100,7 @@ int rl_lifecycle(gc_client *c, const char *tenant, const char *key, char *why, s
     cr.priority = TALLY__V1__PRIORITY__PRIORITY_HIGH;
     cr.title = "The printer is on fire";
     cr.customer_id = "cust-1";
-    if ((rc = rl_call(c, CMD("CreateComplaint"), &cr.base, &r)) != 0)
+    if ((rc = rl_call(c, GC_COMMANDS("CreateComplaint"), &cr.base, &r)) != 0)
         goto out_fail;
     Tally__V1__CreateComplaintReply *rep =
         tally__v1__create_complaint_reply__unpack(NULL, r.len, r.data);
@@ -113,18 +113,18 @@ int rl_lifecycle(gc_client *c, const char *tenant, const char *key, char *why, s
     tally__v1__create_complaint_reply__free_unpacked(rep, NULL);
     as.agent_id = "a1";
     as.expected_version = 1;
-    if ((rc = rl_call(c, CMD("AssignComplaint"), &as.base, &r)) != 0)
+    if ((rc = rl_call(c, GC_COMMANDS("AssignComplaint"), &as.base, &r)) != 0)
         goto out_fail;
     gc_result_release(&r);
     ch.actor = "a1";
     ch.status = TALLY__V1__STATUS__STATUS_IN_PROGRESS;
     ch.expected_version = 2;
-    if ((rc = rl_call(c, CMD("ChangeStatus"), &ch.base, &r)) != 0)
+    if ((rc = rl_call(c, GC_COMMANDS("ChangeStatus"), &ch.base, &r)) != 0)
         goto out_fail;
     gc_result_release(&r);
     ch.status = TALLY__V1__STATUS__STATUS_RESOLVED;
     ch.expected_version = 3;
-    if ((rc = rl_call(c, CMD("ChangeStatus"), &ch.base, &r)) != 0)
+    if ((rc = rl_call(c, GC_COMMANDS("ChangeStatus"), &ch.base, &r)) != 0)
         goto out_fail;
     gc_result_release(&r);
     return 0;

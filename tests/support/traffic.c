@@ -225,8 +225,8 @@ static void create(worker *w)
     for (int tries = 0; !stopping(t); tries++) { /* the same request, the same key */
         if (tries)
             count(t, &t->st.retried, 1);
-        int rc =
-            call(w, RPC_CREATE, &req.base, &tally__v1__create_complaint_reply__descriptor, &msg);
+        int rc = call(w, GC_COMMANDS("CreateComplaint"), &req.base,
+                      &tally__v1__create_complaint_reply__descriptor, &msg);
         if (rc == C_TRANSIENT) {
             sleep_ms(RETRY_PAUSE_MS);
             continue;
@@ -265,8 +265,8 @@ static bool reread(worker *w, item *it)
         if (tries)
             count(t, &t->st.retried, 1);
         count(t, &t->st.rereads, 1);
-        int rc = call(w, RPC_GET_COMPLAINT, &req.base, &tally__v1__get_complaint_reply__descriptor,
-                      &msg);
+        int rc = call(w, GC_COMMANDS("GetComplaint"), &req.base,
+                      &tally__v1__get_complaint_reply__descriptor, &msg);
         if (rc == C_TRANSIENT) {
             sleep_ms(RETRY_PAUSE_MS);
             continue;
@@ -327,7 +327,8 @@ static int step(worker *w, item *it)
         req.complaint_id = it->id;
         req.agent_id = (char *)wt->agent_ids[agent];
         req.expected_version = it->version;
-        rc = call(w, RPC_ASSIGN, &req.base, &tally__v1__assign_complaint_reply__descriptor, &msg);
+        rc = call(w, GC_COMMANDS("AssignComplaint"), &req.base,
+                  &tally__v1__assign_complaint_reply__descriptor, &msg);
         if (rc == C_OK)
             version = ((Tally__V1__AssignComplaintReply *)msg)->version;
     } else {
@@ -338,8 +339,8 @@ static int step(worker *w, item *it)
         req.expected_version = it->version;
         req.actor = it->agent >= 0 ? (char *)wt->agent_ids[it->agent] : "support-desk";
         req.note = status == RESOLVED ? (char *)gen_fix_note(wt, it->category, r) : "";
-        rc = call(w, RPC_CHANGE_STATUS, &req.base, &tally__v1__change_status_reply__descriptor,
-                  &msg);
+        rc = call(w, GC_COMMANDS("ChangeStatus"), &req.base,
+                  &tally__v1__change_status_reply__descriptor, &msg);
         if (rc == C_OK)
             version = ((Tally__V1__ChangeStatusReply *)msg)->version;
     }
@@ -408,8 +409,8 @@ static void import(worker *w)
     for (int tries = 0; !stopping(t); tries++) { /* the same batch: its keys make it a no-op */
         if (tries)
             count(t, &t->st.retried, 1);
-        int rc =
-            call(w, RPC_IMPORT, &req.base, &tally__v1__import_complaints_reply__descriptor, &msg);
+        int rc = call(w, GC_COMMANDS("ImportComplaints"), &req.base,
+                      &tally__v1__import_complaints_reply__descriptor, &msg);
         if (rc == C_TRANSIENT) {
             sleep_ms(RETRY_PAUSE_MS);
             continue;

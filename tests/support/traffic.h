@@ -2,11 +2,11 @@
  * traffic: continuous write traffic against command-svc replicas, with a ledger of every
  * command that got OK, and the checks of that ledger against PostgreSQL and the read model.
  *
- * The complaints come from tally-sim's world and generator (cli/sim_world.h, cli/sim_gen.h:
+ * The complaints come from tally-sim's world and generator (sim/sim_world.h, sim/sim_gen.h:
  * tenants in their time zones with their categories and agents); the tenants' reference data
  * is put first. Worker threads, each with a connection to every replica, then send:
  *   - CreateComplaint with an idempotency key; a call that failed in transit (UNAVAILABLE,
- *     DEADLINE_EXCEEDED, CANCELLED: rpc_transient) is sent again with the same key;
+ *     DEADLINE_EXCEEDED, CANCELLED: gc_transient) is sent again with the same key;
  *   - AssignComplaint and ChangeStatus of complaints created by the run (a working set shared
  *     by the workers, so two may race for one complaint), with the version last seen as
  *     expected_version; ABORTED or FAILED_PRECONDITION, and a failure in transit (whose outcome

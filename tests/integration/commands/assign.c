@@ -80,7 +80,8 @@ Test(commands, assign_refusals)
     pa.tenant_id = other;
     pa.agent_id = "theirs";
     pa.name = "Not ours";
-    call_free(tc_call_ok(CMD("PutAgent"), &pa.base, &tally__v1__put_agent_reply__descriptor));
+    call_free(
+        tc_call_ok(GC_COMMANDS("PutAgent"), &pa.base, &tally__v1__put_agent_reply__descriptor));
     tc_repeat(long_id, 'a', 65);
     long long id = tc_create_ok(t, "k1");
     counts before = tc_count_rows(t);
@@ -109,7 +110,7 @@ Test(commands, assign_refusals)
             tc_assign_req(cases[i].tenant, cases[i].id, cases[i].agent, cases[i].expected);
         char what[64];
         snprintf(what, sizeof(what), "AssignComplaint case %zu", i);
-        gc_status r = tc_call(CMD("AssignComplaint"), &req.base);
+        gc_status r = tc_call(GC_COMMANDS("AssignComplaint"), &req.base);
         call_check_refusal(what, r.code, r.details, cases[i].code, cases[i].field);
         if (cases[i].code == TALLY_GRPC_ABORTED)
             cr_assert(strstr(r.details, "version 1"), "ABORTED must say the current version: %s",
@@ -125,7 +126,7 @@ Test(commands, assign_refusals)
     const char *agents[] = { "a2", "", "a1" };
     for (int i = 0; i < 3; i++) {
         Tally__V1__AssignComplaintRequest req = tc_assign_req(t, id, agents[i], v);
-        tc_expect("assigning a CLOSED complaint", CMD("AssignComplaint"), &req.base,
+        tc_expect("assigning a CLOSED complaint", GC_COMMANDS("AssignComplaint"), &req.base,
                   TALLY_GRPC_FAILED_PRECONDITION, NULL);
     }
     tc_assert_unchanged(&before, t, "assignments of a CLOSED complaint");

@@ -138,7 +138,7 @@ Test(commands, create_complaint_validation_errors_name_the_field_and_write_nothi
         }
         char what[64];
         snprintf(what, sizeof(what), "CreateComplaint case %zu (%s)", i, cases[i].field);
-        tc_expect(what, CMD("CreateComplaint"), &req.base, TALLY_GRPC_INVALID_ARGUMENT,
+        tc_expect(what, GC_COMMANDS("CreateComplaint"), &req.base, TALLY_GRPC_INVALID_ARGUMENT,
                   cases[i].field);
     }
     tc_assert_unchanged(&before, t, "refused CreateComplaint requests");
@@ -156,20 +156,21 @@ Test(commands, create_complaint_unknown_references_are_not_found)
     pc.tenant_id = other;
     pc.category_id = "only-other";
     pc.name = "Theirs";
-    call_free(tc_call_ok(CMD("PutCategory"), &pc.base, &tally__v1__put_category_reply__descriptor));
+    call_free(tc_call_ok(GC_COMMANDS("PutCategory"), &pc.base,
+                         &tally__v1__put_category_reply__descriptor));
     fx_tenant(ghost, sizeof(ghost));
     counts before = tc_count_rows(t);
 
     Tally__V1__CreateComplaintRequest req = tc_create_req(ghost, "k1");
-    tc_expect("unknown tenant", CMD("CreateComplaint"), &req.base, TALLY_GRPC_NOT_FOUND,
+    tc_expect("unknown tenant", GC_COMMANDS("CreateComplaint"), &req.base, TALLY_GRPC_NOT_FOUND,
               "tenant_id");
     req = tc_create_req(t, "k1");
     req.category_id = "nope";
-    tc_expect("unknown category", CMD("CreateComplaint"), &req.base, TALLY_GRPC_NOT_FOUND,
+    tc_expect("unknown category", GC_COMMANDS("CreateComplaint"), &req.base, TALLY_GRPC_NOT_FOUND,
               "category_id");
     req.category_id = "only-other";
-    tc_expect("category of another tenant", CMD("CreateComplaint"), &req.base, TALLY_GRPC_NOT_FOUND,
-              "category_id");
+    tc_expect("category of another tenant", GC_COMMANDS("CreateComplaint"), &req.base,
+              TALLY_GRPC_NOT_FOUND, "category_id");
     tc_assert_unchanged(&before, t, "CreateComplaint with unknown references");
     tc_assert_nothing_for(ghost, "CreateComplaint for an unknown tenant");
     /* The key stays usable once the category exists. */

@@ -24,7 +24,7 @@ Test(commands, a_tiny_deadline_is_deadline_exceeded_and_a_retry_is_safe)
         snprintf(key, sizeof(key), "k-dl-%d", i);
         Tally__V1__CreateComplaintRequest req = tc_create_req(t, key);
         gc_result r;
-        cr_assert_eq(gc_call(tc_cli, CMD("CreateComplaint"), &req.base, NULL, 1, &r), 0);
+        cr_assert_eq(gc_call(tc_cli, GC_COMMANDS("CreateComplaint"), &req.base, NULL, 1, &r), 0);
         cr_assert(r.code == TALLY_GRPC_DEADLINE_EXCEEDED || r.code == TALLY_GRPC_OK,
                   "1 ms deadline: %s \"%s\"", tally_grpc_code_name(r.code), r.details);
         timed_out += r.code == TALLY_GRPC_DEADLINE_EXCEEDED;
@@ -58,7 +58,7 @@ Test(commands, a_tiny_deadline_is_deadline_exceeded_and_a_retry_is_safe)
     Tally__V1__CreateComplaintRequest req = tc_create_req(t, "k-locked");
     for (int i = 0; i < 3; i++) {
         gc_result g;
-        cr_assert_eq(gc_call(tc_cli, CMD("CreateComplaint"), &req.base, NULL, 1, &g), 0);
+        cr_assert_eq(gc_call(tc_cli, GC_COMMANDS("CreateComplaint"), &req.base, NULL, 1, &g), 0);
         cr_assert_eq(g.code, TALLY_GRPC_DEADLINE_EXCEEDED, "a waiting call: %s \"%s\"",
                      tally_grpc_code_name(g.code), g.details);
         gc_result_release(&g);
@@ -82,7 +82,7 @@ static void *run_move(void *arg)
 {
     bg_move *m = arg;
     Tally__V1__ChangeStatusRequest req = tc_move_req(m->tenant, m->id, IN_PROGRESS, 1);
-    gc_call(tc_cli, CMD("ChangeStatus"), &req.base, NULL, m->deadline_ms, &m->r);
+    gc_call(tc_cli, GC_COMMANDS("ChangeStatus"), &req.base, NULL, m->deadline_ms, &m->r);
     return NULL;
 }
 

@@ -133,7 +133,7 @@ Test(commands, created_local_day_survives_a_time_zone_change)
     pt.name = "Test tenant";
     pt.time_zone = "Etc/GMT+12";
     Tally__V1__PutTenantReply *tr =
-        tc_call_ok(CMD("PutTenant"), &pt.base, &tally__v1__put_tenant_reply__descriptor);
+        tc_call_ok(GC_COMMANDS("PutTenant"), &pt.base, &tally__v1__put_tenant_reply__descriptor);
     cr_assert(tr->changed);
     call_free(tr);
     tc_move_ok(t, id, RESOLVED, 1, NULL);

@@ -250,7 +250,7 @@ Tally__V1__CreateComplaintRequest tc_create_req(const char *tenant, const char *
 
 Tally__V1__CreateComplaintReply *tc_create_rep(const Tally__V1__CreateComplaintRequest *req)
 {
-    return tc_call_ok(CMD("CreateComplaint"), &req->base,
+    return tc_call_ok(GC_COMMANDS("CreateComplaint"), &req->base,
                       &tally__v1__create_complaint_reply__descriptor);
 }
 
@@ -281,7 +281,7 @@ Tally__V1__AssignComplaintReply *tc_assign_rep(const char *tenant, long long id,
 {
     Tally__V1__AssignComplaintRequest req = tc_assign_req(tenant, id, agent, expected);
     Tally__V1__AssignComplaintReply *rep = tc_call_ok(
-        CMD("AssignComplaint"), &req.base, &tally__v1__assign_complaint_reply__descriptor);
+        GC_COMMANDS("AssignComplaint"), &req.base, &tally__v1__assign_complaint_reply__descriptor);
     cr_assert_eq(rep->complaint_id, id);
     return rep;
 }
@@ -311,8 +311,8 @@ long long tc_move_ok(const char *tenant, long long id, int status, long long exp
                      long long *updated_ms)
 {
     Tally__V1__ChangeStatusRequest req = tc_move_req(tenant, id, status, expected);
-    Tally__V1__ChangeStatusReply *rep =
-        tc_call_ok(CMD("ChangeStatus"), &req.base, &tally__v1__change_status_reply__descriptor);
+    Tally__V1__ChangeStatusReply *rep = tc_call_ok(GC_COMMANDS("ChangeStatus"), &req.base,
+                                                   &tally__v1__change_status_reply__descriptor);
     cr_assert_eq(rep->complaint_id, id);
     cr_assert_eq(rep->version, expected + 1);
     cr_assert_gt(rep->updated_at_ms, 0);
@@ -328,8 +328,8 @@ Tally__V1__GetComplaintReply *tc_get_rep(const char *tenant, long long id)
     Tally__V1__GetComplaintRequest req = TALLY__V1__GET_COMPLAINT_REQUEST__INIT;
     req.tenant_id = (char *)tenant;
     req.complaint_id = id;
-    Tally__V1__GetComplaintReply *rep =
-        tc_call_ok(CMD("GetComplaint"), &req.base, &tally__v1__get_complaint_reply__descriptor);
+    Tally__V1__GetComplaintReply *rep = tc_call_ok(GC_COMMANDS("GetComplaint"), &req.base,
+                                                   &tally__v1__get_complaint_reply__descriptor);
     cr_assert(rep->complaint, "GetComplaint: OK without a complaint");
     return rep;
 }
@@ -342,7 +342,7 @@ Tally__V1__ListStatusHistoryReply *tc_history_rep(const char *tenant, long long 
     req.complaint_id = id;
     req.page_size = size;
     req.page_token = (char *)token;
-    return tc_call_ok(CMD("ListStatusHistory"), &req.base,
+    return tc_call_ok(GC_COMMANDS("ListStatusHistory"), &req.base,
                       &tally__v1__list_status_history_reply__descriptor);
 }
 

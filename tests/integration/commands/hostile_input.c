@@ -33,22 +33,22 @@ Test(commands, invalid_utf8_in_free_text_is_refused_and_writes_nothing)
         tc_pb_str(&w, 2, s);
         tc_pb_str(&w, 3, "UTC");
         snprintf(what, sizeof(what), "PutTenant.name #%zu", i);
-        tc_expect_raw(what, CMD("PutTenant"), &w, TALLY_GRPC_INVALID_ARGUMENT, "name");
+        tc_expect_raw(what, GC_COMMANDS("PutTenant"), &w, TALLY_GRPC_INVALID_ARGUMENT, "name");
 
         w.n = 0;
         tc_pb_str(&w, 1, t);
         tc_pb_str(&w, 2, "c-new");
         tc_pb_str(&w, 3, s);
         snprintf(what, sizeof(what), "PutCategory.name #%zu", i);
-        tc_expect_raw(what, CMD("PutCategory"), &w, TALLY_GRPC_INVALID_ARGUMENT, "name");
+        tc_expect_raw(what, GC_COMMANDS("PutCategory"), &w, TALLY_GRPC_INVALID_ARGUMENT, "name");
         snprintf(what, sizeof(what), "PutAgent.name #%zu", i);
-        tc_expect_raw(what, CMD("PutAgent"), &w, TALLY_GRPC_INVALID_ARGUMENT, "name");
+        tc_expect_raw(what, GC_COMMANDS("PutAgent"), &w, TALLY_GRPC_INVALID_ARGUMENT, "name");
         /* Renaming an existing one is refused the same way. */
         w.n = 0;
         tc_pb_str(&w, 1, t);
         tc_pb_str(&w, 2, "c1");
         tc_pb_str(&w, 3, s);
-        tc_expect_raw(what, CMD("PutCategory"), &w, TALLY_GRPC_INVALID_ARGUMENT, "name");
+        tc_expect_raw(what, GC_COMMANDS("PutCategory"), &w, TALLY_GRPC_INVALID_ARGUMENT, "name");
 
         for (int f = 5; f <= 6; f++) {
             w.n = 0;
@@ -61,7 +61,7 @@ Test(commands, invalid_utf8_in_free_text_is_refused_and_writes_nothing)
             tc_pb_str(&w, 7, "cust-1");
             snprintf(what, sizeof(what), "CreateComplaint.%s #%zu",
                      f == 5 ? "title" : "description", i);
-            tc_expect_raw(what, CMD("CreateComplaint"), &w, TALLY_GRPC_INVALID_ARGUMENT,
+            tc_expect_raw(what, GC_COMMANDS("CreateComplaint"), &w, TALLY_GRPC_INVALID_ARGUMENT,
                           f == 5 ? "title" : "description");
         }
 
@@ -73,7 +73,7 @@ Test(commands, invalid_utf8_in_free_text_is_refused_and_writes_nothing)
         tc_pb_str(&w, 5, s);
         tc_pb_str(&w, 6, "agent-7");
         snprintf(what, sizeof(what), "ChangeStatus.note #%zu", i);
-        tc_expect_raw(what, CMD("ChangeStatus"), &w, TALLY_GRPC_INVALID_ARGUMENT, "note");
+        tc_expect_raw(what, GC_COMMANDS("ChangeStatus"), &w, TALLY_GRPC_INVALID_ARGUMENT, "note");
     }
     tc_assert_unchanged(&before, t, "requests with invalid UTF-8");
     tc_assert_nothing_for(t_new, "PutTenant with invalid UTF-8");
@@ -102,7 +102,7 @@ Test(commands, a_nul_byte_inside_a_string_is_refused)
     tc_pb_bytes(&w, 5, "Visible\0hidden", 14);
     tc_pb_str(&w, 6, "d");
     tc_pb_str(&w, 7, "cust-1");
-    tc_expect_raw("CreateComplaint.title with a NUL", CMD("CreateComplaint"), &w,
+    tc_expect_raw("CreateComplaint.title with a NUL", GC_COMMANDS("CreateComplaint"), &w,
                   TALLY_GRPC_INVALID_ARGUMENT, "title");
     tc_assert_unchanged(&before, t, "a title with a NUL byte");
 
@@ -113,7 +113,7 @@ Test(commands, a_nul_byte_inside_a_string_is_refused)
     tc_pb_bytes(&w, 1, id_with_nul, (size_t)n + 5);
     tc_pb_str(&w, 2, "c-nul");
     tc_pb_str(&w, 3, "Name");
-    tc_expect_raw("PutCategory.tenant_id with a NUL", CMD("PutCategory"), &w,
+    tc_expect_raw("PutCategory.tenant_id with a NUL", GC_COMMANDS("PutCategory"), &w,
                   TALLY_GRPC_INVALID_ARGUMENT, "tenant_id");
     tc_assert_unchanged(&before, t, "a tenant id with a NUL byte");
 }
@@ -134,8 +134,8 @@ Test(commands, undecodable_requests_are_invalid_argument)
         { "\x0f", 1 },                                              /* wire type 7 */
         { "\x08\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01", 12 }, /* an 11-byte varint */
     };
-    const char *methods[] = { CMD("PutTenant"), CMD("CreateComplaint"), CMD("ChangeStatus"),
-                              CMD("GetComplaint") };
+    const char *methods[] = { GC_COMMANDS("PutTenant"), GC_COMMANDS("CreateComplaint"),
+                              GC_COMMANDS("ChangeStatus"), GC_COMMANDS("GetComplaint") };
     for (size_t m = 0; m < 4; m++)
         for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
             gc_result r;
@@ -172,18 +172,20 @@ Test(commands, sql_metacharacters_in_free_text_are_stored_byte_exact)
         pt.tenant_id = t;
         pt.name = (char *)h;
         pt.time_zone = "UTC";
-        call_free(tc_call_ok(CMD("PutTenant"), &pt.base, &tally__v1__put_tenant_reply__descriptor));
+        call_free(tc_call_ok(GC_COMMANDS("PutTenant"), &pt.base,
+                             &tally__v1__put_tenant_reply__descriptor));
         Tally__V1__PutCategoryRequest pc = TALLY__V1__PUT_CATEGORY_REQUEST__INIT;
         pc.tenant_id = t;
         pc.category_id = "c1";
         pc.name = (char *)h;
-        call_free(
-            tc_call_ok(CMD("PutCategory"), &pc.base, &tally__v1__put_category_reply__descriptor));
+        call_free(tc_call_ok(GC_COMMANDS("PutCategory"), &pc.base,
+                             &tally__v1__put_category_reply__descriptor));
         Tally__V1__PutAgentRequest pa = TALLY__V1__PUT_AGENT_REQUEST__INIT;
         pa.tenant_id = t;
         pa.agent_id = "a1";
         pa.name = (char *)h;
-        call_free(tc_call_ok(CMD("PutAgent"), &pa.base, &tally__v1__put_agent_reply__descriptor));
+        call_free(
+            tc_call_ok(GC_COMMANDS("PutAgent"), &pa.base, &tally__v1__put_agent_reply__descriptor));
         PGresult *r = tc_sql("SELECT (SELECT name FROM tenants WHERE tenant_id = $1),"
                              " (SELECT name FROM categories WHERE tenant_id = $1 AND"
                              "  category_id = 'c1'),"
@@ -208,8 +210,8 @@ Test(commands, sql_metacharacters_in_free_text_are_stored_byte_exact)
 
         Tally__V1__ChangeStatusRequest cs = tc_move_req(t, id, IN_PROGRESS, 1);
         cs.note = (char *)h;
-        call_free(
-            tc_call_ok(CMD("ChangeStatus"), &cs.base, &tally__v1__change_status_reply__descriptor));
+        call_free(tc_call_ok(GC_COMMANDS("ChangeStatus"), &cs.base,
+                             &tally__v1__change_status_reply__descriptor));
         Tally__V1__ListStatusHistoryReply *hist = tc_history_rep(t, id, 0, "");
         cr_assert_eq(hist->n_entries, 2);
         cr_assert_str_eq(hist->entries[1]->note, h);
@@ -246,10 +248,10 @@ Test(commands, sql_metacharacters_in_ids_are_refused_and_write_nothing)
     for (size_t i = 0; i < NHOSTILE_IDS; i++) {
         char *h = (char *)hostile_ids[i];
         char what[96];
-#define REFUSED(method, msg, field)                                                    \
-    do {                                                                               \
-        snprintf(what, sizeof(what), "%s.%s = %s", method, field, h);                  \
-        tc_expect(what, CMD(method), &(msg).base, TALLY_GRPC_INVALID_ARGUMENT, field); \
+#define REFUSED(method, msg, field)                                                            \
+    do {                                                                                       \
+        snprintf(what, sizeof(what), "%s.%s = %s", method, field, h);                          \
+        tc_expect(what, GC_COMMANDS(method), &(msg).base, TALLY_GRPC_INVALID_ARGUMENT, field); \
     } while (0)
         Tally__V1__PutTenantRequest pt = TALLY__V1__PUT_TENANT_REQUEST__INIT;
         pt.tenant_id = h;
@@ -338,7 +340,8 @@ Test(commands, unknown_enum_numbers_are_refused_and_write_nothing)
         tc_pb_str(&w, 5, "Title");
         tc_pb_str(&w, 7, "cust-1");
         snprintf(what, sizeof(what), "priority %lld", (long long)bad[i]);
-        tc_expect_raw(what, CMD("CreateComplaint"), &w, TALLY_GRPC_INVALID_ARGUMENT, "priority");
+        tc_expect_raw(what, GC_COMMANDS("CreateComplaint"), &w, TALLY_GRPC_INVALID_ARGUMENT,
+                      "priority");
         w.n = 0;
         tc_pb_str(&w, 1, t);
         tc_pb_int(&w, 2, id);
@@ -346,7 +349,7 @@ Test(commands, unknown_enum_numbers_are_refused_and_write_nothing)
         tc_pb_int(&w, 4, 1);
         tc_pb_str(&w, 6, "agent-7");
         snprintf(what, sizeof(what), "status %lld", (long long)bad[i]);
-        tc_expect_raw(what, CMD("ChangeStatus"), &w, TALLY_GRPC_INVALID_ARGUMENT, "status");
+        tc_expect_raw(what, GC_COMMANDS("ChangeStatus"), &w, TALLY_GRPC_INVALID_ARGUMENT, "status");
     }
     tc_assert_unchanged(&before, t, "unknown enum numbers");
 }

@@ -29,14 +29,14 @@ Test(pg_down, unreachable_postgres_is_unavailable_never_a_hang_then_recovers, .f
     for (int i = 0; i < 6; i++) {
         snprintf(key, sizeof(key), "down-%d", i);
         Tally__V1__CreateComplaintRequest req = tc_create_req(t, key);
-        gc_status r = tc_call(CMD("CreateComplaint"), &req.base);
+        gc_status r = tc_call(GC_COMMANDS("CreateComplaint"), &req.base);
         call_check_refusal("CreateComplaint without PostgreSQL", r.code, r.details,
                            TALLY_GRPC_UNAVAILABLE, NULL);
         cr_assert(strstr(r.details, "PostgreSQL"), "\"%s\"", r.details);
         Tally__V1__GetComplaintRequest g = TALLY__V1__GET_COMPLAINT_REQUEST__INIT;
         g.tenant_id = t;
         g.complaint_id = id;
-        tc_expect("GetComplaint without PostgreSQL", CMD("GetComplaint"), &g.base,
+        tc_expect("GetComplaint without PostgreSQL", GC_COMMANDS("GetComplaint"), &g.base,
                   TALLY_GRPC_UNAVAILABLE, NULL);
     }
 
@@ -44,7 +44,7 @@ Test(pg_down, unreachable_postgres_is_unavailable_never_a_hang_then_recovers, .f
     Tally__V1__CreateComplaintRequest req = tc_create_req(t, "after");
     int code = -1, tries = 0;
     for (; tries < 100 && code != TALLY_GRPC_OK; tries++) {
-        gc_status r = tc_call(CMD("CreateComplaint"), &req.base);
+        gc_status r = tc_call(GC_COMMANDS("CreateComplaint"), &req.base);
         code = r.code;
         cr_assert(code == TALLY_GRPC_OK || code == TALLY_GRPC_UNAVAILABLE,
                   "while reconnecting: %s \"%s\"", tally_grpc_code_name(code), r.details);
@@ -90,7 +90,7 @@ Test(pg_down, a_silent_postgres_does_not_hold_workers_forever, .fini = tc_teardo
     proxy_stall(&px);
     /* Enough calls to reach both workers; each ends by its deadline on the client anyway. */
     gc_result rs[4];
-    cr_assert_eq(gc_call_many(tc_cli, CMD("GetComplaint"), &g.base, 4, 1000, rs), 0);
+    cr_assert_eq(gc_call_many(tc_cli, GC_COMMANDS("GetComplaint"), &g.base, 4, 1000, rs), 0);
     for (int i = 0; i < 4; i++) {
         cr_assert(rs[i].code == TALLY_GRPC_DEADLINE_EXCEEDED ||
                       rs[i].code == TALLY_GRPC_UNAVAILABLE,
@@ -110,7 +110,7 @@ Test(pg_down, a_silent_postgres_does_not_hold_workers_forever, .fini = tc_teardo
     char last[1100] = "";
     for (; tries < 10 && code != TALLY_GRPC_OK; tries++) {
         gc_result r;
-        cr_assert_eq(gc_call(tc_cli, CMD("GetComplaint"), &g.base, NULL, 2000, &r), 0);
+        cr_assert_eq(gc_call(tc_cli, GC_COMMANDS("GetComplaint"), &g.base, NULL, 2000, &r), 0);
         code = r.code;
         snprintf(last, sizeof(last), "%s \"%s\"", tally_grpc_code_name(r.code), r.details);
         gc_result_release(&r);
@@ -120,7 +120,7 @@ Test(pg_down, a_silent_postgres_does_not_hold_workers_forever, .fini = tc_teardo
     int ok_after = 0;
     for (int i = 0; code == TALLY_GRPC_OK && i < 6; i++) {
         gc_result r;
-        cr_assert_eq(gc_call(tc_cli, CMD("GetComplaint"), &g.base, NULL, 2000, &r), 0);
+        cr_assert_eq(gc_call(tc_cli, GC_COMMANDS("GetComplaint"), &g.base, NULL, 2000, &r), 0);
         ok_after += r.code == TALLY_GRPC_OK;
         gc_result_release(&r);
     }

@@ -14,7 +14,7 @@ Test(race, fifty_concurrent_retries_make_one_complaint_and_one_event)
     tc_seeded(t, sizeof(t), "UTC");
     Tally__V1__CreateComplaintRequest req = tc_create_req(t, "one-key-for-all");
     gc_result rs[50];
-    cr_assert_eq(gc_call_many(tc_cli, CMD("CreateComplaint"), &req.base, 50, 30000, rs), 0);
+    cr_assert_eq(gc_call_many(tc_cli, GC_COMMANDS("CreateComplaint"), &req.base, 50, 30000, rs), 0);
     long long id = 0, created = 0;
     for (int i = 0; i < 50; i++) {
         cr_assert_eq(rs[i].code, TALLY_GRPC_OK, "call %d: %s \"%s\"", i,
@@ -50,7 +50,7 @@ Test(race, twenty_concurrent_status_changes_one_wins)
     long long id = tc_create_ok(t, "k1");
     Tally__V1__ChangeStatusRequest req = tc_move_req(t, id, IN_PROGRESS, 1);
     gc_result rs[20];
-    cr_assert_eq(gc_call_many(tc_cli, CMD("ChangeStatus"), &req.base, 20, 30000, rs), 0);
+    cr_assert_eq(gc_call_many(tc_cli, GC_COMMANDS("ChangeStatus"), &req.base, 20, 30000, rs), 0);
     int won = 0, aborted = 0;
     for (int i = 0; i < 20; i++) {
         if (rs[i].code == TALLY_GRPC_OK) {
@@ -104,7 +104,7 @@ static void *run_assign(void *arg)
     gc_client *c = gc_new_port(a->port);
     Tally__V1__AssignComplaintRequest req = tc_assign_req(a->tenant, a->id, a->agent, 1);
     pthread_barrier_wait(a->go);
-    gc_call(c, CMD("AssignComplaint"), &req.base, NULL, DEADLINE_MS, &a->r);
+    gc_call(c, GC_COMMANDS("AssignComplaint"), &req.base, NULL, DEADLINE_MS, &a->r);
     gc_free(c);
     return NULL;
 }

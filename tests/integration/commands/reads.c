@@ -24,8 +24,8 @@ Test(commands, list_status_history_pages_one_by_one)
         Tally__V1__ChangeStatusRequest req = tc_move_req(t, id, moves[i], v);
         snprintf(notes[i + 1], sizeof(notes[i + 1]), "note %d", i + 1);
         req.note = notes[i + 1];
-        Tally__V1__ChangeStatusReply *rep =
-            tc_call_ok(CMD("ChangeStatus"), &req.base, &tally__v1__change_status_reply__descriptor);
+        Tally__V1__ChangeStatusReply *rep = tc_call_ok(GC_COMMANDS("ChangeStatus"), &req.base,
+                                                       &tally__v1__change_status_reply__descriptor);
         v = rep->version;
         at[i + 2] = rep->updated_at_ms;
         call_free(rep);
@@ -127,7 +127,7 @@ Test(commands, list_status_history_refusals)
         req.page_token = (char *)cases[i].token;
         char what[64];
         snprintf(what, sizeof(what), "ListStatusHistory case %zu", i);
-        tc_expect(what, CMD("ListStatusHistory"), &req.base, cases[i].code, cases[i].field);
+        tc_expect(what, GC_COMMANDS("ListStatusHistory"), &req.base, cases[i].code, cases[i].field);
     }
     /* The good token still works. */
     Tally__V1__ListStatusHistoryReply *next = tc_history_rep(t, id, 1, good);
@@ -147,16 +147,18 @@ Test(commands, a_complaint_of_another_tenant_is_not_found)
     Tally__V1__GetComplaintRequest g = TALLY__V1__GET_COMPLAINT_REQUEST__INIT;
     g.tenant_id = b;
     g.complaint_id = id;
-    tc_expect("GetComplaint", CMD("GetComplaint"), &g.base, TALLY_GRPC_NOT_FOUND, "complaint_id");
+    tc_expect("GetComplaint", GC_COMMANDS("GetComplaint"), &g.base, TALLY_GRPC_NOT_FOUND,
+              "complaint_id");
     Tally__V1__AssignComplaintRequest as = tc_assign_req(b, id, "a1", 1);
-    tc_expect("AssignComplaint", CMD("AssignComplaint"), &as.base, TALLY_GRPC_NOT_FOUND,
+    tc_expect("AssignComplaint", GC_COMMANDS("AssignComplaint"), &as.base, TALLY_GRPC_NOT_FOUND,
               "complaint_id");
     Tally__V1__ChangeStatusRequest cs = tc_move_req(b, id, IN_PROGRESS, 1);
-    tc_expect("ChangeStatus", CMD("ChangeStatus"), &cs.base, TALLY_GRPC_NOT_FOUND, "complaint_id");
+    tc_expect("ChangeStatus", GC_COMMANDS("ChangeStatus"), &cs.base, TALLY_GRPC_NOT_FOUND,
+              "complaint_id");
     Tally__V1__ListStatusHistoryRequest ls = TALLY__V1__LIST_STATUS_HISTORY_REQUEST__INIT;
     ls.tenant_id = b;
     ls.complaint_id = id;
-    tc_expect("ListStatusHistory", CMD("ListStatusHistory"), &ls.base, TALLY_GRPC_NOT_FOUND,
+    tc_expect("ListStatusHistory", GC_COMMANDS("ListStatusHistory"), &ls.base, TALLY_GRPC_NOT_FOUND,
               "complaint_id");
     tc_assert_unchanged(&before_a, a, "another tenant's commands");
     tc_assert_unchanged(&before_b, b, "commands on another tenant's complaint");
@@ -169,8 +171,8 @@ Test(commands, a_complaint_of_another_tenant_is_not_found)
     cs.tenant_id = ghost;
     ls.tenant_id = ghost;
     const ProtobufCMessage *msgs[] = { &g.base, &as.base, &cs.base, &ls.base };
-    const char *methods[] = { CMD("GetComplaint"), CMD("AssignComplaint"), CMD("ChangeStatus"),
-                              CMD("ListStatusHistory") };
+    const char *methods[] = { GC_COMMANDS("GetComplaint"), GC_COMMANDS("AssignComplaint"),
+                              GC_COMMANDS("ChangeStatus"), GC_COMMANDS("ListStatusHistory") };
     for (int i = 0; i < 4; i++) {
         gc_status r = tc_call(methods[i], msgs[i]);
         call_check_refusal(methods[i], r.code, r.details, TALLY_GRPC_NOT_FOUND, NULL);
@@ -203,5 +205,5 @@ Test(commands, a_page_token_does_not_bypass_tenant_isolation)
     ls.page_size = 1;
     ls.page_token = token;
     tc_expect("ListStatusHistory of another tenant's complaint with its token",
-              CMD("ListStatusHistory"), &ls.base, TALLY_GRPC_NOT_FOUND, "complaint_id");
+              GC_COMMANDS("ListStatusHistory"), &ls.base, TALLY_GRPC_NOT_FOUND, "complaint_id");
 }

@@ -16,7 +16,7 @@ Test(commands, put_tenant_created_then_unchanged_then_changed)
     req.time_zone = "Europe/Berlin";
     const ProtobufCMessageDescriptor *d = &tally__v1__put_tenant_reply__descriptor;
 
-    put_flags f = tc_put(CMD("PutTenant"), &req.base, d);
+    put_flags f = tc_put(GC_COMMANDS("PutTenant"), &req.base, d);
     cr_assert(f.created, "first put: created");
     const char *p[] = { t };
     PGresult *r = tc_sql("SELECT name, time_zone FROM tenants WHERE tenant_id = $1", 1, p);
@@ -26,7 +26,7 @@ Test(commands, put_tenant_created_then_unchanged_then_changed)
     PQclear(r);
     cr_assert_eq(tc_load_events(t, "Europe/Berlin", 0, e, 8), 1, "creation writes one TenantPut");
 
-    f = tc_put(CMD("PutTenant"), &req.base, d);
+    f = tc_put(GC_COMMANDS("PutTenant"), &req.base, d);
     cr_assert_not(f.created, "identical put: created");
     cr_assert_not(f.changed, "identical put: changed");
     tc_free_events(e, 1);
@@ -35,11 +35,11 @@ Test(commands, put_tenant_created_then_unchanged_then_changed)
     tc_free_events(e, 1);
 
     req.name = "Acme Ltd";
-    f = tc_put(CMD("PutTenant"), &req.base, d);
+    f = tc_put(GC_COMMANDS("PutTenant"), &req.base, d);
     cr_assert_not(f.created);
     cr_assert(f.changed, "renamed: changed");
     req.time_zone = "Pacific/Auckland";
-    f = tc_put(CMD("PutTenant"), &req.base, d);
+    f = tc_put(GC_COMMANDS("PutTenant"), &req.base, d);
     cr_assert_not(f.created);
     cr_assert(f.changed, "new time zone: changed");
 
@@ -73,19 +73,21 @@ Test(commands, a_creating_put_reports_changed)
     pt.name = "New";
     pt.time_zone = "UTC";
     bool tenant_changed =
-        tc_put(CMD("PutTenant"), &pt.base, &tally__v1__put_tenant_reply__descriptor).changed;
+        tc_put(GC_COMMANDS("PutTenant"), &pt.base, &tally__v1__put_tenant_reply__descriptor)
+            .changed;
     Tally__V1__PutCategoryRequest pc = TALLY__V1__PUT_CATEGORY_REQUEST__INIT;
     pc.tenant_id = t;
     pc.category_id = "new-cat";
     pc.name = "New";
     bool category_changed =
-        tc_put(CMD("PutCategory"), &pc.base, &tally__v1__put_category_reply__descriptor).changed;
+        tc_put(GC_COMMANDS("PutCategory"), &pc.base, &tally__v1__put_category_reply__descriptor)
+            .changed;
     Tally__V1__PutAgentRequest pa = TALLY__V1__PUT_AGENT_REQUEST__INIT;
     pa.tenant_id = t;
     pa.agent_id = "new-agent";
     pa.name = "New";
     bool agent_changed =
-        tc_put(CMD("PutAgent"), &pa.base, &tally__v1__put_agent_reply__descriptor).changed;
+        tc_put(GC_COMMANDS("PutAgent"), &pa.base, &tally__v1__put_agent_reply__descriptor).changed;
     cr_assert(tenant_changed && category_changed && agent_changed,
               "a put that creates must say changed=true (an event was written): tenant %d, "
               "category %d, agent %d",
@@ -106,13 +108,13 @@ Test(commands, put_category_and_put_agent_upsert_and_emit_events)
     pc.category_id = "billing";
     pc.name = "Billing";
     const ProtobufCMessageDescriptor *cd = &tally__v1__put_category_reply__descriptor;
-    put_flags f = tc_put(CMD("PutCategory"), &pc.base, cd);
+    put_flags f = tc_put(GC_COMMANDS("PutCategory"), &pc.base, cd);
     cr_assert(f.created);
-    f = tc_put(CMD("PutCategory"), &pc.base, cd);
+    f = tc_put(GC_COMMANDS("PutCategory"), &pc.base, cd);
     cr_assert_not(f.created);
     cr_assert_not(f.changed);
     pc.name = "Billing & Payments";
-    f = tc_put(CMD("PutCategory"), &pc.base, cd);
+    f = tc_put(GC_COMMANDS("PutCategory"), &pc.base, cd);
     cr_assert_not(f.created);
     cr_assert(f.changed);
 
@@ -121,13 +123,13 @@ Test(commands, put_category_and_put_agent_upsert_and_emit_events)
     pa.agent_id = "ann";
     pa.name = "Ann";
     const ProtobufCMessageDescriptor *ad = &tally__v1__put_agent_reply__descriptor;
-    f = tc_put(CMD("PutAgent"), &pa.base, ad);
+    f = tc_put(GC_COMMANDS("PutAgent"), &pa.base, ad);
     cr_assert(f.created);
-    f = tc_put(CMD("PutAgent"), &pa.base, ad);
+    f = tc_put(GC_COMMANDS("PutAgent"), &pa.base, ad);
     cr_assert_not(f.created);
     cr_assert_not(f.changed);
     pa.name = "Ann Smith";
-    f = tc_put(CMD("PutAgent"), &pa.base, ad);
+    f = tc_put(GC_COMMANDS("PutAgent"), &pa.base, ad);
     cr_assert_not(f.created);
     cr_assert(f.changed);
 
@@ -135,7 +137,8 @@ Test(commands, put_category_and_put_agent_upsert_and_emit_events)
     char t2[32];
     tc_seeded(t2, sizeof(t2), "UTC");
     pc.tenant_id = t2;
-    cr_assert(tc_put(CMD("PutCategory"), &pc.base, cd).created, "category ids are per tenant");
+    cr_assert(tc_put(GC_COMMANDS("PutCategory"), &pc.base, cd).created,
+              "category ids are per tenant");
 
     int n = tc_load_events(t, "UTC", 0, e, 16);
     cr_assert_eq(n, 9, "4 events after seeding (2 creations, 2 renames), got %d", n - 5);
@@ -201,7 +204,7 @@ Test(commands, put_validation_errors_name_the_field_and_write_nothing)
         req.time_zone = (char *)tenants[i].tz;
         char what[64];
         snprintf(what, sizeof(what), "PutTenant case %zu", i);
-        tc_expect(what, CMD("PutTenant"), &req.base, tenants[i].code, tenants[i].field);
+        tc_expect(what, GC_COMMANDS("PutTenant"), &req.base, tenants[i].code, tenants[i].field);
     }
     const char *p[] = { t };
     PGresult *r = tc_sql("SELECT time_zone FROM tenants WHERE tenant_id = $1", 1, p);
@@ -229,14 +232,14 @@ Test(commands, put_validation_errors_name_the_field_and_write_nothing)
         pc.category_id = (char *)refs[i].id;
         pc.name = (char *)refs[i].name;
         snprintf(what, sizeof(what), "PutCategory case %zu", i);
-        tc_expect(what, CMD("PutCategory"), &pc.base, refs[i].code,
+        tc_expect(what, GC_COMMANDS("PutCategory"), &pc.base, refs[i].code,
                   refs[i].field ? refs[i].field : "category_id");
         Tally__V1__PutAgentRequest pa = TALLY__V1__PUT_AGENT_REQUEST__INIT;
         pa.tenant_id = (char *)refs[i].tenant;
         pa.agent_id = (char *)refs[i].id;
         pa.name = (char *)refs[i].name;
         snprintf(what, sizeof(what), "PutAgent case %zu", i);
-        tc_expect(what, CMD("PutAgent"), &pa.base, refs[i].code,
+        tc_expect(what, GC_COMMANDS("PutAgent"), &pa.base, refs[i].code,
                   refs[i].field ? refs[i].field : "agent_id");
     }
     tc_assert_unchanged(&before, t, "refused puts");

@@ -86,7 +86,7 @@ Test(commands, change_status_refuses_moves_outside_the_state_machine)
             if (ok[from][to])
                 continue;
             Tally__V1__ChangeStatusRequest req = tc_move_req(t, id[from], to, ver[from]);
-            gc_status r = tc_call(CMD("ChangeStatus"), &req.base);
+            gc_status r = tc_call(GC_COMMANDS("ChangeStatus"), &req.base);
             char what[64];
             snprintf(what, sizeof(what), "move %d -> %d", from, to);
             call_check_refusal(what, r.code, r.details, TALLY_GRPC_FAILED_PRECONDITION, NULL);
@@ -144,7 +144,7 @@ Test(commands, change_status_refusals_name_the_field_and_write_nothing)
             tc_move_req(cases[i].tenant, cases[i].id, cases[i].status, cases[i].expected);
         req.actor = (char *)cases[i].actor;
         req.note = (char *)cases[i].note;
-        gc_status r = tc_call(CMD("ChangeStatus"), &req.base);
+        gc_status r = tc_call(GC_COMMANDS("ChangeStatus"), &req.base);
         char what[64];
         snprintf(what, sizeof(what), "ChangeStatus case %zu", i);
         call_check_refusal(what, r.code, r.details, cases[i].code, cases[i].field);
@@ -157,6 +157,6 @@ Test(commands, change_status_refusals_name_the_field_and_write_nothing)
     note[2000] = '\0';
     Tally__V1__ChangeStatusRequest req = tc_move_req(t, id, IN_PROGRESS, 1);
     req.note = note;
-    call_free(
-        tc_call_ok(CMD("ChangeStatus"), &req.base, &tally__v1__change_status_reply__descriptor));
+    call_free(tc_call_ok(GC_COMMANDS("ChangeStatus"), &req.base,
+                         &tally__v1__change_status_reply__descriptor));
 }

@@ -238,7 +238,7 @@ Test(import, a_retry_writes_nothing_and_reports_the_first_result, .timeout = 60)
     cr.priority = TALLY__V1__PRIORITY__PRIORITY_MEDIUM;
     cr.title = "Printer on fire";
     cr.customer_id = "cust-42";
-    call_free(call_ok(e.c, CMD("CreateComplaint"), &cr.base,
+    call_free(call_ok(e.c, GC_COMMANDS("CreateComplaint"), &cr.base,
                       &tally__v1__create_complaint_reply__descriptor, 10000));
     imp_entry_init(&changed.x[1], "live-1", "c1", TALLY__V1__PRIORITY__PRIORITY_MEDIUM, T0);
     ti_import_fails(&e, &changed, TALLY_GRPC_ALREADY_EXISTS,
@@ -442,7 +442,7 @@ Test(import, concurrent_imports_of_one_batch_write_it_once, .timeout = 60)
     int ok = 0;
     ti_env_start(&e, "UTC");
     ti_history_batch(&b, e.tenant);
-    gc_call_many(e.c, CMD("ImportComplaints"), &b.req.base, 4, 30000, rs);
+    gc_call_many(e.c, GC_COMMANDS("ImportComplaints"), &b.req.base, 4, 30000, rs);
     for (int i = 0; i < 4; i++) {
         cr_assert(rs[i].code == 0 || rs[i].code == TALLY_GRPC_ABORTED, "call %d: %d %s", i,
                   rs[i].code, rs[i].details);
@@ -480,7 +480,7 @@ Test(import, a_full_batch_of_1000_imports_in_one_call, .timeout = 60)
         if (i % 5)
             imp_add_move(&b.x[i], t + 3 * MIN, CLOSED, "a1", "");
     }
-    gc_call_msg(e.c, CMD("ImportComplaints"), &b.req.base,
+    gc_call_msg(e.c, GC_COMMANDS("ImportComplaints"), &b.req.base,
                 &tally__v1__import_complaints_reply__descriptor, NULL, 60000,
                 (ProtobufCMessage **)&rep, &st);
     cr_assert_eq(st.code, 0, "%s", st.details);

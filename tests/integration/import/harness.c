@@ -96,7 +96,7 @@ void ti_history_batch(imp_batch *b, const char *tenant)
 /* Imports and asserts OK; caller frees with tally__v1__import_complaints_reply__free_unpacked. */
 Tally__V1__ImportComplaintsReply *ti_import_ok(env *e, const imp_batch *b)
 {
-    return call_ok(e->c, CMD("ImportComplaints"), &b->req.base,
+    return call_ok(e->c, GC_COMMANDS("ImportComplaints"), &b->req.base,
                    &tally__v1__import_complaints_reply__descriptor, 60000);
 }
 
@@ -106,7 +106,7 @@ void ti_import_fails(env *e, const imp_batch *b, int code, const char *prefix)
     char before[128], after[128];
     gc_status st;
     ti_count_rows(e, before, sizeof(before));
-    call_code(e->c, CMD("ImportComplaints"), &b->req.base, 60000, &st);
+    call_code(e->c, GC_COMMANDS("ImportComplaints"), &b->req.base, 60000, &st);
     cr_assert_eq(st.code, code, "expected code %d, got %d: %s", code, st.code, st.details);
     cr_assert_eq(strncmp(st.details, prefix, strlen(prefix)), 0,
                  "message \"%s\" does not start with \"%s\"", st.details, prefix);
@@ -119,7 +119,7 @@ Tally__V1__Complaint *ti_get_complaint(env *e, int64_t id, Tally__V1__GetComplai
     Tally__V1__GetComplaintRequest req = TALLY__V1__GET_COMPLAINT_REQUEST__INIT;
     req.tenant_id = e->tenant;
     req.complaint_id = id;
-    *own = call_ok(e->c, CMD("GetComplaint"), &req.base,
+    *own = call_ok(e->c, GC_COMMANDS("GetComplaint"), &req.base,
                    &tally__v1__get_complaint_reply__descriptor, 10000);
     cr_assert((*own)->complaint);
     return (*own)->complaint;
@@ -131,7 +131,7 @@ Tally__V1__ListStatusHistoryReply *ti_history(env *e, int64_t id)
     req.tenant_id = e->tenant;
     req.complaint_id = id;
     req.page_size = 100;
-    return call_ok(e->c, CMD("ListStatusHistory"), &req.base,
+    return call_ok(e->c, GC_COMMANDS("ListStatusHistory"), &req.base,
                    &tally__v1__list_status_history_reply__descriptor, 10000);
 }
 

@@ -24,7 +24,7 @@ static int64_t live_assign(env *e, int64_t id, int64_t version, const char *agen
     req.complaint_id = id;
     req.agent_id = (char *)agent;
     req.expected_version = version;
-    return live(e, CMD("AssignComplaint"), &req.base);
+    return live(e, GC_COMMANDS("AssignComplaint"), &req.base);
 }
 
 static int64_t live_move(env *e, int64_t id, int64_t version, int status, const char *actor,
@@ -37,7 +37,7 @@ static int64_t live_move(env *e, int64_t id, int64_t version, int status, const 
     req.expected_version = version;
     req.actor = (char *)actor;
     req.note = (char *)note;
-    return live(e, CMD("ChangeStatus"), &req.base);
+    return live(e, GC_COMMANDS("ChangeStatus"), &req.base);
 }
 
 /* The body packed with its time-dependent fields cleared (restored after), for comparison. */
@@ -80,7 +80,7 @@ Test(import, an_imported_history_equals_the_same_history_done_live, .timeout = 6
     cr.description = "It was fine yesterday.";
     cr.customer_id = "cust-42";
     Tally__V1__CreateComplaintReply *created =
-        call_ok(e.c, CMD("CreateComplaint"), &cr.base,
+        call_ok(e.c, GC_COMMANDS("CreateComplaint"), &cr.base,
                 &tally__v1__create_complaint_reply__descriptor, 10000);
     int64_t id = created->complaint_id, ver = created->version;
     tally__v1__create_complaint_reply__free_unpacked(created, NULL);

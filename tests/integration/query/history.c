@@ -81,15 +81,16 @@ void tq_put_tenant(const tdef *t)
     pt.tenant_id = (char *)t->id;
     pt.name = (char *)t->id;
     pt.time_zone = (char *)t->tz;
-    call_free(tq_cmd_ok(CMD("PutTenant"), &pt.base, &tally__v1__put_tenant_reply__descriptor));
+    call_free(
+        tq_cmd_ok(GC_COMMANDS("PutTenant"), &pt.base, &tally__v1__put_tenant_reply__descriptor));
     for (size_t i = 0; i < tq_ncats(t); i++) {
         Tally__V1__PutCategoryRequest pc = TALLY__V1__PUT_CATEGORY_REQUEST__INIT;
         snprintf(name, sizeof(name), "%s of %s", t->cats[i], t->id);
         pc.tenant_id = (char *)t->id;
         pc.category_id = (char *)t->cats[i];
         pc.name = name;
-        call_free(
-            tq_cmd_ok(CMD("PutCategory"), &pc.base, &tally__v1__put_category_reply__descriptor));
+        call_free(tq_cmd_ok(GC_COMMANDS("PutCategory"), &pc.base,
+                            &tally__v1__put_category_reply__descriptor));
     }
     for (size_t i = 0; i < nagents(t); i++) {
         Tally__V1__PutAgentRequest pa = TALLY__V1__PUT_AGENT_REQUEST__INIT;
@@ -97,7 +98,8 @@ void tq_put_tenant(const tdef *t)
         pa.tenant_id = (char *)t->id;
         pa.agent_id = (char *)t->agents[i];
         pa.name = name;
-        call_free(tq_cmd_ok(CMD("PutAgent"), &pa.base, &tally__v1__put_agent_reply__descriptor));
+        call_free(
+            tq_cmd_ok(GC_COMMANDS("PutAgent"), &pa.base, &tally__v1__put_agent_reply__descriptor));
     }
 }
 
@@ -234,8 +236,9 @@ void tq_import_history(const tdef *t)
         if (!tie)
             gen_history(e, t, created, horizon);
     }
-    Tally__V1__ImportComplaintsReply *rep = tq_cmd_ok(
-        CMD("ImportComplaints"), &b.req.base, &tally__v1__import_complaints_reply__descriptor);
+    Tally__V1__ImportComplaintsReply *rep =
+        tq_cmd_ok(GC_COMMANDS("ImportComplaints"), &b.req.base,
+                  &tally__v1__import_complaints_reply__descriptor);
     cr_assert_eq(rep->imported, n);
     call_free(rep);
     imp_batch_release(&b);
@@ -255,8 +258,8 @@ int64_t tq_create(const char *tenant, const char *category, int priority, int64_
     r.priority = (Tally__V1__Priority)priority;
     r.title = "Live one";
     r.customer_id = "cust-live";
-    Tally__V1__CreateComplaintReply *rep =
-        tq_cmd_ok(CMD("CreateComplaint"), &r.base, &tally__v1__create_complaint_reply__descriptor);
+    Tally__V1__CreateComplaintReply *rep = tq_cmd_ok(
+        GC_COMMANDS("CreateComplaint"), &r.base, &tally__v1__create_complaint_reply__descriptor);
     int64_t id = rep->complaint_id;
     *version = rep->version;
     call_free(rep);
@@ -271,8 +274,8 @@ int64_t tq_assign(const char *tenant, int64_t id, int64_t version, const char *a
     r.complaint_id = id;
     r.agent_id = (char *)agent;
     r.expected_version = version;
-    Tally__V1__AssignComplaintReply *rep =
-        tq_cmd_ok(CMD("AssignComplaint"), &r.base, &tally__v1__assign_complaint_reply__descriptor);
+    Tally__V1__AssignComplaintReply *rep = tq_cmd_ok(
+        GC_COMMANDS("AssignComplaint"), &r.base, &tally__v1__assign_complaint_reply__descriptor);
     int64_t v = rep->version;
     call_free(rep);
     return v;
@@ -287,8 +290,8 @@ int64_t tq_move(const char *tenant, int64_t id, int64_t version, int status)
     r.expected_version = version;
     r.actor = "live-agent";
     r.note = "";
-    Tally__V1__ChangeStatusReply *rep =
-        tq_cmd_ok(CMD("ChangeStatus"), &r.base, &tally__v1__change_status_reply__descriptor);
+    Tally__V1__ChangeStatusReply *rep = tq_cmd_ok(GC_COMMANDS("ChangeStatus"), &r.base,
+                                                  &tally__v1__change_status_reply__descriptor);
     int64_t v = rep->version;
     call_free(rep);
     return v;

@@ -571,7 +571,7 @@ Tally__V1__GetAgentPerformanceReply *tq_agents_page(const char *tenant, const qr
     q.ascending = asc;
     q.limit = limit;
     q.page_token = (char *)(token ? token : "");
-    return tq_call_ok(tq_sys.q, DASH("GetAgentPerformance"), &q.base,
+    return tq_call_ok(tq_sys.q, GC_DASHBOARD("GetAgentPerformance"), &q.base,
                       &tally__v1__get_agent_performance_reply__descriptor, what);
 }
 

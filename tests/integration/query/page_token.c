@@ -35,7 +35,7 @@ Test(query, a_page_token_holds_on_a_query_svc_new_to_the_tenant)
         Tally__V1__GetAgentPerformanceRequest aq = tq_agents_req(NULL, SORT_ID, 2, "");
         aq.tenant_id = (char *)both[i]->id;
         Tally__V1__GetAgentPerformanceReply *page =
-            tq_call_ok(tq_sys.q, DASH("GetAgentPerformance"), &aq.base,
+            tq_call_ok(tq_sys.q, GC_DASHBOARD("GetAgentPerformance"), &aq.base,
                        &tally__v1__get_agent_performance_reply__descriptor, "a first page");
         cr_assert(page && page->performance && page->performance->next_page_token[0],
                   "%s: 4 agents, 2 per page, and no next_page_token", both[i]->id);
@@ -47,7 +47,7 @@ Test(query, a_page_token_holds_on_a_query_svc_new_to_the_tenant)
         Tally__V1__GetAgentPerformanceRequest aq = tq_agents_req(NULL, SORT_ID, 2, tok[i]);
         aq.tenant_id = (char *)both[i]->id;
         Tally__V1__GetAgentPerformanceReply *page =
-            tq_call_ok(tq_sys.q, DASH("GetAgentPerformance"), &aq.base,
+            tq_call_ok(tq_sys.q, GC_DASHBOARD("GetAgentPerformance"), &aq.base,
                        &tally__v1__get_agent_performance_reply__descriptor,
                        i ? "the next page, UTC-11, on a new query-svc"
                          : "the next page, UTC+14, on a new query-svc");

@@ -29,7 +29,7 @@ static void run_trend(const char *tenant, const qrange *r, const char *rname, in
     q.filter = tq_filter_msg(&fm, f);
     q.granularity = (Tally__V1__Granularity)gran;
     Tally__V1__GetVolumeTrendReply *rep =
-        tq_call_ok(tq_sys.q, DASH("GetVolumeTrend"), &q.base,
+        tq_call_ok(tq_sys.q, GC_DASHBOARD("GetVolumeTrend"), &q.base,
                    &tally__v1__get_volume_trend_reply__descriptor, what);
     if (rep) {
         tq_check_fresh(what, tenant, rep->freshness);
@@ -52,7 +52,7 @@ static void run_stats(const char *tenant, const qrange *r, const char *rname, in
     q.filter = tq_filter_msg(&fm, f);
     q.group_by = (Tally__V1__ResolutionGroupBy)group_by;
     Tally__V1__GetResolutionStatsReply *rep =
-        tq_call_ok(tq_sys.q, DASH("GetResolutionStats"), &q.base,
+        tq_call_ok(tq_sys.q, GC_DASHBOARD("GetResolutionStats"), &q.base,
                    &tally__v1__get_resolution_stats_reply__descriptor, what);
     if (rep) {
         tq_check_fresh(what, tenant, rep->freshness);
@@ -92,7 +92,7 @@ static void run_distribution(const char *tenant, const qrange *r, const char *rn
     q.filter = tq_filter_msg(&fm, f);
     q.top_n = top_n;
     Tally__V1__GetCategoryDistributionReply *rep =
-        tq_call_ok(tq_sys.q, DASH("GetCategoryDistribution"), &q.base,
+        tq_call_ok(tq_sys.q, GC_DASHBOARD("GetCategoryDistribution"), &q.base,
                    &tally__v1__get_category_distribution_reply__descriptor, what);
     if (rep) {
         tq_check_fresh(what, tenant, rep->freshness);
@@ -189,8 +189,9 @@ static void run_dashboard(const char *tenant, const dash_opts *o)
     q.agent_limit = o->limit;
     q.category_top_n = o->top_n;
     q.oldest_open_limit = o->oldest;
-    Tally__V1__GetDashboardReply *rep = tq_call_ok(
-        tq_sys.q, DASH("GetDashboard"), &q.base, &tally__v1__get_dashboard_reply__descriptor, what);
+    Tally__V1__GetDashboardReply *rep =
+        tq_call_ok(tq_sys.q, GC_DASHBOARD("GetDashboard"), &q.base,
+                   &tally__v1__get_dashboard_reply__descriptor, what);
     if (!rep)
         return;
     int64_t now = rep->freshness->server_time_ms;
@@ -210,7 +211,7 @@ static void run_dashboard(const char *tenant, const dash_opts *o)
     tq.filter = q.filter;
     tq.granularity = q.granularity;
     Tally__V1__GetVolumeTrendReply *tr =
-        tq_call_ok(tq_sys.q, DASH("GetVolumeTrend"), &tq.base,
+        tq_call_ok(tq_sys.q, GC_DASHBOARD("GetVolumeTrend"), &tq.base,
                    &tally__v1__get_volume_trend_reply__descriptor, what);
     Tally__V1__GetResolutionStatsRequest sq = TALLY__V1__GET_RESOLUTION_STATS_REQUEST__INIT;
     sq.tenant_id = q.tenant_id;
@@ -218,7 +219,7 @@ static void run_dashboard(const char *tenant, const dash_opts *o)
     sq.filter = q.filter;
     sq.group_by = q.group_by;
     Tally__V1__GetResolutionStatsReply *st =
-        tq_call_ok(tq_sys.q, DASH("GetResolutionStats"), &sq.base,
+        tq_call_ok(tq_sys.q, GC_DASHBOARD("GetResolutionStats"), &sq.base,
                    &tally__v1__get_resolution_stats_reply__descriptor, what);
     Tally__V1__GetAgentPerformanceReply *ag =
         tq_agents_page(tenant, o->r, o->sort_by, o->asc, o->limit, NULL, what);
@@ -229,7 +230,7 @@ static void run_dashboard(const char *tenant, const dash_opts *o)
     cq.filter = q.filter;
     cq.top_n = q.category_top_n;
     Tally__V1__GetCategoryDistributionReply *cd =
-        tq_call_ok(tq_sys.q, DASH("GetCategoryDistribution"), &cq.base,
+        tq_call_ok(tq_sys.q, GC_DASHBOARD("GetCategoryDistribution"), &cq.base,
                    &tally__v1__get_category_distribution_reply__descriptor, what);
     bool same_day = ov && rep->overview && ov->overview &&
                     strcmp(rep->overview->today, ov->overview->today) == 0;
@@ -420,7 +421,7 @@ static void expect_nothing(const tdef *t)
     q.granularity = G_MONTH;
     q.group_by = BY_BOTH;
     Tally__V1__GetDashboardReply *rep =
-        tq_call_ok(tq_sys.q, DASH("GetDashboard"), &q.base,
+        tq_call_ok(tq_sys.q, GC_DASHBOARD("GetDashboard"), &q.base,
                    &tally__v1__get_dashboard_reply__descriptor, "the empty tenant's dashboard");
     if (!rep)
         return;
@@ -448,13 +449,15 @@ static void rename_some(const tdef *t)
     pc.tenant_id = (char *)t->id;
     pc.category_id = (char *)t->cats[0];
     pc.name = name;
-    call_free(tq_cmd_ok(CMD("PutCategory"), &pc.base, &tally__v1__put_category_reply__descriptor));
+    call_free(tq_cmd_ok(GC_COMMANDS("PutCategory"), &pc.base,
+                        &tally__v1__put_category_reply__descriptor));
     Tally__V1__PutAgentRequest pa = TALLY__V1__PUT_AGENT_REQUEST__INIT;
     snprintf(name, sizeof(name), "agent %s of %s, renamed", t->agents[0], t->id);
     pa.tenant_id = (char *)t->id;
     pa.agent_id = (char *)t->agents[0];
     pa.name = name;
-    call_free(tq_cmd_ok(CMD("PutAgent"), &pa.base, &tally__v1__put_agent_reply__descriptor));
+    call_free(
+        tq_cmd_ok(GC_COMMANDS("PutAgent"), &pa.base, &tally__v1__put_agent_reply__descriptor));
 }
 
 /* A tenant whose ids (tenant, categories, agents) are all 64 bytes long, the longest allowed. */
@@ -502,12 +505,14 @@ static void expect_same_under_concurrency(const tdef *t)
     q.agent_limit = 4;
     q.category_top_n = 2;
     q.oldest_open_limit = 20;
-    Tally__V1__GetDashboardReply *one = tq_call_ok(
-        tq_sys.q, DASH("GetDashboard"), &q.base, &tally__v1__get_dashboard_reply__descriptor, what);
+    Tally__V1__GetDashboardReply *one =
+        tq_call_ok(tq_sys.q, GC_DASHBOARD("GetDashboard"), &q.base,
+                   &tally__v1__get_dashboard_reply__descriptor, what);
     if (!one)
         return;
     zero_ages(one->overview);
-    cr_assert_eq(gc_call_many(tq_sys.q, DASH("GetDashboard"), &q.base, N, DEADLINE_MS, outs), 0);
+    cr_assert_eq(
+        gc_call_many(tq_sys.q, GC_DASHBOARD("GetDashboard"), &q.base, N, DEADLINE_MS, outs), 0);
     tq_ncalls += N;
     for (int i = 0; i < N; i++) {
         Tally__V1__GetDashboardReply *rep =
@@ -543,7 +548,7 @@ static void expect_foreign_token_stale(const tdef *a, const tdef *b)
     Tally__V1__GetOverviewRequest q = TALLY__V1__GET_OVERVIEW_REQUEST__INIT;
     q.tenant_id = (char *)b->id;
     q.consistency = &tok;
-    cr_assert_eq(gc_call(tq_sys.q, DASH("GetOverview"), &q.base, NULL, 1000, &r), 0);
+    cr_assert_eq(gc_call(tq_sys.q, GC_DASHBOARD("GetOverview"), &q.base, NULL, 1000, &r), 0);
     Tally__V1__GetOverviewReply *rep =
         r.code == TALLY_GRPC_OK ? tally__v1__get_overview_reply__unpack(NULL, r.len, r.data) : NULL;
     if (!rep || !rep->freshness->stale || rep->freshness->token_applied_version != 0)

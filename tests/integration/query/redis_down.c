@@ -15,7 +15,7 @@ Test(query, redis_down_is_unavailable_quickly)
     cr_assert_eq(proc_http_get(tq_sys.query.http_port, "/readyz", body, sizeof(body)), 200,
                  "/readyz before Redis went down: %s", body);
     Tally__V1__GetDashboardRequest dq = tq_dash_req(NULL, 0);
-    call_free(tq_call_ok(tq_sys.q, DASH("GetDashboard"), &dq.base,
+    call_free(tq_call_ok(tq_sys.q, GC_DASHBOARD("GetDashboard"), &dq.base,
                          &tally__v1__get_dashboard_reply__descriptor, "Redis up"));
     sys_projector_stop(&tq_sys);
     sys_redis_kill(&tq_sys);
@@ -29,12 +29,12 @@ Test(query, redis_down_is_unavailable_quickly)
         const char *method;
         const ProtobufCMessage *msg;
     } calls[] = {
-        { DASH("GetOverview"), &oq.base },
-        { DASH("GetVolumeTrend"), &tq.base },
-        { DASH("GetResolutionStats"), &sq.base },
-        { DASH("GetAgentPerformance"), &aq.base },
-        { DASH("GetCategoryDistribution"), &cq.base },
-        { DASH("GetDashboard"), &dq.base },
+        { GC_DASHBOARD("GetOverview"), &oq.base },
+        { GC_DASHBOARD("GetVolumeTrend"), &tq.base },
+        { GC_DASHBOARD("GetResolutionStats"), &sq.base },
+        { GC_DASHBOARD("GetAgentPerformance"), &aq.base },
+        { GC_DASHBOARD("GetCategoryDistribution"), &cq.base },
+        { GC_DASHBOARD("GetDashboard"), &dq.base },
     };
     for (int round = 0; round < 2; round++) /* every worker, connected before or not */
         for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {

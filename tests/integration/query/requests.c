@@ -17,7 +17,7 @@ Tally__V1__GetOverviewReply *tq_overview(const char *tenant, int limit,
     r.oldest_open_limit = limit;
     r.consistency = (Tally__V1__ConsistencyToken *)token;
     r.fail_if_stale = fail_if_stale;
-    return tq_call_ok(tq_sys.q, DASH("GetOverview"), &r.base,
+    return tq_call_ok(tq_sys.q, GC_DASHBOARD("GetOverview"), &r.base,
                       &tally__v1__get_overview_reply__descriptor, what);
 }
 
@@ -28,8 +28,9 @@ int64_t tq_events_applied(const char *tenant)
     Tally__V1__GetOverviewReply *rep = NULL;
     gc_status st;
     r.tenant_id = (char *)tenant;
-    gc_call_msg(tq_sys.q, DASH("GetOverview"), &r.base, &tally__v1__get_overview_reply__descriptor,
-                NULL, DEADLINE_MS, (ProtobufCMessage **)&rep, &st);
+    gc_call_msg(tq_sys.q, GC_DASHBOARD("GetOverview"), &r.base,
+                &tally__v1__get_overview_reply__descriptor, NULL, DEADLINE_MS,
+                (ProtobufCMessage **)&rep, &st);
     int64_t n = -1;
     if (st.code == TALLY_GRPC_OK) {
         cr_assert(rep && rep->freshness);

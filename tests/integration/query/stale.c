@@ -58,7 +58,7 @@ Test(query, with_the_projector_stopped_answers_say_how_stale)
     tclock_sleep_ms(300);
     Tally__V1__GetDashboardRequest dq = TALLY__V1__GET_DASHBOARD_REQUEST__INIT;
     dq.tenant_id = (char *)t->id;
-    Tally__V1__GetDashboardReply *d2 = tq_call_ok(tq_sys.q, DASH("GetDashboard"), &dq.base,
+    Tally__V1__GetDashboardReply *d2 = tq_call_ok(tq_sys.q, GC_DASHBOARD("GetDashboard"), &dq.base,
                                                   &tally__v1__get_dashboard_reply__descriptor,
                                                   "GetDashboard with the projector stopped");
     cr_assert(d2 && d2->freshness);
@@ -89,8 +89,9 @@ Test(query, with_the_projector_stopped_answers_say_how_stale)
     oq.tenant_id = (char *)t->id;
     oq.consistency = &tnew;
     Tally__V1__GetOverviewReply *o3;
-    gc_call_msg(tq_sys.q, DASH("GetOverview"), &oq.base, &tally__v1__get_overview_reply__descriptor,
-                NULL, 1500, (ProtobufCMessage **)&o3, &r);
+    gc_call_msg(tq_sys.q, GC_DASHBOARD("GetOverview"), &oq.base,
+                &tally__v1__get_overview_reply__descriptor, NULL, 1500, (ProtobufCMessage **)&o3,
+                &r);
     if (!o3 || !o3->freshness->stale || o3->freshness->token_applied_version != 0)
         tq_bad("token of a complaint created with the projector stopped: %s, stale %d, "
                "token_applied_version %" PRId64 " (want OK, stale, 0)",
@@ -102,7 +103,7 @@ Test(query, with_the_projector_stopped_answers_say_how_stale)
     tq.tenant_id = (char *)t->id;
     tq.consistency = &tmove;
     Tally__V1__GetVolumeTrendReply *t3;
-    gc_call_msg(tq_sys.q, DASH("GetVolumeTrend"), &tq.base,
+    gc_call_msg(tq_sys.q, GC_DASHBOARD("GetVolumeTrend"), &tq.base,
                 &tally__v1__get_volume_trend_reply__descriptor, NULL, 1500,
                 (ProtobufCMessage **)&t3, &r);
     if (!t3 || !t3->freshness->stale || t3->freshness->token_applied_version != cv)
@@ -114,13 +115,13 @@ Test(query, with_the_projector_stopped_answers_say_how_stale)
 
     oq.consistency = &tnew;
     oq.fail_if_stale = true;
-    tq_call_code("fail_if_stale, new complaint's token", DASH("GetOverview"), &oq.base, 1500,
-                 TALLY_GRPC_FAILED_PRECONDITION, &r);
+    tq_call_code("fail_if_stale, new complaint's token", GC_DASHBOARD("GetOverview"), &oq.base,
+                 1500, TALLY_GRPC_FAILED_PRECONDITION, &r);
     if (r.code == TALLY_GRPC_FAILED_PRECONDITION && strncmp(r.details, "consistency", 11) != 0)
         tq_bad("FAILED_PRECONDITION's message \"%s\" does not name consistency", r.details);
     dq.consistency = &tmove;
     dq.fail_if_stale = true;
-    tq_call_code("fail_if_stale, the move's token", DASH("GetDashboard"), &dq.base, 1500,
+    tq_call_code("fail_if_stale, the move's token", GC_DASHBOARD("GetDashboard"), &dq.base, 1500,
                  TALLY_GRPC_FAILED_PRECONDITION, &r);
 
     /* A token that was applied before the stop is not stale, even with fail_if_stale. */

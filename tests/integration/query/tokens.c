@@ -16,12 +16,14 @@ static void put_late_ones(const tdef *t)
     pc.tenant_id = (char *)t->id;
     pc.category_id = "late-cat";
     pc.name = "a late category";
-    call_free(tq_cmd_ok(CMD("PutCategory"), &pc.base, &tally__v1__put_category_reply__descriptor));
+    call_free(tq_cmd_ok(GC_COMMANDS("PutCategory"), &pc.base,
+                        &tally__v1__put_category_reply__descriptor));
     Tally__V1__PutAgentRequest pa = TALLY__V1__PUT_AGENT_REQUEST__INIT;
     pa.tenant_id = (char *)t->id;
     pa.agent_id = "late-agent";
     pa.name = "a late agent";
-    call_free(tq_cmd_ok(CMD("PutAgent"), &pa.base, &tally__v1__put_agent_reply__descriptor));
+    call_free(
+        tq_cmd_ok(GC_COMMANDS("PutAgent"), &pa.base, &tally__v1__put_agent_reply__descriptor));
     tq_wait_caught_up(t->id);
 }
 
@@ -84,7 +86,7 @@ static void token_query(const char *what, const tdef *t, int kind, Tally__V1__Co
         q.sort_by = SORT_OPEN;
         q.limit = 3;
         Tally__V1__GetAgentPerformanceReply *rep =
-            tq_call_ok(tq_sys.q, DASH("GetAgentPerformance"), &q.base,
+            tq_call_ok(tq_sys.q, GC_DASHBOARD("GetAgentPerformance"), &q.base,
                        &tally__v1__get_agent_performance_reply__descriptor, what);
         if (rep) {
             tq_check_fresh_tok(what, t->id, rep->freshness, tok);
@@ -99,7 +101,7 @@ static void token_query(const char *what, const tdef *t, int kind, Tally__V1__Co
         q.fail_if_stale = true;
         q.group_by = BY_BOTH;
         Tally__V1__GetResolutionStatsReply *rep =
-            tq_call_ok(tq_sys.q, DASH("GetResolutionStats"), &q.base,
+            tq_call_ok(tq_sys.q, GC_DASHBOARD("GetResolutionStats"), &q.base,
                        &tally__v1__get_resolution_stats_reply__descriptor, what);
         if (rep) {
             tq_check_fresh_tok(what, t->id, rep->freshness, tok);
@@ -114,7 +116,7 @@ static void token_query(const char *what, const tdef *t, int kind, Tally__V1__Co
         q.fail_if_stale = true;
         q.oldest_open_limit = 100;
         Tally__V1__GetDashboardReply *rep =
-            tq_call_ok(tq_sys.q, DASH("GetDashboard"), &q.base,
+            tq_call_ok(tq_sys.q, GC_DASHBOARD("GetDashboard"), &q.base,
                        &tally__v1__get_dashboard_reply__descriptor, what);
         if (rep) {
             int64_t now = rep->freshness->server_time_ms;
@@ -133,7 +135,7 @@ static void token_query(const char *what, const tdef *t, int kind, Tally__V1__Co
         q.consistency = tok;
         q.fail_if_stale = true;
         Tally__V1__GetCategoryDistributionReply *rep =
-            tq_call_ok(tq_sys.q, DASH("GetCategoryDistribution"), &q.base,
+            tq_call_ok(tq_sys.q, GC_DASHBOARD("GetCategoryDistribution"), &q.base,
                        &tally__v1__get_category_distribution_reply__descriptor, what);
         if (rep) {
             tq_check_fresh_tok(what, t->id, rep->freshness, tok);

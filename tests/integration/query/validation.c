@@ -9,18 +9,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define V_OK(what, M, m, msg) \
-    call_free(                \
-        tq_call_ok(tq_sys.q, DASH(#M), &(msg).base, &tally__v1__##m##_reply__descriptor, what))
+#define V_OK(what, M, m, msg)                                     \
+    call_free(tq_call_ok(tq_sys.q, GC_DASHBOARD(#M), &(msg).base, \
+                         &tally__v1__##m##_reply__descriptor, what))
 
 #define REFUSE(what, m, msg, code, field) \
-    tq_expect_refusal(what, DASH(#m), &(msg).base, code, field)
+    tq_expect_refusal(what, GC_DASHBOARD(#m), &(msg).base, code, field)
 
 /* A request of each panel with a range: the kind, its method and its reply. */
 enum { K_TREND, K_STATS, K_AGENTS, K_DIST, K_DASH };
 static const char *const kind_method[] = {
-    DASH("GetVolumeTrend"),          DASH("GetResolutionStats"), DASH("GetAgentPerformance"),
-    DASH("GetCategoryDistribution"), DASH("GetDashboard"),
+    GC_DASHBOARD("GetVolumeTrend"),      GC_DASHBOARD("GetResolutionStats"),
+    GC_DASHBOARD("GetAgentPerformance"), GC_DASHBOARD("GetCategoryDistribution"),
+    GC_DASHBOARD("GetDashboard"),
 };
 static const ProtobufCMessageDescriptor *const kind_reply[] = {
     &tally__v1__get_volume_trend_reply__descriptor,
@@ -208,7 +209,7 @@ Test(query, invalid_requests_name_the_field)
     /* Page tokens: malformed, or made for another range, sort or direction. */
     aq = tq_agents_req(NULL, SORT_RESOLVED, 3, "");
     Tally__V1__GetAgentPerformanceReply *page =
-        tq_call_ok(tq_sys.q, DASH("GetAgentPerformance"), &aq.base,
+        tq_call_ok(tq_sys.q, GC_DASHBOARD("GetAgentPerformance"), &aq.base,
                    &tally__v1__get_agent_performance_reply__descriptor, "a first page");
     cr_assert(page && page->performance && page->performance->next_page_token[0],
               "10 agents, 3 per page, and no next_page_token");
