@@ -51,7 +51,7 @@
 /*
  * CREATE FUNCTION pg_temp.assigned_agent(bytea) RETURNS text: the agent_id (field 2) of a
  * serialized ComplaintAssigned, '' when it is absent (unassigned). Shared with the tests'
- * SQL oracles (tests/integration/test_query.c).
+ * SQL oracles (tests/integration/query/oracle_sql.c).
  */
 extern const char VERIFY_SQL_ASSIGNED_AGENT[];
 

@@ -499,7 +499,8 @@ Test(faults, redis_out_of_memory_loses_no_event_and_parks_none)
 Test(faults, a_full_retry_queue_parks_no_legitimate_event, .timeout = 180)
 {
     /* Gaps wait for their version 1 as long as the test runs (30 s, the default, is too short
-     * for 80,000 entries under ASan on a loaded machine; a timeout is not this test's point). */
+     * for 80,000 entries under ASan on a loaded machine), so what this test catches is a full
+     * queue that parks ("retry queue full"), not gaps left in it until their timeout. */
     const char *env[] = { "TALLY_PROJECTOR_CLAIM_IDLE_MS=5000",
                           "TALLY_PROJECTOR_GAP_TIMEOUT_MS=600000", NULL };
     redis_up(false);

@@ -4,7 +4,7 @@
  * bytes, unknown types, a body that does not match the type, tenant ids that are not ids (they
  * become Redis hash tags), local days that are not dates, complaint events without complaint
  * or version, priorities and statuses out of range. Envelopes are built as command-svc builds
- * them (event_pack of a packed body, through tests/support/events.c) or, for the malformed
+ * them (event_pack of a packed body, through tests/support/ev_gen.c) or, for the malformed
  * ones, with protobuf-c directly.
  */
 #define _GNU_SOURCE /* memmem */
