@@ -91,9 +91,12 @@ static const pgx_stmt stmts[S_COUNT] = {
                    "SELECT " RELAY_COLUMNS " FROM events WHERE published_at IS NULL"
                    " ORDER BY seq LIMIT $1",
                    1 },
+    /* By seq alone (the pkey): the rows were just selected unpublished by this leader, and a
+     * "published_at IS NULL" here let a planner with stale statistics (a bulk import before
+     * autoanalyze) scan events_published_at for every unpublished row, once per batch. */
     [S_MARK] = { "relay_mark",
                  "UPDATE events SET published_at = " US_TO_TS(
-                     "$2") " WHERE seq = ANY($1::bigint[]) AND published_at IS NULL",
+                     "$2") " WHERE seq = ANY($1::bigint[])",
                  2 },
     [S_LOCK] = { "relay_lock", "SELECT pg_try_advisory_lock(" RELAY_LOCK_KEY ")", 0 },
     [S_MAXPUB] = { "relay_max_published",
