@@ -13,6 +13,7 @@
  */
 #include "fixture.h"
 #include "now.h"
+#include "pgdb.h"
 #include "system.h"
 #include "tally/v1/dashboard.pb-c.h"
 
@@ -145,9 +146,7 @@ static void start(void)
     fx_tenant(T, sizeof(T));
     fx_seed_tenant(S.cmd, T, "Europe/Berlin");
     const char *p[] = { T };
-    PGresult *res = PQexecParams(S.pg, "SELECT count(*) FROM events WHERE tenant_id = $1", 1, NULL,
-                                 p, NULL, NULL, 0);
-    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(S.pg));
+    PGresult *res = pgdb_sql(S.pg, "SELECT count(*) FROM events WHERE tenant_id = $1", 1, p);
     events = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
     cr_assert_gt(events, 0);

@@ -39,8 +39,7 @@ Test(relay, every_committed_event_reaches_the_stream_in_version_order)
     rl_events seen = { 0 };
     const char *env[] = { "TALLY_RELAY_POLL_MS=200", NULL };
     rl_svc_start(0, env);
-    gc_client *c = gc_new_port(rl.svc[0].grpc_port);
-    fx_seed_tenant(c, fx_tenant(tenant, sizeof(tenant)), "America/New_York");
+    gc_client *c = rl_tenant(0, tenant, "America/New_York");
     rl_lifecycles(c, tenant, "life", 10);
 
     size_t n = rl_expect_all_published(tenant, &seen);
@@ -58,8 +57,7 @@ Test(relay, events_committed_before_a_kill_9_are_published_after_restart)
     const char *off[] = { "TALLY_RELAY=false", NULL };
     const char *on[] = { "TALLY_RELAY_POLL_MS=200", NULL };
     rl_svc_start(0, off);
-    gc_client *c = gc_new_port(rl.svc[0].grpc_port);
-    fx_seed_tenant(c, fx_tenant(tenant, sizeof(tenant)), "Europe/Berlin");
+    gc_client *c = rl_tenant(0, tenant, "Europe/Berlin");
     rl_lifecycles(c, tenant, "before", 10);
     gc_free(c);
     rl_svc_kill(0);
@@ -130,8 +128,7 @@ Test(relay, a_redis_outage_delays_events_but_loses_none)
     rl_events seen = { 0 };
     const char *env[] = { "TALLY_RELAY_POLL_MS=200", NULL };
     rl_svc_start(0, env);
-    gc_client *c = gc_new_port(rl.svc[0].grpc_port);
-    fx_seed_tenant(c, fx_tenant(tenant, sizeof(tenant)), "Asia/Tokyo");
+    gc_client *c = rl_tenant(0, tenant, "Asia/Tokyo");
     rl_expect_all_published(tenant, &seen);
     int64_t seeded = rl_max_seq(&seen);
 
@@ -204,8 +201,7 @@ Test(relay, a_standby_takes_over_when_the_leader_is_killed)
     wait_leader(0);
     cr_assert_eq(leader_gauge(&rl.svc[1]), 0);
 
-    gc_client *c = gc_new_port(rl.svc[1].grpc_port);
-    fx_seed_tenant(c, fx_tenant(tenant, sizeof(tenant)), "UTC");
+    gc_client *c = rl_tenant(1, tenant, "UTC");
     rl_lifecycles(c, tenant, "first", 5);
     rl_expect_all_published(tenant, &seen);
 
@@ -231,8 +227,7 @@ Test(relay, a_row_that_commits_after_higher_seqs_are_published_is_not_skipped)
     rl_events seen = { 0 };
     const char *env[] = { "TALLY_RELAY_POLL_MS=200", NULL };
     rl_svc_start(0, env);
-    gc_client *c = gc_new_port(rl.svc[0].grpc_port);
-    fx_seed_tenant(c, fx_tenant(tenant, sizeof(tenant)), "UTC");
+    gc_client *c = rl_tenant(0, tenant, "UTC");
 
     /* A CategoryPut row whose transaction stays open: its seq is taken now. */
     PGconn *held = pgdb_connect(&rl.db);
@@ -275,8 +270,7 @@ Test(relay, a_slow_backlog_count_never_holds_back_events)
     snprintf(var, sizeof(var), "TALLY_PG_DSN=%s", dsn);
     const char *env[] = { "TALLY_RELAY_POLL_MS=200", var, NULL };
     rl_svc_start(0, env);
-    gc_client *c = gc_new_port(rl.svc[0].grpc_port);
-    fx_seed_tenant(c, fx_tenant(tenant, sizeof(tenant)), "UTC");
+    gc_client *c = rl_tenant(0, tenant, "UTC");
     rl_expect_all_published(tenant, &seen);
     int64_t seeded = rl_max_seq(&seen);
     for (int64_t end = now_mono_ms() + WAIT_MS; now_mono_ms() < end && proxy_held(&px) == 0;)
@@ -314,8 +308,7 @@ Test(relay, a_leader_that_cannot_reach_redis_hands_over_to_the_standby)
     wait_leader(0);
     rl_svc_start(1, env1);
     wait_leader(0);
-    gc_client *c = gc_new_port(rl.svc[1].grpc_port);
-    fx_seed_tenant(c, fx_tenant(tenant, sizeof(tenant)), "UTC");
+    gc_client *c = rl_tenant(1, tenant, "UTC");
     rl_expect_all_published(tenant, &seen);
     int64_t seeded = rl_max_seq(&seen);
 
@@ -371,8 +364,7 @@ Test(relay, an_unpackable_row_holds_back_its_complaint)
     rl_events seen = { 0 };
     const char *env[] = { "TALLY_RELAY_POLL_MS=200", NULL };
     rl_svc_start(0, env);
-    gc_client *c = gc_new_port(rl.svc[0].grpc_port);
-    fx_seed_tenant(c, fx_tenant(tenant, sizeof(tenant)), "UTC");
+    gc_client *c = rl_tenant(0, tenant, "UTC");
     Tally__V1__CreateComplaintRequest cr = TALLY__V1__CREATE_COMPLAINT_REQUEST__INIT;
     cr.tenant_id = tenant;
     cr.idempotency_key = "x";
@@ -423,9 +415,8 @@ Test(relay, an_unpackable_row_holds_back_its_complaint)
                   "complaint %lld: version %lld published while version 2 is not", (long long)x,
                   (long long)seen.v[i].version);
     cr_assert_eq(rl_metric(&rl.svc[0], "tally_relay_unpublishable_rows"), 2);
-    PGresult *res = PQexec(pg, "SELECT count(*) FROM events WHERE published_at IS NULL");
-    cr_assert_eq(atol(PQgetvalue(res, 0, 0)), 2, "v2 and v3 wait");
-    PQclear(res);
+    cr_assert_eq(pgdb_int(pg, "SELECT count(*) FROM events WHERE published_at IS NULL", 0, NULL), 2,
+                 "v2 and v3 wait");
     PQfinish(pg);
     redisFree(rc);
     free(table.v);
@@ -440,11 +431,10 @@ Test(relay, an_unpackable_row_holds_back_its_complaint)
 static long long published_at_index_scans(void)
 {
     PGconn *pg = pgdb_connect(&rl.db);
-    PGresult *r = PQexec(pg, "SELECT idx_scan FROM pg_stat_user_indexes"
-                             " WHERE indexrelname = 'events_published_at'");
-    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(pg));
-    long long n = atoll(PQgetvalue(r, 0, 0));
-    PQclear(r);
+    long long n = pgdb_int(pg,
+                           "SELECT idx_scan FROM pg_stat_user_indexes"
+                           " WHERE indexrelname = 'events_published_at'",
+                           0, NULL);
     PQfinish(pg);
     return n;
 }
@@ -466,15 +456,12 @@ Test(relay, marking_a_bulk_import_reads_its_rows_by_seq)
     const char *off[] = { "TALLY_RELAY=false", NULL };
     const char *on[] = { "TALLY_RELAY_POLL_MS=100", NULL };
     rl_svc_start(0, off); /* migrates */
-    cr_assert_eq(proc_stop(&rl.svc[0], SIGTERM, 15000), 0, "command-svc did not exit 0");
-    proc_release(&rl.svc[0]);
-    rl.svc_started[0] = false;
+    rl_svc_stop(0);
     PGconn *pg = pgdb_connect(&rl.db);
     rl_pg_ok(pg, "ALTER TABLE events SET (autovacuum_enabled = false)");
     PQfinish(pg);
     rl_svc_start(0, on);
-    gc_client *c = gc_new_port(rl.svc[0].grpc_port);
-    fx_seed_tenant(c, fx_tenant(tenant, sizeof(tenant)), "UTC");
+    gc_client *c = rl_tenant(0, tenant, "UTC");
     rl_lifecycles(c, tenant, "bulk", 1); /* one complaint, whose first event is copied */
     gc_free(c);
     while (rl_metric(&rl.svc[0], "tally_relay_published_total") < 9)

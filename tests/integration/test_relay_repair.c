@@ -64,14 +64,12 @@ static int model_diff(redisContext *c, const char *tenant, char *diff, size_t le
     snprintf(p, sizeof(p), "{t:%s}:%s:", tenant, g->type == REDIS_REPLY_STRING ? g->str : "1");
     freeReplyObject(g);
     PGconn *pg = pgdb_connect(&rl.db);
-    PGresult *t = PQexecParams(pg, "SELECT name FROM tenants WHERE tenant_id = $1", 1, NULL, params,
-                               NULL, NULL, 0);
-    PGresult *s = PQexecParams(pg,
-                               "SELECT complaint_id, version, status FROM complaints"
-                               " WHERE tenant_id = $1 ORDER BY complaint_id",
-                               1, NULL, params, NULL, NULL, 0);
-    cr_assert(PQresultStatus(t) == PGRES_TUPLES_OK && PQntuples(t) == 1);
-    cr_assert_eq(PQresultStatus(s), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(s));
+    PGresult *t = pgdb_sql(pg, "SELECT name FROM tenants WHERE tenant_id = $1", 1, params);
+    PGresult *s = pgdb_sql(pg,
+                           "SELECT complaint_id, version, status FROM complaints"
+                           " WHERE tenant_id = $1 ORDER BY complaint_id",
+                           1, params);
+    cr_assert_eq(PQntuples(t), 1);
     snprintf(key, sizeof(key), "%stenant", p);
     redisReply *name = rsv_must(c, "HGET %s name", key);
     bool same = name->type == REDIS_REPLY_STRING && strcmp(name->str, PQgetvalue(t, 0, 0)) == 0;
@@ -191,8 +189,7 @@ static gc_client *start_with_projector_env(proc *pj, char *tenant, const char *t
     const char *env[] = { "TALLY_RELAY_POLL_MS=200", extra, NULL };
     rl_svc_start(0, env);
     projector_start(pj);
-    gc_client *c = gc_new_port(rl.svc[0].grpc_port);
-    fx_seed_tenant(c, fx_tenant(tenant, 32), tz);
+    gc_client *c = rl_tenant(0, tenant, tz);
     return c;
 }
 
@@ -206,12 +203,11 @@ static void wait_all_marked(void)
 {
     PGconn *pg = pgdb_connect(&rl.db);
     for (int64_t end = now_mono_ms() + WAIT_MS;; tclock_sleep_ms(100)) {
-        PGresult *r = PQexec(pg, "SELECT count(*) FROM events WHERE published_at IS NULL");
-        long n = atol(PQgetvalue(r, 0, 0));
-        PQclear(r);
+        long long n =
+            pgdb_int(pg, "SELECT count(*) FROM events WHERE published_at IS NULL", 0, NULL);
         if (n == 0)
             break;
-        cr_assert_lt(now_mono_ms(), end, "%ld rows stay unpublished", n);
+        cr_assert_lt(now_mono_ms(), end, "%lld rows stay unpublished", n);
     }
     PQfinish(pg);
 }
@@ -227,8 +223,7 @@ Test(relay, an_unread_stream_is_never_trimmed_and_the_rest_waits_in_postgres, .t
     const char *env[] = { "TALLY_RELAY_POLL_MS=200", "TALLY_STREAM_MAXLEN=1000", NULL };
     proc pj;
     rl_svc_start(0, env);
-    gc_client *c = gc_new_port(rl.svc[0].grpc_port);
-    fx_seed_tenant(c, fx_tenant(tenant, sizeof(tenant)), "UTC");
+    gc_client *c = rl_tenant(0, tenant, "UTC");
     rl_lifecycles(c, tenant, "bulk", 700);
 
     redisContext *rc = rl_redis_open();
@@ -262,10 +257,10 @@ static void close_all(gc_client *c, const char *tenant, const char *prefix, int 
         char key[64];
         snprintf(key, sizeof(key), "%s-%d", prefix, i);
         const char *params[] = { tenant, key };
-        PGresult *r = PQexecParams(pg,
-                                   "SELECT complaint_id FROM complaints WHERE tenant_id = $1"
-                                   " AND idempotency_key = $2",
-                                   2, NULL, params, NULL, NULL, 0);
+        PGresult *r = pgdb_sql(pg,
+                               "SELECT complaint_id FROM complaints WHERE tenant_id = $1"
+                               " AND idempotency_key = $2",
+                               2, params);
         cr_assert_eq(PQntuples(r), 1, "%s", key);
         Tally__V1__ChangeStatusRequest ch = TALLY__V1__CHANGE_STATUS_REQUEST__INIT;
         ch.tenant_id = (char *)tenant;
@@ -334,8 +329,7 @@ Test(relay, a_flushed_redis_gets_every_event_back, .timeout = 150)
     const char *env[] = { "TALLY_RELAY_POLL_MS=200", NULL };
     proc pj;
     rl_svc_start(0, env);
-    gc_client *c = gc_new_port(rl.svc[0].grpc_port);
-    fx_seed_tenant(c, fx_tenant(tenant, sizeof(tenant)), "Asia/Tokyo");
+    gc_client *c = rl_tenant(0, tenant, "Asia/Tokyo");
     rl_lifecycles(c, tenant, "old", 20);
     wait_all_marked();
     redisContext *rc = rl_redis_open();

@@ -27,6 +27,7 @@
 #include "events.h"
 #include "fixture.h"
 #include "kv.h"
+#include "pgdb.h"
 #include "pgx.h"
 #include "system.h"
 #include "tally/v1/commands.pb-c.h"
@@ -209,11 +210,7 @@ static redisContext *redis(void)
 
 static int64_t sql_int(const char *q)
 {
-    PGresult *r = PQexec(S.pg, q);
-    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", q, PQresultErrorMessage(r));
-    int64_t v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    return v;
+    return pgdb_int(S.pg, q, 0, NULL);
 }
 
 static void wait_idle(void)

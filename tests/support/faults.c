@@ -2,6 +2,7 @@
 #include "faults.h"
 
 #include "ev_wait.h"
+#include "pgdb.h"
 #include "tclock.h"
 
 #include <criterion/criterion.h>
@@ -79,13 +80,11 @@ bool fault_leader_kill(sys_system *s, int down_ms, int wait_ms, FILE *out)
 int fault_pg_terminate(sys_system *s, const char *app_like, FILE *out)
 {
     const char *params[] = { app_like };
-    PGresult *r = PQexecParams(s->pg,
-                               "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                               "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                               "AND application_name LIKE $1",
-                               1, NULL, params, NULL, NULL, 0);
-    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "pg_terminate_backend: %s",
-                 PQresultErrorMessage(r));
+    PGresult *r = pgdb_sql(s->pg,
+                           "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                           "AND application_name LIKE $1",
+                           1, params);
     int n = atoi(PQgetvalue(r, 0, 0));
     PQclear(r);
     fprintf(out, "pg_terminate_backend of %d session(s) named like %s\n", n, app_like);

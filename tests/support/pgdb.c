@@ -96,3 +96,21 @@ PGconn *pgdb_connect(const pgdb *d)
     cr_assert_eq(PQstatus(pg), CONNECTION_OK, "%s", PQerrorMessage(pg));
     return pg;
 }
+
+PGresult *pgdb_sql(PGconn *pg, const char *q, int n, const char *const *params)
+{
+    PGresult *r = PQexecParams(pg, q, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    cr_assert(st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK, "%s: %s", q,
+              PQresultErrorMessage(r));
+    return r;
+}
+
+long long pgdb_int(PGconn *pg, const char *q, int n, const char *const *params)
+{
+    PGresult *r = pgdb_sql(pg, q, n, params);
+    cr_assert_eq(PQntuples(r), 1, "%s: %d rows", q, PQntuples(r));
+    long long v = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}

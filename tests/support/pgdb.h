@@ -36,4 +36,13 @@ void pgdb_drop(pgdb *d);
 /* A connection to it (asserts it connects); caller frees with PQfinish. */
 PGconn *pgdb_connect(const pgdb *d);
 
+/*
+ * The test's one way to run SQL: q with n text parameters on pg, asserting it succeeds (rows
+ * or a command); the caller frees the result with PQclear.
+ */
+PGresult *pgdb_sql(PGconn *pg, const char *q, int n, const char *const *params);
+
+/* pgdb_sql of a query of one row whose first column is a whole number: that number. */
+long long pgdb_int(PGconn *pg, const char *q, int n, const char *const *params);
+
 #endif

@@ -20,11 +20,7 @@ rl_fixture rl;
 
 void rl_pg_ok(PGconn *pg, const char *sql)
 {
-    PGresult *r = PQexec(pg, sql);
-    ExecStatusType st = PQresultStatus(r);
-    cr_assert(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "%s: %s", sql,
-              PQresultErrorMessage(r));
-    PQclear(r);
+    PQclear(pgdb_sql(pg, sql, 0, NULL));
 }
 
 redisContext *rl_redis_open(void)
@@ -58,11 +54,29 @@ void rl_svc_start(int i, const char *const *env)
 }
 
 /* SIGTERM: the relay stops with the service, which exits 0 (and leak-free under ASan). */
+void rl_svc_stop(int i)
+{
+    int rc = proc_stop(&rl.svc[i], SIGTERM, 15000);
+    cr_assert_eq(rc, 0, "command-svc exited with %d on SIGTERM (its log is above)", rc);
+    proc_release(&rl.svc[i]);
+    rl.svc_started[i] = false;
+}
+
 void rl_svc_stop_clean(int i)
 {
     int rc = proc_stop(&rl.svc[i], SIGTERM, 15000);
     cr_assert_eq(rc, 0, "command-svc exited with %d on SIGTERM", rc);
     cr_assert(proc_log_has(&rl.svc[i], "\"msg\":\"relay stopped\""));
+    proc_release(&rl.svc[i]);
+    rl.svc_started[i] = false;
+}
+
+gc_client *rl_tenant(int i, char *tenant, const char *tz)
+{
+    gc_client *c = gc_new_port(rl.svc[i].grpc_port);
+    cr_assert(c);
+    fx_seed_tenant(c, fx_tenant(tenant, 32), tz);
+    return c;
 }
 
 void rl_svc_kill(int i)
@@ -168,12 +182,11 @@ void rl_table_events(const char *tenant, int64_t after_seq, rl_events *out)
     snprintf(after, sizeof(after), "%lld", (long long)after_seq);
     const char *params[] = { tenant, after };
     PGconn *pg = pgdb_connect(&rl.db);
-    PGresult *r = PQexecParams(pg,
-                               "SELECT seq, coalesce(complaint_id, 0), coalesce(version, 0), type,"
-                               " local_day::text FROM events WHERE tenant_id = $1 AND seq > $2"
-                               " ORDER BY seq",
-                               2, NULL, params, NULL, NULL, 0);
-    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+    PGresult *r = pgdb_sql(pg,
+                           "SELECT seq, coalesce(complaint_id, 0), coalesce(version, 0), type,"
+                           " local_day::text FROM events WHERE tenant_id = $1 AND seq > $2"
+                           " ORDER BY seq",
+                           2, params);
     memset(out, 0, sizeof(*out));
     for (int i = 0; i < PQntuples(r); i++) {
         rl_event e = { .seq = atoll(PQgetvalue(r, i, 0)),

@@ -54,8 +54,14 @@ redisContext *rl_redis_open(void);
 /* Migrates and starts command-svc replica i with env overrides. */
 void rl_svc_start(int i, const char *const *env);
 
-/* SIGTERM: the relay stops with the service, which exits 0 (and leak-free under ASan). */
+/* SIGTERM: replica i exits 0 (and leak-free under ASan), and is released. */
+void rl_svc_stop(int i);
+
+/* rl_svc_stop of a replica whose relay ran: it also logged "relay stopped". */
 void rl_svc_stop_clean(int i);
+
+/* A client of replica i (gc_free) with a new tenant (into tenant, 32 bytes) seeded in zone tz. */
+gc_client *rl_tenant(int i, char *tenant, const char *tz);
 
 /* kill -9 of replica i, and releases it. */
 void rl_svc_kill(int i);

@@ -2,6 +2,7 @@
 #include "system.h"
 
 #include "ev_wait.h"
+#include "pgdb.h"
 #include "tclock.h"
 
 #include <criterion/criterion.h>
@@ -219,10 +220,8 @@ void sys_wait_idle(sys_system *s, int timeout_ms)
 {
     redisContext *c = sys_redis_connect(s);
     for (int64_t until = now_mono_ms() + timeout_ms;; tclock_sleep_ms(20)) {
-        PGresult *r = PQexec(s->pg, "SELECT count(*) FROM events WHERE published_at IS NULL");
-        cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
-        bool published = strcmp(PQgetvalue(r, 0, 0), "0") == 0;
-        PQclear(r);
+        bool published =
+            pgdb_int(s->pg, "SELECT count(*) FROM events WHERE published_at IS NULL", 0, NULL) == 0;
         if (published && ev_group_idle(c, EV_STREAM))
             break;
         cr_assert_lt(now_mono_ms(), until, "the pipeline did not drain within %d ms", timeout_ms);

@@ -3,6 +3,7 @@
  * cancelled.
  */
 #include "cmd_int.h"
+#include "pgdb.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -48,13 +49,11 @@ Test(commands, a_tiny_deadline_is_deadline_exceeded_and_a_retry_is_safe)
     cr_assert_eq(PQstatus(locker), CONNECTION_OK);
     PQclear(PQexec(locker, "BEGIN"));
     const char *lp[] = { t };
-    PGresult *r = PQexecParams(locker,
-                               "INSERT INTO idempotency_keys (tenant_id, idempotency_key,"
-                               " request_hash, complaint_id, version, created_at)"
-                               " VALUES ($1, 'k-locked', '\\x00', 1, 1, now())",
-                               1, NULL, lp, NULL, NULL, 0);
-    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(r));
-    PQclear(r);
+    PQclear(pgdb_sql(locker,
+                     "INSERT INTO idempotency_keys (tenant_id, idempotency_key,"
+                     " request_hash, complaint_id, version, created_at)"
+                     " VALUES ($1, 'k-locked', '\\x00', 1, 1, now())",
+                     1, lp));
     Tally__V1__CreateComplaintRequest req = tc_create_req(t, "k-locked");
     for (int i = 0; i < 3; i++) {
         gc_result g;
@@ -111,11 +110,8 @@ Test(commands, a_blocked_statement_is_cancelled_at_the_deadline)
     cr_assert_eq(PQstatus(locker), CONNECTION_OK);
     PQclear(PQexec(locker, "BEGIN"));
     const char *p[] = { ids };
-    PGresult *r =
-        PQexecParams(locker, "SELECT 1 FROM complaints WHERE complaint_id = $1 FOR UPDATE", 1, NULL,
-                     p, NULL, NULL, 0);
-    cr_assert_eq(PQntuples(r), 1, "%s", PQresultErrorMessage(r));
-    PQclear(r);
+    cr_assert_eq(
+        pgdb_int(locker, "SELECT 1 FROM complaints WHERE complaint_id = $1 FOR UPDATE", 1, p), 1);
     int pid = PQbackendPID(locker);
 
     bg_move m = { .tenant = t, .id = id, .deadline_ms = 1500 };

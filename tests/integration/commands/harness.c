@@ -1,5 +1,6 @@
 /* The harness of test_commands (cmd_int.h): the service, calls, SQL, events, command helpers. */
 #include "cmd_int.h"
+#include "pgdb.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -128,20 +129,12 @@ void tc_expect_raw(const char *what, const char *method, const pbw *w, int code,
 
 PGresult *tc_sql(const char *q, int n, const char *const *params)
 {
-    PGresult *r = PQexecParams(db, q, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    cr_assert(st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK, "%s: %s", q,
-              PQresultErrorMessage(r));
-    return r;
+    return pgdb_sql(db, q, n, params);
 }
 
 long long tc_sql_int(const char *q, int n, const char *const *params)
 {
-    PGresult *r = tc_sql(q, n, params);
-    cr_assert_eq(PQntuples(r), 1, "%s", q);
-    long long v = atoll(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return v;
+    return pgdb_int(db, q, n, params);
 }
 
 static const char *const table_names[] = { "tenants",         "categories", "agents",

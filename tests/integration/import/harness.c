@@ -1,5 +1,6 @@
 /* The harness of test_import (import_int.h): the service, requests, calls, events. */
 #include "import_int.h"
+#include "pgdb.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -33,9 +34,7 @@ void ti_env_stop(env *e)
 PGresult *ti_query(env *e, const char *tenant, const char *sql)
 {
     const char *vals[] = { tenant };
-    PGresult *r = PQexecParams(e->pg, sql, 1, NULL, vals, NULL, NULL, 0);
-    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", sql, PQresultErrorMessage(r));
-    return r;
+    return pgdb_sql(e->pg, sql, 1, vals);
 }
 
 /* Rows of the tenant in every table an import writes, as one string. */

@@ -2,6 +2,7 @@
  * The SQL oracle: every panel's answer computed independently with SQL over PostgreSQL's tables
  * (the file comment of query_int.h says how), and the checks that compare a reply with it.
  */
+#include "pgdb.h"
 #include "query_int.h"
 
 #include <math.h>
@@ -13,11 +14,7 @@
 
 PGresult *tq_sql(const char *q, int n, const char *const *params)
 {
-    PGresult *r = PQexecParams(tq_sys.pg, q, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    cr_assert(st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK, "%s: %s", q,
-              PQresultErrorMessage(r));
-    return r;
+    return pgdb_sql(tq_sys.pg, q, n, params);
 }
 
 static void sql_exec(const char *q)
