@@ -23,6 +23,7 @@
  * - the_projector_reports_drift_in_its_metrics: TALLY_PROJECTOR_VERIFY_EVERY_S=1; drift 0 with
  *   runs counted, then > 0 after a corruption, and the difference is in its log.
  */
+#include "calls.h"
 #include "cfg.h"
 #include "events.h"
 #include "fixture.h"
@@ -54,64 +55,26 @@ static void teardown(void)
 
 /* ---- commands ------------------------------------------------------------------------------ */
 
-static void *call(const char *method, const ProtobufCMessage *req,
-                  const ProtobufCMessageDescriptor *rd)
-{
-    gc_result r;
-    cr_assert_eq(gc_call(S.cmd, method, req, NULL, 10000, &r), 0, "%s did not start", method);
-    cr_assert_eq(r.code, 0, "%s: %d %s", method, r.code, r.details);
-    ProtobufCMessage *m = protobuf_c_message_unpack(rd, NULL, r.len, r.data);
-    gc_result_release(&r);
-    cr_assert(m, "%s: bad reply", method);
-    return m;
-}
-
 static int64_t create(const char *tenant, const char *cat, int prio)
 {
     static int n;
     char key[32];
+    int64_t id;
     snprintf(key, sizeof(key), "k%d", ++n);
-    Tally__V1__CreateComplaintRequest q = TALLY__V1__CREATE_COMPLAINT_REQUEST__INIT;
-    q.tenant_id = (char *)tenant;
-    q.idempotency_key = key;
-    q.category_id = (char *)cat;
-    q.priority = prio;
-    q.title = "t";
-    q.customer_id = "cust";
-    Tally__V1__CreateComplaintReply *r = call(GC_COMMANDS("CreateComplaint"), &q.base,
-                                              &tally__v1__create_complaint_reply__descriptor);
-    int64_t id = r->complaint_id;
+    int64_t version = call_create(S.cmd, tenant, key, cat, prio, &id);
     cr_assert_lt(id, 4096);
-    versions[id] = r->version;
-    protobuf_c_message_free_unpacked(&r->base, NULL);
+    versions[id] = version;
     return id;
 }
 
 static void assign(const char *tenant, int64_t id, const char *agent)
 {
-    Tally__V1__AssignComplaintRequest q = TALLY__V1__ASSIGN_COMPLAINT_REQUEST__INIT;
-    q.tenant_id = (char *)tenant;
-    q.complaint_id = id;
-    q.agent_id = (char *)agent;
-    q.expected_version = versions[id];
-    Tally__V1__AssignComplaintReply *r = call(GC_COMMANDS("AssignComplaint"), &q.base,
-                                              &tally__v1__assign_complaint_reply__descriptor);
-    versions[id] = r->version;
-    protobuf_c_message_free_unpacked(&r->base, NULL);
+    versions[id] = call_assign(S.cmd, tenant, id, versions[id], agent);
 }
 
 static void move(const char *tenant, int64_t id, int to)
 {
-    Tally__V1__ChangeStatusRequest q = TALLY__V1__CHANGE_STATUS_REQUEST__INIT;
-    q.tenant_id = (char *)tenant;
-    q.complaint_id = id;
-    q.status = to;
-    q.actor = "test";
-    q.expected_version = versions[id];
-    Tally__V1__ChangeStatusReply *r =
-        call(GC_COMMANDS("ChangeStatus"), &q.base, &tally__v1__change_status_reply__descriptor);
-    versions[id] = r->version;
-    protobuf_c_message_free_unpacked(&r->base, NULL);
+    versions[id] = call_move(S.cmd, tenant, id, versions[id], to, "test");
 }
 
 enum { OPEN = 1, IN_PROGRESS = 2, RESOLVED = 3, CLOSED = 4 };
@@ -161,9 +124,8 @@ static void rename_category(const char *tenant, const char *id, const char *name
     q.tenant_id = (char *)tenant;
     q.category_id = (char *)id;
     q.name = (char *)name;
-    protobuf_c_message_free_unpacked(
-        call(GC_COMMANDS("PutCategory"), &q.base, &tally__v1__put_category_reply__descriptor),
-        NULL);
+    call_free(call_ok(S.cmd, GC_COMMANDS("PutCategory"), &q.base,
+                      &tally__v1__put_category_reply__descriptor, 10000));
 }
 
 /* Imports 50 days of histories for tenant imp with the real simulator. */

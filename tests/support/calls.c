@@ -1,6 +1,8 @@
 /* calls: the tests' typed unary calls (calls.h). */
 #include "calls.h"
 
+#include "tally/v1/commands.pb-c.h"
+
 #include <criterion/criterion.h>
 #include <string.h>
 
@@ -51,4 +53,56 @@ void call_expect(gc_client *c, const char *what, const char *method, const Proto
     gc_status st;
     call_code(c, method, req, deadline_ms, &st);
     call_check_refusal(what, st.code, st.details, code, field);
+}
+
+int64_t call_create(gc_client *c, const char *tenant, const char *key, const char *category,
+                    int priority, int64_t *id)
+{
+    Tally__V1__CreateComplaintRequest r = TALLY__V1__CREATE_COMPLAINT_REQUEST__INIT;
+    r.tenant_id = (char *)tenant;
+    r.idempotency_key = (char *)key;
+    r.category_id = (char *)category;
+    r.priority = (Tally__V1__Priority)priority;
+    r.title = "Live one";
+    r.customer_id = "cust-live";
+    Tally__V1__CreateComplaintReply *rep =
+        call_ok(c, GC_COMMANDS("CreateComplaint"), &r.base,
+                &tally__v1__create_complaint_reply__descriptor, 10000);
+    *id = rep->complaint_id;
+    int64_t version = rep->version;
+    call_free(rep);
+    return version;
+}
+
+int64_t call_assign(gc_client *c, const char *tenant, int64_t id, int64_t expected,
+                    const char *agent)
+{
+    Tally__V1__AssignComplaintRequest r = TALLY__V1__ASSIGN_COMPLAINT_REQUEST__INIT;
+    r.tenant_id = (char *)tenant;
+    r.complaint_id = id;
+    r.agent_id = (char *)agent;
+    r.expected_version = expected;
+    Tally__V1__AssignComplaintReply *rep =
+        call_ok(c, GC_COMMANDS("AssignComplaint"), &r.base,
+                &tally__v1__assign_complaint_reply__descriptor, 10000);
+    int64_t version = rep->version;
+    call_free(rep);
+    return version;
+}
+
+int64_t call_move(gc_client *c, const char *tenant, int64_t id, int64_t expected, int status,
+                  const char *actor)
+{
+    Tally__V1__ChangeStatusRequest r = TALLY__V1__CHANGE_STATUS_REQUEST__INIT;
+    r.tenant_id = (char *)tenant;
+    r.complaint_id = id;
+    r.status = (Tally__V1__Status)status;
+    r.expected_version = expected;
+    r.actor = (char *)actor;
+    r.note = "";
+    Tally__V1__ChangeStatusReply *rep = call_ok(c, GC_COMMANDS("ChangeStatus"), &r.base,
+                                                &tally__v1__change_status_reply__descriptor, 10000);
+    int64_t version = rep->version;
+    call_free(rep);
+    return version;
 }

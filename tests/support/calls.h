@@ -15,6 +15,7 @@
 #include "gclient.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /*
  * Calls method on c and asserts the reply is OK and decodes with reply_desc; the message of a
@@ -46,5 +47,18 @@ void call_check_refusal(const char *what, int got, const char *details, int code
 /* Calls method on c and asserts its refusal as call_check_refusal. */
 void call_expect(gc_client *c, const char *what, const char *method, const ProtobufCMessage *req,
                  int code, const char *field, int deadline_ms);
+
+/*
+ * Live commands a test needs done (not tested): each asserts the call succeeds and returns the
+ * complaint's new version. call_create's complaint has the title "Live one" for customer
+ * "cust-live", its id goes to *id; call_assign's agent "" unassigns; expected is the version the
+ * command expects.
+ */
+int64_t call_create(gc_client *c, const char *tenant, const char *key, const char *category,
+                    int priority, int64_t *id);
+int64_t call_assign(gc_client *c, const char *tenant, int64_t id, int64_t expected,
+                    const char *agent);
+int64_t call_move(gc_client *c, const char *tenant, int64_t id, int64_t expected, int status,
+                  const char *actor);
 
 #endif
