@@ -316,6 +316,22 @@ static void restore(redisContext *c, saved *s)
     free(s->bytes);
 }
 
+/* key replaced by a string: verify reports one difference, for view as a whole; key restored. */
+static void expect_wrong_type(redisContext *c, saved *s, const char *key, const char *view)
+{
+    save(c, s, key);
+    cmd_do(c, "DEL %s", key);
+    cmd_do(c, "SET %s x", key);
+    verify_stats st;
+    diffs *w = run_verify(200, &st);
+    cr_assert_eq(w->n, 1, "%d differences", w->n);
+    cr_expect_str_eq(w->d[0].view, view);
+    cr_expect_str_eq(w->d[0].field, "");
+    cr_expect(strstr(w->d[0].found, "WRONGTYPE"), "found: %s", w->d[0].found);
+    free(w);
+    restore(c, s);
+}
+
 /* The tenant's local today as YYYY-MM-DD (PostgreSQL's view of its time zone). */
 static void today_of(const char *tenant, char out[11])
 {
@@ -324,7 +340,7 @@ static void today_of(const char *tenant, char out[11])
              "SELECT (now() AT TIME ZONE time_zone)::date::text FROM tenants WHERE tenant_id = "
              "'%s'",
              tenant);
-    PGresult *r = PQexec(S.pg, q);
+    PGresult *r = pgdb_sql(S.pg, q, 0, NULL);
     cr_assert_eq(PQntuples(r), 1);
     snprintf(out, 11, "%s", PQgetvalue(r, 0, 0));
     PQclear(r);
@@ -454,32 +470,9 @@ Test(verify, each_corruption_is_found, .fini = teardown)
     restore(c, &s);
 
     /* A key of the wrong type: one difference for the key as a whole. */
-    save(c, &s, "{t:ny}:1:ao");
-    cmd_do(c, "DEL {t:ny}:1:ao");
-    cmd_do(c, "SET {t:ny}:1:ao x");
-    {
-        verify_stats wst;
-        diffs *w = run_verify(200, &wst);
-        cr_assert_eq(w->n, 1, "%d differences", w->n);
-        cr_expect_str_eq(w->d[0].view, "ao");
-        cr_expect_str_eq(w->d[0].field, "");
-        cr_expect(strstr(w->d[0].found, "WRONGTYPE"), "found: %s", w->d[0].found);
-        free(w);
-    }
-    restore(c, &s);
-    save(c, &s, "{t:kir}:1:cats"); /* reference data, which is re-read after the settle delay */
-    cmd_do(c, "DEL {t:kir}:1:cats");
-    cmd_do(c, "SET {t:kir}:1:cats x");
-    {
-        verify_stats wst;
-        diffs *w = run_verify(200, &wst);
-        cr_assert_eq(w->n, 1, "%d differences", w->n);
-        cr_expect_str_eq(w->d[0].view, "cats");
-        cr_expect_str_eq(w->d[0].field, "");
-        cr_expect(strstr(w->d[0].found, "WRONGTYPE"), "found: %s", w->d[0].found);
-        free(w);
-    }
-    restore(c, &s);
+    expect_wrong_type(c, &s, "{t:ny}:1:ao", "ao");
+    /* reference data, which is re-read after the settle delay */
+    expect_wrong_type(c, &s, "{t:kir}:1:cats", "cats");
 
     /* A key deleted: the open backlog of ktm; every open complaint is named. */
     int64_t open = sql_int("SELECT count(*) FROM complaints WHERE tenant_id = 'ktm'"
