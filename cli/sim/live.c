@@ -20,6 +20,7 @@
  * categories and agents (sim_world.h). One line of counts every LIVE_REPORT_MS on
  * stdout; SIGINT or SIGTERM ends the run after the command in flight, with exit code 0.
  */
+#include "args.h"
 #include "err.h"
 #include "gclient.h"
 #include "now.h"
@@ -29,7 +30,6 @@
 #include "sim_world.h"
 #include "tally/v1/commands.pb-c.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -106,7 +106,7 @@ static const char *const count_names[N_COUNTS] = {
 
 typedef struct live_run {
     world w;
-    const char *target;
+    const char *target, *tenants; /* the options --command and --tenants */
     double rate;
     int64_t seconds, seed;
     gc_client *c;
@@ -384,7 +384,30 @@ static void report(live_run *run, int64_t elapsed_ms)
 
 /* ---- the run ------------------------------------------------------------------------------- */
 
-static int parse_opts(int argc, char **argv, live_run *run, const char **tenants)
+/* Takes one of live's options (args_fn). */
+static int take_opt(void *arg, int opt, char *value)
+{
+    live_run *run = arg;
+    switch (opt) {
+    case 'c':
+        run->target = value;
+        return 0;
+    case 't':
+        run->tenants = value;
+        return 0;
+    case 'r':
+        return sim_parse_double("--rate", value, 0.01, 10000, &run->rate);
+    case 'n':
+        return sim_parse_int("--seconds", value, 0, INT64_MAX / 1000, &run->seconds);
+    case 's':
+        return sim_parse_int("--seed", value, 0, INT64_MAX, &run->seed);
+    default:
+        return -1;
+    }
+}
+
+/* The options into run: ARGS_OK, ARGS_HELP or ARGS_BAD (args.h; the usage is printed). */
+static int parse_opts(int argc, char **argv, live_run *run)
 {
     static const struct option longopts[] = {
         { "command", required_argument, NULL, 'c' },
@@ -395,62 +418,29 @@ static int parse_opts(int argc, char **argv, live_run *run, const char **tenants
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    int opt;
+    const args_spec spec = { "tally-sim: live", live_usage, "h", longopts, 'h', take_opt, run };
     run->target = SIM_DEFAULT_TARGET;
+    run->tenants = SIM_DEFAULT_TENANTS;
     run->rate = 5;
     run->seed = 2;
-    *tenants = SIM_DEFAULT_TENANTS;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        int rc = 0;
-        switch (opt) {
-        case 'c':
-            run->target = optarg;
-            break;
-        case 't':
-            *tenants = optarg;
-            break;
-        case 'r':
-            rc = sim_parse_double("--rate", optarg, 0.01, 10000, &run->rate);
-            break;
-        case 'n':
-            rc = sim_parse_int("--seconds", optarg, 0, INT64_MAX / 1000, &run->seconds);
-            break;
-        case 's':
-            rc = sim_parse_int("--seed", optarg, 0, INT64_MAX, &run->seed);
-            break;
-        case 'h':
-            fputs(live_usage, stdout);
-            exit(SIM_EXIT_OK);
-        default:
-            rc = -1;
-        }
-        if (rc != 0)
-            return -1;
-    }
-    if (optind < argc) {
-        sim_say("live: unexpected argument \"%s\"", argv[optind]);
-        return -1;
-    }
-    return 0;
+    return args_parse(&spec, argc, argv);
 }
 
 int sim_live(int argc, char **argv)
 {
     live_run *run = calloc(1, sizeof(*run));
-    const char *tenants;
     char err[512];
     int rc = SIM_EXIT_FAILED, sig = 0;
     if (!run) {
         sim_say("out of memory");
         return SIM_EXIT_FAILED;
     }
-    if (parse_opts(argc, argv, run, &tenants) != 0) {
-        fputs(live_usage, stderr);
-        rc = SIM_EXIT_USAGE;
+    int parsed = parse_opts(argc, argv, run);
+    if (parsed != ARGS_OK) {
+        rc = parsed == ARGS_HELP ? SIM_EXIT_OK : SIM_EXIT_USAGE;
         goto out_free;
     }
-    if (world_parse_tenants(&run->w, tenants, err, sizeof(err)) != 0) {
+    if (world_parse_tenants(&run->w, run->tenants, err, sizeof(err)) != 0) {
         sim_say("%s", err);
         rc = SIM_EXIT_USAGE;
         goto out_free;

@@ -21,6 +21,7 @@
  * larger run adds to a smaller one. A rerun sends every batch again; the server writes nothing
  * for keys it has (a 20,000-complaint rerun takes 0.6 s).
  */
+#include "args.h"
 #include "civil.h"
 #include "err.h"
 #include "gclient.h"
@@ -31,7 +32,6 @@
 #include "sim_world.h"
 #include "tally/v1/commands.pb-c.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -331,6 +331,31 @@ static int seed_window(seed_run *run, gc_client *c, world_tenant *t, int64_t end
 
 /* ---- the run ------------------------------------------------------------------------------- */
 
+/* Takes one of seed's options (args_fn). */
+static int take_opt(void *arg, int opt, char *value)
+{
+    seed_opts *o = arg;
+    switch (opt) {
+    case 'c':
+        o->target = value;
+        return 0;
+    case 't':
+        o->tenants = value;
+        return 0;
+    case 'n':
+        return sim_parse_int("--complaints", value, 1, 100000000, &o->complaints);
+    case 'd':
+        return sim_parse_int("--days", value, 1, 3650, &o->days);
+    case 's':
+        return sim_parse_int("--seed", value, 0, INT64_MAX, &o->seed);
+    case 'k':
+        return sim_parse_int("--clients", value, 1, SEED_CLIENTS_MAX, &o->clients);
+    default:
+        return -1;
+    }
+}
+
+/* The options into o: ARGS_OK, ARGS_HELP or ARGS_BAD (args.h; the usage is printed). */
 static int parse_opts(int argc, char **argv, seed_opts *o)
 {
     static const struct option longopts[] = {
@@ -343,44 +368,9 @@ static int parse_opts(int argc, char **argv, seed_opts *o)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
+    const args_spec spec = { "tally-sim: seed", seed_usage, "h", longopts, 'h', take_opt, o };
     *o = (seed_opts){ SIM_DEFAULT_TARGET, SIM_DEFAULT_TENANTS, 200000, 365, 1, 2 };
-    int opt;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        int rc = 0;
-        switch (opt) {
-        case 'c':
-            o->target = optarg;
-            break;
-        case 't':
-            o->tenants = optarg;
-            break;
-        case 'n':
-            rc = sim_parse_int("--complaints", optarg, 1, 100000000, &o->complaints);
-            break;
-        case 'd':
-            rc = sim_parse_int("--days", optarg, 1, 3650, &o->days);
-            break;
-        case 's':
-            rc = sim_parse_int("--seed", optarg, 0, INT64_MAX, &o->seed);
-            break;
-        case 'k':
-            rc = sim_parse_int("--clients", optarg, 1, SEED_CLIENTS_MAX, &o->clients);
-            break;
-        case 'h':
-            fputs(seed_usage, stdout);
-            exit(SIM_EXIT_OK);
-        default:
-            rc = -1;
-        }
-        if (rc != 0)
-            return -1;
-    }
-    if (optind < argc) {
-        sim_say("seed: unexpected argument \"%s\"", argv[optind]);
-        return -1;
-    }
-    return 0;
+    return args_parse(&spec, argc, argv);
 }
 
 /* Batches of every tenant, interleaved so that all tenants fill up together. */
@@ -440,9 +430,9 @@ int sim_seed(int argc, char **argv)
         return SIM_EXIT_FAILED;
     }
     pthread_mutex_init(&run->lock, NULL);
-    if (parse_opts(argc, argv, &run->o) != 0) {
-        fputs(seed_usage, stderr);
-        rc = SIM_EXIT_USAGE;
+    int parsed = parse_opts(argc, argv, &run->o);
+    if (parsed != ARGS_OK) {
+        rc = parsed == ARGS_HELP ? SIM_EXIT_OK : SIM_EXIT_USAGE;
         goto out_free;
     }
     run->seed = (uint64_t)run->o.seed;
