@@ -14,12 +14,12 @@
  * The loop, the samples and the CPU time are bench/load.h's closed loop; this file is the
  * request, the check of the reply and the report.
  */
+#include "args.h"
 #include "err.h"
 #include "gclient.h"
 #include "load.h"
 #include "tally/v1/commands.pb-c.h"
 
-#include <getopt.h>
 #include <grpc/byte_buffer_reader.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -46,13 +46,11 @@ static int concurrency = 8, connections = 1;
 static double duration = 10, warmup = 2;
 static char key_prefix[48];
 
-static void usage(FILE *out)
-{
-    fprintf(out, "usage: bench-loadgen --target HOST:PORT --tenant T [--category C]\n"
-                 "         [--concurrency N] [--duration S] [--warmup S] [--connections K]\n"
-                 "Closed-loop CreateComplaint calls; see bench/README.md. Defaults: category c1,\n"
-                 "concurrency 8, duration 10 s, warm-up 2 s, 1 connection.\n");
-}
+static const char usage[] =
+    "usage: bench-loadgen --target HOST:PORT --tenant T [--category C]\n"
+    "         [--concurrency N] [--duration S] [--warmup S] [--connections K]\n"
+    "Closed-loop CreateComplaint calls; see bench/README.md. Defaults: category c1,\n"
+    "concurrency 8, duration 10 s, warm-up 2 s, 1 connection.\n";
 
 /* The request of call n: a unique idempotency key, and a title and customer that vary. */
 static grpc_slice request(void *arg, uint64_t n)
@@ -96,6 +94,40 @@ static bool reply_valid(void *arg, grpc_byte_buffer *reply)
     return valid;
 }
 
+/* Takes one option (args_fn): a number must be all digits, its range is checked after. */
+static int take_opt(void *arg, int opt, char *value)
+{
+    char *end = value;
+    (void)arg;
+    switch (opt) {
+    case 't':
+        target = value;
+        return 0;
+    case 'T':
+        tenant = value;
+        return 0;
+    case 'c':
+        category = value;
+        return 0;
+    case 'n':
+        concurrency = (int)strtol(value, &end, 10);
+        break;
+    case 'k':
+        connections = (int)strtol(value, &end, 10);
+        break;
+    case 'd':
+        duration = strtod(value, &end);
+        break;
+    case 'w':
+        warmup = strtod(value, &end);
+        break;
+    default:
+        return -1;
+    }
+    return end == value || *end != '\0' ? -1 : 0;
+}
+
+/* The options into the globals: ARGS_OK, ARGS_HELP or ARGS_BAD (args.h). */
 static int parse_args(int argc, char **argv)
 {
     static const struct option opts[] = { { "target", required_argument, NULL, 't' },
@@ -107,52 +139,22 @@ static int parse_args(int argc, char **argv)
                                           { "connections", required_argument, NULL, 'k' },
                                           { "help", no_argument, NULL, 'h' },
                                           { NULL, 0, NULL, 0 } };
-    int opt;
-    char *end;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (opt) {
-        case 't':
-            target = optarg;
-            break;
-        case 'T':
-            tenant = optarg;
-            break;
-        case 'c':
-            category = optarg;
-            break;
-        case 'n':
-            concurrency = (int)strtol(optarg, &end, 10);
-            break;
-        case 'k':
-            connections = (int)strtol(optarg, &end, 10);
-            break;
-        case 'd':
-            duration = strtod(optarg, &end);
-            break;
-        case 'w':
-            warmup = strtod(optarg, &end);
-            break;
-        case 'h':
-            usage(stdout);
-            exit(0);
-        default:
-            return -1;
-        }
-        if (strchr("nkdw", opt) && (end == optarg || *end != '\0'))
-            return -1;
+    const args_spec spec = { "bench-loadgen", usage, "", opts, 'h', take_opt, NULL };
+    int rc = args_parse(&spec, argc, argv);
+    if (rc == ARGS_OK &&
+        (!target || !tenant || concurrency < 1 || concurrency > MAX_CONCURRENCY ||
+         connections < 1 || connections > concurrency || !(duration > 0) || !(warmup >= 0))) {
+        fputs(usage, stderr);
+        rc = ARGS_BAD;
     }
-    if (optind != argc || !target || !tenant || concurrency < 1 || concurrency > MAX_CONCURRENCY ||
-        connections < 1 || connections > concurrency || !(duration > 0) || !(warmup >= 0))
-        return -1;
-    return 0;
+    return rc;
 }
 
 int main(int argc, char **argv)
 {
-    if (parse_args(argc, argv) != 0) {
-        usage(stderr);
-        return 2;
-    }
+    int parsed = parse_args(argc, argv);
+    if (parsed != ARGS_OK)
+        return parsed == ARGS_HELP ? 0 : 2;
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
     snprintf(key_prefix, sizeof(key_prefix), "lg-%lx%09lx-%ld", (unsigned long)wall.tv_sec,

@@ -36,12 +36,12 @@
  * Exit 2: bad usage or a setup failure.
  */
 #define _GNU_SOURCE /* strptime */
+#include "args.h"
 #include "err.h"
 #include "gclient.h"
 #include "load.h"
 #include "tally/v1/dashboard.pb-c.h"
 
-#include <getopt.h>
 #include <grpc/byte_buffer_reader.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -381,34 +381,31 @@ static int run_once(load *l)
 
 /* ---- options ------------------------------------------------------------------------------- */
 
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "usage: bench-queryload --target HOST:PORT --tenant T[,T...] [--method M]\n"
-            "         (--concurrency C | --rate R) [--duration S] [--warmup S] [--connections N]\n"
-            "         [--timeout S] [--spin-us US] [--once]\n"
-            "         [--range-days N | --from YYYY-MM-DD --to YYYY-MM-DD] [--granularity G]\n"
-            "         [--group-by B] [--sort-by K] [--ascending] [--limit N] [--top-n N]\n"
-            "         [--oldest-limit N] [--category ID]... [--priority P]...\n"
-            "Loads tally.v1.Dashboard; see bench/README.md.\n"
-            "  --method       GetDashboard (default), GetOverview, GetVolumeTrend,\n"
-            "                 GetResolutionStats, GetAgentPerformance, GetCategoryDistribution\n"
-            "  --concurrency  closed loop: calls always in flight (default 1)\n"
-            "  --rate         open loop: calls per second, latency from the due time\n"
-            "  --concurrency with --rate: the most calls in flight (default 1000)\n"
-            "  --duration     measured seconds (10); --warmup: seconds before, unmeasured (2)\n"
-            "  --connections  HTTP/2 connections, calls spread round-robin (1)\n"
-            "  --timeout      deadline of each call in seconds (10)\n"
-            "  --spin-us      open loop: poll without sleeping this long before a due time (1500)\n"
-            "  --once         one call; print the reply's main figures, one per line\n"
-            "  --range-days   the N UTC days ending today (default: the server's, 30 days in\n"
-            "                 the tenant's zone)\n"
-            "  --granularity  day | week | month;  --group-by none | category | priority |\n"
-            "                 category_and_priority;  --sort-by resolved | mean_resolution |\n"
-            "                 open_assigned | agent_id\n"
-            "  --limit        agents per page; --top-n categories; --oldest-limit open list\n"
-            "  --category, --priority (1..4 or LOW..URGENT): the filter, repeatable\n");
-}
+static const char usage[] =
+    "usage: bench-queryload --target HOST:PORT --tenant T[,T...] [--method M]\n"
+    "         (--concurrency C | --rate R) [--duration S] [--warmup S] [--connections N]\n"
+    "         [--timeout S] [--spin-us US] [--once]\n"
+    "         [--range-days N | --from YYYY-MM-DD --to YYYY-MM-DD] [--granularity G]\n"
+    "         [--group-by B] [--sort-by K] [--ascending] [--limit N] [--top-n N]\n"
+    "         [--oldest-limit N] [--category ID]... [--priority P]...\n"
+    "Loads tally.v1.Dashboard; see bench/README.md.\n"
+    "  --method       GetDashboard (default), GetOverview, GetVolumeTrend,\n"
+    "                 GetResolutionStats, GetAgentPerformance, GetCategoryDistribution\n"
+    "  --concurrency  closed loop: calls always in flight (default 1)\n"
+    "  --rate         open loop: calls per second, latency from the due time\n"
+    "  --concurrency with --rate: the most calls in flight (default 1000)\n"
+    "  --duration     measured seconds (10); --warmup: seconds before, unmeasured (2)\n"
+    "  --connections  HTTP/2 connections, calls spread round-robin (1)\n"
+    "  --timeout      deadline of each call in seconds (10)\n"
+    "  --spin-us      open loop: poll without sleeping this long before a due time (1500)\n"
+    "  --once         one call; print the reply's main figures, one per line\n"
+    "  --range-days   the N UTC days ending today (default: the server's, 30 days in\n"
+    "                 the tenant's zone)\n"
+    "  --granularity  day | week | month;  --group-by none | category | priority |\n"
+    "                 category_and_priority;  --sort-by resolved | mean_resolution |\n"
+    "                 open_assigned | agent_id\n"
+    "  --limit        agents per page; --top-n categories; --oldest-limit open list\n"
+    "  --category, --priority (1..4 or LOW..URGENT): the filter, repeatable\n";
 
 static bool number(const char *s, double lo, double hi, double *out)
 {
@@ -436,173 +433,172 @@ static bool valid_day(const char *s)
     return end && *end == '\0';
 }
 
-static int parse_args(int argc, char **argv)
+/* The options, and the names of their values. */
+enum {
+    OPT_TARGET = 256,
+    OPT_METHOD,
+    OPT_TENANT,
+    OPT_RATE,
+    OPT_CONC,
+    OPT_CONNS,
+    OPT_DURATION,
+    OPT_WARMUP,
+    OPT_TIMEOUT,
+    OPT_SPIN,
+    OPT_ONCE,
+    OPT_RANGE_DAYS,
+    OPT_FROM,
+    OPT_TO,
+    OPT_GRAN,
+    OPT_GROUP,
+    OPT_SORT,
+    OPT_ASC,
+    OPT_LIMIT,
+    OPT_TOPN,
+    OPT_OLDEST,
+    OPT_CAT,
+    OPT_PRIO,
+    OPT_HELP
+};
+static const struct option opts[] = { { "target", required_argument, NULL, OPT_TARGET },
+                                      { "method", required_argument, NULL, OPT_METHOD },
+                                      { "tenant", required_argument, NULL, OPT_TENANT },
+                                      { "rate", required_argument, NULL, OPT_RATE },
+                                      { "concurrency", required_argument, NULL, OPT_CONC },
+                                      { "connections", required_argument, NULL, OPT_CONNS },
+                                      { "duration", required_argument, NULL, OPT_DURATION },
+                                      { "warmup", required_argument, NULL, OPT_WARMUP },
+                                      { "timeout", required_argument, NULL, OPT_TIMEOUT },
+                                      { "spin-us", required_argument, NULL, OPT_SPIN },
+                                      { "once", no_argument, NULL, OPT_ONCE },
+                                      { "range-days", required_argument, NULL, OPT_RANGE_DAYS },
+                                      { "from", required_argument, NULL, OPT_FROM },
+                                      { "to", required_argument, NULL, OPT_TO },
+                                      { "granularity", required_argument, NULL, OPT_GRAN },
+                                      { "group-by", required_argument, NULL, OPT_GROUP },
+                                      { "sort-by", required_argument, NULL, OPT_SORT },
+                                      { "ascending", no_argument, NULL, OPT_ASC },
+                                      { "limit", required_argument, NULL, OPT_LIMIT },
+                                      { "top-n", required_argument, NULL, OPT_TOPN },
+                                      { "oldest-limit", required_argument, NULL, OPT_OLDEST },
+                                      { "category", required_argument, NULL, OPT_CAT },
+                                      { "priority", required_argument, NULL, OPT_PRIO },
+                                      { "help", no_argument, NULL, OPT_HELP },
+                                      { NULL, 0, NULL, 0 } };
+static const char *const grans[] = { "unspecified", "day", "week", "month" };
+static const char *const groups[] = { "unspecified", "none", "category", "priority",
+                                      "category_and_priority" };
+static const char *const sorts[] = { "unspecified", "resolved", "mean_resolution", "open_assigned",
+                                     "agent_id" };
+static const char *const prios[] = { "unspecified", "LOW", "MEDIUM", "HIGH", "URGENT" };
+
+/* Takes one option (args_fn), saying which value is bad. */
+static int take_opt(void *arg, int o, char *value)
 {
-    enum {
-        OPT_TARGET = 256,
-        OPT_METHOD,
-        OPT_TENANT,
-        OPT_RATE,
-        OPT_CONC,
-        OPT_CONNS,
-        OPT_DURATION,
-        OPT_WARMUP,
-        OPT_TIMEOUT,
-        OPT_SPIN,
-        OPT_ONCE,
-        OPT_RANGE_DAYS,
-        OPT_FROM,
-        OPT_TO,
-        OPT_GRAN,
-        OPT_GROUP,
-        OPT_SORT,
-        OPT_ASC,
-        OPT_LIMIT,
-        OPT_TOPN,
-        OPT_OLDEST,
-        OPT_CAT,
-        OPT_PRIO,
-        OPT_HELP
-    };
-    static const struct option opts[] = { { "target", required_argument, NULL, OPT_TARGET },
-                                          { "method", required_argument, NULL, OPT_METHOD },
-                                          { "tenant", required_argument, NULL, OPT_TENANT },
-                                          { "rate", required_argument, NULL, OPT_RATE },
-                                          { "concurrency", required_argument, NULL, OPT_CONC },
-                                          { "connections", required_argument, NULL, OPT_CONNS },
-                                          { "duration", required_argument, NULL, OPT_DURATION },
-                                          { "warmup", required_argument, NULL, OPT_WARMUP },
-                                          { "timeout", required_argument, NULL, OPT_TIMEOUT },
-                                          { "spin-us", required_argument, NULL, OPT_SPIN },
-                                          { "once", no_argument, NULL, OPT_ONCE },
-                                          { "range-days", required_argument, NULL, OPT_RANGE_DAYS },
-                                          { "from", required_argument, NULL, OPT_FROM },
-                                          { "to", required_argument, NULL, OPT_TO },
-                                          { "granularity", required_argument, NULL, OPT_GRAN },
-                                          { "group-by", required_argument, NULL, OPT_GROUP },
-                                          { "sort-by", required_argument, NULL, OPT_SORT },
-                                          { "ascending", no_argument, NULL, OPT_ASC },
-                                          { "limit", required_argument, NULL, OPT_LIMIT },
-                                          { "top-n", required_argument, NULL, OPT_TOPN },
-                                          { "oldest-limit", required_argument, NULL, OPT_OLDEST },
-                                          { "category", required_argument, NULL, OPT_CAT },
-                                          { "priority", required_argument, NULL, OPT_PRIO },
-                                          { "help", no_argument, NULL, OPT_HELP },
-                                          { NULL, 0, NULL, 0 } };
-    static const char *const grans[] = { "unspecified", "day", "week", "month" };
-    static const char *const groups[] = { "unspecified", "none", "category", "priority",
-                                          "category_and_priority" };
-    static const char *const sorts[] = { "unspecified", "resolved", "mean_resolution",
-                                         "open_assigned", "agent_id" };
-    static const char *const prios[] = { "unspecified", "LOW", "MEDIUM", "HIGH", "URGENT" };
-    opt = (options){ .method = M_DASHBOARD,
-                     .connections = 1,
-                     .duration = 10,
-                     .warmup = 2,
-                     .timeout = 10,
-                     .spin_us = 1500 };
-    int o, concurrency = 0;
     double v = 0;
     bool good = true;
-    while (good && (o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (o) {
-        case OPT_TARGET:
-            opt.target = optarg;
-            break;
-        case OPT_METHOD:
-            good = (v = lookup(optarg, method_names, 6)) >= 0;
-            opt.method = (enum method)v;
-            break;
-        case OPT_TENANT:
-            for (char *t = strtok(optarg, ","); t && good; t = strtok(NULL, ","))
-                if ((good = opt.ntenants < MAX_TENANTS))
-                    opt.tenants[opt.ntenants++] = t;
-            break;
-        case OPT_RATE:
-            good = number(optarg, 0.001, 1e6, &opt.rate);
-            break;
-        case OPT_CONC:
-            good = number(optarg, 1, MAX_CONCURRENCY, &v);
-            concurrency = (int)v;
-            break;
-        case OPT_CONNS:
-            good = number(optarg, 1, MAX_CONNECTIONS, &v);
-            opt.connections = (int)v;
-            break;
-        case OPT_DURATION:
-            good = number(optarg, 0.001, 1e6, &opt.duration);
-            break;
-        case OPT_WARMUP:
-            good = number(optarg, 0, 1e6, &opt.warmup);
-            break;
-        case OPT_TIMEOUT:
-            good = number(optarg, 0.001, 3600, &opt.timeout);
-            break;
-        case OPT_SPIN:
-            good = number(optarg, 0, 1e6, &opt.spin_us);
-            break;
-        case OPT_ONCE:
-            opt.once = true;
-            break;
-        case OPT_RANGE_DAYS:
-            good = number(optarg, 1, 1827, &v);
-            opt.range_days = (int)v;
-            break;
-        case OPT_FROM:
-            good = valid_day(optarg);
-            snprintf(opt.from_day, sizeof(opt.from_day), "%s", optarg);
-            break;
-        case OPT_TO:
-            good = valid_day(optarg);
-            snprintf(opt.to_day, sizeof(opt.to_day), "%s", optarg);
-            break;
-        case OPT_GRAN:
-            good = (opt.granularity = lookup(optarg, grans, 4)) >= 0;
-            break;
-        case OPT_GROUP:
-            good = (opt.group_by = lookup(optarg, groups, 5)) >= 0;
-            break;
-        case OPT_SORT:
-            good = (opt.sort_by = lookup(optarg, sorts, 5)) >= 0;
-            break;
-        case OPT_ASC:
-            opt.ascending = true;
-            break;
-        case OPT_LIMIT:
-            good = number(optarg, 0, 1e6, &v);
-            opt.limit = (int)v;
-            break;
-        case OPT_TOPN:
-            good = number(optarg, 0, 1e6, &v);
-            opt.top_n = (int)v;
-            break;
-        case OPT_OLDEST:
-            good = number(optarg, 0, 1e6, &v);
-            opt.oldest_limit = (int)v;
-            break;
-        case OPT_CAT:
-            if ((good = opt.ncategories < MAX_FILTER))
-                opt.categories[opt.ncategories++] = optarg;
-            break;
-        case OPT_PRIO: {
-            int p = lookup(optarg, prios, 5);
-            if (p < 0 && number(optarg, 1, 4, &v))
-                p = (int)v;
-            if ((good = p > 0 && opt.npriorities < MAX_FILTER))
-                opt.priorities[opt.npriorities++] = p;
-            break;
-        }
-        case OPT_HELP:
-            usage(stdout);
-            exit(0);
-        default:
-            good = false;
-        }
-        if (!good && o > 0 && o != '?')
-            fprintf(stderr, "bench-queryload: bad value for --%s: \"%s\"\n",
-                    opts[o - OPT_TARGET].name, optarg ? optarg : "");
+    (void)arg;
+    switch (o) {
+    case OPT_TARGET:
+        opt.target = value;
+        break;
+    case OPT_METHOD:
+        good = (v = lookup(value, method_names, 6)) >= 0;
+        opt.method = (enum method)v;
+        break;
+    case OPT_TENANT:
+        for (char *t = strtok(value, ","); t && good; t = strtok(NULL, ","))
+            if ((good = opt.ntenants < MAX_TENANTS))
+                opt.tenants[opt.ntenants++] = t;
+        break;
+    case OPT_RATE:
+        good = number(value, 0.001, 1e6, &opt.rate);
+        break;
+    case OPT_CONC:
+        good = number(value, 1, MAX_CONCURRENCY, &v);
+        opt.concurrency = (int)v;
+        break;
+    case OPT_CONNS:
+        good = number(value, 1, MAX_CONNECTIONS, &v);
+        opt.connections = (int)v;
+        break;
+    case OPT_DURATION:
+        good = number(value, 0.001, 1e6, &opt.duration);
+        break;
+    case OPT_WARMUP:
+        good = number(value, 0, 1e6, &opt.warmup);
+        break;
+    case OPT_TIMEOUT:
+        good = number(value, 0.001, 3600, &opt.timeout);
+        break;
+    case OPT_SPIN:
+        good = number(value, 0, 1e6, &opt.spin_us);
+        break;
+    case OPT_ONCE:
+        opt.once = true;
+        break;
+    case OPT_RANGE_DAYS:
+        good = number(value, 1, 1827, &v);
+        opt.range_days = (int)v;
+        break;
+    case OPT_FROM:
+        good = valid_day(value);
+        snprintf(opt.from_day, sizeof(opt.from_day), "%s", value);
+        break;
+    case OPT_TO:
+        good = valid_day(value);
+        snprintf(opt.to_day, sizeof(opt.to_day), "%s", value);
+        break;
+    case OPT_GRAN:
+        good = (opt.granularity = lookup(value, grans, 4)) >= 0;
+        break;
+    case OPT_GROUP:
+        good = (opt.group_by = lookup(value, groups, 5)) >= 0;
+        break;
+    case OPT_SORT:
+        good = (opt.sort_by = lookup(value, sorts, 5)) >= 0;
+        break;
+    case OPT_ASC:
+        opt.ascending = true;
+        break;
+    case OPT_LIMIT:
+        good = number(value, 0, 1e6, &v);
+        opt.limit = (int)v;
+        break;
+    case OPT_TOPN:
+        good = number(value, 0, 1e6, &v);
+        opt.top_n = (int)v;
+        break;
+    case OPT_OLDEST:
+        good = number(value, 0, 1e6, &v);
+        opt.oldest_limit = (int)v;
+        break;
+    case OPT_CAT:
+        if ((good = opt.ncategories < MAX_FILTER))
+            opt.categories[opt.ncategories++] = value;
+        break;
+    case OPT_PRIO: {
+        int p = lookup(value, prios, 5);
+        if (p < 0 && number(value, 1, 4, &v))
+            p = (int)v;
+        if ((good = p > 0 && opt.npriorities < MAX_FILTER))
+            opt.priorities[opt.npriorities++] = p;
+        break;
     }
-    if (!good || optind != argc || !opt.target || opt.ntenants == 0)
+    default:
+        return -1;
+    }
+    if (!good)
+        fprintf(stderr, "bench-queryload: bad value for --%s: \"%s\"\n", opts[o - OPT_TARGET].name,
+                value ? value : "");
+    return good ? 0 : -1;
+}
+
+/* What the options say together, once all are taken: 0, or -1 (saying why, unless a required
+ * option is missing: the usage says that). */
+static int check_opts(void)
+{
+    if (!opt.target || opt.ntenants == 0)
         return -1;
     if (opt.range_days && opt.from_day[0]) {
         fprintf(stderr, "bench-queryload: --range-days and --from/--to exclude each other\n");
@@ -616,10 +612,29 @@ static int parse_args(int argc, char **argv)
         utc_day(opt.range_days - 1, opt.from_day);
         utc_day(0, opt.to_day);
     }
-    opt.concurrency = concurrency ? concurrency : opt.rate > 0 ? 1000 : 1;
+    if (!opt.concurrency)
+        opt.concurrency = opt.rate > 0 ? 1000 : 1;
     if (opt.connections > opt.concurrency)
         opt.connections = opt.concurrency;
     return 0;
+}
+
+/* The options into opt: ARGS_OK, ARGS_HELP or ARGS_BAD (args.h). */
+static int parse_args(int argc, char **argv)
+{
+    const args_spec spec = { "bench-queryload", usage, "", opts, OPT_HELP, take_opt, NULL };
+    opt = (options){ .method = M_DASHBOARD,
+                     .connections = 1,
+                     .duration = 10,
+                     .warmup = 2,
+                     .timeout = 10,
+                     .spin_us = 1500 };
+    int rc = args_parse(&spec, argc, argv);
+    if (rc == ARGS_OK && check_opts() != 0) {
+        fputs(usage, stderr);
+        rc = ARGS_BAD;
+    }
+    return rc;
 }
 
 /* The one line of a run: see the top of this file. */
@@ -655,10 +670,9 @@ static void report(load_window *w, const load_stats *st)
 
 int main(int argc, char **argv)
 {
-    if (parse_args(argc, argv) != 0) {
-        usage(stderr);
-        return 2;
-    }
+    int parsed = parse_args(argc, argv);
+    if (parsed != ARGS_OK)
+        return parsed == ARGS_HELP ? 0 : 2;
     char path[128];
     snprintf(path, sizeof(path), "%s%s", SERVICE, method_names[opt.method]);
     load_config cfg = { .target = opt.target,
