@@ -161,7 +161,19 @@ static int outcome(live_run *run, int rc, const gc_status *st, const char *what)
     return -1;
 }
 
-/* Sets when item i may take its next step, from its status now. */
+/*
+ * One call of the run (gc_call_msg on its channel, with its deadline): as outcome() says, with
+ * the reply in *msg on 0 (free it with protobuf_c_message_free_unpacked).
+ */
+static int call(live_run *run, const char *method, const ProtobufCMessage *req,
+                const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **msg)
+{
+    gc_status st;
+    int rc = gc_call_msg(run->c, method, req, reply_desc, NULL, LIVE_DEADLINE_MS, msg, &st);
+    return outcome(run, rc, &st, strrchr(method, '/') + 1);
+}
+
+/* Sets when it may take its next step, from its status now. */
 static void schedule(live_run *run, live_item *it)
 {
     double median = it->status == RESOLVED      ? WAIT_CLOSE_S
@@ -176,20 +188,16 @@ static void forget(live_run *run, int i)
     run->items[i] = run->items[--run->nitems];
 }
 
-/* Re-reads item i after a refusal: its version, status and agent. */
-static int reread(live_run *run, int i)
+/* Re-reads it (a complaint of tenant t) after a refusal: its version, status and agent. */
+static int reread(live_run *run, live_item *it, const world_tenant *t)
 {
-    live_item *it = &run->items[i];
-    const world_tenant *t = &run->w.tenants[it->tenant];
     Tally__V1__GetComplaintRequest req = TALLY__V1__GET_COMPLAINT_REQUEST__INIT;
     ProtobufCMessage *msg;
-    gc_status st;
     req.tenant_id = (char *)t->id;
     req.complaint_id = it->id;
-    int rc =
-        gc_call_msg(run->c, GC_COMMANDS("GetComplaint"), &req.base,
-                    &tally__v1__get_complaint_reply__descriptor, NULL, LIVE_DEADLINE_MS, &msg, &st);
-    if ((rc = outcome(run, rc, &st, "GetComplaint")) != 0)
+    int rc = call(run, GC_COMMANDS("GetComplaint"), &req.base,
+                  &tally__v1__get_complaint_reply__descriptor, &msg);
+    if (rc != 0)
         return rc;
     const Tally__V1__Complaint *cp = ((Tally__V1__GetComplaintReply *)msg)->complaint;
     if (cp) {
@@ -208,7 +216,6 @@ static int create(live_run *run)
 {
     Tally__V1__CreateComplaintRequest req = TALLY__V1__CREATE_COMPLAINT_REQUEST__INIT;
     ProtobufCMessage *msg;
-    gc_status st;
     char key[GEN_KEY_MAX + 32];
     gen_new *g = &run->pending;
     if (run->nitems == LIVE_WORKING_MAX)
@@ -232,10 +239,8 @@ static int create(live_run *run)
     req.title = g->title;
     req.description = g->description;
     req.customer_id = g->customer;
-    int rc = gc_call_msg(run->c, GC_COMMANDS("CreateComplaint"), &req.base,
-                         &tally__v1__create_complaint_reply__descriptor, NULL, LIVE_DEADLINE_MS,
-                         &msg, &st);
-    rc = outcome(run, rc, &st, "CreateComplaint");
+    int rc = call(run, GC_COMMANDS("CreateComplaint"), &req.base,
+                  &tally__v1__create_complaint_reply__descriptor, &msg);
     run->create_pending = rc == 2;
     if (rc != 0)
         return rc;
@@ -253,21 +258,17 @@ static int create(live_run *run)
     return 0;
 }
 
-static int assign(live_run *run, int i, int agent)
+static int assign(live_run *run, live_item *it, const world_tenant *t, int agent)
 {
-    live_item *it = &run->items[i];
-    const world_tenant *t = &run->w.tenants[it->tenant];
     Tally__V1__AssignComplaintRequest req = TALLY__V1__ASSIGN_COMPLAINT_REQUEST__INIT;
     ProtobufCMessage *msg;
-    gc_status st;
     req.tenant_id = (char *)t->id;
     req.complaint_id = it->id;
     req.agent_id = (char *)t->agent_ids[agent];
     req.expected_version = it->version;
-    int rc = gc_call_msg(run->c, GC_COMMANDS("AssignComplaint"), &req.base,
-                         &tally__v1__assign_complaint_reply__descriptor, NULL, LIVE_DEADLINE_MS,
-                         &msg, &st);
-    if ((rc = outcome(run, rc, &st, "AssignComplaint")) != 0)
+    int rc = call(run, GC_COMMANDS("AssignComplaint"), &req.base,
+                  &tally__v1__assign_complaint_reply__descriptor, &msg);
+    if (rc != 0)
         return rc;
     run->counts[it->agent < 0 ? N_ASSIGNED : N_REASSIGNED]++;
     it->version = ((Tally__V1__AssignComplaintReply *)msg)->version;
@@ -277,23 +278,20 @@ static int assign(live_run *run, int i, int agent)
     return 0;
 }
 
-static int change(live_run *run, int i, int status, const char *actor, const char *note)
+static int change(live_run *run, live_item *it, const world_tenant *t, int status,
+                  const char *actor, const char *note)
 {
-    live_item *it = &run->items[i];
-    const world_tenant *t = &run->w.tenants[it->tenant];
     Tally__V1__ChangeStatusRequest req = TALLY__V1__CHANGE_STATUS_REQUEST__INIT;
     ProtobufCMessage *msg;
-    gc_status st;
     req.tenant_id = (char *)t->id;
     req.complaint_id = it->id;
     req.status = (Tally__V1__Status)status;
     req.expected_version = it->version;
     req.actor = (char *)actor;
     req.note = (char *)note;
-    int rc =
-        gc_call_msg(run->c, GC_COMMANDS("ChangeStatus"), &req.base,
-                    &tally__v1__change_status_reply__descriptor, NULL, LIVE_DEADLINE_MS, &msg, &st);
-    if ((rc = outcome(run, rc, &st, "ChangeStatus")) != 0)
+    int rc = call(run, GC_COMMANDS("ChangeStatus"), &req.base,
+                  &tally__v1__change_status_reply__descriptor, &msg);
+    if (rc != 0)
         return rc;
     static const live_count counted[5] = { N_COUNTS, N_REOPENED, N_STARTED, N_RESOLVED, N_CLOSED };
     run->counts[counted[status]]++;
@@ -304,27 +302,25 @@ static int change(live_run *run, int i, int status, const char *actor, const cha
     return 0;
 }
 
-/* The next step of item i, chosen from its status. */
-static int advance(live_run *run, int i)
+/* The next step of it (a complaint of tenant t), chosen from its status. */
+static int advance(live_run *run, live_item *it, const world_tenant *t)
 {
-    live_item *it = &run->items[i];
-    const world_tenant *t = &run->w.tenants[it->tenant];
     world_rng *r = &run->r;
     const char *agent = it->agent >= 0 ? t->agent_ids[it->agent] : "support-desk";
     switch (it->status) {
     case OPEN:
         if (it->agent < 0 || world_rng_unit(r) < 0.1)
-            return assign(run, i, world_pick_agent(t, r));
-        return change(run, i, IN_PROGRESS, agent, "");
+            return assign(run, it, t, world_pick_agent(t, r));
+        return change(run, it, t, IN_PROGRESS, agent, "");
     case IN_PROGRESS:
         if (world_rng_unit(r) < 0.08)
-            return assign(run, i, world_pick_agent(t, r));
-        return change(run, i, RESOLVED, agent, gen_fix_note(t, it->category, r));
+            return assign(run, it, t, world_pick_agent(t, r));
+        return change(run, it, t, RESOLVED, agent, gen_fix_note(t, it->category, r));
     case RESOLVED:
         if (world_rng_unit(r) < 0.08)
-            return change(run, i, OPEN, "customer-portal",
+            return change(run, it, t, OPEN, "customer-portal",
                           "Customer replied: the problem is not solved.");
-        return change(run, i, CLOSED, world_rng_unit(r) < 0.5 ? "auto-close" : agent, "");
+        return change(run, it, t, CLOSED, world_rng_unit(r) < 0.5 ? "auto-close" : agent, "");
     default:
         return 0;
     }
@@ -358,11 +354,13 @@ static int tick(live_run *run)
     int i = pick_due(run), rc = 0;
     if (i < 0)
         return n < BUSY_PER_RATE * run->rate ? create(run) : 3;
+    live_item *it = &run->items[i];
+    const world_tenant *t = &run->w.tenants[it->tenant];
     for (int attempt = 0; attempt < LIVE_ATTEMPTS; attempt++) {
-        if ((rc = advance(run, i)) != 1 || (rc = reread(run, i)) != 0)
+        if ((rc = advance(run, it, t)) != 1 || (rc = reread(run, it, t)) != 0)
             break;
     }
-    if (rc == 0 && run->items[i].status == CLOSED)
+    if (rc == 0 && it->status == CLOSED)
         forget(run, i);
     return rc;
 }
