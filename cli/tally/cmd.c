@@ -8,6 +8,7 @@
 #include "tally_int.h"
 #include "tally_text.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,17 +90,71 @@ static int print_put(const cli *c, const char *what, const char *id, const Proto
     return print_line(&b);
 }
 
-/* Sends a Put request (already filled) to command-svc and prints what it did to what/id. */
-static int run_put(const cli *c, const char *method, const ProtobufCMessage *req,
-                   const ProtobufCMessageDescriptor *reply, const char *what, const char *id)
+/*
+ * The Put commands, all alike: PutTenant, PutCategory and PutAgent (Put + the kind, capitalised)
+ * take string fields from required options, asked for in this order, and reply with created and
+ * changed. Their messages are looked up in the service's descriptor.
+ */
+typedef struct put_def {
+    const char *what; /* "tenant", "category", "agent" */
+    struct {
+        int opt;
+        const char *field; /* of the request, a string */
+    } fields[3];
+} put_def;
+
+static const put_def put_tenant = {
+    "tenant", { { OPT_TENANT, "tenant_id" }, { OPT_NAME, "name" }, { OPT_TIME_ZONE, "time_zone" } }
+};
+static const put_def put_category = {
+    "category", { { OPT_TENANT, "tenant_id" }, { OPT_ID, "category_id" }, { OPT_NAME, "name" } }
+};
+static const put_def put_agent = {
+    "agent", { { OPT_TENANT, "tenant_id" }, { OPT_ID, "agent_id" }, { OPT_NAME, "name" } }
+};
+
+/*
+ * Fills d's request from the options, sends it to command-svc and prints what it did (to the
+ * --id of a category or agent; tenant put takes no --id).
+ */
+static int run_put(const cli *c, const put_def *d)
 {
+    union { /* room for any Put request */
+        ProtobufCMessage base;
+        Tally__V1__PutTenantRequest tenant;
+        Tally__V1__PutCategoryRequest category;
+        Tally__V1__PutAgentRequest agent;
+    } req;
+    char name[32], method[96];
     ProtobufCMessage *rep;
+    snprintf(name, sizeof(name), "Put%c%s", toupper((unsigned char)d->what[0]), d->what + 1);
+    snprintf(method, sizeof(method), GC_COMMANDS("%s"), name);
+    const ProtobufCMethodDescriptor *m = protobuf_c_service_descriptor_get_method_by_name(
+        &tally__v1__complaint_commands__descriptor, name);
+    if (!m || m->input->sizeof_message > sizeof(req)) {
+        fprintf(stderr, "tally: internal error: no method %s\n", name);
+        return EXIT_FAIL;
+    }
+    protobuf_c_message_init(m->input, &req);
+    for (int i = 0; i < 3; i++) {
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field_by_name(m->input, d->fields[i].field);
+        const char *v = cli_need(c, d->fields[i].opt);
+        if (!v)
+            return EXIT_USAGE;
+        if (!f || f->type != PROTOBUF_C_TYPE_STRING) {
+            fprintf(stderr, "tally: internal error: %s has no field %s\n", name,
+                    d->fields[i].field);
+            return EXIT_FAIL;
+        }
+        *(char **)((char *)&req + f->offset) = (char *)v;
+    }
     gc_client *gc = cli_connect(c, c->command, 0);
     if (!gc)
         return EXIT_FAIL;
-    int rc = cli_call(c, gc, method, req, reply, &rep);
+    int rc = cli_call(c, gc, method, &req.base, m->output, &rep);
     if (rc == EXIT_OK) {
-        rc = print_put(c, what, id, rep);
+        rc = print_put(c, d->what, cli_get(c, OPT_ID), rep);
         protobuf_c_message_free_unpacked(rep, NULL);
     }
     gc_free(gc);
@@ -108,35 +163,17 @@ static int run_put(const cli *c, const char *method, const ProtobufCMessage *req
 
 int cli_run_tenant_put(const cli *c)
 {
-    Tally__V1__PutTenantRequest req = TALLY__V1__PUT_TENANT_REQUEST__INIT;
-    if (!(req.tenant_id = (char *)cli_need(c, OPT_TENANT)) ||
-        !(req.name = (char *)cli_need(c, OPT_NAME)) ||
-        !(req.time_zone = (char *)cli_need(c, OPT_TIME_ZONE)))
-        return EXIT_USAGE;
-    return run_put(c, GC_COMMANDS("PutTenant"), &req.base, &tally__v1__put_tenant_reply__descriptor,
-                   "tenant", NULL);
+    return run_put(c, &put_tenant);
 }
 
 int cli_run_category_put(const cli *c)
 {
-    Tally__V1__PutCategoryRequest req = TALLY__V1__PUT_CATEGORY_REQUEST__INIT;
-    if (!(req.tenant_id = (char *)cli_need(c, OPT_TENANT)) ||
-        !(req.category_id = (char *)cli_need(c, OPT_ID)) ||
-        !(req.name = (char *)cli_need(c, OPT_NAME)))
-        return EXIT_USAGE;
-    return run_put(c, GC_COMMANDS("PutCategory"), &req.base,
-                   &tally__v1__put_category_reply__descriptor, "category", req.category_id);
+    return run_put(c, &put_category);
 }
 
 int cli_run_agent_put(const cli *c)
 {
-    Tally__V1__PutAgentRequest req = TALLY__V1__PUT_AGENT_REQUEST__INIT;
-    if (!(req.tenant_id = (char *)cli_need(c, OPT_TENANT)) ||
-        !(req.agent_id = (char *)cli_need(c, OPT_ID)) ||
-        !(req.name = (char *)cli_need(c, OPT_NAME)))
-        return EXIT_USAGE;
-    return run_put(c, GC_COMMANDS("PutAgent"), &req.base, &tally__v1__put_agent_reply__descriptor,
-                   "agent", req.agent_id);
+    return run_put(c, &put_agent);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -204,9 +241,8 @@ int cli_run_create(const cli *c)
     if ((rc = cli_priority(c, cli_name(c, OPT_PRIORITY), cli_get(c, OPT_PRIORITY), &prio)))
         return rc;
     req.priority = (Tally__V1__Priority)prio;
-    if (cli_get(c, OPT_DESCRIPTION))
-        req.description = (char *)cli_get(c, OPT_DESCRIPTION);
-    req.customer_id = (char *)(cli_get(c, OPT_CUSTOMER) ? cli_get(c, OPT_CUSTOMER) : "tally-cli");
+    req.description = (char *)cli_get_or(c, OPT_DESCRIPTION, req.description);
+    req.customer_id = (char *)cli_get_or(c, OPT_CUSTOMER, "tally-cli");
     if (cli_get(c, OPT_KEY)) {
         req.idempotency_key = (char *)cli_get(c, OPT_KEY);
     } else if (random_key(key, sizeof(key)) == 0) {
@@ -246,50 +282,69 @@ static int current_version(const cli *c, gc_client *gc, const char *tenant, int6
     return EXIT_OK;
 }
 
+/* The options of every command on one complaint: tenant, complaint. */
+static int complaint_id_args(const cli *c, char **tenant, int64_t *id)
+{
+    if (!(*tenant = (char *)cli_need(c, OPT_TENANT)) || !cli_need(c, OPT_COMPLAINT))
+        return EXIT_USAGE;
+    return cli_int(c, OPT_COMPLAINT, 1, INT64_MAX, id);
+}
+
 /* The options assign and move share: tenant, complaint, expected version (0 = look it up). */
-static int complaint_args(const cli *c, const char **tenant, int64_t *id, int64_t *expected)
+static int complaint_args(const cli *c, char **tenant, int64_t *id, int64_t *expected)
 {
     int rc;
     *expected = 0;
-    if (!(*tenant = cli_need(c, OPT_TENANT)) || !cli_need(c, OPT_COMPLAINT))
-        return EXIT_USAGE;
-    if ((rc = cli_int(c, OPT_COMPLAINT, 1, INT64_MAX, id)))
+    if ((rc = complaint_id_args(c, tenant, id)))
         return rc;
     if (cli_has(c, OPT_EXPECTED) && (rc = cli_int(c, OPT_EXPECTED, 1, INT64_MAX, expected)))
         return rc;
     return EXIT_OK;
 }
 
+/*
+ * Sends the write req (assign, move) of complaint id of tenant, at version *expected: the
+ * version it is at now when the command was given none (*expected 0, looked up first, into
+ * req). EXIT_OK with the reply in *rep (free it with protobuf_c_message_free_unpacked), or
+ * EXIT_FAIL after printing why.
+ */
+static int send_write(const cli *c, const char *method, const ProtobufCMessage *req,
+                      const ProtobufCMessageDescriptor *rd, const char *tenant, int64_t id,
+                      int64_t *expected, ProtobufCMessage **rep)
+{
+    gc_client *gc = cli_connect(c, c->command, 0);
+    int rc = EXIT_OK;
+    if (!gc)
+        return EXIT_FAIL;
+    if (!*expected)
+        rc = current_version(c, gc, tenant, id, expected);
+    if (rc == EXIT_OK)
+        rc = cli_call(c, gc, method, req, rd, rep);
+    gc_free(gc);
+    return rc;
+}
+
 int cli_run_assign(const cli *c)
 {
     Tally__V1__AssignComplaintRequest req = TALLY__V1__ASSIGN_COMPLAINT_REQUEST__INIT;
     Tally__V1__AssignComplaintReply *rep;
-    const char *tenant;
     char sentence[160];
-    gc_client *gc;
-    int rc;
-    if ((rc = complaint_args(c, &tenant, &req.complaint_id, &req.expected_version)))
+    int rc = complaint_args(c, &req.tenant_id, &req.complaint_id, &req.expected_version);
+    if (rc)
         return rc;
     if (!(req.agent_id = (char *)cli_need(c, OPT_AGENT)))
         return EXIT_USAGE;
-    req.tenant_id = (char *)tenant;
-    if (!(gc = cli_connect(c, c->command, 0)))
-        return EXIT_FAIL;
-    if (!req.expected_version &&
-        (rc = current_version(c, gc, tenant, req.complaint_id, &req.expected_version)))
-        goto out;
-    rc = cli_call(c, gc, GC_COMMANDS("AssignComplaint"), &req.base,
-                  &tally__v1__assign_complaint_reply__descriptor, (ProtobufCMessage **)&rep);
+    rc = send_write(c, GC_COMMANDS("AssignComplaint"), &req.base,
+                    &tally__v1__assign_complaint_reply__descriptor, req.tenant_id, req.complaint_id,
+                    &req.expected_version, (ProtobufCMessage **)&rep);
     if (rc != EXIT_OK)
-        goto out;
+        return rc;
     snprintf(sentence, sizeof(sentence), "%s%s%s",
              rep->version == req.expected_version ? "already " : "",
              req.agent_id[0] ? "assigned to " : "unassigned", req.agent_id);
     rc = print_write(c, sentence, rep->complaint_id, rep->version, "updated_at_ms",
                      rep->updated_at_ms, NULL);
     protobuf_c_message_free_unpacked(&rep->base, NULL);
-out:
-    gc_free(gc);
     return rc;
 }
 
@@ -308,36 +363,26 @@ int cli_run_move(const cli *c)
 {
     Tally__V1__ChangeStatusRequest req = TALLY__V1__CHANGE_STATUS_REQUEST__INIT;
     Tally__V1__ChangeStatusReply *rep;
-    const char *tenant;
     char sentence[64];
-    gc_client *gc;
-    int rc, status;
-    if ((rc = complaint_args(c, &tenant, &req.complaint_id, &req.expected_version)))
+    int status, rc = complaint_args(c, &req.tenant_id, &req.complaint_id, &req.expected_version);
+    if (rc)
         return rc;
     if (!cli_need(c, OPT_TO))
         return EXIT_USAGE;
     if ((rc = cli_status(c, cli_name(c, OPT_TO), cli_get(c, OPT_TO), &status)))
         return rc;
-    req.tenant_id = (char *)tenant;
     req.status = (Tally__V1__Status)status;
-    if (cli_get(c, OPT_NOTE))
-        req.note = (char *)cli_get(c, OPT_NOTE);
-    req.actor = (char *)(cli_get(c, OPT_ACTOR) ? cli_get(c, OPT_ACTOR) : default_actor());
-    if (!(gc = cli_connect(c, c->command, 0)))
-        return EXIT_FAIL;
-    if (!req.expected_version &&
-        (rc = current_version(c, gc, tenant, req.complaint_id, &req.expected_version)))
-        goto out;
-    rc = cli_call(c, gc, GC_COMMANDS("ChangeStatus"), &req.base,
-                  &tally__v1__change_status_reply__descriptor, (ProtobufCMessage **)&rep);
+    req.note = (char *)cli_get_or(c, OPT_NOTE, req.note);
+    req.actor = (char *)cli_get_or(c, OPT_ACTOR, default_actor());
+    rc = send_write(c, GC_COMMANDS("ChangeStatus"), &req.base,
+                    &tally__v1__change_status_reply__descriptor, req.tenant_id, req.complaint_id,
+                    &req.expected_version, (ProtobufCMessage **)&rep);
     if (rc != EXIT_OK)
-        goto out;
+        return rc;
     snprintf(sentence, sizeof(sentence), "moved to %s", status_name(status));
     rc = print_write(c, sentence, rep->complaint_id, rep->version, "updated_at_ms",
                      rep->updated_at_ms, NULL);
     protobuf_c_message_free_unpacked(&rep->base, NULL);
-out:
-    gc_free(gc);
     return rc;
 }
 
@@ -390,24 +435,15 @@ static void complaint_text(tx_buf *b, const Tally__V1__Complaint *k)
     put_safe(b, k->title);
 }
 
-static int complaint_id_args(const cli *c, const char **tenant, int64_t *id)
-{
-    if (!(*tenant = cli_need(c, OPT_TENANT)) || !cli_need(c, OPT_COMPLAINT))
-        return EXIT_USAGE;
-    return cli_int(c, OPT_COMPLAINT, 1, INT64_MAX, id);
-}
-
 int cli_run_get(const cli *c)
 {
     Tally__V1__GetComplaintRequest req = TALLY__V1__GET_COMPLAINT_REQUEST__INIT;
     Tally__V1__GetComplaintReply *rep;
-    const char *tenant;
     gc_client *gc;
     tx_buf b;
     int rc;
-    if ((rc = complaint_id_args(c, &tenant, &req.complaint_id)))
+    if ((rc = complaint_id_args(c, &req.tenant_id, &req.complaint_id)))
         return rc;
-    req.tenant_id = (char *)tenant;
     if (!(gc = cli_connect(c, c->command, 0)))
         return EXIT_FAIL;
     rc = cli_call(c, gc, GC_COMMANDS("GetComplaint"), &req.base,
@@ -459,16 +495,14 @@ int cli_run_history(const cli *c)
 {
     Tally__V1__ListStatusHistoryRequest req = TALLY__V1__LIST_STATUS_HISTORY_REQUEST__INIT;
     Tally__V1__ListStatusHistoryReply *rep;
-    const char *tenant;
     char *token = NULL;
     bool json = cli_has(c, OPT_JSON), first = true;
     long shown = 0, pages = 0;
     gc_client *gc;
     tx_buf b;
     int rc;
-    if ((rc = complaint_id_args(c, &tenant, &req.complaint_id)))
+    if ((rc = complaint_id_args(c, &req.tenant_id, &req.complaint_id)))
         return rc;
-    req.tenant_id = (char *)tenant;
     req.page_size = 500;
     if (!(gc = cli_connect(c, c->command, 0)))
         return EXIT_FAIL;

@@ -92,6 +92,12 @@ const char *cli_get(const cli *c, int id)
     return NULL;
 }
 
+const char *cli_get_or(const cli *c, int id, const char *fallback)
+{
+    const char *v = cli_get(c, id);
+    return v ? v : fallback;
+}
+
 bool cli_has(const cli *c, int id)
 {
     for (int i = 0; i < c->nhits; i++)

@@ -108,6 +108,8 @@ int cli_usage_error(const cli *c, const char *fmt, ...) __attribute__((format(pr
 
 /* The last value given for option id, or NULL. */
 const char *cli_get(const cli *c, int id);
+/* The last value given for option id, or fallback. */
+const char *cli_get_or(const cli *c, int id, const char *fallback);
 /* Whether switch or option id was given. */
 bool cli_has(const cli *c, int id);
 /* The name the option was given as (for messages); a canonical name if it was not given. */
