@@ -54,3 +54,14 @@ int cli_call(const cli *c, gc_client *gc, const char *method, const ProtobufCMes
     fprintf(stderr, "tally: %s\n", st.message);
     return EXIT_FAIL;
 }
+
+int cli_call_command(const cli *c, const char *method, const ProtobufCMessage *req,
+                     const ProtobufCMessageDescriptor *rd, ProtobufCMessage **reply)
+{
+    gc_client *gc = cli_connect(c, c->command, 0);
+    if (!gc)
+        return EXIT_FAIL;
+    int rc = cli_call(c, gc, method, req, rd, reply);
+    gc_free(gc);
+    return rc;
+}

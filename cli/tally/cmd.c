@@ -149,15 +149,11 @@ static int run_put(const cli *c, const put_def *d)
         }
         *(char **)((char *)&req + f->offset) = (char *)v;
     }
-    gc_client *gc = cli_connect(c, c->command, 0);
-    if (!gc)
-        return EXIT_FAIL;
-    int rc = cli_call(c, gc, method, &req.base, m->output, &rep);
+    int rc = cli_call_command(c, method, &req.base, m->output, &rep);
     if (rc == EXIT_OK) {
         rc = print_put(c, d->what, cli_get(c, OPT_ID), rep);
         protobuf_c_message_free_unpacked(rep, NULL);
     }
-    gc_free(gc);
     return rc;
 }
 
@@ -232,7 +228,6 @@ int cli_run_create(const cli *c)
     Tally__V1__CreateComplaintRequest req = TALLY__V1__CREATE_COMPLAINT_REQUEST__INIT;
     Tally__V1__CreateComplaintReply *rep;
     char key[64];
-    gc_client *gc;
     int prio, rc;
     if (!(req.tenant_id = (char *)cli_need(c, OPT_TENANT)) ||
         !(req.category_id = (char *)cli_need(c, OPT_CATEGORY)) || !cli_need(c, OPT_PRIORITY) ||
@@ -251,16 +246,14 @@ int cli_run_create(const cli *c)
         fprintf(stderr, "tally: no randomness for an idempotency key; give --idempotency-key\n");
         return EXIT_FAIL;
     }
-    if (!(gc = cli_connect(c, c->command, 0)))
-        return EXIT_FAIL;
-    rc = cli_call(c, gc, GC_COMMANDS("CreateComplaint"), &req.base,
-                  &tally__v1__create_complaint_reply__descriptor, (ProtobufCMessage **)&rep);
+    rc =
+        cli_call_command(c, GC_COMMANDS("CreateComplaint"), &req.base,
+                         &tally__v1__create_complaint_reply__descriptor, (ProtobufCMessage **)&rep);
     if (rc == EXIT_OK) {
         rc = print_write(c, "created", rep->complaint_id, rep->version, "created_at_ms",
                          rep->created_at_ms, req.idempotency_key);
         protobuf_c_message_free_unpacked(&rep->base, NULL);
     }
-    gc_free(gc);
     return rc;
 }
 
@@ -439,15 +432,12 @@ int cli_run_get(const cli *c)
 {
     Tally__V1__GetComplaintRequest req = TALLY__V1__GET_COMPLAINT_REQUEST__INIT;
     Tally__V1__GetComplaintReply *rep;
-    gc_client *gc;
     tx_buf b;
     int rc;
     if ((rc = complaint_id_args(c, &req.tenant_id, &req.complaint_id)))
         return rc;
-    if (!(gc = cli_connect(c, c->command, 0)))
-        return EXIT_FAIL;
-    rc = cli_call(c, gc, GC_COMMANDS("GetComplaint"), &req.base,
-                  &tally__v1__get_complaint_reply__descriptor, (ProtobufCMessage **)&rep);
+    rc = cli_call_command(c, GC_COMMANDS("GetComplaint"), &req.base,
+                          &tally__v1__get_complaint_reply__descriptor, (ProtobufCMessage **)&rep);
     if (rc == EXIT_OK) {
         tx_init(&b, OUT_LIMIT);
         if (!rep->complaint)
@@ -459,7 +449,6 @@ int cli_run_get(const cli *c)
         rc = print_line(&b);
         protobuf_c_message_free_unpacked(&rep->base, NULL);
     }
-    gc_free(gc);
     return rc;
 }
 

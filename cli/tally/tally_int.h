@@ -143,6 +143,10 @@ int cli_invoke(const cli *c, gc_client *gc, const char *method, const ProtobufCM
 int cli_call(const cli *c, gc_client *gc, const char *method, const ProtobufCMessage *req,
              const ProtobufCMessageDescriptor *rd, ProtobufCMessage **reply);
 
+/* As cli_call, over a connection to command-svc of its own (for a command of one call). */
+int cli_call_command(const cli *c, const char *method, const ProtobufCMessage *req,
+                     const ProtobufCMessageDescriptor *rd, ProtobufCMessage **reply);
+
 /* ---- the commands (cmd.c, dash.c, verify.c) ---- */
 
 int cli_run_tenant_put(const cli *c);
