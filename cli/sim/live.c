@@ -173,7 +173,7 @@ static int call(live_run *run, const char *method, const ProtobufCMessage *req,
     return outcome(run, rc, &st, strrchr(method, '/') + 1);
 }
 
-/* Sets when it may take its next step, from its status now. */
+/* Sets when the complaint it may take its next step, from its status now. */
 static void schedule(live_run *run, live_item *it)
 {
     double median = it->status == RESOLVED      ? WAIT_CLOSE_S
