@@ -255,6 +255,11 @@ void gen_imported(gen_complaint *c, const world_tenant *t, uint64_t seed, int64_
         at = resolved;
         move(&h, at, RESOLVED, t->agent_ids[agent], gen_fix_note(t, category, &r));
     }
+    if (mix->resolved_reassign > 0 && world_rng_unit(&r) < mix->resolved_reassign) {
+        agent = agent < 0 ? world_pick_agent(t, &r) : other_agent(t, &r, agent);
+        at = WORK(at + lognormal_ms(&r, 2 * H, 0.8)); /* the follow-up goes to someone else */
+        assign(&h, at, t->agent_ids[agent]);
+    }
     for (int cycle = 0; cycle < mix->reopens_max &&
                         world_rng_unit(&r) < (cycle == 0 ? mix->reopen_first : mix->reopen_again);
          cycle++) {

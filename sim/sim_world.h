@@ -92,15 +92,16 @@ typedef struct world_incident {
  * parts of it up. A chance of 0 draws no random number, so the default stream is unchanged.
  */
 typedef struct world_mix {
-    double reassign;     /* another agent takes over before the resolution (0.10) */
-    double unassign;     /* handed back to the queue (agent ""), picked up by an agent later (0) */
-    double same_agent;   /* an assignment of the agent already assigned: a step, no event (0) */
-    double instant;      /* assigned at creation and resolved within instant_ms (0) */
-    int64_t instant_ms;  /* 1000: the instant resolutions have resolution_seconds 0 */
-    double reopen_first; /* reopened after the first resolution (0.05) */
-    double reopen_again; /* reopened once more after a reopen (0.15) */
-    int reopens_max;     /* 3 */
-    int ties;            /* complaints per creation time: i is created when i - i % ties is (1) */
+    double reassign;   /* another agent takes over before the resolution (0.10) */
+    double unassign;   /* handed back to the queue (agent ""), picked up by an agent later (0) */
+    double same_agent; /* an assignment of the agent already assigned: a step, no event (0) */
+    double resolved_reassign; /* assigned to another agent while RESOLVED, for the follow-up (0) */
+    double instant;           /* assigned at creation and resolved within instant_ms (0) */
+    int64_t instant_ms;       /* 1000: the instant resolutions have resolution_seconds 0 */
+    double reopen_first;      /* reopened after the first resolution (0.05) */
+    double reopen_again;      /* reopened once more after a reopen (0.15) */
+    int reopens_max;          /* 3 */
+    int ties; /* complaints per creation time: i is created when i - i % ties is (1) */
 } world_mix;
 
 extern const world_mix world_mix_default;

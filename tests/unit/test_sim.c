@@ -359,6 +359,7 @@ typedef struct mix_counts {
     int64_t same;       /* of those: an assignment of the agent already assigned */
     int64_t instant;    /* of all: resolved first within 999 ms of the creation */
     int64_t reopened;   /* of all: reopened at least once */
+    int64_t follow_up;  /* of all: assigned to an agent while RESOLVED */
     int64_t resolved;   /* of all: resolved at least once */
     int64_t n;
 } mix_counts;
@@ -373,18 +374,24 @@ static mix_counts lives_under(const world_mix *m, int n)
         gen_imported(&c, &w.tenants[0], 3, i);
         const char *agent = "";
         bool back = false, again = false, same = false, assigned_first = false, resolved = false;
+        bool follow_up = false;
+        int status = TALLY__V1__STATUS__STATUS_OPEN;
         for (size_t j = 0; j < c.msg.n_history; j++) {
             const Tally__V1__ImportedStep *s = c.msg.history[j];
             if (s->change_case == TALLY__V1__IMPORTED_STEP__CHANGE_ASSIGNMENT) {
                 const char *to = s->assignment->agent_id;
                 assigned_first |= j == 0;
+                follow_up |= status == TALLY__V1__STATUS__STATUS_RESOLVED && to[0];
                 if (!resolved) {
                     same |= agent[0] && strcmp(to, agent) == 0;
                     again |= back && to[0];
                     back |= agent[0] && !to[0];
                 }
                 agent = to;
-            } else if (s->status_change->status == TALLY__V1__STATUS__STATUS_RESOLVED) {
+                continue;
+            }
+            status = s->status_change->status;
+            if (status == TALLY__V1__STATUS__STATUS_RESOLVED) {
                 bool instant = !resolved && s->at_ms - c.msg.created_at_ms < 1000;
                 k.instant += instant;
                 if (!resolved && !instant && assigned_first) {
@@ -397,6 +404,7 @@ static mix_counts lives_under(const world_mix *m, int n)
         }
         k.resolved += resolved;
         k.reopened += c.reopens > 0;
+        k.follow_up += follow_up;
     }
     return k;
 }
@@ -418,16 +426,19 @@ Test(sim_knobs, the_mix_at_0_gives_none_and_at_p_about_p)
     cr_expect_eq(z.same, 0);
     cr_expect_eq(z.instant, 0);
     cr_expect_eq(z.reopened, 0);
+    cr_expect_eq(z.follow_up, 0);
     m.unassign = 0.3;
     m.same_agent = 0.2;
     m.instant = 0.25;
     m.reopen_first = 0.5;
     m.reopen_again = 0;
+    m.resolved_reassign = 0.3;
     mix_counts k = lives_under(&m, 3000);
     expect_share(k.unassigned, k.reached, 0.3, "handed back and picked up again");
     expect_share(k.same, k.reached, 0.2, "re-assigned to the same agent");
     expect_share(k.instant, k.n, 0.25, "resolved within the second");
     expect_share(k.reopened, k.resolved, 0.5, "reopened");
+    expect_share(k.follow_up, k.resolved, 0.3, "assigned while resolved");
 }
 
 /* A stream's checks of the_stream_is_what_command_svc_writes_for_the_lives, for any world. */
@@ -489,9 +500,10 @@ static emit_event *stream_of(const emit_options *o, size_t *n)
 
 Test(sim_knobs, a_stream_with_the_mix_turned_up_is_still_what_command_svc_writes)
 {
-    size_t n, unassigned = 0, instant = 0;
+    size_t n, unassigned = 0, instant = 0, follow_ups = 0;
     world_mix m = { .reassign = 0.3,
                     .unassign = 0.3,
+                    .resolved_reassign = 0.2,
                     .same_agent = 0.3,
                     .instant = 0.2,
                     .instant_ms = 2500,
@@ -511,6 +523,9 @@ Test(sim_knobs, a_stream_with_the_mix_turned_up_is_still_what_command_svc_writes
         if (env->body_case == TALLY__V1__EVENT_ENVELOPE__BODY_COMPLAINT_ASSIGNED &&
             !env->complaint_assigned->agent_id[0])
             unassigned++;
+        if (env->body_case == TALLY__V1__EVENT_ENVELOPE__BODY_COMPLAINT_ASSIGNED &&
+            env->complaint_assigned->status == TALLY__V1__STATUS__STATUS_RESOLVED)
+            follow_ups++;
         if (env->body_case == TALLY__V1__EVENT_ENVELOPE__BODY_STATUS_CHANGED &&
             env->status_changed->to_status == TALLY__V1__STATUS__STATUS_RESOLVED &&
             env->status_changed->resolution_seconds <= 2)
@@ -519,6 +534,7 @@ Test(sim_knobs, a_stream_with_the_mix_turned_up_is_still_what_command_svc_writes
     }
     cr_expect_gt(unassigned, 100, "%zu unassignments", unassigned);
     cr_expect_gt(instant, 100, "%zu resolutions within 2 s", instant);
+    cr_expect_gt(follow_ups, 50, "%zu assignments of resolved complaints", follow_ups);
     free(v);
 }
 
