@@ -34,12 +34,10 @@ static void world_at(uint64_t seed)
         world_set_window(&w.tenants[t], seed, END_MS, DAYS);
 }
 
-/* Every entry of the stream of seed with those options, malloc'd; count in *n. */
-static emit_event *stream(uint64_t seed, int64_t complaints, int64_t events, size_t *n)
+/* Every entry of the stream of the current world w, malloc'd; count in *n. */
+static emit_event *stream_of(const emit_options *o, size_t *n)
 {
-    emit_options o = { .seed = seed, .complaints = complaints, .events = events };
-    world_at(seed);
-    emit_stream *s = emit_new(&w, &o);
+    emit_stream *s = emit_new(&w, o);
     cr_assert_not_null(s);
     size_t cap = 1024;
     emit_event *v = malloc(cap * sizeof(*v));
@@ -53,9 +51,70 @@ static emit_event *stream(uint64_t seed, int64_t complaints, int64_t events, siz
     return v;
 }
 
+/* Every entry of the stream of seed with those options over the TENANTS world. */
+static emit_event *stream(uint64_t seed, int64_t complaints, int64_t events, size_t *n)
+{
+    emit_options o = { .seed = seed, .complaints = complaints, .events = events };
+    world_at(seed);
+    return stream_of(&o, n);
+}
+
 static void day_of(const world_tenant *t, int64_t ms, char out[CIVIL_DAY_LEN])
 {
-    civil_format((ms / 1000 + world_offset_s(t, ms)) / 86400, out); /* times after 1970 */
+    civil_format(civil_day_of_ms(ms, world_offset_s(t, ms)), out);
+}
+
+/*
+ * What holds for every stream of w: seq 1, 2, ...; each envelope decodes, says what the emitter
+ * says and is accepted by proj_decode; local days are the zone's; complaint events go forward
+ * in time, ids by creation, versions 1..n without gaps; an assignment changes the agent; a
+ * StatusChanged carries the creation's local day and, on RESOLVED, resolution_seconds.
+ */
+static void expect_stream_well_formed(const emit_event *v, size_t n)
+{
+    int64_t complaints = 0, last_ms = INT64_MIN;
+    int64_t *next = calloc(n + 1, sizeof(*next));
+    cr_assert_not_null(next);
+    for (size_t i = 0; i < n; i++) {
+        const emit_event *e = &v[i];
+        char why[256], day[CIVIL_DAY_LEN];
+        cr_assert_eq(e->seq, (int64_t)i + 1);
+        Tally__V1__EventEnvelope *env = tally__v1__event_envelope__unpack(NULL, e->len, e->bytes);
+        cr_assert_not_null(env, "entry %zu does not decode", i);
+        const world_tenant *t = &w.tenants[e->tenant];
+        int64_t ms = env->occurred_at_ms;
+        cr_assert(strcmp(env->tenant_id, t->id) == 0 && env->seq == e->seq &&
+                      env->complaint_id == e->complaint_id && env->version == e->version &&
+                      (int)env->type == e->type && env->recorded_at_ms == ms,
+                  "entry %zu: the envelope says other than the emitter", i);
+        day_of(t, ms, day);
+        cr_assert_str_eq(env->local_day, day, "entry %zu", i);
+        proj_event pe = { 0 };
+        cr_assert_eq(proj_decode(e->bytes, e->len, &pe, why, sizeof(why)), 0, "entry %zu: %s", i,
+                     why);
+        proj_event_release(&pe);
+        if (e->complaint_id != 0) {
+            cr_assert_geq(ms, last_ms, "entry %zu goes back in time", i);
+            last_ms = ms;
+            if (e->type == CREATED)
+                cr_assert_eq(e->complaint_id, ++complaints, "ids by creation");
+            cr_assert_leq(e->complaint_id, complaints, "an event before its creation");
+            cr_assert_eq(e->version, ++next[e->complaint_id], "complaint %ld",
+                         (long)e->complaint_id);
+            if (e->type == TALLY__V1__EVENT_TYPE__EVENT_TYPE_COMPLAINT_ASSIGNED)
+                cr_assert_str_neq(env->complaint_assigned->agent_id,
+                                  env->complaint_assigned->previous_agent_id);
+            if (e->type == CHANGED) {
+                const Tally__V1__StatusChanged *b = env->status_changed;
+                day_of(t, b->created_at_ms, day);
+                cr_assert_str_eq(b->created_local_day, day);
+                if (b->to_status == TALLY__V1__STATUS__STATUS_RESOLVED)
+                    cr_assert_eq(b->resolution_seconds, (ms - b->created_at_ms) / 1000);
+            }
+        }
+        tally__v1__event_envelope__free_unpacked(env, NULL);
+    }
+    free(next);
 }
 
 Test(sim_emit, the_same_seed_gives_the_same_bytes)
@@ -90,7 +149,7 @@ Test(sim_emit, stops_at_exactly_the_events_asked_for_and_never_after_the_window)
 /* Per complaint: what its lives say (from gen_imported) and what the stream held. */
 typedef struct seen {
     int tenant;
-    int64_t index, next_version, assigned, changed;
+    int64_t index, assigned, changed;
     int last_to;
 } seen;
 
@@ -99,55 +158,29 @@ Test(sim_emit, the_stream_is_what_command_svc_writes_for_the_lives)
     size_t n;
     emit_event *v = stream(11, 600, 0, &n);
     seen *c = calloc(700, sizeof(*c));
-    int64_t complaints = 0, last_ms = 0;
+    int64_t complaints = 0;
+    expect_stream_well_formed(v, n);
     for (size_t i = 0; i < n; i++) {
         const emit_event *e = &v[i];
-        char why[256], day[CIVIL_DAY_LEN];
-        cr_assert_eq(e->seq, (int64_t)i + 1);
-        Tally__V1__EventEnvelope *env = tally__v1__event_envelope__unpack(NULL, e->len, e->bytes);
-        cr_assert_not_null(env, "entry %zu does not decode", i);
-        const world_tenant *t = &w.tenants[e->tenant];
-        cr_assert(strcmp(env->tenant_id, t->id) == 0 && env->seq == e->seq &&
-                      env->complaint_id == e->complaint_id && env->version == e->version &&
-                      (int)env->type == e->type && env->recorded_at_ms == env->occurred_at_ms,
-                  "entry %zu: the envelope says other than the emitter", i);
-        day_of(t, env->occurred_at_ms, day);
-        cr_assert_str_eq(env->local_day, day, "entry %zu", i);
-        proj_event pe = { 0 };
-        cr_assert_eq(proj_decode(e->bytes, e->len, &pe, why, sizeof(why)), 0, "entry %zu: %s", i,
-                     why);
-        proj_event_release(&pe);
-
         if (e->complaint_id == 0) {
             cr_assert_eq(e->version, 0);
             cr_assert_eq(complaints, 0, "reference events come first");
-        } else {
-            cr_assert_geq(e->occurred_at_ms, last_ms, "entry %zu goes back in time", i);
-            last_ms = e->occurred_at_ms;
-            if (e->type == CREATED) {
-                cr_assert_eq(e->complaint_id, ++complaints, "ids by creation");
-                cr_assert_lt(complaints, 700);
-                c[complaints] = (seen){ e->tenant, e->index, 1, 0, 0, 0 };
-            }
-            seen *s = &c[e->complaint_id];
-            cr_assert_leq(e->complaint_id, complaints, "an event before its creation");
-            cr_assert_eq(e->version, s->next_version++, "complaint %ld", (long)e->complaint_id);
-            if (e->type == TALLY__V1__EVENT_TYPE__EVENT_TYPE_COMPLAINT_ASSIGNED) {
-                s->assigned++;
-                cr_assert_str_neq(env->complaint_assigned->agent_id,
-                                  env->complaint_assigned->previous_agent_id);
-            } else if (e->type == CHANGED) {
-                const Tally__V1__StatusChanged *b = env->status_changed;
-                s->changed++;
-                s->last_to = b->to_status;
-                day_of(t, b->created_at_ms, day);
-                cr_assert_str_eq(b->created_local_day, day);
-                if (b->to_status == TALLY__V1__STATUS__STATUS_RESOLVED)
-                    cr_assert_eq(b->resolution_seconds,
-                                 (env->occurred_at_ms - b->created_at_ms) / 1000);
-            }
+            continue;
         }
-        tally__v1__event_envelope__free_unpacked(env, NULL);
+        if (e->type == CREATED) {
+            cr_assert_lt(++complaints, 700);
+            c[complaints] = (seen){ e->tenant, e->index, 0, 0, 0 };
+        }
+        seen *s = &c[e->complaint_id];
+        if (e->type == TALLY__V1__EVENT_TYPE__EVENT_TYPE_COMPLAINT_ASSIGNED) {
+            s->assigned++;
+        } else if (e->type == CHANGED) {
+            Tally__V1__EventEnvelope *env =
+                tally__v1__event_envelope__unpack(NULL, e->len, e->bytes);
+            s->changed++;
+            s->last_to = env->status_changed->to_status;
+            tally__v1__event_envelope__free_unpacked(env, NULL);
+        }
     }
 
     /* The counts, against the lives generated again. */
@@ -439,63 +472,6 @@ Test(sim_knobs, the_mix_at_0_gives_none_and_at_p_about_p)
     expect_share(k.instant, k.n, 0.25, "resolved within the second");
     expect_share(k.reopened, k.resolved, 0.5, "reopened");
     expect_share(k.follow_up, k.resolved, 0.3, "assigned while resolved");
-}
-
-/* A stream's checks of the_stream_is_what_command_svc_writes_for_the_lives, for any world. */
-static void expect_stream_well_formed(const emit_event *v, size_t n)
-{
-    int64_t complaints = 0, last_ms = INT64_MIN;
-    int64_t *next = calloc((size_t)n + 1, sizeof(*next));
-    for (size_t i = 0; i < n; i++) {
-        const emit_event *e = &v[i];
-        char why[256], day[CIVIL_DAY_LEN];
-        cr_assert_eq(e->seq, (int64_t)i + 1);
-        Tally__V1__EventEnvelope *env = tally__v1__event_envelope__unpack(NULL, e->len, e->bytes);
-        cr_assert_not_null(env, "entry %zu does not decode", i);
-        const world_tenant *t = &w.tenants[e->tenant];
-        int64_t ms = env->occurred_at_ms, s = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
-        s += world_offset_s(t, ms);
-        civil_format(s >= 0 ? s / 86400 : -((-s + 86399) / 86400), day);
-        cr_assert_str_eq(env->local_day, day, "entry %zu", i);
-        proj_event pe = { 0 };
-        cr_assert_eq(proj_decode(e->bytes, e->len, &pe, why, sizeof(why)), 0, "entry %zu: %s", i,
-                     why);
-        proj_event_release(&pe);
-        if (e->complaint_id != 0) {
-            cr_assert_geq(ms, last_ms, "entry %zu goes back in time", i);
-            last_ms = ms;
-            if (e->type == CREATED)
-                cr_assert_eq(e->complaint_id, ++complaints, "ids by creation");
-            cr_assert_eq(e->version, ++next[e->complaint_id], "complaint %ld",
-                         (long)e->complaint_id);
-            if (e->type == TALLY__V1__EVENT_TYPE__EVENT_TYPE_COMPLAINT_ASSIGNED)
-                cr_assert_str_neq(env->complaint_assigned->agent_id,
-                                  env->complaint_assigned->previous_agent_id);
-            if (e->type == CHANGED &&
-                env->status_changed->to_status == TALLY__V1__STATUS__STATUS_RESOLVED)
-                cr_assert_eq(env->status_changed->resolution_seconds,
-                             (ms - env->status_changed->created_at_ms) / 1000);
-        }
-        tally__v1__event_envelope__free_unpacked(env, NULL);
-    }
-    free(next);
-}
-
-/* Every entry of the stream of the current world w, malloc'd; count in *n. */
-static emit_event *stream_of(const emit_options *o, size_t *n)
-{
-    emit_stream *s = emit_new(&w, o);
-    cr_assert_not_null(s);
-    size_t cap = 1024;
-    emit_event *v = malloc(cap * sizeof(*v));
-    int rc;
-    *n = 0;
-    while ((rc = emit_next(s, &v[*n])) == 1)
-        if (++*n == cap)
-            cr_assert_not_null(v = realloc(v, (cap *= 2) * sizeof(*v)));
-    cr_assert_eq(rc, 0);
-    emit_free(s);
-    return v;
 }
 
 Test(sim_knobs, a_stream_with_the_mix_turned_up_is_still_what_command_svc_writes)
