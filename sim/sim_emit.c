@@ -15,6 +15,8 @@
 #include "sim_gen.h"
 #include "tally/v1/events.pb-c.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,8 +63,13 @@ struct emit_stream {
     uint64_t order;
     int ref_tenant, ref_item; /* the reference event to write next */
     int64_t seq, next_id, written, created;
+    int64_t last_ms, renamed; /* the simulated time of the last entry; renames written */
+    world_rng renames;
     gen_complaint scratch;
 };
+
+/* The stream of the renames (not one of sim_world's or sim_gen's: keys "ren", 0). */
+#define STREAM_RENAMES 0x72656eULL
 
 static int64_t stamp(const emit_stream *s, int64_t sim_ms)
 {
@@ -186,6 +193,7 @@ emit_stream *emit_new(world *w, const emit_options *o)
         return NULL;
     s->w = w;
     s->o = *o;
+    world_rng_init(&s->renames, o->seed, STREAM_RENAMES, 0);
     int64_t refs = 0, events = 0, have[WORLD_TENANTS_MAX] = { 0 }, total = o->complaints;
     size_t cap = 0;
     for (int t = 0; t < w->ntenants; t++)
@@ -281,6 +289,7 @@ static int reference(emit_stream *s, emit_event *ev)
     const world_tenant *t = &s->w->tenants[s->ref_tenant];
     int i = s->ref_item++, rc;
     int64_t at = stamp(s, t->start_ms);
+    s->last_ms = t->start_ms;
     if (i == 0) {
         Tally__V1__TenantPut b = TALLY__V1__TENANT_PUT__INIT;
         b.name = (char *)t->name;
@@ -307,6 +316,41 @@ static int reference(emit_stream *s, emit_event *ev)
     return rc;
 }
 
+/* A rename: an entity drawn from the seed, with a new name, at the time of the last entry. */
+static int rename_one(emit_stream *s, emit_event *ev)
+{
+    world_rng *r = &s->renames;
+    int tenant = world_rng_below(r, s->w->ntenants), rc;
+    const world_tenant *t = &s->w->tenants[tenant];
+    double u = world_rng_unit(r);
+    char name[WORLD_NAME_MAX + 32];
+    int64_t at = stamp(s, s->last_ms), n = ++s->renamed;
+    if (u < 0.45) {
+        const world_category *c = t->categories[world_rng_below(r, t->ncategories)];
+        Tally__V1__CategoryPut b = TALLY__V1__CATEGORY_PUT__INIT;
+        snprintf(name, sizeof(name), "%s (renamed %" PRId64 ")", c->name, n);
+        b.category_id = (char *)c->id;
+        b.name = name;
+        rc = pack(s, ev, tenant, NULL, 0, TALLY__V1__EVENT_TYPE__EVENT_TYPE_CATEGORY_PUT, at,
+                  &b.base);
+    } else if (u < 0.9) {
+        int a = world_rng_below(r, t->nagents);
+        Tally__V1__AgentPut b = TALLY__V1__AGENT_PUT__INIT;
+        snprintf(name, sizeof(name), "%s (renamed %" PRId64 ")", t->agent_names[a], n);
+        b.agent_id = (char *)t->agent_ids[a];
+        b.name = name;
+        rc = pack(s, ev, tenant, NULL, 0, TALLY__V1__EVENT_TYPE__EVENT_TYPE_AGENT_PUT, at, &b.base);
+    } else {
+        Tally__V1__TenantPut b = TALLY__V1__TENANT_PUT__INIT;
+        snprintf(name, sizeof(name), "%s (renamed %" PRId64 ")", t->name, n);
+        b.name = name;
+        b.time_zone = (char *)t->zone;
+        rc =
+            pack(s, ev, tenant, NULL, 0, TALLY__V1__EVENT_TYPE__EVENT_TYPE_TENANT_PUT, at, &b.base);
+    }
+    return rc;
+}
+
 /* The next birth: generates the life again, writes its ComplaintCreated, queues the rest. */
 static int create(emit_stream *s, emit_event *ev)
 {
@@ -317,6 +361,7 @@ static int create(emit_stream *s, emit_event *ev)
     if (!l)
         return TALLY_ENOMEM;
     gen_imported(c, t, s->o.seed, b->index);
+    s->last_ms = c->msg.created_at_ms;
     l->id = ++s->next_id;
     l->tenant = b->tenant;
     l->index = b->index;
@@ -350,6 +395,7 @@ static int later(emit_stream *s, emit_event *ev)
     step st = heap_pop(s);
     life *l = st.l;
     int64_t at = stamp(s, st.at);
+    s->last_ms = st.at;
     int rc;
     if (st.type == TALLY__V1__EVENT_TYPE__EVENT_TYPE_COMPLAINT_ASSIGNED) {
         Tally__V1__ComplaintAssigned b = TALLY__V1__COMPLAINT_ASSIGNED__INIT;
@@ -386,6 +432,10 @@ int emit_next(emit_stream *s, emit_event *ev)
     if (s->ref_tenant < s->w->ntenants)
         return reference(s, ev);
     bool births = s->next_birth < s->nbirths;
+    if (!births && s->nheap == 0)
+        return 0;
+    if (s->o.renames > 0 && world_rng_unit(&s->renames) < s->o.renames)
+        return rename_one(s, ev);
     if (s->nheap > 0 && (!births || s->heap[0].at <= s->births[s->next_birth].at))
         return later(s, ev);
     return births ? create(s, ev) : 0;

@@ -23,6 +23,11 @@
  * complaints are added (the next indices) until their events reach that many, and the stream
  * stops at exactly that many entries. Every life is cut at its tenant's window end
  * (world_set_window), so nothing lies after it. The same world and options give the same bytes.
+ *
+ * With emit_options.renames, reference data is renamed mid-stream, as a PutCategory, PutAgent
+ * or PutTenant with a new name would: after the first reference events, each entry is such a
+ * rename with that chance (an entity of a tenant drawn from the seed, its name followed by
+ * " (renamed N)", N counting the renames of the stream), at the time of the entry before it.
  */
 #ifndef TALLY_SIM_EMIT_H
 #define TALLY_SIM_EMIT_H
@@ -48,6 +53,7 @@ typedef struct emit_options {
      */
     int64_t (*stamp)(void *ctx, int64_t sim_ms);
     void *stamp_ctx;
+    double renames; /* the chance that an entry after the first reference events is a rename */
 } emit_options;
 
 /* One stream entry. */

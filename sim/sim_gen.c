@@ -31,14 +31,11 @@ static const double assign_median_ms[5] = { 0, 5 * H, 2 * H, 30 * M, 7 * M };
 static const double start_median_ms[5] = { 0, 60 * M, 40 * M, 15 * M, 5 * M };
 static const double resolve_median_ms[5] = { 0, 72 * H, 36 * H, 12 * H, 3 * H };
 
-#define SELF_SERVICE   0.06 /* answered by the help centre, never assigned */
-#define STARTED        0.88 /* moved to IN_PROGRESS before the resolution */
-#define REASSIGNED     0.10
-#define REOPENED_FIRST 0.05 /* reopened after the first resolution */
-#define REOPENED_AGAIN 0.15 /* reopened once more after a reopen */
-#define REOPENS_MAX    3
-#define AUTO_CLOSED    0.55 /* closed by the auto-close job 3 days after the resolution */
-#define AGENT_CLOSED   0.30 /* closed by the agent; the rest stay RESOLVED */
+/* The rest of the chances are the tenant's world_mix (world_mix_default: sim_world.c). */
+#define SELF_SERVICE 0.06 /* answered by the help centre, never assigned */
+#define STARTED      0.88 /* moved to IN_PROGRESS before the resolution */
+#define AUTO_CLOSED  0.55 /* closed by the auto-close job 3 days after the resolution */
+#define AGENT_CLOSED 0.30 /* closed by the agent; the rest stay RESOLVED */
 
 static const char *const closings[] = {
     "Please help.",
@@ -152,26 +149,56 @@ static int64_t lognormal_ms(world_rng *r, double median_ms, double sigma)
     return (int64_t)world_rng_lognormal(r, median_ms, sigma);
 }
 
-/* An agent other than the one at index current. */
+/* x rounded up to a multiple of unit (unit > 0), before 1970 too. */
+static int64_t ceil_to(int64_t x, int64_t unit)
+{
+    int64_t q = x / unit;
+    return (q + (x % unit > 0)) * unit;
+}
+
+/* An agent other than the one at index current who works (current when there is none). */
 static int other_agent(const world_tenant *t, world_rng *r, int current)
 {
     int a = world_pick_agent(t, r);
-    return a != current ? a : (a + 1 + world_rng_below(r, t->nagents - 1)) % t->nagents;
+    a = a != current ? a : (a + 1 + world_rng_below(r, t->nagents - 1)) % t->nagents;
+    for (int k = 0; k < t->nagents && (a == current || !world_agent_works(t, a)); k++)
+        a = (a + 1) % t->nagents;
+    return world_agent_works(t, a) ? a : current;
+}
+
+/* The creation time of complaint index of t, drawn from r, its life's stream. */
+static int64_t creation_of(const world_tenant *t, world_rng *r, int64_t index, int *incident)
+{
+    *incident = -1;
+    return index == 0 ? t->start_ms : world_sample_time(t, r, incident);
+}
+
+/* The random stream of complaint index of t for seed. */
+static void life_rng(world_rng *r, const world_tenant *t, uint64_t seed, int64_t index)
+{
+    /* The window's length and the zone shape every complaint, complaint 0 included: a rerun
+     * with another --days or zone is told apart by its complaint 0 (seed.c). */
+    uint64_t days = (uint64_t)((t->end_ms - t->start_ms) / WORLD_DAY_MS);
+    world_rng_init(r, seed, t->key ^ world_hash(t->zone) ^ (days << 40), 1000 + (uint64_t)index);
 }
 
 void gen_imported(gen_complaint *c, const world_tenant *t, uint64_t seed, int64_t index)
 {
     world_rng r;
-    int incident = -1;
-    /* The window's length and the zone shape every complaint, complaint 0 included: a rerun
-     * with another --days or zone is told apart by its complaint 0 (seed.c). */
-    uint64_t days = (uint64_t)((t->end_ms - t->start_ms) / WORLD_DAY_MS);
-    world_rng_init(&r, seed, t->key ^ world_hash(t->zone) ^ (days << 40), 1000 + (uint64_t)index);
+    int incident;
+    const world_mix *mix = &t->mix;
+    life_rng(&r, t, seed, index);
 
     tally__v1__imported_complaint__init(&c->msg);
     c->reopens = 0;
     gen_key(c->key, sizeof(c->key), seed, index);
-    int64_t created = index == 0 ? t->start_ms : world_sample_time(t, &r, &incident);
+    int64_t created = creation_of(t, &r, index, &incident);
+    if (mix->ties > 1 && index % mix->ties != 0) { /* the time of the first of its group */
+        world_rng first;
+        int ignored;
+        life_rng(&first, t, seed, index - index % mix->ties);
+        created = creation_of(t, &first, index - index % mix->ties, &ignored);
+    }
     int category = incident >= 0 ? incident : world_pick_category(t, &r);
     int priority = 1 + world_rng_pick(&r, incident >= 0 ? incident_priority_cum : priority_cum, 4);
     texts(t, category, &r, c->title, c->description, c->customer);
@@ -189,7 +216,12 @@ void gen_imported(gen_complaint *c, const world_tenant *t, uint64_t seed, int64_
     int agent = -1;
     int64_t at = created;
 #define WORK(ms) (urgent ? (ms) : world_work_time(t, (ms), &r))
-    if (world_rng_unit(&r) < SELF_SERVICE) {
+    if (mix->instant > 0 && world_rng_unit(&r) < mix->instant) {
+        agent = world_pick_agent(t, &r);
+        assign(&h, at, t->agent_ids[agent]);
+        at += (int64_t)(world_rng_unit(&r) * (double)mix->instant_ms);
+        move(&h, at, RESOLVED, t->agent_ids[agent], gen_fix_note(t, category, &r));
+    } else if (world_rng_unit(&r) < SELF_SERVICE) {
         at += lognormal_ms(&r, 8 * H, 1.0);
         move(&h, at, RESOLVED, "self-service", "Answered with a help centre article.");
     } else {
@@ -203,17 +235,33 @@ void gen_imported(gen_complaint *c, const world_tenant *t, uint64_t seed, int64_
         }
         int64_t resolved = at + lognormal_ms(&r, 20 * M, 0.7);
         resolved = WORK(resolved > due ? resolved : due);
-        if (world_rng_unit(&r) < REASSIGNED) {
+        if (world_rng_unit(&r) < mix->reassign) {
             int64_t when =
                 at + (int64_t)((double)(resolved - at) * (0.2 + 0.6 * world_rng_unit(&r)));
             agent = other_agent(t, &r, agent);
             assign(&h, when, t->agent_ids[agent]);
         }
+        if (mix->same_agent > 0 && world_rng_unit(&r) < mix->same_agent)
+            assign(&h, at + (int64_t)((double)(resolved - at) * 0.5 * world_rng_unit(&r)),
+                   t->agent_ids[agent]);
+        if (mix->unassign > 0 && world_rng_unit(&r) < mix->unassign) { /* back to the queue */
+            int64_t back =
+                h.last + (int64_t)((double)(resolved - h.last) * 0.5 * world_rng_unit(&r));
+            assign(&h, back, "");
+            agent = other_agent(t, &r, agent);
+            assign(&h, back + (int64_t)((double)(resolved - back) * world_rng_unit(&r)),
+                   t->agent_ids[agent]);
+        }
         at = resolved;
         move(&h, at, RESOLVED, t->agent_ids[agent], gen_fix_note(t, category, &r));
     }
-    for (int cycle = 0;
-         cycle < REOPENS_MAX && world_rng_unit(&r) < (cycle == 0 ? REOPENED_FIRST : REOPENED_AGAIN);
+    if (mix->resolved_reassign > 0 && world_rng_unit(&r) < mix->resolved_reassign) {
+        agent = agent < 0 ? world_pick_agent(t, &r) : other_agent(t, &r, agent);
+        at = WORK(at + lognormal_ms(&r, 2 * H, 0.8)); /* the follow-up goes to someone else */
+        assign(&h, at, t->agent_ids[agent]);
+    }
+    for (int cycle = 0; cycle < mix->reopens_max &&
+                        world_rng_unit(&r) < (cycle == 0 ? mix->reopen_first : mix->reopen_again);
          cycle++) {
         at += lognormal_ms(&r, 20 * H, 0.8);
         move(&h, at, OPEN, "customer-portal", "Customer replied: the problem is not solved.");
@@ -229,7 +277,7 @@ void gen_imported(gen_complaint *c, const world_tenant *t, uint64_t seed, int64_
     }
     double u = world_rng_unit(&r);
     if (u < AUTO_CLOSED) { /* the job runs at the top of every hour */
-        at = (at + 72 * H + H - 1) / H * H + (int64_t)(world_rng_unit(&r) * 5 * M);
+        at = ceil_to(at + 72 * H, H) + (int64_t)(world_rng_unit(&r) * 5 * M);
         move(&h, at, CLOSED, "auto-close", "Closed automatically: no reply for 3 days.");
     } else if (u < AUTO_CLOSED + AGENT_CLOSED) {
         at = WORK(at + lognormal_ms(&r, 6 * H, 1.0));

@@ -87,6 +87,12 @@ uint64_t world_hash(const char *s)
     return h;
 }
 
+/* a / b rounded down (b > 0): times before 1970 are negative. */
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
 /* Streams of a tenant's reference data (keyed by the tenant alone) and of its seed window. */
 enum { STREAM_REFERENCE = 1, STREAM_INCIDENTS = 2 };
 
@@ -233,6 +239,25 @@ static const world_category catalogue[] = {
 };
 #define CATALOGUE_N ((int)(sizeof(catalogue) / sizeof(catalogue[0])))
 
+/* The texts of a category the caller defined (its id and name are the caller's). */
+static const world_category generic = {
+    "",
+    "",
+    { "Problem with my order", "Question about my account", "Something does not work",
+      "Request for help" },
+    { "Something went wrong and I would like it looked at.",
+      "I have tried twice already without success.", "Nobody has been able to help me so far." },
+    { "Issue resolved.", "Explained the situation; customer agreed.",
+      "Fixed and confirmed with the customer." }
+};
+
+const world_mix world_mix_default = { .reassign = 0.10,
+                                      .instant_ms = 1000,
+                                      .reopen_first = 0.05,
+                                      .reopen_again = 0.15,
+                                      .reopens_max = 3,
+                                      .ties = 1 };
+
 static const char *const first_us[] = {
     "James",  "Mary",  "Robert", "Patricia", "Michael", "Jennifer", "David", "Linda",
     "Daniel", "Sarah", "Kevin",  "Ashley",   "Brian",   "Megan",    "Jason", "Laura",
@@ -356,6 +381,58 @@ static void tenant_reference(world_tenant *t)
 
 /* ---- tenants ------------------------------------------------------------------------------- */
 
+/* Every tenant's share by its position in the list: 1 / (i + 1)^0.85, normalised. */
+static void shares_by_position(world *w)
+{
+    double total = 0;
+    for (int i = 0; i < w->ntenants; i++)
+        total += 1.0 / pow(i + 1, 0.85);
+    for (int i = 0; i < w->ntenants; i++)
+        w->tenants[i].share = 1.0 / pow(i + 1, 0.85) / total;
+}
+
+/* Checks a tenant's id and zone and that w has room for it: tz, or NULL with the reason. */
+static const tz_zone *tenant_check(const world *w, const char *id, const char *zone,
+                                   const char *what, char *err, size_t errlen)
+{
+    if (w->ntenants == WORLD_TENANTS_MAX) {
+        snprintf(err, errlen, "%s: at most %d tenants", what, WORLD_TENANTS_MAX);
+        return NULL;
+    }
+    enum ident_problem problem = ident_check(id);
+    if (problem != IDENT_OK) {
+        snprintf(err, errlen, "%s: tenant id \"%s\": %s", what, id, ident_problem_text(problem));
+        return NULL;
+    }
+    char why[256];
+    const tz_zone *tz = strlen(zone) <= WORLD_ZONE_MAX ? tz_get(zone, why, sizeof(why)) : NULL;
+    if (!tz) {
+        snprintf(err, errlen, "%s: time zone of \"%s\": %s", what, id,
+                 strlen(zone) > WORLD_ZONE_MAX ? "longer than 64 bytes" : why);
+        return NULL;
+    }
+    for (int i = 0; i < w->ntenants; i++)
+        if (strcmp(w->tenants[i].id, id) == 0) {
+            snprintf(err, errlen, "%s: \"%s\" is listed twice", what, id);
+            return NULL;
+        }
+    return tz;
+}
+
+/* Fills the next tenant of w with id, zone (both checked) and its reference data. */
+static world_tenant *tenant_fill(world *w, const char *id, const char *zone, const tz_zone *tz)
+{
+    world_tenant *t = &w->tenants[w->ntenants];
+    memset(t, 0, sizeof(*t));
+    memcpy(t->id, id, strlen(id) + 1); /* both lengths were checked */
+    memcpy(t->zone, zone, strlen(zone) + 1);
+    t->tz = tz;
+    t->key = world_hash(t->id);
+    t->mix = world_mix_default;
+    tenant_reference(t);
+    return t;
+}
+
 int world_parse_tenants(world *w, const char *spec, char *err, size_t errlen)
 {
     memset(w, 0, sizeof(*w));
@@ -367,10 +444,6 @@ int world_parse_tenants(world *w, const char *spec, char *err, size_t errlen)
             snprintf(err, errlen, "--tenants: \"%.*s\" is not id:Zone/Name", (int)len, p);
             return -1;
         }
-        if (w->ntenants == WORLD_TENANTS_MAX) {
-            snprintf(err, errlen, "--tenants: at most %d tenants", WORLD_TENANTS_MAX);
-            return -1;
-        }
         memcpy(item, p, len);
         item[len] = '\0';
         char *colon = strchr(item, ':');
@@ -379,30 +452,11 @@ int world_parse_tenants(world *w, const char *spec, char *err, size_t errlen)
             *colon = '\0';
             zone = colon + 1;
         }
-        enum ident_problem problem = ident_check(item);
-        if (problem != IDENT_OK) {
-            snprintf(err, errlen, "--tenants: tenant id \"%s\": %s", item,
-                     ident_problem_text(problem));
+        const tz_zone *tz = tenant_check(w, item, zone, "--tenants", err, errlen);
+        if (!tz)
             return -1;
-        }
-        char why[256];
-        const tz_zone *tz = strlen(zone) <= WORLD_ZONE_MAX ? tz_get(zone, why, sizeof(why)) : NULL;
-        if (!tz) {
-            snprintf(err, errlen, "--tenants: time zone of \"%s\": %s", item,
-                     strlen(zone) > WORLD_ZONE_MAX ? "longer than 64 bytes" : why);
-            return -1;
-        }
-        for (int i = 0; i < w->ntenants; i++)
-            if (strcmp(w->tenants[i].id, item) == 0) {
-                snprintf(err, errlen, "--tenants: \"%s\" is listed twice", item);
-                return -1;
-            }
-        world_tenant *t = &w->tenants[w->ntenants++];
-        memcpy(t->id, item, strlen(item) + 1); /* both lengths were checked above */
-        memcpy(t->zone, zone, strlen(zone) + 1);
-        t->tz = tz;
-        t->key = world_hash(t->id);
-        tenant_reference(t);
+        tenant_fill(w, item, zone, tz);
+        w->ntenants++;
         p += len;
         if (*p == ',')
             p++;
@@ -411,29 +465,154 @@ int world_parse_tenants(world *w, const char *spec, char *err, size_t errlen)
         snprintf(err, errlen, "--tenants: at least one tenant");
         return -1;
     }
+    shares_by_position(w);
+    return 0;
+}
+
+/* "b-x" as a name: "B x" (separators as spaces, the first letter capitalised). */
+static void name_of_id(char *out, size_t len, const char *id)
+{
+    snprintf(out, len, "%s", id);
+    for (char *c = out; *c; c++)
+        if (*c == '-' || *c == '_' || *c == '.')
+            *c = ' ';
+    if (out[0] >= 'a' && out[0] <= 'z')
+        out[0] = (char)(out[0] - 'a' + 'A');
+}
+
+/*
+ * Checks the caller's refs (kind "category" or "agent") and fills cum from their weights, the
+ * entries after the last used one at exactly 1.0 (so world_rng_pick never lands on them).
+ */
+static int refs_check(const world_ref *v, int n, int max, const char *kind, double *cum, char *err,
+                      size_t errlen)
+{
+    double total = 0, acc = 0;
+    if (n < 0 || n > max || (n > 0 && !v)) {
+        snprintf(err, errlen, "at most %d %s ids", max, kind);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        size_t len = v[i].id ? strlen(v[i].id) : 0;
+        if (len == 0 || len > WORLD_ID_MAX) {
+            snprintf(err, errlen, "%s id %d: 1 to %d bytes", kind, i, WORLD_ID_MAX);
+            return -1;
+        }
+        if (v[i].name && strlen(v[i].name) > WORLD_NAME_MAX) {
+            snprintf(err, errlen, "%s \"%s\": a name of at most %d bytes", kind, v[i].id,
+                     WORLD_NAME_MAX);
+            return -1;
+        }
+        if (!(v[i].weight >= 0)) {
+            snprintf(err, errlen, "%s \"%s\": a weight below 0", kind, v[i].id);
+            return -1;
+        }
+        for (int k = 0; k < i; k++)
+            if (strcmp(v[k].id, v[i].id) == 0) {
+                snprintf(err, errlen, "%s \"%s\" is listed twice", kind, v[i].id);
+                return -1;
+            }
+        total += v[i].weight;
+    }
+    if (n > 0 && !(total > 0)) {
+        snprintf(err, errlen, "every %s has weight 0: at least one must be used", kind);
+        return -1;
+    }
+    int last = 0;
+    for (int i = 0; i < n; i++) {
+        acc += v[i].weight / total;
+        cum[i] = acc;
+        last = v[i].weight > 0 ? i : last;
+    }
+    for (int i = last; i < n; i++)
+        cum[i] = 1.0;
+    return 0;
+}
+
+int world_add_tenant(world *w, const world_tenant_def *d, char *err, size_t errlen)
+{
+    const char *zone = d->zone ? d->zone : "UTC";
+    double ccum[WORLD_CATEGORIES_MAX], acum[WORLD_AGENTS_MAX];
+    char why[200];
+    const tz_zone *tz = tenant_check(w, d->id ? d->id : "", zone, "tenant", err, errlen);
+    if (!tz)
+        return -1;
+    if (d->name && strlen(d->name) > WORLD_NAME_MAX) {
+        snprintf(err, errlen, "tenant \"%s\": a name of at most %d bytes", d->id, WORLD_NAME_MAX);
+        return -1;
+    }
+    if (refs_check(d->categories, d->ncategories, WORLD_CATEGORIES_MAX, "category", ccum, why,
+                   sizeof(why)) != 0 ||
+        refs_check(d->agents, d->nagents, WORLD_AGENTS_MAX, "agent", acum, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "tenant \"%s\": %s", d->id, why);
+        return -1;
+    }
+    world_tenant *t = tenant_fill(w, d->id, zone, tz);
+    if (d->name)
+        snprintf(t->name, sizeof(t->name), "%s", d->name);
+    if (d->ncategories > 0) {
+        t->ncategories = d->ncategories;
+        for (int i = 0; i < d->ncategories; i++) {
+            world_category *c = &t->own[i];
+            *c = generic;
+            snprintf(c->id, sizeof(c->id), "%s", d->categories[i].id);
+            if (d->categories[i].name)
+                snprintf(c->name, sizeof(c->name), "%s", d->categories[i].name);
+            else
+                name_of_id(c->name, sizeof(c->name), c->id);
+            t->categories[i] = c;
+            t->category_cum[i] = ccum[i];
+        }
+    }
+    if (d->nagents > 0) {
+        t->nagents = d->nagents;
+        for (int i = 0; i < d->nagents; i++) {
+            snprintf(t->agent_ids[i], sizeof(t->agent_ids[i]), "%s", d->agents[i].id);
+            if (d->agents[i].name)
+                snprintf(t->agent_names[i], sizeof(t->agent_names[i]), "%s", d->agents[i].name);
+            else
+                name_of_id(t->agent_names[i], sizeof(t->agent_names[i]), t->agent_ids[i]);
+            t->agent_cum[i] = acum[i];
+        }
+    }
+    w->ntenants++;
+    shares_by_position(w);
+    return 0;
+}
+
+void world_set_shares(world *w, const double *shares)
+{
     double total = 0;
     for (int i = 0; i < w->ntenants; i++)
-        total += 1.0 / pow(i + 1, 0.85);
+        total += shares[i];
     for (int i = 0; i < w->ntenants; i++)
-        w->tenants[i].share = 1.0 / pow(i + 1, 0.85) / total;
-    return 0;
+        w->tenants[i].share = total > 0 ? shares[i] / total : 0;
+}
+
+void world_set_mix(world *w, const world_mix *m)
+{
+    for (int i = 0; i < w->ntenants; i++)
+        w->tenants[i].mix = *m;
 }
 
 void world_split(world *w, int64_t total)
 {
     int64_t given = 0;
+    int first = 0;
     for (int i = 0; i < w->ntenants; i++) {
         w->tenants[i].count = (int64_t)((double)total * w->tenants[i].share);
         given += w->tenants[i].count;
     }
-    w->tenants[0].count += total - given;
+    while (first < w->ntenants - 1 && !(w->tenants[first].share > 0))
+        first++;
+    w->tenants[first].count += total - given;
 }
 
 /* ---- local time ---------------------------------------------------------------------------- */
 
 int64_t world_offset_s(const world_tenant *t, int64_t utc_ms)
 {
-    return tz_offset(t->tz, utc_ms >= 0 ? utc_ms / 1000 : -((-utc_ms + 999) / 1000));
+    return tz_offset(t->tz, floor_div(utc_ms, 1000));
 }
 
 /* ---- arrivals ------------------------------------------------------------------------------ */
@@ -448,6 +627,12 @@ static const double hour_weight[24] = { 0.12, 0.08, 0.06, 0.05, 0.06, 0.1,  0.22
 #define SEASON_PEAK   0.3 /* the extra volume at the height of the year-end peak */
 #define INCIDENT_PEAK 5.0 /* the most an incident adds, as a multiple of the normal rate */
 #define RATE_MAX      ((GROWTH_START + GROWTH) * (1 + SEASON_PEAK) * 1.15 * 1.0 * (1 + INCIDENT_PEAK))
+
+/* Whether entry i of a cumulative weight table has a weight above 0. */
+static bool used(const double *cum, int i)
+{
+    return cum[i] > (i > 0 ? cum[i - 1] : 0);
+}
 
 void world_set_window(world_tenant *t, uint64_t seed, int64_t end_ms, int days)
 {
@@ -470,6 +655,8 @@ void world_set_window(world_tenant *t, uint64_t seed, int64_t end_ms, int days)
         inc->peak = 2.5 + (INCIDENT_PEAK - 2.5) * world_rng_unit(&r);
         inc->tau_ms = (10 + 20 * world_rng_unit(&r)) * WORLD_HOUR_MS;
         inc->category = world_rng_below(&r, t->ncategories < 6 ? t->ncategories : 6);
+        while (!used(t->category_cum, inc->category)) /* the next category in use floods */
+            inc->category = (inc->category + 1) % t->ncategories;
     }
 }
 
@@ -485,8 +672,8 @@ static double incident_rate(const world_incident *inc, int64_t ms)
 /* The normal (incident-free) arrival rate of t at ms, relative. */
 static double base_rate(const world_tenant *t, int64_t ms)
 {
-    int64_t local_s = ms / 1000 + world_offset_s(t, ms);
-    int64_t day = local_s >= 0 ? local_s / 86400 : -((-local_s + 86399) / 86400);
+    int64_t local_s = floor_div(ms, 1000) + world_offset_s(t, ms);
+    int64_t day = floor_div(local_s, 86400);
     int hour = (int)((local_s - day * 86400) / 3600);
     int y, m, d;
     civil_date(day, &y, &m, &d);
@@ -527,8 +714,8 @@ int64_t world_sample_time(const world_tenant *t, world_rng *r, int *incident)
 int64_t world_work_time(const world_tenant *t, int64_t ms, world_rng *r)
 {
     int64_t off = world_offset_s(t, ms);
-    int64_t local_s = ms / 1000 + off;
-    int64_t day = local_s >= 0 ? local_s / 86400 : -((-local_s + 86399) / 86400);
+    int64_t local_s = floor_div(ms, 1000) + off;
+    int64_t day = floor_div(local_s, 86400);
     int64_t sec = local_s - day * 86400;
     int weekday = civil_weekday(day);
     if (weekday <= 5 && sec >= 8 * 3600 && sec < 18 * 3600)
@@ -552,4 +739,9 @@ int world_pick_category(const world_tenant *t, world_rng *r)
 int world_pick_agent(const world_tenant *t, world_rng *r)
 {
     return world_rng_pick(r, t->agent_cum, t->nagents);
+}
+
+bool world_agent_works(const world_tenant *t, int agent)
+{
+    return used(t->agent_cum, agent);
 }

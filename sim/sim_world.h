@@ -16,8 +16,16 @@
  * purpose and key, so that any complaint can be generated on its own, in any thread, in any
  * order, and always comes out the same.
  *
- * Local times come from common/tz (the system's zoneinfo files). A parsed world is read only:
- * every function here is thread-safe.
+ * Tests define tenants of their own (world_add_tenant): explicit category and agent ids (any
+ * bytes, up to 64), their weights (0: never used) and names, any zone, and a mix of lives
+ * (world_mix) that turns up what is rare in the realistic default (unassignments, no-op
+ * re-assignments, instant resolutions, reopens, creation-time ties). The default mix and the
+ * reference data of world_parse_tenants are exactly tally-sim's. Times may lie anywhere,
+ * before 1970 too (negative ms): every division of a time floors.
+ *
+ * Local times come from common/tz (the system's zoneinfo files). A world is filled in place and
+ * never copied by assignment (a tenant's categories may point into the tenant itself). Once
+ * filled it is read only: every function here is thread-safe.
  */
 #ifndef TALLY_SIM_WORLD_H
 #define TALLY_SIM_WORLD_H
@@ -34,6 +42,7 @@
 #define WORLD_INCIDENTS      2
 #define WORLD_ID_MAX         64
 #define WORLD_ZONE_MAX       64
+#define WORLD_NAME_MAX       95
 #define WORLD_DAY_MS         86400000LL
 #define WORLD_HOUR_MS        3600000LL
 #define WORLD_MINUTE_MS      60000LL
@@ -58,9 +67,13 @@ int world_rng_pick(world_rng *r, const double *cum, int n);
 /* FNV-1a 64 of a string: the key of a tenant's random streams. */
 uint64_t world_hash(const char *s);
 
-/* One entry of the category catalogue: the texts complaints of that kind are made of. */
+/*
+ * A category: its id and name, and the texts complaints of that kind are made of (the
+ * catalogue's own, or generic ones for a category the caller defined).
+ */
 typedef struct world_category {
-    const char *id, *name;
+    char id[WORLD_ID_MAX + 1];
+    char name[WORLD_NAME_MAX + 1];
     const char *titles[4];
     const char *details[3];
     const char *fixes[3]; /* notes of the resolution */
@@ -73,22 +86,46 @@ typedef struct world_incident {
     int category; /* an index of the tenant's categories */
 } world_incident;
 
+/*
+ * How the lives of a tenant's complaints go (gen_imported): the chances, per complaint, of what
+ * a help desk does now and then. world_mix_default is tally-sim's realistic mix; a test turns
+ * parts of it up. A chance of 0 draws no random number, so the default stream is unchanged.
+ */
+typedef struct world_mix {
+    double reassign;   /* another agent takes over before the resolution (0.10) */
+    double unassign;   /* handed back to the queue (agent ""), picked up by an agent later (0) */
+    double same_agent; /* an assignment of the agent already assigned: a step, no event (0) */
+    double resolved_reassign; /* assigned to another agent while RESOLVED, for the follow-up (0) */
+    double instant;           /* assigned at creation and resolved within instant_ms (0) */
+    int64_t instant_ms;       /* 1000: the instant resolutions have resolution_seconds 0 */
+    double reopen_first;      /* reopened after the first resolution (0.05) */
+    double reopen_again;      /* reopened once more after a reopen (0.15) */
+    int reopens_max;          /* 3 */
+    int ties; /* complaints per creation time: i is created when i - i % ties is (1) */
+} world_mix;
+
+extern const world_mix world_mix_default;
+
 typedef struct world_tenant {
     char id[WORLD_ID_MAX + 1];
-    char name[WORLD_ID_MAX + 32];
+    char name[WORLD_NAME_MAX + 1];
     char zone[WORLD_ZONE_MAX + 1];
     uint64_t key;  /* world_hash(id) */
     double share;  /* of the complaints, by position in the list */
     int64_t count; /* complaints to seed (world_split) */
 
+    /* cum: cumulative weights ending at 1.0; an entry as wide as its predecessor is never used */
     int ncategories;
     const world_category *categories[WORLD_CATEGORIES_MAX]; /* most used first */
     double category_cum[WORLD_CATEGORIES_MAX];
+    world_category own[WORLD_CATEGORIES_MAX]; /* categories the caller defined point here */
 
     int nagents;
     char agent_ids[WORLD_AGENTS_MAX][WORLD_ID_MAX + 1];
-    char agent_names[WORLD_AGENTS_MAX][64];
+    char agent_names[WORLD_AGENTS_MAX][WORLD_NAME_MAX + 1];
     double agent_cum[WORLD_AGENTS_MAX];
+
+    world_mix mix; /* world_mix_default unless the caller changes it */
 
     /* The seed window (world_set_window): complaints are created in [start_ms, end_ms]. */
     int64_t start_ms, end_ms;
@@ -108,10 +145,51 @@ typedef struct world {
  */
 int world_parse_tenants(world *w, const char *spec, char *err, size_t errlen);
 
-/* Splits total complaints between the tenants by their shares (50/30/20 for three). */
+/* A category or an agent the caller defines (world_tenant_def). */
+typedef struct world_ref {
+    const char *id;   /* 1 to WORLD_ID_MAX bytes, any but NUL ("Web", "web", "b.x", "b_x") */
+    const char *name; /* NULL: derived from the id ("b-x" is "B x") */
+    double weight;    /* relative frequency (categories) or workload (agents); 0: never used */
+} world_ref;
+
+/*
+ * A tenant as the caller defines it. Borrowed for the call only: world_add_tenant copies every
+ * string. Categories or agents left out (n 0) are world_parse_tenants's for the id.
+ */
+typedef struct world_tenant_def {
+    const char *id;   /* a tenant id (ident_check) */
+    const char *zone; /* an IANA zone; NULL: "UTC" */
+    const char *name; /* NULL: as world_parse_tenants names it */
+    const world_ref *categories;
+    int ncategories; /* 0..WORLD_CATEGORIES_MAX */
+    const world_ref *agents;
+    int nagents; /* 0..WORLD_AGENTS_MAX */
+} world_tenant_def;
+
+/*
+ * Appends the tenant d to w (zeroed by the caller, or filled by world_parse_tenants before),
+ * with world_mix_default, and gives every tenant its share by position as world_parse_tenants
+ * does. At least one category and one agent must have a weight above 0, ids must be distinct
+ * within their kind. 0, or -1 with the reason in err (w unchanged).
+ */
+int world_add_tenant(world *w, const world_tenant_def *d, char *err, size_t errlen);
+
+/* Sets the tenants' shares of the complaints to shares[0..ntenants) (relative, >= 0, not all 0). */
+void world_set_shares(world *w, const double *shares);
+
+/* Sets every tenant's mix of lives to *m (or set one tenant's t->mix). */
+void world_set_mix(world *w, const world_mix *m);
+
+/*
+ * Splits total complaints between the tenants by their shares (50/30/20 for three); what the
+ * rounding leaves goes to the first tenant with a share.
+ */
 void world_split(world *w, int64_t total);
 
-/* Sets t's seed window to the days days ending at end_ms, and its incidents for seed. */
+/*
+ * Sets t's seed window to the days days ending at end_ms (anywhere in time, before 1970 too),
+ * and its incidents for seed.
+ */
 void world_set_window(world_tenant *t, uint64_t seed, int64_t end_ms, int days);
 
 /* t's offset from UTC, in seconds east, at utc_ms. */
@@ -129,8 +207,14 @@ int64_t world_sample_time(const world_tenant *t, world_rng *r, int *incident);
  */
 int64_t world_work_time(const world_tenant *t, int64_t ms, world_rng *r);
 
-/* An index of t's categories (by their frequencies) and of its agents (by their workloads). */
+/*
+ * An index of t's categories (by their frequencies) and of its agents (by their workloads): never
+ * one of weight 0.
+ */
 int world_pick_category(const world_tenant *t, world_rng *r);
 int world_pick_agent(const world_tenant *t, world_rng *r);
+
+/* Whether t's agent (an index) ever works: its weight is above 0. */
+bool world_agent_works(const world_tenant *t, int agent);
 
 #endif

@@ -548,7 +548,7 @@ Test(projector, an_absurd_resolution_time_is_parked_and_the_batch_stays_exact)
  */
 Test(projector, events_whose_apply_keeps_failing_are_parked_and_nothing_else_changes)
 {
-    char M[8], key[64];
+    char M[8], key[EV_ID_MAX + 24];
     size_t skipped = 0;
     generate(13, 1, 2000);
     snprintf(M, sizeof(M), "%.7s", R.hist.v[R.hist.n / 2].day);

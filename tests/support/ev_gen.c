@@ -1,82 +1,51 @@
-/* ev_gen: event histories of a simulated help desk, and the stream orders. See ev_gen.h. */
+/*
+ * ev_gen: the projector tests' event histories, an adapter over the simulator (sim/), and the
+ * stream orders. See ev_gen.h.
+ */
 #include "ev_gen.h"
 
 #include "ev_int.h"
 #include "event.h"
+#include "sim_emit.h"
 #include "tally/v1/events.pb-c.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#define START_MS    1704067200000LL /* 2024-01-01T00:00:00Z */
-#define TARGET_LIVE 150             /* complaints not yet closed, in the steady state */
+#define START_MS 1704067200000LL /* 2024-01-01T00:00:00Z */
 
-/* ---- the generator ------------------------------------------------------------------------- */
+/* ---- the histories, from sim_emit ---------------------------------------------------------- */
 
+/* The tenants in order, in zones without daylight saving time, half an hour off included. */
 static const struct {
-    const char *id, *name, *tz;
-    int offset_min; /* the zone's UTC offset (none of these has daylight saving time) */
+    const char *id, *zone;
 } tenant_defs[EV_MAX_TENANTS] = {
-    { "acme", "Acme Corp", "UTC", 0 },
-    { "globex", "Globex", "Asia/Tokyo", 540 },
-    { "initech", "Initech", "America/Sao_Paulo", -180 },
-    { "umbrella", "Umbrella", "Asia/Kolkata", 330 },
-    { "hooli", "Hooli", "Africa/Lagos", 60 },
-    { "wonka", "Wonka Industries", "Asia/Dubai", 240 },
+    { "acme", "UTC" },
+    { "globex", "Asia/Tokyo" },
+    { "initech", "America/Sao_Paulo" },
+    { "umbrella", "Asia/Kolkata" },
+    { "hooli", "Africa/Lagos" },
+    { "wonka", "Asia/Dubai" },
 };
-static const char *const cat_ids[] = { "billing", "delivery", "quality", "service", "returns" };
-static const char *const cat_names[] = { "Billing", "Delivery", "Product quality", "Service",
-                                         "Returns" };
-static const char *const agent_ids[] = { "ana", "ben", "chen", "dita", "emeka", "farah" };
-static const char *const agent_names[] = { "Ana Silva",   "Ben Okafor", "Chen Wei",
-                                           "Dita Kusuma", "Emeka Obi",  "Farah Haddad" };
-#define NCATS   5
-#define NAGENTS 6
 
-typedef struct cstate {
-    int tenant;
-    int64_t version, created_ms;
-    int status, cat, prio;
-    char agent[16], created_day[11];
-} cstate;
-
-typedef struct gen {
-    ev_history *h;
-    uint64_t rng;
-    int64_t now, seq;
-    cstate *c;     /* by complaint id - 1 */
-    int64_t *live; /* complaints not closed */
-    size_t nlive;
-} gen;
-
-static uint64_t rnd(uint64_t *s) /* splitmix64 */
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static int rnd_int(uint64_t *s, int n)
-{
-    return (int)(rnd(s) % (uint64_t)n);
-}
-
-static double rnd_unit(uint64_t *s)
-{
-    return (double)(rnd(s) >> 11) / 9007199254740992.0;
-}
-
-static void local_day(int64_t ms, int offset_min, char out[11])
-{
-    time_t t = (time_t)(ms / 1000) + (time_t)offset_min * 60;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, 11, "%Y-%m-%d", &tm);
-}
+/*
+ * The lives with what the projector must handle turned up: reassignments (also of resolved
+ * complaints), unassignments picked up again, resolutions of 0..2 s, reopens and second
+ * resolutions (closes, IN_PROGRESS and unassigned self-service resolutions are in the default
+ * lives already).
+ */
+static const world_mix test_mix = { .reassign = 0.15,
+                                    .unassign = 0.12,
+                                    .resolved_reassign = 0.05,
+                                    .instant = 0.03,
+                                    .instant_ms = 2500,
+                                    .reopen_first = 0.15,
+                                    .reopen_again = 0.2,
+                                    .reopens_max = 3,
+                                    .ties = 1 };
+#define RENAMES 0.005 /* of the entries: a category, agent or tenant renamed */
 
 int ev_pack(ev_event *e)
 {
@@ -94,7 +63,7 @@ int ev_pack(ev_event *e)
                                    : e->type == T_AGENT    ? &ap.base
                                                            : NULL;
     uint8_t bytes[1024], buf[2048];
-    char customer[32], title[64];
+    char customer[32], title[EV_ID_MAX + 48];
     snprintf(customer, sizeof(customer), "cust-%" PRId64, e->complaint % 997);
     snprintf(title, sizeof(title), "Complaint %" PRId64 " about %s", e->complaint, e->category);
     cc.category_id = ca.category_id = sc.category_id = e->category;
@@ -133,152 +102,118 @@ int ev_pack(ev_event *e)
     return 0;
 }
 
-/* A new event of tenant t at the current time; the caller fills the body and packs it. */
-static ev_event *push(gen *g, int t, int type)
+/* Copies s into a field of n bytes; the simulator's ids and names always fit. */
+static void field(char *dst, size_t n, const char *s)
 {
-    ev_history *h = g->h;
-    if (h->n == h->cap) {
-        h->cap = h->cap ? h->cap * 2 : 1024;
-        h->v = xrealloc(h->v, h->cap * sizeof(*h->v));
+    if (strlen(s) >= n)
+        abort();
+    memcpy(dst, s, strlen(s) + 1);
+}
+
+/* e's fields from the envelope bytes of ev, as a reader of the stream sees them. */
+static void decode(ev_event *e, const emit_event *ev)
+{
+    Tally__V1__EventEnvelope *env = tally__v1__event_envelope__unpack(NULL, ev->len, ev->bytes);
+    if (!env)
+        abort();
+    memset(e, 0, sizeof(*e));
+    field(e->tenant_id, sizeof(e->tenant_id), env->tenant_id);
+    e->seq = env->seq;
+    e->complaint = env->complaint_id;
+    e->version = env->version;
+    e->type = (int)env->type;
+    e->occurred_ms = env->occurred_at_ms;
+    e->recorded_ms = env->recorded_at_ms;
+    field(e->day, sizeof(e->day), env->local_day);
+    switch (env->body_case) {
+    case TALLY__V1__EVENT_ENVELOPE__BODY_COMPLAINT_CREATED: {
+        const Tally__V1__ComplaintCreated *b = env->complaint_created;
+        field(e->category, sizeof(e->category), b->category_id);
+        field(e->agent, sizeof(e->agent), b->agent_id);
+        e->priority = b->priority;
+        e->status = b->status;
+        e->created_ms = e->occurred_ms;
+        break;
     }
-    ev_event *e = memset(&h->v[h->n++], 0, sizeof(ev_event));
-    snprintf(e->tenant_id, sizeof(e->tenant_id), "%s", tenant_defs[t].id);
-    e->seq = ++g->seq;
-    e->type = type;
-    e->occurred_ms = e->recorded_ms = g->now;
-    local_day(g->now, tenant_defs[t].offset_min, e->day);
-    return e;
-}
-
-static void reference(gen *g, int t, int type, int i, const char *suffix)
-{
-    ev_event *e = push(g, t, type);
-    if (type == T_TENANT) {
-        snprintf(e->name, sizeof(e->name), "%s%s", tenant_defs[t].name, suffix);
-        snprintf(e->tz, sizeof(e->tz), "%s", tenant_defs[t].tz);
-    } else {
-        snprintf(e->ref_id, sizeof(e->ref_id), "%s",
-                 type == T_CATEGORY ? cat_ids[i] : agent_ids[i]);
-        snprintf(e->name, sizeof(e->name), "%s%s",
-                 type == T_CATEGORY ? cat_names[i] : agent_names[i], suffix);
+    case TALLY__V1__EVENT_ENVELOPE__BODY_COMPLAINT_ASSIGNED: {
+        const Tally__V1__ComplaintAssigned *b = env->complaint_assigned;
+        field(e->category, sizeof(e->category), b->category_id);
+        field(e->agent, sizeof(e->agent), b->agent_id);
+        field(e->prev_agent, sizeof(e->prev_agent), b->previous_agent_id);
+        e->priority = b->priority;
+        e->status = b->status;
+        e->created_ms = b->created_at_ms;
+        break;
     }
-    ev_pack(e);
-}
-
-/* A complaint event of c (its version moves on), with its category, priority and agent. */
-static ev_event *complaint_event(gen *g, int64_t id, int type)
-{
-    cstate *c = &g->c[id - 1];
-    ev_event *e = push(g, c->tenant, type);
-    e->complaint = id;
-    e->version = ++c->version;
-    snprintf(e->category, sizeof(e->category), "%s", cat_ids[c->cat]);
-    snprintf(e->agent, sizeof(e->agent), "%s", c->agent);
-    e->priority = c->prio;
-    e->status = c->status;
-    e->created_ms = c->created_ms;
-    return e;
-}
-
-static int64_t create(gen *g, int t)
-{
-    static const int prio_of[10] = { 1, 1, 1, 2, 2, 2, 2, 3, 3, 4 };
-    int64_t id = ++g->h->complaints;
-    g->c = xrealloc(g->c, (size_t)id * sizeof(*g->c));
-    g->live = xrealloc(g->live, (g->nlive + 1) * sizeof(*g->live));
-    cstate *c = memset(&g->c[id - 1], 0, sizeof(cstate));
-    c->tenant = t;
-    c->status = S_OPEN;
-    c->cat = rnd_int(&g->rng, NCATS);
-    c->prio = prio_of[rnd_int(&g->rng, 10)];
-    c->created_ms = g->now;
-    local_day(g->now, tenant_defs[t].offset_min, c->created_day);
-    g->live[g->nlive++] = id;
-    ev_pack(complaint_event(g, id, T_CREATED));
-    return id;
-}
-
-static void assign(gen *g, int64_t id)
-{
-    cstate *c = &g->c[id - 1];
-    char agent[16] = "";
-    if (!c->agent[0] || rnd_unit(&g->rng) >= 0.15) /* now and then unassigned */
-        do
-            snprintf(agent, sizeof(agent), "%s", agent_ids[rnd_int(&g->rng, NAGENTS)]);
-        while (strcmp(agent, c->agent) == 0);
-    ev_event *e = complaint_event(g, id, T_ASSIGNED);
-    snprintf(e->prev_agent, sizeof(e->prev_agent), "%s", c->agent);
-    snprintf(e->agent, sizeof(e->agent), "%s", agent);
-    snprintf(c->agent, sizeof(c->agent), "%s", agent);
-    ev_pack(e);
-}
-
-static void move(gen *g, int64_t id, int to)
-{
-    cstate *c = &g->c[id - 1];
-    ev_event *e = complaint_event(g, id, T_STATUS);
-    e->status = 0;
-    e->from = c->status;
-    e->to = to;
-    snprintf(e->created_day, sizeof(e->created_day), "%s", c->created_day);
-    if (to == S_RESOLVED)
-        e->resolution_s = (g->now - c->created_ms) / 1000;
-    c->status = to;
-    for (size_t i = 0; to == S_CLOSED && i < g->nlive; i++)
-        if (g->live[i] == id)
-            g->live[i] = g->live[--g->nlive];
-    ev_pack(e);
-}
-
-/* One step of the help desk's day: a rename, a new complaint, or a change to a live one. */
-static void step(gen *g, int ntenants)
-{
-    double u = rnd_unit(&g->rng), a;
-    int t = rnd_int(&g->rng, ntenants);
-    if (u < 0.002)
-        return reference(g, t, T_CATEGORY, rnd_int(&g->rng, NCATS), " (renamed)");
-    if (u < 0.004)
-        return reference(g, t, T_AGENT, rnd_int(&g->rng, NAGENTS), " (team lead)");
-    if (u < 0.0045)
-        return reference(g, t, T_TENANT, 0, " Ltd");
-    if (g->nlive < 30 || rnd_unit(&g->rng) < (g->nlive < TARGET_LIVE ? 0.32 : 0.18)) {
-        int64_t id = create(g, t);
-        if (rnd_unit(&g->rng) >= 0.03)
-            return;
-        g->now += rnd_int(&g->rng, 2500); /* solved at once: a resolution of 0..2 s */
-        return move(g, id, S_RESOLVED);
+    case TALLY__V1__EVENT_ENVELOPE__BODY_STATUS_CHANGED: {
+        const Tally__V1__StatusChanged *b = env->status_changed;
+        field(e->category, sizeof(e->category), b->category_id);
+        field(e->agent, sizeof(e->agent), b->agent_id);
+        field(e->created_day, sizeof(e->created_day), b->created_local_day);
+        e->priority = b->priority;
+        e->from = b->from_status;
+        e->to = b->to_status;
+        e->created_ms = b->created_at_ms;
+        e->resolution_s = b->resolution_seconds;
+        break;
     }
-    int64_t id = g->live[rnd_int(&g->rng, (int)g->nlive)];
-    switch (a = rnd_unit(&g->rng), g->c[id - 1].status) {
-    case S_OPEN:
-        return a < 0.4 ? assign(g, id) : move(g, id, a < 0.65 ? S_IN_PROGRESS : S_RESOLVED);
-    case S_IN_PROGRESS:
-        return a < 0.2 ? assign(g, id) : move(g, id, S_RESOLVED);
-    default: /* RESOLVED: closed, reopened, or (rarely) reassigned */
-        return a < 0.6 ? move(g, id, S_CLOSED) : a < 0.85 ? move(g, id, S_OPEN) : assign(g, id);
+    case TALLY__V1__EVENT_ENVELOPE__BODY_TENANT_PUT:
+        field(e->name, sizeof(e->name), env->tenant_put->name);
+        field(e->tz, sizeof(e->tz), env->tenant_put->time_zone);
+        break;
+    case TALLY__V1__EVENT_ENVELOPE__BODY_CATEGORY_PUT:
+        field(e->ref_id, sizeof(e->ref_id), env->category_put->category_id);
+        field(e->name, sizeof(e->name), env->category_put->name);
+        break;
+    case TALLY__V1__EVENT_ENVELOPE__BODY_AGENT_PUT:
+        field(e->ref_id, sizeof(e->ref_id), env->agent_put->agent_id);
+        field(e->name, sizeof(e->name), env->agent_put->name);
+        break;
+    default:
+        abort();
     }
+    tally__v1__event_envelope__free_unpacked(env, NULL);
+    e->bytes = memcpy(xrealloc(NULL, ev->len), ev->bytes, ev->len);
+    e->len = ev->len;
 }
 
 void ev_generate(ev_history *h, const ev_options *o)
 {
-    gen g = { .h = h, .rng = o->seed, .now = START_MS };
-    int64_t avg = (int64_t)o->days * 86400000LL / (int64_t)(o->events ? o->events : 1);
+    world *w = calloc(1, sizeof(*w));
+    emit_event *ev = malloc(sizeof(*ev));
+    char err[256];
+    if (!w || !ev)
+        abort();
     h->ntenants = o->tenants < 1 ? 1 : o->tenants > EV_MAX_TENANTS ? EV_MAX_TENANTS : o->tenants;
     for (int t = 0; t < h->ntenants; t++) {
-        snprintf(h->tenants[t], sizeof(h->tenants[t]), "%s", tenant_defs[t].id);
-        reference(&g, t, T_TENANT, 0, "");
-        for (int i = 0; i < NCATS; i++)
-            reference(&g, t, T_CATEGORY, i, "");
-        for (int i = 0; i < NAGENTS; i++)
-            reference(&g, t, T_AGENT, i, "");
+        world_tenant_def d = { .id = tenant_defs[t].id, .zone = tenant_defs[t].zone };
+        if (world_add_tenant(w, &d, err, sizeof(err)) != 0) {
+            fprintf(stderr, "ev_generate: %s\n", err);
+            abort();
+        }
+        world_set_window(&w->tenants[t], o->seed, START_MS + (int64_t)o->days * WORLD_DAY_MS,
+                         o->days);
+        field(h->tenants[t], sizeof(h->tenants[t]), tenant_defs[t].id);
     }
-    while (h->n < o->events) {
-        g.now += rnd_unit(&g.rng) < 0.05 ? rnd_int(&g.rng, 1000)
-                                         : (int64_t)(rnd_unit(&g.rng) * 2.0 * (double)avg);
-        step(&g, h->ntenants);
+    world_set_mix(w, &test_mix);
+    emit_options eo = { .seed = o->seed, .events = (int64_t)o->events, .renames = RENAMES };
+    emit_stream *s = emit_new(w, &eo);
+    if (!s)
+        abort();
+    int rc;
+    while ((rc = emit_next(s, ev)) == 1) {
+        if (h->n == h->cap) {
+            h->cap = h->cap ? h->cap * 2 : 1024;
+            h->v = xrealloc(h->v, h->cap * sizeof(*h->v));
+        }
+        decode(&h->v[h->n++], ev);
     }
-    free(g.c);
-    free(g.live);
+    if (rc < 0)
+        abort();
+    h->complaints = emit_complaints(s);
+    emit_free(s);
+    free(ev);
+    free(w);
 }
 
 void ev_history_release(ev_history *h)
@@ -312,6 +247,8 @@ static int by_key(const void *a, const void *b)
 
 size_t *ev_order(const ev_history *h, enum ev_order how, uint64_t seed, size_t *n)
 {
+    world_rng r;
+    world_rng_init(&r, seed, 0x6f72646572ULL /* "order" */, (uint64_t)how);
     *n = how == EV_TWICE ? 2 * h->n : h->n;
     size_t *v = xrealloc(NULL, *n * sizeof(*v));
     for (size_t i = 0; i < h->n; i++)
@@ -320,7 +257,7 @@ size_t *ev_order(const ev_history *h, enum ev_order how, uint64_t seed, size_t *
         keyed *k = xrealloc(NULL, *n * sizeof(*k));
         for (size_t i = 0; i < h->n; i++) {
             k[2 * i] = (keyed){ 2 * (uint64_t)i, i };
-            k[2 * i + 1] = (keyed){ 2 * ((uint64_t)i + (uint64_t)rnd_int(&seed, 16)) + 1, i };
+            k[2 * i + 1] = (keyed){ 2 * ((uint64_t)i + (uint64_t)world_rng_below(&r, 16)) + 1, i };
         }
         qsort(k, *n, sizeof(*k), by_key);
         for (size_t i = 0; i < *n; i++)
@@ -339,7 +276,7 @@ size_t *ev_order(const ev_history *h, enum ev_order how, uint64_t seed, size_t *
                 continue;
             long j = last[e->complaint];
             last[e->complaint] = (long)i;
-            if (j < 0 || used[i] || used[j] || rnd_unit(&seed) >= 0.25)
+            if (j < 0 || used[i] || used[j] || world_rng_unit(&r) >= 0.25)
                 continue;
             v[i] = (size_t)j; /* v(k+1) takes v(k)'s place and the other way round */
             v[j] = i;

@@ -1,17 +1,21 @@
 /*
- * ev_gen: realistic event histories for the projector's tests.
+ * ev_gen: realistic event histories for the projector's tests, from the one simulator (sim/).
  *
- * ev_generate() simulates the help desk of a few tenants over months (deterministic from a
- * seed): complaints created in several categories and priorities, assigned, reassigned and
- * unassigned, moved to IN_PROGRESS, resolved, reopened and resolved again, closed; categories
- * and agents renamed now and then. Each event carries exactly what command-svc writes (seq
- * increasing, versions 1.. per complaint, StatusChanged with category, priority, the current
- * agent, created_at and resolution_seconds, ComplaintAssigned with the previous agent, the
- * status and created_at) and is packed into envelope bytes with event_pack(), as the relay
- * publishes them.
+ * ev_generate() runs sim_emit over a world of a few tenants (acme, globex, initech, umbrella,
+ * hooli, wonka in their time zones, with tally-sim's reference data) for months from
+ * 2024-01-01, deterministic from a seed, with the life mix turned up (world_mix): complaints
+ * created in several categories and priorities, assigned, reassigned, unassigned and picked up
+ * again, moved to IN_PROGRESS, resolved (some within 0..2 s), reopened and resolved again,
+ * closed; categories, agents and tenants renamed now and then. The events are what command-svc
+ * writes (seq 1, 2, ...; versions 1.. per complaint; StatusChanged with category, priority, the
+ * current agent, created_at and resolution_seconds; ComplaintAssigned with the previous agent,
+ * the status and created_at), with the envelope bytes sim_emit packed (event_pack, as the relay
+ * publishes them); each ev_event's fields are read back from those bytes. This file is an
+ * adapter: what happens in a history is the simulator's.
  *
- * ev_order() gives the orders a stream may deliver them in (in order, every event twice, versions
- * swapped), and ev_xadd() writes them to a stream as the relay does (field "e").
+ * ev_pack() packs an event again from its fields (after a test altered them), ev_order() gives
+ * the orders a stream may deliver them in (in order, every event twice, versions swapped), and
+ * ev_xadd() writes them to a stream as the relay does (field "e").
  */
 #ifndef TALLY_TEST_EV_GEN_H
 #define TALLY_TEST_EV_GEN_H
@@ -22,22 +26,23 @@
 #include <stdint.h>
 
 #define EV_MAX_TENANTS 6
+#define EV_ID_MAX      72               /* an id of 64 bytes, and room for a bad one of 65 */
 #define EV_STREAM      "tally:events:0" /* the one partition the tests use */
 #define EV_DEAD        "tally:dead:0"
 
 /* One event: its fields (what the body carries) and its envelope bytes. */
 typedef struct ev_event {
-    char tenant_id[72]; /* room for a bad one of 65 bytes */
+    char tenant_id[EV_ID_MAX];
     int64_t seq, complaint, version;
     int type; /* tally.v1.EventType */
     int64_t occurred_ms, recorded_ms;
     char day[16]; /* local_day: "YYYY-MM-DD" (room for malformed ones) */
     /* ComplaintCreated, ComplaintAssigned, StatusChanged */
-    char category[16], agent[16], prev_agent[16], created_day[11];
+    char category[EV_ID_MAX], agent[EV_ID_MAX], prev_agent[EV_ID_MAX], created_day[11];
     int priority, status, from, to; /* status: ComplaintCreated/ComplaintAssigned */
     int64_t created_ms, resolution_s;
     /* TenantPut, CategoryPut, AgentPut */
-    char ref_id[16], name[48], tz[40];
+    char ref_id[EV_ID_MAX], name[128], tz[72];
     uint8_t *bytes; /* the envelope; owned, set by ev_pack */
     size_t len;
 } ev_event;
@@ -46,15 +51,15 @@ typedef struct ev_history {
     ev_event *v; /* in seq order, which is each complaint's version order */
     size_t n, cap;
     int ntenants;
-    char tenants[EV_MAX_TENANTS][16];
+    char tenants[EV_MAX_TENANTS][EV_ID_MAX];
     int64_t complaints; /* complaint ids run 1..complaints, across tenants */
 } ev_history;
 
 typedef struct ev_options {
     uint64_t seed;
     int tenants;   /* 1..EV_MAX_TENANTS */
-    size_t events; /* about this many (a few more: reference data, quick resolutions) */
-    int days;      /* spread from 2024-01-01 over this many days */
+    size_t events; /* exactly this many (reference data included) */
+    int days;      /* the window: this many days from 2024-01-01 */
 } ev_options;
 
 /*

@@ -83,7 +83,7 @@ typedef struct mstate {
     bool created;
     int tenant, status, prio;
     int64_t created_ms;
-    char cat[16], agent[16];
+    char cat[EV_ID_MAX], agent[EV_ID_MAX];
 } mstate;
 
 /*
@@ -103,7 +103,7 @@ static void count4(ev_model *m, const char *key, const char *dd, const char *wha
 static void resolution(ev_model *m, const char *P, const mstate *c, const ev_event *e)
 {
     static const char *const names[4] = { "a", "k", "p", "kp" };
-    char key[160], groups[4][40], M[8], dd[3];
+    char key[160], groups[4][EV_ID_MAX + 16], M[8], dd[3];
     int64_t secs = (e->occurred_ms - c->created_ms) / 1000; /* always from creation */
     int b = hist_bucket(secs);
     snprintf(M, sizeof(M), "%.7s", e->day);
@@ -150,7 +150,7 @@ static int tenant_index(ev_model *m, const char *tenant)
 /* One applied event: the counters it adds and the complaint state it moves. */
 static void apply_event(ev_model *m, mstate *cs, const ev_event *e, int64_t *events, int64_t *as_of)
 {
-    char P[96], key[160], f[64], M[8], dd[3];
+    char P[96], key[160], f[EV_ID_MAX + 16], M[8], dd[3];
     int t = tenant_index(m, e->tenant_id);
     snprintf(P, sizeof(P), "{t:%s}:1:", e->tenant_id);
     events[t]++;
@@ -224,7 +224,7 @@ ev_model *ev_model_new(const ev_history *h, const bool *skip)
     /* "Right now": each complaint's status, and the open ones' backlog entries. */
     for (int64_t id = 1; id <= h->complaints; id++) {
         const mstate *c = &cs[id - 1];
-        char P[96], key[160], f[24], s[96];
+        char P[96], key[160], f[24], s[2 * EV_ID_MAX + 32];
         if (!c->created)
             continue;
         snprintf(P, sizeof(P), "{t:%s}:1:", m->tenants[c->tenant]);
