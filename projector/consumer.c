@@ -64,6 +64,38 @@ static void set_ready(proj *p, const char *fmt, ...)
     metrics_set(p->ready_gauge, buf[0] == '\0');
 }
 
+/* The lag sample's gauges (common/lag.h), one series per partition. */
+static void register_partition_metrics(proj *p, metrics_registry *reg)
+{
+    for (int part = 0; part < p->conf->partitions; part++) {
+        proj_part_gauges *g = &p->part_gauges[part];
+        char label[32], num[12];
+        snprintf(num, sizeof(num), "%d", part);
+        metrics_labels(label, sizeof(label), "partition", num, NULL);
+        g->length = metrics_gauge_add(reg, "tally_projector_partition_stream_length",
+                                      "Entries in the stream tally:events:<p> (XLEN).", label);
+        g->undelivered = metrics_gauge_add(
+            reg, "tally_projector_partition_undelivered",
+            "Entries of the stream the group has not read yet (XINFO GROUPS lag; counted up to "
+            "1000 when Redis does not know it).",
+            label);
+        g->pending = metrics_gauge_add(reg, "tally_projector_partition_pending",
+                                       "Entries read by the group and not yet acked.", label);
+        g->dead = metrics_gauge_add(reg, "tally_projector_partition_dead_letters",
+                                    "Entries in the dead-letter stream tally:dead:<p>.", label);
+        g->oldest_age = metrics_gauge_add(
+            reg, "tally_projector_partition_oldest_unapplied_age_seconds",
+            "Age of the oldest entry not applied yet (the smallest pending id, else the first "
+            "undelivered one), on Redis's clock; 0 when everything is applied.",
+            label);
+        g->wm_age = metrics_gauge_add(
+            reg, "tally_projector_partition_watermark_age_seconds",
+            "Age of the partition's completeness watermark (tally:wm), on Redis's clock; an "
+            "unknown watermark is as old as 1970.",
+            label);
+    }
+}
+
 static void register_metrics(proj *p, metrics_registry *reg)
 {
     p->applied = metrics_counter_add(reg, "tally_projector_events_applied_total",
@@ -114,6 +146,7 @@ static void register_metrics(proj *p, metrics_registry *reg)
         "The read model is complete up to this time (every event committed before it is applied "
         "or parked); the lowest over the partitions. 0 until the relay's first watermark.",
         NULL);
+    register_partition_metrics(p, reg);
     p->ready_gauge = metrics_gauge_add(reg, "tally_projector_ready",
                                        "1 while the projector applies events (its /readyz).", NULL);
     p->beat = metrics_gauge_add(reg, "tally_projector_heartbeat_timestamp_seconds",

@@ -1,37 +1,51 @@
 /*
- * consumer_group: the group's housekeeping between batches (consumer_int.h): the size of the
- * pending list and of the dead letters, the watermark that holds, and the removal of consumers
- * that are gone.
+ * consumer_group: the group's housekeeping between batches (consumer_int.h): the sample of the
+ * streams' lag (common/lag.h: lengths, undelivered and pending entries, ages, dead letters), the
+ * watermark that holds, and the removal of consumers that are gone.
  */
 #include "consumer_int.h"
 
+#include "err.h"
+#include "lag.h"
 #include "log.h"
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void proj_sample_pending(proj *p)
 {
+    lag_sample *s = malloc(sizeof(*s));
+    char err[200];
     long long total = 0, dead = 0;
-    for (int part = 0; part < p->conf->partitions; part++) {
-        redisReply *r = proj_command(p, "XPENDING %s %s", p->streams[part], STREAM_GROUP);
-        if (!r)
-            return;
-        if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1)
-            total += r->element[0]->integer;
-        freeReplyObject(r);
-        char dead_key[STREAM_KEY_MAX];
-        stream_dead_key(part, dead_key, sizeof(dead_key));
-        if (!(r = proj_command(p, "XLEN %s", dead_key)))
-            return;
-        if (r->type == REDIS_REPLY_INTEGER)
-            dead += r->integer;
-        freeReplyObject(r);
+    if (!s || !kv_ctx(p->kv)) {
+        free(s);
+        return;
+    }
+    int rc = lag_read(kv_ctx(p->kv), p->conf->partitions, s, err, sizeof(err));
+    if (rc == TALLY_EUNAVAIL)
+        kv_reset(p->kv);
+    for (int part = 0; rc == 0 && part < p->conf->partitions; part++) {
+        const lag_part *lp = &s->part[part];
+        const proj_part_gauges *g = &p->part_gauges[part];
+        total += lp->pending;
+        dead += lp->dead;
+        metrics_set(g->length, lp->length);
+        metrics_set(g->undelivered, lp->undelivered);
+        metrics_set(g->pending, lp->pending);
+        metrics_set(g->dead, lp->dead);
+        metrics_set(g->oldest_age, lag_age_ms(s->now_ms, lp->oldest_ms) / 1000);
+        /* An unknown watermark is complete since 1970 only, as query-svc reports it. */
+        metrics_set(g->wm_age, (lp->wm_ms ? lag_age_ms(s->now_ms, lp->wm_ms) : s->now_ms) / 1000);
         /* tally:wm's field, "0" (unknown) if a flush took it while we stayed connected. */
-        if ((r = proj_command(p, "HSETNX %s %d 0", STREAM_WM_KEY, part)))
+        redisReply *r = lp->wm_set ? NULL : proj_command(p, "HSETNX %s %d 0", STREAM_WM_KEY, part);
+        if (r)
             freeReplyObject(r);
     }
+    free(s);
+    if (rc != 0)
+        return;
     metrics_set(p->pending, total);
     metrics_set(p->dead, dead);
 }

@@ -72,6 +72,11 @@ typedef struct proj_msgs {
     size_t n, cap;
 } proj_msgs;
 
+/* The per-partition gauges of the lag sample (label partition="<p>"). */
+typedef struct proj_part_gauges {
+    metrics_gauge *length, *undelivered, *pending, *dead, *oldest_age, *wm_age;
+} proj_part_gauges;
+
 /* The loop's state. */
 typedef struct proj {
     const proj_config *conf;
@@ -97,6 +102,7 @@ typedef struct proj {
     metrics_counter *systemic[KV_SYSTEMIC_KINDS];
     metrics_histogram *batch_seconds, *lag_seconds;
     metrics_gauge *pending, *retrying, *beat, *dead, *wm_gauge, *ready_gauge;
+    proj_part_gauges part_gauges[STREAM_PARTITIONS_MAX]; /* partitions 0..conf->partitions-1 */
 } proj;
 
 /* consumer_redis.c */
@@ -190,7 +196,10 @@ void proj_ack(proj *p, proj_msg **v, size_t n);
 
 /* consumer_group.c */
 
-/* The pending list's size and the dead letters (alert on them: nothing trims them). */
+/*
+ * One lag sample (common/lag.h, one pipeline): the per-partition gauges, the pending list's
+ * size and the dead letters (alert on them: nothing trims them).
+ */
 void proj_sample_pending(proj *p);
 
 /*
