@@ -173,6 +173,29 @@ static const cmd_def cmds[] = {
       "  --json                  one JSON object per difference, then a summary object\n"
       "\n"
       "Exit status: 0 no difference, 1 drift found, 2 a usage error or a store failing.\n" },
+    { NULL,
+      "lag",
+      cli_run_lag,
+      { OPT_TENANT, OPT_PARTITIONS, OPT_PG_DSN, OPT_REDIS_URL, OPT_JSON },
+      "where the read side is behind: streams, relay, tenants",
+      "usage: tally lag [--tenant ID] [--partitions N] [--json]\n"
+      "\n"
+      "Per partition: the stream's length, the entries the projector group has not read\n"
+      "(undelivered) and has not acknowledged (pending), the age of the oldest entry not applied,\n"
+      "the completeness watermark and its age, the dead letters. With PostgreSQL: the relay's\n"
+      "backlog (unpublished rows, counted up to 100,001) and the tenants of the tenants table;\n"
+      "without it the backlog is unknown and the tenants come from a bounded SCAN of Redis. Per\n"
+      "tenant: its partition, parked complaints, events applied and the last apply. Read-only;\n"
+      "talks to the stores directly, not to the services.\n"
+      "\n"
+      "  --tenant ID             only this tenant's row\n"
+      "  --partitions N          the streams tally:events:0..N-1 (default\n"
+      "                          $TALLY_STREAM_PARTITIONS, else 1)\n"
+      "  --pg-dsn DSN            PostgreSQL (default $TALLY_PG_DSN; '' for none)\n"
+      "  --redis-url URL         Redis, redis://host[:port][/db] (default $TALLY_REDIS_URL)\n"
+      "  --json                  one JSON object\n"
+      "\n"
+      "Exit status: 0 read, 1 Redis or PostgreSQL failed, 2 a usage error.\n" },
 };
 #define N_CMDS (sizeof(cmds) / sizeof(cmds[0]))
 

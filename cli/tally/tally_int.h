@@ -4,7 +4,8 @@
  * main.c holds the commands and their help, and parses the command line into a cli (global
  * options, the subcommand, and every option given, in order) for the command to run; opts.c
  * the options and what a command reads of them; call.c the calls to the services; cmd.c the
- * small commands; dash.c the dashboard and its watch loop; verify.c `tally verify`. Nothing
+ * small commands; dash.c the dashboard and its watch loop; verify.c `tally verify`; lag.c
+ * `tally lag`. Nothing
  * calls back into main.c.
  *
  * Exit codes: 0 done, 1 the call failed (printed as "tally: <CODE>: <details>"), 2 a usage
@@ -13,6 +14,7 @@
 #ifndef TALLY_TALLY_INT_H
 #define TALLY_TALLY_INT_H
 
+#include "cfg.h"
 #include "gclient.h"
 
 #include <protobuf-c/protobuf-c.h>
@@ -69,6 +71,8 @@ enum cli_opt {
     OPT_SETTLE_MS,
     OPT_PG_DSN,
     OPT_REDIS_URL,
+    /* lag */
+    OPT_PARTITIONS,
     OPT_COUNT
 };
 
@@ -125,6 +129,13 @@ int cli_status(const cli *c, const char *name, const char *value, int *out);
 /* "ID:VERSION", both >= 1. */
 int cli_token(const cli *c, int id, int64_t *complaint, int64_t *version);
 
+/*
+ * The stores of the commands that read them directly (verify, lag): *dsn from --pg-dsn, else
+ * $TALLY_PG_DSN (NULL when neither is set or it is empty: then a usage error if need_pg), and
+ * *redis from --redis-url, else $TALLY_REDIS_URL (required). EXIT_OK or a usage error.
+ */
+int cli_stores(const cli *c, bool need_pg, const char **dsn, cfg_redis *redis);
+
 /* ---- call.c ---- */
 
 /* A client for target (command or query) with the TLS options; NULL after printing why. */
@@ -147,7 +158,7 @@ int cli_call(const cli *c, gc_client *gc, const char *method, const ProtobufCMes
 int cli_call_command(const cli *c, const char *method, const ProtobufCMessage *req,
                      const ProtobufCMessageDescriptor *rd, ProtobufCMessage **reply);
 
-/* ---- the commands (cmd.c, dash.c, verify.c) ---- */
+/* ---- the commands (cmd.c, dash.c, verify.c, lag.c) ---- */
 
 int cli_run_tenant_put(const cli *c);
 int cli_run_category_put(const cli *c);
@@ -159,5 +170,6 @@ int cli_run_get(const cli *c);
 int cli_run_history(const cli *c);
 int cli_run_dashboard(const cli *c);
 int cli_run_verify(const cli *c);
+int cli_run_lag(const cli *c);
 
 #endif
