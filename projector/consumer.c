@@ -64,36 +64,37 @@ static void set_ready(proj *p, const char *fmt, ...)
     metrics_set(p->ready_gauge, buf[0] == '\0');
 }
 
-/* The lag sample's gauges (common/lag.h), one series per partition. */
+/* The lag sample's gauges (common/lag.h), by PG_* index; one series per partition. */
+static const struct {
+    const char *name, *help;
+} part_series[PG_COUNT] = {
+    [PG_LENGTH] = { "tally_projector_partition_stream_length",
+                    "Entries in the stream tally:events:<p> (XLEN)." },
+    [PG_UNDELIVERED] = { "tally_projector_partition_undelivered",
+                         "Entries of the stream the group has not read yet (XINFO GROUPS lag; "
+                         "counted up to 1000 when Redis does not know it)." },
+    [PG_PENDING] = { "tally_projector_partition_pending",
+                     "Entries read by the group and not yet acked." },
+    [PG_DEAD] = { "tally_projector_partition_dead_letters",
+                  "Entries in the dead-letter stream tally:dead:<p>." },
+    [PG_OLDEST_AGE] = { "tally_projector_partition_oldest_unapplied_age_seconds",
+                        "Age of the oldest entry not applied yet (the smallest pending id, else "
+                        "the first undelivered one), on Redis's clock; 0 when all is applied." },
+    [PG_WM_AGE] = { "tally_projector_partition_watermark_age_seconds",
+                    "Age of the partition's completeness watermark (tally:wm), on Redis's clock; "
+                    "an unknown watermark is as old as 1970." },
+};
+
 static void register_partition_metrics(proj *p, metrics_registry *reg)
 {
-    for (int part = 0; part < p->conf->partitions; part++) {
-        proj_part_gauges *g = &p->part_gauges[part];
-        char label[32], num[12];
-        snprintf(num, sizeof(num), "%d", part);
-        metrics_labels(label, sizeof(label), "partition", num, NULL);
-        g->length = metrics_gauge_add(reg, "tally_projector_partition_stream_length",
-                                      "Entries in the stream tally:events:<p> (XLEN).", label);
-        g->undelivered = metrics_gauge_add(
-            reg, "tally_projector_partition_undelivered",
-            "Entries of the stream the group has not read yet (XINFO GROUPS lag; counted up to "
-            "1000 when Redis does not know it).",
-            label);
-        g->pending = metrics_gauge_add(reg, "tally_projector_partition_pending",
-                                       "Entries read by the group and not yet acked.", label);
-        g->dead = metrics_gauge_add(reg, "tally_projector_partition_dead_letters",
-                                    "Entries in the dead-letter stream tally:dead:<p>.", label);
-        g->oldest_age = metrics_gauge_add(
-            reg, "tally_projector_partition_oldest_unapplied_age_seconds",
-            "Age of the oldest entry not applied yet (the smallest pending id, else the first "
-            "undelivered one), on Redis's clock; 0 when everything is applied.",
-            label);
-        g->wm_age = metrics_gauge_add(
-            reg, "tally_projector_partition_watermark_age_seconds",
-            "Age of the partition's completeness watermark (tally:wm), on Redis's clock; an "
-            "unknown watermark is as old as 1970.",
-            label);
-    }
+    for (int k = 0; k < PG_COUNT; k++)
+        for (int part = 0; part < p->conf->partitions; part++) {
+            char label[32], num[12];
+            snprintf(num, sizeof(num), "%d", part);
+            metrics_labels(label, sizeof(label), "partition", num, NULL);
+            p->part_gauges[part].g[k] =
+                metrics_gauge_add(reg, part_series[k].name, part_series[k].help, label);
+        }
 }
 
 static void register_metrics(proj *p, metrics_registry *reg)

@@ -31,13 +31,14 @@ void proj_sample_pending(proj *p)
         const proj_part_gauges *g = &p->part_gauges[part];
         total += lp->pending;
         dead += lp->dead;
-        metrics_set(g->length, lp->length);
-        metrics_set(g->undelivered, lp->undelivered);
-        metrics_set(g->pending, lp->pending);
-        metrics_set(g->dead, lp->dead);
-        metrics_set(g->oldest_age, lag_age_ms(s->now_ms, lp->oldest_ms) / 1000);
+        metrics_set(g->g[PG_LENGTH], lp->length);
+        metrics_set(g->g[PG_UNDELIVERED], lp->undelivered);
+        metrics_set(g->g[PG_PENDING], lp->pending);
+        metrics_set(g->g[PG_DEAD], lp->dead);
+        metrics_set(g->g[PG_OLDEST_AGE], lag_age_ms(s->now_ms, lp->oldest_ms) / 1000);
         /* An unknown watermark is complete since 1970 only, as query-svc reports it. */
-        metrics_set(g->wm_age, (lp->wm_ms ? lag_age_ms(s->now_ms, lp->wm_ms) : s->now_ms) / 1000);
+        metrics_set(g->g[PG_WM_AGE],
+                    (lp->wm_ms ? lag_age_ms(s->now_ms, lp->wm_ms) : s->now_ms) / 1000);
         /* tally:wm's field, "0" (unknown) if a flush took it while we stayed connected. */
         redisReply *r = lp->wm_set ? NULL : proj_command(p, "HSETNX %s %d 0", STREAM_WM_KEY, part);
         if (r)

@@ -72,9 +72,10 @@ typedef struct proj_msgs {
     size_t n, cap;
 } proj_msgs;
 
-/* The per-partition gauges of the lag sample (label partition="<p>"). */
+/* The per-partition gauges of the lag sample (label partition="<p>"), by PG_* index. */
+enum { PG_LENGTH, PG_UNDELIVERED, PG_PENDING, PG_DEAD, PG_OLDEST_AGE, PG_WM_AGE, PG_COUNT };
 typedef struct proj_part_gauges {
-    metrics_gauge *length, *undelivered, *pending, *dead, *oldest_age, *wm_age;
+    metrics_gauge *g[PG_COUNT];
 } proj_part_gauges;
 
 /* The loop's state. */
