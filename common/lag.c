@@ -91,7 +91,8 @@ static void free_replies(redisReply **v, size_t n)
 static int take_part(int part, redisReply **r, lag_part *p, char *ld, size_t ldlen, bool *known,
                      char *err, size_t errlen)
 {
-    for (int k = 0; k < CMDS_PER_PART; k++)
+    /* A damaged tally:wm (not a hash) leaves the watermark unknown, as query-svc reads it. */
+    for (int k = 0; k < CMDS_PER_PART - 1; k++)
         if (r[k]->type == REDIS_REPLY_ERROR && !missing(r[k])) {
             snprintf(err, errlen, "Redis, partition %d: %s", part, r[k]->str);
             return TALLY_EINTERNAL;
@@ -106,7 +107,7 @@ static int take_part(int part, redisReply **r, lag_part *p, char *ld, size_t ldl
             set_oldest(p, r[2]->element[1]->str);
     }
     p->dead = r[3]->type == REDIS_REPLY_INTEGER ? r[3]->integer : 0;
-    p->wm_set = r[4]->type == REDIS_REPLY_STRING;
+    p->wm_set = r[4]->type != REDIS_REPLY_NIL;
     p->wm_ms = wm_value(r[4]);
     return 0;
 }

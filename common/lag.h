@@ -41,7 +41,7 @@ typedef struct lag_part {
     char oldest_id[LAG_ID_MAX]; /* the oldest unapplied entry: the smallest pending id, else the
                                    first undelivered one; "" when everything is applied */
     int64_t oldest_ms;          /* its time part */
-    bool wm_set;                /* tally:wm has the field p */
+    bool wm_set;                /* tally:wm has the field p (or is damaged) */
     int64_t wm_ms;              /* its value when it is a positive integer, else 0 (unknown) */
     int64_t dead;               /* XLEN tally:dead:<p> */
 } lag_part;
@@ -55,8 +55,9 @@ typedef struct lag_sample {
 /*
  * Samples partitions 0..partitions-1 (1..STREAM_PARTITIONS_MAX) over c into out. 0;
  * TALLY_EUNAVAIL after an I/O error (c is then unusable: the caller drops it) or
- * TALLY_EINTERNAL for an error reply other than a missing stream or group (e.g. WRONGTYPE),
- * with the reason in err either way.
+ * TALLY_EINTERNAL for an error reply other than a missing stream or group (e.g. WRONGTYPE on
+ * a stream), with the reason in err either way. A tally:wm that is not a hash only makes the
+ * watermarks unknown (wm_set, wm_ms 0), as query-svc treats it.
  */
 int lag_read(redisContext *c, int partitions, lag_sample *out, char *err, size_t errlen);
 

@@ -18,6 +18,9 @@
  *   --tenant limits the rows.
  * - lag_fails_clearly_without_its_stores: Redis or PostgreSQL unreachable exits 1 naming it;
  *   usage errors exit 2.
+ * - damaged_keys_are_said_where_they_are: a tally:wm of the wrong type is an unknown watermark,
+ *   a tenant's key of the wrong type is in that tenant's row (exit 0); a stream of the wrong
+ *   type fails the read (exit 1), naming the partition and the error.
  */
 #include "kv.h"
 #include "lag.h"
@@ -401,5 +404,24 @@ Test(lag, lag_fails_clearly_without_its_stores)
     cr_expect(strstr(out, "--partitions"), "%s", out);
     free(out);
     cr_expect_eq(tally_lag(&out, "--tenant", "no spaces", NULL), 2);
+    free(out);
+}
+
+Test(lag, damaged_keys_are_said_where_they_are)
+{
+    char *out;
+    run("XGROUP CREATE %s %s 0 MKSTREAM", EV_STREAM, STREAM_GROUP);
+    run("SET %s not-a-hash", STREAM_WM_KEY);
+    run("SET {t:bad}:parked not-a-hash");
+    char *j = lag_json(NULL, NULL, NULL, NULL);
+    cr_expect_eq(part0(j, "watermark_ms"), INT64_MIN, "a damaged tally:wm is unknown: %s", j);
+    char *o = object(j, "{\"tenant\":\"bad\"");
+    cr_expect(strstr(o, "\"error\":\"WRONGTYPE"), "the tenant's row names its damage: %s", o);
+    free(o);
+    free(j);
+    run("DEL %s", EV_STREAM);
+    run("SET %s not-a-stream", EV_STREAM);
+    cr_expect_eq(tally_lag(&out, NULL), 1, "a damaged stream fails the read");
+    cr_expect(strstr(out, "tally lag: Redis, partition 0: WRONGTYPE"), "%s", out);
     free(out);
 }
