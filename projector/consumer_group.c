@@ -26,6 +26,8 @@ void proj_sample_pending(proj *p)
     int rc = lag_read(kv_ctx(p->kv), p->conf->partitions, s, err, sizeof(err));
     if (rc == TALLY_EUNAVAIL)
         kv_reset(p->kv);
+    else if (rc != 0) /* a damaged stream: its gauges stay as they were */
+        log_warn("cannot sample the streams' lag", LOG_STR("error", err));
     for (int part = 0; rc == 0 && part < p->conf->partitions; part++) {
         const lag_part *lp = &s->part[part];
         const proj_part_gauges *g = &p->part_gauges[part];
