@@ -5,6 +5,8 @@
  */
 #include "tally_int.h"
 
+#include "cfg.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -53,6 +55,9 @@ static const cli_opt_def opt_defs[] = {
     { "--settle-ms", 0, OPT_SETTLE_MS, true },
     { "--pg-dsn", 0, OPT_PG_DSN, true },
     { "--redis-url", 0, OPT_REDIS_URL, true },
+    { "--partition", 0, OPT_PARTITION, true },
+    { "--partitions", 0, OPT_PARTITIONS, true },
+    { "--reason", 0, OPT_REASON, true },
 };
 #define N_OPTS (sizeof(opt_defs) / sizeof(opt_defs[0]))
 
@@ -194,4 +199,22 @@ bad:
                            "%s: want COMPLAINT:VERSION (e.g. 42:3, as a write command "
                            "prints it), not \"%s\"",
                            cli_name(c, id), v ? v : "");
+}
+
+const char *cli_env(const char *name)
+{
+    const char *v = getenv(name);
+    return v && v[0] ? v : NULL;
+}
+
+int cli_redis(const cli *c, cfg_redis *out)
+{
+    const char *url = cli_get(c, OPT_REDIS_URL);
+    if (!url && !(url = cli_env("TALLY_REDIS_URL")))
+        return cli_usage_error(c, "Redis: give --redis-url or set TALLY_REDIS_URL");
+    if (cfg_parse_redis_url(url, out) != 0)
+        return cli_usage_error(
+            c, "%s: want redis://host[:port][/db], not \"%s\"",
+            cli_has(c, OPT_REDIS_URL) ? cli_name(c, OPT_REDIS_URL) : "TALLY_REDIS_URL", url);
+    return EXIT_OK;
 }

@@ -4,8 +4,8 @@
  * main.c holds the commands and their help, and parses the command line into a cli (global
  * options, the subcommand, and every option given, in order) for the command to run; opts.c
  * the options and what a command reads of them; call.c the calls to the services; cmd.c the
- * small commands; dash.c the dashboard and its watch loop; verify.c `tally verify`. Nothing
- * calls back into main.c.
+ * small commands; dash.c the dashboard and its watch loop; verify.c `tally verify`; dlq.c `tally
+ * dlq`. Nothing calls back into main.c.
  *
  * Exit codes: 0 done, 1 the call failed (printed as "tally: <CODE>: <details>"), 2 a usage
  * error (printed with a pointer to --help). A command returns its exit code.
@@ -69,6 +69,10 @@ enum cli_opt {
     OPT_SETTLE_MS,
     OPT_PG_DSN,
     OPT_REDIS_URL,
+    /* dlq */
+    OPT_PARTITION,
+    OPT_PARTITIONS,
+    OPT_REASON,
     OPT_COUNT
 };
 
@@ -125,6 +129,12 @@ int cli_status(const cli *c, const char *name, const char *value, int *out);
 /* "ID:VERSION", both >= 1. */
 int cli_token(const cli *c, int id, int64_t *complaint, int64_t *version);
 
+/* The environment variable name, or NULL when it is unset or empty. */
+const char *cli_env(const char *name);
+/* The Redis of --redis-url, else $TALLY_REDIS_URL, into out (commands that read Redis). */
+struct cfg_redis;
+int cli_redis(const cli *c, struct cfg_redis *out);
+
 /* ---- call.c ---- */
 
 /* A client for target (command or query) with the TLS options; NULL after printing why. */
@@ -159,5 +169,9 @@ int cli_run_get(const cli *c);
 int cli_run_history(const cli *c);
 int cli_run_dashboard(const cli *c);
 int cli_run_verify(const cli *c);
+int cli_run_dlq_list(const cli *c);
+int cli_run_dlq_show(const cli *c);
+int cli_run_dlq_replay(const cli *c);
+int cli_run_dlq_drop(const cli *c);
 
 #endif

@@ -75,19 +75,13 @@ static void print_diff(const verify_diff *d, void *arg)
     tx_release(&b);
 }
 
-static const char *env_or_null(const char *name)
-{
-    const char *v = getenv(name);
-    return v && v[0] ? v : NULL;
-}
-
 int cli_run_verify(const cli *c)
 {
     verify_options o = { .tenant = cli_get(c, OPT_TENANT),
                          .days = VERIFY_DEFAULT_DAYS,
                          .settle_ms = VERIFY_DEFAULT_SETTLE_MS,
                          .timeout_ms = SQL_TIMEOUT_MS };
-    const char *dsn = cli_get(c, OPT_PG_DSN), *url = cli_get(c, OPT_REDIS_URL);
+    const char *dsn = cli_get(c, OPT_PG_DSN);
     cfg_redis redis;
     int64_t n;
     int rc;
@@ -103,14 +97,10 @@ int cli_run_verify(const cli *c)
     }
     if (o.tenant && !o.tenant[0])
         return cli_usage_error(c, "--tenant: want a tenant id, not \"\"");
-    if (!dsn && !(dsn = env_or_null("TALLY_PG_DSN")))
+    if (!dsn && !(dsn = cli_env("TALLY_PG_DSN")))
         return cli_usage_error(c, "PostgreSQL: give --pg-dsn or set TALLY_PG_DSN");
-    if (!url && !(url = env_or_null("TALLY_REDIS_URL")))
-        return cli_usage_error(c, "Redis: give --redis-url or set TALLY_REDIS_URL");
-    if (cfg_parse_redis_url(url, &redis) != 0)
-        return cli_usage_error(
-            c, "%s: want redis://host[:port][/db], not \"%s\"",
-            cli_has(c, OPT_REDIS_URL) ? cli_name(c, OPT_REDIS_URL) : "TALLY_REDIS_URL", url);
+    if ((rc = cli_redis(c, &redis)))
+        return rc;
     pgx_conn *pg = pgx_new(dsn, "tally-verify", NULL, 0, 0);
     kv_conn *kv = kv_new(&redis, REDIS_TIMEOUT);
     if (!pg || !kv) {

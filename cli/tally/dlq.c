@@ -1,0 +1,1002 @@
+/*
+ * tally dlq: the parked events (dead letters, docs/operations.md) for an operator: list them,
+ * show one decoded, replay a complaint's parked events once its cause is fixed, or drop them
+ * with a reason that is kept. Talks to Redis directly (--redis-url), like `tally verify`.
+ *
+ * What the projector leaves (projector/consumer_park.c): each parked event is an entry of
+ * tally:dead:<p> (the envelope bytes `e`, `reason`, the original entry `id`, `tenant`,
+ * `complaint`, `version`), and its complaint is marked in {t:T}:parked (complaint -> the first
+ * reason), so that the complaint's later events are parked behind it and its order holds.
+ *
+ * The dead streams are read in pages (XRANGE ... COUNT), never with KEYS or SCAN; what a command
+ * works on is at most DLQ_MAX_ENTRIES entries. No command runs a script: the dead stream, the
+ * event stream and the tenant's mark live in different cluster slots, so each step is a command
+ * of its own, ordered so that a crash or a concurrent park loses nothing (see replay()).
+ */
+#include "tally_int.h"
+#include "tally_text.h"
+
+#include "cfg.h"
+#include "ident.h"
+#include "kv.h"
+#include "log.h"
+#include "now.h"
+#include "stream.h"
+#include "tally/v1/events.pb-c.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DLQ_PAGE        200    /* entries per XRANGE */
+#define DLQ_MAX_ENTRIES 100000 /* entries one command holds in memory */
+#define DLQ_XDEL_BATCH  100    /* ids per XDEL */
+#define DLQ_REDIS_MS    10000  /* connect and reply timeout */
+#define DLQ_LINE_LIMIT  (1u << 20)
+#define DLQ_DROPPED_KEY "tally:dlq:dropped"
+
+/* One dead entry as read from tally:dead:<p>. */
+typedef struct dlq_entry {
+    int part;
+    char dead_id[48], orig_id[48];
+    char *tenant, *reason;      /* "" when absent; owned */
+    int64_t complaint, version; /* 0 when absent (reference data, undecodable bytes) */
+    uint8_t *e;                 /* the envelope bytes; owned */
+    size_t elen;
+    Tally__V1__EventEnvelope *env; /* e decoded, or NULL; owned */
+} dlq_entry;
+
+typedef struct dlq_list {
+    dlq_entry *v;
+    size_t n, cap;
+} dlq_list;
+
+/* Which dead entries a command works on. */
+typedef struct dlq_filter {
+    const char *tenant;  /* NULL: any */
+    int64_t complaint;   /* 0: any */
+    const char *dead_id; /* NULL: any */
+    int part_lo, part_hi;
+} dlq_filter;
+
+/* A command's Redis and what it says when it fails. */
+typedef struct dlq {
+    const cli *c;
+    kv_conn *kv;
+    int partitions;
+    char err[512];
+} dlq;
+
+static void entry_release(dlq_entry *e)
+{
+    free(e->tenant);
+    free(e->reason);
+    free(e->e);
+    if (e->env)
+        tally__v1__event_envelope__free_unpacked(e->env, NULL);
+}
+
+static void list_release(dlq_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        entry_release(&l->v[i]);
+    free(l->v);
+    memset(l, 0, sizeof(*l));
+}
+
+/* Appends e, which l then owns; false (e released) when memory runs out. */
+static bool list_push(dlq_list *l, dlq_entry *e)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        dlq_entry *v = realloc(l->v, cap * sizeof(*v));
+        if (!v) {
+            entry_release(e);
+            return false;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = *e;
+    return true;
+}
+
+/* A command's reply, or NULL with d->err set (an I/O error, or an error reply). */
+static redisReply *run(dlq *d, int argc, const char **argv, const size_t *lens)
+{
+    redisContext *ctx = kv_ctx(d->kv);
+    redisReply *r = ctx ? redisCommandArgv(ctx, argc, argv, lens) : NULL;
+    if (!r) {
+        snprintf(d->err, sizeof(d->err), "%s: %s", argv[0],
+                 ctx && ctx->err ? ctx->errstr : "not connected");
+        kv_reset(d->kv);
+        return NULL;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(d->err, sizeof(d->err), "%s %s: %s", argv[0], argc > 1 ? argv[1] : "", r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* run() of NUL-terminated arguments. */
+static redisReply *run_str(dlq *d, int argc, const char **argv)
+{
+    size_t lens[16];
+    for (int i = 0; i < argc && i < 16; i++)
+        lens[i] = strlen(argv[i]);
+    return run(d, argc, argv, lens);
+}
+
+static int64_t to_i64(const char *s)
+{
+    return s && *s ? strtoll(s, NULL, 10) : 0;
+}
+
+static char *dup_n(const char *s, size_t n)
+{
+    char *out = malloc(n + 1);
+    if (out) {
+        memcpy(out, s, n);
+        out[n] = '\0';
+    }
+    return out;
+}
+
+/* Fills e from one XRANGE element; false when it is not an entry or memory runs out. */
+static bool parse_entry(const redisReply *x, int part, dlq_entry *e)
+{
+    memset(e, 0, sizeof(*e));
+    if (x->type != REDIS_REPLY_ARRAY || x->elements != 2 ||
+        x->element[0]->type != REDIS_REPLY_STRING || x->element[1]->type != REDIS_REPLY_ARRAY)
+        return false;
+    e->part = part;
+    snprintf(e->dead_id, sizeof(e->dead_id), "%s", x->element[0]->str);
+    const redisReply *f = x->element[1];
+    const char *tenant = "", *reason = "";
+    size_t tlen = 0, rlen = 0;
+    for (size_t k = 0; k + 1 < f->elements; k += 2) {
+        const char *name = f->element[k]->str;
+        const redisReply *v = f->element[k + 1];
+        if (!name || v->type != REDIS_REPLY_STRING)
+            continue;
+        if (strcmp(name, STREAM_FIELD_EVENT) == 0) {
+            free(e->e);
+            e->e = (uint8_t *)dup_n(v->str, v->len);
+            e->elen = v->len;
+        } else if (strcmp(name, "reason") == 0) {
+            reason = v->str;
+            rlen = v->len;
+        } else if (strcmp(name, "id") == 0) {
+            snprintf(e->orig_id, sizeof(e->orig_id), "%s", v->str);
+        } else if (strcmp(name, "tenant") == 0) {
+            tenant = v->str;
+            tlen = v->len;
+        } else if (strcmp(name, "complaint") == 0) {
+            e->complaint = to_i64(v->str);
+        } else if (strcmp(name, "version") == 0) {
+            e->version = to_i64(v->str);
+        }
+    }
+    e->tenant = dup_n(tenant, tlen);
+    e->reason = dup_n(reason, rlen);
+    if (e->e)
+        e->env = tally__v1__event_envelope__unpack(NULL, e->elen, e->e);
+    return e->tenant && e->reason;
+}
+
+static bool wanted(const dlq_filter *f, const dlq_entry *e)
+{
+    return (!f->tenant || strcmp(f->tenant, e->tenant) == 0) &&
+           (!f->complaint || f->complaint == e->complaint) &&
+           (!f->dead_id || strcmp(f->dead_id, e->dead_id) == 0);
+}
+
+/*
+ * Appends the dead entries that f selects, partition by partition in dead-stream order, paging
+ * with XRANGE (an exclusive start after the first page). 0, or -1 with d->err.
+ */
+static int scan(dlq *d, const dlq_filter *f, dlq_list *out)
+{
+    for (int p = f->part_lo; p <= f->part_hi; p++) {
+        char key[STREAM_KEY_MAX], start[64] = "-", count[16];
+        stream_dead_key(p, key, sizeof(key));
+        snprintf(count, sizeof(count), "%d", DLQ_PAGE);
+        if (f->dead_id)
+            snprintf(start, sizeof(start), "%s", f->dead_id);
+        for (;;) {
+            const char *argv[] = { "XRANGE", key,  start, f->dead_id ? f->dead_id : "+",
+                                   "COUNT",  count };
+            redisReply *r = run_str(d, 6, argv);
+            if (!r)
+                return -1;
+            size_t got = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+            for (size_t i = 0; i < got; i++) {
+                dlq_entry e;
+                bool ok = parse_entry(r->element[i], p, &e);
+                if (i + 1 == got && r->element[i]->type == REDIS_REPLY_ARRAY &&
+                    r->element[i]->elements == 2)
+                    snprintf(start, sizeof(start), "(%s", r->element[i]->element[0]->str);
+                if (!ok || !wanted(f, &e)) {
+                    entry_release(&e);
+                    continue;
+                }
+                if (out->n >= DLQ_MAX_ENTRIES || !list_push(out, &e)) {
+                    if (out->n >= DLQ_MAX_ENTRIES)
+                        entry_release(&e);
+                    freeReplyObject(r);
+                    snprintf(d->err, sizeof(d->err),
+                             "more than %d dead entries selected (or out of memory): narrow it "
+                             "with --tenant and --complaint",
+                             DLQ_MAX_ENTRIES);
+                    return -1;
+                }
+            }
+            freeReplyObject(r);
+            if (got < DLQ_PAGE || f->dead_id)
+                break;
+        }
+    }
+    return 0;
+}
+
+/* ---- the setup every subcommand shares ------------------------------------------------------ */
+
+/*
+ * Reads the options: Redis, the partition count, and the filter (--tenant, --complaint,
+ * --partition, --id). need_target: --tenant with --complaint, or --id, is required. EXIT_OK,
+ * or a usage error (printed).
+ */
+static int setup(const cli *c, dlq *d, dlq_filter *f, bool need_target)
+{
+    cfg_redis redis;
+    int64_t n;
+    int rc;
+    memset(d, 0, sizeof(*d));
+    memset(f, 0, sizeof(*f));
+    d->c = c;
+    d->partitions = 1;
+    if ((rc = cli_redis(c, &redis)))
+        return rc;
+    if (cli_has(c, OPT_PARTITIONS)) {
+        if ((rc = cli_int(c, OPT_PARTITIONS, 1, STREAM_PARTITIONS_MAX, &n)))
+            return rc;
+        d->partitions = (int)n;
+    } else if (cli_env("TALLY_STREAM_PARTITIONS")) {
+        const char *v = cli_env("TALLY_STREAM_PARTITIONS");
+        char *end;
+        long k = strtol(v, &end, 10);
+        if (*end || k < 1 || k > STREAM_PARTITIONS_MAX)
+            return cli_usage_error(c, "TALLY_STREAM_PARTITIONS: want 1..%d, not \"%s\"",
+                                   STREAM_PARTITIONS_MAX, v);
+        d->partitions = (int)k;
+    }
+    f->tenant = cli_get(c, OPT_TENANT);
+    if (f->tenant && ident_check(f->tenant) != IDENT_OK)
+        return cli_usage_error(c, "%s: \"%s\" is not a tenant id (%s)", cli_name(c, OPT_TENANT),
+                               f->tenant, ident_problem_text(ident_check(f->tenant)));
+    if (cli_has(c, OPT_COMPLAINT)) {
+        if ((rc = cli_int(c, OPT_COMPLAINT, 1, INT64_MAX, &f->complaint)))
+            return rc;
+        if (!f->tenant)
+            return cli_usage_error(c, "%s needs --tenant", cli_name(c, OPT_COMPLAINT));
+    }
+    f->dead_id = cli_get(c, OPT_ID);
+    kv_id id;
+    if (f->dead_id && !kv_id_parse(f->dead_id, &id))
+        return cli_usage_error(c, "%s: want a dead entry id MS-SEQ, not \"%s\"",
+                               cli_name(c, OPT_ID), f->dead_id);
+    if (need_target && !f->dead_id && !f->complaint)
+        return cli_usage_error(c, "give --tenant T --complaint N, or --id DEAD-ENTRY-ID");
+    f->part_lo = 0;
+    f->part_hi = d->partitions - 1;
+    if (cli_has(c, OPT_PARTITION)) {
+        if ((rc = cli_int(c, OPT_PARTITION, 0, d->partitions - 1, &n)))
+            return rc;
+        f->part_lo = f->part_hi = (int)n;
+    } else if (f->tenant) {
+        f->part_lo = f->part_hi = stream_partition(f->tenant, d->partitions);
+    }
+    d->kv = kv_new(&redis, DLQ_REDIS_MS);
+    if (!d->kv) {
+        fprintf(stderr, "%s: out of memory\n", c->prog);
+        return EXIT_FAIL;
+    }
+    if (kv_connect(d->kv) != 0) {
+        fprintf(stderr, "%s: Redis: %s\n", c->prog, kv_errstr(d->kv));
+        kv_free(d->kv);
+        d->kv = NULL;
+        return EXIT_FAIL;
+    }
+    return EXIT_OK;
+}
+
+/* Prints d->err as the command's failure; returns EXIT_FAIL. */
+static int fail(dlq *d)
+{
+    fprintf(stderr, "%s: Redis: %s\n", d->c->prog, d->err);
+    return EXIT_FAIL;
+}
+
+/* The event type's name without its prefix ("STATUS_CHANGED"), or "undecodable". */
+static const char *type_name(const dlq_entry *e)
+{
+    if (!e->env)
+        return "undecodable";
+    const ProtobufCEnumValue *v =
+        protobuf_c_enum_descriptor_get_value(&tally__v1__event_type__descriptor, e->env->type);
+    if (!v)
+        return "unknown";
+    return strncmp(v->name, "EVENT_TYPE_", 11) == 0 ? v->name + 11 : v->name;
+}
+
+/* When the entry was parked: its dead entry id's time (Redis's clock), Unix ms. */
+static int64_t parked_ms(const dlq_entry *e)
+{
+    kv_id id = { 0, 0 };
+    kv_id_parse(e->dead_id, &id);
+    return (int64_t)id.ms;
+}
+
+static void put_safe(tx_buf *b, const char *s)
+{
+    tx_cell(b, s, tx_width(s), false, false, true);
+}
+
+/* Prints b and a newline; EXIT_FAIL when it was too long to build. */
+static int print_line(tx_buf *b)
+{
+    int rc = b->full ? EXIT_FAIL : EXIT_OK;
+    if (b->full)
+        fprintf(stderr, "tally: out of memory\n");
+    else
+        printf("%s\n", b->s ? b->s : "");
+    tx_release(b);
+    return rc;
+}
+
+/* {t:T}:parked's reason for complaint c of tenant t: malloc'd, NULL when not marked (or
+   when t cannot name a key). *failed on a Redis error. */
+static char *mark_of(dlq *d, const char *tenant, int64_t complaint, bool *failed)
+{
+    char key[IDENT_MAX + 16], field[24];
+    if (ident_check(tenant) != IDENT_OK || complaint < 1)
+        return NULL;
+    snprintf(key, sizeof(key), "{t:%s}:parked", tenant);
+    snprintf(field, sizeof(field), "%" PRId64, complaint);
+    const char *argv[] = { "HGET", key, field };
+    redisReply *r = run_str(d, 3, argv);
+    if (!r) {
+        *failed = true;
+        return NULL;
+    }
+    char *out = r->type == REDIS_REPLY_STRING ? dup_n(r->str, r->len) : NULL;
+    freeReplyObject(r);
+    return out;
+}
+
+/* The common fields of an entry as JSON members (after "{"). */
+static void json_entry_head(tx_buf *b, const dlq_entry *e, int64_t now)
+{
+    tx_printf(b, "\"partition\":%d,\"dead_id\":\"%s\",\"id\":\"%s\",\"tenant\":", e->part,
+              e->dead_id, e->orig_id);
+    tx_json_str(b, e->tenant);
+    tx_printf(b, ",\"complaint\":%" PRId64 ",\"version\":%" PRId64 ",\"type\":\"%s\",\"reason\":",
+              e->complaint, e->version, type_name(e));
+    tx_json_str(b, e->reason);
+    tx_printf(b, ",\"parked_ms\":%" PRId64 ",\"age_ms\":%" PRId64, parked_ms(e),
+              now - parked_ms(e));
+}
+
+/* ---- tally dlq list ----------------------------------------------------------------------- */
+
+/* Whether a and b are of one complaint (reference and undecodable entries are each alone). */
+static bool same_complaint(const dlq_entry *a, const dlq_entry *b)
+{
+    return a->complaint > 0 && a->complaint == b->complaint && strcmp(a->tenant, b->tenant) == 0;
+}
+
+static int by_complaint(const void *x, const void *y)
+{
+    const dlq_entry *a = x, *b = y;
+    int c = strcmp(a->tenant, b->tenant);
+    if (c)
+        return c;
+    if (a->complaint != b->complaint)
+        return a->complaint < b->complaint ? -1 : 1;
+    if (a->version != b->version)
+        return a->version < b->version ? -1 : 1;
+    kv_id i = { 0, 0 }, j = { 0, 0 };
+    kv_id_parse(a->dead_id, &i);
+    kv_id_parse(b->dead_id, &j);
+    return kv_id_cmp(i, j);
+}
+
+/*
+ * The tenant's marked complaints that have no dead entry in l (dropped, or a park in progress),
+ * printed after the entries: their figures stay frozen. Only with --tenant (finding every
+ * tenant's mark would take a SCAN). Returns how many, or -1 on a Redis error.
+ */
+static long list_marks_without_entries(dlq *d, const dlq_filter *f, const dlq_list *l, bool json)
+{
+    char key[IDENT_MAX + 16];
+    snprintf(key, sizeof(key), "{t:%s}:parked", f->tenant);
+    const char *argv[] = { "HGETALL", key };
+    redisReply *r = run_str(d, 2, argv);
+    if (!r)
+        return -1;
+    long n = 0;
+    for (size_t k = 0; r->type == REDIS_REPLY_ARRAY && k + 1 < r->elements; k += 2) {
+        int64_t c = to_i64(r->element[k]->str);
+        bool has = false;
+        for (size_t i = 0; i < l->n && !has; i++)
+            has = l->v[i].complaint == c;
+        if (has || (f->complaint && f->complaint != c))
+            continue;
+        n++;
+        tx_buf b;
+        tx_init(&b, DLQ_LINE_LIMIT);
+        if (json) {
+            tx_puts(&b, "{\"tenant\":");
+            tx_json_str(&b, f->tenant);
+            tx_printf(&b, ",\"complaint\":%" PRId64 ",\"marked\":true,\"parked_reason\":", c);
+            tx_json_str(&b, r->element[k + 1]->str);
+            tx_puts(&b, ",\"dead_entries\":0}");
+        } else {
+            tx_puts(&b, f->tenant);
+            tx_printf(&b, " complaint %" PRId64 ": marked parked (", c);
+            put_safe(&b, r->element[k + 1]->str);
+            tx_puts(&b, ") without dead entries: dropped, or a park in progress; its figures "
+                        "stay frozen until a rebuild");
+        }
+        print_line(&b);
+    }
+    freeReplyObject(r);
+    return n;
+}
+
+int cli_run_dlq_list(const cli *c)
+{
+    dlq d;
+    dlq_filter f;
+    dlq_list l = { 0 };
+    bool json = cli_has(c, OPT_JSON), failed = false;
+    int rc = setup(c, &d, &f, false);
+    if (rc)
+        return rc;
+    if (scan(&d, &f, &l) != 0) {
+        rc = fail(&d);
+        goto out_free;
+    }
+    qsort(l.v, l.n, sizeof(*l.v), by_complaint);
+    int64_t now = now_wall_ms(), oldest = 0;
+    long complaints = 0, marked = 0, bare = 0;
+    char *mark = NULL;
+    for (size_t i = 0; i < l.n && !failed; i++) {
+        const dlq_entry *e = &l.v[i];
+        if (i == 0 || !same_complaint(&l.v[i - 1], e)) {
+            free(mark);
+            mark = mark_of(&d, e->tenant, e->complaint, &failed);
+            complaints++;
+            marked += mark != NULL;
+        }
+        if (!oldest || parked_ms(e) < oldest)
+            oldest = parked_ms(e);
+        tx_buf b;
+        char age[32];
+        tx_init(&b, DLQ_LINE_LIMIT);
+        if (json) {
+            tx_putc(&b, '{');
+            json_entry_head(&b, e, now);
+            tx_printf(&b, ",\"marked\":%s,\"parked_reason\":", mark ? "true" : "false");
+            if (mark)
+                tx_json_str(&b, mark);
+            else
+                tx_puts(&b, "null");
+            tx_putc(&b, '}');
+        } else {
+            put_safe(&b, e->tenant[0] ? e->tenant : "(no tenant)");
+            tx_printf(&b, " complaint %" PRId64 " v%" PRId64 " %s, parked %s ago%s: ", e->complaint,
+                      e->version, type_name(e),
+                      tx_duration((double)(now - parked_ms(e)) / 1000.0, age, sizeof(age)),
+                      e->complaint > 0 && !mark ? " (not marked)" : "");
+            put_safe(&b, e->reason);
+            tx_printf(&b, " [dead entry %s of tally:dead:%d]", e->dead_id, e->part);
+        }
+        print_line(&b);
+    }
+    free(mark);
+    if (!failed && f.tenant && !f.dead_id &&
+        (bare = list_marks_without_entries(&d, &f, &l, json)) < 0)
+        failed = true;
+    if (failed) {
+        rc = fail(&d);
+        goto out_free;
+    }
+    char age[32];
+    if (json)
+        printf("{\"summary\":true,\"dead_entries\":%zu,\"complaints\":%ld,\"marked\":%ld,"
+               "\"marked_without_entries\":%ld,\"oldest_parked_ms\":%" PRId64 "}\n",
+               l.n, complaints, marked, bare, oldest);
+    else if (l.n == 0 && bare == 0)
+        printf("dlq: no dead entries\n");
+    else
+        printf("dlq: %zu dead entr%s of %ld complaint%s (%ld marked parked), oldest parked %s "
+               "ago; %ld marked complaint%s without dead entries\n",
+               l.n, l.n == 1 ? "y" : "ies", complaints, complaints == 1 ? "" : "s", marked,
+               l.n ? tx_duration((double)(now - oldest) / 1000.0, age, sizeof(age)) : "-", bare,
+               bare == 1 ? "" : "s");
+out_free:
+    list_release(&l);
+    kv_free(d.kv);
+    return rc;
+}
+
+/* ---- tally dlq show ----------------------------------------------------------------------- */
+
+/*
+ * The scalar fields of message m, as " name=value" (text) or ",\"name\":value" (JSON; the
+ * first without its comma when *first). Oneof members and repeated fields are left out: the
+ * envelope's body is printed on its own, and no event has repeated fields.
+ */
+static void put_fields(tx_buf *b, const ProtobufCMessage *m, bool json, bool *first)
+{
+    const ProtobufCMessageDescriptor *desc = m->descriptor;
+    for (unsigned i = 0; i < desc->n_fields; i++) {
+        const ProtobufCFieldDescriptor *fd = &desc->fields[i];
+        const void *at = (const char *)m + fd->offset;
+        if (fd->label == PROTOBUF_C_LABEL_REPEATED || (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF))
+            continue;
+        tx_buf v;
+        tx_init(&v, DLQ_LINE_LIMIT);
+        switch (fd->type) {
+        case PROTOBUF_C_TYPE_INT32:
+        case PROTOBUF_C_TYPE_SINT32:
+        case PROTOBUF_C_TYPE_SFIXED32:
+            tx_printf(&v, "%" PRId32, *(const int32_t *)at);
+            break;
+        case PROTOBUF_C_TYPE_INT64:
+        case PROTOBUF_C_TYPE_SINT64:
+        case PROTOBUF_C_TYPE_SFIXED64:
+            tx_printf(&v, "%" PRId64, *(const int64_t *)at);
+            break;
+        case PROTOBUF_C_TYPE_UINT32:
+        case PROTOBUF_C_TYPE_FIXED32:
+            tx_printf(&v, "%" PRIu32, *(const uint32_t *)at);
+            break;
+        case PROTOBUF_C_TYPE_UINT64:
+        case PROTOBUF_C_TYPE_FIXED64:
+            tx_printf(&v, "%" PRIu64, *(const uint64_t *)at);
+            break;
+        case PROTOBUF_C_TYPE_BOOL:
+            tx_puts(&v, *(const protobuf_c_boolean *)at ? "true" : "false");
+            break;
+        case PROTOBUF_C_TYPE_ENUM: {
+            const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(
+                (const ProtobufCEnumDescriptor *)fd->descriptor, *(const int *)at);
+            if (ev && json)
+                tx_json_str(&v, ev->name);
+            else if (ev)
+                tx_puts(&v, ev->name);
+            else
+                tx_printf(&v, "%d", *(const int *)at);
+            break;
+        }
+        case PROTOBUF_C_TYPE_STRING: {
+            const char *s = *(char *const *)at ? *(char *const *)at : "";
+            if (json)
+                tx_json_str(&v, s);
+            else
+                put_safe(&v, s[0] ? s : "\"\"");
+            break;
+        }
+        default: /* bytes, floats, messages: no event has them */
+            tx_puts(&v, json ? "null" : "?");
+            break;
+        }
+        if (json)
+            tx_printf(b, "%s\"%s\":%s", *first ? "" : ",", fd->name, v.s ? v.s : "");
+        else
+            tx_printf(b, " %s=%s", fd->name, v.s ? v.s : "");
+        *first = false;
+        tx_release(&v);
+    }
+}
+
+/* The envelope's body: its oneof member's name, and the message. */
+static const ProtobufCMessage *body_of(const Tally__V1__EventEnvelope *env, const char **name)
+{
+    const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(
+        &tally__v1__event_envelope__descriptor, (unsigned)env->body_case);
+    if (!fd || fd->type != PROTOBUF_C_TYPE_MESSAGE)
+        return NULL;
+    *name = fd->name;
+    return *(ProtobufCMessage *const *)((const char *)env + fd->offset);
+}
+
+static void show_entry(const dlq_entry *e, const char *mark, bool json, int64_t now)
+{
+    const char *body_name = NULL;
+    const ProtobufCMessage *body = e->env ? body_of(e->env, &body_name) : NULL;
+    bool first = true;
+    char t[32], age[32];
+    tx_buf b;
+    tx_init(&b, DLQ_LINE_LIMIT);
+    if (json) {
+        tx_putc(&b, '{');
+        json_entry_head(&b, e, now);
+        tx_printf(&b, ",\"bytes\":%zu,\"marked\":%s,\"parked_reason\":", e->elen,
+                  mark ? "true" : "false");
+        if (mark)
+            tx_json_str(&b, mark);
+        else
+            tx_puts(&b, "null");
+        tx_puts(&b, ",\"envelope\":");
+        if (e->env) {
+            tx_putc(&b, '{');
+            put_fields(&b, &e->env->base, true, &first);
+            tx_putc(&b, '}');
+        } else {
+            tx_puts(&b, "null");
+        }
+        tx_puts(&b, ",\"body_type\":");
+        if (body) {
+            tx_json_str(&b, body_name);
+            tx_puts(&b, ",\"body\":{");
+            first = true;
+            put_fields(&b, body, true, &first);
+            tx_putc(&b, '}');
+        } else {
+            tx_puts(&b, "null,\"body\":null");
+        }
+        tx_putc(&b, '}');
+        print_line(&b);
+        return;
+    }
+    tx_printf(&b,
+              "dead entry %s of tally:dead:%d, parked %s (%s ago), from entry %s of "
+              "tally:events:%d\n  reason: ",
+              e->dead_id, e->part, tx_time_utc(parked_ms(e), t, sizeof(t)),
+              tx_duration((double)(now - parked_ms(e)) / 1000.0, age, sizeof(age)),
+              e->orig_id[0] ? e->orig_id : "?", e->part);
+    put_safe(&b, e->reason);
+    tx_puts(&b, "\n  complaint: ");
+    put_safe(&b, e->tenant[0] ? e->tenant : "(no tenant)");
+    tx_printf(&b, " %" PRId64 " v%" PRId64 ", ", e->complaint, e->version);
+    if (mark) {
+        tx_puts(&b, "marked parked: ");
+        put_safe(&b, mark);
+    } else {
+        tx_puts(&b, "not marked parked");
+    }
+    if (e->env) {
+        tx_printf(&b, "\n  envelope (%zu bytes):", e->elen);
+        put_fields(&b, &e->env->base, false, &first);
+    } else {
+        tx_printf(&b, "\n  envelope: %zu bytes that are not a tally.v1.EventEnvelope", e->elen);
+    }
+    if (body) {
+        tx_printf(&b, "\n  %s:", body_name);
+        put_fields(&b, body, false, &first);
+    } else if (e->env) {
+        tx_puts(&b, "\n  body: none, or one this build does not know");
+    }
+    print_line(&b);
+}
+
+int cli_run_dlq_show(const cli *c)
+{
+    dlq d;
+    dlq_filter f;
+    dlq_list l = { 0 };
+    bool json = cli_has(c, OPT_JSON), failed = false;
+    int rc = setup(c, &d, &f, true);
+    if (rc)
+        return rc;
+    if (scan(&d, &f, &l) != 0) {
+        rc = fail(&d);
+        goto out_free;
+    }
+    qsort(l.v, l.n, sizeof(*l.v), by_complaint);
+    int64_t now = now_wall_ms();
+    for (size_t i = 0; i < l.n && !failed; i++) {
+        char *mark = mark_of(&d, l.v[i].tenant, l.v[i].complaint, &failed);
+        show_entry(&l.v[i], mark, json, now);
+        free(mark);
+    }
+    if (failed) {
+        rc = fail(&d);
+    } else if (l.n == 0) {
+        fprintf(stderr, "%s: no dead entry %s%s\n", c->prog, f.dead_id ? f.dead_id : "of ",
+                f.dead_id ? "" : "that complaint");
+        rc = EXIT_FAIL;
+    }
+out_free:
+    list_release(&l);
+    kv_free(d.kv);
+    return rc;
+}
+
+/* ---- tally dlq replay --------------------------------------------------------------------- */
+
+/* Whether e can go back on its stream: a tenant id that can name keys (an entry without one,
+   undecodable or of a malformed tenant, would only be parked again: drop it with --id). */
+static bool replayable(const dlq_entry *e)
+{
+    return ident_check(e->tenant) == IDENT_OK;
+}
+
+static int by_tenant_complaint(const void *x, const void *y)
+{
+    const dlq_entry *a = x, *b = y;
+    int c = strcmp(a->tenant, b->tenant);
+    return c ? c : (a->complaint > b->complaint) - (a->complaint < b->complaint);
+}
+
+/* XDELs the dead entries of l (from partition part) in batches. 0, or -1 with d->err. */
+static int xdel_part(dlq *d, const dlq_list *l, int part)
+{
+    char key[STREAM_KEY_MAX];
+    const char *argv[DLQ_XDEL_BATCH + 2] = { "XDEL", key };
+    int n = 2;
+    stream_dead_key(part, key, sizeof(key));
+    for (size_t i = 0; i <= l->n; i++) {
+        if (i < l->n && l->v[i].part == part)
+            argv[n++] = l->v[i].dead_id;
+        if (n > 2 && (n == DLQ_XDEL_BATCH + 2 || i == l->n)) {
+            size_t lens[DLQ_XDEL_BATCH + 2];
+            for (int k = 0; k < n; k++)
+                lens[k] = strlen(argv[k]);
+            redisReply *r = run(d, n, argv, lens);
+            if (!r)
+                return -1;
+            freeReplyObject(r);
+            n = 2;
+        }
+    }
+    return 0;
+}
+
+static int xdel_all(dlq *d, const dlq_list *l, const dlq_filter *f)
+{
+    for (int p = f->part_lo; p <= f->part_hi; p++)
+        if (xdel_part(d, l, p) != 0)
+            return -1;
+    return 0;
+}
+
+/*
+ * Replays the selected complaints' parked events. The steps, each one command (the mark, the
+ * dead stream and the event stream are in three cluster slots, so no script can span them):
+ *
+ *   1. read the dead entries (A): the complaints to replay are those A names;
+ *   2. HDEL each of them from {t:T}:parked, so that the projector applies their events again;
+ *   3. read the dead entries again (B), keeping those of the complaints unmarked in 2: this
+ *      takes in what the projector parked between 1 and 2 (an event it had found marked);
+ *   4. XADD B's envelopes to tally:events:<p> in each complaint's version order (not the dead
+ *      stream's), one entry per version;
+ *   5. XDEL B's dead entries, and only those.
+ *
+ * Once: a second replay reads no entry and does nothing. No loop: an event that fails again is
+ * parked again by the projector as a new dead entry (and marks its complaint again), which
+ * this run never reads, having read B before. What a crash or a concurrent park leaves:
+ *   - after 2, before 4: the complaint is unmarked with its events still dead; its next event
+ *     is a gap, parked again after the gap timeout (marking it again, visible in
+ *     freshness.parked_complaints and in `tally dlq list`); the next replay takes them all.
+ *   - after 4, before or during 5: events both on the stream and dead; the next replay adds
+ *     them again and the projector drops the copies by version. Nothing is applied twice.
+ *   - the projector parked an event of the complaint just after 2 (its apply had said PARKED
+ *     before the HDEL) and marked it again: the replayed events are parked behind that mark,
+ *     as new dead entries. Nothing is lost; `tally dlq list` shows them and a replay fixes it.
+ * Nothing is ever deleted before it is on the stream.
+ */
+int cli_run_dlq_replay(const cli *c)
+{
+    dlq d;
+    dlq_filter f;
+    dlq_list a = { 0 }, b = { 0 };
+    bool json = cli_has(c, OPT_JSON);
+    size_t skipped = 0, added = 0, complaints = 0;
+    int rc = setup(c, &d, &f, false);
+    if (rc)
+        return rc;
+    if (scan(&d, &f, &a) != 0)
+        goto out_fail;
+    qsort(a.v, a.n, sizeof(*a.v), by_complaint);
+    for (size_t i = 0; i < a.n; i++) {
+        const dlq_entry *e = &a.v[i];
+        skipped += !replayable(e);
+        if (!replayable(e) || e->complaint < 1 || (i > 0 && same_complaint(&a.v[i - 1], e)))
+            continue;
+        char key[IDENT_MAX + 16], field[24];
+        snprintf(key, sizeof(key), "{t:%s}:parked", e->tenant);
+        snprintf(field, sizeof(field), "%" PRId64, e->complaint);
+        const char *argv[] = { "HDEL", key, field };
+        redisReply *r = run_str(&d, 3, argv);
+        if (!r)
+            goto out_fail;
+        freeReplyObject(r);
+    }
+    if (a.n > skipped && scan(&d, &f, &b) != 0)
+        goto out_fail;
+    size_t keep = 0;
+    for (size_t i = 0; i < b.n; i++) {
+        dlq_entry *e = &b.v[i];
+        bool ok = replayable(e) && (e->complaint < 1 || bsearch(e, a.v, a.n, sizeof(*a.v),
+                                                                by_tenant_complaint) != NULL);
+        if (ok)
+            b.v[keep++] = *e;
+        else
+            entry_release(e);
+    }
+    b.n = keep;
+    qsort(b.v, b.n, sizeof(*b.v), by_complaint);
+    for (size_t i = 0; i < b.n; i++) {
+        const dlq_entry *e = &b.v[i];
+        bool first = i == 0 || !same_complaint(&b.v[i - 1], e);
+        complaints += first && e->complaint > 0;
+        if (!first && b.v[i - 1].version == e->version)
+            continue; /* the same version parked twice (a republish): once is enough */
+        char key[STREAM_KEY_MAX];
+        stream_key(e->part, key, sizeof(key));
+        const char *argv[] = { "XADD", key, "*", STREAM_FIELD_EVENT, (const char *)e->e };
+        size_t lens[] = { 4, strlen(key), 1, strlen(STREAM_FIELD_EVENT), e->elen };
+        redisReply *r = run(&d, 5, argv, lens);
+        if (!r)
+            goto out_fail;
+        freeReplyObject(r);
+        added++;
+        if (!json)
+            continue;
+        tx_buf t;
+        tx_init(&t, DLQ_LINE_LIMIT);
+        tx_puts(&t, "{\"replayed\":true,");
+        json_entry_head(&t, e, now_wall_ms());
+        tx_putc(&t, '}');
+        print_line(&t);
+    }
+    if (xdel_all(&d, &b, &f) != 0)
+        goto out_fail;
+    if (json)
+        printf("{\"summary\":true,\"replayed\":%zu,\"complaints\":%zu,\"dead_entries_removed\":%zu,"
+               "\"not_replayable\":%zu}\n",
+               added, complaints, b.n, skipped);
+    else if (b.n == 0)
+        printf("dlq replay: nothing to replay%s\n",
+               skipped ? " (only entries without a valid tenant: drop them with --id)" : "");
+    else
+        printf("dlq replay: %zu event%s of %zu complaint%s back on their streams in version order, "
+               "%zu dead entr%s removed; the projector applies them (an event that fails again "
+               "is parked again: tally dlq list)\n",
+               added, added == 1 ? "" : "s", complaints, complaints == 1 ? "" : "s", b.n,
+               b.n == 1 ? "y" : "ies");
+    if (skipped && b.n)
+        printf("dlq replay: %zu dead entr%s without a valid tenant left alone (drop them with "
+               "--id)\n",
+               skipped, skipped == 1 ? "y" : "ies");
+    goto out_free;
+out_fail:
+    rc = fail(&d);
+out_free:
+    list_release(&a);
+    list_release(&b);
+    kv_free(d.kv);
+    return rc;
+}
+
+/* ---- tally dlq drop ----------------------------------------------------------------------- */
+
+/* Copies e into DLQ_DROPPED_KEY with why, who and when. 0, or -1 with d->err. */
+static int keep_dropped(dlq *d, const dlq_entry *e, const char *why, const char *who, int64_t now)
+{
+    char part[16], complaint[24], version[24], when[24];
+    snprintf(part, sizeof(part), "%d", e->part);
+    snprintf(complaint, sizeof(complaint), "%" PRId64, e->complaint);
+    snprintf(version, sizeof(version), "%" PRId64, e->version);
+    snprintf(when, sizeof(when), "%" PRId64, now);
+    const char *argv[] = { "XADD",
+                           DLQ_DROPPED_KEY,
+                           "*",
+                           STREAM_FIELD_EVENT,
+                           (const char *)(e->e ? e->e : (const uint8_t *)""),
+                           "dead_id",
+                           e->dead_id,
+                           "partition",
+                           part,
+                           "id",
+                           e->orig_id,
+                           "tenant",
+                           e->tenant,
+                           "complaint",
+                           complaint,
+                           "version",
+                           version,
+                           "reason",
+                           e->reason,
+                           "drop_reason",
+                           why,
+                           "operator",
+                           who,
+                           "dropped_ms",
+                           when };
+    enum { N = sizeof(argv) / sizeof(argv[0]) };
+    size_t lens[N];
+    for (int i = 0; i < N; i++)
+        lens[i] = i == 4 ? e->elen : strlen(argv[i]);
+    redisReply *r = run(d, N, argv, lens);
+    if (!r)
+        return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
+/*
+ * Drops the selected dead entries: each is first copied, with the drop's reason, operator and
+ * time, into tally:dlq:dropped (kept: nothing trims it), then XDELed from its dead stream, and
+ * logged as a JSON line on stderr. A crash between the two leaves the entry in both: a second
+ * drop copies it again (the copies name the same dead_id). The complaint's mark in
+ * {t:T}:parked stays: its read model is frozen at the event before the parked one and misses
+ * the dropped events, so freshness.parked_complaints keeps saying so (and its later events are
+ * parked behind it, not applied over the hole) until a rebuild from PostgreSQL makes it whole.
+ */
+int cli_run_dlq_drop(const cli *c)
+{
+    dlq d;
+    dlq_filter f;
+    dlq_list l = { 0 };
+    bool json = cli_has(c, OPT_JSON);
+    const char *why = cli_get(c, OPT_REASON), *who = cli_env("USER");
+    if (!why || !why[0])
+        return cli_usage_error(c, "--reason is required: why these events are dropped (it is "
+                                  "kept with them)");
+    int rc = setup(c, &d, &f, true);
+    if (rc)
+        return rc;
+    if (!who)
+        who = "unknown";
+    if (scan(&d, &f, &l) != 0)
+        goto out_fail;
+    log_init("tally", LOG_INFO);
+    int64_t now = now_wall_ms();
+    for (size_t i = 0; i < l.n; i++) {
+        const dlq_entry *e = &l.v[i];
+        dlq_list one = { (dlq_entry *)e, 1, 1 };
+        if (keep_dropped(&d, e, why, who, now) != 0 || xdel_part(&d, &one, e->part) != 0)
+            goto out_fail;
+        log_warn("dead letter dropped", LOG_STR("tenant", e->tenant),
+                 LOG_INT("complaint", e->complaint), LOG_INT("version", e->version),
+                 LOG_STR("dead_id", e->dead_id), LOG_INT("partition", e->part),
+                 LOG_STR("id", e->orig_id), LOG_STR("reason", e->reason),
+                 LOG_STR("drop_reason", why), LOG_STR("operator", who),
+                 LOG_STR("kept_in", DLQ_DROPPED_KEY));
+        if (json) {
+            tx_buf t;
+            tx_init(&t, DLQ_LINE_LIMIT);
+            tx_puts(&t, "{\"dropped\":true,");
+            json_entry_head(&t, e, now);
+            tx_puts(&t, ",\"drop_reason\":");
+            tx_json_str(&t, why);
+            tx_puts(&t, ",\"operator\":");
+            tx_json_str(&t, who);
+            tx_putc(&t, '}');
+            print_line(&t);
+        }
+    }
+    if (json)
+        printf("{\"summary\":true,\"dropped\":%zu,\"kept_in\":\"%s\"}\n", l.n, DLQ_DROPPED_KEY);
+    else if (l.n == 0)
+        printf("dlq drop: nothing to drop\n");
+    else
+        printf("dlq drop: %zu dead entr%s dropped, kept in %s with the reason; the complaint "
+               "stays marked parked (its figures are incomplete until a rebuild)\n",
+               l.n, l.n == 1 ? "y" : "ies", DLQ_DROPPED_KEY);
+    goto out_free;
+out_fail:
+    rc = fail(&d);
+out_free:
+    list_release(&l);
+    kv_free(d.kv);
+    return rc;
+}
