@@ -11,64 +11,22 @@
  * The dead streams are read in pages (XRANGE ... COUNT), never with KEYS or SCAN; what a command
  * works on is at most DLQ_MAX_ENTRIES entries. No command runs a script: the dead stream, the
  * event stream and the tenant's mark live in different cluster slots, so each step is a command
- * of its own, ordered so that a crash or a concurrent park loses nothing (see replay()).
+ * of its own, ordered so that a crash or a concurrent park loses nothing (see cli_run_dlq_replay in
+ * dlq_act.c). This file reads: the pages, the options, list and show.
  */
-#include "tally_int.h"
-#include "tally_text.h"
+#include "dlq_int.h"
 
 #include "cfg.h"
 #include "ident.h"
-#include "kv.h"
-#include "log.h"
 #include "now.h"
 #include "stream.h"
-#include "tally/v1/events.pb-c.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define DLQ_PAGE        200    /* entries per XRANGE */
-#define DLQ_MAX_ENTRIES 100000 /* entries one command holds in memory */
-#define DLQ_XDEL_BATCH  100    /* ids per XDEL */
-#define DLQ_REDIS_MS    10000  /* connect and reply timeout */
-#define DLQ_LINE_LIMIT  (1u << 20)
-#define DLQ_DROPPED_KEY "tally:dlq:dropped"
-
-/* One dead entry as read from tally:dead:<p>. */
-typedef struct dlq_entry {
-    int part;
-    char dead_id[48], orig_id[48];
-    char *tenant, *reason;      /* "" when absent; owned */
-    int64_t complaint, version; /* 0 when absent (reference data, undecodable bytes) */
-    uint8_t *e;                 /* the envelope bytes; owned */
-    size_t elen;
-    Tally__V1__EventEnvelope *env; /* e decoded, or NULL; owned */
-} dlq_entry;
-
-typedef struct dlq_list {
-    dlq_entry *v;
-    size_t n, cap;
-} dlq_list;
-
-/* Which dead entries a command works on. */
-typedef struct dlq_filter {
-    const char *tenant;  /* NULL: any */
-    int64_t complaint;   /* 0: any */
-    const char *dead_id; /* NULL: any */
-    int part_lo, part_hi;
-} dlq_filter;
-
-/* A command's Redis and what it says when it fails. */
-typedef struct dlq {
-    const cli *c;
-    kv_conn *kv;
-    int partitions;
-    char err[512];
-} dlq;
-
-static void entry_release(dlq_entry *e)
+void dlq_entry_release(dlq_entry *e)
 {
     free(e->tenant);
     free(e->reason);
@@ -77,10 +35,10 @@ static void entry_release(dlq_entry *e)
         tally__v1__event_envelope__free_unpacked(e->env, NULL);
 }
 
-static void list_release(dlq_list *l)
+void dlq_list_release(dlq_list *l)
 {
     for (size_t i = 0; i < l->n; i++)
-        entry_release(&l->v[i]);
+        dlq_entry_release(&l->v[i]);
     free(l->v);
     memset(l, 0, sizeof(*l));
 }
@@ -92,7 +50,7 @@ static bool list_push(dlq_list *l, dlq_entry *e)
         size_t cap = l->cap ? 2 * l->cap : 64;
         dlq_entry *v = realloc(l->v, cap * sizeof(*v));
         if (!v) {
-            entry_release(e);
+            dlq_entry_release(e);
             return false;
         }
         l->v = v;
@@ -103,7 +61,7 @@ static bool list_push(dlq_list *l, dlq_entry *e)
 }
 
 /* A command's reply, or NULL with d->err set (an I/O error, or an error reply). */
-static redisReply *run(dlq *d, int argc, const char **argv, const size_t *lens)
+redisReply *dlq_run(dlq *d, int argc, const char **argv, const size_t *lens)
 {
     redisContext *ctx = kv_ctx(d->kv);
     redisReply *r = ctx ? redisCommandArgv(ctx, argc, argv, lens) : NULL;
@@ -121,13 +79,13 @@ static redisReply *run(dlq *d, int argc, const char **argv, const size_t *lens)
     return r;
 }
 
-/* run() of NUL-terminated arguments. */
-static redisReply *run_str(dlq *d, int argc, const char **argv)
+/* dlq_run() of NUL-terminated arguments. */
+redisReply *dlq_run_str(dlq *d, int argc, const char **argv)
 {
     size_t lens[16];
     for (int i = 0; i < argc && i < 16; i++)
         lens[i] = strlen(argv[i]);
-    return run(d, argc, argv, lens);
+    return dlq_run(d, argc, argv, lens);
 }
 
 static int64_t to_i64(const char *s)
@@ -198,7 +156,7 @@ static bool wanted(const dlq_filter *f, const dlq_entry *e)
  * Appends the dead entries that f selects, partition by partition in dead-stream order, paging
  * with XRANGE (an exclusive start after the first page). 0, or -1 with d->err.
  */
-static int scan(dlq *d, const dlq_filter *f, dlq_list *out)
+int dlq_scan(dlq *d, const dlq_filter *f, dlq_list *out)
 {
     for (int p = f->part_lo; p <= f->part_hi; p++) {
         char key[STREAM_KEY_MAX], start[64] = "-", count[16];
@@ -209,7 +167,7 @@ static int scan(dlq *d, const dlq_filter *f, dlq_list *out)
         for (;;) {
             const char *argv[] = { "XRANGE", key,  start, f->dead_id ? f->dead_id : "+",
                                    "COUNT",  count };
-            redisReply *r = run_str(d, 6, argv);
+            redisReply *r = dlq_run_str(d, 6, argv);
             if (!r)
                 return -1;
             size_t got = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
@@ -220,12 +178,12 @@ static int scan(dlq *d, const dlq_filter *f, dlq_list *out)
                     r->element[i]->elements == 2)
                     snprintf(start, sizeof(start), "(%s", r->element[i]->element[0]->str);
                 if (!ok || !wanted(f, &e)) {
-                    entry_release(&e);
+                    dlq_entry_release(&e);
                     continue;
                 }
                 if (out->n >= DLQ_MAX_ENTRIES || !list_push(out, &e)) {
                     if (out->n >= DLQ_MAX_ENTRIES)
-                        entry_release(&e);
+                        dlq_entry_release(&e);
                     freeReplyObject(r);
                     snprintf(d->err, sizeof(d->err),
                              "more than %d dead entries selected (or out of memory): narrow it "
@@ -249,7 +207,7 @@ static int scan(dlq *d, const dlq_filter *f, dlq_list *out)
  * --partition, --id). need_target: --tenant with --complaint, or --id, is required. EXIT_OK,
  * or a usage error (printed).
  */
-static int setup(const cli *c, dlq *d, dlq_filter *f, bool need_target)
+int dlq_setup(const cli *c, dlq *d, dlq_filter *f, bool need_target)
 {
     cfg_redis redis;
     int64_t n;
@@ -314,7 +272,7 @@ static int setup(const cli *c, dlq *d, dlq_filter *f, bool need_target)
 }
 
 /* Prints d->err as the command's failure; returns EXIT_FAIL. */
-static int fail(dlq *d)
+int dlq_fail(dlq *d)
 {
     fprintf(stderr, "%s: Redis: %s\n", d->c->prog, d->err);
     return EXIT_FAIL;
@@ -346,7 +304,7 @@ static void put_safe(tx_buf *b, const char *s)
 }
 
 /* Prints b and a newline; EXIT_FAIL when it was too long to build. */
-static int print_line(tx_buf *b)
+int dlq_print_line(tx_buf *b)
 {
     int rc = b->full ? EXIT_FAIL : EXIT_OK;
     if (b->full)
@@ -367,7 +325,7 @@ static char *mark_of(dlq *d, const char *tenant, int64_t complaint, bool *failed
     snprintf(key, sizeof(key), "{t:%s}:parked", tenant);
     snprintf(field, sizeof(field), "%" PRId64, complaint);
     const char *argv[] = { "HGET", key, field };
-    redisReply *r = run_str(d, 3, argv);
+    redisReply *r = dlq_run_str(d, 3, argv);
     if (!r) {
         *failed = true;
         return NULL;
@@ -378,10 +336,13 @@ static char *mark_of(dlq *d, const char *tenant, int64_t complaint, bool *failed
 }
 
 /* The common fields of an entry as JSON members (after "{"). */
-static void json_entry_head(tx_buf *b, const dlq_entry *e, int64_t now)
+void dlq_json_entry_head(tx_buf *b, const dlq_entry *e, int64_t now)
 {
-    tx_printf(b, "\"partition\":%d,\"dead_id\":\"%s\",\"id\":\"%s\",\"tenant\":", e->part,
-              e->dead_id, e->orig_id);
+    tx_printf(b, "\"partition\":%d,\"dead_id\":", e->part);
+    tx_json_str(b, e->dead_id);
+    tx_puts(b, ",\"id\":");
+    tx_json_str(b, e->orig_id);
+    tx_puts(b, ",\"tenant\":");
     tx_json_str(b, e->tenant);
     tx_printf(b, ",\"complaint\":%" PRId64 ",\"version\":%" PRId64 ",\"type\":\"%s\",\"reason\":",
               e->complaint, e->version, type_name(e));
@@ -393,12 +354,12 @@ static void json_entry_head(tx_buf *b, const dlq_entry *e, int64_t now)
 /* ---- tally dlq list ----------------------------------------------------------------------- */
 
 /* Whether a and b are of one complaint (reference and undecodable entries are each alone). */
-static bool same_complaint(const dlq_entry *a, const dlq_entry *b)
+bool dlq_same_complaint(const dlq_entry *a, const dlq_entry *b)
 {
     return a->complaint > 0 && a->complaint == b->complaint && strcmp(a->tenant, b->tenant) == 0;
 }
 
-static int by_complaint(const void *x, const void *y)
+int dlq_by_complaint(const void *x, const void *y)
 {
     const dlq_entry *a = x, *b = y;
     int c = strcmp(a->tenant, b->tenant);
@@ -424,7 +385,7 @@ static long list_marks_without_entries(dlq *d, const dlq_filter *f, const dlq_li
     char key[IDENT_MAX + 16];
     snprintf(key, sizeof(key), "{t:%s}:parked", f->tenant);
     const char *argv[] = { "HGETALL", key };
-    redisReply *r = run_str(d, 2, argv);
+    redisReply *r = dlq_run_str(d, 2, argv);
     if (!r)
         return -1;
     long n = 0;
@@ -451,7 +412,7 @@ static long list_marks_without_entries(dlq *d, const dlq_filter *f, const dlq_li
             tx_puts(&b, ") without dead entries: dropped, or a park in progress; its figures "
                         "stay frozen until a rebuild");
         }
-        print_line(&b);
+        dlq_print_line(&b);
     }
     freeReplyObject(r);
     return n;
@@ -463,20 +424,20 @@ int cli_run_dlq_list(const cli *c)
     dlq_filter f;
     dlq_list l = { 0 };
     bool json = cli_has(c, OPT_JSON), failed = false;
-    int rc = setup(c, &d, &f, false);
+    int rc = dlq_setup(c, &d, &f, false);
     if (rc)
         return rc;
-    if (scan(&d, &f, &l) != 0) {
-        rc = fail(&d);
+    if (dlq_scan(&d, &f, &l) != 0) {
+        rc = dlq_fail(&d);
         goto out_free;
     }
-    qsort(l.v, l.n, sizeof(*l.v), by_complaint);
+    qsort(l.v, l.n, sizeof(*l.v), dlq_by_complaint);
     int64_t now = now_wall_ms(), oldest = 0;
     long complaints = 0, marked = 0, bare = 0;
     char *mark = NULL;
     for (size_t i = 0; i < l.n && !failed; i++) {
         const dlq_entry *e = &l.v[i];
-        if (i == 0 || !same_complaint(&l.v[i - 1], e)) {
+        if (i == 0 || !dlq_same_complaint(&l.v[i - 1], e)) {
             free(mark);
             mark = mark_of(&d, e->tenant, e->complaint, &failed);
             complaints++;
@@ -489,7 +450,7 @@ int cli_run_dlq_list(const cli *c)
         tx_init(&b, DLQ_LINE_LIMIT);
         if (json) {
             tx_putc(&b, '{');
-            json_entry_head(&b, e, now);
+            dlq_json_entry_head(&b, e, now);
             tx_printf(&b, ",\"marked\":%s,\"parked_reason\":", mark ? "true" : "false");
             if (mark)
                 tx_json_str(&b, mark);
@@ -505,14 +466,14 @@ int cli_run_dlq_list(const cli *c)
             put_safe(&b, e->reason);
             tx_printf(&b, " [dead entry %s of tally:dead:%d]", e->dead_id, e->part);
         }
-        print_line(&b);
+        dlq_print_line(&b);
     }
     free(mark);
     if (!failed && f.tenant && !f.dead_id &&
         (bare = list_marks_without_entries(&d, &f, &l, json)) < 0)
         failed = true;
     if (failed) {
-        rc = fail(&d);
+        rc = dlq_fail(&d);
         goto out_free;
     }
     char age[32];
@@ -520,8 +481,9 @@ int cli_run_dlq_list(const cli *c)
         printf("{\"summary\":true,\"dead_entries\":%zu,\"complaints\":%ld,\"marked\":%ld,"
                "\"marked_without_entries\":%ld,\"oldest_parked_ms\":%" PRId64 "}\n",
                l.n, complaints, marked, bare, oldest);
-    else if (l.n == 0 && bare == 0)
-        printf("dlq: no dead entries\n");
+    else if (l.n == 0)
+        printf("dlq: no dead entries%s\n",
+               bare ? "; marked complaints without dead entries are listed above" : "");
     else
         printf("dlq: %zu dead entr%s of %ld complaint%s (%ld marked parked), oldest parked %s "
                "ago; %ld marked complaint%s without dead entries\n",
@@ -529,7 +491,7 @@ int cli_run_dlq_list(const cli *c)
                l.n ? tx_duration((double)(now - oldest) / 1000.0, age, sizeof(age)) : "-", bare,
                bare == 1 ? "" : "s");
 out_free:
-    list_release(&l);
+    dlq_list_release(&l);
     kv_free(d.kv);
     return rc;
 }
@@ -626,7 +588,7 @@ static void show_entry(const dlq_entry *e, const char *mark, bool json, int64_t 
     tx_init(&b, DLQ_LINE_LIMIT);
     if (json) {
         tx_putc(&b, '{');
-        json_entry_head(&b, e, now);
+        dlq_json_entry_head(&b, e, now);
         tx_printf(&b, ",\"bytes\":%zu,\"marked\":%s,\"parked_reason\":", e->elen,
                   mark ? "true" : "false");
         if (mark)
@@ -652,7 +614,7 @@ static void show_entry(const dlq_entry *e, const char *mark, bool json, int64_t 
             tx_puts(&b, "null,\"body\":null");
         }
         tx_putc(&b, '}');
-        print_line(&b);
+        dlq_print_line(&b);
         return;
     }
     tx_printf(&b,
@@ -683,7 +645,7 @@ static void show_entry(const dlq_entry *e, const char *mark, bool json, int64_t 
     } else if (e->env) {
         tx_puts(&b, "\n  body: none, or one this build does not know");
     }
-    print_line(&b);
+    dlq_print_line(&b);
 }
 
 int cli_run_dlq_show(const cli *c)
@@ -692,14 +654,14 @@ int cli_run_dlq_show(const cli *c)
     dlq_filter f;
     dlq_list l = { 0 };
     bool json = cli_has(c, OPT_JSON), failed = false;
-    int rc = setup(c, &d, &f, true);
+    int rc = dlq_setup(c, &d, &f, true);
     if (rc)
         return rc;
-    if (scan(&d, &f, &l) != 0) {
-        rc = fail(&d);
+    if (dlq_scan(&d, &f, &l) != 0) {
+        rc = dlq_fail(&d);
         goto out_free;
     }
-    qsort(l.v, l.n, sizeof(*l.v), by_complaint);
+    qsort(l.v, l.n, sizeof(*l.v), dlq_by_complaint);
     int64_t now = now_wall_ms();
     for (size_t i = 0; i < l.n && !failed; i++) {
         char *mark = mark_of(&d, l.v[i].tenant, l.v[i].complaint, &failed);
@@ -707,296 +669,14 @@ int cli_run_dlq_show(const cli *c)
         free(mark);
     }
     if (failed) {
-        rc = fail(&d);
+        rc = dlq_fail(&d);
     } else if (l.n == 0) {
         fprintf(stderr, "%s: no dead entry %s%s\n", c->prog, f.dead_id ? f.dead_id : "of ",
                 f.dead_id ? "" : "that complaint");
         rc = EXIT_FAIL;
     }
 out_free:
-    list_release(&l);
-    kv_free(d.kv);
-    return rc;
-}
-
-/* ---- tally dlq replay --------------------------------------------------------------------- */
-
-/* Whether e can go back on its stream: a tenant id that can name keys (an entry without one,
-   undecodable or of a malformed tenant, would only be parked again: drop it with --id). */
-static bool replayable(const dlq_entry *e)
-{
-    return ident_check(e->tenant) == IDENT_OK;
-}
-
-static int by_tenant_complaint(const void *x, const void *y)
-{
-    const dlq_entry *a = x, *b = y;
-    int c = strcmp(a->tenant, b->tenant);
-    return c ? c : (a->complaint > b->complaint) - (a->complaint < b->complaint);
-}
-
-/* XDELs the dead entries of l (from partition part) in batches. 0, or -1 with d->err. */
-static int xdel_part(dlq *d, const dlq_list *l, int part)
-{
-    char key[STREAM_KEY_MAX];
-    const char *argv[DLQ_XDEL_BATCH + 2] = { "XDEL", key };
-    int n = 2;
-    stream_dead_key(part, key, sizeof(key));
-    for (size_t i = 0; i <= l->n; i++) {
-        if (i < l->n && l->v[i].part == part)
-            argv[n++] = l->v[i].dead_id;
-        if (n > 2 && (n == DLQ_XDEL_BATCH + 2 || i == l->n)) {
-            size_t lens[DLQ_XDEL_BATCH + 2];
-            for (int k = 0; k < n; k++)
-                lens[k] = strlen(argv[k]);
-            redisReply *r = run(d, n, argv, lens);
-            if (!r)
-                return -1;
-            freeReplyObject(r);
-            n = 2;
-        }
-    }
-    return 0;
-}
-
-static int xdel_all(dlq *d, const dlq_list *l, const dlq_filter *f)
-{
-    for (int p = f->part_lo; p <= f->part_hi; p++)
-        if (xdel_part(d, l, p) != 0)
-            return -1;
-    return 0;
-}
-
-/*
- * Replays the selected complaints' parked events. The steps, each one command (the mark, the
- * dead stream and the event stream are in three cluster slots, so no script can span them):
- *
- *   1. read the dead entries (A): the complaints to replay are those A names;
- *   2. HDEL each of them from {t:T}:parked, so that the projector applies their events again;
- *   3. read the dead entries again (B), keeping those of the complaints unmarked in 2: this
- *      takes in what the projector parked between 1 and 2 (an event it had found marked);
- *   4. XADD B's envelopes to tally:events:<p> in each complaint's version order (not the dead
- *      stream's), one entry per version;
- *   5. XDEL B's dead entries, and only those.
- *
- * Once: a second replay reads no entry and does nothing. No loop: an event that fails again is
- * parked again by the projector as a new dead entry (and marks its complaint again), which
- * this run never reads, having read B before. What a crash or a concurrent park leaves:
- *   - after 2, before 4: the complaint is unmarked with its events still dead; its next event
- *     is a gap, parked again after the gap timeout (marking it again, visible in
- *     freshness.parked_complaints and in `tally dlq list`); the next replay takes them all.
- *   - after 4, before or during 5: events both on the stream and dead; the next replay adds
- *     them again and the projector drops the copies by version. Nothing is applied twice.
- *   - the projector parked an event of the complaint just after 2 (its apply had said PARKED
- *     before the HDEL) and marked it again: the replayed events are parked behind that mark,
- *     as new dead entries. Nothing is lost; `tally dlq list` shows them and a replay fixes it.
- * Nothing is ever deleted before it is on the stream.
- */
-int cli_run_dlq_replay(const cli *c)
-{
-    dlq d;
-    dlq_filter f;
-    dlq_list a = { 0 }, b = { 0 };
-    bool json = cli_has(c, OPT_JSON);
-    size_t skipped = 0, added = 0, complaints = 0;
-    int rc = setup(c, &d, &f, false);
-    if (rc)
-        return rc;
-    if (scan(&d, &f, &a) != 0)
-        goto out_fail;
-    qsort(a.v, a.n, sizeof(*a.v), by_complaint);
-    for (size_t i = 0; i < a.n; i++) {
-        const dlq_entry *e = &a.v[i];
-        skipped += !replayable(e);
-        if (!replayable(e) || e->complaint < 1 || (i > 0 && same_complaint(&a.v[i - 1], e)))
-            continue;
-        char key[IDENT_MAX + 16], field[24];
-        snprintf(key, sizeof(key), "{t:%s}:parked", e->tenant);
-        snprintf(field, sizeof(field), "%" PRId64, e->complaint);
-        const char *argv[] = { "HDEL", key, field };
-        redisReply *r = run_str(&d, 3, argv);
-        if (!r)
-            goto out_fail;
-        freeReplyObject(r);
-    }
-    if (a.n > skipped && scan(&d, &f, &b) != 0)
-        goto out_fail;
-    size_t keep = 0;
-    for (size_t i = 0; i < b.n; i++) {
-        dlq_entry *e = &b.v[i];
-        bool ok = replayable(e) && (e->complaint < 1 || bsearch(e, a.v, a.n, sizeof(*a.v),
-                                                                by_tenant_complaint) != NULL);
-        if (ok)
-            b.v[keep++] = *e;
-        else
-            entry_release(e);
-    }
-    b.n = keep;
-    qsort(b.v, b.n, sizeof(*b.v), by_complaint);
-    for (size_t i = 0; i < b.n; i++) {
-        const dlq_entry *e = &b.v[i];
-        bool first = i == 0 || !same_complaint(&b.v[i - 1], e);
-        complaints += first && e->complaint > 0;
-        if (!first && b.v[i - 1].version == e->version)
-            continue; /* the same version parked twice (a republish): once is enough */
-        char key[STREAM_KEY_MAX];
-        stream_key(e->part, key, sizeof(key));
-        const char *argv[] = { "XADD", key, "*", STREAM_FIELD_EVENT, (const char *)e->e };
-        size_t lens[] = { 4, strlen(key), 1, strlen(STREAM_FIELD_EVENT), e->elen };
-        redisReply *r = run(&d, 5, argv, lens);
-        if (!r)
-            goto out_fail;
-        freeReplyObject(r);
-        added++;
-        if (!json)
-            continue;
-        tx_buf t;
-        tx_init(&t, DLQ_LINE_LIMIT);
-        tx_puts(&t, "{\"replayed\":true,");
-        json_entry_head(&t, e, now_wall_ms());
-        tx_putc(&t, '}');
-        print_line(&t);
-    }
-    if (xdel_all(&d, &b, &f) != 0)
-        goto out_fail;
-    if (json)
-        printf("{\"summary\":true,\"replayed\":%zu,\"complaints\":%zu,\"dead_entries_removed\":%zu,"
-               "\"not_replayable\":%zu}\n",
-               added, complaints, b.n, skipped);
-    else if (b.n == 0)
-        printf("dlq replay: nothing to replay%s\n",
-               skipped ? " (only entries without a valid tenant: drop them with --id)" : "");
-    else
-        printf("dlq replay: %zu event%s of %zu complaint%s back on their streams in version order, "
-               "%zu dead entr%s removed; the projector applies them (an event that fails again "
-               "is parked again: tally dlq list)\n",
-               added, added == 1 ? "" : "s", complaints, complaints == 1 ? "" : "s", b.n,
-               b.n == 1 ? "y" : "ies");
-    if (skipped && b.n)
-        printf("dlq replay: %zu dead entr%s without a valid tenant left alone (drop them with "
-               "--id)\n",
-               skipped, skipped == 1 ? "y" : "ies");
-    goto out_free;
-out_fail:
-    rc = fail(&d);
-out_free:
-    list_release(&a);
-    list_release(&b);
-    kv_free(d.kv);
-    return rc;
-}
-
-/* ---- tally dlq drop ----------------------------------------------------------------------- */
-
-/* Copies e into DLQ_DROPPED_KEY with why, who and when. 0, or -1 with d->err. */
-static int keep_dropped(dlq *d, const dlq_entry *e, const char *why, const char *who, int64_t now)
-{
-    char part[16], complaint[24], version[24], when[24];
-    snprintf(part, sizeof(part), "%d", e->part);
-    snprintf(complaint, sizeof(complaint), "%" PRId64, e->complaint);
-    snprintf(version, sizeof(version), "%" PRId64, e->version);
-    snprintf(when, sizeof(when), "%" PRId64, now);
-    const char *argv[] = { "XADD",
-                           DLQ_DROPPED_KEY,
-                           "*",
-                           STREAM_FIELD_EVENT,
-                           (const char *)(e->e ? e->e : (const uint8_t *)""),
-                           "dead_id",
-                           e->dead_id,
-                           "partition",
-                           part,
-                           "id",
-                           e->orig_id,
-                           "tenant",
-                           e->tenant,
-                           "complaint",
-                           complaint,
-                           "version",
-                           version,
-                           "reason",
-                           e->reason,
-                           "drop_reason",
-                           why,
-                           "operator",
-                           who,
-                           "dropped_ms",
-                           when };
-    enum { N = sizeof(argv) / sizeof(argv[0]) };
-    size_t lens[N];
-    for (int i = 0; i < N; i++)
-        lens[i] = i == 4 ? e->elen : strlen(argv[i]);
-    redisReply *r = run(d, N, argv, lens);
-    if (!r)
-        return -1;
-    freeReplyObject(r);
-    return 0;
-}
-
-/*
- * Drops the selected dead entries: each is first copied, with the drop's reason, operator and
- * time, into tally:dlq:dropped (kept: nothing trims it), then XDELed from its dead stream, and
- * logged as a JSON line on stderr. A crash between the two leaves the entry in both: a second
- * drop copies it again (the copies name the same dead_id). The complaint's mark in
- * {t:T}:parked stays: its read model is frozen at the event before the parked one and misses
- * the dropped events, so freshness.parked_complaints keeps saying so (and its later events are
- * parked behind it, not applied over the hole) until a rebuild from PostgreSQL makes it whole.
- */
-int cli_run_dlq_drop(const cli *c)
-{
-    dlq d;
-    dlq_filter f;
-    dlq_list l = { 0 };
-    bool json = cli_has(c, OPT_JSON);
-    const char *why = cli_get(c, OPT_REASON), *who = cli_env("USER");
-    if (!why || !why[0])
-        return cli_usage_error(c, "--reason is required: why these events are dropped (it is "
-                                  "kept with them)");
-    int rc = setup(c, &d, &f, true);
-    if (rc)
-        return rc;
-    if (!who)
-        who = "unknown";
-    if (scan(&d, &f, &l) != 0)
-        goto out_fail;
-    log_init("tally", LOG_INFO);
-    int64_t now = now_wall_ms();
-    for (size_t i = 0; i < l.n; i++) {
-        const dlq_entry *e = &l.v[i];
-        dlq_list one = { (dlq_entry *)e, 1, 1 };
-        if (keep_dropped(&d, e, why, who, now) != 0 || xdel_part(&d, &one, e->part) != 0)
-            goto out_fail;
-        log_warn("dead letter dropped", LOG_STR("tenant", e->tenant),
-                 LOG_INT("complaint", e->complaint), LOG_INT("version", e->version),
-                 LOG_STR("dead_id", e->dead_id), LOG_INT("partition", e->part),
-                 LOG_STR("id", e->orig_id), LOG_STR("reason", e->reason),
-                 LOG_STR("drop_reason", why), LOG_STR("operator", who),
-                 LOG_STR("kept_in", DLQ_DROPPED_KEY));
-        if (json) {
-            tx_buf t;
-            tx_init(&t, DLQ_LINE_LIMIT);
-            tx_puts(&t, "{\"dropped\":true,");
-            json_entry_head(&t, e, now);
-            tx_puts(&t, ",\"drop_reason\":");
-            tx_json_str(&t, why);
-            tx_puts(&t, ",\"operator\":");
-            tx_json_str(&t, who);
-            tx_putc(&t, '}');
-            print_line(&t);
-        }
-    }
-    if (json)
-        printf("{\"summary\":true,\"dropped\":%zu,\"kept_in\":\"%s\"}\n", l.n, DLQ_DROPPED_KEY);
-    else if (l.n == 0)
-        printf("dlq drop: nothing to drop\n");
-    else
-        printf("dlq drop: %zu dead entr%s dropped, kept in %s with the reason; the complaint "
-               "stays marked parked (its figures are incomplete until a rebuild)\n",
-               l.n, l.n == 1 ? "y" : "ies", DLQ_DROPPED_KEY);
-    goto out_free;
-out_fail:
-    rc = fail(&d);
-out_free:
-    list_release(&l);
+    dlq_list_release(&l);
     kv_free(d.kv);
     return rc;
 }

@@ -4,8 +4,8 @@
  * main.c holds the commands and their help, and parses the command line into a cli (global
  * options, the subcommand, and every option given, in order) for the command to run; opts.c
  * the options and what a command reads of them; call.c the calls to the services; cmd.c the
- * small commands; dash.c the dashboard and its watch loop; verify.c `tally verify`; dlq.c `tally
- * dlq`. Nothing calls back into main.c.
+ * small commands; dash.c the dashboard and its watch loop; verify.c `tally verify`; dlq.c and
+ * dlq_act.c `tally dlq`. Nothing calls back into main.c.
  *
  * Exit codes: 0 done, 1 the call failed (printed as "tally: <CODE>: <details>"), 2 a usage
  * error (printed with a pointer to --help). A command returns its exit code.
