@@ -207,7 +207,7 @@ int dlq_scan(dlq *d, const dlq_filter *f, dlq_list *out)
  * --partition, --id). need_target: --tenant with --complaint, or --id, is required. EXIT_OK,
  * or a usage error (printed).
  */
-int dlq_setup(const cli *c, dlq *d, dlq_filter *f, bool need_target)
+static int setup(const cli *c, dlq *d, dlq_filter *f, bool need_target)
 {
     cfg_redis redis;
     int64_t n;
@@ -271,7 +271,6 @@ int dlq_setup(const cli *c, dlq *d, dlq_filter *f, bool need_target)
     return EXIT_OK;
 }
 
-/* Prints d->err as the command's failure; returns EXIT_FAIL. */
 int dlq_fail(dlq *d)
 {
     fprintf(stderr, "%s: Redis: %s\n", d->c->prog, d->err);
@@ -418,20 +417,30 @@ static long list_marks_without_entries(dlq *d, const dlq_filter *f, const dlq_li
     return n;
 }
 
+int dlq_open(const cli *c, dlq *d, dlq_filter *f, dlq_list *l, bool need_target)
+{
+    int rc = setup(c, d, f, need_target);
+    if (rc)
+        return rc;
+    if (dlq_scan(d, f, l) != 0) {
+        rc = dlq_fail(d);
+        dlq_list_release(l);
+        kv_free(d->kv);
+        return rc;
+    }
+    qsort(l->v, l->n, sizeof(*l->v), dlq_by_complaint);
+    return EXIT_OK;
+}
+
 int cli_run_dlq_list(const cli *c)
 {
     dlq d;
     dlq_filter f;
     dlq_list l = { 0 };
     bool json = cli_has(c, OPT_JSON), failed = false;
-    int rc = dlq_setup(c, &d, &f, false);
+    int rc = dlq_open(c, &d, &f, &l, false);
     if (rc)
         return rc;
-    if (dlq_scan(&d, &f, &l) != 0) {
-        rc = dlq_fail(&d);
-        goto out_free;
-    }
-    qsort(l.v, l.n, sizeof(*l.v), dlq_by_complaint);
     int64_t now = now_wall_ms(), oldest = 0;
     long complaints = 0, marked = 0, bare = 0;
     char *mark = NULL;
@@ -654,14 +663,9 @@ int cli_run_dlq_show(const cli *c)
     dlq_filter f;
     dlq_list l = { 0 };
     bool json = cli_has(c, OPT_JSON), failed = false;
-    int rc = dlq_setup(c, &d, &f, true);
+    int rc = dlq_open(c, &d, &f, &l, true);
     if (rc)
         return rc;
-    if (dlq_scan(&d, &f, &l) != 0) {
-        rc = dlq_fail(&d);
-        goto out_free;
-    }
-    qsort(l.v, l.n, sizeof(*l.v), dlq_by_complaint);
     int64_t now = now_wall_ms();
     for (size_t i = 0; i < l.n && !failed; i++) {
         char *mark = mark_of(&d, l.v[i].tenant, l.v[i].complaint, &failed);
@@ -675,7 +679,6 @@ int cli_run_dlq_show(const cli *c)
                 f.dead_id ? "" : "that complaint");
         rc = EXIT_FAIL;
     }
-out_free:
     dlq_list_release(&l);
     kv_free(d.kv);
     return rc;

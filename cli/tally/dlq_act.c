@@ -99,12 +99,9 @@ int cli_run_dlq_replay(const cli *c)
     dlq_list a = { 0 }, b = { 0 };
     bool json = cli_has(c, OPT_JSON);
     size_t skipped = 0, added = 0, complaints = 0;
-    int rc = dlq_setup(c, &d, &f, false);
+    int rc = dlq_open(c, &d, &f, &a, false);
     if (rc)
         return rc;
-    if (dlq_scan(&d, &f, &a) != 0)
-        goto out_fail;
-    qsort(a.v, a.n, sizeof(*a.v), dlq_by_complaint);
     for (size_t i = 0; i < a.n; i++) {
         const dlq_entry *e = &a.v[i];
         skipped += !replayable(e);
@@ -251,13 +248,11 @@ int cli_run_dlq_drop(const cli *c)
     if (!why || !why[0])
         return cli_usage_error(c, "--reason is required: why these events are dropped (it is "
                                   "kept with them)");
-    int rc = dlq_setup(c, &d, &f, true);
+    int rc = dlq_open(c, &d, &f, &l, true);
     if (rc)
         return rc;
     if (!who)
         who = "unknown";
-    if (dlq_scan(&d, &f, &l) != 0)
-        goto out_fail;
     log_init("tally", LOG_INFO);
     int64_t now = now_wall_ms();
     for (size_t i = 0; i < l.n; i++) {

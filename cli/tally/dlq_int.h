@@ -64,11 +64,6 @@ redisReply *dlq_run(dlq *d, int argc, const char **argv, const size_t *lens);
 /* dlq_run() of NUL-terminated arguments (at most 16). */
 redisReply *dlq_run_str(dlq *d, int argc, const char **argv);
 
-/*
- * Reads the options into d and f and connects d->kv (free it with kv_free). need_target:
- * --tenant with --complaint, or --id, is required. EXIT_OK, or the exit code (printed).
- */
-int dlq_setup(const cli *c, dlq *d, dlq_filter *f, bool need_target);
 /* Prints d->err as the command's failure; returns EXIT_FAIL. */
 int dlq_fail(dlq *d);
 
@@ -77,6 +72,14 @@ int dlq_fail(dlq *d);
  * pages (XRANGE ... COUNT DLQ_PAGE). 0, or -1 with d->err (also beyond DLQ_MAX_ENTRIES).
  */
 int dlq_scan(dlq *d, const dlq_filter *f, dlq_list *out);
+
+/*
+ * Reads the options into d and f (need_target: --tenant with --complaint, or --id, is
+ * required), connects d->kv (free it with kv_free), and reads the dead entries f selects into
+ * l (dlq_scan) sorted by dlq_by_complaint. EXIT_OK, or the exit code
+ * (printed; nothing left to free).
+ */
+int dlq_open(const cli *c, dlq *d, dlq_filter *f, dlq_list *l, bool need_target);
 
 /* qsort order: tenant, complaint, version, then dead entry id. */
 int dlq_by_complaint(const void *x, const void *y);

@@ -164,10 +164,11 @@ static void expect_listed(const char *out, int64_t c, int64_t v, const char *rea
 }
 
 /* The parked complaint c of tenant 0: v3.. parked after a gap, then v2 parked behind them. */
-static long long park_with_a_gap(int64_t *cp)
+static long long park_with_a_gap(int64_t *cp, char *id)
 {
     pjf_generate(&R, 21, 1, 600, 120);
     int64_t c = *cp = complaint_of(4);
+    snprintf(id, 24, "%lld", (long long)c);
     pjf_start(&R, 0, 0, short_waits);
     add_all_but(ev_find(&R.hist, c, 2));
     wait_dead(versions_from(c, 3));
@@ -180,9 +181,8 @@ static long long park_with_a_gap(int64_t *cp)
 Test(dlq, a_replay_after_the_gap_is_filled_applies_the_parked_events_in_order_once)
 {
     int64_t c;
-    long long n = park_with_a_gap(&c);
     char *out, id[24];
-    snprintf(id, sizeof(id), "%lld", (long long)c);
+    long long n = park_with_a_gap(&c, id);
 
     cr_assert_eq(tally_dlq(&out, "list", "--json", NULL), 0, "list failed:\n%s", out);
     expect_listed(out, c, 2, "behind a parked event");
@@ -222,10 +222,11 @@ Test(dlq, a_replay_after_the_gap_is_filled_applies_the_parked_events_in_order_on
 }
 
 /* v2 of c refused by the projector (priority 9): it and c's later events are parked. */
-static long long park_a_refused_event(int64_t *cp)
+static long long park_a_refused_event(int64_t *cp, char *id)
 {
     pjf_generate(&R, 22, 1, 600, 120);
     int64_t c = *cp = complaint_of(4);
+    snprintf(id, 24, "%lld", (long long)c);
     R.hist.v[ev_find(&R.hist, c, 2)].priority = 9;
     cr_assert_eq(ev_pack(&R.hist.v[ev_find(&R.hist, c, 2)]), 0);
     pjf_start(&R, 0, 0, short_waits);
@@ -252,9 +253,8 @@ static char *dead_ids(void)
 Test(dlq, an_event_that_fails_again_is_parked_again_once_and_replay_returns)
 {
     int64_t c;
-    long long n = park_a_refused_event(&c);
     char *out, id[24];
-    snprintf(id, sizeof(id), "%lld", (long long)c);
+    long long n = park_a_refused_event(&c, id);
     cr_assert_eq(tally_dlq(&out, "show", "--tenant", R.hist.tenants[0], "--complaint", id, NULL), 0,
                  "show failed:\n%s", out);
     cr_expect(strstr(out, "priority=9") && strstr(out, "reason: priority"),
@@ -297,9 +297,8 @@ static char *newest_field(const char *key, const char *field)
 Test(dlq, a_drop_keeps_the_entries_with_its_reason_and_the_complaint_stays_parked)
 {
     int64_t c;
-    long long n = park_a_refused_event(&c);
     char *out, id[24];
-    snprintf(id, sizeof(id), "%lld", (long long)c);
+    long long n = park_a_refused_event(&c, id);
     cr_expect_eq(tally_dlq(&out, "drop", "--tenant", R.hist.tenants[0], "--complaint", id, NULL), 2,
                  "a drop without --reason must be a usage error:\n%s", out);
     free(out);
