@@ -21,11 +21,12 @@
 
 /* ---- tally dlq replay --------------------------------------------------------------------- */
 
-/* Whether e can go back on its stream: a tenant id that can name keys (an entry without one,
-   undecodable or of a malformed tenant, would only be parked again: drop it with --id). */
+/* Whether e can go back on its stream: its envelope bytes and a tenant id that can name keys
+   (an entry without one, undecodable or of a malformed tenant, would only be parked again:
+   drop it with --id). */
 static bool replayable(const dlq_entry *e)
 {
-    return ident_check(e->tenant) == IDENT_OK;
+    return e->e && ident_check(e->tenant) == IDENT_OK;
 }
 
 static int by_tenant_complaint(const void *x, const void *y)
@@ -71,7 +72,8 @@ static int xdel_all(dlq *d, const dlq_list *l, const dlq_filter *f)
  * Replays the selected complaints' parked events. The steps, each one command (the mark, the
  * dead stream and the event stream are in three cluster slots, so no script can span them):
  *
- *   1. read the dead entries (A): the complaints to replay are those A names;
+ *   1. read the dead entries (A): the complaints to replay are those A names (a tenant's
+ *      reference events, complaint 0, have no mark and go back as they are);
  *   2. HDEL each of them from {t:T}:parked, so that the projector applies their events again;
  *   3. read the dead entries again (B), keeping those of the complaints unmarked in 2: this
  *      takes in what the projector parked between 1 and 2 (an event it had found marked);

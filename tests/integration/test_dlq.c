@@ -337,3 +337,55 @@ Test(dlq, a_drop_keeps_the_entries_with_its_reason_and_the_complaint_stays_parke
     cr_expect(r && r->integer == 1, "a replay with nothing to replay unmarked the complaint");
     freeReplyObject(r);
 }
+
+/*
+ * A replay that stopped after its XADDs, before its XDELs (done here by hand: the mark
+ * deleted, the events put back in version order, the dead entries left): the next replay puts
+ * them back again and the projector drops the copies by version, so nothing is applied twice.
+ */
+Test(dlq, a_replay_after_one_that_stopped_before_its_xdel_applies_nothing_twice)
+{
+    int64_t c;
+    char *out, id[24];
+    long long n = park_with_a_gap(&c, id);
+    redisReply *r = redisCommand(R.rc, "HDEL %s %s", tenant_key("parked"), id);
+    freeReplyObject(r);
+    for (int64_t v = 2; v < 2 + n; v++)
+        add_one(ev_find(&R.hist, c, v));
+    R.model = ev_model_new(&R.hist, NULL);
+    pjf_expect_model(&R);
+    cr_assert_eq(num("XLEN %s", EV_DEAD), n, "the dead entries should still be there");
+
+    cr_assert_eq(tally_dlq(&out, "replay", NULL), 0, "replay failed:\n%s", out);
+    free(out);
+    cr_expect_eq(num("XLEN %s", EV_DEAD), 0, "dead entries left after the replay");
+    for (int64_t until = now_mono_ms() + PJF_WAIT_MS;
+         now_mono_ms() < until && pjf_metric(&R, 0, "tally_projector_duplicates_total") < n;)
+        tclock_sleep_ms(50);
+    cr_expect_eq(pjf_metric(&R, 0, "tally_projector_duplicates_total"), (double)n,
+                 "the replayed copies were not all dropped as duplicates");
+    pjf_expect_model(&R);
+    cr_expect_eq(num("HLEN %s", tenant_key("parked")), 0, "complaint marked parked again");
+}
+
+/* Usage errors exit 2 and change nothing; a Redis that does not answer exits 1. */
+Test(dlq, usage_errors_exit_2_and_a_redis_down_exits_1)
+{
+    char *out;
+    cr_expect_eq(tally_dlq(&out, "show", "--complaint", "3", NULL), 2, "%s", out);
+    cr_expect(strstr(out, "--complaint needs --tenant"), "%s", out);
+    free(out);
+    cr_expect_eq(tally_dlq(&out, "show", "--id", "not-an-id", NULL), 2, "%s", out);
+    free(out);
+    cr_expect_eq(tally_dlq(&out, "drop", "--id", "1-0", "--reason", "", NULL), 2, "%s", out);
+    free(out);
+    cr_expect_eq(tally_dlq(&out, "show", "--id", "1-0", NULL), 1, "no such entry: %s", out);
+    free(out);
+    cr_expect_eq(tally_dlq(&out, "list", "--redis-url", "redis://127.0.0.1:1/0", NULL), 1, "%s",
+                 out);
+    cr_expect(strstr(out, "Redis:"), "%s", out);
+    free(out);
+    cr_expect_eq(tally_dlq(&out, "list", NULL), 0, "%s", out);
+    cr_expect(strstr(out, "dlq: no dead entries"), "%s", out);
+    free(out);
+}
