@@ -428,7 +428,8 @@ int dlq_open(const cli *c, dlq *d, dlq_filter *f, dlq_list *l, bool need_target)
         kv_free(d->kv);
         return rc;
     }
-    qsort(l->v, l->n, sizeof(*l->v), dlq_by_complaint);
+    if (l->n > 1)
+        qsort(l->v, l->n, sizeof(*l->v), dlq_by_complaint);
     return EXIT_OK;
 }
 

@@ -131,7 +131,8 @@ int cli_run_dlq_replay(const cli *c)
             dlq_entry_release(e);
     }
     b.n = keep;
-    qsort(b.v, b.n, sizeof(*b.v), dlq_by_complaint);
+    if (b.n > 1)
+        qsort(b.v, b.n, sizeof(*b.v), dlq_by_complaint);
     for (size_t i = 0; i < b.n; i++) {
         const dlq_entry *e = &b.v[i];
         bool first = i == 0 || !dlq_same_complaint(&b.v[i - 1], e);
