@@ -378,25 +378,6 @@ out:
 
 /* ---- the command --------------------------------------------------------------------------- */
 
-/* The partition count: --partitions, else $TALLY_STREAM_PARTITIONS, else 1. */
-static int partitions_of(const cli *c, int *out)
-{
-    int64_t n = 1;
-    const char *env = getenv("TALLY_STREAM_PARTITIONS");
-    int rc = EXIT_OK;
-    if (cli_has(c, OPT_PARTITIONS)) {
-        rc = cli_int(c, OPT_PARTITIONS, 1, STREAM_PARTITIONS_MAX, &n);
-    } else if (env && env[0]) {
-        char *end;
-        n = strtoll(env, &end, 10);
-        if (*end || n < 1 || n > STREAM_PARTITIONS_MAX)
-            rc = cli_usage_error(c, "TALLY_STREAM_PARTITIONS: want 1..%d, not \"%s\"",
-                                 STREAM_PARTITIONS_MAX, env);
-    }
-    *out = (int)n;
-    return rc;
-}
-
 /* Reads everything into r. 0, or an error with err. */
 static int gather(const cli *c, kv_conn *kv, pgx_conn *pg, report *r, char *err, size_t errlen)
 {
@@ -435,7 +416,7 @@ int cli_run_lag(const cli *c)
     if (tenant && ident_check(tenant) != IDENT_OK)
         return cli_usage_error(c, "--tenant: %s, not \"%s\"",
                                ident_problem_text(ident_check(tenant)), tenant);
-    if ((rc = partitions_of(c, &partitions)) || (rc = cli_stores(c, false, &dsn, &redis)))
+    if ((rc = cli_partitions(c, &partitions)) || (rc = cli_stores(c, false, &dsn, &redis)))
         return rc;
     report *r = calloc(1, sizeof(*r));
     kv_conn *kv = kv_new(&redis, c->timeout_ms);

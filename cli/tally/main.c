@@ -19,6 +19,17 @@ typedef struct cmd_def {
     const char *help; /* usage line(s), blank line, description, options */
 } cmd_def;
 
+/* The options every dlq subcommand takes (its help's common part). */
+#define DLQ_COMMON_HELP                                                                      \
+    "  --tenant ID             only this tenant (its partition)\n"                           \
+    "  --complaint N           only this complaint (with --tenant)\n"                        \
+    "  --partition P           only tally:dead:<P>\n"                                        \
+    "  --partitions N          the partition count (default $TALLY_STREAM_PARTITIONS or\n"   \
+    "                          1), as command-svc and the projector have it\n"               \
+    "  --redis-url URL         Redis, redis://host[:port][/db] (default $TALLY_REDIS_URL)\n" \
+    "\n"                                                                                     \
+    "Exit status: 0 done, 1 Redis failing (or, for show, no such entry), 2 a usage error.\n"
+
 static const cmd_def cmds[] = {
     { NULL,
       "dashboard",
@@ -196,6 +207,63 @@ static const cmd_def cmds[] = {
       "  --json                  one JSON object\n"
       "\n"
       "Exit status: 0 read, 1 Redis or PostgreSQL failed, 2 a usage error.\n" },
+    { "dlq",
+      "list",
+      cli_run_dlq_list,
+      { OPT_TENANT, OPT_COMPLAINT, OPT_PARTITION, OPT_PARTITIONS, OPT_REDIS_URL, OPT_JSON },
+      "list the parked events (dead letters)",
+      "usage: tally dlq list [--tenant ID [--complaint N]] [--partition P] [--json]\n"
+      "\n"
+      "Lists the dead entries of tally:dead:<p> (every partition, or the tenant's), grouped by\n"
+      "complaint in version order: tenant, complaint, version, type, how long ago it was\n"
+      "parked, the reason and the dead entry id; whether the complaint is marked parked. With\n"
+      "--tenant, also the tenant's marked complaints without dead entries. Then a summary.\n"
+      "\n"
+      "  --json                  one JSON object per entry, then a summary "
+      "object\n" DLQ_COMMON_HELP },
+    { "dlq",
+      "show",
+      cli_run_dlq_show,
+      { OPT_TENANT, OPT_COMPLAINT, OPT_ID, OPT_PARTITION, OPT_PARTITIONS, OPT_REDIS_URL, OPT_JSON },
+      "show parked events decoded",
+      "usage: tally dlq show (--tenant ID --complaint N | --id DEAD-ID) [--json]\n"
+      "\n"
+      "Prints each dead entry of the complaint (or the one entry) decoded: the reason, the\n"
+      "original entry, the envelope's fields and its body's fields.\n"
+      "\n"
+      "  --id DEAD-ID            one dead entry, by its id in tally:dead:<p>\n"
+      "  --json                  one JSON object per entry\n" DLQ_COMMON_HELP },
+    { "dlq",
+      "replay",
+      cli_run_dlq_replay,
+      { OPT_TENANT, OPT_COMPLAINT, OPT_PARTITION, OPT_PARTITIONS, OPT_REDIS_URL, OPT_JSON },
+      "put parked events back on their streams, once",
+      "usage: tally dlq replay [--tenant ID [--complaint N]] [--json]\n"
+      "\n"
+      "After the cause is fixed: unmarks each complaint that has dead entries (all, the\n"
+      "tenant's, or one), puts its parked events back on tally:events:<p> in version order and\n"
+      "removes their dead entries. The projector applies them; one that fails again is parked\n"
+      "again (a new dead entry), never replayed twice by one run. A second replay finds\n"
+      "nothing and does nothing.\n"
+      "\n"
+      "  --json                  one JSON object per replayed event, then a summary "
+      "object\n" DLQ_COMMON_HELP },
+    { "dlq",
+      "drop",
+      cli_run_dlq_drop,
+      { OPT_TENANT, OPT_COMPLAINT, OPT_ID, OPT_REASON, OPT_PARTITION, OPT_PARTITIONS, OPT_REDIS_URL,
+        OPT_JSON },
+      "give up parked events, keeping them with a reason",
+      "usage: tally dlq drop (--tenant ID --complaint N | --id DEAD-ID) --reason TEXT [--json]\n"
+      "\n"
+      "Removes the complaint's dead entries (or one) after copying each, with the reason, the\n"
+      "time and $USER, to tally:dlq:dropped; logs each as a JSON line on stderr. The complaint\n"
+      "stays marked parked: its figures miss the dropped events until a rebuild.\n"
+      "\n"
+      "  --reason TEXT           why (required; kept with the entries)\n"
+      "  --id DEAD-ID            one dead entry, by its id in tally:dead:<p>\n"
+      "  --json                  one JSON object per dropped entry, then a summary "
+      "object\n" DLQ_COMMON_HELP },
 };
 #define N_CMDS (sizeof(cmds) / sizeof(cmds[0]))
 

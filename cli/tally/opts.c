@@ -6,6 +6,7 @@
 #include "tally_int.h"
 
 #include "cfg.h"
+#include "stream.h"
 
 #include <errno.h>
 #include <math.h>
@@ -55,7 +56,9 @@ static const cli_opt_def opt_defs[] = {
     { "--settle-ms", 0, OPT_SETTLE_MS, true },
     { "--pg-dsn", 0, OPT_PG_DSN, true },
     { "--redis-url", 0, OPT_REDIS_URL, true },
+    { "--partition", 0, OPT_PARTITION, true },
     { "--partitions", 0, OPT_PARTITIONS, true },
+    { "--reason", 0, OPT_REASON, true },
 };
 #define N_OPTS (sizeof(opt_defs) / sizeof(opt_defs[0]))
 
@@ -199,27 +202,50 @@ bad:
                            cli_name(c, id), v ? v : "");
 }
 
-static const char *env_or_null(const char *name)
+const char *cli_env(const char *name)
 {
     const char *v = getenv(name);
     return v && v[0] ? v : NULL;
 }
 
-int cli_stores(const cli *c, bool need_pg, const char **dsn, cfg_redis *redis)
+int cli_redis(const cli *c, cfg_redis *out)
 {
     const char *url = cli_get(c, OPT_REDIS_URL);
-    *dsn = cli_get(c, OPT_PG_DSN);
-    if (!*dsn)
-        *dsn = env_or_null("TALLY_PG_DSN");
-    if (*dsn && !(*dsn)[0])
-        *dsn = NULL;
-    if (!*dsn && need_pg)
-        return cli_usage_error(c, "PostgreSQL: give --pg-dsn or set TALLY_PG_DSN");
-    if (!url && !(url = env_or_null("TALLY_REDIS_URL")))
+    if (!url && !(url = cli_env("TALLY_REDIS_URL")))
         return cli_usage_error(c, "Redis: give --redis-url or set TALLY_REDIS_URL");
-    if (cfg_parse_redis_url(url, redis) != 0)
+    if (cfg_parse_redis_url(url, out) != 0)
         return cli_usage_error(
             c, "%s: want redis://host[:port][/db], not \"%s\"",
             cli_has(c, OPT_REDIS_URL) ? cli_name(c, OPT_REDIS_URL) : "TALLY_REDIS_URL", url);
     return EXIT_OK;
+}
+
+int cli_stores(const cli *c, bool need_pg, const char **dsn, cfg_redis *redis)
+{
+    *dsn = cli_get(c, OPT_PG_DSN);
+    if (!*dsn)
+        *dsn = cli_env("TALLY_PG_DSN");
+    if (*dsn && !(*dsn)[0])
+        *dsn = NULL;
+    if (!*dsn && need_pg)
+        return cli_usage_error(c, "PostgreSQL: give --pg-dsn or set TALLY_PG_DSN");
+    return cli_redis(c, redis);
+}
+
+int cli_partitions(const cli *c, int *out)
+{
+    int64_t n = 1;
+    const char *env = cli_env("TALLY_STREAM_PARTITIONS");
+    int rc = EXIT_OK;
+    if (cli_has(c, OPT_PARTITIONS)) {
+        rc = cli_int(c, OPT_PARTITIONS, 1, STREAM_PARTITIONS_MAX, &n);
+    } else if (env) {
+        char *end;
+        n = strtoll(env, &end, 10);
+        if (*end || n < 1 || n > STREAM_PARTITIONS_MAX)
+            rc = cli_usage_error(c, "TALLY_STREAM_PARTITIONS: want 1..%d, not \"%s\"",
+                                 STREAM_PARTITIONS_MAX, env);
+    }
+    *out = (int)n;
+    return rc;
 }

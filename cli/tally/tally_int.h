@@ -5,8 +5,7 @@
  * options, the subcommand, and every option given, in order) for the command to run; opts.c
  * the options and what a command reads of them; call.c the calls to the services; cmd.c the
  * small commands; dash.c the dashboard and its watch loop; verify.c `tally verify`; lag.c
- * `tally lag`. Nothing
- * calls back into main.c.
+ * `tally lag`; dlq.c and dlq_act.c `tally dlq`. Nothing calls back into main.c.
  *
  * Exit codes: 0 done, 1 the call failed (printed as "tally: <CODE>: <details>"), 2 a usage
  * error (printed with a pointer to --help). A command returns its exit code.
@@ -71,8 +70,10 @@ enum cli_opt {
     OPT_SETTLE_MS,
     OPT_PG_DSN,
     OPT_REDIS_URL,
-    /* lag */
+    /* lag, dlq */
+    OPT_PARTITION,
     OPT_PARTITIONS,
+    OPT_REASON,
     OPT_COUNT
 };
 
@@ -129,12 +130,21 @@ int cli_status(const cli *c, const char *name, const char *value, int *out);
 /* "ID:VERSION", both >= 1. */
 int cli_token(const cli *c, int id, int64_t *complaint, int64_t *version);
 
+/* The environment variable name, or NULL when it is unset or empty. */
+const char *cli_env(const char *name);
+
+/* The Redis of --redis-url, else $TALLY_REDIS_URL, into out (commands that read Redis). */
+int cli_redis(const cli *c, cfg_redis *out);
+
 /*
  * The stores of the commands that read them directly (verify, lag): *dsn from --pg-dsn, else
  * $TALLY_PG_DSN (NULL when neither is set or it is empty: then a usage error if need_pg), and
  * *redis from --redis-url, else $TALLY_REDIS_URL (required). EXIT_OK or a usage error.
  */
 int cli_stores(const cli *c, bool need_pg, const char **dsn, cfg_redis *redis);
+
+/* The stream partitions: --partitions, else $TALLY_STREAM_PARTITIONS, else 1. */
+int cli_partitions(const cli *c, int *out);
 
 /* ---- call.c ---- */
 
@@ -171,5 +181,9 @@ int cli_run_history(const cli *c);
 int cli_run_dashboard(const cli *c);
 int cli_run_verify(const cli *c);
 int cli_run_lag(const cli *c);
+int cli_run_dlq_list(const cli *c);
+int cli_run_dlq_show(const cli *c);
+int cli_run_dlq_replay(const cli *c);
+int cli_run_dlq_drop(const cli *c);
 
 #endif
