@@ -217,4 +217,7 @@ int world_pick_agent(const world_tenant *t, world_rng *r);
 /* Whether t's agent (an index) ever works: its weight is above 0. */
 bool world_agent_works(const world_tenant *t, int agent);
 
+/* The index of t's agent whose id is id (a GetComplaint's assigned_agent_id), or -1. */
+int world_agent_index(const world_tenant *t, const char *id);
+
 #endif

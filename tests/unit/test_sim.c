@@ -278,15 +278,6 @@ static void world_custom(const char *zone, int64_t end_ms, int days, uint64_t se
     world_set_window(&w.tenants[0], seed, end_ms, days);
 }
 
-/* Index of id among the tenant's agents, or -1. */
-static int agent_index(const world_tenant *t, const char *id)
-{
-    for (int a = 0; a < t->nagents; a++)
-        if (strcmp(t->agent_ids[a], id) == 0)
-            return a;
-    return -1;
-}
-
 Test(sim_knobs, a_tenant_of_the_callers_ids_uses_them_by_weight_and_never_one_of_weight_0)
 {
     static gen_complaint c;
@@ -316,7 +307,7 @@ Test(sim_knobs, a_tenant_of_the_callers_ids_uses_them_by_weight_and_never_one_of
             const char *who = s->change_case == TALLY__V1__IMPORTED_STEP__CHANGE_ASSIGNMENT
                                   ? s->assignment->agent_id
                                   : s->status_change->actor;
-            int a = agent_index(t, who);
+            int a = world_agent_index(t, who);
             if (a >= 0)
                 works[a]++;
         }
