@@ -20,6 +20,7 @@
 #include "sim_world.h"
 #include "tally/v1/commands.pb-c.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,6 +43,29 @@ typedef struct gen_complaint {
     char customer[GEN_CUST_MAX];
     int reopens; /* moves back to OPEN in the history */
 } gen_complaint;
+
+/*
+ * The storage of one ImportedComplaint's steps, the caller's: max entries in each array, the
+ * complaint's history pointing at ptrs. gen_imported writes its lives through it, and so do the
+ * tests' hand-built histories (tests/support/imports.c).
+ */
+typedef struct gen_slots {
+    Tally__V1__ImportedStep *steps;
+    Tally__V1__ImportedStep **ptrs;
+    Tally__V1__ImportedAssignment *assignments;
+    Tally__V1__ImportedStatusChange *moves;
+    size_t max;
+} gen_slots;
+
+/*
+ * Appends to m's history (m->history is s->ptrs) an assignment to agent ("" unassigns) or a
+ * move to status by actor with note, at at_ms as given: true, or false when s is full. The
+ * strings are borrowed until m is packed.
+ */
+bool gen_add_assignment(Tally__V1__ImportedComplaint *m, const gen_slots *s, int64_t at_ms,
+                        const char *agent);
+bool gen_add_move(Tally__V1__ImportedComplaint *m, const gen_slots *s, int64_t at_ms, int status,
+                  const char *actor, const char *note);
 
 /* The idempotency key of complaint index of seed: "sim<seed>-<index, 7 digits>". */
 void gen_key(char *buf, size_t len, uint64_t seed, int64_t index);
