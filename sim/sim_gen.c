@@ -37,6 +37,9 @@ static const double resolve_median_ms[5] = { 0, 72 * H, 36 * H, 12 * H, 3 * H };
 #define AUTO_CLOSED  0.55 /* closed by the auto-close job 3 days after the resolution */
 #define AGENT_CLOSED 0.30 /* closed by the agent; the rest stay RESOLVED */
 
+/* An abandoned complaint (world_mix.abandon) is left as it is this long after its creation. */
+#define ABANDONED_MEDIAN_MS (6 * H)
+
 static const char *const closings[] = {
     "Please help.",
     "I would like this sorted out quickly.",
@@ -198,13 +201,17 @@ static int64_t creation_of(const world_tenant *t, world_rng *r, int64_t index, i
     return index == 0 ? t->start_ms : world_sample_time(t, r, incident);
 }
 
-/* The random stream of complaint index of t for seed. */
-static void life_rng(world_rng *r, const world_tenant *t, uint64_t seed, int64_t index)
+/* The random streams of a complaint: its life, and when it is abandoned (world_mix.abandon). */
+enum { STREAM_LIFE = 1000, STREAM_ABANDON = 1 << 30 };
+
+/* The random stream of complaint index of t for seed, for purpose (STREAM_*). */
+static void life_rng(world_rng *r, const world_tenant *t, uint64_t seed, int64_t index,
+                     uint64_t purpose)
 {
     /* The window's length and the zone shape every complaint, complaint 0 included: a rerun
      * with another --days or zone is told apart by its complaint 0 (seed.c). */
     uint64_t days = (uint64_t)((t->end_ms - t->start_ms) / WORLD_DAY_MS);
-    world_rng_init(r, seed, t->key ^ world_hash(t->zone) ^ (days << 40), 1000 + (uint64_t)index);
+    world_rng_init(r, seed, t->key ^ world_hash(t->zone) ^ (days << 40), purpose + (uint64_t)index);
 }
 
 void gen_imported(gen_complaint *c, const world_tenant *t, uint64_t seed, int64_t index)
@@ -212,7 +219,7 @@ void gen_imported(gen_complaint *c, const world_tenant *t, uint64_t seed, int64_
     world_rng r;
     int incident;
     const world_mix *mix = &t->mix;
-    life_rng(&r, t, seed, index);
+    life_rng(&r, t, seed, index, STREAM_LIFE);
 
     tally__v1__imported_complaint__init(&c->msg);
     c->reopens = 0;
@@ -221,7 +228,7 @@ void gen_imported(gen_complaint *c, const world_tenant *t, uint64_t seed, int64_
     if (mix->ties > 1 && index % mix->ties != 0) { /* the time of the first of its group */
         world_rng first;
         int ignored;
-        life_rng(&first, t, seed, index - index % mix->ties);
+        life_rng(&first, t, seed, index - index % mix->ties, STREAM_LIFE);
         created = creation_of(t, &first, index - index % mix->ties, &ignored);
     }
     int category = incident >= 0 ? incident : world_pick_category(t, &r);
@@ -236,10 +243,18 @@ void gen_imported(gen_complaint *c, const world_tenant *t, uint64_t seed, int64_
     c->msg.created_at_ms = created;
     c->msg.history = c->step_ptrs;
 
+    int64_t cutoff = t->end_ms;
+    if (mix->abandon > 0) { /* a stream of its own: an abandoned life is the same life, cut */
+        world_rng a;
+        life_rng(&a, t, seed, index, STREAM_ABANDON);
+        int64_t left = created + lognormal_ms(&a, ABANDONED_MEDIAN_MS, 1.2);
+        if (world_rng_unit(&a) < mix->abandon && left < cutoff)
+            cutoff = left;
+    }
     hist h = { .c = c,
                .slots = { c->steps, c->step_ptrs, c->assignments, c->moves, GEN_STEPS_MAX },
                .last = created,
-               .cutoff = t->end_ms };
+               .cutoff = cutoff };
     bool urgent = priority == URGENT;
     int agent = -1;
     int64_t at = created;

@@ -6,10 +6,11 @@
  * log-normal time that depends on the priority, sometimes a reassignment, sometimes a reopen
  * and a second resolution, usually a close), cut at the window's end so that recent complaints
  * are still open. How often the rarer turns happen (reassignments, unassignments, no-op
- * re-assignments, instant resolutions, reopens) and whether creation times are shared is the
- * tenant's world_mix (sim_world.h). The complaint depends only on (seed, tenant, index) and the
- * tenant's window: generating it twice gives the same bytes, which is what makes a rerun of
- * `tally-sim seed` a no-op on the server (idempotency keys with the same content).
+ * re-assignments, instant resolutions, reopens, abandoned complaints, cut at a moment of their
+ * own) and whether creation times are shared is the tenant's world_mix (sim_world.h). The complaint
+ * depends only on (seed, tenant, index) and the tenant's window: generating it twice gives the same
+ * bytes, which is what makes a rerun of `tally-sim seed` a no-op on the server (idempotency keys
+ * with the same content).
  *
  * Messages point into the gen_complaint that holds them and into the world_tenant (agent ids):
  * both must outlive the packing of the message. Nothing here allocates.

@@ -465,6 +465,65 @@ Test(sim_knobs, the_mix_at_0_gives_none_and_at_p_about_p)
     expect_share(k.follow_up, k.resolved, 0.3, "assigned while resolved");
 }
 
+/* Whether the history of a is the start of b's, step for step. */
+static bool history_starts(const Tally__V1__ImportedComplaint *a,
+                           const Tally__V1__ImportedComplaint *b)
+{
+    static uint8_t pa[1024], pb[1024];
+    if (a->n_history > b->n_history)
+        return false;
+    for (size_t j = 0; j < a->n_history; j++) {
+        size_t la = tally__v1__imported_step__get_packed_size(a->history[j]);
+        size_t lb = tally__v1__imported_step__get_packed_size(b->history[j]);
+        if (la != lb || la > sizeof(pa) ||
+            tally__v1__imported_step__pack(a->history[j], pa) != la ||
+            tally__v1__imported_step__pack(b->history[j], pb) != lb || memcmp(pa, pb, la) != 0)
+            return false;
+    }
+    return true;
+}
+
+Test(sim_knobs, an_abandoned_life_is_the_same_life_cut_and_left_open_or_resolved)
+{
+    static gen_complaint whole, left;
+    int64_t cut = 0, ended[5] = { 0 }, unassigned = 0;
+    world_mix m = world_mix_default;
+    m.abandon = 0.4;
+    world_custom("UTC", END_MS, 365, 8);
+    world_tenant *t = &w.tenants[0];
+    for (int i = 0; i < 3000; i++) {
+        t->mix = world_mix_default;
+        gen_imported(&whole, t, 8, i);
+        t->mix = m;
+        gen_imported(&left, t, 8, i);
+        cr_assert_eq(left.msg.created_at_ms, whole.msg.created_at_ms);
+        cr_assert_str_eq(left.msg.title, whole.msg.title);
+        cr_assert(history_starts(&left.msg, &whole.msg),
+                  "complaint %d: the abandoned history is not the start of its life", i);
+        if (left.msg.n_history == whole.msg.n_history)
+            continue;
+        const char *agent = "";
+        int status = TALLY__V1__STATUS__STATUS_OPEN;
+        for (size_t j = 0; j < left.msg.n_history; j++)
+            if (left.msg.history[j]->change_case == TALLY__V1__IMPORTED_STEP__CHANGE_ASSIGNMENT)
+                agent = left.msg.history[j]->assignment->agent_id;
+            else
+                status = left.msg.history[j]->status_change->status;
+        cut++;
+        ended[status]++;
+        unassigned += status == TALLY__V1__STATUS__STATUS_OPEN && !agent[0];
+    }
+    expect_share(cut, 3000, 0.37, "abandoned before the end of the life");
+    cr_expect_eq(ended[TALLY__V1__STATUS__STATUS_CLOSED], 0, "a close is always the last step");
+    cr_expect_gt(unassigned, 50, "%ld left open before any assignment", (long)unassigned);
+    cr_expect_gt(ended[TALLY__V1__STATUS__STATUS_OPEN] - unassigned, 50, "%ld left open, assigned",
+                 (long)(ended[TALLY__V1__STATUS__STATUS_OPEN] - unassigned));
+    cr_expect_gt(ended[TALLY__V1__STATUS__STATUS_IN_PROGRESS], 50, "%ld left in progress",
+                 (long)ended[TALLY__V1__STATUS__STATUS_IN_PROGRESS]);
+    cr_expect_gt(ended[TALLY__V1__STATUS__STATUS_RESOLVED], 50, "%ld left resolved",
+                 (long)ended[TALLY__V1__STATUS__STATUS_RESOLVED]);
+}
+
 Test(sim_knobs, a_stream_with_the_mix_turned_up_is_still_what_command_svc_writes)
 {
     size_t n, unassigned = 0, instant = 0, follow_ups = 0;
