@@ -121,22 +121,22 @@ int tq_pick_priority(void)
 }
 
 /*
- * The lives of the imported complaints: sim_gen's, with every rare turn turned up so that each
- * tenant has resolutions within the second (0 s), reassignments, unassignments picked up again,
- * no-op re-assignments, assignments while resolved, reopen cycles, and complaints abandoned open
- * or resolved at any age; most are closed in the end, some stay resolved.
+ * The lives of the imported complaints: sim_gen's, with every rare turn turned up. Most are
+ * closed in the end, some stay resolved.
  */
-static const world_mix history_mix = { .reassign = 0.3,
-                                       .unassign = 0.25,
-                                       .same_agent = 0.15,
-                                       .resolved_reassign = 0.2,
-                                       .instant = 0.2,
-                                       .instant_ms = 1000,
-                                       .reopen_first = 0.5,
-                                       .reopen_again = 0.4,
-                                       .reopens_max = 3,
-                                       .ties = 1,
-                                       .abandon = 0.4 };
+static const world_mix history_mix = {
+    .reassign = 0.3,          /* another agent before the resolution */
+    .unassign = 0.25,         /* back to the queue (no agent), picked up again */
+    .same_agent = 0.15,       /* a no-op re-assignment: a step without an event */
+    .resolved_reassign = 0.2, /* the follow-up of a resolved one to another agent */
+    .instant = 0.2,           /* resolved within instant_ms: resolution_seconds 0 */
+    .instant_ms = 1000,
+    .reopen_first = 0.5, /* RESOLVED -> OPEN and resolved again, up to 3 times */
+    .reopen_again = 0.4,
+    .reopens_max = 3,
+    .ties = 1,
+    .abandon = 0.4, /* left open (assigned or not, started or not) or resolved, at any age */
+};
 
 /*
  * When they are created: windows ending 2 minutes ago, where the lives are cut (the recent ones
