@@ -201,8 +201,9 @@ static int64_t creation_of(const world_tenant *t, world_rng *r, int64_t index, i
     return index == 0 ? t->start_ms : world_sample_time(t, r, incident);
 }
 
-/* The random streams of a complaint: its life, and when it is abandoned (world_mix.abandon). */
-enum { STREAM_LIFE = 1000, STREAM_ABANDON = 1 << 30 };
+/* The random streams of a complaint, plus its index: its life, and when it is abandoned. */
+#define STREAM_LIFE    1000ULL
+#define STREAM_ABANDON (1ULL << 40)
 
 /* The random stream of complaint index of t for seed, for purpose (STREAM_*). */
 static void life_rng(world_rng *r, const world_tenant *t, uint64_t seed, int64_t index,
