@@ -37,6 +37,9 @@ static const double resolve_median_ms[5] = { 0, 72 * H, 36 * H, 12 * H, 3 * H };
 #define AUTO_CLOSED  0.55 /* closed by the auto-close job 3 days after the resolution */
 #define AGENT_CLOSED 0.30 /* closed by the agent; the rest stay RESOLVED */
 
+/* An abandoned complaint (world_mix.abandon) is left as it is this long after its creation. */
+#define ABANDONED_MEDIAN_MS (6 * H)
+
 static const char *const closings[] = {
     "Please help.",
     "I would like this sorted out quickly.",
@@ -88,59 +91,84 @@ void gen_new_complaint(gen_new *n, const world_tenant *t, world_rng *r)
 
 /* ---- histories ----------------------------------------------------------------------------- */
 
+/* The next slot of m's history at at_ms, or NULL when s is full. */
+static Tally__V1__ImportedStep *next_step(Tally__V1__ImportedComplaint *m, const gen_slots *s,
+                                          int64_t at_ms)
+{
+    size_t n = m->n_history;
+    if (n == s->max)
+        return NULL;
+    Tally__V1__ImportedStep *step = &s->steps[n];
+    tally__v1__imported_step__init(step);
+    step->at_ms = at_ms;
+    s->ptrs[n] = step;
+    m->n_history = n + 1;
+    return step;
+}
+
+bool gen_add_assignment(Tally__V1__ImportedComplaint *m, const gen_slots *s, int64_t at_ms,
+                        const char *agent)
+{
+    Tally__V1__ImportedStep *step = next_step(m, s, at_ms);
+    if (!step)
+        return false;
+    Tally__V1__ImportedAssignment *a = &s->assignments[m->n_history - 1];
+    tally__v1__imported_assignment__init(a);
+    a->agent_id = (char *)agent;
+    step->change_case = TALLY__V1__IMPORTED_STEP__CHANGE_ASSIGNMENT;
+    step->assignment = a;
+    return true;
+}
+
+bool gen_add_move(Tally__V1__ImportedComplaint *m, const gen_slots *s, int64_t at_ms, int status,
+                  const char *actor, const char *note)
+{
+    Tally__V1__ImportedStep *step = next_step(m, s, at_ms);
+    if (!step)
+        return false;
+    Tally__V1__ImportedStatusChange *c = &s->moves[m->n_history - 1];
+    tally__v1__imported_status_change__init(c);
+    c->status = (Tally__V1__Status)status;
+    c->actor = (char *)actor;
+    c->note = (char *)note;
+    step->change_case = TALLY__V1__IMPORTED_STEP__CHANGE_STATUS_CHANGE;
+    step->status_change = c;
+    return true;
+}
+
 /* A history being written: steps are appended in time order until one would pass the cutoff. */
 typedef struct hist {
     gen_complaint *c;
+    gen_slots slots;
     int64_t last, cutoff;
     bool cut;
 } hist;
 
-static Tally__V1__ImportedStep *step(hist *h, int64_t at)
+/* Whether a step at *at (moved up to the last one's time) still belongs to the history. */
+static bool admit(hist *h, int64_t *at)
 {
-    gen_complaint *c = h->c;
-    size_t n = c->msg.n_history;
-    if (h->cut || n == GEN_STEPS_MAX)
-        return NULL;
-    if (at < h->last)
-        at = h->last;
-    if (at > h->cutoff) {
+    if (h->cut)
+        return false;
+    if (*at < h->last)
+        *at = h->last;
+    if (*at > h->cutoff) {
         h->cut = true;
-        return NULL;
+        return false;
     }
-    h->last = at;
-    Tally__V1__ImportedStep *s = &c->steps[n];
-    tally__v1__imported_step__init(s);
-    s->at_ms = at;
-    c->step_ptrs[n] = s;
-    c->msg.n_history = n + 1;
-    return s;
+    h->last = *at;
+    return true;
 }
 
 static void assign(hist *h, int64_t at, const char *agent)
 {
-    Tally__V1__ImportedStep *s = step(h, at);
-    if (!s)
-        return;
-    Tally__V1__ImportedAssignment *a = &h->c->assignments[h->c->msg.n_history - 1];
-    tally__v1__imported_assignment__init(a);
-    a->agent_id = (char *)agent;
-    s->change_case = TALLY__V1__IMPORTED_STEP__CHANGE_ASSIGNMENT;
-    s->assignment = a;
+    if (admit(h, &at))
+        gen_add_assignment(&h->c->msg, &h->slots, at, agent);
 }
 
 static void move(hist *h, int64_t at, int status, const char *actor, const char *note)
 {
-    Tally__V1__ImportedStep *s = step(h, at);
-    if (!s)
-        return;
-    Tally__V1__ImportedStatusChange *m = &h->c->moves[h->c->msg.n_history - 1];
-    tally__v1__imported_status_change__init(m);
-    m->status = (Tally__V1__Status)status;
-    m->actor = (char *)actor;
-    m->note = (char *)note;
-    s->change_case = TALLY__V1__IMPORTED_STEP__CHANGE_STATUS_CHANGE;
-    s->status_change = m;
-    if (status == OPEN)
+    if (admit(h, &at) && gen_add_move(&h->c->msg, &h->slots, at, status, actor, note) &&
+        status == OPEN)
         h->c->reopens++;
 }
 
@@ -173,13 +201,18 @@ static int64_t creation_of(const world_tenant *t, world_rng *r, int64_t index, i
     return index == 0 ? t->start_ms : world_sample_time(t, r, incident);
 }
 
-/* The random stream of complaint index of t for seed. */
-static void life_rng(world_rng *r, const world_tenant *t, uint64_t seed, int64_t index)
+/* The random streams of a complaint, plus its index: its life, and when it is abandoned. */
+#define STREAM_LIFE    1000ULL
+#define STREAM_ABANDON (1ULL << 40)
+
+/* The random stream of complaint index of t for seed, for purpose (STREAM_*). */
+static void life_rng(world_rng *r, const world_tenant *t, uint64_t seed, int64_t index,
+                     uint64_t purpose)
 {
     /* The window's length and the zone shape every complaint, complaint 0 included: a rerun
      * with another --days or zone is told apart by its complaint 0 (seed.c). */
     uint64_t days = (uint64_t)((t->end_ms - t->start_ms) / WORLD_DAY_MS);
-    world_rng_init(r, seed, t->key ^ world_hash(t->zone) ^ (days << 40), 1000 + (uint64_t)index);
+    world_rng_init(r, seed, t->key ^ world_hash(t->zone) ^ (days << 40), purpose + (uint64_t)index);
 }
 
 void gen_imported(gen_complaint *c, const world_tenant *t, uint64_t seed, int64_t index)
@@ -187,7 +220,7 @@ void gen_imported(gen_complaint *c, const world_tenant *t, uint64_t seed, int64_
     world_rng r;
     int incident;
     const world_mix *mix = &t->mix;
-    life_rng(&r, t, seed, index);
+    life_rng(&r, t, seed, index, STREAM_LIFE);
 
     tally__v1__imported_complaint__init(&c->msg);
     c->reopens = 0;
@@ -196,7 +229,7 @@ void gen_imported(gen_complaint *c, const world_tenant *t, uint64_t seed, int64_
     if (mix->ties > 1 && index % mix->ties != 0) { /* the time of the first of its group */
         world_rng first;
         int ignored;
-        life_rng(&first, t, seed, index - index % mix->ties);
+        life_rng(&first, t, seed, index - index % mix->ties, STREAM_LIFE);
         created = creation_of(t, &first, index - index % mix->ties, &ignored);
     }
     int category = incident >= 0 ? incident : world_pick_category(t, &r);
@@ -211,7 +244,18 @@ void gen_imported(gen_complaint *c, const world_tenant *t, uint64_t seed, int64_
     c->msg.created_at_ms = created;
     c->msg.history = c->step_ptrs;
 
-    hist h = { .c = c, .last = created, .cutoff = t->end_ms };
+    int64_t cutoff = t->end_ms;
+    if (mix->abandon > 0) { /* a stream of its own: an abandoned life is the same life, cut */
+        world_rng a;
+        life_rng(&a, t, seed, index, STREAM_ABANDON);
+        int64_t left = created + lognormal_ms(&a, ABANDONED_MEDIAN_MS, 1.2);
+        if (world_rng_unit(&a) < mix->abandon && left < cutoff)
+            cutoff = left;
+    }
+    hist h = { .c = c,
+               .slots = { c->steps, c->step_ptrs, c->assignments, c->moves, GEN_STEPS_MAX },
+               .last = created,
+               .cutoff = cutoff };
     bool urgent = priority == URGENT;
     int agent = -1;
     int64_t at = created;

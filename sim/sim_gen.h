@@ -6,10 +6,11 @@
  * log-normal time that depends on the priority, sometimes a reassignment, sometimes a reopen
  * and a second resolution, usually a close), cut at the window's end so that recent complaints
  * are still open. How often the rarer turns happen (reassignments, unassignments, no-op
- * re-assignments, instant resolutions, reopens) and whether creation times are shared is the
- * tenant's world_mix (sim_world.h). The complaint depends only on (seed, tenant, index) and the
- * tenant's window: generating it twice gives the same bytes, which is what makes a rerun of
- * `tally-sim seed` a no-op on the server (idempotency keys with the same content).
+ * re-assignments, instant resolutions, reopens, abandoned complaints, cut at a moment of their
+ * own) and whether creation times are shared is the tenant's world_mix (sim_world.h). The complaint
+ * depends only on (seed, tenant, index) and the tenant's window: generating it twice gives the same
+ * bytes, which is what makes a rerun of `tally-sim seed` a no-op on the server (idempotency keys
+ * with the same content).
  *
  * Messages point into the gen_complaint that holds them and into the world_tenant (agent ids):
  * both must outlive the packing of the message. Nothing here allocates.
@@ -20,6 +21,7 @@
 #include "sim_world.h"
 #include "tally/v1/commands.pb-c.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,6 +44,29 @@ typedef struct gen_complaint {
     char customer[GEN_CUST_MAX];
     int reopens; /* moves back to OPEN in the history */
 } gen_complaint;
+
+/*
+ * The storage of one ImportedComplaint's steps, the caller's: max entries in each array, the
+ * complaint's history pointing at ptrs. gen_imported writes its lives through it, and so do the
+ * tests' hand-built histories (tests/support/imports.c).
+ */
+typedef struct gen_slots {
+    Tally__V1__ImportedStep *steps;
+    Tally__V1__ImportedStep **ptrs;
+    Tally__V1__ImportedAssignment *assignments;
+    Tally__V1__ImportedStatusChange *moves;
+    size_t max;
+} gen_slots;
+
+/*
+ * Appends to m's history (m->history is s->ptrs) an assignment to agent ("" unassigns) or a
+ * move to status by actor with note, at at_ms as given: true, or false when s is full. The
+ * strings are borrowed until m is packed.
+ */
+bool gen_add_assignment(Tally__V1__ImportedComplaint *m, const gen_slots *s, int64_t at_ms,
+                        const char *agent);
+bool gen_add_move(Tally__V1__ImportedComplaint *m, const gen_slots *s, int64_t at_ms, int status,
+                  const char *actor, const char *note);
 
 /* The idempotency key of complaint index of seed: "sim<seed>-<index, 7 digits>". */
 void gen_key(char *buf, size_t len, uint64_t seed, int64_t index);

@@ -745,3 +745,11 @@ bool world_agent_works(const world_tenant *t, int agent)
 {
     return used(t->agent_cum, agent);
 }
+
+int world_agent_index(const world_tenant *t, const char *id)
+{
+    for (int a = 0; a < t->nagents; a++)
+        if (strcmp(t->agent_ids[a], id) == 0)
+            return a;
+    return -1;
+}

@@ -19,9 +19,9 @@
  * Tests define tenants of their own (world_add_tenant): explicit category and agent ids (any
  * bytes, up to 64), their weights (0: never used) and names, any zone, and a mix of lives
  * (world_mix) that turns up what is rare in the realistic default (unassignments, no-op
- * re-assignments, instant resolutions, reopens, creation-time ties). The default mix and the
- * reference data of world_parse_tenants are exactly tally-sim's. Times may lie anywhere,
- * before 1970 too (negative ms): every division of a time floors.
+ * re-assignments, instant resolutions, reopens, creation-time ties, lives left unfinished). The
+ * default mix and the reference data of world_parse_tenants are exactly tally-sim's. Times may lie
+ * anywhere, before 1970 too (negative ms): every division of a time floors.
  *
  * Local times come from common/tz (the system's zoneinfo files). A world is filled in place and
  * never copied by assignment (a tenant's categories may point into the tenant itself). Once
@@ -102,6 +102,9 @@ typedef struct world_mix {
     double reopen_again;      /* reopened once more after a reopen (0.15) */
     int reopens_max;          /* 3 */
     int ties; /* complaints per creation time: i is created when i - i % ties is (1) */
+    /* nobody looks at it again from a random moment on (a median 6 h after the creation): the
+     * same life, cut there, left open or resolved (0) */
+    double abandon;
 } world_mix;
 
 extern const world_mix world_mix_default;
@@ -216,5 +219,8 @@ int world_pick_agent(const world_tenant *t, world_rng *r);
 
 /* Whether t's agent (an index) ever works: its weight is above 0. */
 bool world_agent_works(const world_tenant *t, int agent);
+
+/* The index of t's agent whose id is id (a GetComplaint's assigned_agent_id), or -1. */
+int world_agent_index(const world_tenant *t, const char *id);
 
 #endif

@@ -203,10 +203,7 @@ static int reread(live_run *run, live_item *it, const world_tenant *t)
     if (cp) {
         it->version = cp->version;
         it->status = cp->status;
-        it->agent = -1;
-        for (int a = 0; a < t->nagents; a++)
-            if (strcmp(t->agent_ids[a], cp->assigned_agent_id) == 0)
-                it->agent = a;
+        it->agent = world_agent_index(t, cp->assigned_agent_id);
     }
     protobuf_c_message_free_unpacked(msg, NULL);
     return 0;

@@ -1,6 +1,8 @@
 /* imports: hand-built ImportComplaints requests (imports.h). */
 #include "imports.h"
 
+#include "sim_gen.h"
+
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,36 +22,23 @@ void imp_entry_init(imp_entry *x, const char *key, const char *category, int pri
     x->c.history = x->ptrs;
 }
 
-static Tally__V1__ImportedStep *next_step(imp_entry *x, int64_t at_ms)
+/* x's steps, written by sim_gen's appending. */
+static gen_slots slots_of(imp_entry *x)
 {
-    size_t i = x->c.n_history++;
-    cr_assert_lt(i, IMP_STEPS_MAX);
-    tally__v1__imported_step__init(&x->steps[i]);
-    x->steps[i].at_ms = at_ms;
-    x->ptrs[i] = &x->steps[i];
-    return &x->steps[i];
+    return (gen_slots){ x->steps, x->ptrs, x->assign, x->move, IMP_STEPS_MAX };
 }
 
 void imp_add_assign(imp_entry *x, int64_t at_ms, const char *agent)
 {
-    Tally__V1__ImportedStep *s = next_step(x, at_ms);
-    Tally__V1__ImportedAssignment *a = &x->assign[x->c.n_history - 1];
-    tally__v1__imported_assignment__init(a);
-    a->agent_id = (char *)agent;
-    s->change_case = TALLY__V1__IMPORTED_STEP__CHANGE_ASSIGNMENT;
-    s->assignment = a;
+    gen_slots s = slots_of(x);
+    cr_assert(gen_add_assignment(&x->c, &s, at_ms, agent), "more than %d steps", IMP_STEPS_MAX);
 }
 
 void imp_add_move(imp_entry *x, int64_t at_ms, int status, const char *actor, const char *note)
 {
-    Tally__V1__ImportedStep *s = next_step(x, at_ms);
-    Tally__V1__ImportedStatusChange *m = &x->move[x->c.n_history - 1];
-    tally__v1__imported_status_change__init(m);
-    m->status = (Tally__V1__Status)status;
-    m->actor = (char *)actor;
-    m->note = (char *)note;
-    s->change_case = TALLY__V1__IMPORTED_STEP__CHANGE_STATUS_CHANGE;
-    s->status_change = m;
+    gen_slots s = slots_of(x);
+    cr_assert(gen_add_move(&x->c, &s, at_ms, status, actor, note), "more than %d steps",
+              IMP_STEPS_MAX);
 }
 
 void imp_batch_init(imp_batch *b, const char *tenant, size_t n)

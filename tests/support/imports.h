@@ -1,6 +1,7 @@
 /*
  * imports: ImportComplaints requests built by hand. An imp_entry is one ImportedComplaint with
- * room for IMP_STEPS_MAX steps, each an assignment or a status change; an imp_batch is a request
+ * room for IMP_STEPS_MAX steps, each an assignment or a status change (appended by sim_gen's
+ * gen_add_assignment and gen_add_move, as the simulator's lives are); an imp_batch is a request
  * over n entries, on the heap (entries are large). Strings are borrowed: the caller keeps
  * category, agent, actor and note alive until the request is sent.
  */

@@ -278,10 +278,7 @@ static bool reread(worker *w, item *it)
         if (cp) {
             it->version = cp->version;
             it->status = cp->status;
-            it->agent = -1;
-            for (int a = 0; a < wt->nagents; a++)
-                if (strcmp(wt->agent_ids[a], cp->assigned_agent_id) == 0)
-                    it->agent = a;
+            it->agent = world_agent_index(wt, cp->assigned_agent_id);
         }
         protobuf_c_message_free_unpacked(msg, NULL);
         return ok;

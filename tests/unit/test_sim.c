@@ -278,15 +278,6 @@ static void world_custom(const char *zone, int64_t end_ms, int days, uint64_t se
     world_set_window(&w.tenants[0], seed, end_ms, days);
 }
 
-/* Index of id among the tenant's agents, or -1. */
-static int agent_index(const world_tenant *t, const char *id)
-{
-    for (int a = 0; a < t->nagents; a++)
-        if (strcmp(t->agent_ids[a], id) == 0)
-            return a;
-    return -1;
-}
-
 Test(sim_knobs, a_tenant_of_the_callers_ids_uses_them_by_weight_and_never_one_of_weight_0)
 {
     static gen_complaint c;
@@ -316,7 +307,7 @@ Test(sim_knobs, a_tenant_of_the_callers_ids_uses_them_by_weight_and_never_one_of
             const char *who = s->change_case == TALLY__V1__IMPORTED_STEP__CHANGE_ASSIGNMENT
                                   ? s->assignment->agent_id
                                   : s->status_change->actor;
-            int a = agent_index(t, who);
+            int a = world_agent_index(t, who);
             if (a >= 0)
                 works[a]++;
         }
@@ -472,6 +463,65 @@ Test(sim_knobs, the_mix_at_0_gives_none_and_at_p_about_p)
     expect_share(k.instant, k.n, 0.25, "resolved within the second");
     expect_share(k.reopened, k.resolved, 0.5, "reopened");
     expect_share(k.follow_up, k.resolved, 0.3, "assigned while resolved");
+}
+
+/* Whether the history of a is the start of b's, step for step. */
+static bool history_starts(const Tally__V1__ImportedComplaint *a,
+                           const Tally__V1__ImportedComplaint *b)
+{
+    static uint8_t pa[1024], pb[1024];
+    if (a->n_history > b->n_history)
+        return false;
+    for (size_t j = 0; j < a->n_history; j++) {
+        size_t la = tally__v1__imported_step__get_packed_size(a->history[j]);
+        size_t lb = tally__v1__imported_step__get_packed_size(b->history[j]);
+        if (la != lb || la > sizeof(pa) ||
+            tally__v1__imported_step__pack(a->history[j], pa) != la ||
+            tally__v1__imported_step__pack(b->history[j], pb) != lb || memcmp(pa, pb, la) != 0)
+            return false;
+    }
+    return true;
+}
+
+Test(sim_knobs, an_abandoned_life_is_the_same_life_cut_and_left_open_or_resolved)
+{
+    static gen_complaint whole, left;
+    int64_t cut = 0, ended[5] = { 0 }, unassigned = 0;
+    world_mix m = world_mix_default;
+    m.abandon = 0.4;
+    world_custom("UTC", END_MS, 365, 8);
+    world_tenant *t = &w.tenants[0];
+    for (int i = 0; i < 3000; i++) {
+        t->mix = world_mix_default;
+        gen_imported(&whole, t, 8, i);
+        t->mix = m;
+        gen_imported(&left, t, 8, i);
+        cr_assert_eq(left.msg.created_at_ms, whole.msg.created_at_ms);
+        cr_assert_str_eq(left.msg.title, whole.msg.title);
+        cr_assert(history_starts(&left.msg, &whole.msg),
+                  "complaint %d: the abandoned history is not the start of its life", i);
+        if (left.msg.n_history == whole.msg.n_history)
+            continue;
+        const char *agent = "";
+        int status = TALLY__V1__STATUS__STATUS_OPEN;
+        for (size_t j = 0; j < left.msg.n_history; j++)
+            if (left.msg.history[j]->change_case == TALLY__V1__IMPORTED_STEP__CHANGE_ASSIGNMENT)
+                agent = left.msg.history[j]->assignment->agent_id;
+            else
+                status = left.msg.history[j]->status_change->status;
+        cut++;
+        ended[status]++;
+        unassigned += status == TALLY__V1__STATUS__STATUS_OPEN && !agent[0];
+    }
+    expect_share(cut, 3000, 0.37, "abandoned before the end of the life");
+    cr_expect_eq(ended[TALLY__V1__STATUS__STATUS_CLOSED], 0, "a close is always the last step");
+    cr_expect_gt(unassigned, 50, "%ld left open before any assignment", (long)unassigned);
+    cr_expect_gt(ended[TALLY__V1__STATUS__STATUS_OPEN] - unassigned, 50, "%ld left open, assigned",
+                 (long)(ended[TALLY__V1__STATUS__STATUS_OPEN] - unassigned));
+    cr_expect_gt(ended[TALLY__V1__STATUS__STATUS_IN_PROGRESS], 50, "%ld left in progress",
+                 (long)ended[TALLY__V1__STATUS__STATUS_IN_PROGRESS]);
+    cr_expect_gt(ended[TALLY__V1__STATUS__STATUS_RESOLVED], 50, "%ld left resolved",
+                 (long)ended[TALLY__V1__STATUS__STATUS_RESOLVED]);
 }
 
 Test(sim_knobs, a_stream_with_the_mix_turned_up_is_still_what_command_svc_writes)

@@ -1,16 +1,16 @@
 /*
  * The tenants of the suite and their histories: reference data put through the API, about 400
- * days of seeded random history imported with ImportComplaints (imports.h), and today's live
- * commands (query_int.h).
+ * days of seeded history imported with ImportComplaints, the lives of the simulator (sim/, with
+ * the rare turns turned up), and today's live commands (query_int.h).
  */
 #include "query_int.h"
+#include "sim_gen.h"
+#include "sim_world.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define STEPS_MAX 40 /* the longest generated history, in steps */
 
 /* ---- tenants and their histories ------------------------------------------------------------ */
 
@@ -103,12 +103,6 @@ void tq_put_tenant(const tdef *t)
     }
 }
 
-/* A status change as the legacy import writes them: no actor of its own, no note. */
-static void add_move(imp_entry *x, int64_t at_ms, int status)
-{
-    imp_add_move(x, at_ms, status, "legacy-import", "");
-}
-
 /* An agent of t that does work ("idle" never does), other than except (NULL: any). */
 const char *tq_busy_agent(const tdef *t, const char *except)
 {
@@ -120,75 +114,6 @@ const char *tq_busy_agent(const tdef *t, const char *except)
     }
 }
 
-static int64_t pick_gap(void)
-{
-    double u = tq_rnd01();
-    if (u < 0.25)
-        return tq_rnd_below(1000); /* within the second: a 0 s resolution */
-    if (u < 0.6)
-        return MIN + tq_rnd_below(6 * HOUR);
-    return 6 * HOUR + tq_rnd_below(12 * DAY);
-}
-
-/*
- * A history from created on: assignments (new, re-, un-, and no-op), IN_PROGRESS, RESOLVED,
- * reopen (RESOLVED -> OPEN), CLOSED; it may stop anywhere, and never goes past horizon.
- */
-static void gen_history(imp_entry *x, const tdef *t, int64_t created, int64_t horizon)
-{
-    int status = OPEN;
-    const char *agent = "";
-    int64_t at = created;
-    while (x->c.n_history < STEPS_MAX - 1 && status != CLOSED) {
-        int64_t gap = pick_gap();
-        if (at + gap > horizon)
-            return;
-        at += gap;
-        double u = tq_rnd01();
-        bool assignment = false;
-        if (status == OPEN || status == IN_PROGRESS) {
-            if (u < 0.06)
-                return; /* stays open */
-            if (u < 0.36)
-                assignment = true;
-            else if (u < 0.55 && status == OPEN)
-                add_move(x, at, status = IN_PROGRESS);
-            else
-                add_move(x, at, status = RESOLVED);
-        } else { /* RESOLVED */
-            if (u < 0.12)
-                return; /* stays resolved */
-            if (u < 0.45)
-                add_move(x, at, status = OPEN);
-            else if (u < 0.55)
-                assignment = true;
-            else
-                add_move(x, at, status = CLOSED);
-        }
-        if (assignment) {
-            double v = tq_rnd01();
-            if (!agent[0] || v < 0.6)
-                agent = tq_busy_agent(t, agent);
-            else if (v < 0.85)
-                agent = "";
-            /* else the same agent again: a no-op that writes nothing */
-            imp_add_assign(x, at, agent);
-        }
-    }
-}
-
-static const char *pick_category(const tdef *t, const int *weight)
-{
-    int total = 0;
-    for (size_t i = 0; i < tq_ncats(t); i++)
-        total += weight[i];
-    int64_t u = tq_rnd_below(total);
-    for (size_t i = 0; i < tq_ncats(t); i++)
-        if ((u -= weight[i]) < 0)
-            return t->cats[i];
-    return t->cats[0];
-}
-
 int tq_pick_priority(void)
 {
     static const int p[] = { LOW, LOW, LOW, MEDIUM, MEDIUM, MEDIUM, MEDIUM, HIGH, HIGH, URGENT };
@@ -196,52 +121,143 @@ int tq_pick_priority(void)
 }
 
 /*
- * Imports t->complaints complaints created up to about 400 days ago (most in the last 120,
- * some in the last day), in one batch. Two groups of three (entries 8-10 and 97-99; for the
- * first tenant imported into the fresh database they are ids 9-11 and 98-100, and "10" < "9" as
- * strings) share a creation time and stay open, to test the order of ties in the backlog list.
+ * The lives of the imported complaints: sim_gen's, with every rare turn turned up. Most are
+ * closed in the end, some stay resolved.
+ */
+static const world_mix history_mix = {
+    .reassign = 0.3,          /* another agent before the resolution */
+    .unassign = 0.25,         /* back to the queue (no agent), picked up again */
+    .same_agent = 0.15,       /* a no-op re-assignment: a step without an event */
+    .resolved_reassign = 0.2, /* the follow-up of a resolved one to another agent */
+    .instant = 0.2,           /* resolved within instant_ms: resolution_seconds 0 */
+    .instant_ms = 1000,
+    .reopen_first = 0.5, /* RESOLVED -> OPEN and resolved again, up to 3 times */
+    .reopen_again = 0.4,
+    .reopens_max = 3,
+    .ties = 1,
+    .abandon = 0.4, /* left open (assigned or not, started or not) or resolved, at any age */
+};
+
+/*
+ * When they are created: windows ending 2 minutes ago, where the lives are cut (the recent ones
+ * are still open), each with its share of a tenant's complaints, the next indices: a tail over
+ * 400 days (complaint 0 opens it), most in the last 120 days, some in the last day.
+ */
+static const struct era {
+    int days;
+    double share;
+} eras[] = { { 400, 0.15 }, { 120, 0.80 }, { 1, 0.05 } };
+#define NERAS ((int)(sizeof(eras) / sizeof(eras[0])))
+
+/*
+ * t as the one tenant of the simulator's world w: its ids and zone, its categories and agents at
+ * random weights, t->empty and "idle" at 0 (never used), the mix above.
+ */
+static void sim_tenant(world *w, const tdef *t)
+{
+    world_ref cats[8], agents[12];
+    char err[256];
+    int ncats = (int)tq_ncats(t), nagent = (int)nagents(t);
+    for (int i = 0; i < ncats; i++)
+        cats[i] = (world_ref){ t->cats[i], NULL,
+                               t->empty && strcmp(t->cats[i], t->empty) == 0
+                                   ? 0
+                                   : (double)(1 + tq_rnd_below(9)) };
+    for (int i = 0; i < nagent; i++)
+        agents[i] =
+            (world_ref){ t->agents[i], NULL,
+                         strcmp(t->agents[i], "idle") == 0 ? 0 : (double)(1 + tq_rnd_below(4)) };
+    world_tenant_def d = { .id = t->id,
+                           .zone = t->tz,
+                           .categories = cats,
+                           .ncategories = ncats,
+                           .agents = agents,
+                           .nagents = nagent };
+    memset(w, 0, sizeof(*w));
+    cr_assert_eq(world_add_tenant(w, &d, err, sizeof(err)), 0, "%s", err);
+    w->tenants[0].mix = history_mix;
+}
+
+/* Two groups of three entries of a tenant's import, each created at one time: 8-10, 97-99. */
+static const int ties[] = { 8, 97 };
+#define NTIES ((int)(sizeof(ties) / sizeof(ties[0])))
+
+static bool in_tie(int i)
+{
+    for (int k = 0; k < NTIES; k++)
+        if (i >= ties[k] && i < ties[k] + 3)
+            return true;
+    return false;
+}
+
+static int64_t tie_time(int i, int64_t now)
+{
+    return now - (i < 50 ? 118 : 117) * DAY + 777;
+}
+
+/*
+ * Entry i of a tie group: the simulator's complaint i, created at the group's time, with a
+ * history of the test's own that leaves it open (the last of the group assigned and started).
+ */
+static void make_tie(gen_complaint *c, const tdef *t, int i, int64_t now)
+{
+    gen_slots s = { c->steps, c->step_ptrs, c->assignments, c->moves, GEN_STEPS_MAX };
+    int64_t created = tie_time(i, now);
+    c->msg.created_at_ms = created;
+    c->msg.n_history = 0;
+    if (i == 10 || i == 99) {
+        gen_add_assignment(&c->msg, &s, created + HOUR, tq_busy_agent(t, NULL));
+        gen_add_move(&c->msg, &s, created + 2 * HOUR, IN_PROGRESS, "legacy-import", "");
+    }
+}
+
+/*
+ * Imports t->complaints complaints created up to 400 days ago (most in the last 120, some in the
+ * last day), in one batch. Two groups of three (entries 8-10 and 97-99; for the first tenant
+ * imported into the fresh database they are ids 9-11 and 98-100, and "10" < "9" as strings)
+ * share a creation time and stay open, to test the order of ties in the backlog list.
  */
 void tq_import_history(const tdef *t)
 {
+    static world w;
     int n = t->complaints;
-    int weight[8];
-    int64_t now = now_wall_ms(), horizon = now - 2 * MIN;
-    imp_batch b;
-    imp_batch_init(&b, t->id, (size_t)n);
-    for (size_t i = 0; i < tq_ncats(t); i++)
-        weight[i] = t->empty && strcmp(t->cats[i], t->empty) == 0 ? 0 : 1 + (int)tq_rnd_below(9);
-    for (int i = 0; i < n; i++) {
-        imp_entry *e = &b.x[i];
-        char key[32];
-        snprintf(key, sizeof(key), "imp-%d", i);
-        snprintf(e->customer, sizeof(e->customer), "cust-%d", (int)tq_rnd_below(50));
-        const char *category = pick_category(t, weight);
-        imp_entry_init(e, key, category, tq_pick_priority(), 0);
-        e->c.title = "It does not work";
-        e->c.description = "";
-        e->c.customer_id = e->customer;
-        double u = tq_rnd01();
-        int64_t created = u < 0.05   ? now - 30 * MIN - tq_rnd_below(20 * HOUR)
-                          : u < 0.15 ? now - 120 * DAY - tq_rnd_below(275 * DAY)
-                                     : now - HOUR - tq_rnd_below(119 * DAY);
-        bool tie = (i >= 8 && i <= 10) || (i >= 97 && i <= 99);
-        if (tie) {
-            created = now - (i < 50 ? 118 : 117) * DAY + 777;
-            if (i == 10 || i == 99) {
-                imp_add_assign(e, created + HOUR, tq_busy_agent(t, NULL));
-                add_move(e, created + 2 * HOUR, IN_PROGRESS);
-            }
+    int64_t now = now_wall_ms();
+    sim_tenant(&w, t);
+    world_tenant *wt = &w.tenants[0];
+    gen_complaint *lives = calloc((size_t)n, sizeof(*lives));
+    Tally__V1__ImportedComplaint **ptrs = calloc((size_t)n, sizeof(*ptrs));
+    cr_assert(lives && ptrs);
+    for (int e = 0, i = 0; e < NERAS; e++) {
+        int end = e == NERAS - 1 ? n : i + (int)(eras[e].share * n + 0.5);
+        world_set_window(wt, tq_seed, now - 2 * MIN, eras[e].days);
+        for (; i < end && i < n; i++) {
+            gen_imported(&lives[i], wt, tq_seed, i);
+            if (in_tie(i))
+                make_tie(&lives[i], t, i, now);
+            ptrs[i] = &lives[i].msg;
         }
-        e->c.created_at_ms = created;
-        if (!tie)
-            gen_history(e, t, created, horizon);
     }
+    Tally__V1__ImportComplaintsRequest req = TALLY__V1__IMPORT_COMPLAINTS_REQUEST__INIT;
+    req.tenant_id = (char *)t->id;
+    req.n_complaints = (size_t)n;
+    req.complaints = ptrs;
     Tally__V1__ImportComplaintsReply *rep =
-        tq_cmd_ok(GC_COMMANDS("ImportComplaints"), &b.req.base,
+        tq_cmd_ok(GC_COMMANDS("ImportComplaints"), &req.base,
                   &tally__v1__import_complaints_reply__descriptor);
     cr_assert_eq(rep->imported, n);
     call_free(rep);
-    imp_batch_release(&b);
+    for (int k = 0; k < NTIES && ties[k] + 3 <= n; k++) { /* there, open, for the backlog */
+        char created[24];
+        snprintf(created, sizeof(created), "%" PRId64, tie_time(ties[k], now));
+        const char *p[] = { t->id, created };
+        int64_t open = tq_sql_int("SELECT count(*) FROM complaints WHERE tenant_id = $1"
+                                  " AND status IN (1, 2) AND " CREATED_MS " = $2::bigint",
+                                  2, p);
+        cr_assert_eq(open, 3, "%s: %" PRId64 " open complaints created at %s, want a tie of 3",
+                     t->id, open, created);
+    }
+    free(ptrs);
+    free(lives);
 }
 
 /* ---- live commands -------------------------------------------------------------------------- */
@@ -334,7 +350,7 @@ void tq_live_commands(const tdef *t)
     v[0] = tq_move(t->id, id[0], v[0], IN_PROGRESS);
     v[0] = tq_move(t->id, id[0], v[0], RESOLVED);
     v[1] = tq_assign(t->id, id[1], v[1], "");
-    if (tq_pick(t->id, "status IN (1, 2) AND idempotency_key LIKE 'imp-%'", &c, &cv)) {
+    if (tq_pick(t->id, "status IN (1, 2) AND idempotency_key LIKE 'sim%'", &c, &cv)) {
         cv = tq_assign(t->id, c, cv, tq_busy_agent(t, NULL));
         tq_move(t->id, c, cv, RESOLVED);
     }

@@ -10,7 +10,7 @@
  * This header is the suite's inside, shared by its files (prefix tq_):
  * - suite.c: the system, the seed, the count of mismatches (tq_bad), the calls;
  * - oracle_sql.c: the SQL oracle, one check per panel;
- * - history.c: the tenants, their generated histories, today's live commands;
+ * - history.c: the tenants, their histories (the simulator's lives, sim/), today's live commands;
  * - requests.c: waiting for the read model, and the requests' ranges, filters and builders;
  * - the tests by behaviour: panels.c (every panel equals SQL), tokens.c (consistency tokens),
  *   stale.c (the projector stopped), validation.c, page_token.c, redis_down.c.
@@ -52,7 +52,6 @@
 
 #include "calls.h"
 #include "err.h"
-#include "imports.h"
 #include "now.h"
 #include "system.h"
 #include "tally/v1/commands.pb-c.h"
@@ -142,7 +141,6 @@ void tq_bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The run's seed: TALLY_TEST_SEED, or a fresh one; printed so that a failure can be repeated. */
 void tq_seed_rng(const char *test);
 int64_t tq_rnd_below(int64_t n);
-double tq_rnd01(void);
 bool tq_near(double got, double want, double rel);
 
 /*
@@ -206,7 +204,7 @@ void tq_put_tenant(const tdef *t);
 /* An agent of t that does work ("idle" never does), other than except (NULL: any). */
 const char *tq_busy_agent(const tdef *t, const char *except);
 int tq_pick_priority(void);
-/* Imports t->complaints complaints of seeded random history, in one batch. */
+/* Imports t->complaints complaints of the simulator's seeded lives, in one batch. */
 void tq_import_history(const tdef *t);
 int64_t tq_create(const char *tenant, const char *category, int priority, int64_t *version);
 /* Assigns (agent "" unassigns); returns the new version. */

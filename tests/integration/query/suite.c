@@ -49,11 +49,6 @@ int64_t tq_rnd_below(int64_t n)
     return n > 0 ? (int64_t)(rnd() % (uint64_t)n) : 0;
 }
 
-double tq_rnd01(void)
-{
-    return (double)(rnd() >> 11) / 9007199254740992.0;
-}
-
 /* The run's seed: TALLY_TEST_SEED, or a fresh one; printed so that a failure can be repeated. */
 void tq_seed_rng(const char *test)
 {
