@@ -262,55 +262,29 @@ void tq_import_history(const tdef *t)
 
 /* ---- live commands -------------------------------------------------------------------------- */
 
+/* The live commands (calls.h) on the suite's command-svc; each dirties the SQL snapshot. */
 int64_t tq_create(const char *tenant, const char *category, int priority, int64_t *version)
 {
     static int n;
     char key[48];
+    int64_t id;
     snprintf(key, sizeof(key), "live-%d-%d", (int)getpid(), ++n);
-    Tally__V1__CreateComplaintRequest r = TALLY__V1__CREATE_COMPLAINT_REQUEST__INIT;
-    r.tenant_id = (char *)tenant;
-    r.idempotency_key = key;
-    r.category_id = (char *)category;
-    r.priority = (Tally__V1__Priority)priority;
-    r.title = "Live one";
-    r.customer_id = "cust-live";
-    Tally__V1__CreateComplaintReply *rep = tq_cmd_ok(
-        GC_COMMANDS("CreateComplaint"), &r.base, &tally__v1__create_complaint_reply__descriptor);
-    int64_t id = rep->complaint_id;
-    *version = rep->version;
-    call_free(rep);
+    *version = call_create(tq_sys.cmd, tenant, key, category, priority, &id);
+    tq_sql_dirty = true;
     return id;
 }
 
 /* Assigns (agent "" unassigns); returns the new version. */
 int64_t tq_assign(const char *tenant, int64_t id, int64_t version, const char *agent)
 {
-    Tally__V1__AssignComplaintRequest r = TALLY__V1__ASSIGN_COMPLAINT_REQUEST__INIT;
-    r.tenant_id = (char *)tenant;
-    r.complaint_id = id;
-    r.agent_id = (char *)agent;
-    r.expected_version = version;
-    Tally__V1__AssignComplaintReply *rep = tq_cmd_ok(
-        GC_COMMANDS("AssignComplaint"), &r.base, &tally__v1__assign_complaint_reply__descriptor);
-    int64_t v = rep->version;
-    call_free(rep);
-    return v;
+    tq_sql_dirty = true;
+    return call_assign(tq_sys.cmd, tenant, id, version, agent);
 }
 
 int64_t tq_move(const char *tenant, int64_t id, int64_t version, int status)
 {
-    Tally__V1__ChangeStatusRequest r = TALLY__V1__CHANGE_STATUS_REQUEST__INIT;
-    r.tenant_id = (char *)tenant;
-    r.complaint_id = id;
-    r.status = (Tally__V1__Status)status;
-    r.expected_version = version;
-    r.actor = "live-agent";
-    r.note = "";
-    Tally__V1__ChangeStatusReply *rep = tq_cmd_ok(GC_COMMANDS("ChangeStatus"), &r.base,
-                                                  &tally__v1__change_status_reply__descriptor);
-    int64_t v = rep->version;
-    call_free(rep);
-    return v;
+    tq_sql_dirty = true;
+    return call_move(tq_sys.cmd, tenant, id, version, status, "live-agent");
 }
 
 /* A random complaint of the tenant matching cond (SQL over c); false when there is none. */
