@@ -54,8 +54,9 @@
  * (as long as fewer than a batch of such rows wait at the head of the log).
  *
  * The backlog gauge is counted after the pass, at most once a second, with a cap (LIMIT
- * 100001: the gauge reads 100001 for "more than 100,000") under a short timeout on its own
- * session; after a failure it is not counted for a minute. No pass waits for it.
+ * 100001: the gauge reads 100001 for "more than 100,000") on its own session: the count is
+ * sent and a later pass reads its result, so no pass waits for it; one that takes longer than
+ * a few seconds is given up, and after a failure it is not counted for a minute.
  */
 #include "relay_int.h"
 
@@ -176,6 +177,10 @@ void relay_lose_leadership(relay *r, const char *why)
     metrics_set(r->m_backlog, 0);
     metrics_set(r->m_unpublishable, 0);
     relay_stream_reset(r);
+    if (r->count_sent_ms) { /* a count in flight belongs to the last term */
+        pgx_reset(r->stats);
+        r->count_sent_ms = 0;
+    }
     pgx_reset(r->pg); /* the next attempt starts a fresh session */
 }
 
