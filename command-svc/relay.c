@@ -99,6 +99,12 @@ static const pgx_stmt stmts[S_COUNT] = {
                  "UPDATE events SET published_at = " US_TO_TS(
                      "$2") " WHERE seq = ANY($1::bigint[])",
                  2 },
+    /* The same for a batch whose seqs are contiguous (a backlog, mostly): one range of the
+     * pkey instead of one descent per seq. */
+    [S_MARK_RANGE] = { "relay_mark_range",
+                       "UPDATE events SET published_at = " US_TO_TS(
+                           "$3") " WHERE seq >= $1 AND seq <= $2",
+                       3 },
     [S_LOCK] = { "relay_lock", "SELECT pg_try_advisory_lock(" RELAY_LOCK_KEY ")", 0 },
     [S_MAXPUB] = { "relay_max_published",
                    "SELECT coalesce((extract(epoch FROM max(published_at)) * 1000000)::bigint, 0)"

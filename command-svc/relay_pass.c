@@ -196,17 +196,26 @@ static int read_replies(relay *r, int sent, char *error, size_t errlen, int64_t 
     return ok;
 }
 
-/* Marks the first n sent rows published by pass id. */
+/*
+ * Marks the first n sent rows published by pass id: by their seq range when the rows are
+ * contiguous (every seq between the first and the last was sent), else by the list of seqs.
+ */
 static int mark(relay *r, int n, int64_t id)
 {
-    char pass[24];
+    char pass[24], lo[24], hi[24];
     size_t len = 0;
+    snprintf(pass, sizeof(pass), "%" PRId64, id);
+    if (r->seqs[n - 1] - r->seqs[0] == n - 1) {
+        snprintf(lo, sizeof(lo), "%" PRId64, r->seqs[0]);
+        snprintf(hi, sizeof(hi), "%" PRId64, r->seqs[n - 1]);
+        const char *values[] = { lo, hi, pass };
+        return pgx_exec(r->pg, S_MARK_RANGE, 3, values, NULL, NULL, RELAY_PG_WAIT_MS, NULL);
+    }
     r->seq_list[len++] = '{';
     for (int j = 0; j < n; j++)
         len += (size_t)snprintf(r->seq_list + len, r->seq_list_cap - len, "%s%" PRId64,
                                 j ? "," : "", r->seqs[j]);
     snprintf(r->seq_list + len, r->seq_list_cap - len, "}");
-    snprintf(pass, sizeof(pass), "%" PRId64, id);
     const char *values[] = { r->seq_list, pass };
     return pgx_exec(r->pg, S_MARK, 2, values, NULL, NULL, RELAY_PG_WAIT_MS, NULL);
 }
