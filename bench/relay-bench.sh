@@ -175,8 +175,9 @@ measure() {
     p1=$(pg_ticks "$pg_pid")
     r1=$(proc_ticks "$redis_pid" redis-server)
     read -r b1 a1 < <(machine_ticks)
-    # The gauge is counted about once a second: it must reach 0 (not timed).
-    for ((k = 0; k < 100; k++)); do
+    # The gauge is counted about once a second (a count may take seconds): it must reach 0
+    # (not timed).
+    for ((k = 0; k < 200; k++)); do
         metrics_fetch "$http" || die "cannot read command-svc's /metrics"
         backlog=$(metric tally_relay_backlog)
         ((backlog > 0)) || break
@@ -213,8 +214,9 @@ measure() {
 
 echo "relay-bench: $(date -u '+%Y-%m-%d %H:%M UTC'); $rows unpublished events from $complaints" \
     "complaints (tally-sim seed), payload $payload B on average; $partitions partition(s)"
-for bi in "${!bins[@]}"; do
-    bench_about "build $bi" "${bins[$bi]}" command-svc
+bench_about "build 0" "${bins[0]}" command-svc
+for ((bi = 1; bi < ${#bins[@]}; bi++)); do
+    bench_about "build $bi" "${bins[$bi]}" command-svc | tail -n 1
 done
 echo "relay, pg, redis, total: CPU us per event of command-svc, PostgreSQL, redis-server;" \
     "other%: both cores' share used by none of them; batch -: command-svc's default"
