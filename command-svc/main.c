@@ -109,7 +109,7 @@ int main(int argc, char **argv)
           "a relay leader that fails to publish to Redis this long gives up the leadership" },
         { "TALLY_RELAY", CFG_BOOL, "true", 0, 0, 0, &relay_on,
           "run the outbox relay in this process (one replica is active at a time)" },
-        { "TALLY_RELAY_BATCH", CFG_INT, "500", 1, 10000, 0, &batch, "events per relay pass" },
+        { "TALLY_RELAY_BATCH", CFG_INT, "5000", 1, 10000, 0, &batch, "events per relay pass" },
         { "TALLY_RELAY_POLL_MS", CFG_INT, "1000", 10, 60000, 0, &poll_ms,
           "relay fallback poll; also how often a standby relay tries to take over" },
         { "TALLY_PG_STATEMENT_TIMEOUT_MS", CFG_INT, "10000", 100, 600000, 0, &statement_timeout_ms,

@@ -54,8 +54,9 @@
  * (as long as fewer than a batch of such rows wait at the head of the log).
  *
  * The backlog gauge is counted after the pass, at most once a second, with a cap (LIMIT
- * 100001: the gauge reads 100001 for "more than 100,000") under a short timeout on its own
- * session; after a failure it is not counted for a minute. No pass waits for it.
+ * 100001: the gauge reads 100001 for "more than 100,000") on its own session: the count is
+ * sent and a later pass reads its result, so no pass waits for it; one that takes longer than
+ * a few seconds is given up, and after a failure it is not counted for a minute.
  */
 #include "relay_int.h"
 
@@ -98,6 +99,12 @@ static const pgx_stmt stmts[S_COUNT] = {
                  "UPDATE events SET published_at = " US_TO_TS(
                      "$2") " WHERE seq = ANY($1::bigint[])",
                  2 },
+    /* The same for a batch whose seqs are contiguous (a backlog, mostly): one range of the
+     * pkey instead of one descent per seq. */
+    [S_MARK_RANGE] = { "relay_mark_range",
+                       "UPDATE events SET published_at = " US_TO_TS(
+                           "$3") " WHERE seq >= $1 AND seq <= $2",
+                       3 },
     [S_LOCK] = { "relay_lock", "SELECT pg_try_advisory_lock(" RELAY_LOCK_KEY ")", 0 },
     [S_MAXPUB] = { "relay_max_published",
                    "SELECT coalesce((extract(epoch FROM max(published_at)) * 1000000)::bigint, 0)"
@@ -176,6 +183,10 @@ void relay_lose_leadership(relay *r, const char *why)
     metrics_set(r->m_backlog, 0);
     metrics_set(r->m_unpublishable, 0);
     relay_stream_reset(r);
+    if (r->count_sent_ms) { /* a count in flight belongs to the last term */
+        pgx_reset(r->stats);
+        r->count_sent_ms = 0;
+    }
     pgx_reset(r->pg); /* the next attempt starts a fresh session */
 }
 

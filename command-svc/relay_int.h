@@ -42,7 +42,7 @@ enum {
 };
 
 /* The prepared statements of the leader's session. */
-enum { S_SELECT, S_MARK, S_LOCK, S_MAXPUB, S_MAXSEQ, S_UNMARK, S_LEFT, S_COUNT };
+enum { S_SELECT, S_MARK, S_MARK_RANGE, S_LOCK, S_MAXPUB, S_MAXSEQ, S_UNMARK, S_LEFT, S_COUNT };
 
 /* What a pass or a wait ended with. */
 enum relay_outcome { RELAY_IDLE, RELAY_MORE, RELAY_PG_DOWN, RELAY_REDIS_DOWN, RELAY_LOST };
@@ -66,6 +66,7 @@ struct relay {
     int64_t compete_at_ms;         /* monotonic: a relay that gave up competes again from then */
     int64_t redis_failing_ms;      /* monotonic start of the current run of Redis failures, or 0 */
     int64_t count_at_ms;           /* monotonic time of the next backlog count */
+    int64_t count_sent_ms;         /* monotonic time the count in flight was sent, 0: none */
     int64_t maintain_at_ms;        /* monotonic time of the next trim and repair check */
     int64_t watermark_at_ms;       /* monotonic time of the last watermark entries */
     unsigned long groups_made;     /* kv_connects() when the groups were last created, 0: never */

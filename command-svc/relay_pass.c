@@ -20,7 +20,7 @@
 #include <time.h>
 
 #define BACKLOG_EVERY_MS 1000
-#define BACKLOG_WAIT_MS  1000
+#define BACKLOG_WAIT_MS  4000  /* under the session's 5 s statement cap */
 #define BACKLOG_PAUSE_MS 60000 /* no count for this long after one failed */
 #define WATERMARK_MIN_MS 200
 
@@ -196,44 +196,91 @@ static int read_replies(relay *r, int sent, char *error, size_t errlen, int64_t 
     return ok;
 }
 
-/* Marks the first n sent rows published by pass id. */
+/*
+ * Marks the first n sent rows published by pass id: by their seq range when the rows are
+ * contiguous (every seq between the first and the last was sent), else by the list of seqs.
+ */
 static int mark(relay *r, int n, int64_t id)
 {
-    char pass[24];
+    char pass[24], lo[24], hi[24];
     size_t len = 0;
+    snprintf(pass, sizeof(pass), "%" PRId64, id);
+    if (r->seqs[n - 1] - r->seqs[0] == n - 1) {
+        snprintf(lo, sizeof(lo), "%" PRId64, r->seqs[0]);
+        snprintf(hi, sizeof(hi), "%" PRId64, r->seqs[n - 1]);
+        const char *values[] = { lo, hi, pass };
+        return pgx_exec(r->pg, S_MARK_RANGE, 3, values, NULL, NULL, RELAY_PG_WAIT_MS, NULL);
+    }
     r->seq_list[len++] = '{';
     for (int j = 0; j < n; j++)
         len += (size_t)snprintf(r->seq_list + len, r->seq_list_cap - len, "%s%" PRId64,
                                 j ? "," : "", r->seqs[j]);
     snprintf(r->seq_list + len, r->seq_list_cap - len, "}");
-    snprintf(pass, sizeof(pass), "%" PRId64, id);
     const char *values[] = { r->seq_list, pass };
     return pgx_exec(r->pg, S_MARK, 2, values, NULL, NULL, RELAY_PG_WAIT_MS, NULL);
 }
 
-/* Refreshes the backlog gauge, at most once a second, on its own session (never a wedge). */
+/* The backlog count failed: not counted for a minute (logged once). */
+static void count_failed(relay *r, const char *error)
+{
+    if (!r->count_down)
+        log_warn("relay: cannot count the backlog; not counting for a minute",
+                 LOG_STR("error", error));
+    r->count_down = true;
+    r->count_sent_ms = 0;
+    pgx_reset(r->stats);
+    r->count_at_ms = now_mono_ms() + BACKLOG_PAUSE_MS;
+}
+
+/*
+ * Refreshes the backlog gauge, at most once a second, on its own session (never a wedge). The
+ * count is sent and the pass goes on: a later call takes its result once it is in (the count
+ * of a large backlog takes 100 ms or more, a tenth of the relay's time when it waited for it),
+ * and gives up on it after BACKLOG_WAIT_MS.
+ */
 static void count_backlog(relay *r)
 {
-    PGresult *res;
-    if (now_mono_ms() < r->count_at_ms)
-        return;
-    int rc = pgx_connect(r->stats);
-    if (rc == 0)
-        rc = pgx_exec_params(r->stats, BACKLOG_SQL, 0, NULL, NULL, NULL, NULL, BACKLOG_WAIT_MS,
-                             &res);
-    if (rc != 0) {
-        if (!r->count_down)
-            log_warn("relay: cannot count the backlog; not counting for a minute",
-                     LOG_STR("error", pgx_errstr(r->stats)));
-        r->count_down = true;
-        pgx_reset(r->stats);
-        r->count_at_ms = now_mono_ms() + BACKLOG_PAUSE_MS;
+    PGconn *pg;
+    if (r->count_sent_ms) {
+        pg = pgx_pg(r->stats);
+        if (!pg || !PQconsumeInput(pg)) {
+            count_failed(r, pg ? PQerrorMessage(pg) : "the connection was lost");
+            return;
+        }
+        if (PQisBusy(pg)) {
+            if (now_mono_ms() - r->count_sent_ms > BACKLOG_WAIT_MS)
+                count_failed(r, "the count took longer than BACKLOG_WAIT_MS");
+            return;
+        }
+        PGresult *res, *last = NULL;
+        while ((res = PQgetResult(pg)) != NULL) {
+            PQclear(last);
+            last = res;
+        }
+        r->count_sent_ms = 0;
+        if (!last || PQresultStatus(last) != PGRES_TUPLES_OK) {
+            count_failed(r, last ? PQresultErrorMessage(last) : "no result");
+            PQclear(last);
+            return;
+        }
+        r->count_down = false;
+        metrics_set(r->m_backlog, pgx_int(last, 0, 0));
+        PQclear(last);
+        r->count_at_ms = now_mono_ms() + BACKLOG_EVERY_MS;
         return;
     }
-    r->count_down = false;
-    metrics_set(r->m_backlog, pgx_int(res, 0, 0));
-    PQclear(res);
-    r->count_at_ms = now_mono_ms() + BACKLOG_EVERY_MS;
+    if (now_mono_ms() < r->count_at_ms)
+        return;
+    if (pgx_connect(r->stats) != 0) {
+        count_failed(r, pgx_errstr(r->stats));
+        return;
+    }
+    pg = pgx_pg(r->stats);
+    if (!PQsendQuery(pg, BACKLOG_SQL)) {
+        count_failed(r, PQerrorMessage(pg));
+        return;
+    }
+    r->count_sent_ms = now_mono_ms();
 }
 
 /*
