@@ -35,6 +35,13 @@
 #define STREAM_REPAIR_REQUEST_KEY "tally:repair:request"
 #define STREAM_WM_KEY             "tally:wm"
 
+/*
+ * A tenant's keys begin with its hash tag, one cluster slot each (docs/keyspace.md): this is a
+ * printf format of the tenant id, followed by the key's own part ("parked", "gen", or the
+ * generation and a view): STREAM_TENANT "parked".
+ */
+#define STREAM_TENANT "{t:%s}:"
+
 /* The event stream of partition p, "tally:events:<p>", into buf (len bytes). */
 void stream_key(int p, char *buf, size_t len);
 

@@ -5,6 +5,7 @@
  * flight.
  */
 #include "verify.h"
+#include "stream.h"
 
 #include "civil.h"
 #include "err.h"
@@ -227,7 +228,7 @@ static int read_gen(vrun *v, const char *tenant, char *gen, size_t len)
     redisContext *c = redis(v);
     if (!c)
         return fail(v, TALLY_EUNAVAIL, "redis: %s", kv_errstr(v->kv));
-    redisReply *r = redisCommand(c, "GET {t:%s}:gen", tenant);
+    redisReply *r = redisCommand(c, "GET " STREAM_TENANT "gen", tenant);
     if (!r)
         return redis_fail(v, "GET gen");
     int rc = 0;
@@ -254,8 +255,8 @@ static int snapshot(vrun *v, const verify_model *m, const char *tenant, const ch
     if (!c)
         return fail(v, TALLY_EUNAVAIL, "redis: %s", kv_errstr(v->kv));
     redisAppendCommand(c, "MULTI");
-    redisAppendCommand(c, "GET {t:%s}:gen", tenant);
-    redisAppendCommand(c, "HGETALL {t:%s}:%s:cv", tenant, gen);
+    redisAppendCommand(c, "GET " STREAM_TENANT "gen", tenant);
+    redisAppendCommand(c, "HGETALL " STREAM_TENANT "%s:cv", tenant, gen);
     for (size_t i = 0; i < m->nkeys; i++) {
         int k = m->keys[i].kind;
         if (k == VK_COUNT_ZSET || k == VK_SCORE_ZSET)
@@ -492,7 +493,7 @@ static int tenant_run(vrun *v, const char *tenant, int64_t today)
         if (attempt + 1 == GEN_RETRIES)
             return fail(v, TALLY_EUNAVAIL, "tenant %s: the generation keeps changing", tenant);
     }
-    snprintf(cvkey, sizeof(cvkey), "{t:%s}:%s:cv", tenant, gen);
+    snprintf(cvkey, sizeof(cvkey), STREAM_TENANT "%s:cv", tenant, gen);
     if ((rc = cv_arrays(v, tenant, cvkey, exec->element[1], &ids, &vers)))
         goto out_arrays;
     t0 = now_mono_ms();
@@ -543,13 +544,13 @@ static int recheck_cv(vrun *v, pending *p, size_t n)
     int rc = read_gen(v, p[0].tenant, gen, sizeof(gen));
     if (rc)
         return rc;
-    snprintf(key, sizeof(key), "{t:%s}:%s:cv", p[0].tenant, gen);
+    snprintf(key, sizeof(key), STREAM_TENANT "%s:cv", p[0].tenant, gen);
     redisContext *c = redis(v);
     if (!c)
         return fail(v, TALLY_EUNAVAIL, "redis: %s", kv_errstr(v->kv));
     for (size_t i = 0; i < n; i++) {
         redisAppendCommand(c, "HGET %s %" PRId64, key, p[i].id);
-        redisAppendCommand(c, "HEXISTS {t:%s}:parked %" PRId64, p[i].tenant, p[i].id);
+        redisAppendCommand(c, "HEXISTS " STREAM_TENANT "parked %" PRId64, p[i].tenant, p[i].id);
     }
     for (size_t i = 0; i < n; i++) {
         redisReply *r = NULL, *pk = NULL;

@@ -2,6 +2,7 @@
  * verify_model: the expected read model of one tenant, folded from facts, and the comparison
  * of one key with its Redis reply (verify_int.h). Pure: no I/O.
  */
+#include "stream.h"
 #include "verify_int.h"
 
 #include "civil.h"
@@ -60,7 +61,7 @@ int vm_init(verify_model *m, const char *tenant, const char *gen, int64_t first,
     if (last < first || last - first > 2 * VERIFY_MAX_DAYS + 62 || strlen(tenant) >= 72)
         return TALLY_EINVAL;
     snprintf(m->tenant, sizeof(m->tenant), "%s", tenant);
-    snprintf(prefix, sizeof(prefix), "{t:%s}:%s:", tenant, gen);
+    snprintf(prefix, sizeof(prefix), STREAM_TENANT "%s:", tenant, gen);
     m->first = first;
     m->last = last;
     civil_date(first, &y, &mo, &d);

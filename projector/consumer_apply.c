@@ -4,6 +4,7 @@
  * FCALL per event); then each message is acked, queued for a retry, or parked.
  */
 #include "consumer_int.h"
+#include "stream.h"
 
 #include "err.h"
 #include "now.h"
@@ -32,7 +33,7 @@ static int append_fcall(proj *p, proj_msg **v, size_t n, const char *now)
         free(lens);
         return TALLY_ENOMEM;
     }
-    snprintf(key, sizeof(key), "{t:%s}:gen", v[0]->ev.env->tenant_id);
+    snprintf(key, sizeof(key), STREAM_TENANT "gen", v[0]->ev.env->tenant_id);
     snprintf(count, sizeof(count), "%zu", n);
     snprintf(nfields, sizeof(nfields), "%d", STREAM_APPLY_NFIELDS);
     const char *head[] = { "FCALL", p->fn, "1", key, now, count, nfields };

@@ -4,6 +4,7 @@
  * and the XACK.
  */
 #include "consumer_int.h"
+#include "stream.h"
 
 #include "err.h"
 #include "log.h"
@@ -65,7 +66,7 @@ int proj_park(proj *p, proj_msg *m, const char *reason)
        failure between the two leaves nothing applied out of order. */
     if (env && proj_is_complaint_event(&m->ev) && env->complaint_id > 0 && proj_tenant_ok(tenant)) {
         char key[96];
-        snprintf(key, sizeof(key), "{t:%s}:parked", tenant);
+        snprintf(key, sizeof(key), STREAM_TENANT "parked", tenant);
         redisReply *r = proj_command(p, "HSETNX %s %s %s", key, complaint, reason);
         if (reply_status(p, r, "parking", "cannot mark a complaint parked") != 0)
             return TALLY_EUNAVAIL;

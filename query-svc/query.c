@@ -450,7 +450,7 @@ static int run(srv_call *call, qworker *w, qreq *q, const qspec *s, qresult *out
     tmeta *m = meta_slot(w, s->tenant);
     bool waited = false;
     int64_t token_applied = 0;
-    snprintf(q->T, sizeof(q->T), "{t:%s}:", s->tenant);
+    snprintf(q->T, sizeof(q->T), STREAM_TENANT, s->tenant);
     for (int attempt = 0;; attempt++) {
         if (attempt == MAX_READS)
             return srv_fail(call, TALLY_EUNAVAIL,

@@ -310,7 +310,7 @@ static char *mark_of(dlq *d, const char *tenant, int64_t complaint, bool *failed
     char key[IDENT_MAX + 16], field[24];
     if (ident_check(tenant) != IDENT_OK || complaint < 1)
         return NULL;
-    snprintf(key, sizeof(key), "{t:%s}:parked", tenant);
+    snprintf(key, sizeof(key), STREAM_TENANT "parked", tenant);
     snprintf(field, sizeof(field), "%" PRId64, complaint);
     const char *argv[] = { "HGET", key, field };
     redisReply *r = dlq_run_str(d, 3, argv);
@@ -371,7 +371,7 @@ int dlq_by_complaint(const void *x, const void *y)
 static long list_marks_without_entries(dlq *d, const dlq_filter *f, const dlq_list *l, bool json)
 {
     char key[IDENT_MAX + 16];
-    snprintf(key, sizeof(key), "{t:%s}:parked", f->tenant);
+    snprintf(key, sizeof(key), STREAM_TENANT "parked", f->tenant);
     const char *argv[] = { "HGETALL", key };
     redisReply *r = dlq_run_str(d, 2, argv);
     if (!r)

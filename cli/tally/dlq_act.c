@@ -110,7 +110,7 @@ int cli_run_dlq_replay(const cli *c)
         if (!replayable(e) || e->complaint < 1 || (i > 0 && dlq_same_complaint(&a.v[i - 1], e)))
             continue;
         char key[IDENT_MAX + 16], field[24];
-        snprintf(key, sizeof(key), "{t:%s}:parked", e->tenant);
+        snprintf(key, sizeof(key), STREAM_TENANT "parked", e->tenant);
         snprintf(field, sizeof(field), "%" PRId64, e->complaint);
         const char *argv[] = { "HDEL", key, field };
         redisReply *r = dlq_run_str(&d, 3, argv);

@@ -190,8 +190,8 @@ static int read_chunk(redisContext *c, trow *t, size_t n, char *err, size_t errl
 {
     redisReply *v;
     for (size_t i = 0; i < n; i++) {
-        redisAppendCommand(c, "GET {t:%s}:gen", t[i].id);
-        redisAppendCommand(c, "HLEN {t:%s}:parked", t[i].id);
+        redisAppendCommand(c, "GET " STREAM_TENANT "gen", t[i].id);
+        redisAppendCommand(c, "HLEN " STREAM_TENANT "parked", t[i].id);
     }
     for (size_t i = 0; i < 2 * n; i++) {
         trow *row = &t[i / 2];
@@ -207,7 +207,7 @@ static int read_chunk(redisContext *c, trow *t, size_t n, char *err, size_t errl
         freeReplyObject(v);
     }
     for (size_t i = 0; i < n; i++)
-        redisAppendCommand(c, "HMGET {t:%s}:%s:fresh as_of_ms applied_ms events", t[i].id,
+        redisAppendCommand(c, "HMGET " STREAM_TENANT "%s:fresh as_of_ms applied_ms events", t[i].id,
                            t[i].gen);
     for (size_t i = 0; i < n; i++) {
         if (redisGetReply(c, (void **)&v) != REDIS_OK || !v)
