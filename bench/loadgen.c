@@ -94,7 +94,7 @@ static bool reply_valid(void *arg, grpc_byte_buffer *reply)
     return valid;
 }
 
-/* Takes one option (args_fn): a number must be all digits, its range is checked after. */
+/* Takes one option (args_fn), saying which value is not a number; ranges are checked after. */
 static int take_opt(void *arg, int opt, char *value)
 {
     char *end = value;
@@ -124,7 +124,11 @@ static int take_opt(void *arg, int opt, char *value)
     default:
         return -1;
     }
-    return end == value || *end != '\0' ? -1 : 0;
+    if (end == value || *end != '\0') {
+        fprintf(stderr, "bench-loadgen: not a number: \"%s\"\n", value);
+        return -1;
+    }
+    return 0;
 }
 
 /* The options into the globals: ARGS_OK, ARGS_HELP or ARGS_BAD (args.h). */
