@@ -124,7 +124,7 @@ row='%-5s %3d %9.0f %8.2f %9d %10.1f %10.1f %10.1f %10.1f %9s'
 
 # run_one MODE RUN: one measured import; appends a row to the results and prints it.
 run_one() {
-    local mode=$1 run=$2 relay=false t0 t1 s0 s1 p0 p1 c0 c1 rc=0 pub=- n ev
+    local mode=$1 run=$2 relay=false t0 t1 s0 s1 p0 p1 c1 rc=0 pub=- n ev
     [[ $mode == on ]] && relay=true
     fresh_db
     redis-cli -p "$TALLY_STACK_REDIS_PORT" FLUSHALL >/dev/null
@@ -151,7 +151,6 @@ run_one() {
     # The client's CPU: the subshell's children (user + system) from `times`, in ticks.
     c1=$(tail -n 1 "$work/times" | awk -v hz="$clk_tck" '{ for (i = 1; i <= 2; i++) {
             split($i, a, /[ms]/); s += a[1] * 60 + a[2] } } END { printf "%d\n", s * hz + 0.5 }')
-    c0=0
     n=$(psql_q -c 'SELECT count(*) FROM complaints')
     ev=$(psql_q -c 'SELECT count(*) FROM events WHERE imported')
     ((n == complaints)) || die "$n complaints in the database after importing $complaints"
@@ -173,8 +172,8 @@ run_one() {
         "$(awk -v e="$ev" -v n="$n" 'BEGIN { print e / n }')" "$ev" \
         "$(awk -v t=$((s1 - s0)) -v h="$clk_tck" -v n="$n" 'BEGIN { print t / h * 1e6 / n }')" \
         "$(awk -v t=$((p1 - p0)) -v h="$clk_tck" -v n="$n" 'BEGIN { print t / h * 1e6 / n }')" \
-        "$(awk -v t=$((c1 - c0)) -v h="$clk_tck" -v n="$n" 'BEGIN { print t / h * 1e6 / n }')" \
-        "$(awk -v t=$((s1 - s0 + p1 - p0 + c1 - c0)) -v h="$clk_tck" -v n="$n" 'BEGIN { print t / h * 1e6 / n }')" \
+        "$(awk -v t="$c1" -v h="$clk_tck" -v n="$n" 'BEGIN { print t / h * 1e6 / n }')" \
+        "$(awk -v t=$((s1 - s0 + p1 - p0 + c1)) -v h="$clk_tck" -v n="$n" 'BEGIN { print t / h * 1e6 / n }')" \
         "$pub" | tee -a "$results"
 }
 
