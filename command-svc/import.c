@@ -84,7 +84,7 @@ enum { K_KIND, K_NAME, K_INDEX, K_SAME, K_ID, K_VERSION };
 /* The new complaints' ids, in request order, and their creation local days ($1 zone). */
 static const char reserve_sql[] =
     "SELECT nextval('complaints_complaint_id_seq'),"
-    " (to_timestamp(m / 1000.0) AT TIME ZONE $1)::date::text"
+    " (to_timestamp(m::float8 / 1000) AT TIME ZONE $1)::date::text"
     " FROM unnest($2::bigint[]) WITH ORDINALITY AS u(m, o) ORDER BY o";
 
 /*
@@ -100,13 +100,13 @@ static const char complaints_sql[] =
     "  resolved, version)),"
     " k AS (INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_hash,"
     "  complaint_id, version, created_at)"
-    "  SELECT $1, key, hash, id, version, to_timestamp(created / 1000.0) FROM u)"
+    "  SELECT $1, key, hash, id, version, to_timestamp(created::float8 / 1000) FROM u)"
     " INSERT INTO complaints (complaint_id, tenant_id, category_id, priority, status,"
     "  assigned_agent_id, title, description, customer_id, idempotency_key, created_at,"
     "  updated_at, resolved_at, version)"
     " SELECT id, $1, category, priority, status, NULLIF(agent, ''), title, description,"
-    "  customer, key, to_timestamp(created / 1000.0), to_timestamp(updated / 1000.0),"
-    "  to_timestamp(NULLIF(resolved, 0) / 1000.0), version FROM u";
+    "  customer, key, to_timestamp(created::float8 / 1000), to_timestamp(updated::float8 / 1000),"
+    "  to_timestamp(NULLIF(resolved, 0)::float8 / 1000), version FROM u";
 enum {
     C_ID,
     C_KEY,
@@ -132,7 +132,7 @@ static const Oid complaint_cols[C_COLS] = { PGX_OID_INT8, PGX_OID_TEXT, PGX_OID_
 static const char history_sql[] =
     "INSERT INTO status_history (complaint_id, version, tenant_id, from_status, to_status,"
     "  actor, note, changed_at)"
-    " SELECT id, v, $1, f, t, actor, note, to_timestamp(at / 1000.0)"
+    " SELECT id, v, $1, f, t, actor, note, to_timestamp(at::float8 / 1000)"
     " FROM unnest($3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[],"
     "  $8::text[], $9::bigint[]) AS u(id, v, f, t, actor, note, at)";
 enum { H_ID, H_VERSION, H_FROM, H_TO, H_ACTOR, H_NOTE, H_AT, H_COLS };
@@ -145,7 +145,7 @@ static const char events_sql[] =
     " SELECT $1, id, v, type, x.at, (x.at AT TIME ZONE $2)::date, true, payload"
     " FROM unnest($3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bytea[])"
     "  WITH ORDINALITY AS u(id, v, type, ms, payload, o),"
-    "  LATERAL (SELECT to_timestamp(u.ms / 1000.0) AS at) x ORDER BY o";
+    "  LATERAL (SELECT to_timestamp(u.ms::float8 / 1000) AS at) x ORDER BY o";
 enum { E_ID, E_VERSION, E_TYPE, E_AT, E_PAYLOAD, E_COLS };
 static const Oid event_cols[E_COLS] = { PGX_OID_INT8, PGX_OID_INT8, PGX_OID_INT8, PGX_OID_INT8,
                                         PGX_OID_BYTEA };
