@@ -79,11 +79,16 @@ redisReply *dlq_run(dlq *d, int argc, const char **argv, const size_t *lens)
     return r;
 }
 
-/* dlq_run() of NUL-terminated arguments. */
+/* dlq_run() of NUL-terminated arguments; more than DLQ_STR_ARGS is a bug of the caller. */
 redisReply *dlq_run_str(dlq *d, int argc, const char **argv)
 {
-    size_t lens[16];
-    for (int i = 0; i < argc && i < 16; i++)
+    size_t lens[DLQ_STR_ARGS];
+    if (argc < 1 || argc > DLQ_STR_ARGS) {
+        snprintf(d->err, sizeof(d->err), "%s: %d arguments (at most %d)", argc > 0 ? argv[0] : "?",
+                 argc, DLQ_STR_ARGS);
+        return NULL;
+    }
+    for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     return dlq_run(d, argc, argv, lens);
 }
@@ -323,6 +328,16 @@ static char *mark_of(dlq *d, const char *tenant, int64_t complaint, bool *failed
     return out;
 }
 
+/* The "marked" and "parked_reason" members (after a member) of mark, NULL when not marked. */
+static void put_mark_json(tx_buf *b, const char *mark)
+{
+    tx_printf(b, ",\"marked\":%s,\"parked_reason\":", mark ? "true" : "false");
+    if (mark)
+        tx_json_str(b, mark);
+    else
+        tx_puts(b, "null");
+}
+
 /* The common fields of an entry as JSON members (after "{"). */
 void dlq_json_entry_head(tx_buf *b, const dlq_entry *e, int64_t now)
 {
@@ -347,14 +362,19 @@ bool dlq_same_complaint(const dlq_entry *a, const dlq_entry *b)
     return a->complaint > 0 && a->complaint == b->complaint && strcmp(a->tenant, b->tenant) == 0;
 }
 
-int dlq_by_complaint(const void *x, const void *y)
+int dlq_by_tenant_complaint(const void *x, const void *y)
 {
     const dlq_entry *a = x, *b = y;
     int c = strcmp(a->tenant, b->tenant);
+    return c ? c : (a->complaint > b->complaint) - (a->complaint < b->complaint);
+}
+
+int dlq_by_complaint(const void *x, const void *y)
+{
+    const dlq_entry *a = x, *b = y;
+    int c = dlq_by_tenant_complaint(a, b);
     if (c)
         return c;
-    if (a->complaint != b->complaint)
-        return a->complaint < b->complaint ? -1 : 1;
     if (a->version != b->version)
         return a->version < b->version ? -1 : 1;
     kv_id i = { 0, 0 }, j = { 0, 0 };
@@ -363,26 +383,115 @@ int dlq_by_complaint(const void *x, const void *y)
     return kv_id_cmp(i, j);
 }
 
+/* One complaint's mark in {t:T}:parked. */
+typedef struct dlq_mark {
+    int64_t complaint;
+    char *reason; /* owned */
+} dlq_mark;
+
+static int by_mark(const void *x, const void *y)
+{
+    const dlq_mark *a = x, *b = y;
+    return (a->complaint > b->complaint) - (a->complaint < b->complaint);
+}
+
+static void marks_free(dlq_mark *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].reason);
+    free(v);
+}
+
+/*
+ * Reads the tenant's marks in pages (HSCAN ... COUNT DLQ_MARK_PAGE), at most DLQ_MAX_ENTRIES,
+ * into *out sorted by complaint, each once (HSCAN may return a field twice). The caller frees
+ * them with marks_free. 0, or -1 with d->err.
+ */
+static int read_marks(dlq *d, const char *tenant, dlq_mark **out, size_t *np)
+{
+    char key[IDENT_MAX + 16], cursor[32] = "0", count[16];
+    dlq_mark *v = NULL;
+    size_t n = 0, cap = 0;
+    snprintf(key, sizeof(key), STREAM_TENANT "parked", tenant);
+    snprintf(count, sizeof(count), "%d", DLQ_MARK_PAGE);
+    do {
+        const char *argv[] = { "HSCAN", key, cursor, "COUNT", count };
+        redisReply *r = dlq_run_str(d, 5, argv);
+        if (!r)
+            goto out_fail;
+        const redisReply *kv = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                                       r->element[0]->type == REDIS_REPLY_STRING &&
+                                       r->element[1]->type == REDIS_REPLY_ARRAY
+                                   ? r->element[1]
+                                   : NULL;
+        if (!kv) {
+            freeReplyObject(r);
+            snprintf(d->err, sizeof(d->err), "HSCAN %s: not a cursor and a page", key);
+            goto out_fail;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        for (size_t k = 0; k + 1 < kv->elements; k += 2) {
+            if (n == cap) {
+                size_t ncap = cap ? 2 * cap : 256;
+                dlq_mark *nv = ncap <= DLQ_MAX_ENTRIES ? realloc(v, ncap * sizeof(*nv)) : NULL;
+                if (!nv) {
+                    freeReplyObject(r);
+                    snprintf(d->err, sizeof(d->err),
+                             "more than %d marks in %s (or out of memory): narrow it with "
+                             "--complaint",
+                             DLQ_MAX_ENTRIES, key);
+                    goto out_fail;
+                }
+                v = nv;
+                cap = ncap;
+            }
+            const redisReply *val = kv->element[k + 1];
+            v[n].complaint = to_i64(kv->element[k]->str);
+            v[n].reason = dup_n(val->str ? val->str : "", val->str ? val->len : 0);
+            if (!v[n].reason) {
+                freeReplyObject(r);
+                snprintf(d->err, sizeof(d->err), "HSCAN %s: out of memory", key);
+                goto out_fail;
+            }
+            n++;
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    if (n > 1)
+        qsort(v, n, sizeof(*v), by_mark);
+    size_t keep = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (keep && v[keep - 1].complaint == v[i].complaint)
+            free(v[i].reason);
+        else
+            v[keep++] = v[i];
+    }
+    *out = v;
+    *np = keep;
+    return 0;
+out_fail:
+    marks_free(v, n);
+    return -1;
+}
+
 /*
  * The tenant's marked complaints that have no dead entry in l (dropped, or a park in progress),
- * printed after the entries: their figures stay frozen. Only with --tenant (finding every
- * tenant's mark would take a SCAN). Returns how many, or -1 on a Redis error.
+ * printed after the entries in complaint order: their figures stay frozen. Only with --tenant
+ * (finding every tenant's mark would take a SCAN). Returns how many, -1 on a Redis error (with
+ * d->err), or -2 when a line could not be printed.
  */
 static long list_marks_without_entries(dlq *d, const dlq_filter *f, const dlq_list *l, bool json)
 {
-    char key[IDENT_MAX + 16];
-    snprintf(key, sizeof(key), STREAM_TENANT "parked", f->tenant);
-    const char *argv[] = { "HGETALL", key };
-    redisReply *r = dlq_run_str(d, 2, argv);
-    if (!r)
-        return -1;
+    dlq_mark *v;
+    size_t nv;
     long n = 0;
-    for (size_t k = 0; r->type == REDIS_REPLY_ARRAY && k + 1 < r->elements; k += 2) {
-        int64_t c = to_i64(r->element[k]->str);
-        bool has = false;
-        for (size_t i = 0; i < l->n && !has; i++)
-            has = l->v[i].complaint == c;
-        if (has || (f->complaint && f->complaint != c))
+    bool lost = false;
+    if (read_marks(d, f->tenant, &v, &nv) != 0)
+        return -1;
+    for (size_t k = 0; k < nv; k++) {
+        dlq_entry key = { .tenant = (char *)f->tenant, .complaint = v[k].complaint };
+        if ((f->complaint && f->complaint != v[k].complaint) ||
+            (l->n && bsearch(&key, l->v, l->n, sizeof(*l->v), dlq_by_tenant_complaint)))
             continue;
         n++;
         tx_buf b;
@@ -390,20 +499,20 @@ static long list_marks_without_entries(dlq *d, const dlq_filter *f, const dlq_li
         if (json) {
             tx_puts(&b, "{\"tenant\":");
             tx_json_str(&b, f->tenant);
-            tx_printf(&b, ",\"complaint\":%" PRId64 ",\"marked\":true,\"parked_reason\":", c);
-            tx_json_str(&b, r->element[k + 1]->str);
+            tx_printf(&b, ",\"complaint\":%" PRId64, v[k].complaint);
+            put_mark_json(&b, v[k].reason);
             tx_puts(&b, ",\"dead_entries\":0}");
         } else {
             tx_puts(&b, f->tenant);
-            tx_printf(&b, " complaint %" PRId64 ": marked parked (", c);
-            put_safe(&b, r->element[k + 1]->str);
+            tx_printf(&b, " complaint %" PRId64 ": marked parked (", v[k].complaint);
+            put_safe(&b, v[k].reason);
             tx_puts(&b, ") without dead entries: dropped, or a park in progress; its figures "
                         "stay frozen until a rebuild");
         }
-        dlq_print_line(&b);
+        lost |= dlq_print_line(&b) != EXIT_OK;
     }
-    freeReplyObject(r);
-    return n;
+    marks_free(v, nv);
+    return lost ? -2 : n;
 }
 
 int dlq_open(const cli *c, dlq *d, dlq_filter *f, dlq_list *l, bool need_target)
@@ -450,11 +559,7 @@ int cli_run_dlq_list(const cli *c)
         if (json) {
             tx_putc(&b, '{');
             dlq_json_entry_head(&b, e, now);
-            tx_printf(&b, ",\"marked\":%s,\"parked_reason\":", mark ? "true" : "false");
-            if (mark)
-                tx_json_str(&b, mark);
-            else
-                tx_puts(&b, "null");
+            put_mark_json(&b, mark);
             tx_putc(&b, '}');
         } else {
             put_safe(&b, e->tenant[0] ? e->tenant : "(no tenant)");
@@ -465,12 +570,18 @@ int cli_run_dlq_list(const cli *c)
             put_safe(&b, e->reason);
             tx_printf(&b, " [dead entry %s of tally:dead:%d]", e->dead_id, e->part);
         }
-        dlq_print_line(&b);
+        if (dlq_print_line(&b) != EXIT_OK)
+            rc = EXIT_FAIL;
     }
     free(mark);
-    if (!failed && f.tenant && !f.dead_id &&
-        (bare = list_marks_without_entries(&d, &f, &l, json)) < 0)
-        failed = true;
+    if (!failed && f.tenant && !f.dead_id) {
+        bare = list_marks_without_entries(&d, &f, &l, json);
+        failed = bare == -1;
+        if (bare == -2) {
+            rc = EXIT_FAIL;
+            bare = 0;
+        }
+    }
     if (failed) {
         rc = dlq_fail(&d);
         goto out_free;
@@ -577,7 +688,8 @@ static const ProtobufCMessage *body_of(const Tally__V1__EventEnvelope *env, cons
     return *(ProtobufCMessage *const *)((const char *)env + fd->offset);
 }
 
-static void show_entry(const dlq_entry *e, const char *mark, bool json, int64_t now)
+/* Prints entry e of show; EXIT_OK, or EXIT_FAIL when its line could not be built. */
+static int show_entry(const dlq_entry *e, const char *mark, bool json, int64_t now)
 {
     const char *body_name = NULL;
     const ProtobufCMessage *body = e->env ? body_of(e->env, &body_name) : NULL;
@@ -588,12 +700,8 @@ static void show_entry(const dlq_entry *e, const char *mark, bool json, int64_t 
     if (json) {
         tx_putc(&b, '{');
         dlq_json_entry_head(&b, e, now);
-        tx_printf(&b, ",\"bytes\":%zu,\"marked\":%s,\"parked_reason\":", e->elen,
-                  mark ? "true" : "false");
-        if (mark)
-            tx_json_str(&b, mark);
-        else
-            tx_puts(&b, "null");
+        tx_printf(&b, ",\"bytes\":%zu", e->elen);
+        put_mark_json(&b, mark);
         tx_puts(&b, ",\"envelope\":");
         if (e->env) {
             tx_putc(&b, '{');
@@ -613,8 +721,7 @@ static void show_entry(const dlq_entry *e, const char *mark, bool json, int64_t 
             tx_puts(&b, "null,\"body\":null");
         }
         tx_putc(&b, '}');
-        dlq_print_line(&b);
-        return;
+        return dlq_print_line(&b);
     }
     tx_printf(&b,
               "dead entry %s of tally:dead:%d, parked %s (%s ago), from entry %s of "
@@ -644,7 +751,7 @@ static void show_entry(const dlq_entry *e, const char *mark, bool json, int64_t 
     } else if (e->env) {
         tx_puts(&b, "\n  body: none, or one this build does not know");
     }
-    dlq_print_line(&b);
+    return dlq_print_line(&b);
 }
 
 int cli_run_dlq_show(const cli *c)
@@ -659,7 +766,8 @@ int cli_run_dlq_show(const cli *c)
     int64_t now = now_wall_ms();
     for (size_t i = 0; i < l.n && !failed; i++) {
         char *mark = mark_of(&d, l.v[i].tenant, l.v[i].complaint, &failed);
-        show_entry(&l.v[i], mark, json, now);
+        if (show_entry(&l.v[i], mark, json, now) != EXIT_OK)
+            rc = EXIT_FAIL;
         free(mark);
     }
     if (failed) {

@@ -21,6 +21,8 @@
 #define DLQ_MAX_ENTRIES 100000 /* entries one command holds in memory */
 #define DLQ_REDIS_MS    10000  /* connect and reply timeout */
 #define DLQ_LINE_LIMIT  (1u << 20)
+#define DLQ_MARK_PAGE   1000 /* marks per HSCAN */
+#define DLQ_STR_ARGS    16   /* arguments of dlq_run_str */
 
 /* One dead entry as read from tally:dead:<p>. */
 typedef struct dlq_entry {
@@ -61,7 +63,7 @@ void dlq_list_release(dlq_list *l);
 
 /* A command's reply (caller frees), or NULL with d->err set (an I/O error, or an error reply). */
 redisReply *dlq_run(dlq *d, int argc, const char **argv, const size_t *lens);
-/* dlq_run() of NUL-terminated arguments (at most 16). */
+/* dlq_run() of NUL-terminated arguments; more than DLQ_STR_ARGS is refused (NULL, d->err). */
 redisReply *dlq_run_str(dlq *d, int argc, const char **argv);
 
 /* Prints d->err as the command's failure; returns EXIT_FAIL. */
@@ -81,6 +83,8 @@ int dlq_scan(dlq *d, const dlq_filter *f, dlq_list *out);
  */
 int dlq_open(const cli *c, dlq *d, dlq_filter *f, dlq_list *l, bool need_target);
 
+/* qsort order of complaints: tenant, then complaint (dlq_by_complaint's first keys). */
+int dlq_by_tenant_complaint(const void *x, const void *y);
 /* qsort order: tenant, complaint, version, then dead entry id. */
 int dlq_by_complaint(const void *x, const void *y);
 /* Whether a and b are of one complaint (reference and undecodable entries are each alone). */

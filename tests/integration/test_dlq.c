@@ -389,3 +389,50 @@ Test(dlq, usage_errors_exit_2_and_a_redis_down_exits_1)
     cr_expect(strstr(out, "dlq: no dead entries"), "%s", out);
     free(out);
 }
+
+/*
+ * list --tenant with many marks and no dead entries (read with HSCAN in pages): each of the
+ * 3,000 is listed once, in complaint order, and counted in the summary.
+ */
+Test(dlq, list_shows_every_one_of_many_marks_once_in_order)
+{
+    enum { MARKS = 3000 };
+    char *out;
+    const char *t = "acme";
+    for (int k = 1; k <= MARKS; k++)
+        redisAppendCommand(R.rc, "HSET {t:%s}:parked %d gap", t, k);
+    for (int k = 1; k <= MARKS; k++) {
+        redisReply *r = NULL;
+        cr_assert_eq(redisGetReply(R.rc, (void **)&r), REDIS_OK);
+        freeReplyObject(r);
+    }
+    cr_assert_eq(tally_dlq(&out, "list", "--tenant", t, "--json", NULL), 0, "list failed");
+    const char *at = out;
+    for (int k = 1; k <= MARKS; k++) {
+        char want[64];
+        snprintf(want, sizeof(want), "\"complaint\":%d,\"marked\":true", k);
+        const char *next = strstr(at, want);
+        cr_assert(next, "mark %d is not listed after mark %d", k, k - 1);
+        at = next + strlen(want);
+    }
+    cr_expect(strstr(out, "\"marked_without_entries\":3000,"), "the summary does not count them");
+    free(out);
+}
+
+/* A line too long to build (a reason of more than 1 MiB) is an error exit, not a silent gap. */
+Test(dlq, a_line_too_long_to_print_is_an_error_exit)
+{
+    char *out;
+    size_t n = (1u << 20) + 16;
+    char *reason = malloc(n + 1);
+    memset(reason, 'r', n);
+    reason[n] = '\0';
+    freeReplyObject(redisCommand(R.rc, "XADD %s * reason %s tenant acme complaint 7 version 2",
+                                 EV_DEAD, reason));
+    free(reason);
+    cr_expect_eq(tally_dlq(&out, "list", NULL), 1, "list of a line it could not build");
+    free(out);
+    cr_expect_eq(tally_dlq(&out, "show", "--tenant", "acme", "--complaint", "7", NULL), 1,
+                 "show of a line it could not build");
+    free(out);
+}
