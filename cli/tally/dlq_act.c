@@ -29,11 +29,53 @@ static bool replayable(const dlq_entry *e)
     return e->e && ident_check(e->tenant) == IDENT_OK;
 }
 
-static int by_tenant_complaint(const void *x, const void *y)
+/* What select_replay() left out of a replay. */
+typedef struct dlq_held {
+    size_t no_tenant;           /* entries without a tenant that can name keys */
+    size_t no_bytes;            /* entries of no complaint (reference data) without event bytes */
+    size_t complaints, entries; /* complaints left alone, marked, and their entries */
+} dlq_held;
+
+/*
+ * Keeps in a (sorted by dlq_by_complaint) only what a replay puts back, releasing the rest:
+ * the replayable entries of no complaint, and every entry of the complaints whose entries are
+ * all replayable. A complaint with an entry without event bytes is left alone, whole and
+ * marked: its versions after that one would only be parked again behind the gap it leaves,
+ * and the ones before it are frozen with it until it is dropped and the complaint rebuilt.
+ */
+static void select_replay(dlq_list *a, dlq_held *h)
 {
-    const dlq_entry *a = x, *b = y;
-    int c = strcmp(a->tenant, b->tenant);
-    return c ? c : (a->complaint > b->complaint) - (a->complaint < b->complaint);
+    size_t keep = 0;
+    memset(h, 0, sizeof(*h));
+    for (size_t i = 0, j; i < a->n; i = j) {
+        bool whole = true;
+        for (j = i; j < a->n && (j == i || dlq_same_complaint(&a->v[i], &a->v[j])); j++)
+            whole = whole && replayable(&a->v[j]);
+        bool hold = !whole && a->v[i].complaint > 0 && ident_check(a->v[i].tenant) == IDENT_OK;
+        h->complaints += hold;
+        for (size_t k = i; k < j; k++) {
+            dlq_entry *e = &a->v[k];
+            if (!hold && replayable(e)) {
+                a->v[keep++] = *e;
+                continue;
+            }
+            if (hold)
+                h->entries++;
+            else if (ident_check(e->tenant) != IDENT_OK)
+                h->no_tenant++;
+            else
+                h->no_bytes++;
+            dlq_entry_release(e);
+        }
+    }
+    a->n = keep;
+}
+
+/* Whether e is of a complaint that a (sorted by dlq_by_complaint) has. */
+static bool complaint_in(const dlq_list *a, const dlq_entry *e)
+{
+    return e->complaint > 0 && a->n &&
+           bsearch(e, a->v, a->n, sizeof(*a->v), dlq_by_tenant_complaint) != NULL;
 }
 
 /* XDELs the dead entries of l (from partition part) in batches. 0, or -1 with d->err. */
@@ -72,8 +114,9 @@ static int xdel_all(dlq *d, const dlq_list *l, const dlq_filter *f)
  * Replays the selected complaints' parked events. The steps, each one command (the mark, the
  * dead stream and the event stream are in three cluster slots, so no script can span them):
  *
- *   1. read the dead entries (A): the complaints to replay are those A names (a tenant's
- *      reference events, complaint 0, have no mark and go back as they are);
+ *   1. read the dead entries (A): the complaints to replay are those A names whose entries can
+ *      all be replayed (select_replay: one with an entry without event bytes stays whole and
+ *      marked; a tenant's reference events, complaint 0, have no mark and go back as they are);
  *   2. HDEL each of them from {t:T}:parked, so that the projector applies their events again;
  *   3. read the dead entries again (B), keeping those of the complaints unmarked in 2: this
  *      takes in what the projector parked between 1 and 2 (an event it had found marked);
@@ -83,7 +126,7 @@ static int xdel_all(dlq *d, const dlq_list *l, const dlq_filter *f)
  *
  * Once: a second replay reads no entry and does nothing. No loop: an event that fails again is
  * parked again by the projector as a new dead entry (and marks its complaint again), which
- * this run never reads, having read B before. What a crash or a concurrent park leaves:
+ * this run never replays, having read B before. What a crash or a concurrent park leaves:
  *   - after 2, before 4: the complaint is unmarked with its events still dead; its next event
  *     is a gap, parked again after the gap timeout (marking it again, visible in
  *     freshness.parked_complaints and in `tally dlq list`); the next replay takes them all.
@@ -99,15 +142,16 @@ int cli_run_dlq_replay(const cli *c)
     dlq d;
     dlq_filter f;
     dlq_list a = { 0 }, b = { 0 };
+    dlq_held h;
     bool json = cli_has(c, OPT_JSON);
-    size_t skipped = 0, added = 0, complaints = 0;
+    size_t added = 0, complaints = 0;
     int rc = dlq_open(c, &d, &f, &a, false);
     if (rc)
         return rc;
+    select_replay(&a, &h);
     for (size_t i = 0; i < a.n; i++) {
         const dlq_entry *e = &a.v[i];
-        skipped += !replayable(e);
-        if (!replayable(e) || e->complaint < 1 || (i > 0 && dlq_same_complaint(&a.v[i - 1], e)))
+        if (e->complaint < 1 || (i > 0 && dlq_same_complaint(&a.v[i - 1], e)))
             continue;
         char key[IDENT_MAX + 16], field[24];
         snprintf(key, sizeof(key), STREAM_TENANT "parked", e->tenant);
@@ -118,14 +162,12 @@ int cli_run_dlq_replay(const cli *c)
             goto out_fail;
         freeReplyObject(r);
     }
-    if (a.n > skipped && dlq_scan(&d, &f, &b) != 0)
+    if (a.n && dlq_scan(&d, &f, &b) != 0)
         goto out_fail;
     size_t keep = 0;
     for (size_t i = 0; i < b.n; i++) {
         dlq_entry *e = &b.v[i];
-        bool ok = replayable(e) && (e->complaint < 1 || bsearch(e, a.v, a.n, sizeof(*a.v),
-                                                                by_tenant_complaint) != NULL);
-        if (ok)
+        if (replayable(e) && (e->complaint < 1 || complaint_in(&a, e)))
             b.v[keep++] = *e;
         else
             dlq_entry_release(e);
@@ -155,27 +197,39 @@ int cli_run_dlq_replay(const cli *c)
         tx_puts(&t, "{\"replayed\":true,");
         dlq_json_entry_head(&t, e, now_wall_ms());
         tx_putc(&t, '}');
-        dlq_print_line(&t);
+        if (dlq_print_line(&t) != EXIT_OK)
+            rc = EXIT_FAIL;
     }
     if (xdel_all(&d, &b, &f) != 0)
         goto out_fail;
     if (json)
         printf("{\"summary\":true,\"replayed\":%zu,\"complaints\":%zu,\"dead_entries_removed\":%zu,"
-               "\"not_replayable\":%zu}\n",
-               added, complaints, b.n, skipped);
+               "\"not_replayable\":%zu,\"complaints_left_alone\":%zu}\n",
+               added, complaints, b.n, h.no_tenant + h.no_bytes + h.entries, h.complaints);
     else if (b.n == 0)
-        printf("dlq replay: nothing to replay%s\n",
-               skipped ? " (only entries without a valid tenant: drop them with --id)" : "");
+        printf("dlq replay: nothing to replay\n");
     else
         printf("dlq replay: %zu event%s of %zu complaint%s back on their streams in version order, "
                "%zu dead entr%s removed; the projector applies them (an event that fails again "
                "is parked again: tally dlq list)\n",
                added, added == 1 ? "" : "s", complaints, complaints == 1 ? "" : "s", b.n,
                b.n == 1 ? "y" : "ies");
-    if (skipped && b.n)
+    if (json)
+        goto out_free;
+    if (h.complaints)
+        printf("dlq replay: %zu complaint%s left alone and marked parked (%zu dead entr%s): a "
+               "dead entry of each has no event bytes, so its later versions would only be "
+               "parked again; drop that entry with --id (its figures stay frozen until a "
+               "rebuild)\n",
+               h.complaints, h.complaints == 1 ? "" : "s", h.entries, h.entries == 1 ? "y" : "ies");
+    if (h.no_tenant)
         printf("dlq replay: %zu dead entr%s without a valid tenant left alone (drop them with "
                "--id)\n",
-               skipped, skipped == 1 ? "y" : "ies");
+               h.no_tenant, h.no_tenant == 1 ? "y" : "ies");
+    if (h.no_bytes)
+        printf("dlq replay: %zu dead entr%s of no complaint without event bytes left alone (drop "
+               "them with --id)\n",
+               h.no_bytes, h.no_bytes == 1 ? "y" : "ies");
     goto out_free;
 out_fail:
     rc = dlq_fail(&d);

@@ -391,6 +391,39 @@ Test(dlq, usage_errors_exit_2_and_a_redis_down_exits_1)
 }
 
 /*
+ * A complaint whose lowest dead version has no event bytes (nothing to replay it from): its
+ * later versions would only be parked again behind the gap, so the replay leaves the whole
+ * complaint alone, marked, and says why (no projector runs: nothing is applied).
+ */
+Test(dlq, a_complaint_with_an_entry_without_bytes_is_left_alone_and_marked)
+{
+    char *out, id[24];
+    pjf_generate(&R, 23, 1, 600, 120);
+    int64_t c = complaint_of(3);
+    const ev_event *v3 = &R.hist.v[ev_find(&R.hist, c, 3)];
+    snprintf(id, sizeof(id), "%lld", (long long)c);
+    const char *t = R.hist.tenants[0];
+    freeReplyObject(redisCommand(R.rc, "XADD %s * reason gap tenant %s complaint %s version 2",
+                                 EV_DEAD, t, id));
+    freeReplyObject(redisCommand(R.rc,
+                                 "XADD %s * e %b reason behind tenant %s complaint %s "
+                                 "version 3",
+                                 EV_DEAD, v3->bytes, v3->len, t, id));
+    freeReplyObject(redisCommand(R.rc, "HSET %s %s gap", tenant_key("parked"), id));
+
+    cr_assert_eq(tally_dlq(&out, "replay", NULL), 0, "replay failed:\n%s", out);
+    cr_expect(strstr(out, "nothing to replay") && strstr(out, "1 complaint left alone") &&
+                  strstr(out, "no event bytes") && !strstr(out, "without a valid tenant"),
+              "replay said:\n%s", out);
+    free(out);
+    cr_expect_eq(num("EXISTS %s", EV_STREAM), 0, "replay put events back");
+    cr_expect_eq(num("XLEN %s", EV_DEAD), 2, "replay removed dead entries");
+    redisReply *r = redisCommand(R.rc, "HEXISTS %s %s", tenant_key("parked"), id);
+    cr_expect(r && r->integer == 1, "the complaint is no longer marked parked");
+    freeReplyObject(r);
+}
+
+/*
  * list --tenant with many marks and no dead entries (read with HSCAN in pages): each of the
  * 3,000 is listed once, in complaint order, and counted in the summary.
  */
