@@ -78,6 +78,44 @@ static bool complaint_in(const dlq_list *a, const dlq_entry *e)
            bsearch(e, a->v, a->n, sizeof(*a->v), dlq_by_tenant_complaint) != NULL;
 }
 
+/*
+ * Marks again, with HSETNX, each complaint of a (the replayed ones) that still has a dead entry
+ * in what f selects: one the projector parked after replay's second read, behind a mark that
+ * the HDEL removed (the projector marks, then adds the dead entry). Without this its figures
+ * would stop before that entry while freshness no longer counted it. Returns how many it
+ * marked, or -1 with d->err.
+ */
+static long mark_left_behind(dlq *d, const dlq_filter *f, const dlq_list *a)
+{
+    dlq_list c = { 0 };
+    long marked = 0;
+    if (dlq_scan(d, f, &c) != 0) {
+        dlq_list_release(&c);
+        return -1;
+    }
+    if (c.n > 1)
+        qsort(c.v, c.n, sizeof(*c.v), dlq_by_complaint);
+    for (size_t i = 0; i < c.n; i++) {
+        const dlq_entry *e = &c.v[i];
+        if ((i > 0 && dlq_same_complaint(&c.v[i - 1], e)) || !complaint_in(a, e) ||
+            ident_check(e->tenant) != IDENT_OK)
+            continue;
+        char key[IDENT_MAX + 16], field[24];
+        snprintf(key, sizeof(key), STREAM_TENANT "parked", e->tenant);
+        snprintf(field, sizeof(field), "%" PRId64, e->complaint);
+        const char *argv[] = { "HSETNX", key, field, "dead entries left after a replay" };
+        redisReply *r = dlq_run_str(d, 4, argv);
+        if (!r) {
+            dlq_list_release(&c);
+            return -1;
+        }
+        marked += r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        freeReplyObject(r);
+    }
+    dlq_list_release(&c);
+    return marked;
+}
+
 /* XDELs the dead entries of l (from partition part) in batches. 0, or -1 with d->err. */
 static int xdel_part(dlq *d, const dlq_list *l, int part)
 {
@@ -122,7 +160,9 @@ static int xdel_all(dlq *d, const dlq_list *l, const dlq_filter *f)
  *      takes in what the projector parked between 1 and 2 (an event it had found marked);
  *   4. XADD B's envelopes to tally:events:<p> in each complaint's version order (not the dead
  *      stream's), one entry per version;
- *   5. XDEL B's dead entries, and only those.
+ *   5. XDEL B's dead entries, and only those;
+ *   6. read the dead entries once more and HSETNX a mark for each complaint of 2 that still
+ *      has one (mark_left_behind).
  *
  * Once: a second replay reads no entry and does nothing. No loop: an event that fails again is
  * parked again by the projector as a new dead entry (and marks its complaint again), which
@@ -132,9 +172,13 @@ static int xdel_all(dlq *d, const dlq_list *l, const dlq_filter *f)
  *     freshness.parked_complaints and in `tally dlq list`); the next replay takes them all.
  *   - after 4, before or during 5: events both on the stream and dead; the next replay adds
  *     them again and the projector drops the copies by version. Nothing is applied twice.
- *   - the projector parked an event of the complaint just after 2 (its apply had said PARKED
- *     before the HDEL) and marked it again: the replayed events are parked behind that mark,
- *     as new dead entries. Nothing is lost; `tally dlq list` shows them and a replay fixes it.
+ *   - the projector parks an event of the complaint across 2 (it marks, then adds the dead
+ *     entry): when its mark comes after the HDEL, the replayed events are parked behind it as
+ *     new dead entries; when the mark came before the HDEL (and was deleted by it) and the
+ *     dead entry after B, step 6 finds that entry and marks the complaint again. Either way
+ *     the complaint is marked with a dead entry: `tally dlq list` shows it, a replay fixes it.
+ *     Only a park whose two commands span all of 2 to 6 leaves it unmarked (its next event
+ *     is then a gap and parks it again, marked, after the gap timeout).
  * Nothing is ever deleted before it is on the stream.
  */
 int cli_run_dlq_replay(const cli *c)
@@ -145,6 +189,7 @@ int cli_run_dlq_replay(const cli *c)
     dlq_held h;
     bool json = cli_has(c, OPT_JSON);
     size_t added = 0, complaints = 0;
+    long remarked = 0;
     int rc = dlq_open(c, &d, &f, &a, false);
     if (rc)
         return rc;
@@ -202,10 +247,13 @@ int cli_run_dlq_replay(const cli *c)
     }
     if (xdel_all(&d, &b, &f) != 0)
         goto out_fail;
+    if (a.n && (remarked = mark_left_behind(&d, &f, &a)) < 0)
+        goto out_fail;
     if (json)
         printf("{\"summary\":true,\"replayed\":%zu,\"complaints\":%zu,\"dead_entries_removed\":%zu,"
-               "\"not_replayable\":%zu,\"complaints_left_alone\":%zu}\n",
-               added, complaints, b.n, h.no_tenant + h.no_bytes + h.entries, h.complaints);
+               "\"not_replayable\":%zu,\"complaints_left_alone\":%zu,\"marked_again\":%ld}\n",
+               added, complaints, b.n, h.no_tenant + h.no_bytes + h.entries, h.complaints,
+               remarked);
     else if (b.n == 0)
         printf("dlq replay: nothing to replay\n");
     else
@@ -230,6 +278,10 @@ int cli_run_dlq_replay(const cli *c)
         printf("dlq replay: %zu dead entr%s of no complaint without event bytes left alone (drop "
                "them with --id)\n",
                h.no_bytes, h.no_bytes == 1 ? "y" : "ies");
+    if (remarked)
+        printf("dlq replay: %ld complaint%s marked parked again: the projector parked an event "
+               "of it during the replay (tally dlq list; replay again)\n",
+               remarked, remarked == 1 ? "" : "s");
     goto out_free;
 out_fail:
     rc = dlq_fail(&d);

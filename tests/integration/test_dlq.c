@@ -9,9 +9,11 @@
  * `tally` runs as a child whose stdout is sent to the captured stderr.
  */
 #include "pjfix.h"
+#include "proxy.h"
 #include "tclock.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -468,4 +470,66 @@ Test(dlq, a_line_too_long_to_print_is_an_error_exit)
     cr_expect_eq(tally_dlq(&out, "show", "--tenant", "acme", "--complaint", "7", NULL), 1,
                  "show of a line it could not build");
     free(out);
+}
+
+/*
+ * The projector's side of a race, played while tally's XDEL (after its second read) is held
+ * by the proxy: the dead entry that the projector adds when its HSETNX of the mark came before
+ * replay's HDEL and its XADD to the dead stream after replay's second read.
+ */
+typedef struct late_park {
+    proxy px;
+    const ev_event *what;
+    const char *tenant, *complaint;
+    pthread_t th;
+} late_park;
+
+static void *late_park_run(void *arg)
+{
+    late_park *lp = arg;
+    for (int64_t until = now_mono_ms() + 20000; now_mono_ms() < until && !proxy_held(&lp->px);)
+        tclock_sleep_ms(5);
+    redisContext *rc = redisConnect("127.0.0.1", R.redis.port);
+    freeReplyObject(redisCommand(
+        rc, "XADD %s * e %b reason behind tenant %s complaint %s version %lld", EV_DEAD,
+        lp->what->bytes, lp->what->len, lp->tenant, lp->complaint, (long long)lp->what->version));
+    redisFree(rc);
+    return NULL;
+}
+
+/*
+ * The projector parks v3 of a complaint during its replay, its mark set before the replay's
+ * HDEL and its dead entry added after the replay's second read (late_park): the
+ * replay marks the complaint again, so that freshness keeps counting it.
+ */
+Test(dlq, a_park_during_the_replay_leaves_the_complaint_marked)
+{
+    char *out, id[24], url[64];
+    pjf_generate(&R, 24, 1, 600, 120);
+    int64_t c = complaint_of(3);
+    const ev_event *v2 = &R.hist.v[ev_find(&R.hist, c, 2)];
+    late_park lp = { .what = &R.hist.v[ev_find(&R.hist, c, 3)],
+                     .tenant = R.hist.tenants[0],
+                     .complaint = id };
+    snprintf(id, sizeof(id), "%lld", (long long)c);
+    freeReplyObject(redisCommand(R.rc, "XADD %s * e %b reason gap tenant %s complaint %s version 2",
+                                 EV_DEAD, v2->bytes, v2->len, lp.tenant, id));
+    freeReplyObject(redisCommand(R.rc, "HSET %s %s gap", tenant_key("parked"), id));
+    proxy_start(&lp.px, "127.0.0.1", R.redis.port);
+    proxy_hold(&lp.px, "XDEL", 1000);
+    cr_assert_eq(pthread_create(&lp.th, NULL, late_park_run, &lp), 0);
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", lp.px.port);
+
+    cr_assert_eq(tally_dlq(&out, "replay", "--redis-url", url, NULL), 0, "replay failed:\n%s", out);
+    pthread_join(lp.th, NULL);
+    proxy_stop(&lp.px);
+    cr_expect(strstr(out, "1 complaint marked parked again"), "replay said:\n%s", out);
+    free(out);
+    cr_expect_eq(num("XLEN %s", EV_STREAM), 1, "v2 is not back on the stream");
+    cr_expect_eq(num("XLEN %s", EV_DEAD), 1, "v3 is not left dead");
+    redisReply *r = redisCommand(R.rc, "HGET %s %s", tenant_key("parked"), id);
+    cr_expect(r && r->type == REDIS_REPLY_STRING &&
+                  strcmp(r->str, "dead entries left after a replay") == 0,
+              "the complaint with a dead entry left is not marked parked");
+    freeReplyObject(r);
 }
