@@ -46,23 +46,16 @@ static const char *const short_waits[] = { "TALLY_PROJECTOR_GAP_TIMEOUT_MS=500",
 static int tally_dlq(char **out, const char *sub, ...)
 {
     char url[64];
-    char *argv[24] = {
-        "/bin/sh",     "-c", "exec \"$0\" \"$@\" 1>&2", TALLY_BIN_DIR "/tally", "dlq", (char *)sub,
-        "--redis-url", url
-    };
-    int n = 8;
+    const char *argv[24] = { TALLY_BIN_DIR "/tally", "dlq", sub, "--redis-url", url };
+    int n = 5;
     va_list ap;
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", R.redis.port);
     va_start(ap, sub);
-    for (char *a; n < 23 && (a = va_arg(ap, char *));)
+    for (const char *a; n < 23 && (a = va_arg(ap, const char *));)
         argv[n++] = a;
     va_end(ap);
     argv[n] = NULL;
-    proc p;
-    int rc = proc_run_argv(&p, argv, NULL, true, 30000);
-    *out = strdup(p.log ? p.log : "");
-    proc_release(&p);
-    return rc;
+    return proc_run_output(out, argv, 30000);
 }
 
 static long long num(const char *fmt, const char *key)
@@ -165,12 +158,19 @@ static void expect_listed(const char *out, int64_t c, int64_t v, const char *rea
               (long long)c, reason, out);
 }
 
+/* A history of seed and a complaint of it with at least 4 versions, in *cp and id (24 bytes). */
+static int64_t history_with(uint64_t seed, int64_t *cp, char *id)
+{
+    pjf_generate(&R, seed, 1, 600, 120);
+    int64_t c = *cp = complaint_of(4);
+    snprintf(id, 24, "%lld", (long long)c);
+    return c;
+}
+
 /* The parked complaint c of tenant 0: v3.. parked after a gap, then v2 parked behind them. */
 static long long park_with_a_gap(int64_t *cp, char *id)
 {
-    pjf_generate(&R, 21, 1, 600, 120);
-    int64_t c = *cp = complaint_of(4);
-    snprintf(id, 24, "%lld", (long long)c);
+    int64_t c = history_with(21, cp, id);
     pjf_start(&R, 0, 0, short_waits);
     add_all_but(ev_find(&R.hist, c, 2));
     wait_dead(versions_from(c, 3));
@@ -226,9 +226,7 @@ Test(dlq, a_replay_after_the_gap_is_filled_applies_the_parked_events_in_order_on
 /* v2 of c refused by the projector (priority 9): it and c's later events are parked. */
 static long long park_a_refused_event(int64_t *cp, char *id)
 {
-    pjf_generate(&R, 22, 1, 600, 120);
-    int64_t c = *cp = complaint_of(4);
-    snprintf(id, 24, "%lld", (long long)c);
+    int64_t c = history_with(22, cp, id);
     R.hist.v[ev_find(&R.hist, c, 2)].priority = 9;
     cr_assert_eq(ev_pack(&R.hist.v[ev_find(&R.hist, c, 2)]), 0);
     pjf_start(&R, 0, 0, short_waits);

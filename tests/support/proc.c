@@ -241,6 +241,30 @@ int proc_run_argv(proc *p, char *const *argv, const char *const *env, bool clean
     return rc;
 }
 
+int proc_run_output(char **out, const char *const *argv, int timeout_ms)
+{
+    static const char *const shell[] = { "/bin/sh", "-c", "exec \"$0\" \"$@\" 1>&2" };
+    size_t n = 0;
+    while (argv[n])
+        n++;
+    char **all = calloc(n + 4, sizeof(*all));
+    int rc = -1;
+    proc p = { 0 };
+    if (all) {
+        for (size_t i = 0; i < 3; i++)
+            all[i] = (char *)shell[i];
+        for (size_t i = 0; i < n; i++)
+            all[3 + i] = (char *)argv[i];
+        rc = proc_run_argv(&p, all, NULL, true, timeout_ms);
+        free(all);
+    }
+    *out = strdup(p.log ? p.log : "");
+    proc_release(&p);
+    if (!*out)
+        abort();
+    return rc;
+}
+
 int proc_run(proc *p, const char *path, const char *const *env, int timeout_ms)
 {
     char *argv[] = { (char *)path, NULL };

@@ -58,6 +58,13 @@ int proc_free_port(void);
  */
 int proc_run_argv(proc *p, char *const *argv, const char *const *env, bool clean, int timeout_ms);
 
+/*
+ * Runs argv[0] with argv to completion as proc_run_argv does (no inherited TALLY_* variable),
+ * with its stdout sent to its stderr: both, in the order written, in *out (malloc'd, never
+ * NULL; caller frees). Returns its exit status, or -1 when it did not start or timed out.
+ */
+int proc_run_output(char **out, const char *const *argv, int timeout_ms);
+
 /* Runs path to completion (no port waiting); returns its exit status, or -1 on timeout. */
 int proc_run(proc *p, const char *path, const char *const *env, int timeout_ms);
 
