@@ -265,7 +265,7 @@ int cli_run_dlq_replay(const cli *c)
     if (json)
         goto out_free;
     if (h.complaints)
-        printf("dlq replay: %zu complaint%s left alone and marked parked (%zu dead entr%s): a "
+        printf("dlq replay: %zu complaint%s left alone, %zu dead entr%s and the mark kept: a "
                "dead entry of each has no event bytes, so its later versions would only be "
                "parked again; drop that entry with --id (its figures stay frozen until a "
                "rebuild)\n",
