@@ -45,17 +45,12 @@ static const char *const short_waits[] = { "TALLY_PROJECTOR_GAP_TIMEOUT_MS=500",
  */
 static int tally_dlq(char **out, const char *sub, ...)
 {
-    char url[64];
-    const char *argv[24] = { TALLY_BIN_DIR "/tally", "dlq", sub, "--redis-url", url };
-    int n = 5;
+    const char *head[] = { "dlq", sub, NULL };
     va_list ap;
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", R.redis.port);
     va_start(ap, sub);
-    for (const char *a; n < 23 && (a = va_arg(ap, const char *));)
-        argv[n++] = a;
+    int rc = proc_run_tally(out, R.redis.port, 30000, head, ap);
     va_end(ap);
-    argv[n] = NULL;
-    return proc_run_output(out, argv, 30000);
+    return rc;
 }
 
 static long long num(const char *fmt, const char *key)

@@ -69,17 +69,12 @@ TestSuite(lag, .init = init, .fini = fini, .timeout = 150);
  */
 static int tally_lag(char **out, ...)
 {
-    char url[64];
-    const char *argv[24] = { TALLY_BIN_DIR "/tally", "lag", "--redis-url", url };
-    int n = 4;
+    const char *head[] = { "lag", NULL };
     va_list ap;
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", R.redis.port);
     va_start(ap, out);
-    for (const char *a; n < 23 && (a = va_arg(ap, const char *));)
-        argv[n++] = a;
+    int rc = proc_run_tally(out, R.redis.port, TALLY_WAIT, head, ap);
     va_end(ap);
-    argv[n] = NULL;
-    return proc_run_output(out, argv, TALLY_WAIT);
+    return rc;
 }
 
 /* `tally lag --json` with more arguments (up to 4), asserting it exits 0. */

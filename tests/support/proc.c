@@ -265,6 +265,23 @@ int proc_run_output(char **out, const char *const *argv, int timeout_ms)
     return rc;
 }
 
+int proc_run_tally(char **out, int redis_port, int timeout_ms, const char *const *head,
+                   va_list rest)
+{
+    char url[64];
+    const char *argv[25] = { TALLY_BIN_DIR "/tally" };
+    int n = 1;
+    while (*head && n < 22)
+        argv[n++] = *head++;
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", redis_port);
+    argv[n++] = "--redis-url";
+    argv[n++] = url;
+    for (const char *a; n < 24 && (a = va_arg(rest, const char *));)
+        argv[n++] = a;
+    argv[n] = NULL;
+    return proc_run_output(out, argv, timeout_ms);
+}
+
 int proc_run(proc *p, const char *path, const char *const *env, int timeout_ms)
 {
     char *argv[] = { (char *)path, NULL };

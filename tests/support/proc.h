@@ -10,6 +10,7 @@
 #define TALLY_TEST_PROC_H
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -64,6 +65,14 @@ int proc_run_argv(proc *p, char *const *argv, const char *const *env, bool clean
  * NULL; caller frees). Returns its exit status, or -1 when it did not start or timed out.
  */
 int proc_run_output(char **out, const char *const *argv, int timeout_ms);
+
+/*
+ * proc_run_output of `bin/tally <head...> --redis-url redis://127.0.0.1:<redis_port>/0
+ * <rest...>`: head is NULL-terminated, rest a va_list of strings ending in NULL (24 words in all
+ * at most).
+ */
+int proc_run_tally(char **out, int redis_port, int timeout_ms, const char *const *head,
+                   va_list rest);
 
 /* Runs path to completion (no port waiting); returns its exit status, or -1 on timeout. */
 int proc_run(proc *p, const char *path, const char *const *env, int timeout_ms);
