@@ -27,7 +27,7 @@
 /* On the statistics session, unprepared: its text names it for logs and pg_stat_activity. */
 #define BACKLOG_SQL                                                                             \
     "SELECT /* relay_backlog */ count(*) FROM (SELECT 1 FROM events WHERE published_at IS NULL" \
-    " LIMIT 100001) s"
+    " LIMIT " STREAM_BACKLOG_LIMIT_SQL ") s"
 
 static int64_t now_wall_us(void)
 {

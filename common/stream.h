@@ -36,6 +36,13 @@
 #define STREAM_WM_KEY             "tally:wm"
 
 /*
+ * The relay's backlog, the unpublished rows, is counted up to STREAM_BACKLOG_MAX + 1 (its
+ * gauge, and `tally lag`, read that as "more than"): the LIMIT of both counts.
+ */
+#define STREAM_BACKLOG_MAX       100000
+#define STREAM_BACKLOG_LIMIT_SQL "100001"
+
+/*
  * A tenant's keys begin with its hash tag, one cluster slot each (docs/keyspace.md): this is a
  * printf format of the tenant id, followed by the key's own part ("parked", "gen", or the
  * generation and a view): STREAM_TENANT "parked".

@@ -27,18 +27,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BACKLOG_LIMIT 100000 /* rows counted at most (+1: "more than"), as the relay does */
-#define TENANTS_MAX   10000
-#define SCAN_CALLS    200 /* SCAN ... COUNT SCAN_COUNT calls at most: 200,000 keys visited */
-#define SCAN_COUNT    1000
-#define CHUNK         256 /* tenants per pipeline */
-#define OUT_LIMIT     (64u << 20)
-#define TABLE_WIDTH   200
+#define BACKLOG_LIMIT \
+    STREAM_BACKLOG_MAX /* rows counted at most (+1: "more than"), as the relay does */
+#define TENANTS_MAX 10000
+#define SCAN_CALLS  200 /* SCAN ... COUNT SCAN_COUNT calls at most: 200,000 keys visited */
+#define SCAN_COUNT  1000
+#define CHUNK       256 /* tenants per pipeline */
+#define OUT_LIMIT   (64u << 20)
+#define TABLE_WIDTH 200
 
 #define BACKLOG_SQL                                                                              \
     "SELECT /* tally_lag_backlog */ tenant_id, count(*),"                                        \
     " (extract(epoch FROM min(recorded_at)) * 1000)::bigint FROM (SELECT tenant_id, recorded_at" \
-    " FROM events WHERE published_at IS NULL ORDER BY seq LIMIT 100001) s GROUP BY tenant_id"
+    " FROM events WHERE published_at IS NULL ORDER BY seq LIMIT " STREAM_BACKLOG_LIMIT_SQL       \
+    ") s GROUP BY tenant_id"
 #define TENANTS_SQL "SELECT tenant_id FROM tenants ORDER BY tenant_id LIMIT 10001"
 
 typedef struct trow {
