@@ -41,4 +41,37 @@ int event_body_field(int type);
  */
 long event_pack(const event_row *row, uint8_t *buf, size_t cap);
 
+/*
+ * The columns of an events row in the order event_pack_row reads them (text results):
+ * `SELECT EVENT_COLUMNS FROM events ...`. The relay publishes from them and a rebuild reads
+ * them, so both make the very same envelope of a row.
+ */
+#define EVENT_COLUMNS                                                                      \
+    "seq, tenant_id, coalesce(complaint_id, 0), coalesce(version, 0), type,"               \
+    " (extract(epoch FROM occurred_at) * 1000)::bigint, to_char(local_day, 'YYYY-MM-DD')," \
+    " (extract(epoch FROM recorded_at) * 1000)::bigint, imported::int, encode(payload, 'hex')"
+
+enum event_column {
+    EVENT_C_SEQ,
+    EVENT_C_TENANT,
+    EVENT_C_COMPLAINT,
+    EVENT_C_VERSION,
+    EVENT_C_TYPE,
+    EVENT_C_OCCURRED,
+    EVENT_C_DAY,
+    EVENT_C_RECORDED,
+    EVENT_C_IMPORTED,
+    EVENT_C_PAYLOAD,
+    EVENT_NCOLUMNS
+};
+
+struct pg_result;
+
+/*
+ * Packs row i of res (EVENT_COLUMNS first, as text) into buf (cap bytes), its body decoded into
+ * body (EVENT_BODY_MAX bytes). The length, or a negative tally_err: TALLY_ETOOBIG for a body
+ * that is too big or not hex, as event_pack otherwise.
+ */
+long event_pack_row(const struct pg_result *res, int i, uint8_t *body, uint8_t *buf, size_t cap);
+
 #endif

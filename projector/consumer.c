@@ -177,10 +177,11 @@ int proj_run(const proj_config *conf)
     if (p.gap_wait_ms < 3 * (int64_t)conf->claim_idle_ms + conf->block_ms)
         p.gap_wait_ms = 3 * (int64_t)conf->claim_idle_ms + conf->block_ms;
     register_metrics(&p, conf->metrics);
-    if (proj_version_function(&p) != 0) {
+    if (proj_view_init(&p.view) != 0) {
         kv_free(p.kv);
         return TALLY_EINTERNAL;
     }
+    proj_view_fn(&p.view, "tally_apply", p.fn, sizeof(p.fn));
 
     while (!svc_stopping()) {
         int64_t now = now_mono_ms();
@@ -251,7 +252,7 @@ int proj_run(const proj_config *conf)
     free(p.retry.v);
     free(batch.v);
     kv_free(p.kv);
-    free(p.lua);
+    proj_view_free(&p.view);
     if (p.refused && !p.started)
         return TALLY_EPRECOND;
     log_info("projector stopped", LOG_STR("consumer", conf->consumer));

@@ -41,6 +41,7 @@
 #include "metrics.h"
 #include "pipeline.h"
 #include "stream.h"
+#include "view.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -83,14 +84,14 @@ typedef struct proj {
     const proj_config *conf;
     kv_conn *kv;
     char streams[STREAM_PARTITIONS_MAX][STREAM_KEY_MAX];
-    bool read_pending;    /* after a (re)connect: our own pending entries first */
-    bool reload;          /* the function is gone (Redis restarted): load it again */
-    proj_msgs retry;      /* gaps and failures, in arrival order */
-    char lib[40], fn[48]; /* the versioned function library and function */
-    char *lua;            /* tally.lua with those names */
-    bool started;         /* connected once: a refusal now ends proj_run instead */
-    const char *refused;  /* why Redis cannot be used as it is configured, or NULL */
-    int64_t lost_ms;      /* earliest lost entry not yet reported to the relay (0: none) */
+    bool read_pending;   /* after a (re)connect: our own pending entries first */
+    bool reload;         /* the function is gone (Redis restarted): load it again */
+    proj_msgs retry;     /* gaps and failures, in arrival order */
+    proj_view view;      /* tally.lua, versioned (view.h) */
+    char fn[48];         /* its tally_apply */
+    bool started;        /* connected once: a refusal now ends proj_run instead */
+    const char *refused; /* why Redis cannot be used as it is configured, or NULL */
+    int64_t lost_ms;     /* earliest lost entry not yet reported to the relay (0: none) */
     pl_marks marks[STREAM_PARTITIONS_MAX];
     int64_t wm[STREAM_PARTITIONS_MAX]; /* watermark published per partition */
     int64_t next_consumers_ms;
@@ -122,15 +123,7 @@ redisReply *proj_command(proj *p, const char *fmt, ...);
  */
 bool proj_systemic(proj *p, const redisReply *r, const char *doing);
 
-/*
- * The library's name and its function's carry a hash of the source (tally_<h>, tally_apply_<h>),
- * so replicas of two builds never replace each other's function during a rolling upgrade: each
- * loads its own (FUNCTION LOAD without REPLACE; "already exists" is success) and calls it.
- * Sets p->lib, p->fn and p->lua (freed by proj_run). 0, TALLY_ENOMEM or TALLY_EINTERNAL.
- */
-int proj_version_function(proj *p);
-
-/* Loads p->lua. 0, or TALLY_EUNAVAIL (the failure logged). */
+/* Loads p->view.lua. 0, or TALLY_EUNAVAIL (the failure logged). */
 int proj_load_function(proj *p);
 
 /*

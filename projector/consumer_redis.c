@@ -5,18 +5,13 @@
  */
 #include "consumer_int.h"
 
-#include "embedded.h"
 #include "err.h"
-#include "hash.h"
 #include "log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* tally.lua, compiled in (cmake/EmbedFiles.cmake). */
-extern const embedded_file projector_lua[];
 
 redisReply *proj_command_argv(proj *p, int argc, const char **argv, const size_t *lens)
 {
@@ -62,30 +57,10 @@ bool proj_systemic(proj *p, const redisReply *r, const char *doing)
     return true;
 }
 
-int proj_version_function(proj *p)
-{
-    const char *src = projector_lua[0].data, *head = "#!lua name=tally\n";
-    const char *reg = "register_function('tally_apply'";
-    const char *at = strstr(src, reg);
-    size_t n = strlen(src);
-    if (strncmp(src, head, strlen(head)) != 0 || !at)
-        return TALLY_EINTERNAL;
-    unsigned h = (unsigned)hash_fnv1a(src, n, 0);
-    snprintf(p->lib, sizeof(p->lib), "tally_%08x", h);
-    snprintf(p->fn, sizeof(p->fn), "tally_apply_%08x", h);
-    if (!(p->lua = malloc(n + 64)))
-        return TALLY_ENOMEM;
-    int len = snprintf(p->lua, n + 64, "#!lua name=%s\n%.*s", p->lib,
-                       (int)(at - src - strlen(head)), src + strlen(head));
-    snprintf(p->lua + len, n + 64 - (size_t)len, "register_function('%s'%s", p->fn,
-             at + strlen(reg));
-    return 0;
-}
-
 int proj_load_function(proj *p)
 {
-    const char *argv[] = { "FUNCTION", "LOAD", p->lua };
-    size_t lens[] = { 8, 4, strlen(p->lua) };
+    const char *argv[] = { "FUNCTION", "LOAD", p->view.lua };
+    size_t lens[] = { 8, 4, strlen(p->view.lua) };
     redisReply *r = proj_command_argv(p, 3, argv, lens);
     int rc = r ? 0 : TALLY_EUNAVAIL;
     if (r && r->type == REDIS_REPLY_ERROR && !strstr(r->str, "already exists")) {

@@ -80,13 +80,24 @@ local function is_open(status)
   return status == '1' or status == '2'
 end
 
--- The set-like writes of the call, in order, made after the checks: {cmd, key, args...}.
-local ops = {}
-local function push(...)
-  ops[#ops + 1] = { ... }
+--[[
+A plan: what one generation (key prefix P) will be written, gathered before anything is written.
+  ops       the set-like writes, in order: {cmd, key, args...}
+  sums      sums[key][field] = delta of a counter, written once at the end
+  zsums     the same for sorted-set scores
+  versions  complaint id -> last applied version (read with one HMGET, moved as events apply)
+  dirty     complaints whose version moves (a list; marked[id] says whether listed)
+  refs      reference seqs that move: refs[key] = seq, and the keys as a list
+]]
+local function new_plan(P)
+  return { P = P, ops = {}, sums = {}, zsums = {}, versions = {}, dirty = {}, marked = {},
+    refs = {}, applied = 0, as_of = 0 }
 end
 
--- Sums of increments: sums[key][field] = delta, written once at the end.
+local function push(pl, ...)
+  pl.ops[#pl.ops + 1] = { ... }
+end
+
 local function add(sums, key, field, by)
   local h = sums[key]
   if not h then
@@ -109,54 +120,57 @@ local function open_detail(a, b)
   return a[b + F_TO] .. '|' .. a[b + F_PRIO] .. '|' .. a[b + F_CAT] .. '|' .. a[b + F_AGENT]
 end
 
-local function apply_created(P, sums, zsums, a, b)
+local function apply_created(pl, a, b)
+  local P, sums = pl.P, pl.sums
   local day = a[b + F_DAY]
   local m, dd = day:sub(1, 7), day:sub(9, 10)
   local k, p, agent = a[b + F_CAT], a[b + F_PRIO], a[b + F_AGENT]
   add4(sums, P .. 'd:' .. m, dd .. ':c', k, p, 1)
-  add(zsums, P .. 'kc:' .. m, k, 1)
+  add(pl.zsums, P .. 'kc:' .. m, k, 1)
   add(sums, P .. 'st', a[b + F_TO], 1)
   if is_open(a[b + F_TO]) then
-    push('ZADD', P .. 'open', a[b + F_CREATED], a[b + F_ID])
-    push('HSET', P .. 'od', a[b + F_ID], open_detail(a, b))
+    push(pl, 'ZADD', P .. 'open', a[b + F_CREATED], a[b + F_ID])
+    push(pl, 'HSET', P .. 'od', a[b + F_ID], open_detail(a, b))
     if agent ~= '' then
       add(sums, P .. 'ao', agent, 1)
     end
   end
 end
 
-local function apply_assigned(P, sums, a, b)
+local function apply_assigned(pl, a, b)
   if not is_open(a[b + F_TO]) then
     return -- a resolved complaint's assignee counts nowhere "now"
   end
+  local P = pl.P
   if a[b + F_PREV] ~= '' then
-    add(sums, P .. 'ao', a[b + F_PREV], -1)
+    add(pl.sums, P .. 'ao', a[b + F_PREV], -1)
   end
   if a[b + F_AGENT] ~= '' then
-    add(sums, P .. 'ao', a[b + F_AGENT], 1)
+    add(pl.sums, P .. 'ao', a[b + F_AGENT], 1)
   end
-  push('HSET', P .. 'od', a[b + F_ID], open_detail(a, b))
+  push(pl, 'HSET', P .. 'od', a[b + F_ID], open_detail(a, b))
 end
 
-local function apply_status(P, sums, zsums, a, b)
+local function apply_status(pl, a, b)
+  local P, sums = pl.P, pl.sums
   local from, to, agent = a[b + F_FROM], a[b + F_TO], a[b + F_AGENT]
   add(sums, P .. 'st', from, -1)
   add(sums, P .. 'st', to, 1)
   local was, now = is_open(from), is_open(to)
   if was and not now then
-    push('ZREM', P .. 'open', a[b + F_ID])
-    push('HDEL', P .. 'od', a[b + F_ID])
+    push(pl, 'ZREM', P .. 'open', a[b + F_ID])
+    push(pl, 'HDEL', P .. 'od', a[b + F_ID])
     if agent ~= '' then
       add(sums, P .. 'ao', agent, -1)
     end
   elseif now then
     if not was then -- a reopen
-      push('ZADD', P .. 'open', a[b + F_CREATED], a[b + F_ID])
+      push(pl, 'ZADD', P .. 'open', a[b + F_CREATED], a[b + F_ID])
       if agent ~= '' then
         add(sums, P .. 'ao', agent, 1)
       end
     end
-    push('HSET', P .. 'od', a[b + F_ID], open_detail(a, b))
+    push(pl, 'HSET', P .. 'od', a[b + F_ID], open_detail(a, b))
   end
   if to ~= RESOLVED then
     return
@@ -164,22 +178,22 @@ local function apply_status(P, sums, zsums, a, b)
   -- A resolution, counted on the day it happened.
   local day = a[b + F_DAY]
   local m, dd = day:sub(1, 7), day:sub(9, 10)
-  local k, p, secs, b = a[b + F_CAT], a[b + F_PRIO], tonumber(a[b + F_SECS]), a[b + F_BUCKET]
+  local k, p, secs, bk = a[b + F_CAT], a[b + F_PRIO], tonumber(a[b + F_SECS]), a[b + F_BUCKET]
   local d = P .. 'd:' .. m
   add4(sums, d, dd .. ':r', k, p, 1)
   add4(sums, d, dd .. ':s', k, p, secs)
   -- Histograms: by day (for ranges that cut a month) and by month, one key per grouping.
   -- Days have keys of their own, so a range reads only its days (or the month's others).
   local hd, hm = P .. 'hd:' .. day .. ':', P .. 'hm:' .. m .. ':'
-  add(sums, hd .. 'a', b, 1)
-  add(sums, hd .. 'k', k .. ':' .. b, 1)
-  add(sums, hd .. 'p', p .. ':' .. b, 1)
-  add(sums, hd .. 'kp', k .. ':' .. p .. ':' .. b, 1)
-  add(sums, hm .. 'a', b, 1)
+  add(sums, hd .. 'a', bk, 1)
+  add(sums, hd .. 'k', k .. ':' .. bk, 1)
+  add(sums, hd .. 'p', p .. ':' .. bk, 1)
+  add(sums, hd .. 'kp', k .. ':' .. p .. ':' .. bk, 1)
+  add(sums, hm .. 'a', bk, 1)
   add(sums, hm .. 'a', 'n', 1)
   add(sums, hm .. 'a', 's', secs)
   for _, g in ipairs({ { 'k', k }, { 'p', p }, { 'kp', k .. ':' .. p } }) do
-    add(sums, hm .. g[1], g[2] .. ':' .. b, 1)
+    add(sums, hm .. g[1], g[2] .. ':' .. bk, 1)
     add(sums, hm .. g[1], g[2] .. ':n', 1)
     add(sums, hm .. g[1], g[2] .. ':s', secs)
   end
@@ -189,13 +203,14 @@ local function apply_status(P, sums, zsums, a, b)
     add(sums, ad, agent .. ':s', secs)
     add(sums, adm, agent .. ':n', 1)
     add(sums, adm, agent .. ':s', secs)
-    add(zsums, P .. 'lb:' .. m, agent, 1)
+    add(pl.zsums, P .. 'lb:' .. m, agent, 1)
   end
 end
 
 -- Reference data: the newest seq wins, so a late duplicate cannot undo a rename. The seqs are
--- recorded at the end with the versions (refs), so a failed call leaves them untouched.
-local function apply_reference(P, a, b, refs)
+-- recorded at the end with the versions (pl.refs), so a failed call leaves them untouched.
+local function apply_reference(pl, a, b)
+  local P, refs = pl.P, pl.refs
   local key = a[b + F_TYPE] .. ':' .. a[b + F_REF]
   local last = refs[key]
   if last == nil then
@@ -204,26 +219,66 @@ local function apply_reference(P, a, b, refs)
   if tonumber(a[b + F_SEQ]) <= last then
     return DUP
   end
+  if refs[key] == nil then
+    refs[#refs + 1] = key
+  end
   refs[key] = tonumber(a[b + F_SEQ])
-  refs[#refs + 1] = key
   if a[b + F_TYPE] == TENANT then
-    push('HSET', P .. 'tenant', 'name', a[b + F_NAME], 'time_zone', a[b + F_TZ])
+    push(pl, 'HSET', P .. 'tenant', 'name', a[b + F_NAME], 'time_zone', a[b + F_TZ])
   elseif a[b + F_TYPE] == CATEGORY then
-    push('HSET', P .. 'cats', a[b + F_REF], a[b + F_NAME])
+    push(pl, 'HSET', P .. 'cats', a[b + F_REF], a[b + F_NAME])
   elseif a[b + F_TYPE] == AGENT then
-    push('HSET', P .. 'agents', a[b + F_REF], a[b + F_NAME])
+    push(pl, 'HSET', P .. 'agents', a[b + F_REF], a[b + F_NAME])
   end
   return APPLIED
 end
 
+-- One valid event (at a[b + ...]) into plan pl: APPLIED, DUP or GAP (nothing recorded).
+local function step(pl, a, b)
+  local t = a[b + F_TYPE]
+  local status
+  if t == TENANT or t == CATEGORY or t == AGENT then
+    status = apply_reference(pl, a, b)
+  else
+    local id, v = a[b + F_ID], tonumber(a[b + F_VERSION])
+    local last = pl.versions[id]
+    if v <= last then
+      return DUP
+    elseif v > last + 1 then
+      return GAP
+    end
+    if t == CREATED then
+      apply_created(pl, a, b)
+    elseif t == ASSIGNED then
+      apply_assigned(pl, a, b)
+    else
+      apply_status(pl, a, b)
+    end
+    if not pl.marked[id] then
+      pl.marked[id] = true
+      pl.dirty[#pl.dirty + 1] = id
+    end
+    pl.versions[id] = v
+    status = APPLIED
+  end
+  if status == APPLIED then
+    pl.applied = pl.applied + 1
+    local rec = tonumber(a[b + F_RECORDED])
+    if rec > pl.as_of then
+      pl.as_of = rec
+    end
+  end
+  return status
+end
+
 -- Runs cmd key unpack(list) in chunks small enough for Lua's stack; HMGET answers are joined.
 local CHUNK = 4000
-local function chunked(cmd, key, list, step)
+local function chunked(cmd, key, list, step_)
   local out = {}
   for i = 1, #list, CHUNK do
     local last = math.min(i + CHUNK - 1, #list)
     local r = redis.call(cmd, key, unpack(list, i, last))
-    if step then
+    if step_ then
       for j = 1, #r do
         out[#out + 1] = r[j]
       end
@@ -232,9 +287,66 @@ local function chunked(cmd, key, list, step)
   return out
 end
 
--- Writes the summed increments: per key one HMGET of the fields, one HSET of the new values.
-local function write_sums(sums)
-  for key, fields in pairs(sums) do
+-- The complaint ids of the batch's complaint events, each once.
+local function batch_ids(args, base0, n, nf)
+  local ids, seen = {}, {}
+  for i = 1, n do
+    local b = base0 + (i - 1) * nf
+    local t, id = args[b + F_TYPE], args[b + F_ID]
+    if (t == CREATED or t == ASSIGNED or t == STATUS) and not seen[id] then
+      seen[id] = true
+      ids[#ids + 1] = id
+    end
+  end
+  return ids
+end
+
+-- The last applied versions of ids in the hash key (0 for none), as a table.
+local function read_versions(key, ids)
+  local v = {}
+  if #ids > 0 then
+    local got = chunked('HMGET', key, ids, true)
+    for i, id in ipairs(ids) do
+      v[id] = tonumber(got[i]) or 0
+    end
+  end
+  return v
+end
+
+-- Adds to want (key -> type) every key plan pl writes.
+local function plan_keys(pl, want)
+  want[pl.P .. 'cv'] = 'hash'
+  want[pl.P .. 'refseq'] = 'hash'
+  want[pl.P .. 'fresh'] = 'hash'
+  for _, o in ipairs(pl.ops) do
+    want[o[2]] = (o[1] == 'ZADD' or o[1] == 'ZREM') and 'zset' or 'hash'
+  end
+  for key in pairs(pl.sums) do
+    want[key] = 'hash'
+  end
+  for key in pairs(pl.zsums) do
+    want[key] = 'zset'
+  end
+end
+
+-- A key of want that exists with another type (written by something else): the error reply.
+local function check_types(want)
+  for key, type_ in pairs(want) do
+    local t = redis.call('TYPE', key).ok
+    if t ~= 'none' and t ~= type_ then
+      return redis.error_reply('WRONGTYPE tally: ' .. key .. ' is a ' .. t .. ', not a ' .. type_)
+    end
+  end
+  return nil
+end
+
+-- Writes plan pl: per counter key one HMGET of the fields and one HSET of the new values.
+local function write_plan(pl, now)
+  local P = pl.P
+  for _, o in ipairs(pl.ops) do
+    redis.call(unpack(o))
+  end
+  for key, fields in pairs(pl.sums) do
     local names, deltas = {}, {}
     for field, by in pairs(fields) do
       if by ~= 0 then
@@ -244,136 +356,363 @@ local function write_sums(sums)
     end
     if #names > 0 then
       local old = chunked('HMGET', key, names, true)
-      local pairs_ = {}
+      local kv = {}
       for i, name in ipairs(names) do
-        pairs_[#pairs_ + 1] = name
-        pairs_[#pairs_ + 1] = string.format('%.0f', (tonumber(old[i]) or 0) + deltas[i])
+        kv[#kv + 1] = name
+        kv[#kv + 1] = string.format('%.0f', (tonumber(old[i]) or 0) + deltas[i])
       end
-      chunked('HSET', key, pairs_, false)
+      chunked('HSET', key, kv, false)
     end
   end
-end
-
-local function apply(keys, args)
-  local tag = keys[1]:sub(1, #keys[1] - 3) -- "{t:<tenant>}:" from "{t:<tenant>}:gen"
-  local gen = redis.call('GET', keys[1]) or '1'
-  local P = tag .. gen .. ':'
-  local now, n, nf = args[1], tonumber(args[2]), tonumber(args[3])
-  if nf ~= NFIELDS or #args ~= 3 + n * nf then
-    return redis.error_reply('tally_apply: expected ' .. NFIELDS .. ' fields per event')
-  end
-  ops = {}
-  local sums, zsums, versions, out = {}, {}, {}, {}
-  local applied, as_of = 0, 0
-  local any_parked = redis.call('EXISTS', tag .. 'parked') == 1
-  -- The batch's complaints' last versions, in one call.
-  local ids, seen = {}, {}
-  for i = 1, n do
-    local base = 3 + (i - 1) * nf
-    local t, id = args[base + F_TYPE], args[base + F_ID]
-    if (t == CREATED or t == ASSIGNED or t == STATUS) and not seen[id] then
-      seen[id] = true
-      ids[#ids + 1] = id
-    end
-  end
-  if #ids > 0 then
-    local got = chunked('HMGET', P .. 'cv', ids, true)
-    for i, id in ipairs(ids) do
-      versions[id] = tonumber(got[i]) or 0
-    end
-  end
-  local dirty, marked = {}, {} -- complaints whose version this call moves
-  local refs = {} -- reference seqs this call moves: refs[key] = seq, and the keys as a list
-  for i = 1, n do
-    local a, b = args, 3 + (i - 1) * nf -- the event's fields are a[b + F_...]
-    local status
-    local t = a[b + F_TYPE]
-    if not valid(a, b) then
-      status = INVALID
-    elseif t == TENANT or t == CATEGORY or t == AGENT then
-      status = apply_reference(P, a, b, refs)
-    elseif any_parked and redis.call('HEXISTS', tag .. 'parked', a[b + F_ID]) == 1 then
-      status = PARKED
-    else
-      local id, v = a[b + F_ID], tonumber(a[b + F_VERSION])
-      local last = versions[id]
-      if v <= last then
-        status = DUP
-      elseif v > last + 1 then
-        status = GAP
-      else
-        if t == CREATED then
-          apply_created(P, sums, zsums, a, b)
-        elseif t == ASSIGNED then
-          apply_assigned(P, sums, a, b)
-        else
-          apply_status(P, sums, zsums, a, b)
-        end
-        if not marked[id] then
-          marked[id] = true
-          dirty[#dirty + 1] = id
-        end
-        versions[id] = v
-        status = APPLIED
-      end
-    end
-    if status == APPLIED then
-      applied = applied + 1
-      local rec = tonumber(a[b + F_RECORDED])
-      if rec > as_of then
-        as_of = rec
-      end
-    end
-    out[i] = status
-  end
-  -- Every key to be written, with the type it must have.
-  local want = { [P .. 'cv'] = 'hash', [P .. 'refseq'] = 'hash', [P .. 'fresh'] = 'hash' }
-  for _, o in ipairs(ops) do
-    want[o[2]] = (o[1] == 'ZADD' or o[1] == 'ZREM') and 'zset' or 'hash'
-  end
-  for key in pairs(sums) do
-    want[key] = 'hash'
-  end
-  for key in pairs(zsums) do
-    want[key] = 'zset'
-  end
-  for key, type_ in pairs(want) do
-    local t = redis.call('TYPE', key).ok
-    if t ~= 'none' and t ~= type_ then
-      return redis.error_reply('WRONGTYPE tally_apply: ' .. key .. ' is a ' .. t .. ', not a '
-        .. type_)
-    end
-  end
-  for _, o in ipairs(ops) do
-    redis.call(unpack(o))
-  end
-  write_sums(sums)
-  for key, members in pairs(zsums) do
+  for key, members in pairs(pl.zsums) do
     for member, by in pairs(members) do
       redis.call('ZINCRBY', key, by, member)
     end
   end
-  if #dirty > 0 then
+  if #pl.dirty > 0 then
     local kv = {}
-    for _, id in ipairs(dirty) do
+    for _, id in ipairs(pl.dirty) do
       kv[#kv + 1] = id
-      kv[#kv + 1] = versions[id]
+      kv[#kv + 1] = pl.versions[id]
     end
     chunked('HSET', P .. 'cv', kv, false)
   end
-  for _, key in ipairs(refs) do
-    redis.call('HSET', P .. 'refseq', key, string.format('%.0f', refs[key]))
+  for _, key in ipairs(pl.refs) do
+    redis.call('HSET', P .. 'refseq', key, string.format('%.0f', pl.refs[key]))
   end
-  if applied > 0 then
+  if pl.applied > 0 then
     local fresh = P .. 'fresh'
     local old = tonumber(redis.call('HGET', fresh, 'as_of_ms') or '0')
-    if as_of > old then
-      redis.call('HSET', fresh, 'as_of_ms', as_of)
+    if pl.as_of > old then
+      redis.call('HSET', fresh, 'as_of_ms', pl.as_of)
     end
     redis.call('HSET', fresh, 'applied_ms', now)
-    redis.call('HINCRBY', fresh, 'events', applied)
+    redis.call('HINCRBY', fresh, 'events', pl.applied)
+  end
+end
+
+-- Checks the header of an apply call: n events of nf fields from args[base0 + 1].
+local function check_batch(args, base0, n, nf, name)
+  if nf ~= NFIELDS or n == nil or #args ~= base0 + n * nf then
+    return redis.error_reply(name .. ': expected ' .. NFIELDS .. ' fields per event')
+  end
+  return nil
+end
+
+-- Records the live events the rebuild generation could not take yet (gaps: id -> version) in
+-- {t:T}:rebuild:gaps, keeping the highest version per complaint.
+local function record_gaps(key, gaps, list)
+  if #list == 0 then
+    return
+  end
+  local old = chunked('HMGET', key, list, true)
+  local kv = {}
+  for i, id in ipairs(list) do
+    local v = gaps[id]
+    local o = tonumber(old[i]) or 0
+    kv[#kv + 1] = id
+    kv[#kv + 1] = string.format('%.0f', v > o and v or o)
+  end
+  chunked('HSET', key, kv, false)
+end
+
+--[[
+tally_apply: the live path (the projector, and tally dlq replay through it).
+While a rebuild of the tenant runs ({t:T}:rebuild names its generation), every event is also
+applied to the rebuild's generation in the same atomic step, with its own versions: a
+duplicate there is dropped by version, and an event that finds an earlier version missing
+there (the rebuilder has not read it from PostgreSQL yet) is recorded in {t:T}:rebuild:gaps;
+the rebuilder reads those complaints again before the generation may become current.
+]]
+local function apply(keys, args)
+  local tag = keys[1]:sub(1, #keys[1] - 3) -- "{t:<tenant>}:" from "{t:<tenant>}:gen"
+  local gen = redis.call('GET', keys[1]) or '1'
+  local now, n, nf = args[1], tonumber(args[2]), tonumber(args[3])
+  local bad = check_batch(args, 3, n, nf, 'tally_apply')
+  if bad then
+    return bad
+  end
+  local cur = new_plan(tag .. gen .. ':')
+  local ids = batch_ids(args, 3, n, nf)
+  cur.versions = read_versions(cur.P .. 'cv', ids)
+  local rgen = redis.call('HGET', tag .. 'rebuild', 'gen')
+  local nxt
+  if rgen and rgen ~= gen then
+    nxt = new_plan(tag .. rgen .. ':')
+    nxt.versions = read_versions(nxt.P .. 'cv', ids)
+  end
+  local gaps, gap_ids = {}, {}
+  local any_parked = redis.call('EXISTS', tag .. 'parked') == 1
+  local out = {}
+  for i = 1, n do
+    local a, b = args, 3 + (i - 1) * nf -- the event's fields are a[b + F_...]
+    local t = a[b + F_TYPE]
+    local status
+    if not valid(a, b) then
+      status = INVALID
+    elseif t ~= TENANT and t ~= CATEGORY and t ~= AGENT and any_parked
+        and redis.call('HEXISTS', tag .. 'parked', a[b + F_ID]) == 1 then
+      status = PARKED
+    else
+      status = step(cur, a, b)
+      if nxt and step(nxt, a, b) == GAP then
+        local id, v = a[b + F_ID], tonumber(a[b + F_VERSION])
+        if not gaps[id] then
+          gap_ids[#gap_ids + 1] = id
+        end
+        gaps[id] = math.max(gaps[id] or 0, v)
+      end
+    end
+    out[i] = status
+  end
+  local want = {}
+  plan_keys(cur, want)
+  if nxt then
+    plan_keys(nxt, want)
+    if #gap_ids > 0 then
+      want[tag .. 'rebuild:gaps'] = 'hash'
+    end
+  end
+  bad = check_types(want)
+  if bad then
+    return bad
+  end
+  write_plan(cur, now)
+  if nxt then
+    write_plan(nxt, now)
+    record_gaps(tag .. 'rebuild:gaps', gaps, gap_ids)
   end
   return out
 end
 
 redis.register_function('tally_apply', apply)
+
+--[[
+The rebuild of a tenant's read model into a new generation (projector/rebuild.c drives it;
+docs/keyspace.md `{t:T}:rebuild`). Every function takes KEYS[1] = {t:<tenant>}:rebuild, the
+hash of the running rebuild:
+  gen          the generation being built
+  owner        the rebuilder that holds it; lease_until (Unix ms) while it lives
+  view         the apply function that builds it (tally_apply_<h>)
+  started_ms, updated_ms, up_to_seq (the last seq of the tenant when it began), total (events
+  of the tenant up to up_to_seq), done (events read), cursor (the last seq read), rate (events/s)
+  phase        'reading' (the event log up to up_to_seq), 'gaps' (complaints live events found
+               incomplete), 'flipping'
+Only the owner writes; another rebuilder may take the rebuild over once the lease has expired
+(a crashed rebuilder's work is resumed from cursor).
+]]
+local function rebuild_tag(keys)
+  return keys[1]:sub(1, #keys[1] - 7) -- "{t:<tenant>}:" from "{t:<tenant>}:rebuild"
+end
+
+-- The rebuild hash as a table (empty when none runs).
+local function rebuild_state(key)
+  local flat = redis.call('HGETALL', key)
+  local h = {}
+  for i = 1, #flat, 2 do
+    h[flat[i]] = flat[i + 1]
+  end
+  return h
+end
+
+local function owner_error(key, h, owner)
+  if not h.gen then
+    return redis.error_reply('NOREBUILD no rebuild of ' .. key .. ' runs')
+  end
+  if h.owner ~= owner then
+    return redis.error_reply('NOTOWNER the rebuild is held by ' .. (h.owner or '?'))
+  end
+  return nil
+end
+
+-- tally_rebuild_begin KEYS[1] owner now_ms lease_ms view: starts a rebuild, or takes over one
+-- whose owner's lease has expired. Returns {gen, resumed (0/1), cursor, up_to_seq, total, done,
+-- started_ms, phase}; BUSY when another owner holds it.
+local function rebuild_begin(keys, args)
+  local tag, owner, now, lease, view = rebuild_tag(keys), args[1], tonumber(args[2]),
+    tonumber(args[3]), args[4]
+  local h = rebuild_state(keys[1])
+  if h.gen then
+    if h.owner ~= owner and tonumber(h.lease_until or '0') > now then
+      return redis.error_reply('BUSY a rebuild of this tenant runs: owner ' .. (h.owner or '?')
+        .. ', generation ' .. h.gen .. ', ' .. (h.done or '0') .. ' of ' .. (h.total or '?')
+        .. ' events')
+    end
+    if h.view ~= view then
+      return redis.error_reply('VIEW the running rebuild was started by ' .. (h.view or '?')
+        .. ', not ' .. view .. ': abort it (tally rebuild --abort) or finish it with that build')
+    end
+    redis.call('HSET', keys[1], 'owner', owner, 'lease_until', now + lease, 'updated_ms', now)
+    return { h.gen, 1, h.cursor or '0', h.up_to_seq or '', h.total or '', h.done or '0',
+      h.started_ms or '0', h.phase or 'reading' }
+  end
+  local g = tonumber(redis.call('GET', tag .. 'gen') or '1')
+  for _, old in ipairs(redis.call('SMEMBERS', tag .. 'gc')) do
+    g = math.max(g, tonumber(old) or 0)
+  end
+  g = string.format('%.0f', g + 1)
+  redis.call('DEL', tag .. 'rebuild:gaps')
+  redis.call('HSET', keys[1], 'gen', g, 'owner', owner, 'lease_until', now + lease, 'view', view,
+    'started_ms', now, 'updated_ms', now, 'cursor', 0, 'done', 0, 'phase', 'reading')
+  return { g, 0, '0', '', '', '0', string.format('%.0f', now), 'reading' }
+end
+
+-- tally_rebuild_set KEYS[1] owner now_ms lease_ms field value ...: the owner records progress
+-- (and renews its lease).
+local function rebuild_set(keys, args)
+  local h = rebuild_state(keys[1])
+  local bad = owner_error(keys[1], h, args[1])
+  if bad then
+    return bad
+  end
+  local kv = { 'lease_until', tonumber(args[2]) + tonumber(args[3]), 'updated_ms', args[2] }
+  for i = 4, #args do
+    kv[#kv + 1] = args[i]
+  end
+  redis.call('HSET', keys[1], unpack(kv))
+  return 1
+end
+
+--[[
+tally_rebuild_apply KEYS[1] owner now_ms lease_ms cursor read n F <events>: the owner applies
+events read from PostgreSQL to the rebuild's generation. A duplicate is dropped by version; a
+gap is skipped (an event not committed when the rebuilder read past its seq: the live path
+brings it). The events of a parked complaint are applied only up to the version the current
+generation has: the new generation freezes it where the old one did (tally dlq replay takes it
+on). After the writes, a complaint of {t:T}:rebuild:gaps whose recorded version is now applied
+leaves it. cursor ('' to keep) and read (added to done) record the progress with the writes.
+Returns the statuses, as tally_apply.
+]]
+local function rebuild_apply(keys, args)
+  local tag, owner, now, lease = rebuild_tag(keys), args[1], args[2], tonumber(args[3])
+  local cursor, read = args[4], tonumber(args[5])
+  local n, nf = tonumber(args[6]), tonumber(args[7])
+  local bad = check_batch(args, 7, n, nf, 'tally_rebuild_apply')
+  if bad then
+    return bad
+  end
+  local h = rebuild_state(keys[1])
+  bad = owner_error(keys[1], h, owner)
+  if bad then
+    return bad
+  end
+  local gen = redis.call('GET', tag .. 'gen') or '1'
+  local nxt = new_plan(tag .. h.gen .. ':')
+  local ids = batch_ids(args, 7, n, nf)
+  nxt.versions = read_versions(nxt.P .. 'cv', ids)
+  local frozen = {} -- parked complaint -> the version the current generation has
+  if redis.call('EXISTS', tag .. 'parked') == 1 then
+    local pk = {}
+    for _, id in ipairs(ids) do
+      if redis.call('HEXISTS', tag .. 'parked', id) == 1 then
+        pk[#pk + 1] = id
+      end
+    end
+    frozen = read_versions(tag .. gen .. ':cv', pk)
+  end
+  local out = {}
+  for i = 1, n do
+    local a, b = args, 7 + (i - 1) * nf
+    if not valid(a, b) then
+      out[i] = INVALID -- its complaint stops before it here, as a parked one would
+      local id, v = a[b + F_ID], tonumber(a[b + F_VERSION])
+      if v and v >= 1 then
+        frozen[id] = math.min(frozen[id] or v - 1, v - 1)
+      end
+    elseif frozen[a[b + F_ID]] and tonumber(a[b + F_VERSION]) > frozen[a[b + F_ID]] then
+      out[i] = PARKED
+    else
+      out[i] = step(nxt, a, b)
+    end
+  end
+  local want = {}
+  plan_keys(nxt, want)
+  bad = check_types(want)
+  if bad then
+    return bad
+  end
+  write_plan(nxt, now)
+  local gk = tag .. 'rebuild:gaps'
+  if #ids > 0 and redis.call('EXISTS', gk) == 1 then
+    local got = chunked('HMGET', gk, ids, true)
+    local done = {}
+    for i, id in ipairs(ids) do
+      local g = tonumber(got[i])
+      if g and (nxt.versions[id] >= g or frozen[id]) then
+        done[#done + 1] = id
+      end
+    end
+    if #done > 0 then
+      chunked('HDEL', gk, done, false)
+    end
+  end
+  local kv = { 'lease_until', now + lease, 'updated_ms', now }
+  if cursor ~= '' then
+    kv[#kv + 1] = 'cursor'
+    kv[#kv + 1] = cursor
+  end
+  redis.call('HSET', keys[1], unpack(kv))
+  if read and read > 0 then
+    redis.call('HINCRBY', keys[1], 'done', read)
+  end
+  return out
+end
+
+-- tally_rebuild_gaps KEYS[1] owner count: up to count complaints of {t:T}:rebuild:gaps, and
+-- how many there are: {n, id...}.
+local function rebuild_gaps(keys, args)
+  local h = rebuild_state(keys[1])
+  local bad = owner_error(keys[1], h, args[1])
+  if bad then
+    return bad
+  end
+  local gk = rebuild_tag(keys) .. 'rebuild:gaps'
+  local r = redis.call('HSCAN', gk, 0, 'COUNT', tonumber(args[2]))
+  local out = { redis.call('HLEN', gk) }
+  for i = 1, #r[2], 2 do
+    out[#out + 1] = r[2][i]
+  end
+  return out
+end
+
+-- tally_rebuild_flip KEYS[1] owner: once no live event waits for its complaint (no gaps), the
+-- rebuild's generation becomes current in one step; the old one is listed in {t:T}:gc for
+-- deletion. Returns {old generation, new generation}; GAPS n while complaints wait.
+local function rebuild_flip(keys, args)
+  local tag = rebuild_tag(keys)
+  local h = rebuild_state(keys[1])
+  local bad = owner_error(keys[1], h, args[1])
+  if bad then
+    return bad
+  end
+  local waiting = redis.call('HLEN', tag .. 'rebuild:gaps')
+  if waiting > 0 then
+    return redis.error_reply('GAPS ' .. waiting .. ' complaints wait for the rebuilder')
+  end
+  local old = redis.call('GET', tag .. 'gen') or '1'
+  redis.call('SET', tag .. 'gen', h.gen)
+  redis.call('SET', tag .. 'view', h.view)
+  redis.call('SADD', tag .. 'gc', old)
+  redis.call('DEL', keys[1], tag .. 'rebuild:gaps')
+  return { old, h.gen }
+end
+
+-- tally_rebuild_abort KEYS[1]: gives a rebuild up (whoever holds it); its generation goes to
+-- {t:T}:gc. Returns the generation, or nil when none ran.
+local function rebuild_abort(keys, _)
+  local tag = rebuild_tag(keys)
+  local g = redis.call('HGET', keys[1], 'gen')
+  if not g then
+    return false
+  end
+  redis.call('SADD', tag .. 'gc', g)
+  redis.call('DEL', keys[1], tag .. 'rebuild:gaps')
+  return g
+end
+
+redis.register_function('tally_rebuild_begin', rebuild_begin)
+redis.register_function('tally_rebuild_set', rebuild_set)
+redis.register_function('tally_rebuild_apply', rebuild_apply)
+redis.register_function('tally_rebuild_gaps', rebuild_gaps)
+redis.register_function('tally_rebuild_flip', rebuild_flip)
+redis.register_function('tally_rebuild_abort', rebuild_abort)

@@ -37,7 +37,7 @@ static int64_t age(int64_t now, int64_t t)
     return t && now > t ? now - t : 0;
 }
 
-void fresh_fill(Tally__V1__Freshness *f, const fresh_seen *s)
+void fresh_fill(Tally__V1__Freshness *f, Tally__V1__RebuildProgress *rp, const fresh_seen *s)
 {
     f->server_time_ms = s->now_ms;
     f->as_of_ms = s->as_of_ms;
@@ -50,4 +50,16 @@ void fresh_fill(Tally__V1__Freshness *f, const fresh_seen *s)
     f->complete_lag_ms = f->complete_until_ms ? age(s->now_ms, f->complete_until_ms)
                                               : (s->now_ms > 0 ? s->now_ms : 0);
     f->parked_complaints = s->parked > 0 ? s->parked : 0;
+    if (!s->rebuild || !rp)
+        return;
+    int64_t done = s->rb_done > 0 ? s->rb_done : 0, total = s->rb_total > 0 ? s->rb_total : 0;
+    rp->events_done = done;
+    rp->events_total = total;
+    rp->events_per_second = s->rb_rate > 0 ? s->rb_rate : 0;
+    rp->eta_ms = -1;
+    if (rp->events_per_second > 0)
+        rp->eta_ms = total > done ? (total - done) * 1000 / rp->events_per_second : 0;
+    rp->phase = (char *)(s->rb_phase ? s->rb_phase : "reading");
+    rp->started_ms = s->rb_started_ms > 0 ? s->rb_started_ms : 0;
+    f->rebuild = rp;
 }

@@ -7,7 +7,7 @@
  * Invariants of what they give: no lag is ever negative, whatever the skew between the
  * projector's clock and the server's; an unknown watermark is complete_until_ms = 0 with
  * complete_lag_ms = server_time_ms (complete since the epoch only), so it never reads as
- * "0 s ago"; rebuilding is true when either marker exists.
+ * "0 s ago"; rebuilding is true when either marker exists; an ETA is never negative.
  */
 #ifndef TALLY_FRESH_H
 #define TALLY_FRESH_H
@@ -28,6 +28,9 @@ typedef struct fresh_seen {
     int64_t parked;       /* HLEN {t:T}:parked */
     bool rebuild;         /* {t:T}:rebuild exists */
     bool repair;          /* tally:repair exists */
+    /* The rebuild's progress, from {t:T}:rebuild (0 / NULL when not recorded yet). */
+    int64_t rb_done, rb_total, rb_rate, rb_started_ms;
+    const char *rb_phase;
 } fresh_seen;
 
 /*
@@ -41,8 +44,10 @@ int64_t fresh_watermark(const redisReply *r);
 
 /*
  * Fills f (initialised by the caller) from what the read saw; the token fields (stale,
- * token_applied_version) are the caller's.
+ * token_applied_version) are the caller's. rp is storage for the rebuild's progress (initialised
+ * by the caller, living as long as f): f->rebuild points to it while a rebuild of the tenant
+ * runs, with an ETA from the rate (-1 before the rate is known).
  */
-void fresh_fill(Tally__V1__Freshness *f, const fresh_seen *s);
+void fresh_fill(Tally__V1__Freshness *f, Tally__V1__RebuildProgress *rp, const fresh_seen *s);
 
 #endif

@@ -303,8 +303,14 @@ static void plan_common(qreq *q, const qspec *s, common_reads *c)
     rd_arg_static(&q->b, "as_of_ms");
     rd_arg_static(&q->b, "applied_ms");
     rd_arg_static(&q->b, "events");
-    c->rebuild = rd_cmd(&q->b, "EXISTS");
+    c->rebuild = rd_cmd(&q->b, "HMGET");
     rd_argf(&q->b, "%srebuild", q->T);
+    rd_arg_static(&q->b, "gen");
+    rd_arg_static(&q->b, "done");
+    rd_arg_static(&q->b, "total");
+    rd_arg_static(&q->b, "rate");
+    rd_arg_static(&q->b, "phase");
+    rd_arg_static(&q->b, "started_ms");
     c->parked = rd_cmd(&q->b, "HLEN");
     rd_argf(&q->b, "%sparked", q->T);
     /* The pipeline's state, not the tenant's (docs/keyspace.md, "Streams and pipeline state"). */
@@ -414,6 +420,11 @@ static Tally__V1__Freshness *freshness(qreq *q, const common_reads *c, const qsp
         return NULL;
     *f = (Tally__V1__Freshness)TALLY__V1__FRESHNESS__INIT;
     const redisReply *r = rd_reply(&q->b, c->fresh);
+    const redisReply *rb = rd_reply(&q->b, c->rebuild);
+    Tally__V1__RebuildProgress *rp = ar_alloc(&q->ar, sizeof(*rp));
+    if (!rp)
+        return NULL;
+    *rp = (Tally__V1__RebuildProgress)TALLY__V1__REBUILD_PROGRESS__INIT;
     fresh_seen seen = {
         .now_ms = q->now_ms,
         .as_of_ms = rd_elem_int(r, 0),
@@ -421,10 +432,18 @@ static Tally__V1__Freshness *freshness(qreq *q, const common_reads *c, const qsp
         .events = rd_elem_int(r, 2),
         .watermark_ms = fresh_watermark(rd_reply(&q->b, c->wm)),
         .parked = rd_int(rd_reply(&q->b, c->parked)),
-        .rebuild = rd_int(rd_reply(&q->b, c->rebuild)) > 0,
+        .rebuild = rb && rb->type == REDIS_REPLY_ARRAY && rb->elements == 6 &&
+                   rb->element[0]->type == REDIS_REPLY_STRING,
+        .rb_done = rd_elem_int(rb, 1),
+        .rb_total = rd_elem_int(rb, 2),
+        .rb_rate = rd_elem_int(rb, 3),
+        .rb_phase = rb && rb->type == REDIS_REPLY_ARRAY && rb->elements == 6
+                        ? rd_str(rb->element[4])
+                        : NULL,
+        .rb_started_ms = rd_elem_int(rb, 5),
         .repair = repairing(q, c),
     };
-    fresh_fill(f, &seen);
+    fresh_fill(f, rp, &seen);
     if (s->token) {
         f->token_applied_version = token_applied;
         f->stale = token_applied < s->token->version;

@@ -207,6 +207,35 @@ static const cmd_def cmds[] = {
       "  --json                  one JSON object\n"
       "\n"
       "Exit status: 0 read, 1 Redis or PostgreSQL failed, 2 a usage error.\n" },
+    { NULL,
+      "rebuild",
+      cli_run_rebuild,
+      { OPT_TENANT, OPT_ALL, OPT_ABORT, OPT_BATCH, OPT_LEASE_MS, OPT_PG_DSN, OPT_REDIS_URL,
+        OPT_JSON },
+      "rebuild a tenant's read model from PostgreSQL, with no downtime",
+      "usage: tally rebuild (--tenant ID | --all) [--batch N] [--lease-ms MS] [--json]\n"
+      "       tally rebuild --tenant ID --abort\n"
+      "\n"
+      "Builds a new generation of the tenant's read model from the PostgreSQL event log while\n"
+      "the current one keeps serving; the projector applies live events to both meanwhile.\n"
+      "Then the tenant's generation pointer flips in one step and the old generation is\n"
+      "deleted in small batches (UNLINK). Query replies of the tenant say rebuilding, with\n"
+      "this progress, until the flip. A rebuild whose rebuilder died is resumed by running the\n"
+      "same command again (once its lease has expired); a second rebuild of a tenant while\n"
+      "one runs is refused. Progress goes to stderr (a bar on a terminal), the result to stdout.\n"
+      "\n"
+      "  --tenant ID             the tenant\n"
+      "  --all                   every tenant of PostgreSQL, one after another\n"
+      "  --abort                 give up the tenant's running rebuild (its generation is deleted)\n"
+      "  --batch N               events per Redis function call (1..10000, default 2000)\n"
+      "  --lease-ms MS           how long a rebuilder that stops answering holds the rebuild\n"
+      "                          before another may resume it (1000..3600000, default 15000)\n"
+      "  --pg-dsn DSN            PostgreSQL (default $TALLY_PG_DSN)\n"
+      "  --redis-url URL         Redis, redis://host[:port][/db] (default $TALLY_REDIS_URL)\n"
+      "  --json                  progress as JSON lines on stderr, the result as JSON\n"
+      "\n"
+      "Exit status: 0 rebuilt, 1 failed (another rebuild runs, a store failed: run it again\n"
+      "to resume), 2 a usage error.\n" },
     { "dlq",
       "list",
       cli_run_dlq_list,

@@ -59,6 +59,10 @@ static const cli_opt_def opt_defs[] = {
     { "--partition", 0, OPT_PARTITION, true },
     { "--partitions", 0, OPT_PARTITIONS, true },
     { "--reason", 0, OPT_REASON, true },
+    { "--all", 0, OPT_ALL, false },
+    { "--abort", 0, OPT_ABORT, false },
+    { "--batch", 0, OPT_BATCH, true },
+    { "--lease-ms", 0, OPT_LEASE_MS, true },
 };
 #define N_OPTS (sizeof(opt_defs) / sizeof(opt_defs[0]))
 

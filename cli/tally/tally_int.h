@@ -5,7 +5,8 @@
  * options, the subcommand, and every option given, in order) for the command to run; opts.c
  * the options and what a command reads of them; call.c the calls to the services; cmd.c the
  * small commands; dash.c the dashboard and its watch loop; verify.c `tally verify`; lag.c
- * `tally lag`; dlq.c and dlq_act.c `tally dlq`. Nothing calls back into main.c.
+ * `tally lag`; dlq.c and dlq_act.c `tally dlq`; rebuild.c `tally rebuild`. Nothing calls back into
+ * main.c.
  *
  * Exit codes: 0 done, 1 the call failed (printed as "tally: <CODE>: <details>"), 2 a usage
  * error (printed with a pointer to --help). A command returns its exit code.
@@ -74,6 +75,11 @@ enum cli_opt {
     OPT_PARTITION,
     OPT_PARTITIONS,
     OPT_REASON,
+    /* rebuild */
+    OPT_ALL,
+    OPT_ABORT,
+    OPT_BATCH,
+    OPT_LEASE_MS,
     OPT_COUNT
 };
 
@@ -185,5 +191,6 @@ int cli_run_dlq_list(const cli *c);
 int cli_run_dlq_show(const cli *c);
 int cli_run_dlq_replay(const cli *c);
 int cli_run_dlq_drop(const cli *c);
+int cli_run_rebuild(const cli *c);
 
 #endif

@@ -333,7 +333,7 @@ Test(query_freshness, a_repair_says_rebuilding_and_unknown_tenants_get_unavailab
     cr_expect_eq(ask(&rpcs[0], nobody, &f, details, sizeof(details)), NOT_FOUND, "\"%s\"", details);
 
     /* A rebuild of the tenant alone: rebuilding, but an unknown tenant stays NOT_FOUND. */
-    rcmd("SET {t:%s}:rebuild 1", T);
+    rcmd("HSET {t:%s}:rebuild gen 2", T);
     cr_expect(fresh(&rpcs[1]).rebuilding, "{t:T}:rebuild");
     cr_expect_eq(ask(&rpcs[1], nobody, &f, details, sizeof(details)), NOT_FOUND, "\"%s\"", details);
 }

@@ -128,28 +128,6 @@ static void rename_category(const char *tenant, const char *id, const char *name
                       &tally__v1__put_category_reply__descriptor, 10000));
 }
 
-/* Imports 50 days of histories for tenant imp with the real simulator. */
-static void import_history(void)
-{
-    char target[32];
-    snprintf(target, sizeof(target), "127.0.0.1:%d", S.command.grpc_port);
-    char *argv[] = { TALLY_BIN_DIR "/tally-sim",
-                     "seed",
-                     "--command",
-                     target,
-                     "--tenants",
-                     "imp:Australia/Adelaide",
-                     "--complaints",
-                     "400",
-                     "--days",
-                     "50",
-                     NULL };
-    proc p;
-    int rc = proc_run_argv(&p, argv, NULL, true, 120000);
-    proc_release(&p);
-    cr_assert_eq(rc, 0, "tally-sim seed exited %d", rc);
-}
-
 static void mix(void)
 {
     const char *const tenants[][2] = { { "ny", "America/New_York" },
@@ -160,7 +138,7 @@ static void mix(void)
         live_mix(tenants[i][0]);
     }
     rename_category("ny", "c1", "Renamed");
-    import_history();
+    sys_import_history(&S, "imp:Australia/Adelaide", 400, 50); /* 50 days of histories */
 }
 
 /* ---- the pipeline and verify ---------------------------------------------------------------- */

@@ -243,6 +243,11 @@ int proc_run_argv(proc *p, char *const *argv, const char *const *env, bool clean
 
 int proc_run_output(char **out, const char *const *argv, int timeout_ms)
 {
+    return proc_run_output_env(out, argv, NULL, timeout_ms);
+}
+
+int proc_run_output_env(char **out, const char *const *argv, const char *const *env, int timeout_ms)
+{
     static const char *const shell[] = { "/bin/sh", "-c", "exec \"$0\" \"$@\" 1>&2" };
     size_t n = 0;
     while (argv[n])
@@ -255,7 +260,7 @@ int proc_run_output(char **out, const char *const *argv, int timeout_ms)
             all[i] = (char *)shell[i];
         for (size_t i = 0; i < n; i++)
             all[3 + i] = (char *)argv[i];
-        rc = proc_run_argv(&p, all, NULL, true, timeout_ms);
+        rc = proc_run_argv(&p, all, env, true, timeout_ms);
         free(all);
     }
     *out = strdup(p.log ? p.log : "");

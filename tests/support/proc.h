@@ -66,6 +66,10 @@ int proc_run_argv(proc *p, char *const *argv, const char *const *env, bool clean
  */
 int proc_run_output(char **out, const char *const *argv, int timeout_ms);
 
+/* As proc_run_output, with the "KEY=value" strings of env (up to NULL; may be NULL) added. */
+int proc_run_output_env(char **out, const char *const *argv, const char *const *env,
+                        int timeout_ms);
+
 /*
  * proc_run_output of `bin/tally <head...> --redis-url redis://127.0.0.1:<redis_port>/0
  * <rest...>`: head is NULL-terminated, rest a va_list of strings ending in NULL (24 words in all

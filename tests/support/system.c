@@ -216,6 +216,29 @@ void sys_stop(sys_system *s)
     cr_expect_eq(rc, 0, "command-svc exited %d on SIGTERM (its log is above)", rc);
 }
 
+void sys_import_history(sys_system *s, const char *tenants, int complaints, int days)
+{
+    char target[32], n[16], d[16];
+    snprintf(target, sizeof(target), "127.0.0.1:%d", s->command.grpc_port);
+    snprintf(n, sizeof(n), "%d", complaints);
+    snprintf(d, sizeof(d), "%d", days);
+    char *argv[] = { TALLY_BIN_DIR "/tally-sim",
+                     "seed",
+                     "--command",
+                     target,
+                     "--tenants",
+                     (char *)tenants,
+                     "--complaints",
+                     n,
+                     "--days",
+                     d,
+                     NULL };
+    proc p;
+    int rc = proc_run_argv(&p, argv, NULL, true, 240000);
+    proc_release(&p);
+    cr_assert_eq(rc, 0, "tally-sim seed --tenants %s exited %d", tenants, rc);
+}
+
 void sys_wait_idle(sys_system *s, int timeout_ms)
 {
     redisContext *c = sys_redis_connect(s);

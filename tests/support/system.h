@@ -120,6 +120,12 @@ void sys_replica_start(sys_system *s, sys_service k, int i);
 void sys_replica_kill(sys_system *s, sys_service k, int i);
 
 /*
+ * Imports histories with the real simulator: `tally-sim seed --tenants <tenants> --complaints
+ * <complaints> --days <days>` against command-svc (replica 0); asserts it exits 0.
+ */
+void sys_import_history(sys_system *s, const char *tenants, int complaints, int days);
+
+/*
  * Waits until the pipeline is idle: no events row unpublished and the projector's group has
  * read and acknowledged all of tally:events:0 (one partition, the system's default). Asserts
  * within timeout_ms (a cap for a broken pipeline, not a timing assertion).

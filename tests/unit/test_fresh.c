@@ -72,8 +72,10 @@ Test(fresh, a_partition_that_cannot_be_read_makes_the_watermark_unknown)
 
 static Tally__V1__Freshness fill(const fresh_seen *s)
 {
+    static Tally__V1__RebuildProgress rp;
+    rp = (Tally__V1__RebuildProgress)TALLY__V1__REBUILD_PROGRESS__INIT;
     Tally__V1__Freshness f = TALLY__V1__FRESHNESS__INIT;
-    fresh_fill(&f, s);
+    fresh_fill(&f, &rp, s);
     return f;
 }
 
@@ -146,4 +148,34 @@ Test(fresh, parked_complaints_and_either_rebuild_marker)
     cr_expect_eq(fill(&s).complete_until_ms, 0, "a repair: nothing is known complete");
     s.parked = -1;
     cr_expect_eq(fill(&s).parked_complaints, 0);
+}
+
+Test(fresh, a_rebuild_gives_its_progress_and_an_eta)
+{
+    fresh_seen s = { .now_ms = NOW, .watermark_ms = NOW - 1 };
+    cr_expect_null(fill(&s).rebuild, "no rebuild, no progress");
+    s.repair = true;
+    cr_expect_null(fill(&s).rebuild, "a repair has no per-tenant progress");
+    s.repair = false;
+    s.rebuild = true;
+    Tally__V1__Freshness f = fill(&s);
+    cr_assert_not_null(f.rebuild, "a rebuild that has recorded nothing yet");
+    cr_expect_eq(f.rebuild->eta_ms, -1, "no rate yet: the ETA is unknown");
+    cr_expect_str_eq(f.rebuild->phase, "reading");
+    s.rb_done = 250000;
+    s.rb_total = 1000000;
+    s.rb_rate = 150000;
+    s.rb_phase = "gaps";
+    s.rb_started_ms = NOW - 2000;
+    f = fill(&s);
+    cr_expect_eq(f.rebuild->events_done, 250000);
+    cr_expect_eq(f.rebuild->events_total, 1000000);
+    cr_expect_eq(f.rebuild->events_per_second, 150000);
+    cr_expect_eq(f.rebuild->eta_ms, 5000, "750,000 events left at 150,000/s");
+    cr_expect_str_eq(f.rebuild->phase, "gaps");
+    cr_expect_eq(f.rebuild->started_ms, NOW - 2000);
+    s.rb_done = 1000007; /* live events counted on top of the total */
+    cr_expect_eq(fill(&s).rebuild->eta_ms, 0, "never negative");
+    s.rb_rate = -5;
+    cr_expect_eq(fill(&s).rebuild->eta_ms, -1, "a bad rate is unknown, not an ETA");
 }

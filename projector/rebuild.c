@@ -1,0 +1,657 @@
+/*
+ * rebuild: a tenant's read model rebuilt into a new generation (rebuild.h). The Redis side of
+ * every step is a function of tally.lua (tally_rebuild_*), so each is atomic with the progress
+ * it records; this file reads PostgreSQL, turns rows into the fields the functions take (the
+ * envelope the relay would publish, decoded as the projector decodes it) and keeps one call in
+ * flight while it reads the next rows.
+ */
+#include "rebuild.h"
+
+#include "decode.h"
+#include "err.h"
+#include "event.h"
+#include "now.h"
+#include "pgx.h"
+#include "stream.h"
+#include "view.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define READ_ROWS      10000 /* rows per read of the log */
+#define GAP_IDS        500   /* complaints per read of step 3 */
+#define GAP_ROUNDS_MAX 1000  /* reads of step 3 before giving up */
+#define GC_SCAN        1000  /* SCAN COUNT while deleting an old generation */
+#define PG_WAIT_MS     60000
+#define REDIS_BUSY_S   "BUSY"
+
+enum { S_KNOWN, S_BOUNDS, S_READ, S_HISTORY, S_TENANTS };
+static const pgx_stmt stmts[] = {
+    [S_KNOWN] = { "rebuild_known", "SELECT EXISTS (SELECT 1 FROM tenants WHERE tenant_id = $1)",
+                  1 },
+    [S_BOUNDS] = { "rebuild_bounds",
+                   "SELECT coalesce(max(seq), 0), count(*) FROM events WHERE tenant_id = $1", 1 },
+    [S_READ] = { "rebuild_read",
+                 "SELECT " EVENT_COLUMNS " FROM events WHERE tenant_id = $1 AND seq > $2"
+                 " AND seq <= $3 ORDER BY seq LIMIT 10000",
+                 3 },
+    [S_HISTORY] = { "rebuild_history",
+                    "SELECT " EVENT_COLUMNS " FROM events WHERE complaint_id = ANY ($1::bigint[])"
+                    " AND tenant_id = $2 ORDER BY seq",
+                    2 },
+    [S_TENANTS] = { "rebuild_tenants", "SELECT tenant_id FROM tenants ORDER BY tenant_id", 0 },
+};
+
+/* One rebuild's state. */
+typedef struct rb {
+    redisContext *rc;
+    const rebuild_opts *o;
+    pgx_conn *pg;
+    proj_view view;
+    char fn_begin[64], fn_set[64], fn_apply[64], fn_gaps[64], fn_flip[64], fn_abort[64];
+    char key[160]; /* {t:T}:rebuild */
+    char lease[24];
+    rebuild_progress pr;
+    int64_t started_mono, done_at_start, last_report;
+    int64_t up_to, cursor;
+    bool in_flight; /* an apply call sent, its reply not read */
+    char *err;
+    size_t errlen;
+    /* the call being built */
+    const char **argv;
+    size_t *lens, argc, cap;
+    proj_event *evs;
+    size_t nev;
+    uint8_t body[EVENT_BODY_MAX], env[EVENT_BODY_MAX + 1024];
+} rb;
+
+static int fail(rb *b, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(rb *b, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b->err, b->errlen, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* An error reply (or none, after an I/O error) of a rebuild function, as a tally_err. */
+static int redis_fail(rb *b, redisReply *r, const char *doing)
+{
+    int rc = TALLY_EUNAVAIL;
+    if (!r)
+        rc = fail(b, TALLY_EUNAVAIL, "Redis failed while %s: %s", doing,
+                  b->rc->errstr[0] ? b->rc->errstr : "connection lost");
+    else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, REDIS_BUSY_S " ", 5) == 0)
+        rc = fail(b, TALLY_EPRECOND, "%s", r->str + 5);
+    else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOTOWNER", 8) == 0)
+        rc = fail(b, TALLY_EPRECOND, "lost the rebuild while %s: %s", doing, r->str + 9);
+    else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOREBUILD", 9) == 0)
+        rc = fail(b, TALLY_EPRECOND, "the rebuild was aborted while %s", doing);
+    else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "VIEW ", 5) == 0)
+        rc = fail(b, TALLY_EPRECOND, "%s", r->str + 5);
+    else
+        rc = fail(b, TALLY_EUNAVAIL, "Redis refused %s: %s", doing,
+                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+static int64_t elem_int(const redisReply *r, size_t i)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY || i >= r->elements)
+        return 0;
+    const redisReply *e = r->element[i];
+    if (e->type == REDIS_REPLY_INTEGER)
+        return e->integer;
+    return e->type == REDIS_REPLY_STRING ? strtoll(e->str, NULL, 10) : 0;
+}
+
+/* Makes sure this build's functions are loaded ("already exists" is success). */
+static int load_view(rb *b)
+{
+    redisReply *r = redisCommand(b->rc, "FUNCTION LOAD %s", b->view.lua);
+    if (r && (r->type != REDIS_REPLY_ERROR || strstr(r->str, "already exists"))) {
+        freeReplyObject(r);
+        return 0;
+    }
+    return redis_fail(b, r, "loading the read model's functions");
+}
+
+static void report(rb *b, bool force)
+{
+    int64_t now = now_mono_ms();
+    rebuild_progress *pr = &b->pr;
+    double secs = (double)(now - b->started_mono) / 1000.0;
+    int64_t read = pr->done - b->done_at_start;
+    pr->rate = secs > 0.05 ? (double)read / secs : 0;
+    pr->eta_ms = pr->rate > 0 && pr->total >= pr->done
+                     ? (int64_t)((double)(pr->total - pr->done) / pr->rate * 1000.0)
+                     : -1;
+    if (!b->o->progress || (!force && now - b->last_report < b->o->progress_every_ms))
+        return;
+    b->last_report = now;
+    b->o->progress(pr, b->o->arg);
+}
+
+/* Room for argc arguments. */
+static int args_reserve(rb *b, size_t argc)
+{
+    if (argc <= b->cap)
+        return 0;
+    const char **v = realloc(b->argv, argc * sizeof(*v));
+    if (!v)
+        return TALLY_ENOMEM;
+    b->argv = v;
+    size_t *l = realloc(b->lens, argc * sizeof(*l));
+    if (!l)
+        return TALLY_ENOMEM;
+    b->lens = l;
+    b->cap = argc;
+    return 0;
+}
+
+static void release_events(rb *b)
+{
+    for (size_t i = 0; i < b->nev; i++)
+        proj_event_release(&b->evs[i]);
+    b->nev = 0;
+}
+
+/*
+ * Sends tally_rebuild_apply of rows [from, to) of res (decoded into b->evs), recording cursor
+ * ("" to keep) and read events. Rows that cannot be decoded are counted as invalid.
+ */
+static int send_apply(rb *b, const PGresult *res, int from, int to, const char *cursor,
+                      int64_t read)
+{
+    size_t n = 0, head = 10;
+    int rc = args_reserve(b, head + (size_t)(to - from) * STREAM_APPLY_NFIELDS);
+    if (rc != 0)
+        return fail(b, rc, "out of memory");
+    for (int i = from; i < to; i++) {
+        char why[160];
+        long len = event_pack_row(res, i, b->body, b->env, sizeof(b->env));
+        if (len < 0 || proj_decode(b->env, (size_t)len, &b->evs[n], why, sizeof(why)) != 0) {
+            if (len >= 0)
+                proj_event_release(&b->evs[n]); /* a refused event may keep its envelope */
+            b->pr.invalid++;
+            continue;
+        }
+        n++;
+    }
+    b->nev = n;
+    char now[24], cnt[24], nf[8], rd[24];
+    snprintf(now, sizeof(now), "%" PRId64, now_wall_ms());
+    snprintf(cnt, sizeof(cnt), "%zu", n);
+    snprintf(nf, sizeof(nf), "%d", STREAM_APPLY_NFIELDS);
+    snprintf(rd, sizeof(rd), "%" PRId64, read);
+    const char *h[] = { "FCALL",  b->fn_apply, "1", b->key, b->o->owner, now,
+                        b->lease, cursor,      rd,  cnt,    nf };
+    b->argc = 0;
+    for (size_t i = 0; i < sizeof(h) / sizeof(h[0]); i++) {
+        b->argv[b->argc] = h[i];
+        b->lens[b->argc++] = strlen(h[i]);
+    }
+    if (args_reserve(b, b->argc + n * STREAM_APPLY_NFIELDS) != 0)
+        return fail(b, TALLY_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        for (int f = 0; f < STREAM_APPLY_NFIELDS; f++) {
+            b->argv[b->argc] = b->evs[i].argv[f];
+            b->lens[b->argc++] = b->evs[i].argvlen[f];
+        }
+    rc = redisAppendCommandArgv(b->rc, (int)b->argc, b->argv, b->lens) == REDIS_OK ? 0 : -1;
+    release_events(b); /* the command is formatted: the fields are no longer needed */
+    if (rc != 0)
+        return fail(b, TALLY_ENOMEM, "out of memory");
+    b->in_flight = true;
+    return 0;
+}
+
+/* Reads the reply of the call in flight, counting what the view refused. */
+static int finish_apply(rb *b)
+{
+    if (!b->in_flight)
+        return 0;
+    b->in_flight = false;
+    redisReply *r = NULL;
+    if (redisGetReply(b->rc, (void **)&r) != REDIS_OK || !r || r->type != REDIS_REPLY_ARRAY)
+        return redis_fail(b, r, "applying events to the new generation");
+    for (size_t i = 0; i < r->elements; i++)
+        if (r->element[i]->type == REDIS_REPLY_INTEGER && r->element[i]->integer == 4)
+            b->pr.invalid++;
+    freeReplyObject(r);
+    return 0;
+}
+
+/* Applies every row of res in calls of o->batch events; the last call stays in flight. */
+static int apply_rows(rb *b, const PGresult *res, bool main_pass)
+{
+    int rows = PQntuples(res), per = b->o->batch > 0 ? b->o->batch : 2000;
+    for (int from = 0; from < rows; from += per) {
+        int to = from + per < rows ? from + per : rows;
+        char cursor[24] = "";
+        if (main_pass)
+            snprintf(cursor, sizeof(cursor), "%" PRId64, pgx_int(res, to - 1, EVENT_C_SEQ));
+        int rc = finish_apply(b);
+        if (rc == 0)
+            rc = send_apply(b, res, from, to, cursor, main_pass ? to - from : 0);
+        if (rc != 0)
+            return rc;
+        if (main_pass) {
+            b->pr.done += to - from;
+            b->cursor = pgx_int(res, to - 1, EVENT_C_SEQ);
+        }
+        report(b, false);
+        if (b->o->stop_after && b->pr.done >= b->o->stop_after) {
+            finish_apply(b);
+            return fail(b, TALLY_ECANCELLED, "stopped after %" PRId64 " events (as asked)",
+                        b->pr.done);
+        }
+    }
+    return 0;
+}
+
+/* Step 1, or the takeover of a rebuild whose owner's lease expired. */
+static int begin(rb *b, const char *tenant)
+{
+    const char *v[] = { tenant };
+    PGresult *res = NULL;
+    if (pgx_exec(b->pg, S_KNOWN, 1, v, NULL, NULL, PG_WAIT_MS, &res) != 0)
+        return fail(b, TALLY_EUNAVAIL, "PostgreSQL: %s", pgx_errstr(b->pg));
+    bool known = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (!known)
+        return fail(b, TALLY_ENOTFOUND, "PostgreSQL has no tenant \"%s\"", tenant);
+    char now[24];
+    snprintf(now, sizeof(now), "%" PRId64, now_wall_ms());
+    char fn_apply[64];
+    proj_view_fn(&b->view, "tally_apply", fn_apply, sizeof(fn_apply));
+    const char *argv[] = {
+        "FCALL", b->fn_begin, "1", b->key, b->o->owner, now, b->lease, fn_apply
+    };
+    redisReply *r = redisCommandArgv(b->rc, 8, argv, NULL);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 8)
+        return redis_fail(b, r, "starting the rebuild");
+    b->pr.generation = elem_int(r, 0);
+    b->pr.resumed = elem_int(r, 1) != 0;
+    b->cursor = elem_int(r, 2);
+    b->up_to = elem_int(r, 3);
+    b->pr.total = elem_int(r, 4);
+    b->pr.done = b->done_at_start = elem_int(r, 5);
+    bool have_bounds = r->element[3]->type == REDIS_REPLY_STRING && r->element[3]->len > 0;
+    freeReplyObject(r);
+    if (have_bounds)
+        return 0;
+    /* After the mark: every event committed before it is at most this seq. */
+    if (pgx_exec(b->pg, S_BOUNDS, 1, v, NULL, NULL, PG_WAIT_MS, &res) != 0)
+        return fail(b, TALLY_EUNAVAIL, "PostgreSQL: %s", pgx_errstr(b->pg));
+    b->up_to = pgx_int(res, 0, 0);
+    b->pr.total = pgx_int(res, 0, 1);
+    PQclear(res);
+    snprintf(now, sizeof(now), "%" PRId64, now_wall_ms());
+    char up[24], total[24];
+    snprintf(up, sizeof(up), "%" PRId64, b->up_to);
+    snprintf(total, sizeof(total), "%" PRId64, b->pr.total);
+    const char *s[] = { "FCALL",  b->fn_set,   "1", b->key,  b->o->owner, now,
+                        b->lease, "up_to_seq", up,  "total", total };
+    r = redisCommandArgv(b->rc, 11, s, NULL);
+    if (!r || r->type == REDIS_REPLY_ERROR)
+        return redis_fail(b, r, "recording the rebuild's bounds");
+    freeReplyObject(r);
+    return 0;
+}
+
+static int set_fields(rb *b, const char *f1, const char *v1, const char *f2, const char *v2)
+{
+    char now[24];
+    snprintf(now, sizeof(now), "%" PRId64, now_wall_ms());
+    const char *s[] = {
+        "FCALL", b->fn_set, "1", b->key, b->o->owner, now, b->lease, f1, v1, f2, v2
+    };
+    redisReply *r = redisCommandArgv(b->rc, f2 ? 11 : 9, s, NULL);
+    if (!r || r->type == REDIS_REPLY_ERROR)
+        return redis_fail(b, r, "recording the rebuild's progress");
+    freeReplyObject(r);
+    return 0;
+}
+
+/* Records the rate, so that query replies can give an ETA. */
+static int record_rate(rb *b)
+{
+    char rate[32];
+    snprintf(rate, sizeof(rate), "%.0f", b->pr.rate);
+    return set_fields(b, "rate", rate, NULL, NULL);
+}
+
+/* Step 2: the log up to up_to, from the cursor. */
+static int read_log(rb *b, const char *tenant)
+{
+    char up[24];
+    snprintf(up, sizeof(up), "%" PRId64, b->up_to);
+    int64_t last_rate = now_mono_ms();
+    while (b->cursor < b->up_to) {
+        char from[24];
+        snprintf(from, sizeof(from), "%" PRId64, b->cursor);
+        const char *v[] = { tenant, from, up };
+        PGresult *res = NULL;
+        if (pgx_exec(b->pg, S_READ, 3, v, NULL, NULL, PG_WAIT_MS, &res) != 0)
+            return fail(b, TALLY_EUNAVAIL, "PostgreSQL: %s", pgx_errstr(b->pg));
+        int rows = PQntuples(res);
+        int rc = rows ? apply_rows(b, res, true) : 0;
+        PQclear(res);
+        if (rc != 0)
+            return rc;
+        if (rows < READ_ROWS)
+            break; /* nothing left up to up_to */
+        if (now_mono_ms() - last_rate > 1000) {
+            if ((rc = finish_apply(b)) != 0 || (rc = record_rate(b)) != 0)
+                return rc;
+            last_rate = now_mono_ms();
+        }
+    }
+    int rc = finish_apply(b);
+    if (rc == 0)
+        rc = record_rate(b);
+    return rc;
+}
+
+/* Step 3: the complaints live events found incomplete, read again, until none is left. */
+static int fill_gaps(rb *b, const char *tenant)
+{
+    char count[16];
+    snprintf(count, sizeof(count), "%d", GAP_IDS);
+    for (int round = 0;; round++) {
+        if (round == GAP_ROUNDS_MAX)
+            return fail(b, TALLY_EINTERNAL,
+                        "%" PRId64 " complaints stay incomplete after %d reads of their history",
+                        b->pr.gaps, round);
+        const char *argv[] = { "FCALL", b->fn_gaps, "1", b->key, b->o->owner, count };
+        redisReply *r = redisCommandArgv(b->rc, 6, argv, NULL);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1)
+            return redis_fail(b, r, "reading the complaints live events found incomplete");
+        b->pr.gaps = elem_int(r, 0);
+        if (r->elements == 1) {
+            freeReplyObject(r);
+            return 0;
+        }
+        if (round == 0) {
+            b->pr.phase = "gaps";
+            set_fields(b, "phase", "gaps", NULL, NULL);
+        }
+        /* {id,id,...} as a bigint[] literal */
+        size_t cap = r->elements * 24 + 4, len = 0;
+        char *arr = malloc(cap);
+        if (!arr) {
+            freeReplyObject(r);
+            return fail(b, TALLY_ENOMEM, "out of memory");
+        }
+        arr[len++] = '{';
+        for (size_t i = 1; i < r->elements; i++)
+            len += (size_t)snprintf(arr + len, cap - len, "%s%.20s", i > 1 ? "," : "",
+                                    r->element[i]->type == REDIS_REPLY_STRING ? r->element[i]->str
+                                                                              : "0");
+        snprintf(arr + len, cap - len, "}");
+        freeReplyObject(r);
+        const char *v[] = { arr, tenant };
+        PGresult *res = NULL;
+        int rc = pgx_exec(b->pg, S_HISTORY, 2, v, NULL, NULL, PG_WAIT_MS, &res);
+        free(arr);
+        if (rc != 0)
+            return fail(b, TALLY_EUNAVAIL, "PostgreSQL: %s", pgx_errstr(b->pg));
+        rc = apply_rows(b, res, false);
+        PQclear(res);
+        if (rc == 0)
+            rc = finish_apply(b);
+        if (rc != 0)
+            return rc;
+        report(b, false);
+    }
+}
+
+/* Step 4. 0 when flipped, 1 when live events wait again (back to step 3). */
+static int flip(rb *b)
+{
+    b->pr.phase = "flipping";
+    redisReply *r = redisCommand(b->rc, "FCALL %s 1 %s %s", b->fn_flip, b->key, b->o->owner);
+    if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "GAPS", 4) == 0) {
+        freeReplyObject(r);
+        return 1;
+    }
+    if (!r || r->type != REDIS_REPLY_ARRAY)
+        return redis_fail(b, r, "making the new generation current");
+    freeReplyObject(r);
+    return 0;
+}
+
+/* Escapes the glob characters of s into buf (for SCAN MATCH). */
+static void glob_escape(const char *s, char *buf, size_t len)
+{
+    size_t k = 0;
+    for (; *s && k + 2 < len; s++) {
+        if (strchr("*?[]\\", *s))
+            buf[k++] = '\\';
+        buf[k++] = *s;
+    }
+    buf[k] = '\0';
+}
+
+/* Step 5: every generation in {t:T}:gc, UNLINKed a SCAN page at a time. */
+static int delete_old(rb *b, const char *tenant)
+{
+    char gc[160];
+    snprintf(gc, sizeof(gc), STREAM_TENANT "gc", tenant);
+    redisReply *g = redisCommand(b->rc, "SMEMBERS %s", gc);
+    if (!g || g->type != REDIS_REPLY_ARRAY)
+        return redis_fail(b, g, "listing old generations");
+    b->pr.phase = "deleting";
+    int rc = 0;
+    for (size_t i = 0; i < g->elements && rc == 0; i++) {
+        char esc[160], match[200], cursor[32] = "0";
+        glob_escape(tenant, esc, sizeof(esc));
+        snprintf(match, sizeof(match), "{t:%s}:%s:*", esc, g->element[i]->str);
+        do {
+            redisReply *s =
+                redisCommand(b->rc, "SCAN %s MATCH %s COUNT %d", cursor, match, GC_SCAN);
+            if (!s || s->type != REDIS_REPLY_ARRAY || s->elements != 2) {
+                rc = redis_fail(b, s, "scanning an old generation");
+                break;
+            }
+            snprintf(cursor, sizeof(cursor), "%s", s->element[0]->str);
+            redisReply *keys = s->element[1];
+            if (keys->elements) {
+                size_t n = keys->elements + 1;
+                const char **argv = malloc(n * sizeof(*argv));
+                size_t *lens = malloc(n * sizeof(*lens));
+                if (!argv || !lens) {
+                    free(argv);
+                    free(lens);
+                    freeReplyObject(s);
+                    rc = fail(b, TALLY_ENOMEM, "out of memory");
+                    break;
+                }
+                argv[0] = "UNLINK";
+                lens[0] = 6;
+                for (size_t k = 0; k < keys->elements; k++) {
+                    argv[k + 1] = keys->element[k]->str;
+                    lens[k + 1] = keys->element[k]->len;
+                }
+                redisReply *u = redisCommandArgv(b->rc, (int)n, argv, lens);
+                free(argv);
+                free(lens);
+                if (!u || u->type != REDIS_REPLY_INTEGER) {
+                    freeReplyObject(s);
+                    rc = redis_fail(b, u, "deleting an old generation");
+                    break;
+                }
+                b->pr.deleted += u->integer;
+                freeReplyObject(u);
+            }
+            freeReplyObject(s);
+            report(b, false);
+        } while (strcmp(cursor, "0") != 0);
+        if (rc == 0) {
+            redisReply *x = redisCommand(b->rc, "SREM %s %s", gc, g->element[i]->str);
+            if (!x || x->type != REDIS_REPLY_INTEGER)
+                rc = redis_fail(b, x, "forgetting a deleted generation");
+            else
+                freeReplyObject(x);
+        }
+    }
+    freeReplyObject(g);
+    return rc;
+}
+
+static void names(rb *b, const char *tenant)
+{
+    proj_view_fn(&b->view, "tally_rebuild_begin", b->fn_begin, sizeof(b->fn_begin));
+    proj_view_fn(&b->view, "tally_rebuild_set", b->fn_set, sizeof(b->fn_set));
+    proj_view_fn(&b->view, "tally_rebuild_apply", b->fn_apply, sizeof(b->fn_apply));
+    proj_view_fn(&b->view, "tally_rebuild_gaps", b->fn_gaps, sizeof(b->fn_gaps));
+    proj_view_fn(&b->view, "tally_rebuild_flip", b->fn_flip, sizeof(b->fn_flip));
+    proj_view_fn(&b->view, "tally_rebuild_abort", b->fn_abort, sizeof(b->fn_abort));
+    snprintf(b->key, sizeof(b->key), STREAM_TENANT "rebuild", tenant);
+}
+
+static void rb_free(rb *b)
+{
+    release_events(b);
+    free(b->evs);
+    free(b->argv);
+    free(b->lens);
+    pgx_free(b->pg);
+    proj_view_free(&b->view);
+    free(b);
+}
+
+static int rb_new(redisContext *rc, const rebuild_opts *o, const char *tenant, char *err,
+                  size_t errlen, rb **out)
+{
+    rb *b = calloc(1, sizeof(*b));
+    if (!b)
+        return TALLY_ENOMEM;
+    b->rc = rc;
+    b->o = o;
+    b->err = err;
+    b->errlen = errlen;
+    b->pr.tenant = tenant;
+    b->pr.phase = "reading";
+    b->pr.eta_ms = -1;
+    snprintf(b->lease, sizeof(b->lease), "%" PRId64, o->lease_ms > 0 ? o->lease_ms : 15000);
+    int per = o->batch > 0 ? o->batch : 2000;
+    int rc_ = proj_view_init(&b->view);
+    if (rc_ == 0 && !(b->evs = calloc((size_t)per, sizeof(*b->evs))))
+        rc_ = TALLY_ENOMEM;
+    if (rc_ == 0 &&
+        !(b->pg = pgx_new(o->pg_dsn, "tally-rebuild", stmts, sizeof(stmts) / sizeof(stmts[0]), 0)))
+        rc_ = TALLY_ENOMEM;
+    if (rc_ != 0) {
+        rb_free(b);
+        snprintf(err, errlen, "cannot set up the rebuild (%s)", tally_err_str(rc_));
+        return rc_;
+    }
+    names(b, tenant);
+    *out = b;
+    return 0;
+}
+
+int rebuild_tenant(redisContext *redis, const rebuild_opts *o, const char *tenant,
+                   rebuild_progress *out, char *err, size_t errlen)
+{
+    if (!proj_tenant_ok(tenant)) {
+        snprintf(err, errlen, "\"%.80s\" is not a valid tenant id", tenant);
+        return TALLY_EINVAL;
+    }
+    rb *b = NULL;
+    int rc = rb_new(redis, o, tenant, err, errlen, &b);
+    if (rc != 0)
+        return rc;
+    b->started_mono = b->last_report = now_mono_ms();
+    rc = load_view(b);
+    if (rc == 0)
+        rc = begin(b, tenant);
+    if (rc == 0) {
+        b->done_at_start = b->pr.done;
+        report(b, true);
+        rc = read_log(b, tenant);
+    }
+    while (rc == 0) {
+        if ((rc = fill_gaps(b, tenant)) != 0)
+            break;
+        int f = flip(b);
+        if (f <= 0) {
+            rc = f;
+            break;
+        }
+    }
+    if (rc == 0) {
+        report(b, true);
+        rc = delete_old(b, tenant);
+    }
+    if (rc == 0) {
+        b->pr.phase = "done";
+        b->pr.eta_ms = 0;
+        report(b, true);
+    }
+    if (out)
+        *out = b->pr;
+    rb_free(b);
+    return rc;
+}
+
+int rebuild_abort(redisContext *rc, const char *tenant, char *err, size_t errlen)
+{
+    if (!proj_tenant_ok(tenant)) {
+        snprintf(err, errlen, "\"%.80s\" is not a valid tenant id", tenant);
+        return TALLY_EINVAL;
+    }
+    rebuild_opts o = { .pg_dsn = "", .owner = "abort" };
+    rb *b = NULL;
+    int r_ = rb_new(rc, &o, tenant, err, errlen, &b);
+    if (r_ != 0)
+        return r_;
+    int ret = load_view(b);
+    if (ret == 0) {
+        redisReply *r = redisCommand(rc, "FCALL %s 1 %s", b->fn_abort, b->key);
+        if (!r || r->type == REDIS_REPLY_ERROR)
+            ret = redis_fail(b, r, "aborting the rebuild");
+        else {
+            ret = r->type == REDIS_REPLY_STRING ? 1 : 0;
+            freeReplyObject(r);
+        }
+    }
+    if (ret == 1 && delete_old(b, tenant) != 0)
+        ret = TALLY_EUNAVAIL;
+    rb_free(b);
+    return ret;
+}
+
+int rebuild_tenants(const char *pg_dsn, char ***ids, size_t *n, char *err, size_t errlen)
+{
+    *ids = NULL;
+    *n = 0;
+    pgx_conn *pg = pgx_new(pg_dsn, "tally-rebuild", stmts, sizeof(stmts) / sizeof(stmts[0]), 0);
+    PGresult *res = NULL;
+    if (!pg)
+        return TALLY_ENOMEM;
+    if (pgx_exec(pg, S_TENANTS, 0, NULL, NULL, NULL, PG_WAIT_MS, &res) != 0) {
+        snprintf(err, errlen, "PostgreSQL: %s", pgx_errstr(pg));
+        pgx_free(pg);
+        return TALLY_EUNAVAIL;
+    }
+    int rows = PQntuples(res);
+    char **v = calloc((size_t)rows + 1, sizeof(*v));
+    for (int i = 0; v && i < rows; i++)
+        v[i] = strdup(PQgetvalue(res, i, 0));
+    PQclear(res);
+    pgx_free(pg);
+    if (!v)
+        return TALLY_ENOMEM;
+    *ids = v;
+    *n = (size_t)rows;
+    return 0;
+}

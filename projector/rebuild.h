@@ -1,0 +1,67 @@
+/*
+ * rebuild: a tenant's read model built again from the PostgreSQL event log into a new
+ * generation while the current one keeps serving (docs/operations.md "Rebuilding the read
+ * model", docs/keyspace.md `{t:T}:rebuild`).
+ *
+ * The steps, each resumable by another rebuilder once the owner's lease has expired:
+ *   1. begin: `{t:T}:rebuild` names the new generation; from that moment the projector applies
+ *      every live event to both generations in the same atomic step (tally_apply).
+ *   2. reading: the tenant's events up to the last seq PostgreSQL had just after step 1, in seq
+ *      order, applied to the new generation with the progress (tally_rebuild_apply). Every
+ *      event committed before step 1 is visible to these reads; one committed later is brought
+ *      by the live path. A duplicate is dropped by version.
+ *   3. gaps: a live event that found an earlier version missing in the new generation was
+ *      recorded in `{t:T}:rebuild:gaps`; those complaints' histories are read again.
+ *   4. flip: with no gap left, the tenant's `{t:T}:gen` names the new generation, in one step.
+ *   5. deleting: the old generation's keys are UNLINKed in small batches (`{t:T}:gc`).
+ * Query replies of the tenant say `rebuilding` with this progress until step 4.
+ */
+#ifndef TALLY_REBUILD_H
+#define TALLY_REBUILD_H
+
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct rebuild_progress {
+    const char *tenant;
+    const char *phase; /* "reading", "gaps", "flipping", "deleting", "done" */
+    int64_t generation;
+    bool resumed;    /* took over a rebuild a crashed rebuilder left */
+    int64_t done;    /* events read from the log */
+    int64_t total;   /* events of the tenant up to the seq the rebuild reads to */
+    double rate;     /* events/s, over the reading so far */
+    int64_t eta_ms;  /* of the reading; -1 when not known */
+    int64_t gaps;    /* complaints waiting in step 3 */
+    int64_t invalid; /* events the view refused (left out, like a parked complaint's) */
+    int64_t deleted; /* keys of old generations unlinked */
+} rebuild_progress;
+
+typedef struct rebuild_opts {
+    const char *pg_dsn;
+    const char *owner;  /* this rebuilder's name, unique (host, pid, start) */
+    int batch;          /* events per function call; 0: 2000 */
+    int64_t lease_ms;   /* 0: 15000 */
+    int64_t stop_after; /* for tests: stop (as if killed) after this many events; 0: never */
+    int64_t progress_every_ms;
+    void (*progress)(const rebuild_progress *pr, void *arg);
+    void *arg;
+} rebuild_opts;
+
+/*
+ * Rebuilds tenant (which must exist in PostgreSQL) on the Redis of rc: steps 1-5 above, or
+ * resuming where a crashed rebuilder stopped. 0 with *out the final progress; TALLY_EBUSY when
+ * another live rebuilder holds the tenant (err says whose); TALLY_ENOTFOUND for a tenant
+ * PostgreSQL does not know; TALLY_EUNAVAIL when Redis or PostgreSQL fails (the rebuild can be
+ * resumed); TALLY_ECANCELLED after stop_after. err holds a sentence in every failure.
+ */
+int rebuild_tenant(redisContext *rc, const rebuild_opts *o, const char *tenant,
+                   rebuild_progress *out, char *err, size_t errlen);
+
+/* Gives up the rebuild of tenant: its generation is deleted. 1 if one ran, 0 if none, <0 error. */
+int rebuild_abort(redisContext *rc, const char *tenant, char *err, size_t errlen);
+
+/* The tenants PostgreSQL knows, for a rebuild of all (caller frees each and the array). */
+int rebuild_tenants(const char *pg_dsn, char ***ids, size_t *n, char *err, size_t errlen);
+
+#endif

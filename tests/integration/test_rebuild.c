@@ -1,0 +1,361 @@
+/*
+ * `tally rebuild` (projector/rebuild.h, the tally_rebuild_* functions of tally.lua) against a
+ * real system (tests/support/system.h): history imported by tally-sim, live write traffic from
+ * tests/support/traffic.h, the real projector applying it meanwhile.
+ *
+ * - a_rebuild_under_live_traffic_never_goes_backwards_and_verifies_clean: while traffic writes
+ *   to the tenant, a reader calls GetOverview over and over; no reply has fewer complaints than
+ *   the one before it (nothing partial, nothing going backwards across the flip), replies said
+ *   rebuilding with progress while it ran and stop saying it after; at the end the generation
+ *   is 2, the old generation's keys are gone, every OK'd command is in the read model and
+ *   `tally verify` is clean. The other tenant is not touched.
+ * - a_killed_rebuilder_resumes_and_a_second_is_refused: a rebuilder that dies halfway
+ *   (TALLY_REBUILD_STOP_AFTER) leaves the rebuild with its progress, which query replies show;
+ *   a second rebuild while its lease lives is refused, naming it; live commands meanwhile; once
+ *   the lease has expired the same command resumes it from where it stopped, and the read model
+ *   verifies clean.
+ * - abort_unknown_tenants_and_usage: --abort gives a rebuild up and deletes its generation;
+ *   an unknown tenant fails (exit 1) naming it, usage errors exit 2.
+ */
+#include "calls.h"
+#include "fixture.h"
+#include "gclient.h"
+#include "proc.h"
+#include "system.h"
+#include "tally/v1/dashboard.pb-c.h"
+#include "tclock.h"
+#include "traffic.h"
+
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define IDLE_MS 180000 /* caps, not timing assertions */
+#define TOOL_MS 240000
+#define BIG     "big"
+#define OTHER   "oth"
+
+static sys_system S;
+
+static void teardown(void)
+{
+    sys_stop(&S);
+}
+
+TestSuite(rebuild, .fini = teardown, .timeout = 600);
+
+/* A system with history imported for tenants, idle; a Redis connection to it (caller frees). */
+static redisContext *start(const char *tenants, int complaints, int days)
+{
+    sys_start(&S, NULL);
+    sys_import_history(&S, tenants, complaints, days);
+    sys_wait_idle(&S, IDLE_MS);
+    return sys_redis_connect(&S);
+}
+
+/*
+ * Runs bin/tally with the words up to NULL, then --pg-dsn and --redis-url of the system, with
+ * env added (may be NULL); its output in *out (caller frees). The exit status.
+ */
+static int tally(char **out, const char *const *env, ...)
+{
+    char url[64];
+    const char *argv[32] = { TALLY_BIN_DIR "/tally" };
+    int n = 1;
+    va_list ap;
+    va_start(ap, env);
+    for (const char *a; n < 26 && (a = va_arg(ap, const char *));)
+        argv[n++] = a;
+    va_end(ap);
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", S.redis.port);
+    argv[n++] = "--pg-dsn";
+    argv[n++] = S.db.dsn;
+    argv[n++] = "--redis-url";
+    argv[n++] = url;
+    argv[n] = NULL;
+    return proc_run_output_env(out, argv, env, TOOL_MS);
+}
+
+/* A reply of a Redis command as an integer (a number string, or an integer; 0 otherwise). */
+static long long rint_(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    cr_assert(r, "Redis: %s", c->errstr);
+    long long v = r->type == REDIS_REPLY_INTEGER  ? r->integer
+                  : r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10)
+                                                  : 0;
+    freeReplyObject(r);
+    return v;
+}
+
+/* Keys of generation gen of tenant (a SCAN to the end). */
+static long long generation_keys(redisContext *c, const char *tenant, int gen)
+{
+    long long n = 0;
+    char cursor[32] = "0";
+    do {
+        redisReply *r =
+            redisCommand(c, "SCAN %s MATCH {t:%s}:%d:* COUNT 1000", cursor, tenant, gen);
+        cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 2);
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        n += (long long)r->element[1]->elements;
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return n;
+}
+
+static Tally__V1__GetOverviewReply *overview(gc_client *q, const char *tenant)
+{
+    Tally__V1__GetOverviewRequest req = TALLY__V1__GET_OVERVIEW_REQUEST__INIT;
+    req.tenant_id = (char *)tenant;
+    return call_ok(q, GC_DASHBOARD("GetOverview"), &req.base,
+                   &tally__v1__get_overview_reply__descriptor, 10000);
+}
+
+static int64_t complaints_of(const Tally__V1__GetOverviewReply *r)
+{
+    const Tally__V1__StatusCounts *s = r->overview->status_counts;
+    return s->open + s->in_progress + s->resolved + s->closed;
+}
+
+static void expect_verify_clean(const char *tenant)
+{
+    char *out;
+    int rc = tally(&out, NULL, "verify", "--tenant", tenant, "--settle-ms", "2000", NULL);
+    cr_expect_eq(rc, 0, "tally verify --tenant %s exited %d:\n%s", tenant, rc, out);
+    free(out);
+}
+
+/* ---- the reader: every reply compared with the one before ---------------------------------- */
+
+typedef struct reader {
+    pthread_t th;
+    gc_client *q;
+    atomic_bool stop;
+    int64_t replies, rebuilding, with_progress, backwards, last;
+    int64_t max_done, first_back_prev, first_back_got;
+    bool progress_bad;
+} reader;
+
+static void *read_loop(void *arg)
+{
+    reader *r = arg;
+    while (!atomic_load(&r->stop)) {
+        Tally__V1__GetOverviewRequest req = TALLY__V1__GET_OVERVIEW_REQUEST__INIT;
+        req.tenant_id = BIG;
+        Tally__V1__GetOverviewReply *rep = NULL;
+        gc_status st;
+        int code = gc_call_msg(r->q, GC_DASHBOARD("GetOverview"), &req.base,
+                               &tally__v1__get_overview_reply__descriptor, NULL, 10000,
+                               (ProtobufCMessage **)&rep, &st);
+        if (code != 0 || !rep) {
+            call_free(rep);
+            continue;
+        }
+        int64_t n = complaints_of(rep);
+        if (n < r->last && !r->backwards++) {
+            r->first_back_prev = r->last;
+            r->first_back_got = n;
+        }
+        if (n > r->last)
+            r->last = n;
+        const Tally__V1__Freshness *f = rep->freshness;
+        if (f->rebuilding)
+            r->rebuilding++;
+        if (f->rebuild) {
+            r->with_progress++;
+            if (f->rebuild->events_done > r->max_done)
+                r->max_done = f->rebuild->events_done;
+            if (!f->rebuilding || f->rebuild->events_total < 0 || f->rebuild->events_done < 0)
+                r->progress_bad = true;
+        }
+        r->replies++;
+        call_free(rep);
+        tclock_sleep_ms(2);
+    }
+    return NULL;
+}
+
+Test(rebuild, a_rebuild_under_live_traffic_never_goes_backwards_and_verifies_clean)
+{
+    redisContext *c = start(BIG ":Europe/Berlin," OTHER ":Asia/Tokyo", 3000, 60);
+    long long other_keys = generation_keys(c, OTHER, 1);
+    cr_assert_gt(other_keys, 10);
+
+    traffic_config tc = { .ports = &S.command.grpc_port,
+                          .nports = 1,
+                          .tenants = BIG ":Europe/Berlin",
+                          .seed = 7,
+                          .workers = 2,
+                          .pause_ms = 5,
+                          .deadline_ms = 10000 };
+    char err[512];
+    traffic *t = traffic_start(&tc, err, sizeof(err));
+    cr_assert(t, "%s", err);
+    reader rd = { .q = S.q };
+    cr_assert_eq(pthread_create(&rd.th, NULL, read_loop, &rd), 0);
+    tclock_sleep_ms(500);
+
+    char *out;
+    int rc = tally(&out, NULL, "rebuild", "--tenant", BIG, "--batch", "200", "--json", NULL);
+    cr_expect_eq(rc, 0, "tally rebuild exited %d:\n%s", rc, out);
+    cr_expect(strstr(out, "\"generation\":2"), "the result names generation 2:\n%s", out);
+    cr_expect(strstr(out, "\"phase\":\"reading\""), "progress lines:\n%s", out);
+    free(out);
+    int64_t seen_during = rd.rebuilding;
+    tclock_sleep_ms(1000); /* replies after the flip, while the traffic goes on */
+    traffic_stop(t);
+    atomic_store(&rd.stop, true);
+    pthread_join(rd.th, NULL);
+
+    cr_expect_eq(rd.backwards, 0,
+                 "%" PRId64 " of %" PRId64 " replies had fewer complaints than one before (first:"
+                 " %" PRId64 " after %" PRId64 ")",
+                 rd.backwards, rd.replies, rd.first_back_got, rd.first_back_prev);
+    cr_expect_gt(seen_during, 0, "replies said rebuilding while the rebuild ran");
+    cr_expect_gt(rd.with_progress, 0, "replies carried the rebuild's progress");
+    cr_expect_gt(rd.max_done, 0, "the progress moved");
+    cr_expect_not(rd.progress_bad, "progress only while rebuilding, never negative");
+    Tally__V1__GetOverviewReply *last = overview(S.q, BIG);
+    cr_expect_not(last->freshness->rebuilding, "after the rebuild");
+    cr_expect_null(last->freshness->rebuild);
+    call_free(last);
+
+    traffic_stats ts;
+    traffic_stats_get(t, &ts);
+    cr_expect_gt(ts.ok, 50, "live traffic during the rebuild: %" PRId64 " commands", ts.ok);
+    cr_expect_eq(ts.unexpected, 0, "%s", ts.first_unexpected);
+    sys_wait_idle(&S, IDLE_MS);
+    int64_t parked = 0;
+    cr_expect_eq(traffic_check_read_model(t, c, stderr, &parked), 0,
+                 "every OK'd command is in the rebuilt read model");
+    traffic_free(t);
+
+    cr_expect_eq(rint_(c, "GET {t:%s}:gen", BIG), 2);
+    cr_expect_eq(rint_(c, "EXISTS {t:%s}:rebuild {t:%s}:rebuild:gaps", BIG, BIG), 0);
+    cr_expect_eq(rint_(c, "SCARD {t:%s}:gc", BIG), 0, "the old generation is deleted");
+    cr_expect_eq(generation_keys(c, BIG, 1), 0, "no key of generation 1 is left");
+    cr_expect_gt(generation_keys(c, BIG, 2), 10);
+    cr_expect_eq(rint_(c, "EXISTS {t:%s}:gen", OTHER), 0, "the other tenant is not rebuilt");
+    cr_expect_eq(generation_keys(c, OTHER, 1), other_keys);
+    expect_verify_clean(BIG);
+    expect_verify_clean(OTHER);
+    redisFree(c);
+}
+
+Test(rebuild, a_killed_rebuilder_resumes_and_a_second_is_refused)
+{
+    redisContext *c = start(BIG ":America/Chicago", 1500, 40);
+
+    const char *crash[] = { "TALLY_REBUILD_STOP_AFTER=1000", NULL };
+    char *out;
+    int rc = tally(&out, crash, "rebuild", "--tenant", BIG, "--batch", "100", "--lease-ms", "3000",
+                   NULL);
+    cr_assert_eq(rc, 1, "a rebuilder stopped halfway exits 1 (got %d):\n%s", rc, out);
+    free(out);
+    int64_t t_dead = now_mono_ms();
+    long long done = rint_(c, "HGET {t:%s}:rebuild done", BIG);
+    long long total = rint_(c, "HGET {t:%s}:rebuild total", BIG);
+    cr_expect_geq(done, 1000);
+    cr_expect_lt(done, total, "stopped halfway: %lld of %lld", done, total);
+
+    Tally__V1__GetOverviewReply *r = overview(S.q, BIG);
+    cr_expect(r->freshness->rebuilding, "a rebuild in progress (its rebuilder dead)");
+    cr_assert_not_null(r->freshness->rebuild);
+    cr_expect_eq(r->freshness->rebuild->events_done, done);
+    cr_expect_eq(r->freshness->rebuild->events_total, total);
+    int64_t before = complaints_of(r);
+    call_free(r);
+
+    /* Live commands while it waits: applied to both generations. */
+    PGresult *cat = PQexec(S.pg, "SELECT category_id FROM categories WHERE tenant_id = '" BIG
+                                 "' ORDER BY category_id LIMIT 1");
+    cr_assert_eq(PQntuples(cat), 1);
+    char category[80];
+    snprintf(category, sizeof(category), "%s", PQgetvalue(cat, 0, 0));
+    PQclear(cat);
+    for (int i = 0; i < 5; i++) {
+        char key[32];
+        int64_t id;
+        snprintf(key, sizeof(key), "during-%d", i);
+        int64_t v = call_create(S.cmd, BIG, key, category, 2, &id);
+        call_move(S.cmd, BIG, id, v, 2, "agent");
+    }
+
+    rc = tally(&out, NULL, "rebuild", "--tenant", BIG, NULL);
+    cr_expect_eq(rc, 1, "a second rebuild while the lease lives is refused (got %d):\n%s", rc, out);
+    cr_expect(strstr(out, "a rebuild of this tenant runs"), "names the running one:\n%s", out);
+    free(out);
+
+    while (now_mono_ms() - t_dead < 3200)
+        tclock_sleep_ms(50);
+    rc = tally(&out, NULL, "rebuild", "--tenant", BIG, "--json", NULL);
+    cr_expect_eq(rc, 0, "the resumed rebuild exited %d:\n%s", rc, out);
+    cr_expect(strstr(out, "\"resumed\":true"), "it resumed:\n%s", out);
+    free(out);
+    sys_wait_idle(&S, IDLE_MS);
+    r = overview(S.q, BIG);
+    cr_expect_not(r->freshness->rebuilding);
+    cr_expect_eq(complaints_of(r), before + 5);
+    call_free(r);
+    cr_expect_eq(rint_(c, "GET {t:%s}:gen", BIG), 2);
+    cr_expect_eq(generation_keys(c, BIG, 1), 0);
+    expect_verify_clean(BIG);
+    redisFree(c);
+}
+
+Test(rebuild, abort_unknown_tenants_and_usage)
+{
+    redisContext *c = start(BIG ":Asia/Kathmandu", 300, 10);
+    const char *crash[] = { "TALLY_REBUILD_STOP_AFTER=100", NULL };
+    char *out;
+    int rc = tally(&out, crash, "rebuild", "--tenant", BIG, "--batch", "50", NULL);
+    cr_assert_eq(rc, 1, "%s", out);
+    free(out);
+    cr_assert_gt(generation_keys(c, BIG, 2), 0, "the stopped rebuild wrote generation 2");
+
+    rc = tally(&out, NULL, "rebuild", "--tenant", BIG, "--abort", NULL);
+    cr_expect_eq(rc, 0, "--abort exited %d:\n%s", rc, out);
+    free(out);
+    cr_expect_eq(rint_(c, "EXISTS {t:%s}:rebuild", BIG), 0);
+    cr_expect_eq(generation_keys(c, BIG, 2), 0, "the aborted generation is deleted");
+    cr_expect_gt(generation_keys(c, BIG, 1), 0, "the current one stays");
+    Tally__V1__GetOverviewReply *r = overview(S.q, BIG);
+    cr_expect_not(r->freshness->rebuilding);
+    call_free(r);
+    rc = tally(&out, NULL, "rebuild", "--tenant", BIG, "--abort", NULL);
+    cr_expect_eq(rc, 0);
+    cr_expect(strstr(out, "no rebuild runs"), "%s", out);
+    free(out);
+
+    rc = tally(&out, NULL, "rebuild", "--tenant", "nobody", NULL);
+    cr_expect_eq(rc, 1, "an unknown tenant (got %d):\n%s", rc, out);
+    cr_expect(strstr(out, "no tenant \"nobody\""), "%s", out);
+    free(out);
+    cr_expect_eq(rint_(c, "EXISTS {t:nobody}:rebuild {t:nobody}:gc"), 0, "nothing is left of it");
+    const char *bad[][4] = { { "rebuild", NULL },
+                             { "rebuild", "--all", "--tenant", BIG },
+                             { "rebuild", "--tenant", "a}b", NULL },
+                             { "rebuild", "--tenant", BIG, "--batch" } };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        rc = tally(&out, NULL, bad[i][0], bad[i][1], bad[i][2], bad[i][3], NULL);
+        cr_expect_eq(rc, 2, "usage error %zu exits 2 (got %d):\n%s", i, rc, out);
+        free(out);
+    }
+    /* After all that the tenant rebuilds cleanly. */
+    rc = tally(&out, NULL, "rebuild", "--all", NULL);
+    cr_expect_eq(rc, 0, "%s", out);
+    free(out);
+    cr_expect_eq(rint_(c, "GET {t:%s}:gen", BIG), 2,
+                 "the aborted generation's number is free again");
+    expect_verify_clean(BIG);
+    redisFree(c);
+}
