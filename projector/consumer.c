@@ -116,6 +116,20 @@ static void register_metrics(proj *p, metrics_registry *reg)
         reg, "tally_projector_lag_seconds",
         "Apply time minus the event's commit time, for live (not imported) events.", NULL,
         lag_buckets, (int)(sizeof(lag_buckets) / sizeof(lag_buckets[0])));
+    p->rb_running = metrics_gauge_add(reg, "tally_projector_rebuilds_running",
+                                      "Tenant rebuilds begun and not ended (tally rebuild).", NULL);
+    p->rb_stalled = metrics_gauge_add(
+        reg, "tally_projector_rebuilds_stalled",
+        "Running rebuilds whose rebuilder's lease has expired: it died; run tally rebuild again "
+        "to resume.",
+        NULL);
+    p->rb_done =
+        metrics_gauge_add(reg, "tally_projector_rebuild_events_done",
+                          "Events read into new generations by the running rebuilds.", NULL);
+    p->rb_total = metrics_gauge_add(reg, "tally_projector_rebuild_events_total",
+                                    "Events the running rebuilds read in all.", NULL);
+    p->rb_eta = metrics_gauge_add(reg, "tally_projector_rebuild_eta_seconds",
+                                  "The longest estimated time left of a running rebuild.", NULL);
     p->pending = metrics_gauge_add(reg, "tally_projector_stream_pending",
                                    "Entries read by the group and not yet acked.", NULL);
     p->retrying = metrics_gauge_add(reg, "tally_projector_retry_queue",

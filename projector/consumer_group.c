@@ -4,10 +4,12 @@
  * watermark that holds, and the removal of consumers that are gone.
  */
 #include "consumer_int.h"
+#include "rebuild.h"
 
 #include "err.h"
 #include "lag.h"
 #include "log.h"
+#include "now.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -51,6 +53,16 @@ void proj_sample_pending(proj *p)
         return;
     metrics_set(p->pending, total);
     metrics_set(p->dead, dead);
+    rebuild_summary rs;
+    if (rebuild_sample(kv_ctx(p->kv), now_wall_ms(), &rs) != 0) {
+        kv_reset(p->kv);
+        return;
+    }
+    metrics_set(p->rb_running, rs.running);
+    metrics_set(p->rb_stalled, rs.stalled);
+    metrics_set(p->rb_done, rs.done);
+    metrics_set(p->rb_total, rs.total);
+    metrics_set(p->rb_eta, rs.eta_s);
 }
 
 void proj_settle_watermarks(proj *p)

@@ -104,6 +104,7 @@ typedef struct proj {
     metrics_counter *systemic[KV_SYSTEMIC_KINDS];
     metrics_histogram *batch_seconds, *lag_seconds;
     metrics_gauge *pending, *retrying, *beat, *dead, *wm_gauge, *ready_gauge;
+    metrics_gauge *rb_running, *rb_stalled, *rb_done, *rb_total, *rb_eta; /* rebuild_sample */
     proj_part_gauges part_gauges[STREAM_PARTITIONS_MAX]; /* partitions 0..conf->partitions-1 */
 } proj;
 

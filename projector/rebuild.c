@@ -285,6 +285,10 @@ static int begin(rb *b, const char *tenant)
     b->pr.done = b->done_at_start = elem_int(r, 5);
     bool have_bounds = r->element[3]->type == REDIS_REPLY_STRING && r->element[3]->len > 0;
     freeReplyObject(r);
+    r = redisCommand(b->rc, "SADD %s %s", REBUILD_REGISTRY_KEY, tenant);
+    if (!r || r->type == REDIS_REPLY_ERROR)
+        return redis_fail(b, r, "listing the rebuild in " REBUILD_REGISTRY_KEY);
+    freeReplyObject(r);
     if (have_bounds)
         return 0;
     /* After the mark: every event committed before it is at most this seq. */
@@ -413,6 +417,14 @@ static int fill_gaps(rb *b, const char *tenant)
     }
 }
 
+/* The rebuild has ended: out of the registry (a failure is left to rebuild_sample). */
+static void unlist(rb *b)
+{
+    redisReply *r = redisCommand(b->rc, "SREM %s %s", REBUILD_REGISTRY_KEY, b->pr.tenant);
+    if (r)
+        freeReplyObject(r);
+}
+
 /* Step 4. 0 when flipped, 1 when live events wait again (back to step 3). */
 static int flip(rb *b)
 {
@@ -425,6 +437,7 @@ static int flip(rb *b)
     if (!r || r->type != REDIS_REPLY_ARRAY)
         return redis_fail(b, r, "making the new generation current");
     freeReplyObject(r);
+    unlist(b);
     return 0;
 }
 
@@ -622,6 +635,7 @@ int rebuild_abort(redisContext *rc, const char *tenant, char *err, size_t errlen
         else {
             ret = r->type == REDIS_REPLY_STRING ? 1 : 0;
             freeReplyObject(r);
+            unlist(b);
         }
     }
     if (ret == 1 && delete_old(b, tenant) != 0)
@@ -654,4 +668,43 @@ int rebuild_tenants(const char *pg_dsn, char ***ids, size_t *n, char *err, size_
     *ids = v;
     *n = (size_t)rows;
     return 0;
+}
+
+int rebuild_sample(redisContext *rc, int64_t now_ms, rebuild_summary *out)
+{
+    redisReply *m = redisCommand(rc, "SMEMBERS %s", REBUILD_REGISTRY_KEY);
+    if (!m || m->type != REDIS_REPLY_ARRAY) {
+        if (m)
+            freeReplyObject(m);
+        return TALLY_EUNAVAIL;
+    }
+    rebuild_summary s = { 0 };
+    int rc_ = 0;
+    for (size_t i = 0; i < m->elements && rc_ == 0; i++) {
+        const char *t = m->element[i]->str;
+        redisReply *r =
+            redisCommand(rc, "HMGET " STREAM_TENANT "rebuild gen done total rate lease_until", t);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
+            rc_ = TALLY_EUNAVAIL;
+        } else if (r->element[0]->type != REDIS_REPLY_STRING) {
+            redisReply *x = redisCommand(rc, "SREM %s %s", REBUILD_REGISTRY_KEY, t); /* ended */
+            if (x)
+                freeReplyObject(x);
+        } else {
+            int64_t done = elem_int(r, 1), total = elem_int(r, 2), rate = elem_int(r, 3);
+            s.running++;
+            s.stalled += elem_int(r, 4) < now_ms;
+            s.done += done;
+            s.total += total;
+            int64_t eta = rate > 0 && total > done ? (total - done + rate - 1) / rate : 0;
+            if (eta > s.eta_s)
+                s.eta_s = eta;
+        }
+        if (r)
+            freeReplyObject(r);
+    }
+    freeReplyObject(m);
+    if (rc_ == 0)
+        *out = s;
+    return rc_;
 }

@@ -23,6 +23,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/*
+ * The tenants whose rebuild began and has not ended (a set, outside any tenant's hash tag, so
+ * kept beside the atomic steps rather than in them): what the projector's rebuild gauges read.
+ */
+#define REBUILD_REGISTRY_KEY "tally:rebuilds"
+
 typedef struct rebuild_progress {
     const char *tenant;
     const char *phase; /* "reading", "gaps", "flipping", "deleting", "done" */
@@ -63,5 +69,19 @@ int rebuild_abort(redisContext *rc, const char *tenant, char *err, size_t errlen
 
 /* The tenants PostgreSQL knows, for a rebuild of all (caller frees each and the array). */
 int rebuild_tenants(const char *pg_dsn, char ***ids, size_t *n, char *err, size_t errlen);
+
+/* What the rebuilds running now add up to (rebuild_sample). */
+typedef struct rebuild_summary {
+    int64_t running; /* rebuilds begun and not ended */
+    int64_t stalled; /* of them, those whose rebuilder's lease has expired (it died) */
+    int64_t done, total;
+    int64_t eta_s; /* the largest ETA of the running ones; 0 when none is known */
+} rebuild_summary;
+
+/*
+ * Reads REBUILD_REGISTRY_KEY and each tenant's {t:T}:rebuild at now_ms (Unix ms), forgetting
+ * tenants whose rebuild has ended. 0, or TALLY_EUNAVAIL (Redis failed; out untouched).
+ */
+int rebuild_sample(redisContext *rc, int64_t now_ms, rebuild_summary *out);
 
 #endif

@@ -453,6 +453,13 @@ local function apply(keys, args)
     elseif t ~= TENANT and t ~= CATEGORY and t ~= AGENT and any_parked
         and redis.call('HEXISTS', tag .. 'parked', a[b + F_ID]) == 1 then
       status = PARKED
+      if nxt then -- the rebuilder reads its history again, so that the flip can unmark it
+        local id, v = a[b + F_ID], tonumber(a[b + F_VERSION])
+        if not gaps[id] then
+          gap_ids[#gap_ids + 1] = id
+        end
+        gaps[id] = math.max(gaps[id] or 0, v)
+      end
     else
       status = step(cur, a, b)
       if nxt and step(nxt, a, b) == GAP then
@@ -551,7 +558,7 @@ local function rebuild_begin(keys, args)
     g = math.max(g, tonumber(old) or 0)
   end
   g = string.format('%.0f', g + 1)
-  redis.call('DEL', tag .. 'rebuild:gaps')
+  redis.call('DEL', tag .. 'rebuild:gaps', tag .. 'rebuild:invalid')
   redis.call('HSET', keys[1], 'gen', g, 'owner', owner, 'lease_until', now + lease, 'view', view,
     'started_ms', now, 'updated_ms', now, 'cursor', 0, 'done', 0, 'phase', 'reading')
   return { g, 0, '0', '', '', '0', string.format('%.0f', now), 'reading' }
@@ -577,9 +584,9 @@ end
 tally_rebuild_apply KEYS[1] owner now_ms lease_ms cursor read n F <events>: the owner applies
 events read from PostgreSQL to the rebuild's generation. A duplicate is dropped by version; a
 gap is skipped (an event not committed when the rebuilder read past its seq: the live path
-brings it). The events of a parked complaint are applied only up to the version the current
-generation has: the new generation freezes it where the old one did (tally dlq replay takes it
-on). After the writes, a complaint of {t:T}:rebuild:gaps whose recorded version is now applied
+brings it). An event the view refuses (INVALID) stops its complaint there, as parking does, and
+is recorded in {t:T}:rebuild:invalid. A parked complaint gets its whole history from
+PostgreSQL (the flip then deletes its mark). After the writes, a complaint of {t:T}:rebuild:gaps whose recorded version is now applied
 leaves it. cursor ('' to keep) and read (added to done) record the progress with the writes.
 Returns the statuses, as tally_apply.
 ]]
@@ -596,28 +603,29 @@ local function rebuild_apply(keys, args)
   if bad then
     return bad
   end
-  local gen = redis.call('GET', tag .. 'gen') or '1'
   local nxt = new_plan(tag .. h.gen .. ':')
   local ids = batch_ids(args, 7, n, nf)
   nxt.versions = read_versions(nxt.P .. 'cv', ids)
-  local frozen = {} -- parked complaint -> the version the current generation has
-  if redis.call('EXISTS', tag .. 'parked') == 1 then
-    local pk = {}
-    for _, id in ipairs(ids) do
-      if redis.call('HEXISTS', tag .. 'parked', id) == 1 then
-        pk[#pk + 1] = id
-      end
+  -- complaint -> the last version before an event the view refused, kept for the call's
+  -- complaints in {t:T}:rebuild:invalid (the flip leaves those parked)
+  local ik = tag .. 'rebuild:invalid'
+  local frozen = {}
+  if #ids > 0 and redis.call('EXISTS', ik) == 1 then
+    local got = chunked('HMGET', ik, ids, true)
+    for i, id in ipairs(ids) do
+      frozen[id] = tonumber(got[i])
     end
-    frozen = read_versions(tag .. gen .. ':cv', pk)
   end
+  local refused = {}
   local out = {}
   for i = 1, n do
     local a, b = args, 7 + (i - 1) * nf
     if not valid(a, b) then
       out[i] = INVALID -- its complaint stops before it here, as a parked one would
       local id, v = a[b + F_ID], tonumber(a[b + F_VERSION])
-      if v and v >= 1 then
-        frozen[id] = math.min(frozen[id] or v - 1, v - 1)
+      if v and v >= 1 and v == math.floor(v) and (frozen[id] or v) >= v then
+        frozen[id] = v - 1
+        refused[#refused + 1] = id
       end
     elseif frozen[a[b + F_ID]] and tonumber(a[b + F_VERSION]) > frozen[a[b + F_ID]] then
       out[i] = PARKED
@@ -632,13 +640,16 @@ local function rebuild_apply(keys, args)
     return bad
   end
   write_plan(nxt, now)
+  for _, id in ipairs(refused) do
+    redis.call('HSET', ik, id, string.format('%.0f', frozen[id]))
+  end
   local gk = tag .. 'rebuild:gaps'
   if #ids > 0 and redis.call('EXISTS', gk) == 1 then
     local got = chunked('HMGET', gk, ids, true)
     local done = {}
     for i, id in ipairs(ids) do
       local g = tonumber(got[i])
-      if g and (nxt.versions[id] >= g or frozen[id]) then
+      if g and (nxt.versions[id] >= g or frozen[id]) then -- done, or never to be
         done[#done + 1] = id
       end
     end
@@ -677,7 +688,8 @@ end
 
 -- tally_rebuild_flip KEYS[1] owner: once no live event waits for its complaint (no gaps), the
 -- rebuild's generation becomes current in one step; the old one is listed in {t:T}:gc for
--- deletion. Returns {old generation, new generation}; GAPS n while complaints wait.
+-- deletion, and the parked marks of complaints now whole are deleted. Returns {old generation,
+-- new generation, marks deleted}; GAPS n while complaints wait.
 local function rebuild_flip(keys, args)
   local tag = rebuild_tag(keys)
   local h = rebuild_state(keys[1])
@@ -693,8 +705,25 @@ local function rebuild_flip(keys, args)
   redis.call('SET', tag .. 'gen', h.gen)
   redis.call('SET', tag .. 'view', h.view)
   redis.call('SADD', tag .. 'gc', old)
-  redis.call('DEL', keys[1], tag .. 'rebuild:gaps')
-  return { old, h.gen }
+  -- A parked complaint has its whole history in the new generation (every event parked since
+  -- the rebuild began was read again as a gap), unless the view refused one of its events.
+  local unmarked = 0
+  local parked = redis.call('HKEYS', tag .. 'parked')
+  if #parked > 0 then
+    local inv = chunked('HMGET', tag .. 'rebuild:invalid', parked, true)
+    local free = {}
+    for i, id in ipairs(parked) do
+      if not inv[i] then
+        free[#free + 1] = id
+      end
+    end
+    if #free > 0 then
+      chunked('HDEL', tag .. 'parked', free, false)
+      unmarked = #free
+    end
+  end
+  redis.call('DEL', keys[1], tag .. 'rebuild:gaps', tag .. 'rebuild:invalid')
+  return { old, h.gen, unmarked }
 end
 
 -- tally_rebuild_abort KEYS[1]: gives a rebuild up (whoever holds it); its generation goes to
@@ -706,7 +735,7 @@ local function rebuild_abort(keys, _)
     return false
   end
   redis.call('SADD', tag .. 'gc', g)
-  redis.call('DEL', keys[1], tag .. 'rebuild:gaps')
+  redis.call('DEL', keys[1], tag .. 'rebuild:gaps', tag .. 'rebuild:invalid')
   return g
 end
 

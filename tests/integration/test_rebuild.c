@@ -11,13 +11,16 @@
  *   `tally verify` is clean. The other tenant is not touched.
  * - a_killed_rebuilder_resumes_and_a_second_is_refused: a rebuilder that dies halfway
  *   (TALLY_REBUILD_STOP_AFTER) leaves the rebuild with its progress, which query replies show;
- *   a second rebuild while its lease lives is refused, naming it; live commands meanwhile; once
- *   the lease has expired the same command resumes it from where it stopped, and the read model
- *   verifies clean.
+ *   a second rebuild while its lease lives is refused, naming it; live commands meanwhile, one
+ *   of them on a complaint marked parked (parked behind the mark, and made whole by the
+ *   rebuild, which deletes the mark); once
+ *   the lease has expired the projector's gauges say it is stalled, the same command resumes it
+ *   from where it stopped, the gauges go back to 0, and the read model verifies clean.
  * - abort_unknown_tenants_and_usage: --abort gives a rebuild up and deletes its generation;
  *   an unknown tenant fails (exit 1) naming it, usage errors exit 2.
  */
 #include "calls.h"
+#include "ev_wait.h"
 #include "fixture.h"
 #include "gclient.h"
 #include "proc.h"
@@ -124,6 +127,16 @@ static int64_t complaints_of(const Tally__V1__GetOverviewReply *r)
 {
     const Tally__V1__StatusCounts *s = r->overview->status_counts;
     return s->open + s->in_progress + s->resolved + s->closed;
+}
+
+/* Waits (up to 30 s: the projector samples every 5 s) until its gauge name reads want. */
+static void expect_gauge(const char *name, double want)
+{
+    double got = -1;
+    for (int64_t t0 = now_mono_ms(); now_mono_ms() - t0 < 30000; tclock_sleep_ms(200))
+        if ((got = ev_metric(S.projector.http_port, name)) == want)
+            return;
+    cr_expect_eq(got, want, "%s: %g, not %g", name, got, want);
 }
 
 static void expect_verify_clean(const char *tenant)
@@ -290,6 +303,19 @@ Test(rebuild, a_killed_rebuilder_resumes_and_a_second_is_refused)
         call_move(S.cmd, BIG, id, v, 2, "agent");
     }
 
+    /* A parked complaint (as if a poison event had parked it) gets a live event meanwhile:
+       parked behind the mark, and read again by the rebuilder, which makes it whole. */
+    PGresult *open = PQexec(S.pg, "SELECT complaint_id, version FROM complaints WHERE tenant_id"
+                                  " = '" BIG "' AND status = 1 ORDER BY complaint_id LIMIT 1");
+    cr_assert_eq(PQntuples(open), 1);
+    int64_t pid = strtoll(PQgetvalue(open, 0, 0), NULL, 10),
+            pver = strtoll(PQgetvalue(open, 0, 1), NULL, 10);
+    PQclear(open);
+    cr_assert_eq(rint_(c, "HSET {t:%s}:parked %lld test", BIG, (long long)pid), 1);
+    call_move(S.cmd, BIG, pid, pver, 2, "agent");
+    for (int64_t t0 = now_mono_ms(); rint_(c, "XLEN tally:dead:0") < 1; tclock_sleep_ms(50))
+        cr_assert_lt(now_mono_ms() - t0, 30000, "the event of the marked complaint is parked");
+
     rc = tally(&out, NULL, "rebuild", "--tenant", BIG, NULL);
     cr_expect_eq(rc, 1, "a second rebuild while the lease lives is refused (got %d):\n%s", rc, out);
     cr_expect(strstr(out, "a rebuild of this tenant runs"), "names the running one:\n%s", out);
@@ -297,6 +323,12 @@ Test(rebuild, a_killed_rebuilder_resumes_and_a_second_is_refused)
 
     while (now_mono_ms() - t_dead < 3200)
         tclock_sleep_ms(50);
+    expect_gauge("tally_projector_rebuilds_running", 1);
+    expect_gauge("tally_projector_rebuilds_stalled", 1); /* its lease has expired */
+    cr_expect_eq(ev_metric(S.projector.http_port, "tally_projector_rebuild_events_done"),
+                 (double)done);
+    cr_expect_eq(ev_metric(S.projector.http_port, "tally_projector_rebuild_events_total"),
+                 (double)total);
     rc = tally(&out, NULL, "rebuild", "--tenant", BIG, "--json", NULL);
     cr_expect_eq(rc, 0, "the resumed rebuild exited %d:\n%s", rc, out);
     cr_expect(strstr(out, "\"resumed\":true"), "it resumed:\n%s", out);
@@ -306,8 +338,14 @@ Test(rebuild, a_killed_rebuilder_resumes_and_a_second_is_refused)
     cr_expect_not(r->freshness->rebuilding);
     cr_expect_eq(complaints_of(r), before + 5);
     call_free(r);
+    expect_gauge("tally_projector_rebuilds_running", 0);
+    expect_gauge("tally_projector_rebuilds_stalled", 0);
     cr_expect_eq(rint_(c, "GET {t:%s}:gen", BIG), 2);
     cr_expect_eq(generation_keys(c, BIG, 1), 0);
+    cr_expect_eq(rint_(c, "HEXISTS {t:%s}:parked %lld", BIG, (long long)pid), 0,
+                 "the parked complaint is whole in the new generation: no longer marked");
+    cr_expect_eq(rint_(c, "HGET {t:%s}:2:cv %lld", BIG, (long long)pid), pver + 1,
+                 "its parked event is applied");
     expect_verify_clean(BIG);
     redisFree(c);
 }

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# The rebuild benchmark: how long `tally rebuild` takes to build a new generation of a tenant
+# with about EVENTS events, and what the other tenants' GetDashboard latency is meanwhile.
+#
+# A private stack (scripts/stack in a temporary TALLY_STACK_DIR, PostgreSQL and Redis on free
+# loopback ports) is started, migrated, and the real command-svc (with its relay), projector
+# and query-svc run on it. `tally-sim seed` imports the big tenant's history (COMPLAINTS
+# complaints, about 4.7 events each) and a small one's (OTHER_COMPLAINTS); the projector
+# applies everything. Then RUNS times:
+#   - base: GetDashboard of the small tenant, open loop at RATE/s for WINDOW s (bench-queryload),
+#     nothing else running;
+#   - rebuild: the same load, and after its warm-up `tally rebuild --tenant big`; the rebuild's
+#     wall time, its events/s, the CPU of Redis, PostgreSQL and the rebuilder over it, and the
+#     latency of the small tenant's pages over the window (which WINDOW should cover: the
+#     line says when the rebuild outlasted it).
+# Each run ends with `tally verify --tenant big` (it must be clean).
+#
+# Prints numbers only; fails only when something does not work (a server does not start, the
+# rebuild or verify fails), never on a time. See bench/README.md.
+#
+# Usage: bench/rebuild-bench.sh [BUILD_DIR]   (default: $BUILD_DIR, else <repo>/build)
+# Environment: RUNS (3), COMPLAINTS (213000: about 1,000,000 events), OTHER_COMPLAINTS (20000),
+# DAYS (365), RATE (50), WINDOW (20), BATCH (empty: tally rebuild's default), STALL_SECONDS (300),
+# TALLY_STACK_PG_BIN (/usr/lib/postgresql/15/bin).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source-path=SCRIPTDIR/.. source=scripts/lib/run.sh
+source "$repo/scripts/lib/run.sh"
+build=${1:-${BUILD_DIR:-$repo/build}}
+runs=${RUNS:-3}
+complaints=${COMPLAINTS:-213000}
+other_complaints=${OTHER_COMPLAINTS:-20000}
+days=${DAYS:-365}
+rate=${RATE:-50}
+window=${WINDOW:-20}
+batch=${BATCH:-}
+stall=${STALL_SECONDS:-300}
+pg_bin=${TALLY_STACK_PG_BIN:-/usr/lib/postgresql/15/bin}
+svc_bin=$build/bin/command-svc
+proj_bin=$build/bin/projector
+query_bin=$build/bin/query-svc
+sim_bin=$build/bin/tally-sim
+tally_bin=$build/bin/tally
+load_bin=$build/bin/bench-queryload
+
+check_count runs complaints other_complaints days rate window stall
+[[ -z $batch || $batch =~ ^[1-9][0-9]*$ ]] || die "BATCH must be a positive integer"
+need_bin "$svc_bin" "$proj_bin" "$query_bin" "$sim_bin" "$tally_bin" "$load_bin"
+[[ -x $pg_bin/psql ]] || die "$pg_bin/psql not found (install postgresql-15)"
+need_cmd curl python3 redis-server redis-cli
+
+run_init
+run_workdir
+chmod 755 "$work" # the stack's PostgreSQL may run as the postgres user
+export TALLY_STACK_DIR=$work/stack
+free_port TALLY_STACK_PG_PORT TALLY_STACK_REDIS_PORT
+export TALLY_STACK_PG_PORT TALLY_STACK_REDIS_PORT
+dsn=postgresql://tally@127.0.0.1:$TALLY_STACK_PG_PORT/tally
+redis_url=redis://127.0.0.1:$TALLY_STACK_REDIS_PORT/0
+redis_port=$TALLY_STACK_REDIS_PORT
+
+# shellcheck disable=SC2317  # invoked at exit
+stack_stop() {
+    "$repo/scripts/stack" clean 2>/dev/null
+}
+run_at_exit stack_stop
+"$repo/scripts/stack" up >/dev/null 2>"$work/stack.log" || {
+    log_tail "$work/stack.log"
+    die "scripts/stack up failed"
+}
+pg_pid=$(head -n 1 "$TALLY_STACK_DIR/pg/postmaster.pid")
+redis_pid=$(rcli INFO server | tr -d '\r' | sed -n 's/^process_id://p')
+psql_q() {
+    "$pg_bin/psql" "$dsn" -X -q -tA -v ON_ERROR_STOP=1 "$@"
+}
+
+common_env=(env -i PATH="$PATH" TALLY_PG_DSN="$dsn" TALLY_REDIS_URL="$redis_url" TALLY_LOG_LEVEL=warn)
+free_port cmd_port cmd_http proj_http q_port q_http
+svc_start command-svc "http://127.0.0.1:$cmd_http/readyz" "${common_env[@]}" \
+    TALLY_GRPC_LISTEN="127.0.0.1:$cmd_port" TALLY_HTTP_LISTEN="127.0.0.1:$cmd_http" "$svc_bin"
+svc_start projector "http://127.0.0.1:$proj_http/healthz" "${common_env[@]}" \
+    TALLY_HTTP_LISTEN="127.0.0.1:$proj_http" TALLY_PROJECTOR_VERIFY_EVERY_S=0 "$proj_bin"
+svc_start query-svc "http://127.0.0.1:$q_http/healthz" "${common_env[@]}" \
+    TALLY_GRPC_LISTEN="127.0.0.1:$q_port" TALLY_HTTP_LISTEN="127.0.0.1:$q_http" "$query_bin"
+proj_pid=${proc_pid[projector]}
+
+echo "rebuild benchmark: tenant big with $complaints complaints over $days days, tenant small with $other_complaints"
+bench_about projector "$proj_bin" projector
+echo
+t0=$EPOCHREALTIME
+"$sim_bin" seed --command "127.0.0.1:$cmd_port" --tenants big:Europe/Berlin \
+    --complaints "$complaints" --days "$days" >"$work/seed.out" 2>&1 || {
+    log_tail "$work/seed.out"
+    die "tally-sim seed (big) failed"
+}
+"$sim_bin" seed --command "127.0.0.1:$cmd_port" --tenants small:America/New_York \
+    --complaints "$other_complaints" --days "$days" >>"$work/seed.out" 2>&1 || {
+    log_tail "$work/seed.out"
+    die "tally-sim seed (small) failed"
+}
+total=$(psql_q -c 'SELECT count(*) FROM events')
+big_events=$(psql_q -c "SELECT count(*) FROM events WHERE tenant_id = 'big'")
+projector_wait_applied "127.0.0.1:$proj_http" "$total" "$stall"
+awk -v n="$total" -v b="$big_events" -v t0="$t0" -v t1="$EPOCHREALTIME" 'BEGIN {
+    printf "imported and applied: %d events (%d of tenant big) in %.1f s\n", n, b, t1 - t0 }'
+echo "Redis used_memory: $(redis_info memory used_memory_human)"
+echo
+
+# measure RUN LABEL: the small tenant's load for WINDOW s, with the rebuild of big when LABEL
+# is rebuild; a row of the results.
+row='%-3s %-7s %8s %9s %8.2f %8.2f %8.2f %7.0f %7.0f %7.0f %s'
+measure() {
+    local run=$1 label=$2 out rb=- eps=- r0 r1 p0 p1 t0 t1 rc=0 note=""
+    "$load_bin" --target "127.0.0.1:$q_port" --tenant small --rate "$rate" --warmup 2 \
+        --duration "$window" >"$work/load.out" 2>"$work/load.err" &
+    proc_adopt load $!
+    sleep 2
+    r0=$(proc_ticks "$redis_pid" redis-server)
+    p0=$(pg_ticks "$pg_pid")
+    t0=$EPOCHREALTIME
+    if [[ $label == rebuild ]]; then
+        local args=(rebuild --tenant big --json --pg-dsn "$dsn" --redis-url "$redis_url")
+        [[ -n $batch ]] && args+=(--batch "$batch")
+        (
+            rc=0
+            "$tally_bin" "${args[@]}" >"$work/rebuild.out" 2>"$work/rebuild.err" || rc=$?
+            times >"$work/times"
+            exit $rc
+        ) || rc=$?
+        t1=$EPOCHREALTIME
+        ((rc == 0)) || die "tally rebuild failed ($rc): $(tail -3 "$work/rebuild.err")"
+        rb=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+        eps=$(awk -v a="$t0" -v b="$t1" -v n="$big_events" 'BEGIN { printf "%.0f", n / (b - a) }')
+        awk -v w="$window" -v s="$rb" 'BEGIN { exit !(s > w) }' && note="(the rebuild outlasted the window)"
+    else
+        sleep "$window"
+        t1=$EPOCHREALTIME
+    fi
+    r1=$(proc_ticks "$redis_pid" redis-server)
+    p1=$(pg_ticks "$pg_pid")
+    proc_wait load || die "bench-queryload failed: $(cat "$work/load.err")"
+    out=$(cat "$work/load.out")
+    echo "$run $label: $out" >>"$work/raw"
+    local cli=0
+    [[ $label == rebuild ]] && cli=$(tail -n 1 "$work/times" | awk -v hz="$clk_tck" '{ for (i = 1; i <= 2; i++) {
+            split($i, a, /[ms]/); s += a[1] * 60 + a[2] } } END { printf "%d\n", s * hz + 0.5 }')
+    awk -v run="$run" -v l="$label" -v rb="$rb" -v eps="$eps" -v out="$out" -v r=$((r1 - r0)) \
+        -v p=$((p1 - p0)) -v c="$cli" -v hz="$clk_tck" -v t0="$t0" -v t1="$t1" -v fmt="$row" \
+        -v note="$note" 'BEGIN {
+            n = split(out, f, " "); for (i = 1; i <= n; i++) { split(f[i], kv, "="); v[kv[1]] = kv[2] }
+            s = t1 - t0
+            printf fmt "\n", run, l, rb, eps, v["p50_ms"], v["p99_ms"], v["max_ms"],
+                100 * r / hz / s, 100 * p / hz / s, 100 * c / hz / s, note }' | tee -a "$work/results"
+}
+
+echo "small tenant's GetDashboard at $rate/s over $window s (base: alone; rebuild: during tally rebuild of big);"
+echo "CPU % of one core over the rebuild (or the window): Redis, PostgreSQL, the rebuilder"
+table_header "$row" run test rebuild_s events/s p50ms p99ms maxms 'redis%' 'pg%' 'tally%' ''
+: >"$work/results"
+for run in $(seq "$runs"); do
+    measure "$run" base
+    measure "$run" rebuild
+    "$tally_bin" verify --tenant big --pg-dsn "$dsn" --redis-url "$redis_url" --settle-ms 2000 \
+        >"$work/verify.out" 2>&1 || die "tally verify --tenant big is not clean: $(tail -5 "$work/verify.out")"
+done
+echo
+echo "medians over $runs runs"
+for l in base rebuild; do
+    col() { awk -v l="$l" -v c="$1" '$2 == l { print $c }' "$work/results" | median; }
+    # shellcheck disable=SC2059
+    printf "$row\n" med "$l" "$(col 3)" "$(col 4)" "$(col 5)" "$(col 6)" "$(col 7)" "$(col 8)" \
+        "$(col 9)" "$(col 10)" ""
+done
+echo "generation of big now: $(rcli GET '{t:big}:gen'); Redis used_memory: $(redis_info memory used_memory_human)"
+echo "machine after: $(uptime)"
