@@ -75,6 +75,7 @@ psql_q() {
     "$pg_bin/psql" "$dsn" -X -q -tA -v ON_ERROR_STOP=1 "$@"
 }
 
+TALLY_PG_DSN=$dsn TALLY_LOG_LEVEL=warn "$svc_bin" migrate || die "migration failed"
 common_env=(env -i PATH="$PATH" TALLY_PG_DSN="$dsn" TALLY_REDIS_URL="$redis_url" TALLY_LOG_LEVEL=warn)
 free_port cmd_port cmd_http proj_http q_port q_http
 svc_start command-svc "http://127.0.0.1:$cmd_http/readyz" "${common_env[@]}" \

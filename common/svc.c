@@ -2,7 +2,9 @@
 
 #include "err.h"
 #include "log.h"
+#include "now.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -19,6 +21,16 @@ static _Atomic bool stopping;
 bool svc_stopping(void)
 {
     return atomic_load(&stopping);
+}
+
+void svc_nap_ms(int64_t ms, bool (*stop)(void))
+{
+    for (int64_t until = now_mono_ms() + ms;
+         !svc_stopping() && !(stop && stop()) && now_mono_ms() < until;) {
+        struct timespec ts = { 0, 100 * 1000000L };
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
 }
 
 /* The run function's thread: its result, and a signal to main when it returns early. */

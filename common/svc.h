@@ -20,6 +20,7 @@
 #include "srv.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef struct svc_env {
     const cfg_common *cfg;
@@ -29,6 +30,12 @@ typedef struct svc_env {
 
 /* True once SIGTERM or SIGINT arrived: a run function finishes its step and returns. */
 bool svc_stopping(void);
+
+/*
+ * Sleeps ms milliseconds in slices of 100 ms, returning early once svc_stopping() or stop()
+ * (may be NULL) is true: the pause of a background thread that must not delay a shutdown.
+ */
+void svc_nap_ms(int64_t ms, bool (*stop)(void));
 
 typedef struct svc_def {
     const char *name; /* the "service" of every log line: "command-svc" */

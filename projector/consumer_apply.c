@@ -4,9 +4,11 @@
  * FCALL per event); then each message is acked, queued for a retry, or parked.
  */
 #include "consumer_int.h"
+#include "rebuild.h"
 #include "stream.h"
 
 #include "err.h"
+#include "log.h"
 #include "now.h"
 
 #include <inttypes.h>
@@ -69,6 +71,21 @@ static int by_tenant(const void *a, const void *b)
 }
 
 /*
+ * tally_apply began a rebuild of tenant for this projector's view (its current generation is of
+ * an older one): listed for the gauges and the rebuild runners (rebuild_loop.h).
+ */
+static void proj_rebuild_begun(proj *p, const char *tenant, const redisReply *gen)
+{
+    redisReply *r = proj_command(p, "SADD %s %s", REBUILD_REGISTRY_KEY, tenant);
+    if (r)
+        freeReplyObject(r);
+    log_warn("the tenant's read model is of an older view: rebuilding it into a new generation "
+             "(the projector does when it has TALLY_PG_DSN; else run tally rebuild --all)",
+             LOG_STR("tenant", tenant),
+             LOG_STR("generation", gen->type == REDIS_REPLY_STRING ? gen->str : "?"));
+}
+
+/*
  * Reads the reply of one FCALL over sorted[a..b) into out[]/why[] (indexed as v, via order).
  * 0, 1 for a systemic error reply (nothing recorded against the events), or TALLY_EUNAVAIL.
  */
@@ -78,7 +95,10 @@ static int read_reply(proj *p, proj_msg **v, const size_t *order, size_t a, size
     redisReply *r = NULL;
     if (redisGetReply(kv_ctx(p->kv), (void **)&r) != REDIS_OK || !r)
         return TALLY_EUNAVAIL;
-    *failed = !(r->type == REDIS_REPLY_ARRAY && r->elements == b - a);
+    /* The statuses, and the generation of a rebuild the call began (a newer view's). */
+    *failed = !(r->type == REDIS_REPLY_ARRAY && (r->elements == b - a || r->elements == b - a + 1));
+    if (!*failed && r->elements == b - a + 1)
+        proj_rebuild_begun(p, v[order[a]]->ev.env->tenant_id, r->element[b - a]);
     if (!*failed) {
         for (size_t k = a; k < b; k++) {
             size_t i = order[k];

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "now.h"
 #include "probe.h"
+#include "rebuild_loop.h"
 #include "svc.h"
 #include "verify.h"
 #include "verify_loop.h"
@@ -26,6 +27,7 @@
 static proj_config conf;
 static long long partitions, batch, block_ms, claim_idle_ms, gap_timeout_ms, max_attempts;
 static long long verify_every_s, verify_days, verify_settle_ms;
+static bool rebuilds;
 static const char *consumer;
 static char default_consumer[128];
 
@@ -76,12 +78,23 @@ static int setup(const svc_env *env, void *arg)
         log_info("periodic verify on", LOG_INT("every_s", verify_every_s),
                  LOG_INT("days", verify_days), LOG_INT("settle_ms", verify_settle_ms));
     }
+    /* With PostgreSQL it also finishes rebuilds nobody holds (a changed view's, a dead one's). */
+    if (dsn && dsn[0] && rebuilds) {
+        rloop_config rc_ = { .pg_dsn = env->cfg->pg_dsn,
+                             .redis = env->cfg->redis,
+                             .consumer = conf.consumer };
+        if ((rc = rloop_start(&rc_))) {
+            log_error("cannot start the rebuild thread", LOG_STR("error", tally_err_str(rc)));
+            return rc;
+        }
+    }
     return 0;
 }
 
 static void teardown(void *arg)
 {
     (void)arg;
+    rloop_stop();
     vloop_stop();
 }
 
@@ -115,6 +128,8 @@ int main(void)
           "seconds between verify runs against PostgreSQL; 0 off, -1 300 if TALLY_PG_DSN is set" },
         { "TALLY_PROJECTOR_VERIFY_DAYS", CFG_INT, "35", 1, VERIFY_MAX_DAYS, 0, &verify_days,
           "the verify window: the last N tenant-local days (and their whole months)" },
+        { "TALLY_PROJECTOR_REBUILDS", CFG_BOOL, "true", 0, 0, 0, &rebuilds,
+          "with TALLY_PG_DSN: finish rebuilds nobody holds (a newer view's, a dead rebuilder's)" },
         { "TALLY_PROJECTOR_VERIFY_SETTLE_MS", CFG_INT, "5000", 0, VERIFY_MAX_SETTLE_MS, 0,
           &verify_settle_ms, "how long verify waits before re-reading what lags (in flight)" },
     };

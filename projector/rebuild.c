@@ -27,7 +27,7 @@
 #define PG_WAIT_MS     60000
 #define REDIS_BUSY_S   "BUSY"
 
-enum { S_KNOWN, S_BOUNDS, S_READ, S_HISTORY, S_TENANTS };
+enum { S_KNOWN, S_BOUNDS, S_READ, S_HISTORY, S_REFS, S_TENANTS };
 static const pgx_stmt stmts[] = {
     [S_KNOWN] = { "rebuild_known", "SELECT EXISTS (SELECT 1 FROM tenants WHERE tenant_id = $1)",
                   1 },
@@ -41,6 +41,11 @@ static const pgx_stmt stmts[] = {
                     "SELECT " EVENT_COLUMNS " FROM events WHERE complaint_id = ANY ($1::bigint[])"
                     " AND tenant_id = $2 ORDER BY seq",
                     2 },
+    [S_REFS] = { "rebuild_refs",
+                 "SELECT " EVENT_COLUMNS
+                 " FROM events WHERE tenant_id = $1 AND complaint_id IS NULL"
+                 " ORDER BY seq",
+                 1 },
     [S_TENANTS] = { "rebuild_tenants", "SELECT tenant_id FROM tenants ORDER BY tenant_id", 0 },
 };
 
@@ -247,6 +252,10 @@ static int apply_rows(rb *b, const PGresult *res, bool main_pass)
             b->cursor = pgx_int(res, to - 1, EVENT_C_SEQ);
         }
         report(b, false);
+        if (b->o->stop && b->o->stop()) {
+            finish_apply(b);
+            return fail(b, TALLY_ECANCELLED, "stopped (shutting down)");
+        }
         if (b->o->stop_after && b->pr.done >= b->o->stop_after) {
             finish_apply(b);
             return fail(b, TALLY_ECANCELLED, "stopped after %" PRId64 " events (as asked)",
@@ -269,12 +278,8 @@ static int begin(rb *b, const char *tenant)
         return fail(b, TALLY_ENOTFOUND, "PostgreSQL has no tenant \"%s\"", tenant);
     char now[24];
     snprintf(now, sizeof(now), "%" PRId64, now_wall_ms());
-    char fn_apply[64];
-    proj_view_fn(&b->view, "tally_apply", fn_apply, sizeof(fn_apply));
-    const char *argv[] = {
-        "FCALL", b->fn_begin, "1", b->key, b->o->owner, now, b->lease, fn_apply
-    };
-    redisReply *r = redisCommandArgv(b->rc, 8, argv, NULL);
+    const char *argv[] = { "FCALL", b->fn_begin, "1", b->key, b->o->owner, now, b->lease };
+    redisReply *r = redisCommandArgv(b->rc, 7, argv, NULL);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 8)
         return redis_fail(b, r, "starting the rebuild");
     b->pr.generation = elem_int(r, 0);
@@ -387,30 +392,42 @@ static int fill_gaps(rb *b, const char *tenant)
             b->pr.phase = "gaps";
             set_fields(b, "phase", "gaps", NULL, NULL);
         }
-        /* {id,id,...} as a bigint[] literal */
+        /* {id,id,...} as a bigint[] literal; "ref" (the reference events) read apart */
         size_t cap = r->elements * 24 + 4, len = 0;
+        bool refs = false;
         char *arr = malloc(cap);
         if (!arr) {
             freeReplyObject(r);
             return fail(b, TALLY_ENOMEM, "out of memory");
         }
         arr[len++] = '{';
-        for (size_t i = 1; i < r->elements; i++)
-            len += (size_t)snprintf(arr + len, cap - len, "%s%.20s", i > 1 ? "," : "",
-                                    r->element[i]->type == REDIS_REPLY_STRING ? r->element[i]->str
-                                                                              : "0");
+        for (size_t i = 1; i < r->elements; i++) {
+            const redisReply *e = r->element[i];
+            if (e->type != REDIS_REPLY_STRING || strcmp(e->str, "ref") == 0) {
+                refs = true;
+                continue;
+            }
+            len += (size_t)snprintf(arr + len, cap - len, "%s%.20s", len > 1 ? "," : "", e->str);
+        }
         snprintf(arr + len, cap - len, "}");
         freeReplyObject(r);
-        const char *v[] = { arr, tenant };
-        PGresult *res = NULL;
-        int rc = pgx_exec(b->pg, S_HISTORY, 2, v, NULL, NULL, PG_WAIT_MS, &res);
+        int rc = 0;
+        for (int q = 0; q < 2 && rc == 0; q++) {
+            if ((q == 0 && len == 1) || (q == 1 && !refs))
+                continue;
+            const char *v[] = { arr, tenant }, *vr[] = { tenant };
+            PGresult *res = NULL;
+            if ((q == 0 ? pgx_exec(b->pg, S_HISTORY, 2, v, NULL, NULL, PG_WAIT_MS, &res)
+                        : pgx_exec(b->pg, S_REFS, 1, vr, NULL, NULL, PG_WAIT_MS, &res)) != 0) {
+                rc = fail(b, TALLY_EUNAVAIL, "PostgreSQL: %s", pgx_errstr(b->pg));
+                break;
+            }
+            rc = apply_rows(b, res, false);
+            PQclear(res);
+            if (rc == 0)
+                rc = finish_apply(b);
+        }
         free(arr);
-        if (rc != 0)
-            return fail(b, TALLY_EUNAVAIL, "PostgreSQL: %s", pgx_errstr(b->pg));
-        rc = apply_rows(b, res, false);
-        PQclear(res);
-        if (rc == 0)
-            rc = finish_apply(b);
         if (rc != 0)
             return rc;
         report(b, false);

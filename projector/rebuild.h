@@ -52,6 +52,7 @@ typedef struct rebuild_opts {
     int64_t progress_every_ms;
     void (*progress)(const rebuild_progress *pr, void *arg);
     void *arg;
+    bool (*stop)(void); /* may be NULL: when true, the rebuild stops (TALLY_ECANCELLED) */
 } rebuild_opts;
 
 /*

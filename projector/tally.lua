@@ -41,6 +41,11 @@ local F_CREATED, F_SECS, F_BUCKET, F_NAME, F_REF, F_TZ = 14, 15, 16, 17, 18, 19
 local NFIELDS = 19 -- STREAM_APPLY_NFIELDS in common/stream.h: tests/unit/test_decode.c holds them equal
 
 local APPLIED, DUP, GAP, PARKED, INVALID = 0, 1, 2, 3, 4
+-- What this file counts, as a number: raise it with any change to what a view counts (a change
+-- that needs the read model built again). A generation records the version that built it
+-- ({t:T}:view); a projector meeting an older one rebuilds the tenant into a new generation
+-- instead of mixing old and new figures (see tally_apply).
+local VIEW_VERSION = 1
 local MAX_INT = 9007199254740992 -- 2^53: exact in Lua's doubles
 local MAX_SECONDS = 4000000000 -- about 126 years
 local CREATED, ASSIGNED, STATUS = '1', '2', '3'
@@ -416,13 +421,57 @@ local function record_gaps(key, gaps, list)
   chunked('HSET', key, kv, false)
 end
 
+-- Marks a new rebuild of the tenant (tag) into the next free generation, held by owner until
+-- now + lease; frozen = '1' when the current generation is of an older view (it no longer
+-- receives live events, so query-svc reports it complete only up to started_ms).
+local function new_rebuild(tag, owner, now, lease, frozen)
+  local g = tonumber(redis.call('GET', tag .. 'gen') or '1')
+  for _, old in ipairs(redis.call('SMEMBERS', tag .. 'gc')) do
+    g = math.max(g, tonumber(old) or 0)
+  end
+  g = string.format('%.0f', g + 1)
+  redis.call('DEL', tag .. 'rebuild:gaps', tag .. 'rebuild:invalid')
+  redis.call('HSET', tag .. 'rebuild', 'gen', g, 'owner', owner, 'lease_until',
+    string.format('%.0f', now + lease), 'view', VIEW_VERSION, 'frozen', frozen, 'started_ms',
+    string.format('%.0f', now), 'updated_ms', string.format('%.0f', now), 'cursor', 0, 'done', 0,
+    'phase', 'reading')
+  return g
+end
+
+-- The view version of the tenant's current generation (recorded as this one's when none is).
+local function current_view(tag)
+  local v = tonumber(redis.call('GET', tag .. 'view') or '')
+  if not v then
+    redis.call('SET', tag .. 'view', VIEW_VERSION)
+    v = VIEW_VERSION
+  end
+  return v
+end
+
+-- Records that the rebuild's generation must read id's history again (up to version v); id
+-- 'ref' stands for the tenant's reference events (v = the seq).
+local function note_gap(gaps, gap_ids, id, v)
+  if not gaps[id] then
+    gap_ids[#gap_ids + 1] = id
+  end
+  gaps[id] = math.max(gaps[id] or 0, v)
+end
+
 --[[
 tally_apply: the live path (the projector, and tally dlq replay through it).
 While a rebuild of the tenant runs ({t:T}:rebuild names its generation), every event is also
 applied to the rebuild's generation in the same atomic step, with its own versions: a
 duplicate there is dropped by version, and an event that finds an earlier version missing
-there (the rebuilder has not read it from PostgreSQL yet) is recorded in {t:T}:rebuild:gaps;
-the rebuilder reads those complaints again before the generation may become current.
+there (the rebuilder has not read it from PostgreSQL yet), or that belongs to a parked
+complaint, is recorded in {t:T}:rebuild:gaps; the rebuilder reads those complaints again
+before the generation may become current.
+Views: the current generation is applied to only when it was built by this VIEW_VERSION. One
+of an older view is left as it is (the figures it shows stay whole, of the old view) and the
+events go to a rebuild of this view, begun here if none runs (held by nobody: a rebuilder,
+the projector's or `tally rebuild`, takes it over). A rebuild of another view gets the
+events as gaps, for its rebuilder. A generation of a newer view than this is refused (an
+error: this projector is older than the data; the events are retried, then parked).
+The reply: the statuses, and one more element, the generation, when this call began a rebuild.
 ]]
 local function apply(keys, args)
   local tag = keys[1]:sub(1, #keys[1] - 3) -- "{t:<tenant>}:" from "{t:<tenant>}:gen"
@@ -432,14 +481,34 @@ local function apply(keys, args)
   if bad then
     return bad
   end
-  local cur = new_plan(tag .. gen .. ':')
+  local cview = current_view(tag)
+  if cview > VIEW_VERSION then
+    return redis.error_reply('VIEW tally_apply: the read model of ' .. tag .. ' is of view '
+      .. cview .. ', newer than this projector\'s ' .. VIEW_VERSION .. ': deploy the newer one')
+  end
   local ids = batch_ids(args, 3, n, nf)
-  cur.versions = read_versions(cur.P .. 'cv', ids)
-  local rgen = redis.call('HGET', tag .. 'rebuild', 'gen')
-  local nxt
+  local cur
+  if cview == VIEW_VERSION then
+    cur = new_plan(tag .. gen .. ':')
+    cur.versions = read_versions(cur.P .. 'cv', ids)
+  end
+  local rb = redis.call('HMGET', tag .. 'rebuild', 'gen', 'view')
+  local rgen, rview, begun = rb[1], tonumber(rb[2] or ''), nil
+  if not cur and (not rgen or (rview or 0) < VIEW_VERSION) then
+    if rgen then -- an older view's rebuild: given up for this one
+      redis.call('SADD', tag .. 'gc', rgen)
+    end
+    rgen = new_rebuild(tag, '', tonumber(now), 0, '1')
+    rview, begun = VIEW_VERSION, rgen
+  end
+  local nxt, foreign = nil, false
   if rgen and rgen ~= gen then
-    nxt = new_plan(tag .. rgen .. ':')
-    nxt.versions = read_versions(nxt.P .. 'cv', ids)
+    if rview == VIEW_VERSION then
+      nxt = new_plan(tag .. rgen .. ':')
+      nxt.versions = read_versions(nxt.P .. 'cv', ids)
+    else
+      foreign = true -- another view's rebuild: its rebuilder reads what we saw again
+    end
   end
   local gaps, gap_ids = {}, {}
   local any_parked = redis.call('EXISTS', tag .. 'parked') == 1
@@ -447,47 +516,53 @@ local function apply(keys, args)
   for i = 1, n do
     local a, b = args, 3 + (i - 1) * nf -- the event's fields are a[b + F_...]
     local t = a[b + F_TYPE]
+    local is_ref = t == TENANT or t == CATEGORY or t == AGENT
     local status
     if not valid(a, b) then
       status = INVALID
-    elseif t ~= TENANT and t ~= CATEGORY and t ~= AGENT and any_parked
+    elseif not is_ref and any_parked
         and redis.call('HEXISTS', tag .. 'parked', a[b + F_ID]) == 1 then
       status = PARKED
-      if nxt then -- the rebuilder reads its history again, so that the flip can unmark it
-        local id, v = a[b + F_ID], tonumber(a[b + F_VERSION])
-        if not gaps[id] then
-          gap_ids[#gap_ids + 1] = id
-        end
-        gaps[id] = math.max(gaps[id] or 0, v)
+      if nxt or foreign then -- the rebuilder reads its history again, so the flip can unmark it
+        note_gap(gaps, gap_ids, a[b + F_ID], tonumber(a[b + F_VERSION]))
       end
     else
-      status = step(cur, a, b)
-      if nxt and step(nxt, a, b) == GAP then
-        local id, v = a[b + F_ID], tonumber(a[b + F_VERSION])
-        if not gaps[id] then
-          gap_ids[#gap_ids + 1] = id
-        end
-        gaps[id] = math.max(gaps[id] or 0, v)
+      status = cur and step(cur, a, b) or DUP
+      local s2 = nxt and step(nxt, a, b)
+      if s2 == GAP or (foreign and not is_ref) then
+        note_gap(gaps, gap_ids, a[b + F_ID], tonumber(a[b + F_VERSION]))
+      elseif foreign then
+        note_gap(gaps, gap_ids, 'ref', tonumber(a[b + F_SEQ]))
+      end
+      if not cur then -- only the rebuild's generation takes it: done once it has it or noted it
+        status = s2 == APPLIED and APPLIED or DUP
       end
     end
     out[i] = status
   end
   local want = {}
-  plan_keys(cur, want)
+  if cur then
+    plan_keys(cur, want)
+  end
   if nxt then
     plan_keys(nxt, want)
-    if #gap_ids > 0 then
-      want[tag .. 'rebuild:gaps'] = 'hash'
-    end
+  end
+  if #gap_ids > 0 then
+    want[tag .. 'rebuild:gaps'] = 'hash'
   end
   bad = check_types(want)
   if bad then
     return bad
   end
-  write_plan(cur, now)
+  if cur then
+    write_plan(cur, now)
+  end
   if nxt then
     write_plan(nxt, now)
-    record_gaps(tag .. 'rebuild:gaps', gaps, gap_ids)
+  end
+  record_gaps(tag .. 'rebuild:gaps', gaps, gap_ids)
+  if begun then
+    out[n + 1] = begun
   end
   return out
 end
@@ -500,7 +575,8 @@ docs/keyspace.md `{t:T}:rebuild`). Every function takes KEYS[1] = {t:<tenant>}:r
 hash of the running rebuild:
   gen          the generation being built
   owner        the rebuilder that holds it; lease_until (Unix ms) while it lives
-  view         the apply function that builds it (tally_apply_<h>)
+  view         the VIEW_VERSION that builds it; frozen '1' when the current generation is of an
+               older view (it receives no live events until the flip)
   started_ms, updated_ms, up_to_seq (the last seq of the tenant when it began), total (events
   of the tenant up to up_to_seq), done (events read), cursor (the last seq read), rate (events/s)
   phase        'reading' (the event log up to up_to_seq), 'gaps' (complaints live events found
@@ -532,12 +608,11 @@ local function owner_error(key, h, owner)
   return nil
 end
 
--- tally_rebuild_begin KEYS[1] owner now_ms lease_ms view: starts a rebuild, or takes over one
--- whose owner's lease has expired. Returns {gen, resumed (0/1), cursor, up_to_seq, total, done,
+-- tally_rebuild_begin KEYS[1] owner now_ms lease_ms: starts a rebuild of this VIEW_VERSION, or
+-- takes over one whose owner's lease has expired (one begun by tally_apply has none). Returns {gen, resumed (0/1), cursor, up_to_seq, total, done,
 -- started_ms, phase}; BUSY when another owner holds it.
 local function rebuild_begin(keys, args)
-  local tag, owner, now, lease, view = rebuild_tag(keys), args[1], tonumber(args[2]),
-    tonumber(args[3]), args[4]
+  local tag, owner, now, lease = rebuild_tag(keys), args[1], tonumber(args[2]), tonumber(args[3])
   local h = rebuild_state(keys[1])
   if h.gen then
     if h.owner ~= owner and tonumber(h.lease_until or '0') > now then
@@ -545,22 +620,17 @@ local function rebuild_begin(keys, args)
         .. ', generation ' .. h.gen .. ', ' .. (h.done or '0') .. ' of ' .. (h.total or '?')
         .. ' events')
     end
-    if h.view ~= view then
-      return redis.error_reply('VIEW the running rebuild was started by ' .. (h.view or '?')
-        .. ', not ' .. view .. ': abort it (tally rebuild --abort) or finish it with that build')
+    if tonumber(h.view or '') ~= VIEW_VERSION then
+      return redis.error_reply('VIEW the running rebuild is of view ' .. (h.view or '?')
+        .. ', this build counts view ' .. VIEW_VERSION .. ': abort it (tally rebuild --abort)'
+        .. ' or finish it with a build of that view')
     end
     redis.call('HSET', keys[1], 'owner', owner, 'lease_until', now + lease, 'updated_ms', now)
     return { h.gen, 1, h.cursor or '0', h.up_to_seq or '', h.total or '', h.done or '0',
       h.started_ms or '0', h.phase or 'reading' }
   end
-  local g = tonumber(redis.call('GET', tag .. 'gen') or '1')
-  for _, old in ipairs(redis.call('SMEMBERS', tag .. 'gc')) do
-    g = math.max(g, tonumber(old) or 0)
-  end
-  g = string.format('%.0f', g + 1)
-  redis.call('DEL', tag .. 'rebuild:gaps', tag .. 'rebuild:invalid')
-  redis.call('HSET', keys[1], 'gen', g, 'owner', owner, 'lease_until', now + lease, 'view', view,
-    'started_ms', now, 'updated_ms', now, 'cursor', 0, 'done', 0, 'phase', 'reading')
+  local frozen = current_view(tag) < VIEW_VERSION and '1' or '0'
+  local g = new_rebuild(tag, owner, now, lease, frozen)
   return { g, 0, '0', '', '', '0', string.format('%.0f', now), 'reading' }
 end
 
@@ -617,9 +687,14 @@ local function rebuild_apply(keys, args)
     end
   end
   local refused = {}
+  local ref_seq = 0 -- the newest reference event of the batch
   local out = {}
   for i = 1, n do
     local a, b = args, 7 + (i - 1) * nf
+    local t = a[b + F_TYPE]
+    if t == TENANT or t == CATEGORY or t == AGENT then
+      ref_seq = math.max(ref_seq, tonumber(a[b + F_SEQ]) or 0)
+    end
     if not valid(a, b) then
       out[i] = INVALID -- its complaint stops before it here, as a parked one would
       local id, v = a[b + F_ID], tonumber(a[b + F_VERSION])
@@ -655,6 +730,12 @@ local function rebuild_apply(keys, args)
     end
     if #done > 0 then
       chunked('HDEL', gk, done, false)
+    end
+  end
+  if ref_seq > 0 then
+    local g = tonumber(redis.call('HGET', gk, 'ref'))
+    if g and g <= ref_seq then
+      redis.call('HDEL', gk, 'ref')
     end
   end
   local kv = { 'lease_until', now + lease, 'updated_ms', now }

@@ -11,11 +11,9 @@
 #include "svc.h"
 #include "verify.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <time.h>
 
 #define REDIS_TIMEOUT_MS 30000
 #define SQL_TIMEOUT_MS   300000
@@ -32,14 +30,9 @@ static bool stopping(void)
     return atomic_load(&quit) || svc_stopping();
 }
 
-/* Sleeps ms in slices, returning early when stopping. */
 static void nap(int64_t ms)
 {
-    for (int64_t until = now_mono_ms() + ms; !stopping() && now_mono_ms() < until;) {
-        struct timespec ts = { 0, 100 * 1000000L };
-        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-            ;
-    }
+    svc_nap_ms(ms, stopping);
 }
 
 typedef struct run_log {

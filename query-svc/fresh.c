@@ -47,6 +47,8 @@ void fresh_fill(Tally__V1__Freshness *f, Tally__V1__RebuildProgress *rp, const f
     f->rebuilding = s->rebuild || s->repair;
     /* While the relay repairs a Redis that lost data, nothing is known complete. */
     f->complete_until_ms = s->watermark_ms > 0 && !s->repair ? s->watermark_ms : 0;
+    if (s->rebuild && s->rb_frozen && f->complete_until_ms > s->rb_started_ms)
+        f->complete_until_ms = s->rb_started_ms > 0 ? s->rb_started_ms : 0;
     f->complete_lag_ms = f->complete_until_ms ? age(s->now_ms, f->complete_until_ms)
                                               : (s->now_ms > 0 ? s->now_ms : 0);
     f->parked_complaints = s->parked > 0 ? s->parked : 0;

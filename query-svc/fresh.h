@@ -31,6 +31,7 @@ typedef struct fresh_seen {
     /* The rebuild's progress, from {t:T}:rebuild (0 / NULL when not recorded yet). */
     int64_t rb_done, rb_total, rb_rate, rb_started_ms;
     const char *rb_phase;
+    bool rb_frozen; /* the current generation is of an older view: no live events since then */
 } fresh_seen;
 
 /*
@@ -46,7 +47,9 @@ int64_t fresh_watermark(const redisReply *r);
  * Fills f (initialised by the caller) from what the read saw; the token fields (stale,
  * token_applied_version) are the caller's. rp is storage for the rebuild's progress (initialised
  * by the caller, living as long as f): f->rebuild points to it while a rebuild of the tenant
- * runs, with an ETA from the rate (-1 before the rate is known).
+ * runs, with an ETA from the rate (-1 before the rate is known). While a rebuild for a newer
+ * view runs, the current generation receives no live events: it is complete only up to the
+ * rebuild's start.
  */
 void fresh_fill(Tally__V1__Freshness *f, Tally__V1__RebuildProgress *rp, const fresh_seen *s);
 

@@ -311,6 +311,7 @@ static void plan_common(qreq *q, const qspec *s, common_reads *c)
     rd_arg_static(&q->b, "rate");
     rd_arg_static(&q->b, "phase");
     rd_arg_static(&q->b, "started_ms");
+    rd_arg_static(&q->b, "frozen");
     c->parked = rd_cmd(&q->b, "HLEN");
     rd_argf(&q->b, "%sparked", q->T);
     /* The pipeline's state, not the tenant's (docs/keyspace.md, "Streams and pipeline state"). */
@@ -432,15 +433,16 @@ static Tally__V1__Freshness *freshness(qreq *q, const common_reads *c, const qsp
         .events = rd_elem_int(r, 2),
         .watermark_ms = fresh_watermark(rd_reply(&q->b, c->wm)),
         .parked = rd_int(rd_reply(&q->b, c->parked)),
-        .rebuild = rb && rb->type == REDIS_REPLY_ARRAY && rb->elements == 6 &&
+        .rebuild = rb && rb->type == REDIS_REPLY_ARRAY && rb->elements == 7 &&
                    rb->element[0]->type == REDIS_REPLY_STRING,
         .rb_done = rd_elem_int(rb, 1),
         .rb_total = rd_elem_int(rb, 2),
         .rb_rate = rd_elem_int(rb, 3),
-        .rb_phase = rb && rb->type == REDIS_REPLY_ARRAY && rb->elements == 6
+        .rb_phase = rb && rb->type == REDIS_REPLY_ARRAY && rb->elements == 7
                         ? rd_str(rb->element[4])
                         : NULL,
         .rb_started_ms = rd_elem_int(rb, 5),
+        .rb_frozen = rd_elem_int(rb, 6) == 1,
         .repair = repairing(q, c),
     };
     fresh_fill(f, rp, &seen);

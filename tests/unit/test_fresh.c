@@ -178,4 +178,11 @@ Test(fresh, a_rebuild_gives_its_progress_and_an_eta)
     cr_expect_eq(fill(&s).rebuild->eta_ms, 0, "never negative");
     s.rb_rate = -5;
     cr_expect_eq(fill(&s).rebuild->eta_ms, -1, "a bad rate is unknown, not an ETA");
+    cr_expect_eq(fill(&s).complete_until_ms, NOW - 1, "the old generation still gets events");
+    s.rb_frozen = true;
+    cr_expect_eq(fill(&s).complete_until_ms, NOW - 2000,
+                 "a newer view's rebuild: the old generation is complete up to its start only");
+    cr_expect_eq(fill(&s).complete_lag_ms, 2000);
+    s.rb_started_ms = 0;
+    cr_expect_eq(fill(&s).complete_until_ms, 0, "an unknown start: unknown");
 }
