@@ -450,6 +450,10 @@ Test(rebuild, a_generation_of_an_older_view_is_rebuilt_by_the_projector_without_
         cr_assert_lt(now_mono_ms() - t0, 60000, "the projector rebuilt the tenant by itself");
     sys_wait_idle(&S, IDLE_MS);
     cr_expect(proc_log_has(&S.projector, "is of an older view"), "it said why");
+    /* It flips, then deletes the old generation, then says so. */
+    for (int64_t t0 = now_mono_ms();
+         !proc_log_has(&S.projector, "\"msg\":\"rebuild done\"") && now_mono_ms() - t0 < 30000;)
+        tclock_sleep_ms(50);
     cr_expect(proc_log_has(&S.projector, "\"msg\":\"rebuild done\""), "and that it ended");
     cr_expect_eq(rint_(c, "GET {t:%s}:view", BIG), 1);
     cr_expect_eq(generation_keys(c, BIG, 1), 0, "the old view's generation is deleted");
