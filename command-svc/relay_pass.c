@@ -283,17 +283,31 @@ static void count_backlog(relay *r)
     r->count_sent_ms = now_mono_ms();
 }
 
+/* True if every stream has room for one entry more after the first sent rows of the pass. */
+static bool room_after(const relay *r, int sent)
+{
+    for (int p = 0; p < r->conf.partitions; p++) {
+        long long n = r->xlen[p];
+        for (int j = 0; j < sent; j++)
+            n += r->part[j] == p;
+        if (n >= r->conf.maxlen)
+            return false;
+    }
+    return true;
+}
+
 /*
- * After a pass that drained the backlog: XADDs to every partition a watermark entry, field w
- * = at_ms (the wall clock just before the pass's SELECT: every row committed before it was
- * visible to that SELECT, so it is at an earlier position of its stream now). At most every
- * WATERMARK_MIN_MS. 0, or -1 with the failure reported.
+ * After a pass that drained the backlog and published its first sent rows: XADDs to every
+ * partition a watermark entry, field w = at_ms (the wall clock just before the pass's SELECT:
+ * every row committed before it was visible to that SELECT, so it is at an earlier position of
+ * its stream now). At most every WATERMARK_MIN_MS, and only while every stream has room for it
+ * below maxlen (a watermark is an entry like the others). 0, or -1 with the failure reported.
  */
-static int watermark(relay *r, int64_t at_ms)
+static int watermark(relay *r, int64_t at_ms, int sent)
 {
     char w[24];
     int rc = 0;
-    if (now_mono_ms() - r->watermark_at_ms < WATERMARK_MIN_MS)
+    if (now_mono_ms() - r->watermark_at_ms < WATERMARK_MIN_MS || !room_after(r, sent))
         return 0;
     redisContext *ctx = kv_ctx(r->kv);
     snprintf(w, sizeof(w), "%lld", (long long)at_ms);
@@ -395,7 +409,7 @@ static enum relay_outcome publish(relay *r)
             return out == RELAY_LOST ? RELAY_LOST : redis_pass_failed(r);
         }
         if (rows < r->conf.batch && room == rows && ok == rows && out != RELAY_LOST &&
-            watermark(r, selected_at_ms) != 0) {
+            watermark(r, selected_at_ms, ok) != 0) {
             PQclear(res);
             return redis_pass_failed(r);
         }

@@ -116,4 +116,12 @@ int64_t rl_max_seq(const rl_events *l);
 /* The value of a series ("name" or "name{labels}") of a command-svc's /metrics; -1 if absent. */
 double rl_metric(const proc *p, const char *series);
 
+/*
+ * Waits up to WAIT_MS until replica i's log has needle; asserts it does. A line says what the
+ * relay did after it, on its own thread: it may come later than what a test saw in Redis or
+ * PostgreSQL (the line that ends an outage follows the pass's mark), and it reaches the log
+ * through a pipe the test reads on a thread of its own.
+ */
+void rl_expect_log(int i, const char *needle);
+
 #endif

@@ -5,7 +5,8 @@
  * from the tenant's time zone.
  *
  * One binary, test_import: batches.c (imports, retries, validation, time zones, concurrency, the
- * largest batch) and live.c (an import equals the same history done live; text stored verbatim),
+ * largest batch) and live.c (an import equals the same history done live; text stored verbatim;
+ * the rules of the foreign keys migration 0005 dropped, for imports and live commands),
  * over this header's harness (prefix ti_, harness.c) and tests/support/imports.h.
  */
 #ifndef TALLY_TEST_IMPORT_INT_H

@@ -1,4 +1,7 @@
-/* An import equals the same history done live; text with metacharacters is stored verbatim. */
+/*
+ * An import equals the same history done live; text with metacharacters is stored verbatim; the
+ * rules of the foreign keys migration 0005 dropped hold for imports and live commands.
+ */
 #include "import_int.h"
 
 #include <stdio.h>
@@ -173,5 +176,82 @@ Test(import, text_with_sql_and_array_metacharacters_is_stored_verbatim, .timeout
 
     tally__v1__import_complaints_reply__free_unpacked(rep, NULL);
     imp_batch_release(&b);
+    ti_env_stop(&e);
+}
+
+/* ---- the rules of the foreign keys migration 0005 dropped --------------------------------- */
+
+/* The count of sql's rows ($1 = tenant). */
+static long long count_of(env *e, const char *tenant, const char *sql)
+{
+    PGresult *r = ti_query(e, tenant, sql);
+    long long n = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return n;
+}
+
+/*
+ * Migration 0005 dropped three foreign keys whose rules the writers keep: a history row's
+ * complaint exists, an idempotency key's and a complaint's tenant exists. Checked for imports
+ * and the live commands alike, refusals included (an unknown tenant, a stale version), so that
+ * a writer that stops keeping them fails here rather than leaving orphans.
+ */
+Test(import, the_rules_of_the_dropped_foreign_keys_hold_for_imports_and_live_commands,
+     .timeout = 60)
+{
+    env e;
+    imp_batch b;
+    int64_t id;
+    gc_status st;
+    ti_env_start(&e, "UTC");
+    cr_assert_eq(count_of(&e, e.tenant,
+                          "SELECT count(*) FROM pg_constraint WHERE $1 <> '' AND conname IN"
+                          " ('status_history_complaint_id_fkey', 'idempotency_keys_tenant_id_fkey',"
+                          " 'complaints_tenant_fk')"),
+                 0, "the rules below are the service's, not the database's");
+
+    ti_history_batch(&b, e.tenant);
+    tally__v1__import_complaints_reply__free_unpacked(ti_import_ok(&e, &b), NULL);
+    imp_batch_release(&b);
+    ti_history_batch(&b, "fk-no-tenant");
+    call_code(e.c, GC_COMMANDS("ImportComplaints"), &b.req.base, 60000, &st);
+    cr_assert_eq(st.code, TALLY_GRPC_NOT_FOUND, "%s", st.details);
+    imp_batch_release(&b);
+
+    int64_t v = call_create(e.c, e.tenant, "fk-live", "c1", 2, &id);
+    v = call_assign(e.c, e.tenant, id, v, "a1");
+    call_move(e.c, e.tenant, id, v, IN_PROGRESS, "a1");
+    Tally__V1__ChangeStatusRequest stale = TALLY__V1__CHANGE_STATUS_REQUEST__INIT;
+    stale.tenant_id = e.tenant;
+    stale.complaint_id = id;
+    stale.status = RESOLVED;
+    stale.expected_version = v; /* one behind */
+    stale.actor = "a1";
+    cr_assert_eq(call_code(e.c, GC_COMMANDS("ChangeStatus"), &stale.base, 10000, NULL),
+                 TALLY_GRPC_ABORTED);
+    stale.complaint_id = id + 1000000; /* no such complaint */
+    cr_assert_eq(call_code(e.c, GC_COMMANDS("ChangeStatus"), &stale.base, 10000, NULL),
+                 TALLY_GRPC_NOT_FOUND);
+    Tally__V1__CreateComplaintRequest cr = TALLY__V1__CREATE_COMPLAINT_REQUEST__INIT;
+    cr.tenant_id = "fk-no-tenant";
+    cr.idempotency_key = "fk-live";
+    cr.category_id = "c1";
+    cr.priority = TALLY__V1__PRIORITY__PRIORITY_LOW;
+    cr.title = "Nobody's";
+    cr.customer_id = "cust-1";
+    cr_assert_eq(call_code(e.c, GC_COMMANDS("CreateComplaint"), &cr.base, 10000, NULL),
+                 TALLY_GRPC_NOT_FOUND);
+
+    cr_assert_eq(count_of(&e, e.tenant,
+                          "SELECT count(*) FROM status_history h WHERE h.tenant_id = $1 AND NOT"
+                          " EXISTS (SELECT 1 FROM complaints c WHERE c.complaint_id ="
+                          " h.complaint_id AND c.tenant_id = h.tenant_id)"),
+                 0, "every history row's complaint exists");
+    cr_assert_eq(count_of(&e, "fk-no-tenant",
+                          "SELECT (SELECT count(*) FROM idempotency_keys WHERE tenant_id = $1) +"
+                          " (SELECT count(*) FROM complaints WHERE tenant_id = $1) +"
+                          " (SELECT count(*) FROM status_history WHERE tenant_id = $1) +"
+                          " (SELECT count(*) FROM events WHERE tenant_id = $1)"),
+                 0, "nothing of a tenant that does not exist");
     ti_env_stop(&e);
 }
