@@ -61,6 +61,7 @@
 #include "relay_int.h"
 
 #include "err.h"
+#include "event.h"
 #include "log.h"
 #include "now.h"
 #include "stream.h"
@@ -89,7 +90,7 @@
 
 static const pgx_stmt stmts[S_COUNT] = {
     [S_SELECT] = { "relay_select",
-                   "SELECT " RELAY_COLUMNS " FROM events WHERE published_at IS NULL"
+                   "SELECT " EVENT_COLUMNS " FROM events WHERE published_at IS NULL"
                    " ORDER BY seq LIMIT $1",
                    1 },
     /* By seq alone (the pkey): the rows were just selected unpublished by this leader, and a

@@ -22,25 +22,6 @@
 #define RELAY_ENVELOPE_MAX (EVENT_BODY_MAX + 1024)
 #define RELAY_ID_MAX       48 /* a stream id "ms-seq" */
 
-/* The columns of an envelope, in the order of the C_ names below; times in Unix ms. */
-#define RELAY_COLUMNS                                                                      \
-    "seq, tenant_id, coalesce(complaint_id, 0), coalesce(version, 0), type,"               \
-    " (extract(epoch FROM occurred_at) * 1000)::bigint, to_char(local_day, 'YYYY-MM-DD')," \
-    " (extract(epoch FROM recorded_at) * 1000)::bigint, imported::int, encode(payload, 'hex')"
-
-enum {
-    C_SEQ,
-    C_TENANT,
-    C_COMPLAINT,
-    C_VERSION,
-    C_TYPE,
-    C_OCCURRED,
-    C_DAY,
-    C_RECORDED,
-    C_IMPORTED,
-    C_PAYLOAD
-};
-
 /* The prepared statements of the leader's session. */
 enum { S_SELECT, S_MARK, S_MARK_RANGE, S_LOCK, S_MAXPUB, S_MAXSEQ, S_UNMARK, S_LEFT, S_COUNT };
 

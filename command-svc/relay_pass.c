@@ -9,6 +9,7 @@
 #include "relay_int.h"
 
 #include "err.h"
+#include "event.h"
 #include "log.h"
 #include "now.h"
 #include "stream.h"
@@ -55,57 +56,20 @@ static enum relay_outcome redis_pass_failed(relay *r)
     return RELAY_LOST;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-/* Decodes encode(payload, 'hex') into r->body. The length, or -1 if too big or malformed. */
-static long decode_body(relay *r, const char *hex, size_t len)
-{
-    if (len % 2 || len / 2 > sizeof(r->body))
-        return -1;
-    for (size_t i = 0; i < len / 2; i++) {
-        int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        r->body[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return (long)(len / 2);
-}
-
 /* Packs row i of res into r->envelope: the length, or a negative tally_err. */
 static long pack_row(relay *r, const PGresult *res, int i)
 {
-    long body_len = decode_body(r, PQgetvalue(res, i, C_PAYLOAD), PQgetlength(res, i, C_PAYLOAD));
-    if (body_len < 0)
-        return TALLY_ETOOBIG;
-    event_row row = { .seq = pgx_int(res, i, C_SEQ),
-                      .tenant_id = PQgetvalue(res, i, C_TENANT),
-                      .complaint_id = pgx_int(res, i, C_COMPLAINT),
-                      .version = pgx_int(res, i, C_VERSION),
-                      .type = (int)pgx_int(res, i, C_TYPE),
-                      .occurred_at_ms = pgx_int(res, i, C_OCCURRED),
-                      .local_day = PQgetvalue(res, i, C_DAY),
-                      .recorded_at_ms = pgx_int(res, i, C_RECORDED),
-                      .imported = pgx_int(res, i, C_IMPORTED) != 0,
-                      .body = r->body,
-                      .body_len = (size_t)body_len };
-    return event_pack(&row, r->envelope, sizeof(r->envelope));
+    return event_pack_row(res, i, r->body, r->envelope, sizeof(r->envelope));
 }
 
 static void report_poison(relay *r, const PGresult *res, int i, long err)
 {
-    int64_t seq = pgx_int(res, i, C_SEQ);
+    int64_t seq = pgx_int(res, i, EVENT_C_SEQ);
     if (seq <= r->poison_logged)
         return;
     r->poison_logged = seq;
     log_error("relay: an event row cannot be published; it stays unpublished and is skipped",
-              LOG_INT("seq", seq), LOG_INT("type", pgx_int(res, i, C_TYPE)),
+              LOG_INT("seq", seq), LOG_INT("type", pgx_int(res, i, EVENT_C_TYPE)),
               LOG_STR("error", tally_err_str((int)err)));
 }
 
@@ -127,7 +91,7 @@ static int append_xadds(relay *r, redisContext *ctx, const PGresult *res, int n,
     int sent = 0, nheld = 0;
     *unpublishable = 0;
     for (int i = 0; i < n; i++) {
-        int64_t complaint = pgx_int(res, i, C_COMPLAINT);
+        int64_t complaint = pgx_int(res, i, EVENT_C_COMPLAINT);
         if (complaint && is_held(r, nheld, complaint)) {
             (*unpublishable)++;
             continue;
@@ -141,14 +105,14 @@ static int append_xadds(relay *r, redisContext *ctx, const PGresult *res, int n,
             continue;
         }
         char key[STREAM_KEY_MAX];
-        int part = stream_partition(PQgetvalue(res, i, C_TENANT), r->conf.partitions);
+        int part = stream_partition(PQgetvalue(res, i, EVENT_C_TENANT), r->conf.partitions);
         stream_key(part, key, sizeof(key));
         const char *argv[] = { "XADD", key, "*", STREAM_FIELD_EVENT, (const char *)r->envelope };
         size_t lens[] = { 4, strlen(key), 1, strlen(STREAM_FIELD_EVENT), (size_t)len };
         if (redisAppendCommandArgv(ctx, 5, argv, lens) != REDIS_OK)
             break; /* out of memory: send what is appended, the rest waits */
-        r->seqs[sent] = pgx_int(res, i, C_SEQ);
-        r->recorded[sent] = pgx_int(res, i, C_RECORDED);
+        r->seqs[sent] = pgx_int(res, i, EVENT_C_SEQ);
+        r->recorded[sent] = pgx_int(res, i, EVENT_C_RECORDED);
         r->part[sent] = part;
         sent++;
     }
