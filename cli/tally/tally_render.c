@@ -269,7 +269,11 @@ static void header(page *p, const Reply *r, const render_opts *o)
         len += (size_t)snprintf(right + len, sizeof(right) - len, ", %s parked",
                                 tx_count(f->parked_complaints, n, sizeof(n)));
     if (f && f->rebuilding && len < sizeof(right))
-        snprintf(right + len, sizeof(right) - len, ", rebuilding");
+        len += (size_t)snprintf(right + len, sizeof(right) - len, ", rebuilding");
+    if (f && f->rebuilding && f->rebuild && f->rebuild->events_total > 0 && len < sizeof(right)) {
+        int64_t pct = f->rebuild->events_done * 100 / f->rebuild->events_total;
+        snprintf(right + len, sizeof(right) - len, " %" PRId64 "%%", pct > 100 ? 100 : pct);
+    }
     emit_lr(p, left, right);
 
     flow_begin(p, 0, " \xc2\xb7 ");
@@ -323,7 +327,26 @@ static void header(page *p, const Reply *r, const render_opts *o)
             flow_item(p, "%" PRId64 ")", f->token_applied_version);
         flow_end(p);
     }
-    if (f && f->rebuilding)
+    if (f && f->rebuilding && f->rebuild) {
+        const Tally__V1__RebuildProgress *rb = f->rebuild;
+        flow_begin(p, INDENT, " ");
+        p->flow_mark = '!';
+        flow_item(p, "REBUILDING:");
+        flow_words(p, "a new generation of this tenant's read model is being built from the "
+                      "event log;");
+        flow_item(p, "%s", tx_count(rb->events_done, n, sizeof(n)));
+        flow_words(p, "of");
+        flow_item(p, "%s", tx_count(rb->events_total, n, sizeof(n)));
+        if (rb->eta_ms >= 0) {
+            flow_words(p, "events read");
+            flow_item(p, "(about %s left);",
+                      tx_duration((double)((rb->eta_ms + 999) / 1000), d, sizeof(d)));
+        } else {
+            flow_words(p, "events read;");
+        }
+        flow_words(p, "meanwhile the figures are the current generation's, whole.");
+        flow_end(p);
+    } else if (f && f->rebuilding)
         flag(p, "REBUILDING:",
              "the read model is being rebuilt (a rebuild, or a repair after Redis lost data); "
              "until it ends the figures may be partial or from the previous generation.");

@@ -480,6 +480,23 @@ Test(cli_render, parked_complaints_and_rebuilding_are_said_beside_last_updated)
     assert_has(page, "! REBUILDING:");
     free(page);
 
+    Tally__V1__RebuildProgress rb = TALLY__V1__REBUILD_PROGRESS__INIT;
+    rb.events_done = 400000;
+    rb.events_total = 1000000;
+    rb.eta_ms = 12000;
+    f.fresh.rebuild = &rb;
+    page = render(&f.reply, 100);
+    assert_has(page, "1 parked, rebuilding 40%");
+    assert_has(page, "! REBUILDING: a new generation");
+    assert_has(page, "400,000 of 1,000,000 events read (about 12s left);");
+    free(page);
+    rb.eta_ms = -1;
+    page = render(&f.reply, 100);
+    assert_lacks(page, "left)");
+    assert_has(page, "events read; meanwhile");
+    free(page);
+    f.fresh.rebuild = NULL;
+
     f.fresh.parked_complaints = 1234;
     f.fresh.complete_until_ms = 0;
     page = render(&f.reply, 100);
