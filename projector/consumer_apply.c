@@ -70,19 +70,34 @@ static int by_tenant(const void *a, const void *b)
     return c ? c : (i > j) - (i < j);
 }
 
-/*
- * tally_apply began a rebuild of tenant for this projector's view (its current generation is of
- * an older one): listed for the gauges and the rebuild runners (rebuild_loop.h).
- */
-static void proj_rebuild_begun(proj *p, const char *tenant, const redisReply *gen)
+/* A reply said tenant has a rebuild nobody holds: noted, to be listed by list_unheld. */
+static void note_unheld(proj *p, const char *tenant)
 {
-    redisReply *r = proj_command(p, "SADD %s %s", REBUILD_REGISTRY_KEY, tenant);
-    if (r)
-        freeReplyObject(r);
-    log_warn("the tenant's read model is of an older view: rebuilding it into a new generation "
-             "(the projector does when it has TALLY_PG_DSN; else run tally rebuild --all)",
-             LOG_STR("tenant", tenant),
-             LOG_STR("generation", gen->type == REDIS_REPLY_STRING ? gen->str : "?"));
+    for (int i = 0; i < p->nunheld; i++)
+        if (strcmp(p->unheld[i], tenant) == 0)
+            return;
+    if (p->nunheld < (int)(sizeof(p->unheld) / sizeof(p->unheld[0])))
+        snprintf(p->unheld[p->nunheld++], sizeof(p->unheld[0]), "%s", tenant);
+}
+
+/*
+ * After every reply of the pipeline was read: the noted tenants go into tally:rebuilds, where
+ * the gauges and the rebuild runners (rebuild_loop.h) find them. Such a rebuild is begun by
+ * tally_apply when the tenant's generation is of an older view; it is said the first time.
+ */
+static void list_unheld(proj *p)
+{
+    for (int i = 0; i < p->nunheld; i++) {
+        redisReply *r = proj_command(p, "SADD %s %s", REBUILD_REGISTRY_KEY, p->unheld[i]);
+        if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 1)
+            log_warn("a rebuild of the tenant nobody holds runs (its read model is of an older "
+                     "view): the projector finishes it when it has TALLY_PG_DSN; else run "
+                     "tally rebuild --all",
+                     LOG_STR("tenant", p->unheld[i]));
+        if (r)
+            freeReplyObject(r);
+    }
+    p->nunheld = 0;
 }
 
 /*
@@ -95,10 +110,10 @@ static int read_reply(proj *p, proj_msg **v, const size_t *order, size_t a, size
     redisReply *r = NULL;
     if (redisGetReply(kv_ctx(p->kv), (void **)&r) != REDIS_OK || !r)
         return TALLY_EUNAVAIL;
-    /* The statuses, and the generation of a rebuild the call began (a newer view's). */
+    /* The statuses, and a generation while a rebuild nobody holds runs (tally_apply). */
     *failed = !(r->type == REDIS_REPLY_ARRAY && (r->elements == b - a || r->elements == b - a + 1));
     if (!*failed && r->elements == b - a + 1)
-        proj_rebuild_begun(p, v[order[a]]->ev.env->tenant_id, r->element[b - a]);
+        note_unheld(p, v[order[a]]->ev.env->tenant_id);
     if (!*failed) {
         for (size_t k = a; k < b; k++) {
             size_t i = order[k];
@@ -214,6 +229,9 @@ static int apply(proj *p, proj_msg **v, size_t n, enum proj_outcome *out, char (
         }
     if (rc == 0 && refused)
         rc = TALLY_EUNAVAIL;
+    if (rc == 0)
+        list_unheld(p);
+    p->nunheld = 0;
     free(order);
     free(start);
     free(sorted);

@@ -105,6 +105,9 @@ typedef struct proj {
     metrics_histogram *batch_seconds, *lag_seconds;
     metrics_gauge *pending, *retrying, *beat, *dead, *wm_gauge, *ready_gauge;
     metrics_gauge *rb_running, *rb_stalled, *rb_done, *rb_total, *rb_eta; /* rebuild_sample */
+    /* Tenants whose reply said a rebuild nobody holds runs: listed once the replies are read. */
+    char unheld[16][72];
+    int nunheld;
     proj_part_gauges part_gauges[STREAM_PARTITIONS_MAX]; /* partitions 0..conf->partitions-1 */
 } proj;
 

@@ -65,9 +65,15 @@ int proj_park(proj *p, proj_msg *m, const char *reason)
     /* The complaint first: once it is marked, its later events are parked behind it, so a
        failure between the two leaves nothing applied out of order. */
     if (env && proj_is_complaint_event(&m->ev) && env->complaint_id > 0 && proj_tenant_ok(tenant)) {
-        char key[96];
+        char key[96], fn[64];
+        /* A rebuild running reads the complaint again before its flip may unmark it. */
+        snprintf(key, sizeof(key), STREAM_TENANT "rebuild", tenant);
+        proj_view_fn(&p->view, "tally_rebuild_note", fn, sizeof(fn));
+        redisReply *r = proj_command(p, "FCALL %s 1 %s %s %s", fn, key, complaint, version);
+        if (reply_status(p, r, "parking", "cannot note the complaint for a running rebuild") != 0)
+            return TALLY_EUNAVAIL;
         snprintf(key, sizeof(key), STREAM_TENANT "parked", tenant);
-        redisReply *r = proj_command(p, "HSETNX %s %s %s", key, complaint, reason);
+        r = proj_command(p, "HSETNX %s %s %s", key, complaint, reason);
         if (reply_status(p, r, "parking", "cannot mark a complaint parked") != 0)
             return TALLY_EUNAVAIL;
     }

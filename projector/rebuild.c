@@ -19,10 +19,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define READ_ROWS      10000 /* rows per read of the log */
 #define GAP_IDS        500   /* complaints per read of step 3 */
 #define GAP_ROUNDS_MAX 1000  /* reads of step 3 before giving up */
+#define GC_GRACE_MS    1000  /* between the flip and the deletion of the old generation */
 #define GC_SCAN        1000  /* SCAN COUNT while deleting an old generation */
 #define PG_WAIT_MS     60000
 #define REDIS_BUSY_S   "BUSY"
@@ -168,8 +170,27 @@ static void release_events(rb *b)
 }
 
 /*
+ * A row that cannot be decoded goes as an event the function refuses (type 0) with its seq,
+ * complaint and version: the complaint stops before it in the new generation, as it would be
+ * parked live, instead of silently missing a version.
+ */
+static void placeholder(proj_event *ev, const PGresult *res, int i)
+{
+    memset(ev, 0, sizeof(*ev));
+    static const int cols[] = { EVENT_C_SEQ, EVENT_C_COMPLAINT, EVENT_C_VERSION };
+    for (int f = 0; f < STREAM_APPLY_NFIELDS; f++) {
+        ev->argv[f] = ev->nums[f];
+        if (f < 3)
+            snprintf(ev->nums[f], sizeof(ev->nums[f]), "%" PRId64, pgx_int(res, i, cols[f]));
+        else if (f == 3)
+            snprintf(ev->nums[f], sizeof(ev->nums[f]), "0");
+        ev->argvlen[f] = strlen(ev->nums[f]);
+    }
+}
+
+/*
  * Sends tally_rebuild_apply of rows [from, to) of res (decoded into b->evs), recording cursor
- * ("" to keep) and read events. Rows that cannot be decoded are counted as invalid.
+ * ("" to keep) and read events.
  */
 static int send_apply(rb *b, const PGresult *res, int from, int to, const char *cursor,
                       int64_t read)
@@ -184,8 +205,7 @@ static int send_apply(rb *b, const PGresult *res, int from, int to, const char *
         if (len < 0 || proj_decode(b->env, (size_t)len, &b->evs[n], why, sizeof(why)) != 0) {
             if (len >= 0)
                 proj_event_release(&b->evs[n]); /* a refused event may keep its envelope */
-            b->pr.invalid++;
-            continue;
+            placeholder(&b->evs[n], res, i);
         }
         n++;
     }
@@ -278,6 +298,11 @@ static int begin(rb *b, const char *tenant)
         return fail(b, TALLY_ENOTFOUND, "PostgreSQL has no tenant \"%s\"", tenant);
     char now[24];
     snprintf(now, sizeof(now), "%" PRId64, now_wall_ms());
+    /* Listed first: a rebuild begun is always found by the gauges and the runners. */
+    redisReply *l = redisCommand(b->rc, "SADD %s %s", REBUILD_REGISTRY_KEY, tenant);
+    if (!l || l->type == REDIS_REPLY_ERROR)
+        return redis_fail(b, l, "listing the rebuild in " REBUILD_REGISTRY_KEY);
+    freeReplyObject(l);
     const char *argv[] = { "FCALL", b->fn_begin, "1", b->key, b->o->owner, now, b->lease };
     redisReply *r = redisCommandArgv(b->rc, 7, argv, NULL);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 8)
@@ -289,10 +314,6 @@ static int begin(rb *b, const char *tenant)
     b->pr.total = elem_int(r, 4);
     b->pr.done = b->done_at_start = elem_int(r, 5);
     bool have_bounds = r->element[3]->type == REDIS_REPLY_STRING && r->element[3]->len > 0;
-    freeReplyObject(r);
-    r = redisCommand(b->rc, "SADD %s %s", REBUILD_REGISTRY_KEY, tenant);
-    if (!r || r->type == REDIS_REPLY_ERROR)
-        return redis_fail(b, r, "listing the rebuild in " REBUILD_REGISTRY_KEY);
     freeReplyObject(r);
     if (have_bounds)
         return 0;
@@ -327,6 +348,17 @@ static int set_fields(rb *b, const char *f1, const char *v1, const char *f2, con
         return redis_fail(b, r, "recording the rebuild's progress");
     freeReplyObject(r);
     return 0;
+}
+
+/* Gives the lease up (a failure of ours): another rebuilder may take over at once. */
+static void release(rb *b)
+{
+    char now[24];
+    snprintf(now, sizeof(now), "%" PRId64, now_wall_ms() - 1);
+    const char *s[] = { "FCALL", b->fn_set, "1", b->key, b->o->owner, now, "0" };
+    redisReply *r = redisCommandArgv(b->rc, 7, s, NULL);
+    if (r)
+        freeReplyObject(r);
 }
 
 /* Records the rate, so that query replies can give an ETA. */
@@ -454,8 +486,14 @@ static int flip(rb *b)
     if (!r || r->type != REDIS_REPLY_ARRAY)
         return redis_fail(b, r, "making the new generation current");
     freeReplyObject(r);
-    unlist(b);
     return 0;
+}
+
+static void nap_ms(int64_t ms)
+{
+    struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0)
+        ;
 }
 
 /* Escapes the glob characters of s into buf (for SCAN MATCH). */
@@ -479,8 +517,22 @@ static int delete_old(rb *b, const char *tenant)
     if (!g || g->type != REDIS_REPLY_ARRAY)
         return redis_fail(b, g, "listing old generations");
     b->pr.phase = "deleting";
+    redisReply *cur = redisCommand(b->rc, "GET " STREAM_TENANT "gen", tenant);
+    if (!cur || (cur->type != REDIS_REPLY_STRING && cur->type != REDIS_REPLY_NIL)) {
+        freeReplyObject(g);
+        return redis_fail(b, cur, "reading the current generation");
+    }
+    char current[32];
+    snprintf(current, sizeof(current), "%s", cur->type == REDIS_REPLY_STRING ? cur->str : "1");
+    freeReplyObject(cur);
     int rc = 0;
     for (size_t i = 0; i < g->elements && rc == 0; i++) {
+        if (strcmp(g->element[i]->str, current) == 0) { /* never the one being read */
+            redisReply *x = redisCommand(b->rc, "SREM %s %s", gc, current);
+            if (x)
+                freeReplyObject(x);
+            continue;
+        }
         char esc[160], match[200], cursor[32] = "0";
         glob_escape(tenant, esc, sizeof(esc));
         snprintf(match, sizeof(match), "{t:%s}:%s:*", esc, g->element[i]->str);
@@ -620,13 +672,19 @@ int rebuild_tenant(redisContext *redis, const rebuild_opts *o, const char *tenan
     }
     if (rc == 0) {
         report(b, true);
+        /* A query that read the old pointer a moment ago may still be reading its keys. */
+        nap_ms(GC_GRACE_MS);
         rc = delete_old(b, tenant);
     }
+    if (rc == 0)
+        unlist(b); /* after the deletion: a deletion cut short is resumed from the registry */
     if (rc == 0) {
         b->pr.phase = "done";
         b->pr.eta_ms = 0;
         report(b, true);
     }
+    if (rc != 0 && rc != TALLY_ECANCELLED && rc != TALLY_EPRECOND && rc != TALLY_ENOTFOUND)
+        release(b); /* failed, not killed: the same command may resume at once */
     if (out)
         *out = b->pr;
     rb_free(b);
@@ -652,11 +710,33 @@ int rebuild_abort(redisContext *rc, const char *tenant, char *err, size_t errlen
         else {
             ret = r->type == REDIS_REPLY_STRING ? 1 : 0;
             freeReplyObject(r);
-            unlist(b);
         }
     }
-    if (ret == 1 && delete_old(b, tenant) != 0)
+    /* Also what an earlier abort or rebuild left to delete. */
+    if (ret >= 0 && delete_old(b, tenant) != 0)
         ret = TALLY_EUNAVAIL;
+    if (ret >= 0)
+        unlist(b);
+    rb_free(b);
+    return ret;
+}
+
+int rebuild_gc(redisContext *rc, const char *tenant, int64_t *deleted, char *err, size_t errlen)
+{
+    if (!proj_tenant_ok(tenant)) {
+        snprintf(err, errlen, "\"%.80s\" is not a valid tenant id", tenant);
+        return TALLY_EINVAL;
+    }
+    rebuild_opts o = { .pg_dsn = "", .owner = "gc" };
+    rb *b = NULL;
+    int ret = rb_new(rc, &o, tenant, err, errlen, &b);
+    if (ret != 0)
+        return ret;
+    ret = delete_old(b, tenant);
+    if (ret == 0)
+        unlist(b);
+    if (deleted)
+        *deleted = b->pr.deleted;
     rb_free(b);
     return ret;
 }
@@ -676,12 +756,17 @@ int rebuild_tenants(const char *pg_dsn, char ***ids, size_t *n, char *err, size_
     }
     int rows = PQntuples(res);
     char **v = calloc((size_t)rows + 1, sizeof(*v));
+    bool oom = !v;
     for (int i = 0; v && i < rows; i++)
-        v[i] = strdup(PQgetvalue(res, i, 0));
+        oom |= !(v[i] = strdup(PQgetvalue(res, i, 0)));
     PQclear(res);
     pgx_free(pg);
-    if (!v)
+    if (oom) {
+        for (int i = 0; v && i < rows; i++)
+            free(v[i]);
+        free(v);
         return TALLY_ENOMEM;
+    }
     *ids = v;
     *n = (size_t)rows;
     return 0;
@@ -704,9 +789,15 @@ int rebuild_sample(redisContext *rc, int64_t now_ms, rebuild_summary *out)
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
             rc_ = TALLY_EUNAVAIL;
         } else if (r->element[0]->type != REDIS_REPLY_STRING) {
-            redisReply *x = redisCommand(rc, "SREM %s %s", REBUILD_REGISTRY_KEY, t); /* ended */
-            if (x)
-                freeReplyObject(x);
+            /* ended: forgotten once nothing is left to delete either (rebuild_gc) */
+            redisReply *gcn = redisCommand(rc, "SCARD " STREAM_TENANT "gc", t);
+            if (gcn && gcn->type == REDIS_REPLY_INTEGER && gcn->integer == 0) {
+                redisReply *x = redisCommand(rc, "SREM %s %s", REBUILD_REGISTRY_KEY, t);
+                if (x)
+                    freeReplyObject(x);
+            }
+            if (gcn)
+                freeReplyObject(gcn);
         } else {
             int64_t done = elem_int(r, 1), total = elem_int(r, 2), rate = elem_int(r, 3);
             s.running++;

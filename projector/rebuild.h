@@ -13,7 +13,9 @@
  *   3. gaps: a live event that found an earlier version missing in the new generation was
  *      recorded in `{t:T}:rebuild:gaps`; those complaints' histories are read again.
  *   4. flip: with no gap left, the tenant's `{t:T}:gen` names the new generation, in one step.
- *   5. deleting: the old generation's keys are UNLINKed in small batches (`{t:T}:gc`).
+ *   5. deleting: after a second's grace (a query that read the old pointer may still be reading),
+ *      the old generation's keys are UNLINKed a SCAN page at a time (`{t:T}:gc`); the tenant
+ *      stays in the registry until it is done, so a deletion cut short is resumed.
  * Query replies of the tenant say `rebuilding` with this progress until step 4.
  */
 #ifndef TALLY_REBUILD_H
@@ -65,8 +67,17 @@ typedef struct rebuild_opts {
 int rebuild_tenant(redisContext *rc, const rebuild_opts *o, const char *tenant,
                    rebuild_progress *out, char *err, size_t errlen);
 
-/* Gives up the rebuild of tenant: its generation is deleted. 1 if one ran, 0 if none, <0 error. */
+/*
+ * Gives up the rebuild of tenant: its generation is deleted, with whatever else {t:T}:gc lists.
+ * 1 if one ran, 0 if none, <0 error.
+ */
 int rebuild_abort(redisContext *rc, const char *tenant, char *err, size_t errlen);
+
+/*
+ * Deletes what {t:T}:gc lists (old generations; never the current one), then forgets the tenant
+ * in the registry when no rebuild runs. 0, or a tally_err with err; *deleted = keys unlinked.
+ */
+int rebuild_gc(redisContext *rc, const char *tenant, int64_t *deleted, char *err, size_t errlen);
 
 /* The tenants PostgreSQL knows, for a rebuild of all (caller frees each and the array). */
 int rebuild_tenants(const char *pg_dsn, char ***ids, size_t *n, char *err, size_t errlen);

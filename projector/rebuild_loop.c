@@ -41,7 +41,10 @@ static void on_progress(const rebuild_progress *p, void *arg)
              LOG_INT("eta_ms", p->eta_ms));
 }
 
-/* The registered tenants whose rebuild nobody holds now (caller frees each and the array). */
+/*
+ * The registered tenants with work nobody does now, each prefixed with what: 'r' a rebuild
+ * nobody holds, 'g' old generations left to delete (caller frees each and the array).
+ */
 static size_t orphans(redisContext *c, char ***out)
 {
     *out = NULL;
@@ -55,14 +58,28 @@ static size_t orphans(redisContext *c, char ***out)
     size_t n = 0;
     for (size_t i = 0; v && i < m->elements; i++) {
         redisReply *r = redisCommand(c, "HMGET {t:%s}:rebuild gen lease_until", m->element[i]->str);
-        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-            r->element[0]->type == REDIS_REPLY_STRING &&
-            (r->element[1]->type != REDIS_REPLY_STRING ||
-             strtoll(r->element[1]->str, NULL, 10) < now_wall_ms()) &&
-            (v[n] = strdup(m->element[i]->str)))
-            n++;
+        bool take = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                    r->element[0]->type == REDIS_REPLY_STRING &&
+                    (r->element[1]->type != REDIS_REPLY_STRING ||
+                     strtoll(r->element[1]->str, NULL, 10) < now_wall_ms());
         if (r)
             freeReplyObject(r);
+        /* no rebuild, but old generations left to delete (a deletion cut short) */
+        bool gc = false;
+        if (!take && (r = redisCommand(c, "EXISTS {t:%s}:rebuild", m->element[i]->str))) {
+            if (r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+                redisReply *g = redisCommand(c, "SCARD {t:%s}:gc", m->element[i]->str);
+                gc = g && g->type == REDIS_REPLY_INTEGER && g->integer > 0;
+                if (g)
+                    freeReplyObject(g);
+            }
+            freeReplyObject(r);
+        }
+        if ((take || gc) && (v[n] = malloc(strlen(m->element[i]->str) + 2))) {
+            v[n][0] = take ? 'r' : 'g'; /* what to do with it */
+            strcpy(v[n] + 1, m->element[i]->str);
+            n++;
+        }
     }
     freeReplyObject(m);
     *out = v;
@@ -94,18 +111,27 @@ static void *loop(void *arg)
         for (size_t i = 0; i < n; i++) {
             char err[512];
             rebuild_progress p;
-            if (!stopping()) {
-                log_info("rebuild: taking over", LOG_STR("tenant", ts[i]));
-                int rc = rebuild_tenant(kv_ctx(kv), &o, ts[i], &p, err, sizeof(err));
+            const char *t = ts[i] + 1;
+            if (!stopping() && ts[i][0] == 'g') {
+                int64_t deleted = 0;
+                if (rebuild_gc(kv_ctx(kv), t, &deleted, err, sizeof(err)) == 0)
+                    log_info("rebuild: old generations deleted", LOG_STR("tenant", t),
+                             LOG_INT("deleted_keys", deleted));
+                else
+                    log_warn("rebuild: deleting old generations failed; retrying later",
+                             LOG_STR("tenant", t), LOG_STR("error", err));
+            } else if (!stopping()) {
+                log_info("rebuild: taking over", LOG_STR("tenant", t));
+                int rc = rebuild_tenant(kv_ctx(kv), &o, t, &p, err, sizeof(err));
                 if (rc == 0)
-                    log_info("rebuild done", LOG_STR("tenant", ts[i]),
+                    log_info("rebuild done", LOG_STR("tenant", t),
                              LOG_INT("generation", p.generation), LOG_INT("events", p.done),
                              LOG_INT("invalid", p.invalid), LOG_INT("deleted_keys", p.deleted));
                 else if (rc != TALLY_ECANCELLED && rc != TALLY_EPRECOND)
-                    log_warn("rebuild failed; retrying later", LOG_STR("tenant", ts[i]),
+                    log_warn("rebuild failed; retrying later", LOG_STR("tenant", t),
                              LOG_STR("error", err));
                 else if (rc == TALLY_EPRECOND)
-                    log_info("rebuild not taken", LOG_STR("tenant", ts[i]), LOG_STR("why", err));
+                    log_info("rebuild not taken", LOG_STR("tenant", t), LOG_STR("why", err));
                 if (rc == TALLY_EUNAVAIL)
                     kv_reset(kv);
             }

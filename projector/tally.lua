@@ -424,13 +424,8 @@ end
 -- Marks a new rebuild of the tenant (tag) into the next free generation, held by owner until
 -- now + lease; frozen = '1' when the current generation is of an older view (it no longer
 -- receives live events, so query-svc reports it complete only up to started_ms).
-local function new_rebuild(tag, owner, now, lease, frozen)
-  local g = tonumber(redis.call('GET', tag .. 'gen') or '1')
-  for _, old in ipairs(redis.call('SMEMBERS', tag .. 'gc')) do
-    g = math.max(g, tonumber(old) or 0)
-  end
-  g = string.format('%.0f', g + 1)
-  redis.call('DEL', tag .. 'rebuild:gaps', tag .. 'rebuild:invalid')
+local function new_rebuild(tag, g, owner, now, lease, frozen)
+  redis.call('UNLINK', tag .. 'rebuild:gaps', tag .. 'rebuild:invalid')
   redis.call('HSET', tag .. 'rebuild', 'gen', g, 'owner', owner, 'lease_until',
     string.format('%.0f', now + lease), 'view', VIEW_VERSION, 'frozen', frozen, 'started_ms',
     string.format('%.0f', now), 'updated_ms', string.format('%.0f', now), 'cursor', 0, 'done', 0,
@@ -438,14 +433,28 @@ local function new_rebuild(tag, owner, now, lease, frozen)
   return g
 end
 
--- The view version of the tenant's current generation (recorded as this one's when none is).
-local function current_view(tag)
+-- The view version of the tenant's current generation P, and whether it must be recorded (no
+-- {t:T}:view yet): a generation with data and no record was built before views were recorded,
+-- by view 1; one without data is this view's.
+local function current_view(tag, P)
   local v = tonumber(redis.call('GET', tag .. 'view') or '')
-  if not v then
-    redis.call('SET', tag .. 'view', VIEW_VERSION)
-    v = VIEW_VERSION
+  if v then
+    return v, false
   end
-  return v
+  if redis.call('EXISTS', P .. 'fresh') == 1 then
+    return 1, true
+  end
+  return VIEW_VERSION, true
+end
+
+-- The generation a new rebuild of the tenant would build: one above the current one and every
+-- one still to delete.
+local function next_gen(tag)
+  local g = tonumber(redis.call('GET', tag .. 'gen') or '1')
+  for _, old in ipairs(redis.call('SMEMBERS', tag .. 'gc')) do
+    g = math.max(g, tonumber(old) or 0)
+  end
+  return string.format('%.0f', g + 1)
 end
 
 -- Records that the rebuild's generation must read id's history again (up to version v); id
@@ -471,7 +480,8 @@ events go to a rebuild of this view, begun here if none runs (held by nobody: a 
 the projector's or `tally rebuild`, takes it over). A rebuild of another view gets the
 events as gaps, for its rebuilder. A generation of a newer view than this is refused (an
 error: this projector is older than the data; the events are retried, then parked).
-The reply: the statuses, and one more element, the generation, when this call began a rebuild.
+The reply: the statuses, and one more element, the generation, while a rebuild runs that no
+rebuilder has taken over yet (the projector lists it in tally:rebuilds for the runners).
 ]]
 local function apply(keys, args)
   local tag = keys[1]:sub(1, #keys[1] - 3) -- "{t:<tenant>}:" from "{t:<tenant>}:gen"
@@ -481,7 +491,7 @@ local function apply(keys, args)
   if bad then
     return bad
   end
-  local cview = current_view(tag)
+  local cview, record_view = current_view(tag, tag .. gen .. ':')
   if cview > VIEW_VERSION then
     return redis.error_reply('VIEW tally_apply: the read model of ' .. tag .. ' is of view '
       .. cview .. ', newer than this projector\'s ' .. VIEW_VERSION .. ': deploy the newer one')
@@ -492,14 +502,12 @@ local function apply(keys, args)
     cur = new_plan(tag .. gen .. ':')
     cur.versions = read_versions(cur.P .. 'cv', ids)
   end
-  local rb = redis.call('HMGET', tag .. 'rebuild', 'gen', 'view')
-  local rgen, rview, begun = rb[1], tonumber(rb[2] or ''), nil
+  local rb = redis.call('HMGET', tag .. 'rebuild', 'gen', 'view', 'owner')
+  local rgen, rview, replaced, begin = rb[1], tonumber(rb[2] or ''), nil, false
+  local unheld = rgen and rb[3] == '' -- a rebuild nobody took over yet: say so in the reply
   if not cur and (not rgen or (rview or 0) < VIEW_VERSION) then
-    if rgen then -- an older view's rebuild: given up for this one
-      redis.call('SADD', tag .. 'gc', rgen)
-    end
-    rgen = new_rebuild(tag, '', tonumber(now), 0, '1')
-    rview, begun = VIEW_VERSION, rgen
+    replaced = rgen -- an older view's rebuild: given up for this one (written after the checks)
+    rgen, rview, begin, unheld = next_gen(tag), VIEW_VERSION, true, true
   end
   local nxt, foreign = nil, false
   if rgen and rgen ~= gen then
@@ -550,9 +558,23 @@ local function apply(keys, args)
   if #gap_ids > 0 then
     want[tag .. 'rebuild:gaps'] = 'hash'
   end
+  if begin or record_view then
+    want[tag .. 'rebuild'] = 'hash'
+    want[tag .. 'view'] = 'string'
+    want[tag .. 'gc'] = 'set'
+  end
   bad = check_types(want)
   if bad then
     return bad
+  end
+  if record_view then
+    redis.call('SET', tag .. 'view', cview)
+  end
+  if begin then
+    if replaced then
+      redis.call('SADD', tag .. 'gc', replaced)
+    end
+    new_rebuild(tag, rgen, '', tonumber(now), 0, '1')
   end
   if cur then
     write_plan(cur, now)
@@ -561,8 +583,8 @@ local function apply(keys, args)
     write_plan(nxt, now)
   end
   record_gaps(tag .. 'rebuild:gaps', gaps, gap_ids)
-  if begun then
-    out[n + 1] = begun
+  if unheld then
+    out[n + 1] = rgen
   end
   return out
 end
@@ -629,8 +651,13 @@ local function rebuild_begin(keys, args)
     return { h.gen, 1, h.cursor or '0', h.up_to_seq or '', h.total or '', h.done or '0',
       h.started_ms or '0', h.phase or 'reading' }
   end
-  local frozen = current_view(tag) < VIEW_VERSION and '1' or '0'
-  local g = new_rebuild(tag, owner, now, lease, frozen)
+  local cview = current_view(tag, tag .. (redis.call('GET', tag .. 'gen') or '1') .. ':')
+  if cview > VIEW_VERSION then
+    return redis.error_reply('VIEW the tenant\'s generation is of view ' .. cview
+      .. ', newer than this build\'s ' .. VIEW_VERSION .. ': rebuild it with a newer build')
+  end
+  local g = new_rebuild(tag, next_gen(tag), owner, now, lease,
+    cview < VIEW_VERSION and '1' or '0')
   return { g, 0, '0', '', '', '0', string.format('%.0f', now), 'reading' }
 end
 
@@ -778,11 +805,25 @@ local function rebuild_flip(keys, args)
   if bad then
     return bad
   end
+  bad = check_types({ [tag .. 'gen'] = 'string', [tag .. 'view'] = 'string', [tag .. 'gc'] = 'set',
+    [tag .. 'parked'] = 'hash', [tag .. 'rebuild:invalid'] = 'hash',
+    [tag .. 'rebuild:gaps'] = 'hash' })
+  if bad then
+    return bad
+  end
   local waiting = redis.call('HLEN', tag .. 'rebuild:gaps')
   if waiting > 0 then
     return redis.error_reply('GAPS ' .. waiting .. ' complaints wait for the rebuilder')
   end
   local old = redis.call('GET', tag .. 'gen') or '1'
+  if old == h.gen then
+    return redis.error_reply('FLIPPED generation ' .. h.gen .. ' is current already')
+  end
+  local cview = tonumber(redis.call('GET', tag .. 'view') or '1') or 1
+  if cview > tonumber(h.view or '0') then
+    return redis.error_reply('VIEW the current generation is of view ' .. cview
+      .. ', newer than the rebuild\'s ' .. (h.view or '?'))
+  end
   redis.call('SET', tag .. 'gen', h.gen)
   redis.call('SET', tag .. 'view', h.view)
   redis.call('SADD', tag .. 'gc', old)
@@ -803,7 +844,7 @@ local function rebuild_flip(keys, args)
       unmarked = #free
     end
   end
-  redis.call('DEL', keys[1], tag .. 'rebuild:gaps', tag .. 'rebuild:invalid')
+  redis.call('UNLINK', keys[1], tag .. 'rebuild:gaps', tag .. 'rebuild:invalid')
   return { old, h.gen, unmarked }
 end
 
@@ -816,11 +857,31 @@ local function rebuild_abort(keys, _)
     return false
   end
   redis.call('SADD', tag .. 'gc', g)
-  redis.call('DEL', keys[1], tag .. 'rebuild:gaps', tag .. 'rebuild:invalid')
+  redis.call('UNLINK', keys[1], tag .. 'rebuild:gaps', tag .. 'rebuild:invalid')
   return g
 end
 
+-- tally_rebuild_note KEYS[1] id version: the projector is parking an event of complaint id on
+-- its own (it failed to apply, or could not be decoded): while a rebuild runs, its rebuilder
+-- reads that complaint again, so the flip never unmarks a complaint whose event it lacks.
+-- Returns 1 when noted, 0 when no rebuild runs.
+local function rebuild_note(keys, args)
+  if redis.call('EXISTS', keys[1]) == 0 then
+    return 0
+  end
+  local gk = rebuild_tag(keys) .. 'rebuild:gaps'
+  local bad = check_types({ [gk] = 'hash' })
+  if bad then
+    return bad
+  end
+  local v = tonumber(args[2]) or 0
+  local old = tonumber(redis.call('HGET', gk, args[1]) or '0') or 0
+  redis.call('HSET', gk, args[1], string.format('%.0f', v > old and v or old))
+  return 1
+end
+
 redis.register_function('tally_rebuild_begin', rebuild_begin)
+redis.register_function('tally_rebuild_note', rebuild_note)
 redis.register_function('tally_rebuild_set', rebuild_set)
 redis.register_function('tally_rebuild_apply', rebuild_apply)
 redis.register_function('tally_rebuild_gaps', rebuild_gaps)

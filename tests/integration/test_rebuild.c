@@ -20,6 +20,10 @@
  *   generation an older view built ({t:T}:view below tally.lua's VIEW_VERSION) gets live events:
  *   the projector applies them only to a new generation, begins its rebuild and, having
  *   PostgreSQL, finishes it itself; the new generation has every event and verifies clean.
+ * - a_flip_writes_nothing_while_a_key_is_damaged_and_a_newer_view_is_never_rebuilt_back: a key
+ *   of the wrong type fails the flip before it writes anything (the pointer stays, nothing is
+ *   listed for deletion); repaired, the same rebuild ends with the new generation whole. A
+ *   build refuses to rebuild a generation of a newer view.
  * - abort_unknown_tenants_and_usage: --abort gives a rebuild up and deletes its generation;
  *   an unknown tenant fails (exit 1) naming it, usage errors exit 2.
  */
@@ -466,5 +470,39 @@ Test(rebuild, a_generation_of_an_older_view_is_rebuilt_by_the_projector_without_
     cr_expect_eq(rint_(c, "SCARD tally:rebuilds"), 0);
     expect_verify_clean(BIG);
     expect_verify_clean(OTHER);
+    redisFree(c);
+}
+
+Test(rebuild, a_flip_writes_nothing_while_a_key_is_damaged_and_a_newer_view_is_never_rebuilt_back)
+{
+    static const char *const no_runner[] = { "TALLY_PROJECTOR_REBUILDS=false", NULL };
+    sys_options o = { .projector_env = no_runner };
+    redisContext *c = start_with(&o, BIG ":Europe/Paris", 200, 10);
+    cr_assert_eq(rint_(c, "SET {t:%s}:parked damaged", BIG), 0); /* a key of the wrong type */
+    char *out;
+    int rc = tally(&out, NULL, "rebuild", "--tenant", BIG, NULL);
+    cr_expect_eq(rc, 1, "the flip fails on the damaged key (got %d):\n%s", rc, out);
+    cr_expect(strstr(out, "WRONGTYPE"), "naming it:\n%s", out);
+    free(out);
+    cr_expect_eq(rint_(c, "EXISTS {t:%s}:gen", BIG), 0, "the pointer did not move");
+    cr_expect_eq(rint_(c, "SCARD {t:%s}:gc", BIG), 0, "nothing is to be deleted");
+    cr_assert_eq(rint_(c, "DEL {t:%s}:parked", BIG), 1);
+    rc = tally(&out, NULL, "rebuild", "--tenant", BIG, NULL);
+    cr_expect_eq(rc, 0, "repaired, the same rebuild ends (got %d):\n%s", rc, out);
+    free(out);
+    cr_expect_eq(rint_(c, "GET {t:%s}:gen", BIG), 2);
+    cr_expect_gt(generation_keys(c, BIG, 2), 10, "the current generation is whole");
+    cr_expect_eq(generation_keys(c, BIG, 1), 0);
+    expect_verify_clean(BIG);
+
+    /* A generation of a newer view than this build's is never rebuilt back by it. */
+    cr_assert_eq(rint_(c, "SET {t:%s}:view 99", BIG), 0);
+    rc = tally(&out, NULL, "rebuild", "--tenant", BIG, NULL);
+    cr_expect_eq(rc, 1, "(got %d):\n%s", rc, out);
+    cr_expect(strstr(out, "newer than this build"), "%s", out);
+    free(out);
+    cr_expect_eq(rint_(c, "GET {t:%s}:gen", BIG), 2);
+    cr_expect_eq(rint_(c, "EXISTS {t:%s}:rebuild", BIG), 0, "and no rebuild is left behind");
+    cr_assert_eq(rint_(c, "SET {t:%s}:view 1", BIG), 0);
     redisFree(c);
 }
