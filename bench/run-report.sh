@@ -61,6 +61,7 @@ report_charts() {
     done
     local plot
     plot=$(IFS=, && echo "${plots[*]}")
+    ((${#plots[@]})) || die "no latency samples to draw"
     gnuplot <<GP || die "gnuplot failed (latency.png)"
 set terminal pngcairo size 1000,600 noenhanced
 set output '$dir/latency.png'
@@ -73,32 +74,41 @@ set grid
 set key top left
 plot $plot
 GP
-    # The sampler's lines: time published applied lag_sum lag_count; per interval: the
-    # projector's events/s and the mean lag (commit to applied) of the events it applied.
+    # The sampler's lines: time published applied lag_sum lag_count. Per interval: the events
+    # the relay published and the projector applied per second, the events published and not
+    # yet applied (while the relay's count is the first command-svc's: it restarts later), and
+    # the mean lag of the events applied (the projector times live events only, not imported
+    # ones: during the catch-up of the import it has next to none).
     awk -v t0="$t_relay" 'NR > 1 && $1 > pt {
-            dt = $1 - pt; dn = $3 - pa; dc = $5 - pc
-            printf "%.1f %.0f %s\n", $1 - t0, dn / dt, (dc > 0 ? ($4 - ps) / dc : "NaN")
-        } { pt = $1; pa = $3; ps = $4; pc = $5 }' "$data/samples.raw" >"$data/lag.dat"
+            dt = $1 - pt; dc = $5 - pc; first = first && $2 >= pp
+            printf "%.1f %s %.0f %s %s\n", $1 - t0, (first ? sprintf("%.0f", ($2 - pp) / dt) : "NaN"),
+                ($3 - pa) / dt, (first && $2 >= $3 ? $2 - $3 : "NaN"), (dc > 0 ? ($4 - ps) / dc : "NaN")
+        } NR == 1 { first = 1 } { pt = $1; pp = $2; pa = $3; ps = $4; pc = $5 }' "$data/samples.raw" >"$data/lag.dat"
     local arrows="" t label
     while read -r t label; do
         arrows+="set arrow from $t, graph 0 to $t, graph 1 nohead dt 2 lc 'gray'"$'\n'
-        arrows+="set label '$label' at $t, graph 0.95 offset 0.5,0"$'\n'
+        arrows+="set label '$label' at $t, graph 0.92 offset 0.5,0"$'\n'
     done <"$data/phases"
     gnuplot <<GP || die "gnuplot failed (lag.png)"
-set terminal pngcairo size 1000,600 noenhanced
+set terminal pngcairo size 1000,800 noenhanced
 set output '$dir/lag.png'
-set title 'The projector over the run: events applied per second, and their mean lag (commit to applied)'
-set xlabel 's since the relay and the projector started'
+set multiplot layout 2,1 title 'The relay and the projector over the run ($mode run, $(date -u '+%Y-%m-%d'))'
+set grid
+set key top right
+set xrange [0:*]
+$arrows
 set ylabel 'events/s'
-set y2label 'mean lag, s (log)'
+plot '$data/lag.dat' using 1:2 with lines lw 2 title 'published by the relay/s', \
+     '$data/lag.dat' using 1:3 with lines lw 2 title 'applied by the projector/s'
+set xlabel 's since the relay and the projector started'
+set ylabel 'events published, not applied'
+set y2label 'mean lag of live events, s (log)'
 set logscale y2
 set ytics nomirror
 set y2tics
-set grid
-set key top right
-$arrows
-plot '$data/lag.dat' using 1:2 with lines lw 2 title 'events applied/s', \
-     '$data/lag.dat' using 1:3 axes x1y2 with lines lw 2 title 'mean lag (s)'
+plot '$data/lag.dat' using 1:4 with lines lw 2 title 'published, not applied', \
+     '$data/lag.dat' using 1:5 axes x1y2 with points pt 7 ps 0.5 title 'mean lag (s)'
+unset multiplot
 GP
 }
 
@@ -186,7 +196,20 @@ where there is no other reference). Numbers are never asserted; see
 $(report_table)
 
 Ratios: for latencies the reference's time over Tally's ("faster"); otherwise Tally's figure
-over the reference.
+over the reference. Notes on reading them:
+
+- The relay's rate in the pipeline is the rate at which the import's backlog reached the
+  stream with the projector running beside it: once a stream holds \`TALLY_STREAM_MAXLEN\`
+  (1,000,000 by default) unapplied entries the relay holds back (backpressure) and publishes at
+  the projector's pace (the lower chart). The relay alone is \`relay-bench.sh\`'s row.
+- Freshness is timed from the command's OK; the projector's lag from the event's
+  \`recorded_at\`, which is written before the commit, so the commit's wait is in the lag and
+  not in the freshness. The row names the command rate achieved: the open loop asks for
+  $fresh_rate/s, and a busy machine may serve fewer (latency then grows instead).
+- The SQL dashboard computes what query-svc reads from Redis, over the write database's own
+  indexes; its p99.9 is of the few pages it computed in the time given.
+- The projector times only live events (not imported ones), so the lag chart has no lag
+  during the catch-up of the import.
 
 ## Charts
 
