@@ -136,7 +136,7 @@ report_table() {
     report_row "GetDashboard p99.9" "$(report_ms "$(f dash_low_p999)")" \
         "SQL p99.9: $(report_ms "$(f sql_c1_p999)") (of $(f sql_c1_pages) pages)" "$(report_ratio "$(f sql_c1_p999)" "$(f dash_low_p999)" faster)"
     report_row "GetDashboard pages/s at saturation ($sat_c in flight)" "$(report_n "$(f dash_sat_pps)")" \
-        "SQL, $sql_clients clients: $(f sql_sat_pps)" "$(report_ratio "$(f dash_sat_pps)" "$(f sql_sat_pps)")"
+        "SQL, $sql_clients clients: $(f sql_sat_pps) (pgbench's tps over $sql_s s)" "$(report_ratio "$(f dash_sat_pps)" "$(f sql_sat_pps)")"
     report_row "GetOverview QPS ($ov_c in flight)" "$(report_n "$(f overview_qps)")" \
         "grpc.health.v1 Health/Check, same runtime: $(report_n "$(f health_qps)")" "$(report_ratio "$(f overview_qps)" "$(f health_qps)")"
     for c in 8 32; do
