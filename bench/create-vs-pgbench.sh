@@ -172,10 +172,10 @@ pgbench_jobs=${PGBENCH_JOBS:-2}
 export TALLY_STACK_DIR=${TALLY_STACK_DIR:-$repo/.stack-bench}
 export TALLY_STACK_PG_PORT=${TALLY_STACK_PG_PORT:-15450}
 export TALLY_STACK_REDIS_PORT=${TALLY_STACK_REDIS_PORT:-16450}
-pg_bin=${TALLY_STACK_PG_BIN:-/usr/lib/postgresql/15/bin}
 svc_bin=$build/bin/command-svc
 lg_bin=$build/bin/bench-loadgen
 dsn=postgresql://tally@127.0.0.1:$TALLY_STACK_PG_PORT/tally
+pg_dsn=$dsn # psql_q
 
 check_count runs duration connections pgbench_jobs
 check_int relay_runs warmup
@@ -211,9 +211,6 @@ if ! cmp -s "$work/pgbench-create.sql" "$sql_file"; then
         "review the change, then run bench/create-vs-pgbench.sh --write-sql"
 fi
 
-psql_q() {
-    "$pg_bin/psql" "$dsn" -X -q -tA -v ON_ERROR_STOP=1 "$@"
-}
 
 # A fixed port can be taken for a moment as the local end of someone's outgoing connection
 # (15450 and 16450 lie in Linux's ephemeral range): try a few times.
@@ -292,20 +289,10 @@ run_side() {
             die "pgbench: failed transactions: $(cat "$work/pgbench.out")"
         calls=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' \
             "$work/pgbench.out")
-        # Per-transaction log: client tx latency_us script epoch_s epoch_us (the end time). The
-        # latencies (us) of the transactions that ended in the measured window go to pgb.lat.
-        read -r qps avg < <(cat "$work"/pgb.* | python3 -c '
-import sys
-w, d = float(sys.argv[1]), float(sys.argv[2])
-tx = [(int(f[4]) + int(f[5]) / 1e6, int(f[2])) for f in (l.split() for l in sys.stdin)]
-t0 = min(end - lat / 1e6 for end, lat in tx)
-t1 = min(t0 + w + d, max(end for end, lat in tx))  # pgbench may stop a little early
-lat = [l for end, l in tx if t0 + w <= end < t1]
-open(sys.argv[3], "w").write("".join("%d\n" % l for l in lat))
-print("%.1f %.3f" % (len(lat) / (t1 - t0 - w), sum(lat) / len(lat) / 1000))
-' "$warmup" "$duration" "$work/pgb.lat")
+        # The transactions that ended in the measured window (latencies in ms to pgb.lat).
+        read -r qps avg _ < <(pgbench_window "$work/pgb" "$warmup" "$duration" "$work/pgb.lat")
         read -r p50 p99 < <(percentile 50 99 <"$work/pgb.lat" |
-            awk '{ printf "%.3f %.3f\n", $1 / 1000, $2 / 1000 }')
+            awk '{ printf "%.3f %.3f\n", $1, $2 }')
     else
         (
             rc=0

@@ -5,6 +5,7 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/string_util.h>
 #include <grpc/support/time.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -19,8 +20,10 @@ typedef struct load_call {
     grpc_metadata_array initial_md, trailing_md;
     grpc_status_code status;
     grpc_slice details;
-    double due; /* when the call was due (open loop) or started (closed loop) */
+    double due;  /* when the call was due (open loop) or started (closed loop) */
+    double done; /* a follow-up's: when the first call completed */
     bool in_window;
+    bool then_phase; /* the call in flight is the follow-up */
     struct load_call *next_free;
 } load_call;
 
@@ -29,8 +32,10 @@ struct load {
     grpc_completion_queue *cq;
     grpc_channel *channels[LOAD_CONNECTIONS_MAX];
     void *registered[LOAD_CONNECTIONS_MAX];
+    grpc_channel *then_channels[LOAD_CONNECTIONS_MAX]; /* to cfg.then_target, when set */
+    void *then_registered[LOAD_CONNECTIONS_MAX];
     uint64_t sent; /* calls started */
-    load_stats st;
+    load_stats st, then_st;
 };
 
 /* ---- samples and clocks -------------------------------------------------------------------- */
@@ -73,6 +78,16 @@ double load_samples_pct_ms(const load_samples *s, double p)
     return s->v[(rank ? rank : 1) - 1] * 1e3;
 }
 
+int load_samples_write(const load_samples *s, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    for (size_t i = 0; i < s->n; i++)
+        fprintf(f, "%.4f\n", s->v[i] * 1e3);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
 void load_samples_release(load_samples *s)
 {
     free(s->v);
@@ -101,13 +116,14 @@ void load_window_init(load_window *w, double from, double duration, size_t max_s
     w->from = from;
     w->to = from + duration;
     w->cpu_from = w->cpu_to = -1;
-    w->lat.max = w->lag.max = max_samples;
+    w->lat.max = w->lag.max = w->then_lat.max = max_samples;
 }
 
 void load_window_release(load_window *w)
 {
     load_samples_release(&w->lat);
     load_samples_release(&w->lag);
+    load_samples_release(&w->then_lat);
 }
 
 /* Notes the CPU time at the window's edges, the first time the loop sees each. */
@@ -166,6 +182,13 @@ load *load_new(const load_config *cfg)
         l->channels[i] = grpc_channel_create(cfg->target, creds, &chargs);
         grpc_channel_credentials_release(creds);
         l->registered[i] = grpc_channel_register_call(l->channels[i], cfg->method, NULL, NULL);
+        if (cfg->then_target) {
+            creds = grpc_insecure_credentials_create();
+            l->then_channels[i] = grpc_channel_create(cfg->then_target, creds, &chargs);
+            grpc_channel_credentials_release(creds);
+            l->then_registered[i] =
+                grpc_channel_register_call(l->then_channels[i], cfg->then_method, NULL, NULL);
+        }
     }
     return l;
 }
@@ -174,30 +197,35 @@ void load_free(load *l)
 {
     if (!l)
         return;
-    for (int i = 0; i < l->cfg.connections; i++)
+    for (int i = 0; i < l->cfg.connections; i++) {
         grpc_channel_destroy(l->channels[i]);
+        if (l->then_channels[i])
+            grpc_channel_destroy(l->then_channels[i]);
+    }
     grpc_completion_queue_shutdown(l->cq);
     while (grpc_completion_queue_next(l->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
            GRPC_QUEUE_SHUTDOWN)
         ;
     grpc_completion_queue_destroy(l->cq);
     grpc_shutdown_blocking();
-    for (int c = 0; c < LOAD_CODES; c++)
+    for (int c = 0; c < LOAD_CODES; c++) {
         gpr_free(l->st.first_error[c]);
+        gpr_free(l->then_st.first_error[c]);
+    }
     free(l);
 }
 
 int load_connect(load *l, double timeout_s)
 {
     double until = load_now_s() + timeout_s;
-    for (int i = 0; i < l->cfg.connections; i++) {
+    for (int i = 0; i < 2 * l->cfg.connections; i++) {
+        grpc_channel *ch =
+            i < l->cfg.connections ? l->channels[i] : l->then_channels[i - l->cfg.connections];
         grpc_connectivity_state st;
-        while ((st = grpc_channel_check_connectivity_state(l->channels[i], 1)) !=
-               GRPC_CHANNEL_READY) {
+        while (ch && (st = grpc_channel_check_connectivity_state(ch, 1)) != GRPC_CHANNEL_READY) {
             if (load_now_s() > until)
                 return -1;
-            grpc_channel_watch_connectivity_state(l->channels[i], st, mono_at(load_now_s() + 0.2),
-                                                  l->cq, NULL);
+            grpc_channel_watch_connectivity_state(ch, st, mono_at(load_now_s() + 0.2), l->cq, NULL);
             grpc_event ev;
             do
                 ev = grpc_completion_queue_next(l->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
@@ -210,6 +238,11 @@ int load_connect(load *l, double timeout_s)
 const load_stats *load_stats_of(const load *l)
 {
     return &l->st;
+}
+
+const load_stats *load_then_stats_of(const load *l)
+{
+    return &l->then_st;
 }
 
 static void call_init(load_call *s)
@@ -227,21 +260,18 @@ static void call_release(load_call *s)
 }
 
 /*
- * Starts the next call on s over connection conn; due is when it was due (open loop), or < 0
- * for now, once the request is built (closed loop). 0, or -1 when the batch did not start.
+ * Sends body (taken over) as a call of the registered method reg on channel ch, tagged s.
+ * 0, or -1 when the batch did not start.
  */
-static int call_start(load *l, load_call *s, int conn, double due, bool in_window)
+static int call_send(load *l, load_call *s, grpc_channel *ch, void *reg, grpc_slice body)
 {
-    grpc_slice body = l->cfg.request(l->cfg.arg, l->sent++);
     s->request = grpc_raw_byte_buffer_create(&body, 1);
     grpc_slice_unref(body);
-    s->due = due < 0 ? load_now_s() : due;
-    s->in_window = in_window;
     gpr_timespec deadline =
         gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                      gpr_time_from_millis((int64_t)(l->cfg.timeout_s * 1e3), GPR_TIMESPAN));
-    s->call = grpc_channel_create_registered_call(l->channels[conn], NULL, GRPC_PROPAGATE_DEFAULTS,
-                                                  l->cq, l->registered[conn], deadline, NULL);
+    s->call = grpc_channel_create_registered_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, l->cq, reg,
+                                                  deadline, NULL);
     grpc_op ops[6];
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -265,14 +295,27 @@ static int call_start(load *l, load_call *s, int conn, double due, bool in_windo
     return -1;
 }
 
-/* Counts a failed call of code (details: the first one of its code is kept). */
-static void count_error(load *l, int code, char *details)
+/*
+ * Starts the next call on s over connection conn; due is when it was due (open loop), or < 0
+ * for now, once the request is built (closed loop). 0, or -1 when the batch did not start.
+ */
+static int call_start(load *l, load_call *s, int conn, double due, bool in_window)
+{
+    grpc_slice body = l->cfg.request(l->cfg.arg, l->sent++);
+    s->due = due < 0 ? load_now_s() : due;
+    s->in_window = in_window;
+    s->then_phase = false;
+    return call_send(l, s, l->channels[conn], l->registered[conn], body);
+}
+
+/* Counts a failed call of code in st (details: the first one of its code is kept). */
+static void count_error(load_stats *st, int code, char *details)
 {
     int c = code > 0 && code < LOAD_CODES ? code : GRPC_STATUS_UNKNOWN;
-    l->st.errors[c]++;
-    l->st.failed++;
-    if (!l->st.first_error[c])
-        l->st.first_error[c] = details;
+    st->errors[c]++;
+    st->failed++;
+    if (!st->first_error[c])
+        st->first_error[c] = details;
     else
         gpr_free(details);
 }
@@ -285,17 +328,19 @@ static void count_error(load *l, int code, char *details)
 static bool call_finish(load *l, load_call *s, int ok, grpc_byte_buffer **reply)
 {
     grpc_status_code code = ok ? s->status : GRPC_STATUS_UNKNOWN;
+    load_stats *st = s->then_phase ? &l->then_st : &l->st;
+    load_check_fn check = s->then_phase ? NULL : l->cfg.check;
     bool good = false;
     if (code == GRPC_STATUS_OK && s->reply == NULL) {
-        count_error(l, GRPC_STATUS_INTERNAL, gpr_strdup("status OK without a reply message"));
-    } else if (code == GRPC_STATUS_OK && l->cfg.check && !l->cfg.check(l->cfg.arg, s->reply)) {
-        l->st.bad++;
-        l->st.failed++;
+        count_error(st, GRPC_STATUS_INTERNAL, gpr_strdup("status OK without a reply message"));
+    } else if (code == GRPC_STATUS_OK && check && !check(l->cfg.arg, s->reply)) {
+        st->bad++;
+        st->failed++;
     } else if (code == GRPC_STATUS_OK) {
-        l->st.ok++;
+        st->ok++;
         good = true;
     } else {
-        count_error(l, (int)code,
+        count_error(st, (int)code,
                     ok ? grpc_slice_to_c_string(s->details) : gpr_strdup("batch failed"));
     }
     grpc_call_unref(s->call);
@@ -365,6 +410,41 @@ int load_run_closed(load *l, int concurrency, load_window *w)
     return rc;
 }
 
+/*
+ * A first call of the open loop completed at t: accounted, and when it was measured, OK and a
+ * follow-up is configured, the follow-up started on the same slot. True when it was (the slot
+ * stays busy); *rc becomes -1 when it could not be started.
+ */
+static bool then_step(load *l, load_call *s, int ok, double t, load_window *w, int *rc)
+{
+    grpc_byte_buffer *reply = NULL;
+    bool then = l->cfg.then_target && s->in_window;
+    bool good = call_finish(l, s, ok, then ? &reply : NULL);
+    bool started = false;
+    if (s->in_window) {
+        w->measured++;
+        w->last_done = t;
+        load_samples_add(&w->lat, t - s->due);
+    }
+    if (then && good && *rc == 0) {
+        grpc_slice body;
+        int conn = (int)(l->sent % (uint64_t)l->cfg.connections);
+        if (!l->cfg.then_request(l->cfg.arg, reply, &body)) {
+            count_error(&l->then_st, GRPC_STATUS_INTERNAL,
+                        gpr_strdup("the reply gives no follow-up request"));
+        } else {
+            s->then_phase = true;
+            s->done = t;
+            started = call_send(l, s, l->then_channels[conn], l->then_registered[conn], body) == 0;
+            if (!started)
+                *rc = -1;
+        }
+    }
+    if (reply)
+        grpc_byte_buffer_destroy(reply);
+    return started;
+}
+
 int load_run_open(load *l, double rate, int max_in_flight, double spin_s, double start,
                   load_window *w)
 {
@@ -407,11 +487,11 @@ int load_run_open(load *l, double rate, int max_in_flight, double spin_s, double
         if (ev.type != GRPC_OP_COMPLETE)
             continue;
         load_call *s = ev.tag;
-        call_finish(l, s, ev.success, NULL);
-        if (s->in_window) {
-            w->measured++;
-            w->last_done = t;
-            load_samples_add(&w->lat, t - s->due);
+        if (s->then_phase) {
+            if (call_finish(l, s, ev.success, NULL))
+                load_samples_add(&w->then_lat, t - s->done);
+        } else if (then_step(l, s, ev.success, t, w, &rc)) {
+            continue; /* the slot makes its follow-up */
         }
         s->next_free = free_list;
         free_list = s;

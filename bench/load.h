@@ -16,6 +16,12 @@
  *   busy, due calls wait for one. The loop polls without sleeping for the last spin seconds
  *   before each due time, because the queue's timed wait wakes up to a millisecond late.
  *
+ * A follow-up (load_config.then_*, open loop only): when a measured call succeeds, its slot
+ * at once makes a second call, built from the first one's reply, to another target (bench-
+ * loadgen's freshness: CreateComplaint's token, then GetOverview waiting for it on query-svc).
+ * The slot is busy until the follow-up ends; its time, from the first call's completion to its
+ * own, goes to load_window.then_lat, its outcome to load_then_stats_of.
+ *
  * Every call started is awaited. The bench gives each call's request (load_config.request)
  * and may check each OK reply (load_config.check). The driver counts the outcomes by status
  * code (an OK without a reply message is INTERNAL: the server broke the contract) and keeps the
@@ -50,6 +56,8 @@ void load_samples_sort(load_samples *s);
 /* The p-th percentile (nearest rank) of the sorted samples, in milliseconds; 0 when empty. */
 double load_samples_pct_ms(const load_samples *s, double p);
 void load_samples_release(load_samples *s);
+/* Writes the sorted samples to path, in milliseconds, one a line (a chart's input): 0, or -1. */
+int load_samples_write(const load_samples *s, const char *path);
 
 /* The monotonic clock, in seconds. */
 double load_now_s(void);
@@ -64,6 +72,7 @@ typedef struct load_window {
     double last_done;        /* completion time of the last measured call */
     load_samples lat;        /* latencies of the measured calls */
     load_samples lag;        /* open loop: how late the measured calls went out */
+    load_samples then_lat;   /* follow-ups: first call's completion to the follow-up's */
 } load_window;
 
 /* The window [from, from + duration); max_samples bounds lat and lag (0 = no limit). */
@@ -77,6 +86,12 @@ void load_window_release(load_window *w);
 typedef grpc_slice (*load_request_fn)(void *arg, uint64_t n);
 /* Whether an OK call's reply (never NULL) is what the bench expects. */
 typedef bool (*load_check_fn)(void *arg, grpc_byte_buffer *reply);
+/*
+ * The follow-up's request, from the first call's OK reply (never NULL, borrowed): true with
+ * *out set (a slice the driver takes over), or false when the reply gives none (counted as a
+ * failed follow-up, INTERNAL).
+ */
+typedef bool (*load_then_fn)(void *arg, grpc_byte_buffer *reply, grpc_slice *out);
 
 typedef struct load_config {
     const char *target; /* "host:port" */
@@ -86,6 +101,9 @@ typedef struct load_config {
     load_request_fn request;
     load_check_fn check; /* NULL: every OK reply is good */
     void *arg;
+    const char *then_target; /* NULL: no follow-up calls; else "host:port" (open loop only) */
+    const char *then_method; /* the follow-up's "/package.Service/Method" */
+    load_then_fn then_request;
 } load_config;
 
 /* What the calls of every phase (warm-up included) came to. */
@@ -129,5 +147,7 @@ bool load_once(load *l, grpc_byte_buffer **reply, double *latency_s);
 
 /* Borrowed until load_free. */
 const load_stats *load_stats_of(const load *l);
+/* The follow-ups' outcomes (all zero without them); borrowed until load_free. */
+const load_stats *load_then_stats_of(const load *l);
 
 #endif

@@ -1,5 +1,7 @@
 /*
- * bench-queryload: a gRPC load generator for the tally.v1.Dashboard RPCs (query-bench.sh).
+ * bench-queryload: a gRPC load generator for the tally.v1.Dashboard RPCs (query-bench.sh,
+ * bench/run), and for grpc.health.v1.Health/Check on the same port (--method Check: the
+ * runtime's cost of a call without the query, the reference for GetOverview).
  *
  * Two ways to load the server, over --connections HTTP/2 connections (each channel has its own
  * subchannel pool, so its own TCP connection), both bench/load.h's loops:
@@ -24,12 +26,14 @@
  *
  * Prints one line on stdout, "key=value" words, e.g.
  *   bench-queryload: method=GetDashboard mode=closed concurrency=4 connections=1 duration_s=10
- *   requests=12345 errors=0 rate=1234.5 p50_ms=1.234 p90_ms=1.5 p99_ms=2.1 max_ms=9.8
+ *   requests=12345 errors=0 rate=1234.5 p50_ms=1.234 p90_ms=1.5 p99_ms=2.1 p999_ms=4.2 max_ms=9.8
  *   client_cpu_pct=35.1 client_us_per_req=284.3
  * (one line; open loop adds target_rate and send_lag_p99_ms, the lateness of the sends
  * themselves). errors counts the failed calls of every phase, warm-up included, also by status
  * code ("errors=3 UNAVAILABLE=2 ..."); the first message of each code goes to stderr, and any
  * error makes the exit code 1.
+ *
+ * --samples FILE also writes every measured latency (ms, sorted, one a line), for charts.
  *
  * --once makes a single call and prints the reply's main figures, one "name=value" per line
  * (the benchmark checks them for a sane, non-empty read model); exit 1 if the call fails.
@@ -59,11 +63,17 @@
 #define MAX_FILTER      16
 #define MAX_REQUEST     4096
 
-enum method { M_DASHBOARD, M_OVERVIEW, M_TREND, M_RESOLUTION, M_AGENTS, M_CATEGORIES };
+enum method { M_DASHBOARD, M_OVERVIEW, M_TREND, M_RESOLUTION, M_AGENTS, M_CATEGORIES, M_HEALTH };
 
-static const char *const method_names[] = { "GetDashboard",        "GetOverview",
-                                            "GetVolumeTrend",      "GetResolutionStats",
-                                            "GetAgentPerformance", "GetCategoryDistribution" };
+static const char *const method_names[] = { "GetDashboard",
+                                            "GetOverview",
+                                            "GetVolumeTrend",
+                                            "GetResolutionStats",
+                                            "GetAgentPerformance",
+                                            "GetCategoryDistribution",
+                                            "Check" };
+#define METHODS      7
+#define HEALTH_CHECK "/grpc.health.v1.Health/Check" /* the runtime's own, on the same port */
 
 /* What the flags ask for. */
 typedef struct options {
@@ -77,6 +87,7 @@ typedef struct options {
     double duration, warmup, timeout;
     double spin_us;
     bool once;
+    const char *samples; /* --samples: the measured latencies go there */
     /* request options; 0 / empty = the server's default */
     char from_day[11], to_day[11];
     int range_days, granularity, group_by, sort_by, limit, top_n, oldest_limit;
@@ -135,6 +146,8 @@ static grpc_slice pack_request(const char *tenant)
         TALLY__V1__GET_CATEGORY_DISTRIBUTION_REQUEST__INIT;
     ProtobufCMessage *msg = NULL;
     switch (opt.method) {
+    case M_HEALTH: /* grpc.health.v1.HealthCheckRequest { service: "" }: no bytes */
+        return grpc_empty_slice();
     case M_DASHBOARD:
         dash.tenant_id = t;
         dash.range = r;
@@ -276,6 +289,9 @@ static int print_reply(grpc_byte_buffer *reply)
     int rc = 0;
     printf("reply_bytes=%zu\n", n);
     switch (opt.method) {
+    case M_HEALTH: /* HealthCheckResponse { status = 1 }: SERVING */
+        printf("health.serving=%d\n", n == 2 && p[0] == 0x08 && p[1] == 0x01);
+        break;
     case M_DASHBOARD: {
         Tally__V1__GetDashboardReply *r = tally__v1__get_dashboard_reply__unpack(NULL, n, p);
         if (!r) {
@@ -384,13 +400,14 @@ static int run_once(load *l)
 static const char usage[] =
     "usage: bench-queryload --target HOST:PORT --tenant T[,T...] [--method M]\n"
     "         (--concurrency C | --rate R) [--duration S] [--warmup S] [--connections N]\n"
-    "         [--timeout S] [--spin-us US] [--once]\n"
+    "         [--timeout S] [--spin-us US] [--once] [--samples FILE]\n"
     "         [--range-days N | --from YYYY-MM-DD --to YYYY-MM-DD] [--granularity G]\n"
     "         [--group-by B] [--sort-by K] [--ascending] [--limit N] [--top-n N]\n"
     "         [--oldest-limit N] [--category ID]... [--priority P]...\n"
     "Loads tally.v1.Dashboard; see bench/README.md.\n"
     "  --method       GetDashboard (default), GetOverview, GetVolumeTrend,\n"
-    "                 GetResolutionStats, GetAgentPerformance, GetCategoryDistribution\n"
+    "                 GetResolutionStats, GetAgentPerformance, GetCategoryDistribution,\n"
+    "                 Check (grpc.health.v1.Health/Check on the same port: the runtime alone)\n"
     "  --concurrency  closed loop: calls always in flight (default 1)\n"
     "  --rate         open loop: calls per second, latency from the due time\n"
     "  --concurrency with --rate: the most calls in flight (default 1000)\n"
@@ -399,6 +416,7 @@ static const char usage[] =
     "  --timeout      deadline of each call in seconds (10)\n"
     "  --spin-us      open loop: poll without sleeping this long before a due time (1500)\n"
     "  --once         one call; print the reply's main figures, one per line\n"
+    "  --samples      write every measured latency (ms, sorted, one a line) to FILE\n"
     "  --range-days   the N UTC days ending today (default: the server's, 30 days in\n"
     "                 the tenant's zone)\n"
     "  --granularity  day | week | month;  --group-by none | category | priority |\n"
@@ -446,6 +464,7 @@ enum {
     OPT_TIMEOUT,
     OPT_SPIN,
     OPT_ONCE,
+    OPT_SAMPLES,
     OPT_RANGE_DAYS,
     OPT_FROM,
     OPT_TO,
@@ -471,6 +490,7 @@ static const struct option opts[] = { { "target", required_argument, NULL, OPT_T
                                       { "timeout", required_argument, NULL, OPT_TIMEOUT },
                                       { "spin-us", required_argument, NULL, OPT_SPIN },
                                       { "once", no_argument, NULL, OPT_ONCE },
+                                      { "samples", required_argument, NULL, OPT_SAMPLES },
                                       { "range-days", required_argument, NULL, OPT_RANGE_DAYS },
                                       { "from", required_argument, NULL, OPT_FROM },
                                       { "to", required_argument, NULL, OPT_TO },
@@ -503,7 +523,7 @@ static int take_opt(void *arg, int o, char *value)
         opt.target = value;
         break;
     case OPT_METHOD:
-        good = (v = lookup(value, method_names, 6)) >= 0;
+        good = (v = lookup(value, method_names, METHODS)) >= 0;
         opt.method = (enum method)v;
         break;
     case OPT_TENANT:
@@ -536,6 +556,9 @@ static int take_opt(void *arg, int o, char *value)
         break;
     case OPT_ONCE:
         opt.once = true;
+        break;
+    case OPT_SAMPLES:
+        opt.samples = value;
         break;
     case OPT_RANGE_DAYS:
         good = number(value, 1, 1827, &v);
@@ -659,9 +682,10 @@ static void report(load_window *w, const load_stats *st)
     for (int c = 1; c < LOAD_CODES; c++)
         if (st->errors[c])
             printf(" %s=%" PRIu64, tally_grpc_code_name(c), st->errors[c]);
-    printf(" rate=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f", (double)w->measured / span,
-           load_samples_pct_ms(&w->lat, 50), load_samples_pct_ms(&w->lat, 90),
-           load_samples_pct_ms(&w->lat, 99), load_samples_pct_ms(&w->lat, 100));
+    printf(" rate=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f",
+           (double)w->measured / span, load_samples_pct_ms(&w->lat, 50),
+           load_samples_pct_ms(&w->lat, 90), load_samples_pct_ms(&w->lat, 99),
+           load_samples_pct_ms(&w->lat, 99.9), load_samples_pct_ms(&w->lat, 100));
     if (opt.rate > 0)
         printf(" send_lag_p99_ms=%.3f", load_samples_pct_ms(&w->lag, 99));
     printf(" client_cpu_pct=%.1f client_us_per_req=%.1f\n", 100 * cpu / opt.duration,
@@ -674,7 +698,10 @@ int main(int argc, char **argv)
     if (parsed != ARGS_OK)
         return parsed == ARGS_HELP ? 0 : 2;
     char path[128];
-    snprintf(path, sizeof(path), "%s%s", SERVICE, method_names[opt.method]);
+    if (opt.method == M_HEALTH)
+        snprintf(path, sizeof(path), "%s", HEALTH_CHECK);
+    else
+        snprintf(path, sizeof(path), "%s%s", SERVICE, method_names[opt.method]);
     load_config cfg = { .target = opt.target,
                         .method = path,
                         .connections = opt.connections,
@@ -714,8 +741,11 @@ int main(int argc, char **argv)
         if (st->errors[c])
             fprintf(stderr, "bench-queryload: %" PRIu64 " x %s, first: %s\n", st->errors[c],
                     tally_grpc_code_name(c), st->first_error[c]);
-    if (!opt.once)
+    if (!opt.once) {
         report(&w, st);
+        if (opt.samples && load_samples_write(&w.lat, opt.samples) != 0)
+            die("cannot write --samples");
+    }
     load_window_release(&w);
     load_free(l);
     return rc;

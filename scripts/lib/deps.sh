@@ -6,12 +6,14 @@
 #   source "$REPO/scripts/lib/deps.sh"
 #   tally_deps_install      # apt-get installs what dpkg says is missing; quick when nothing is
 #   tally_deps_missing      # prints the missing packages, one a line
+#   tally_deps_install TALLY_BENCH_PACKAGES   # the same for another list (the array's name)
 #
 # As root it runs apt-get itself; otherwise through sudo when there is one. apt-get runs
 # non-interactively, so it also works with no standard input (CI). The functions check every
 # step themselves: they work the same whether or not the caller runs under `set -e`.
 
 # Everything a fresh machine needs; keep it sorted by purpose and say why a package is here.
+# shellcheck disable=SC2034  # read through a nameref (tally_deps_missing)
 TALLY_DEPS_PACKAGES=(
     # Build: compiler, CMake, pkg-config.
     build-essential cmake pkg-config
@@ -31,10 +33,17 @@ TALLY_DEPS_PACKAGES=(
     nghttp2-client curl ca-certificates
 )
 
-# Prints the packages of TALLY_DEPS_PACKAGES that dpkg does not have installed.
+# What only bench/run needs, installed by bench/run itself (CI does not run it): gnuplot draws
+# its charts (the -nox build: PNG without X11).
+# shellcheck disable=SC2034  # read through a nameref
+TALLY_BENCH_PACKAGES=(gnuplot-nox)
+
+# tally_deps_missing [LIST]: prints the packages of the array named LIST (TALLY_DEPS_PACKAGES)
+# that dpkg does not have installed.
 tally_deps_missing() {
     local pkg status
-    for pkg in "${TALLY_DEPS_PACKAGES[@]}"; do
+    local -n tally_deps_list=${1:-TALLY_DEPS_PACKAGES}
+    for pkg in "${tally_deps_list[@]}"; do
         status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) || status=""
         if [[ $status != installed ]]; then
             printf '%s\n' "$pkg"
@@ -42,17 +51,20 @@ tally_deps_missing() {
     done
 }
 
-# Installs the missing packages with apt-get; does nothing (quickly) when none is missing.
-# Returns non-zero, with a message on stderr, when it cannot install them.
+# tally_deps_install [LIST]: installs the missing packages of the array named LIST
+# (TALLY_DEPS_PACKAGES) with apt-get; does nothing (quickly) when none is missing. Returns
+# non-zero, with a message on stderr, when it cannot install them.
 tally_deps_install() {
+    local list=${1:-TALLY_DEPS_PACKAGES}
     local -a missing sudo=()
+    local -n tally_deps_want=$list
     if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
-        echo "deps: no dpkg/apt-get here: install these by hand: ${TALLY_DEPS_PACKAGES[*]}" >&2
+        echo "deps: no dpkg/apt-get here: install these by hand: ${tally_deps_want[*]}" >&2
         return 1
     fi
-    mapfile -t missing < <(tally_deps_missing)
+    mapfile -t missing < <(tally_deps_missing "$list")
     if ((${#missing[@]} == 0)); then
-        echo "deps: all ${#TALLY_DEPS_PACKAGES[@]} packages already installed"
+        echo "deps: all ${#tally_deps_want[@]} packages already installed"
         return 0
     fi
     echo "deps: installing ${#missing[@]} missing packages: ${missing[*]}"
@@ -73,7 +85,7 @@ tally_deps_install() {
         echo "deps: apt-get install failed" >&2
         return 1
     }
-    mapfile -t missing < <(tally_deps_missing)
+    mapfile -t missing < <(tally_deps_missing "$list")
     if ((${#missing[@]} != 0)); then
         echo "deps: still missing after apt-get install: ${missing[*]}" >&2
         return 1

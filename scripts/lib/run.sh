@@ -455,6 +455,159 @@ projector_wait_applied() {
     done
 }
 
+# wait_until SECONDS WHAT COMMAND [ARGS...]: runs COMMAND every 0.1 s until it succeeds; dies
+# saying WHAT was awaited when SECONDS pass first.
+wait_until() {
+    local secs=$1 what=$2 deadline=$((SECONDS + $1))
+    shift 2
+    until "$@"; do
+        ((SECONDS < deadline)) || die "$what: not within $secs s"
+        sleep 0.1
+    done
+}
+
+# ---- a private stack: PostgreSQL and Redis (scripts/stack) -------------------------------
+# stack_private_up: scripts/stack in $work/stack on free loopback ports (PostgreSQL 15 with
+# its defaults, fsync on; Redis without persistence), taken down with its data at exit; the
+# database tally exists and is empty. Sets pg_dsn, pg_pid, redis_port, redis_url and redis_pid.
+# Needs run_workdir first.
+# shellcheck disable=SC2034  # the variables are for the scripts
+stack_private_up() {
+    [[ -n $work ]] || die "stack_private_up: no work directory (run_workdir first)"
+    chmod 755 "$work" # the stack's PostgreSQL runs as the postgres user when we are root
+    export TALLY_STACK_DIR=$work/stack
+    free_port TALLY_STACK_PG_PORT TALLY_STACK_REDIS_PORT
+    export TALLY_STACK_PG_PORT TALLY_STACK_REDIS_PORT
+    run_at_exit stack_private_clean
+    "$run_repo/scripts/stack" up >/dev/null 2>"$work/stack.log" || {
+        log_tail "$work/stack.log"
+        die "scripts/stack up failed"
+    }
+    pg_dsn=postgresql://tally@127.0.0.1:$TALLY_STACK_PG_PORT/tally
+    pg_pid=$(head -n 1 "$TALLY_STACK_DIR/pg/postmaster.pid")
+    redis_port=$TALLY_STACK_REDIS_PORT
+    redis_url=redis://127.0.0.1:$redis_port/0
+    redis_pid=$(head -n 1 "$TALLY_STACK_DIR/redis.pid")
+}
+
+# shellcheck disable=SC2317  # invoked at exit
+stack_private_clean() {
+    "$run_repo/scripts/stack" clean >/dev/null 2>&1
+}
+
+# pg_bin: PostgreSQL 15's programs (TALLY_STACK_PG_BIN, as scripts/stack).
+pg_bin=${TALLY_STACK_PG_BIN:-/usr/lib/postgresql/15/bin}
+
+# psql_q ARGS...: psql against pg_dsn (or PSQL_DSN when set): quiet, unaligned, tuples only,
+# stopping at the first error; warnings not shown.
+psql_q() {
+    PGOPTIONS='-c client_min_messages=warning' "$pg_bin/psql" "${PSQL_DSN:-$pg_dsn}" -X -q -tA \
+        -v ON_ERROR_STOP=1 "$@"
+}
+
+# pgbench_window LOG_PREFIX WARMUP DURATION LAT_FILE: from the per-transaction logs of a
+# pgbench run (-l --log-prefix=LOG_PREFIX; lines "client tx latency_us script epoch_s
+# epoch_us", the end time), the transactions that ended in the measured window (after WARMUP
+# s, for DURATION s, from the first transaction's start): their latencies in ms, one a line, to
+# LAT_FILE, and "TPS MEAN_MS N" on stdout. With -R the latency is measured from the scheduled
+# start (pgbench's own rule), so lag behind the schedule counts.
+pgbench_window() {
+    cat "$1".* | python3 -c '
+import sys
+w, d = float(sys.argv[1]), float(sys.argv[2])
+tx = [(int(f[4]) + int(f[5]) / 1e6, int(f[2])) for f in (l.split() for l in sys.stdin)]
+if not tx:
+    sys.exit("pgbench_window: no transactions logged")
+t0 = min(end - lat / 1e6 for end, lat in tx)
+t1 = min(t0 + w + d, max(end for end, lat in tx))  # pgbench may stop a little early
+lat = [l for end, l in tx if t0 + w <= end < t1]
+open(sys.argv[3], "w").write("".join("%.3f\n" % (l / 1000) for l in sorted(lat)))
+span = max(t1 - t0 - w, 1e-9)
+print("%.1f %.3f %d" % (len(lat) / span, (sum(lat) / len(lat) / 1000) if lat else 0, len(lat)))
+' "$2" "$3" "$4"
+}
+
+# ---- Tally's services, started for a benchmark --------------------------------------------
+# Each on free loopback ports with a clean environment (a service refuses TALLY_* variables it
+# does not know) and logging at warn, against pg_dsn and redis_url; extra VAR=VALUE arguments
+# are added to its environment. Each waits until it is ready and sets NAME_grpc (host:port),
+# NAME_http (host:port of /metrics) and NAME_pid. Stop them with svc_stop NAME.
+
+# cmd_svc_start BIN RELAY WORKERS [VAR=VALUE...]: command-svc (TALLY_RELAY=RELAY), until
+# /readyz; sets cmd_grpc, cmd_http, cmd_pid.
+# shellcheck disable=SC2034  # the variables are for the scripts
+cmd_svc_start() {
+    local bin=$1 relay=$2 workers=$3 gp hp
+    shift 3
+    free_port gp hp
+    cmd_grpc=127.0.0.1:$gp cmd_http=127.0.0.1:$hp
+    svc_start command-svc "http://$cmd_http/readyz" env -i PATH="$PATH" \
+        TALLY_GRPC_LISTEN="$cmd_grpc" TALLY_HTTP_LISTEN="$cmd_http" TALLY_PG_DSN="$pg_dsn" \
+        TALLY_REDIS_URL="$redis_url" TALLY_RELAY="$relay" TALLY_WORKERS="$workers" \
+        TALLY_LOG_LEVEL=warn "$@" "$bin"
+    cmd_pid=${proc_pid[command-svc]}
+}
+
+# projector_svc_start BIN [VAR=VALUE...]: the projector (without TALLY_PG_DSN: no verify
+# loop), until /healthz; sets projector_http, projector_pid.
+# shellcheck disable=SC2034  # the variables are for the scripts
+projector_svc_start() {
+    local bin=$1 hp
+    shift
+    free_port hp
+    projector_http=127.0.0.1:$hp
+    svc_start projector "http://$projector_http/healthz" env -i PATH="$PATH" \
+        TALLY_REDIS_URL="$redis_url" TALLY_HTTP_LISTEN="$projector_http" TALLY_LOG_LEVEL=warn \
+        "$@" "$bin"
+    projector_pid=${proc_pid[projector]}
+}
+
+# query_svc_start BIN WORKERS [VAR=VALUE...]: query-svc, until /healthz; sets query_grpc,
+# query_http, query_pid.
+# shellcheck disable=SC2034  # the variables are for the scripts
+query_svc_start() {
+    local bin=$1 workers=$2 gp hp
+    shift 2
+    free_port gp hp
+    query_grpc=127.0.0.1:$gp query_http=127.0.0.1:$hp
+    svc_start query-svc "http://$query_http/healthz" env -i PATH="$PATH" \
+        TALLY_REDIS_URL="$redis_url" TALLY_GRPC_LISTEN="$query_grpc" \
+        TALLY_HTTP_LISTEN="$query_http" TALLY_WORKERS="$workers" TALLY_LOG_LEVEL=warn "$@" "$bin"
+    query_pid=${proc_pid[query-svc]}
+}
+
+# ---- histograms from /metrics ---------------------------------------------------------------
+# hist_buckets NAME [FILE]: the buckets of histogram NAME in FILE ($work/metrics), one
+# "le cumulative-count" line each (+Inf last).
+hist_buckets() {
+    awk -v n="${1}_bucket" 'index($1, n "{") == 1 {
+            le = $1; sub(/.*le="/, "", le); sub(/".*/, "", le); print le, $2 }' \
+        "${2:-$work/metrics}"
+}
+
+# hist_diff BEFORE AFTER: the buckets of AFTER minus those of BEFORE (hist_buckets files of
+# one histogram): what was observed between two scrapes.
+hist_diff() {
+    awk 'NR == FNR { b[$1] = $2; next } { print $1, $2 - b[$1] }' "$1" "$2"
+}
+
+# hist_quantile Q FILE: the Q-quantile (0..1) of hist_buckets lines, interpolated linearly
+# within its bucket as PromQL's histogram_quantile does; "n/a" when empty, ">LE" when it falls
+# in the +Inf bucket (LE the last finite bound).
+hist_quantile() {
+    awk -v q="$1" '{ le[NR] = $1; c[NR] = $2 } END {
+            total = c[NR]; if (total == 0) { print "n/a"; exit }
+            rank = q * total; prev = 0; prevc = 0
+            for (i = 1; i <= NR; i++) {
+                if (c[i] >= rank) {
+                    if (le[i] == "+Inf") { printf ">%s\n", le[i - 1]; exit }
+                    printf "%.6f\n", prev + (le[i] - prev) * (rank - prevc) / (c[i] - prevc); exit
+                }
+                prev = le[i]; prevc = c[i]
+            }
+        }' "$2"
+}
+
 # ---- what is printed ------------------------------------------------------------------------
 # table_header ROW_FORMAT NAME...: the header line of a table whose rows are printed with the
 # printf ROW_FORMAT: each conversion (%8.1f, %-5s, %3d...) becomes a string of the same width.
