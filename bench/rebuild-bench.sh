@@ -36,7 +36,6 @@ rate=${RATE:-50}
 window=${WINDOW:-20}
 batch=${BATCH:-}
 stall=${STALL_SECONDS:-300}
-pg_bin=${TALLY_STACK_PG_BIN:-/usr/lib/postgresql/15/bin}
 svc_bin=$build/bin/command-svc
 proj_bin=$build/bin/projector
 query_bin=$build/bin/query-svc
@@ -52,39 +51,15 @@ need_cmd curl python3 redis-server redis-cli
 
 run_init
 run_workdir
-chmod 755 "$work" # the stack's PostgreSQL may run as the postgres user
-export TALLY_STACK_DIR=$work/stack
-free_port TALLY_STACK_PG_PORT TALLY_STACK_REDIS_PORT
-export TALLY_STACK_PG_PORT TALLY_STACK_REDIS_PORT
-dsn=postgresql://tally@127.0.0.1:$TALLY_STACK_PG_PORT/tally
-redis_url=redis://127.0.0.1:$TALLY_STACK_REDIS_PORT/0
-redis_port=$TALLY_STACK_REDIS_PORT
-
-# shellcheck disable=SC2317  # invoked at exit
-stack_stop() {
-    "$repo/scripts/stack" clean 2>/dev/null
-}
-run_at_exit stack_stop
-"$repo/scripts/stack" up >/dev/null 2>"$work/stack.log" || {
-    log_tail "$work/stack.log"
-    die "scripts/stack up failed"
-}
-pg_pid=$(head -n 1 "$TALLY_STACK_DIR/pg/postmaster.pid")
-redis_pid=$(rcli INFO server | tr -d '\r' | sed -n 's/^process_id://p')
-psql_q() {
-    "$pg_bin/psql" "$dsn" -X -q -tA -v ON_ERROR_STOP=1 "$@"
-}
-
+stack_private_up # pg_dsn, pg_pid, redis_url, redis_port, redis_pid
+dsn=$pg_dsn
 TALLY_PG_DSN=$dsn TALLY_LOG_LEVEL=warn "$svc_bin" migrate || die "migration failed"
-common_env=(env -i PATH="$PATH" TALLY_PG_DSN="$dsn" TALLY_REDIS_URL="$redis_url" TALLY_LOG_LEVEL=warn)
-free_port cmd_port cmd_http proj_http q_port q_http
-svc_start command-svc "http://127.0.0.1:$cmd_http/readyz" "${common_env[@]}" \
-    TALLY_GRPC_LISTEN="127.0.0.1:$cmd_port" TALLY_HTTP_LISTEN="127.0.0.1:$cmd_http" "$svc_bin"
-svc_start projector "http://127.0.0.1:$proj_http/healthz" "${common_env[@]}" \
-    TALLY_HTTP_LISTEN="127.0.0.1:$proj_http" TALLY_PROJECTOR_VERIFY_EVERY_S=0 "$proj_bin"
-svc_start query-svc "http://127.0.0.1:$q_http/healthz" "${common_env[@]}" \
-    TALLY_GRPC_LISTEN="127.0.0.1:$q_port" TALLY_HTTP_LISTEN="127.0.0.1:$q_http" "$query_bin"
-proj_pid=${proc_pid[projector]}
+cmd_svc_start "$svc_bin" true 2
+# With PostgreSQL, so that the timed rebuild is the only one (TALLY_PROJECTOR_REBUILDS off).
+projector_svc_start "$proj_bin" TALLY_PG_DSN="$dsn" TALLY_PROJECTOR_VERIFY_EVERY_S=0 \
+    TALLY_PROJECTOR_REBUILDS=false
+query_svc_start "$query_bin" 2
+cmd_port=${cmd_grpc#*:} proj_http=${projector_http#*:} q_port=${query_grpc#*:}
 
 echo "rebuild benchmark: tenant big with $complaints complaints over $days days, tenant small with $other_complaints"
 bench_about projector "$proj_bin" projector
