@@ -42,9 +42,10 @@ void proj_msgs_clear(proj_msgs *l)
     l->n = 0;
 }
 
-static bool msgs_has(const proj_msgs *l, int part, const char *id)
+/* Whether one of the first n messages of l is entry id of partition part. */
+static bool msgs_has(const proj_msgs *l, size_t n, int part, const char *id)
 {
-    for (size_t i = 0; i < l->n; i++)
+    for (size_t i = 0; i < n; i++)
         if (l->v[i]->part == part && strcmp(l->v[i]->id, id) == 0)
             return true;
     return false;
@@ -57,15 +58,20 @@ static bool field_is(const redisReply *r, const char *name)
            memcmp(r->str, name, r->len) == 0;
 }
 
-/* Makes messages of the entries of one stream's reply (an array of [id, [field, value...]]). */
+/*
+ * Makes messages of the entries of one stream's reply (an array of [id, [field, value...]]).
+ * The entries of one reply are distinct, so only the messages into held before are looked
+ * through for a duplicate (a batch of 2000 looked through itself: 2 million compares).
+ */
 static void collect(proj *p, int part, const redisReply *entries, proj_msgs *into)
 {
+    size_t before = into->n;
     for (size_t i = 0; i < entries->elements; i++) {
         const redisReply *e = entries->element[i];
         if (e->type != REDIS_REPLY_ARRAY || e->elements < 1)
             continue;
         const char *id = e->element[0]->str;
-        if (msgs_has(&p->retry, part, id) || msgs_has(into, part, id))
+        if (msgs_has(&p->retry, p->retry.n, part, id) || msgs_has(into, before, part, id))
             continue; /* already here (a reclaim of our own gap, due for retry) */
         proj_msg *m = calloc(1, sizeof(*m));
         if (!m)
