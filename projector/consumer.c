@@ -6,6 +6,7 @@
  * backs off and says why on /readyz.
  */
 #include "consumer_int.h"
+#include "plan.h"
 
 #include "err.h"
 #include "log.h"
@@ -103,6 +104,15 @@ static void register_metrics(proj *p, metrics_registry *reg)
                                      "Events applied to the read model.", NULL);
     p->dups = metrics_counter_add(reg, "tally_projector_duplicates_total",
                                   "Events skipped as duplicates (version already applied).", NULL);
+    p->merged = metrics_counter_add(reg, "tally_projector_merged_writes_total",
+                                    "Runs of one tenant's events applied as one merged write "
+                                    "(counted in the projector, plan.h).",
+                                    NULL);
+    p->unmerged = metrics_counter_add(
+        reg, "tally_projector_merge_fallbacks_total",
+        "Merged writes refused with nothing written (a redelivery or gap, a rebuild, a parked "
+        "complaint): their events were applied one by one instead.",
+        NULL);
     p->gaps = metrics_counter_add(reg, "tally_projector_gaps_total",
                                   "Applies refused because an earlier version was missing.", NULL);
     p->parked = metrics_counter_add(reg, "tally_projector_parked_total",
@@ -196,6 +206,7 @@ int proj_run(const proj_config *conf)
         return TALLY_EINTERNAL;
     }
     proj_view_fn(&p.view, "tally_apply", p.fn, sizeof(p.fn));
+    proj_view_fn(&p.view, "tally_apply_merged", p.merged_fn, sizeof(p.merged_fn));
 
     while (!svc_stopping()) {
         int64_t now = now_mono_ms();
@@ -266,6 +277,7 @@ int proj_run(const proj_config *conf)
     free(p.retry.v);
     free(batch.v);
     kv_free(p.kv);
+    proj_plan_free(p.plan);
     proj_view_free(&p.view);
     if (p.refused && !p.started)
         return TALLY_EPRECOND;

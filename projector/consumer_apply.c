@@ -1,9 +1,11 @@
 /*
  * consumer_apply: a batch to the read model (consumer_int.h). The decoded messages are grouped
- * by tenant and applied with one pipelined FCALL per tenant (a failed one is split into one
- * FCALL per event); then each message is acked, queued for a retry, or parked.
+ * by tenant and applied with one pipelined FCALL per tenant, counted here and merged when it
+ * can be (plan.h), else per event in Lua (a failed one is split into one FCALL per event);
+ * then each message is acked, queued for a retry, or parked.
  */
 #include "consumer_int.h"
+#include "plan.h"
 #include "rebuild.h"
 #include "stream.h"
 
@@ -19,7 +21,11 @@
 /* Outcome of one event's apply, recorded on the message. */
 enum proj_outcome { PROJ_DONE, PROJ_PARK, PROJ_RETRY };
 
-/* Orders events by tenant, then by position: a tenant's events keep their order. */
+/*
+ * Orders events by tenant, its complaint events before its reference events (neither reads
+ * what the other writes, so a tenant's complaint events can be merged in one run), then by
+ * position: each kind keeps its order.
+ */
 static proj_msg **sort_base;
 
 /* The FCALL of a run of events of one tenant, appended to the pipeline. */
@@ -67,6 +73,8 @@ static int by_tenant(const void *a, const void *b)
 {
     size_t i = *(const size_t *)a, j = *(const size_t *)b;
     int c = strcmp(sort_base[i]->ev.env->tenant_id, sort_base[j]->ev.env->tenant_id);
+    if (!c)
+        c = proj_is_complaint_event(&sort_base[j]->ev) - proj_is_complaint_event(&sort_base[i]->ev);
     return c ? c : (i > j) - (i < j);
 }
 
@@ -152,28 +160,105 @@ static int read_reply(proj *p, proj_msg **v, const size_t *order, size_t a, size
     return 0;
 }
 
+/* How a group (a run of one tenant's events) is applied at the next round of apply. */
+enum group_way {
+    WAY_MERGED, /* counted here, one tally_apply_merged (plan.h) */
+    WAY_BATCH,  /* one tally_apply with all its events */
+    WAY_SPLIT,  /* one tally_apply per event */
+    WAY_DONE
+};
+
 /*
- * Applies the decoded messages of v (several tenants): one pipelined FCALL per tenant with
- * all its events of the batch, in their order (tenants are independent: their keys are
- * disjoint), and one FCALL alone for a message marked solo. A failed FCALL of several events
- * is split at once into one FCALL per event, in order, so that the good ones are applied in
- * their tenant's order and only the failing one waits for a retry (counted as an attempt, and
- * alone from then on). Fills out[i] and why[i] for v[i]. TALLY_EUNAVAIL on an I/O error.
+ * Appends group sorted[a..b)'s FCALL: merged when its events make a plan (else the way becomes
+ * WAY_BATCH), or the batch, or one per event.
+ */
+static int append_group(proj *p, proj_msg **sorted, size_t a, size_t b, const char *now,
+                        enum group_way *way)
+{
+    if (*way == WAY_MERGED) {
+        if (!p->plan && !(p->plan = proj_plan_new()))
+            return TALLY_ENOMEM;
+        proj_plan_reset(p->plan);
+        bool ok = true;
+        for (size_t k = a; k < b && ok; k++)
+            ok = proj_plan_add(p->plan, &sorted[k]->ev);
+        if (ok)
+            return proj_plan_append(p->plan, kv_ctx(p->kv), p->merged_fn,
+                                    sorted[a]->ev.env->tenant_id, now);
+        *way = WAY_BATCH;
+    }
+    if (*way == WAY_BATCH)
+        return append_fcall(p, sorted + a, b - a, now);
+    int rc = 0;
+    for (size_t k = a; k < b && rc == 0; k++)
+        rc = append_fcall(p, sorted + k, 1, now);
+    return rc;
+}
+
+/*
+ * Reads the reply of a merged group sorted[a..b): 0 with the way WAY_DONE (applied) or
+ * WAY_BATCH (refused: a conflict, or an error the per-event way sorts out), 1 for a systemic
+ * error reply (every event to be retried), or TALLY_EUNAVAIL.
+ */
+static int read_merged(proj *p, proj_msg **v, const size_t *order, size_t a, size_t b, int64_t wall,
+                       enum proj_outcome *out, enum group_way *way)
+{
+    redisReply *r = NULL;
+    if (redisGetReply(kv_ctx(p->kv), (void **)&r) != REDIS_OK || !r)
+        return TALLY_EUNAVAIL;
+    int rc = 0;
+    *way = WAY_BATCH;
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+        *way = WAY_DONE;
+        metrics_inc(p->merged, 1);
+        for (size_t k = a; k < b; k++) {
+            out[order[k]] = PROJ_DONE;
+            observe_applied(p, v[order[k]], wall);
+        }
+    } else if (proj_systemic(p, r, "applying events")) {
+        *way = WAY_DONE;
+        for (size_t k = a; k < b; k++)
+            out[order[k]] = PROJ_RETRY;
+        rc = 1;
+    } else {
+        metrics_inc(p->unmerged, 1);
+        if (r->type == REDIS_REPLY_ERROR) {
+            if (strstr(r->str, "Function not found"))
+                p->reload = true;
+            log_warn("a merged apply failed; applying its events one by one",
+                     LOG_STR("error", r->str));
+        }
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+/*
+ * Applies the decoded messages of v (several tenants), each tenant's events as a group in
+ * their order (tenants are independent: their keys are disjoint; its reference events are a
+ * group of their own; a message marked solo is a group alone). Round by round, every group's FCALLs
+ * are pipelined, then their replies read: a group goes merged first (counted here, plan.h); one the
+ * merged apply refuses goes as one tally_apply with all its events; a failed one of several events
+ * is split into one tally_apply per event, in order, so that the good ones are applied in their
+ * tenant's order and only the failing one waits for a retry (counted as an attempt, and alone from
+ * then on). Fills out[i] and why[i] for v[i]. TALLY_EUNAVAIL on an I/O error.
  */
 static int apply(proj *p, proj_msg **v, size_t n, enum proj_outcome *out, char (*why)[160])
 {
     size_t *order = malloc((n ? n : 1) * sizeof(*order));
     size_t *start = malloc((n + 1) * sizeof(*start)), ngroups = 0;
     proj_msg **sorted = malloc((n ? n : 1) * sizeof(*sorted));
-    bool *split = calloc(n + 1, sizeof(*split)), failed = false;
+    enum group_way *way = malloc((n + 1) * sizeof(*way)), *sent = malloc((n + 1) * sizeof(*sent));
+    bool failed = false;
     char now[24];
     int64_t wall = now_wall_ms();
     int rc = 0;
-    if (!order || !start || !sorted || !split) {
+    if (!order || !start || !sorted || !way || !sent) {
         free(order);
         free(start);
         free(sorted);
-        free(split);
+        free(way);
+        free(sent);
         return TALLY_ENOMEM;
     }
     for (size_t i = 0; i < n; i++)
@@ -185,48 +270,55 @@ static int apply(proj *p, proj_msg **v, size_t n, enum proj_outcome *out, char (
     snprintf(now, sizeof(now), "%" PRId64, wall);
     for (size_t k = 0; k < n; k++)
         if (k == 0 || sorted[k]->solo || sorted[k - 1]->solo ||
-            strcmp(sorted[k]->ev.env->tenant_id, sorted[k - 1]->ev.env->tenant_id) != 0)
+            strcmp(sorted[k]->ev.env->tenant_id, sorted[k - 1]->ev.env->tenant_id) != 0 ||
+            proj_is_complaint_event(&sorted[k]->ev) !=
+                proj_is_complaint_event(&sorted[k - 1]->ev)) {
+            /* Reference events are few: they go to tally_apply as they are. */
+            way[ngroups] = sorted[k]->solo || !proj_is_complaint_event(&sorted[k]->ev) ? WAY_BATCH
+                                                                                       : WAY_MERGED;
             start[ngroups++] = k;
+        }
     start[ngroups] = n;
-    for (size_t g = 0; g < ngroups && rc == 0; g++)
-        rc = append_fcall(p, sorted + start[g], start[g + 1] - start[g], now);
-    bool refused = false; /* a systemic error: the rest of the replies are read, then we stop */
-    for (size_t g = 0; g < ngroups && rc == 0; g++) {
-        rc = read_reply(p, v, order, start[g], start[g + 1], wall, out, why, &failed);
-        if (rc == 1) {
-            refused = true;
-            rc = kv_ctx(p->kv) ? 0 : TALLY_EUNAVAIL;
-            continue;
+    bool refused = false; /* a systemic error: the round's replies are read, then we stop */
+    for (int round = 0; round < 3 && rc == 0 && !refused; round++) {
+        for (size_t g = 0; g < ngroups && rc == 0; g++) {
+            if (way[g] != WAY_DONE)
+                rc = append_group(p, sorted, start[g], start[g + 1], now, &way[g]);
+            sent[g] = way[g];
         }
-        split[g] = failed && start[g + 1] - start[g] > 1;
-        for (size_t k = start[g]; k < start[g + 1] && failed && !split[g]; k++) {
-            sorted[k]->attempts++;
-            sorted[k]->solo = true;
-        }
-    }
-    if (rc == 0 && refused)
-        rc = TALLY_EUNAVAIL;
-    if (rc == 0 && p->reload) {
-        p->reload = false;
-        proj_load_function(p);
-    }
-    /* The failed groups again, one event per FCALL. */
-    for (size_t g = 0; g < ngroups && rc == 0; g++)
-        for (size_t k = start[g]; split[g] && k < start[g + 1] && rc == 0; k++)
-            rc = append_fcall(p, sorted + k, 1, now);
-    for (size_t g = 0; g < ngroups && rc == 0; g++)
-        for (size_t k = start[g]; split[g] && k < start[g + 1] && rc == 0; k++) {
-            rc = read_reply(p, v, order, k, k + 1, wall, out, why, &failed);
+        for (size_t g = 0; g < ngroups && rc == 0; g++) {
+            size_t a = start[g], b = start[g + 1];
+            if (sent[g] == WAY_MERGED) {
+                rc = read_merged(p, v, order, a, b, wall, out, &way[g]);
+            } else if (sent[g] == WAY_BATCH) {
+                rc = read_reply(p, v, order, a, b, wall, out, why, &failed);
+                way[g] = failed && b - a > 1 ? WAY_SPLIT : WAY_DONE;
+                for (size_t k = a; k < b && failed && b - a == 1; k++) {
+                    sorted[k]->attempts++;
+                    sorted[k]->solo = true; /* alone next time */
+                }
+            } else if (sent[g] == WAY_SPLIT) {
+                for (size_t k = a; k < b && (rc == 0 || rc == 1); k++) {
+                    int r1 = read_reply(p, v, order, k, k + 1, wall, out, why, &failed);
+                    if (r1 == 0 && failed) {
+                        sorted[k]->attempts++;
+                        sorted[k]->solo = true;
+                    }
+                    rc = r1 == 0 ? rc : r1; /* a systemic reply: the others are still read */
+                }
+                way[g] = WAY_DONE;
+            }
             if (rc == 1) {
                 refused = true;
+                way[g] = WAY_DONE;
                 rc = kv_ctx(p->kv) ? 0 : TALLY_EUNAVAIL;
-                continue;
-            }
-            if (failed) {
-                sorted[k]->attempts++;
-                sorted[k]->solo = true; /* alone next time */
             }
         }
+        if (rc == 0 && p->reload) {
+            p->reload = false;
+            proj_load_function(p);
+        }
+    }
     if (rc == 0 && refused)
         rc = TALLY_EUNAVAIL;
     if (rc == 0)
@@ -235,7 +327,8 @@ static int apply(proj *p, proj_msg **v, size_t n, enum proj_outcome *out, char (
     free(order);
     free(start);
     free(sorted);
-    free(split);
+    free(way);
+    free(sent);
     if (rc != 0)
         kv_reset(p->kv);
     return rc;

@@ -84,14 +84,16 @@ typedef struct proj {
     const proj_config *conf;
     kv_conn *kv;
     char streams[STREAM_PARTITIONS_MAX][STREAM_KEY_MAX];
-    bool read_pending;   /* after a (re)connect: our own pending entries first */
-    bool reload;         /* the function is gone (Redis restarted): load it again */
-    proj_msgs retry;     /* gaps and failures, in arrival order */
-    proj_view view;      /* tally.lua, versioned (view.h) */
-    char fn[48];         /* its tally_apply */
-    bool started;        /* connected once: a refusal now ends proj_run instead */
-    const char *refused; /* why Redis cannot be used as it is configured, or NULL */
-    int64_t lost_ms;     /* earliest lost entry not yet reported to the relay (0: none) */
+    bool read_pending;      /* after a (re)connect: our own pending entries first */
+    bool reload;            /* the function is gone (Redis restarted): load it again */
+    proj_msgs retry;        /* gaps and failures, in arrival order */
+    proj_view view;         /* tally.lua, versioned (view.h) */
+    char fn[48];            /* its tally_apply */
+    char merged_fn[48];     /* and its tally_apply_merged */
+    struct proj_plan *plan; /* a group's merged write, reused (plan.h); owned */
+    bool started;           /* connected once: a refusal now ends proj_run instead */
+    const char *refused;    /* why Redis cannot be used as it is configured, or NULL */
+    int64_t lost_ms;        /* earliest lost entry not yet reported to the relay (0: none) */
     pl_marks marks[STREAM_PARTITIONS_MAX];
     int64_t wm[STREAM_PARTITIONS_MAX]; /* watermark published per partition */
     int64_t next_consumers_ms;
@@ -101,6 +103,7 @@ typedef struct proj {
     int64_t gap_wait_ms; /* how long a gap waits before it is parked (see proj_run) */
     backoff bo;
     metrics_counter *applied, *dups, *gaps, *parked, *failures, *lost, *spilled, *unavailable;
+    metrics_counter *merged, *unmerged; /* groups applied merged; merged writes refused */
     metrics_counter *systemic[KV_SYSTEMIC_KINDS];
     metrics_histogram *batch_seconds, *lag_seconds;
     metrics_gauge *pending, *retrying, *beat, *dead, *wm_gauge, *ready_gauge;

@@ -12,28 +12,6 @@
 #include <stdio.h>
 #include <string.h>
 
-enum {
-    F_SEQ,
-    F_ID,
-    F_VERSION,
-    F_TYPE,
-    F_OCCURRED,
-    F_DAY,
-    F_RECORDED,
-    F_CAT,
-    F_PRIO,
-    F_AGENT,
-    F_PREV,
-    F_FROM,
-    F_TO,
-    F_CREATED,
-    F_SECS,
-    F_BUCKET,
-    F_NAME,
-    F_REF,
-    F_TZ
-};
-
 static int refuse(char *why, size_t whylen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -118,50 +96,50 @@ int proj_decode(const uint8_t *data, size_t len, proj_event *ev, char *why, size
         str(ev, f, "");
     if (!good_id(e->tenant_id, 0))
         return refuse(why, whylen, "tenant_id \"%.80s\" is not a valid id", e->tenant_id);
-    num(ev, F_SEQ, e->seq);
-    num(ev, F_TYPE, e->type);
-    num(ev, F_OCCURRED, e->occurred_at_ms);
-    num(ev, F_RECORDED, e->recorded_at_ms ? e->recorded_at_ms : e->occurred_at_ms);
-    str(ev, F_DAY, e->local_day);
-    num(ev, F_ID, e->complaint_id);
-    num(ev, F_VERSION, e->version);
+    num(ev, PF_SEQ, e->seq);
+    num(ev, PF_TYPE, e->type);
+    num(ev, PF_OCCURRED, e->occurred_at_ms);
+    num(ev, PF_RECORDED, e->recorded_at_ms ? e->recorded_at_ms : e->occurred_at_ms);
+    str(ev, PF_DAY, e->local_day);
+    num(ev, PF_ID, e->complaint_id);
+    num(ev, PF_VERSION, e->version);
 
     switch (e->body_case) {
     case TALLY__V1__EVENT_ENVELOPE__BODY_TENANT_PUT:
-        str(ev, F_NAME, e->tenant_put->name);
-        str(ev, F_TZ, e->tenant_put->time_zone);
+        str(ev, PF_NAME, e->tenant_put->name);
+        str(ev, PF_TZ, e->tenant_put->time_zone);
         break;
     case TALLY__V1__EVENT_ENVELOPE__BODY_CATEGORY_PUT:
         if (!good_id(e->category_put->category_id, 0))
             return refuse(why, whylen, "category_put: bad category_id");
-        str(ev, F_REF, e->category_put->category_id);
-        str(ev, F_NAME, e->category_put->name);
+        str(ev, PF_REF, e->category_put->category_id);
+        str(ev, PF_NAME, e->category_put->name);
         break;
     case TALLY__V1__EVENT_ENVELOPE__BODY_AGENT_PUT:
         if (!good_id(e->agent_put->agent_id, 0))
             return refuse(why, whylen, "agent_put: bad agent_id");
-        str(ev, F_REF, e->agent_put->agent_id);
-        str(ev, F_NAME, e->agent_put->name);
+        str(ev, PF_REF, e->agent_put->agent_id);
+        str(ev, PF_NAME, e->agent_put->name);
         break;
     case TALLY__V1__EVENT_ENVELOPE__BODY_COMPLAINT_CREATED: {
         const Tally__V1__ComplaintCreated *b = e->complaint_created;
-        str(ev, F_CAT, b->category_id);
-        num(ev, F_PRIO, b->priority);
-        str(ev, F_AGENT, b->agent_id);
-        num(ev, F_TO, b->status ? b->status : TALLY__V1__STATUS__STATUS_OPEN);
-        num(ev, F_CREATED, e->occurred_at_ms);
+        str(ev, PF_CAT, b->category_id);
+        num(ev, PF_PRIO, b->priority);
+        str(ev, PF_AGENT, b->agent_id);
+        num(ev, PF_TO, b->status ? b->status : TALLY__V1__STATUS__STATUS_OPEN);
+        num(ev, PF_CREATED, e->occurred_at_ms);
         if (b->status && !good_status(b->status))
             return refuse(why, whylen, "complaint_created: status out of range");
         break;
     }
     case TALLY__V1__EVENT_ENVELOPE__BODY_COMPLAINT_ASSIGNED: {
         const Tally__V1__ComplaintAssigned *b = e->complaint_assigned;
-        str(ev, F_CAT, b->category_id);
-        num(ev, F_PRIO, b->priority);
-        str(ev, F_AGENT, b->agent_id);
-        str(ev, F_PREV, b->previous_agent_id);
-        num(ev, F_TO, b->status);
-        num(ev, F_CREATED, b->created_at_ms);
+        str(ev, PF_CAT, b->category_id);
+        num(ev, PF_PRIO, b->priority);
+        str(ev, PF_AGENT, b->agent_id);
+        str(ev, PF_PREV, b->previous_agent_id);
+        num(ev, PF_TO, b->status);
+        num(ev, PF_CREATED, b->created_at_ms);
         if (!good_id(b->previous_agent_id, 1))
             return refuse(why, whylen, "complaint_assigned: bad previous_agent_id");
         if (!good_status(b->status))
@@ -170,17 +148,17 @@ int proj_decode(const uint8_t *data, size_t len, proj_event *ev, char *why, size
     }
     case TALLY__V1__EVENT_ENVELOPE__BODY_STATUS_CHANGED: {
         const Tally__V1__StatusChanged *b = e->status_changed;
-        str(ev, F_CAT, b->category_id);
-        num(ev, F_PRIO, b->priority);
-        str(ev, F_AGENT, b->agent_id);
-        num(ev, F_FROM, b->from_status);
-        num(ev, F_TO, b->to_status);
-        num(ev, F_CREATED, b->created_at_ms);
+        str(ev, PF_CAT, b->category_id);
+        num(ev, PF_PRIO, b->priority);
+        str(ev, PF_AGENT, b->agent_id);
+        num(ev, PF_FROM, b->from_status);
+        num(ev, PF_TO, b->to_status);
+        num(ev, PF_CREATED, b->created_at_ms);
         if (b->resolution_seconds < 0 || b->resolution_seconds > HIST_MAX_SECONDS)
             return refuse(why, whylen, "status_changed: resolution_seconds %lld out of range",
                           (long long)b->resolution_seconds);
-        num(ev, F_SECS, b->resolution_seconds);
-        num(ev, F_BUCKET, hist_bucket(b->resolution_seconds));
+        num(ev, PF_SECS, b->resolution_seconds);
+        num(ev, PF_BUCKET, hist_bucket(b->resolution_seconds));
         if (!good_status(b->from_status) || !good_status(b->to_status))
             return refuse(why, whylen, "status_changed: status out of range");
         break;
@@ -196,10 +174,10 @@ int proj_decode(const uint8_t *data, size_t len, proj_event *ev, char *why, size
         return refuse(why, whylen, "complaint event without complaint_id and version");
     if (!good_day(e->local_day))
         return refuse(why, whylen, "local_day \"%.20s\" is not YYYY-MM-DD", e->local_day);
-    if (!good_id(ev->argv[F_CAT], 0) || !good_id(ev->argv[F_AGENT], 1))
+    if (!good_id(ev->argv[PF_CAT], 0) || !good_id(ev->argv[PF_AGENT], 1))
         return refuse(why, whylen, "bad category_id or agent_id");
-    int64_t prio = ev->argv[F_PRIO][0] - '0';
-    if (ev->argvlen[F_PRIO] != 1 || prio < 1 || prio > 4)
+    int64_t prio = ev->argv[PF_PRIO][0] - '0';
+    if (ev->argvlen[PF_PRIO] != 1 || prio < 1 || prio > 4)
         return refuse(why, whylen, "priority out of range");
     return 0;
 }

@@ -15,6 +15,30 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The fields of an event as tally_apply takes them, in order (tally.lua's header). */
+enum proj_field {
+    PF_SEQ,
+    PF_ID,
+    PF_VERSION,
+    PF_TYPE,
+    PF_OCCURRED,
+    PF_DAY,
+    PF_RECORDED,
+    PF_CAT,
+    PF_PRIO,
+    PF_AGENT,
+    PF_PREV,
+    PF_FROM,
+    PF_TO,
+    PF_CREATED,
+    PF_SECS,
+    PF_BUCKET,
+    PF_NAME,
+    PF_REF,
+    PF_TZ
+};
+_Static_assert(PF_TZ + 1 == STREAM_APPLY_NFIELDS, "one proj_field per field of tally_apply");
+
 typedef struct proj_event {
     Tally__V1__EventEnvelope *env; /* owned: proj_event_release frees it */
     const char *argv[STREAM_APPLY_NFIELDS];

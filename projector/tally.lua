@@ -345,6 +345,33 @@ local function check_types(want)
   return nil
 end
 
+-- Adds deltas[i] to field names[i] of hash key: one HMGET of the fields, one HSET of the sums.
+local function write_sums(key, names, deltas)
+  if #names > 0 then
+    local old = chunked('HMGET', key, names, true)
+    local kv = {}
+    for i, name in ipairs(names) do
+      kv[#kv + 1] = name
+      kv[#kv + 1] = string.format('%.0f', (tonumber(old[i]) or 0) + deltas[i])
+    end
+    chunked('HSET', key, kv, false)
+  end
+end
+
+-- Records in generation P's fresh hash that applied events were applied now, the newest of
+-- them recorded at as_of.
+local function write_fresh(P, applied, as_of, now)
+  if applied > 0 then
+    local fresh = P .. 'fresh'
+    local old = tonumber(redis.call('HGET', fresh, 'as_of_ms') or '0')
+    if as_of > old then
+      redis.call('HSET', fresh, 'as_of_ms', string.format('%.0f', as_of))
+    end
+    redis.call('HSET', fresh, 'applied_ms', now)
+    redis.call('HINCRBY', fresh, 'events', applied)
+  end
+end
+
 -- Writes plan pl: per counter key one HMGET of the fields and one HSET of the new values.
 local function write_plan(pl, now)
   local P = pl.P
@@ -359,15 +386,7 @@ local function write_plan(pl, now)
         deltas[#deltas + 1] = by
       end
     end
-    if #names > 0 then
-      local old = chunked('HMGET', key, names, true)
-      local kv = {}
-      for i, name in ipairs(names) do
-        kv[#kv + 1] = name
-        kv[#kv + 1] = string.format('%.0f', (tonumber(old[i]) or 0) + deltas[i])
-      end
-      chunked('HSET', key, kv, false)
-    end
+    write_sums(key, names, deltas)
   end
   for key, members in pairs(pl.zsums) do
     for member, by in pairs(members) do
@@ -385,15 +404,7 @@ local function write_plan(pl, now)
   for _, key in ipairs(pl.refs) do
     redis.call('HSET', P .. 'refseq', key, string.format('%.0f', pl.refs[key]))
   end
-  if pl.applied > 0 then
-    local fresh = P .. 'fresh'
-    local old = tonumber(redis.call('HGET', fresh, 'as_of_ms') or '0')
-    if pl.as_of > old then
-      redis.call('HSET', fresh, 'as_of_ms', pl.as_of)
-    end
-    redis.call('HSET', fresh, 'applied_ms', now)
-    redis.call('HINCRBY', fresh, 'events', pl.applied)
-  end
+  write_fresh(P, pl.applied, pl.as_of, now)
 end
 
 -- Checks the header of an apply call: n events of nf fields from args[base0 + 1].
@@ -590,6 +601,153 @@ local function apply(keys, args)
 end
 
 redis.register_function('tally_apply', apply)
+
+--[[
+tally_apply_merged: the live path's fast way, for a run of one tenant's complaint events that
+the projector has already counted (projector/plan.h, with the rules of apply_created,
+apply_assigned and apply_status):
+FCALL tally_apply_merged 1 {t:<tenant>}:gen <view> <now_ms> <events> <as_of_ms>
+  <nc> (<complaint> <version before the run> <last version>)*nc
+  <n> (<created_ms> <complaint>)*n     added to open
+  <n> <complaint>*n                    removed from open
+  <n> (<complaint> <detail>)*n         set in od
+  <n> <complaint>*n                    deleted from od
+  <nkeys> (<h|z> <key under the generation> <nf> (<field> <delta>)*nf)*nkeys
+Returns 0 when applied. Returns 1, with nothing written, when the run must go through
+tally_apply event by event instead: a complaint's applied version is not the one the run
+starts after (a redelivery, a gap, an event retried out of order), a rebuild runs, a complaint
+of the tenant is parked, or the generation's view is not recorded as this one. A plan of
+another view, or a malformed one, is an error (nothing written): the projector then takes the
+per-event way too.
+]]
+local function apply_merged(keys, args)
+  local tag = keys[1]:sub(1, #keys[1] - 3)
+  if tonumber(args[1]) ~= VIEW_VERSION then
+    return redis.error_reply('VIEW tally_apply_merged: the plan counts view ' .. tostring(args[1])
+      .. ', this function ' .. VIEW_VERSION)
+  end
+  if tonumber(redis.call('GET', tag .. 'view') or '') ~= VIEW_VERSION
+      or redis.call('EXISTS', tag .. 'rebuild', tag .. 'parked') > 0 then
+    return 1
+  end
+  local P = tag .. (redis.call('GET', keys[1]) or '1') .. ':'
+  local now, events, as_of = args[2], tonumber(args[3]), tonumber(args[4])
+  local i = 5
+  local malformed = redis.error_reply('PLAN tally_apply_merged: malformed arguments')
+  local function take(k) -- the next k arguments as a list, or nil past the end
+    if k == nil or k < 0 or i + k - 1 > #args then
+      return nil
+    end
+    local out = {}
+    for j = 1, k do
+      out[j] = args[i + j - 1]
+    end
+    i = i + k
+    return out
+  end
+  local function count()
+    local c = tonumber(args[i])
+    i = i + 1
+    return c
+  end
+  if not events or not as_of then
+    return malformed
+  end
+  local nc = count()
+  local cpl = nc and take(3 * nc)
+  local adds = cpl and take(2 * (count() or -1))
+  local rems = adds and take(count())
+  local sets = rems and take(2 * (count() or -1))
+  local dels = sets and take(count())
+  local nkeys = dels and count()
+  if not nkeys then
+    return malformed
+  end
+  local ids, vers = {}, {}
+  for c = 1, nc do
+    local id, before, last = cpl[3 * c - 2], tonumber(cpl[3 * c - 1]), cpl[3 * c]
+    if not before or not tonumber(last) then
+      return malformed
+    end
+    ids[c] = id
+    vers[#vers + 1] = id
+    vers[#vers + 1] = last
+    cpl[c] = before
+  end
+  for c = 1, #adds, 2 do
+    if not tonumber(adds[c]) then
+      return malformed
+    end
+  end
+  local want = { [P .. 'cv'] = 'hash', [P .. 'fresh'] = 'hash' }
+  if #adds + #rems > 0 then
+    want[P .. 'open'] = 'zset'
+  end
+  if #sets + #dels > 0 then
+    want[P .. 'od'] = 'hash'
+  end
+  local counters = {}
+  for _ = 1, nkeys do
+    local kind, key, nf = args[i], args[i + 1], tonumber(args[i + 2])
+    i = i + 3
+    local pairs_ = take(nf and 2 * nf)
+    if (kind ~= 'h' and kind ~= 'z') or not key or not pairs_ then
+      return malformed
+    end
+    local names, deltas = {}, {}
+    for f = 1, nf do
+      names[f], deltas[f] = pairs_[2 * f - 1], tonumber(pairs_[2 * f])
+      if not deltas[f] then
+        return malformed
+      end
+    end
+    counters[#counters + 1] = { kind, P .. key, names, deltas }
+    want[P .. key] = kind == 'h' and 'hash' or 'zset'
+  end
+  if i ~= #args + 1 then
+    return malformed
+  end
+  if nc > 0 then
+    local got = chunked('HMGET', P .. 'cv', ids, true)
+    for c = 1, nc do
+      if (tonumber(got[c]) or 0) ~= cpl[c] then
+        return 1
+      end
+    end
+  end
+  local bad = check_types(want)
+  if bad then
+    return bad
+  end
+  if #adds > 0 then
+    chunked('ZADD', P .. 'open', adds, false)
+  end
+  if #rems > 0 then
+    chunked('ZREM', P .. 'open', rems, false)
+  end
+  if #sets > 0 then
+    chunked('HSET', P .. 'od', sets, false)
+  end
+  if #dels > 0 then
+    chunked('HDEL', P .. 'od', dels, false)
+  end
+  for _, ct in ipairs(counters) do
+    if ct[1] == 'h' then
+      write_sums(ct[2], ct[3], ct[4])
+    else
+      for f, member in ipairs(ct[3]) do
+        redis.call('ZINCRBY', ct[2], ct[4][f], member)
+      end
+    end
+  end
+  if #vers > 0 then
+    chunked('HSET', P .. 'cv', vers, false)
+  end
+  write_fresh(P, events, as_of, now)
+  return 0
+end
+
+redis.register_function('tally_apply_merged', apply_merged)
 
 --[[
 The rebuild of a tenant's read model into a new generation (projector/rebuild.c drives it;

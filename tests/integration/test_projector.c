@@ -273,6 +273,8 @@ Test(projector, five_thousand_events_of_three_tenants_give_the_calculated_model)
     cr_expect_eq(metric(0, "tally_projector_duplicates_total"), 0);
     cr_expect_eq(metric(0, "tally_projector_parked_total"), 0);
     cr_expect_eq(xlen(EV_DEAD), 0);
+    /* The model above came (mostly) from writes the projector counted itself (plan.h). */
+    cr_expect_gt(metric(0, "tally_projector_merged_writes_total"), 0, "nothing was merged");
 }
 
 Test(projector, metrics_name_every_series_the_issue_asks_for)
@@ -321,6 +323,8 @@ Test(projector, every_event_twice_and_a_replayed_batch_change_no_counter)
     cr_expect_eq(metric(0, "tally_projector_duplicates_total"), (double)(sent - R.hist.n + 800));
     cr_expect_eq(metric(0, "tally_projector_events_applied_total"), (double)R.hist.n);
     cr_expect_eq(xlen(EV_DEAD), 0);
+    /* A merged write of replayed events is refused whole, and they go one by one. */
+    cr_expect_gt(metric(0, "tally_projector_merge_fallbacks_total"), 0, "no merged write refused");
 }
 
 /* ---- (3) out of order ---------------------------------------------------------------------- */

@@ -1,0 +1,563 @@
+/*
+ * plan: a tenant's run of complaint events merged into one write (plan.h). The counting below
+ * follows tally.lua's apply_created, apply_assigned and apply_status line by line; a change to
+ * what a view counts changes both (and VIEW_VERSION with PROJ_PLAN_VIEW).
+ */
+#include "plan.h"
+
+#include "err.h"
+#include "hash.h"
+#include "stream.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_INT     9007199254740992LL /* 2^53, as tally.lua's MAX_INT */
+#define MAX_SECONDS 4000000000LL       /* tally.lua's MAX_SECONDS */
+#define PLAN_MAX    (1u << 22)         /* counters or complaints in one plan */
+#define FIELD_MAX   200 /* a built key or field: ids are at most 100 bytes here (proj_plan_add) */
+
+/* A counter: field of hash key (or member of sorted set key), by delta. Strings in the arena. */
+typedef struct counter {
+    size_t key, field; /* arena offsets of NUL-terminated strings */
+    uint64_t hash;
+    int64_t delta;
+    bool zset;
+} counter;
+
+enum { OP_NONE, OP_ADD, OP_REMOVE };
+
+/* A complaint of the run: its versions and its last state in open and od. */
+typedef struct complaint {
+    int64_t id, first, last;
+    int open; /* OP_ADD (score: created) or OP_REMOVE */
+    int64_t created;
+    int od;        /* OP_ADD (value at od_val) or OP_REMOVE */
+    size_t od_val; /* arena offset */
+} complaint;
+
+/* An open-addressing index of entries: slots hold entry + 1, 0 is free. */
+typedef struct index {
+    uint32_t *slot;
+    size_t cap; /* a power of two, or 0 */
+} index_t;
+
+struct proj_plan {
+    char *arena;
+    size_t alen, acap;
+    counter *ctr;
+    size_t nctr, ctrcap;
+    complaint *cpl;
+    size_t ncpl, cplcap;
+    index_t ctr_ix, cpl_ix;
+    size_t events;
+    int64_t as_of;
+    bool broken; /* a failed add: unusable until reset */
+};
+
+proj_plan *proj_plan_new(void)
+{
+    return calloc(1, sizeof(proj_plan));
+}
+
+void proj_plan_free(proj_plan *pl)
+{
+    if (!pl)
+        return;
+    free(pl->arena);
+    free(pl->ctr);
+    free(pl->cpl);
+    free(pl->ctr_ix.slot);
+    free(pl->cpl_ix.slot);
+    free(pl);
+}
+
+void proj_plan_reset(proj_plan *pl)
+{
+    pl->alen = pl->nctr = pl->ncpl = pl->events = 0;
+    pl->as_of = 0;
+    pl->broken = false;
+    if (pl->ctr_ix.slot)
+        memset(pl->ctr_ix.slot, 0, pl->ctr_ix.cap * sizeof(uint32_t));
+    if (pl->cpl_ix.slot)
+        memset(pl->cpl_ix.slot, 0, pl->cpl_ix.cap * sizeof(uint32_t));
+}
+
+size_t proj_plan_events(const proj_plan *pl)
+{
+    return pl->events;
+}
+
+static bool grow(void **v, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return true;
+    size_t n = *cap ? *cap : 256;
+    while (n < need)
+        n *= 2;
+    void *w = realloc(*v, n * size);
+    if (!w)
+        return false;
+    *v = w;
+    *cap = n;
+    return true;
+}
+
+/* Copies s (n bytes) into the arena, NUL-terminated: its offset, or SIZE_MAX. */
+static size_t keep(proj_plan *pl, const char *s, size_t n)
+{
+    if (!grow((void **)&pl->arena, &pl->acap, pl->alen + n + 1, 1))
+        return SIZE_MAX;
+    size_t at = pl->alen;
+    memcpy(pl->arena + at, s, n);
+    pl->arena[at + n] = '\0';
+    pl->alen += n + 1;
+    return at;
+}
+
+/* The slot of the index where hash h's entry is or would go; eq says whether entry i is it. */
+static uint32_t *probe(index_t *ix, uint64_t h, bool (*eq)(const proj_plan *, size_t, const void *),
+                       const proj_plan *pl, const void *want)
+{
+    size_t mask = ix->cap - 1;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask)
+        if (!ix->slot[i] || eq(pl, ix->slot[i] - 1, want))
+            return &ix->slot[i];
+}
+
+/* Makes room for one more entry (n now) in ix: rehashes at half full, hash_of giving the hash
+   of entry e. */
+static bool index_room(index_t *ix, size_t n, uint64_t (*hash_of)(const proj_plan *, size_t),
+                       const proj_plan *pl)
+{
+    if ((n + 1) * 2 <= ix->cap)
+        return true;
+    size_t cap = ix->cap ? ix->cap * 2 : 1024;
+    uint32_t *slot = calloc(cap, sizeof(*slot));
+    if (!slot)
+        return false;
+    for (size_t e = 0; e < n; e++) {
+        size_t i = (size_t)hash_of(pl, e) & (cap - 1);
+        while (slot[i])
+            i = (i + 1) & (cap - 1);
+        slot[i] = (uint32_t)e + 1;
+    }
+    free(ix->slot);
+    ix->slot = slot;
+    ix->cap = cap;
+    return true;
+}
+
+typedef struct ctr_want {
+    const char *key, *field;
+    bool zset;
+} ctr_want;
+
+static uint64_t ctr_hash(const proj_plan *pl, size_t e)
+{
+    return pl->ctr[e].hash;
+}
+
+static bool ctr_eq(const proj_plan *pl, size_t e, const void *w)
+{
+    const ctr_want *want = w;
+    const counter *c = &pl->ctr[e];
+    return c->zset == want->zset && strcmp(pl->arena + c->key, want->key) == 0 &&
+           strcmp(pl->arena + c->field, want->field) == 0;
+}
+
+/* Adds by to field of key (a hash, or a sorted set's member when zset). */
+static bool add(proj_plan *pl, bool zset, const char *key, const char *field, int64_t by)
+{
+    size_t kl = strlen(key), fl = strlen(field);
+    uint64_t h = hash_fnv1a(field, fl, hash_fnv1a(key, kl + 1, zset));
+    ctr_want want = { key, field, zset };
+    if (pl->nctr >= PLAN_MAX || !index_room(&pl->ctr_ix, pl->nctr, ctr_hash, pl))
+        return false;
+    uint32_t *s = probe(&pl->ctr_ix, h, ctr_eq, pl, &want);
+    if (*s) {
+        pl->ctr[*s - 1].delta += by;
+        return true;
+    }
+    if (!grow((void **)&pl->ctr, &pl->ctrcap, pl->nctr + 1, sizeof(counter)))
+        return false;
+    size_t k = keep(pl, key, kl), f = keep(pl, field, fl);
+    if (k == SIZE_MAX || f == SIZE_MAX)
+        return false;
+    pl->ctr[pl->nctr] = (counter){ .key = k, .field = f, .hash = h, .delta = by, .zset = zset };
+    *s = (uint32_t)++pl->nctr;
+    return true;
+}
+
+/* The counters of one group set: all, by category, by priority, by both (tally.lua's add4). */
+static bool add4(proj_plan *pl, const char *key, const char *prefix, const char *k, const char *p,
+                 int64_t by)
+{
+    char f[3][FIELD_MAX];
+    snprintf(f[0], sizeof(f[0]), "%s:k:%s", prefix, k);
+    snprintf(f[1], sizeof(f[1]), "%s:p:%s", prefix, p);
+    snprintf(f[2], sizeof(f[2]), "%s:kp:%s:%s", prefix, k, p);
+    return add(pl, false, key, prefix, by) && add(pl, false, key, f[0], by) &&
+           add(pl, false, key, f[1], by) && add(pl, false, key, f[2], by);
+}
+
+static uint64_t id_hash(int64_t id)
+{
+    return (uint64_t)id * 0x9e3779b97f4a7c15ULL;
+}
+
+static uint64_t cpl_hash(const proj_plan *pl, size_t e)
+{
+    return id_hash(pl->cpl[e].id);
+}
+
+static bool cpl_eq(const proj_plan *pl, size_t e, const void *w)
+{
+    return pl->cpl[e].id == *(const int64_t *)w;
+}
+
+/* The complaint's entry, created when new (versions 0): NULL when memory ran out. */
+static complaint *complaint_of(proj_plan *pl, int64_t id)
+{
+    if (pl->ncpl >= PLAN_MAX || !index_room(&pl->cpl_ix, pl->ncpl, cpl_hash, pl))
+        return NULL;
+    uint32_t *s = probe(&pl->cpl_ix, id_hash(id), cpl_eq, pl, &id);
+    if (*s)
+        return &pl->cpl[*s - 1];
+    if (!grow((void **)&pl->cpl, &pl->cplcap, pl->ncpl + 1, sizeof(complaint)))
+        return NULL;
+    pl->cpl[pl->ncpl] = (complaint){ .id = id };
+    *s = (uint32_t)++pl->ncpl;
+    return &pl->cpl[*s - 1];
+}
+
+/* A decimal integer (digits only) within [lo, hi], as tally.lua's int_in accepts it. */
+static bool int_in(const proj_event *ev, int f, int64_t lo, int64_t hi, int64_t *out)
+{
+    const char *s = ev->argv[f];
+    size_t n = ev->argvlen[f];
+    int64_t v = 0;
+    if (n == 0 || n > 18)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return v >= lo && v <= hi;
+}
+
+static bool good_day(const proj_event *ev)
+{
+    const char *d = ev->argv[PF_DAY];
+    if (ev->argvlen[PF_DAY] != 10 || d[4] != '-' || d[7] != '-')
+        return false;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (d[i] < '0' || d[i] > '9'))
+            return false;
+    return true;
+}
+
+static bool is_open(int64_t status)
+{
+    return status == 1 || status == 2;
+}
+
+/* The overview's detail of an open complaint: status|priority|category|agent. */
+static bool set_detail(proj_plan *pl, complaint *c, const proj_event *ev)
+{
+    char v[4 * FIELD_MAX];
+    int n = snprintf(v, sizeof(v), "%s|%s|%s|%s", ev->argv[PF_TO], ev->argv[PF_PRIO],
+                     ev->argv[PF_CAT], ev->argv[PF_AGENT]);
+    size_t at = keep(pl, v, (size_t)n);
+    if (at == SIZE_MAX)
+        return false;
+    c->od = OP_ADD;
+    c->od_val = at;
+    return true;
+}
+
+static bool plan_created(proj_plan *pl, complaint *c, const proj_event *ev, int64_t to,
+                         int64_t created)
+{
+    const char *day = ev->argv[PF_DAY], *k = ev->argv[PF_CAT], *p = ev->argv[PF_PRIO];
+    const char *agent = ev->argv[PF_AGENT];
+    char d[16], kc[16], dd[8];
+    snprintf(d, sizeof(d), "d:%.7s", day);
+    snprintf(kc, sizeof(kc), "kc:%.7s", day);
+    snprintf(dd, sizeof(dd), "%.2s:c", day + 8);
+    if (!add4(pl, d, dd, k, p, 1) || !add(pl, true, kc, k, 1) ||
+        !add(pl, false, "st", ev->argv[PF_TO], 1))
+        return false;
+    if (is_open(to)) {
+        c->open = OP_ADD;
+        c->created = created;
+        if (!set_detail(pl, c, ev))
+            return false;
+        if (agent[0] && !add(pl, false, "ao", agent, 1))
+            return false;
+    }
+    return true;
+}
+
+static bool plan_assigned(proj_plan *pl, complaint *c, const proj_event *ev, int64_t to)
+{
+    if (!is_open(to))
+        return true; /* a resolved complaint's assignee counts nowhere "now" */
+    if (ev->argv[PF_PREV][0] && !add(pl, false, "ao", ev->argv[PF_PREV], -1))
+        return false;
+    if (ev->argv[PF_AGENT][0] && !add(pl, false, "ao", ev->argv[PF_AGENT], 1))
+        return false;
+    return set_detail(pl, c, ev);
+}
+
+/* A resolution, counted on the day it happened. */
+static bool plan_resolved(proj_plan *pl, const proj_event *ev, int64_t secs)
+{
+    const char *day = ev->argv[PF_DAY], *k = ev->argv[PF_CAT], *p = ev->argv[PF_PRIO];
+    const char *agent = ev->argv[PF_AGENT], *bk = ev->argv[PF_BUCKET];
+    char d[16], r[8], s[8], key[32], f[FIELD_MAX], kp[FIELD_MAX];
+    snprintf(d, sizeof(d), "d:%.7s", day);
+    snprintf(r, sizeof(r), "%.2s:r", day + 8);
+    snprintf(s, sizeof(s), "%.2s:s", day + 8);
+    snprintf(kp, sizeof(kp), "%s:%s", k, p);
+    bool ok = add4(pl, d, r, k, p, 1) && add4(pl, d, s, k, p, secs);
+    /* Histograms: by day and by month, one key per grouping. */
+    snprintf(key, sizeof(key), "hd:%s:a", day);
+    ok = ok && add(pl, false, key, bk, 1);
+    const char *groups[3][2] = { { "k", k }, { "p", p }, { "kp", kp } };
+    for (int g = 0; g < 3 && ok; g++) {
+        snprintf(key, sizeof(key), "hd:%s:%s", day, groups[g][0]);
+        snprintf(f, sizeof(f), "%s:%s", groups[g][1], bk);
+        ok = add(pl, false, key, f, 1);
+    }
+    snprintf(key, sizeof(key), "hm:%.7s:a", day);
+    ok = ok && add(pl, false, key, bk, 1) && add(pl, false, key, "n", 1) &&
+         add(pl, false, key, "s", secs);
+    for (int g = 0; g < 3 && ok; g++) {
+        snprintf(key, sizeof(key), "hm:%.7s:%s", day, groups[g][0]);
+        snprintf(f, sizeof(f), "%s:%s", groups[g][1], bk);
+        ok = add(pl, false, key, f, 1);
+        snprintf(f, sizeof(f), "%s:n", groups[g][1]);
+        ok = ok && add(pl, false, key, f, 1);
+        snprintf(f, sizeof(f), "%s:s", groups[g][1]);
+        ok = ok && add(pl, false, key, f, secs);
+    }
+    if (ok && agent[0]) {
+        char n[FIELD_MAX], sf[FIELD_MAX];
+        snprintf(n, sizeof(n), "%s:n", agent);
+        snprintf(sf, sizeof(sf), "%s:s", agent);
+        snprintf(key, sizeof(key), "ad:%s", day);
+        ok = add(pl, false, key, n, 1) && add(pl, false, key, sf, secs);
+        snprintf(key, sizeof(key), "ad:%.7s", day);
+        ok = ok && add(pl, false, key, n, 1) && add(pl, false, key, sf, secs);
+        snprintf(key, sizeof(key), "lb:%.7s", day);
+        ok = ok && add(pl, true, key, agent, 1);
+    }
+    return ok;
+}
+
+static bool plan_status(proj_plan *pl, complaint *c, const proj_event *ev, int64_t from, int64_t to,
+                        int64_t created, int64_t secs)
+{
+    const char *agent = ev->argv[PF_AGENT];
+    if (!add(pl, false, "st", ev->argv[PF_FROM], -1) || !add(pl, false, "st", ev->argv[PF_TO], 1))
+        return false;
+    bool was = is_open(from), now = is_open(to);
+    if (was && !now) {
+        c->open = OP_REMOVE;
+        c->od = OP_REMOVE;
+        if (agent[0] && !add(pl, false, "ao", agent, -1))
+            return false;
+    } else if (now) {
+        if (!was) { /* a reopen */
+            c->open = OP_ADD;
+            c->created = created;
+            if (agent[0] && !add(pl, false, "ao", agent, 1))
+                return false;
+        }
+        if (!set_detail(pl, c, ev))
+            return false;
+    }
+    return to != 3 || plan_resolved(pl, ev, secs);
+}
+
+bool proj_plan_add(proj_plan *pl, const proj_event *ev)
+{
+    int64_t type, id, version, rec, created, prio, to, from = 0, secs = 0, bucket;
+    if (pl->broken)
+        return false;
+    pl->broken = true; /* until this event is in */
+    /* tally.lua's valid(): what it would refuse goes the per-event way, to be refused there. */
+    if (!int_in(ev, PF_TYPE, 1, 3, &type) || !int_in(ev, PF_ID, 1, MAX_INT, &id) ||
+        !int_in(ev, PF_VERSION, 1, MAX_INT, &version) ||
+        !int_in(ev, PF_RECORDED, 0, MAX_INT, &rec) ||
+        !int_in(ev, PF_CREATED, 0, MAX_INT, &created) || !int_in(ev, PF_PRIO, 1, 4, &prio) ||
+        !int_in(ev, PF_TO, 1, 4, &to) || !good_day(ev) || !ev->argv[PF_CAT][0])
+        return false;
+    if (type == 3 &&
+        (!int_in(ev, PF_FROM, 1, 4, &from) || !int_in(ev, PF_SECS, 0, MAX_SECONDS, &secs) ||
+         !int_in(ev, PF_BUCKET, 0, 10000, &bucket)))
+        return false;
+    if (ev->argvlen[PF_CAT] >= FIELD_MAX / 2 || ev->argvlen[PF_AGENT] >= FIELD_MAX / 2 ||
+        ev->argvlen[PF_PREV] >= FIELD_MAX / 2)
+        return false; /* longer than any id: the per-event path decides */
+    complaint *c = complaint_of(pl, id);
+    if (!c)
+        return false;
+    if (c->last && version != c->last + 1)
+        return false; /* a duplicate or a gap within the run: the per-event path sorts it out */
+    if (!c->last)
+        c->first = version;
+    c->last = version;
+    bool ok = type == 1   ? plan_created(pl, c, ev, to, created)
+              : type == 2 ? plan_assigned(pl, c, ev, to)
+                          : plan_status(pl, c, ev, from, to, created, secs);
+    if (!ok)
+        return false;
+    pl->events++;
+    if (rec > pl->as_of)
+        pl->as_of = rec;
+    pl->broken = false;
+    return true;
+}
+
+/* Orders counters by kind, then key, so each key's fields are together. */
+static const proj_plan *sort_plan;
+static int by_key(const void *a, const void *b)
+{
+    const counter *x = &sort_plan->ctr[*(const size_t *)a],
+                  *y = &sort_plan->ctr[*(const size_t *)b];
+    if (x->zset != y->zset)
+        return x->zset - y->zset;
+    return strcmp(sort_plan->arena + x->key, sort_plan->arena + y->key);
+}
+
+/* The argument list being built: argv/lens point into the plan's arena or into num. */
+typedef struct args {
+    const char **argv;
+    size_t *lens;
+    char (*num)[24];
+    size_t n;
+} args;
+
+static void arg(args *a, const char *s)
+{
+    a->argv[a->n] = s;
+    a->lens[a->n] = strlen(s);
+    a->n++;
+}
+
+static void arg_int(args *a, int64_t v)
+{
+    snprintf(a->num[a->n], sizeof(a->num[a->n]), "%" PRId64, v);
+    arg(a, a->num[a->n]);
+}
+
+int proj_plan_append(const proj_plan *pl, redisContext *c, const char *fn, const char *tenant,
+                     const char *now)
+{
+    size_t nadd = 0, nrem = 0, nset = 0, ndel = 0, nfields = 0, nkeys = 0;
+    for (size_t i = 0; i < pl->ncpl; i++) {
+        nadd += pl->cpl[i].open == OP_ADD;
+        nrem += pl->cpl[i].open == OP_REMOVE;
+        nset += pl->cpl[i].od == OP_ADD;
+        ndel += pl->cpl[i].od == OP_REMOVE;
+    }
+    size_t *order = malloc((pl->nctr ? pl->nctr : 1) * sizeof(*order));
+    if (!order)
+        return TALLY_ENOMEM;
+    for (size_t i = 0; i < pl->nctr; i++)
+        order[i] = i;
+    sort_plan = pl; /* the loop runs on one thread */
+    qsort(order, pl->nctr, sizeof(*order), by_key);
+    for (size_t i = 0; i < pl->nctr; i++)
+        if (pl->ctr[order[i]].delta) {
+            nfields++;
+            nkeys +=
+                i == 0 || by_key(&order[i - 1], &order[i]) != 0 || !pl->ctr[order[i - 1]].delta;
+        }
+    /* Upper bound: 9 head, 5 counts, 3 per complaint, 1 or 2 per open/od entry, 3 per key, 2
+       per field (a key is counted twice when a zero delta splits its run: harmless). */
+    size_t cap = 14 + 3 * pl->ncpl + 2 * (nadd + nset) + nrem + ndel + 3 * nkeys + 2 * nfields;
+    args a = { malloc(cap * sizeof(*a.argv)), malloc(cap * sizeof(*a.lens)),
+               malloc(cap * sizeof(*a.num)), 0 };
+    char key[96];
+    int rc = 0;
+    if (!a.argv || !a.lens || !a.num) {
+        rc = TALLY_ENOMEM;
+        goto out_free;
+    }
+    snprintf(key, sizeof(key), STREAM_TENANT "gen", tenant);
+    arg(&a, "FCALL");
+    arg(&a, fn);
+    arg(&a, "1");
+    arg(&a, key);
+    arg_int(&a, PROJ_PLAN_VIEW);
+    arg(&a, now);
+    arg_int(&a, (int64_t)pl->events);
+    arg_int(&a, pl->as_of);
+    arg_int(&a, (int64_t)pl->ncpl);
+    for (size_t i = 0; i < pl->ncpl; i++) {
+        arg_int(&a, pl->cpl[i].id);
+        arg_int(&a, pl->cpl[i].first - 1);
+        arg_int(&a, pl->cpl[i].last);
+    }
+    arg_int(&a, (int64_t)nadd);
+    for (size_t i = 0; i < pl->ncpl; i++)
+        if (pl->cpl[i].open == OP_ADD) {
+            arg_int(&a, pl->cpl[i].created);
+            arg_int(&a, pl->cpl[i].id);
+        }
+    arg_int(&a, (int64_t)nrem);
+    for (size_t i = 0; i < pl->ncpl; i++)
+        if (pl->cpl[i].open == OP_REMOVE)
+            arg_int(&a, pl->cpl[i].id);
+    arg_int(&a, (int64_t)nset);
+    for (size_t i = 0; i < pl->ncpl; i++)
+        if (pl->cpl[i].od == OP_ADD) {
+            arg_int(&a, pl->cpl[i].id);
+            arg(&a, pl->arena + pl->cpl[i].od_val);
+        }
+    arg_int(&a, (int64_t)ndel);
+    for (size_t i = 0; i < pl->ncpl; i++)
+        if (pl->cpl[i].od == OP_REMOVE)
+            arg_int(&a, pl->cpl[i].id);
+    /* Per key: kind ("h" a hash, "z" a sorted set), the key under the generation, the count of
+       fields, then field and delta pairs. Fields whose deltas summed to 0 are left out. */
+    size_t nkeys_at = a.n;
+    arg(&a, "0");
+    size_t keys = 0, count_at = 0;
+    for (size_t i = 0; i < pl->nctr; i++) {
+        const counter *ct = &pl->ctr[order[i]];
+        if (!ct->delta)
+            continue;
+        if (keys == 0 || strcmp(a.argv[count_at - 1], pl->arena + ct->key) != 0 ||
+            (ct->zset ? 'z' : 'h') != a.argv[count_at - 2][0]) {
+            if (keys)
+                arg_int(&(args){ a.argv, a.lens, a.num, count_at },
+                        (int64_t)(a.n - count_at - 1) / 2);
+            arg(&a, ct->zset ? "z" : "h");
+            arg(&a, pl->arena + ct->key);
+            count_at = a.n;
+            arg(&a, "0");
+            keys++;
+        }
+        arg(&a, pl->arena + ct->field);
+        arg_int(&a, ct->delta);
+    }
+    if (keys)
+        arg_int(&(args){ a.argv, a.lens, a.num, count_at }, (int64_t)(a.n - count_at - 1) / 2);
+    arg_int(&(args){ a.argv, a.lens, a.num, nkeys_at }, (int64_t)keys);
+    if (redisAppendCommandArgv(c, (int)a.n, a.argv, a.lens) != REDIS_OK)
+        rc = TALLY_EUNAVAIL;
+out_free:
+    free(a.argv);
+    free(a.lens);
+    free(a.num);
+    free(order);
+    return rc;
+}
