@@ -6,7 +6,6 @@
 #include "ident.h"
 #include "pbcheck.h"
 
-#include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -63,10 +62,26 @@ static void str(proj_event *ev, int f, const char *s)
     ev->argvlen[f] = strlen(ev->argv[f]);
 }
 
+size_t proj_i64(char out[24], int64_t v)
+{
+    char tmp[24];
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    size_t n = 0, len = 0;
+    do
+        tmp[n++] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        out[len++] = '-';
+    while (n)
+        out[len++] = tmp[--n];
+    out[len] = '\0';
+    return len;
+}
+
 static void num(proj_event *ev, int f, int64_t v)
 {
-    snprintf(ev->nums[f], sizeof(ev->nums[f]), "%" PRId64, v);
-    str(ev, f, ev->nums[f]);
+    ev->argvlen[f] = proj_i64(ev->nums[f], v);
+    ev->argv[f] = ev->nums[f];
 }
 
 int proj_is_complaint_event(const proj_event *ev)

@@ -46,6 +46,10 @@ typedef struct proj_event {
     char nums[STREAM_APPLY_NFIELDS][24]; /* the numeric fields as text */
 } proj_event;
 
+/* v in decimal into out, NUL-terminated (snprintf's "%" PRId64, a tenth of its cost): the
+   length. */
+size_t proj_i64(char out[24], int64_t v);
+
 /* Decodes data into ev. 0, or TALLY_EINVAL with the reason in why. */
 int proj_decode(const uint8_t *data, size_t len, proj_event *ev, char *why, size_t whylen);
 

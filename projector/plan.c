@@ -9,7 +9,7 @@
 #include "hash.h"
 #include "stream.h"
 
-#include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,14 +191,35 @@ static bool add(proj_plan *pl, bool zset, const char *key, const char *field, in
     return true;
 }
 
+/*
+ * The NULL-terminated strings after out, joined into out (FIELD_MAX bytes; the ids in them are
+ * below FIELD_MAX / 2, proj_plan_add). snprintf was a third of the plan's time.
+ */
+static const char *join(char *out, ...)
+{
+    va_list ap;
+    size_t n = 0;
+    va_start(ap, out);
+    for (const char *s = va_arg(ap, const char *); s; s = va_arg(ap, const char *)) {
+        size_t l = strlen(s);
+        if (n + l >= FIELD_MAX)
+            l = FIELD_MAX - 1 - n;
+        memcpy(out + n, s, l);
+        n += l;
+    }
+    va_end(ap);
+    out[n] = '\0';
+    return out;
+}
+
 /* The counters of one group set: all, by category, by priority, by both (tally.lua's add4). */
 static bool add4(proj_plan *pl, const char *key, const char *prefix, const char *k, const char *p,
                  int64_t by)
 {
     char f[3][FIELD_MAX];
-    snprintf(f[0], sizeof(f[0]), "%s:k:%s", prefix, k);
-    snprintf(f[1], sizeof(f[1]), "%s:p:%s", prefix, p);
-    snprintf(f[2], sizeof(f[2]), "%s:kp:%s:%s", prefix, k, p);
+    join(f[0], prefix, ":k:", k, NULL);
+    join(f[1], prefix, ":p:", p, NULL);
+    join(f[2], prefix, ":kp:", k, ":", p, NULL);
     return add(pl, false, key, prefix, by) && add(pl, false, key, f[0], by) &&
            add(pl, false, key, f[1], by) && add(pl, false, key, f[2], by);
 }
@@ -269,10 +290,10 @@ static bool is_open(int64_t status)
 /* The overview's detail of an open complaint: status|priority|category|agent. */
 static bool set_detail(proj_plan *pl, complaint *c, const proj_event *ev)
 {
-    char v[4 * FIELD_MAX];
-    int n = snprintf(v, sizeof(v), "%s|%s|%s|%s", ev->argv[PF_TO], ev->argv[PF_PRIO],
-                     ev->argv[PF_CAT], ev->argv[PF_AGENT]);
-    size_t at = keep(pl, v, (size_t)n);
+    char v[FIELD_MAX];
+    join(v, ev->argv[PF_TO], "|", ev->argv[PF_PRIO], "|", ev->argv[PF_CAT], "|", ev->argv[PF_AGENT],
+         NULL);
+    size_t at = keep(pl, v, strlen(v));
     if (at == SIZE_MAX)
         return false;
     c->od = OP_ADD;
@@ -280,16 +301,15 @@ static bool set_detail(proj_plan *pl, complaint *c, const proj_event *ev)
     return true;
 }
 
-static bool plan_created(proj_plan *pl, complaint *c, const proj_event *ev, int64_t to,
-                         int64_t created)
+static bool plan_created(proj_plan *pl, complaint *c, const proj_event *ev, const char *month,
+                         const char *dd, int64_t to, int64_t created)
 {
-    const char *day = ev->argv[PF_DAY], *k = ev->argv[PF_CAT], *p = ev->argv[PF_PRIO];
-    const char *agent = ev->argv[PF_AGENT];
-    char d[16], kc[16], dd[8];
-    snprintf(d, sizeof(d), "d:%.7s", day);
-    snprintf(kc, sizeof(kc), "kc:%.7s", day);
-    snprintf(dd, sizeof(dd), "%.2s:c", day + 8);
-    if (!add4(pl, d, dd, k, p, 1) || !add(pl, true, kc, k, 1) ||
+    const char *k = ev->argv[PF_CAT], *p = ev->argv[PF_PRIO], *agent = ev->argv[PF_AGENT];
+    char d[FIELD_MAX], kc[FIELD_MAX], ddc[FIELD_MAX];
+    join(d, "d:", month, NULL);
+    join(kc, "kc:", month, NULL);
+    join(ddc, dd, ":c", NULL);
+    if (!add4(pl, d, ddc, k, p, 1) || !add(pl, true, kc, k, 1) ||
         !add(pl, false, "st", ev->argv[PF_TO], 1))
         return false;
     if (is_open(to)) {
@@ -315,53 +335,49 @@ static bool plan_assigned(proj_plan *pl, complaint *c, const proj_event *ev, int
 }
 
 /* A resolution, counted on the day it happened. */
-static bool plan_resolved(proj_plan *pl, const proj_event *ev, int64_t secs)
+static bool plan_resolved(proj_plan *pl, const proj_event *ev, const char *month, const char *dd,
+                          int64_t secs)
 {
     const char *day = ev->argv[PF_DAY], *k = ev->argv[PF_CAT], *p = ev->argv[PF_PRIO];
     const char *agent = ev->argv[PF_AGENT], *bk = ev->argv[PF_BUCKET];
-    char d[16], r[8], s[8], key[32], f[FIELD_MAX], kp[FIELD_MAX];
-    snprintf(d, sizeof(d), "d:%.7s", day);
-    snprintf(r, sizeof(r), "%.2s:r", day + 8);
-    snprintf(s, sizeof(s), "%.2s:s", day + 8);
-    snprintf(kp, sizeof(kp), "%s:%s", k, p);
+    char d[FIELD_MAX], r[FIELD_MAX], s[FIELD_MAX], key[FIELD_MAX], f[FIELD_MAX], kp[FIELD_MAX];
+    join(d, "d:", month, NULL);
+    join(r, dd, ":r", NULL);
+    join(s, dd, ":s", NULL);
+    join(kp, k, ":", p, NULL);
     bool ok = add4(pl, d, r, k, p, 1) && add4(pl, d, s, k, p, secs);
     /* Histograms: by day and by month, one key per grouping. */
-    snprintf(key, sizeof(key), "hd:%s:a", day);
+    join(key, "hd:", day, ":a", NULL);
     ok = ok && add(pl, false, key, bk, 1);
     const char *groups[3][2] = { { "k", k }, { "p", p }, { "kp", kp } };
     for (int g = 0; g < 3 && ok; g++) {
-        snprintf(key, sizeof(key), "hd:%s:%s", day, groups[g][0]);
-        snprintf(f, sizeof(f), "%s:%s", groups[g][1], bk);
-        ok = add(pl, false, key, f, 1);
+        join(key, "hd:", day, ":", groups[g][0], NULL);
+        ok = add(pl, false, key, join(f, groups[g][1], ":", bk, NULL), 1);
     }
-    snprintf(key, sizeof(key), "hm:%.7s:a", day);
+    join(key, "hm:", month, ":a", NULL);
     ok = ok && add(pl, false, key, bk, 1) && add(pl, false, key, "n", 1) &&
          add(pl, false, key, "s", secs);
     for (int g = 0; g < 3 && ok; g++) {
-        snprintf(key, sizeof(key), "hm:%.7s:%s", day, groups[g][0]);
-        snprintf(f, sizeof(f), "%s:%s", groups[g][1], bk);
-        ok = add(pl, false, key, f, 1);
-        snprintf(f, sizeof(f), "%s:n", groups[g][1]);
-        ok = ok && add(pl, false, key, f, 1);
-        snprintf(f, sizeof(f), "%s:s", groups[g][1]);
-        ok = ok && add(pl, false, key, f, secs);
+        join(key, "hm:", month, ":", groups[g][0], NULL);
+        ok = add(pl, false, key, join(f, groups[g][1], ":", bk, NULL), 1) &&
+             add(pl, false, key, join(f, groups[g][1], ":n", NULL), 1) &&
+             add(pl, false, key, join(f, groups[g][1], ":s", NULL), secs);
     }
     if (ok && agent[0]) {
         char n[FIELD_MAX], sf[FIELD_MAX];
-        snprintf(n, sizeof(n), "%s:n", agent);
-        snprintf(sf, sizeof(sf), "%s:s", agent);
-        snprintf(key, sizeof(key), "ad:%s", day);
+        join(n, agent, ":n", NULL);
+        join(sf, agent, ":s", NULL);
+        join(key, "ad:", day, NULL);
         ok = add(pl, false, key, n, 1) && add(pl, false, key, sf, secs);
-        snprintf(key, sizeof(key), "ad:%.7s", day);
+        join(key, "ad:", month, NULL);
         ok = ok && add(pl, false, key, n, 1) && add(pl, false, key, sf, secs);
-        snprintf(key, sizeof(key), "lb:%.7s", day);
-        ok = ok && add(pl, true, key, agent, 1);
+        ok = ok && add(pl, true, join(key, "lb:", month, NULL), agent, 1);
     }
     return ok;
 }
 
-static bool plan_status(proj_plan *pl, complaint *c, const proj_event *ev, int64_t from, int64_t to,
-                        int64_t created, int64_t secs)
+static bool plan_status(proj_plan *pl, complaint *c, const proj_event *ev, const char *month,
+                        const char *dd, int64_t from, int64_t to, int64_t created, int64_t secs)
 {
     const char *agent = ev->argv[PF_AGENT];
     if (!add(pl, false, "st", ev->argv[PF_FROM], -1) || !add(pl, false, "st", ev->argv[PF_TO], 1))
@@ -382,7 +398,7 @@ static bool plan_status(proj_plan *pl, complaint *c, const proj_event *ev, int64
         if (!set_detail(pl, c, ev))
             return false;
     }
-    return to != 3 || plan_resolved(pl, ev, secs);
+    return to != 3 || plan_resolved(pl, ev, month, dd, secs);
 }
 
 bool proj_plan_add(proj_plan *pl, const proj_event *ev)
@@ -413,9 +429,14 @@ bool proj_plan_add(proj_plan *pl, const proj_event *ev)
     if (!c->last)
         c->first = version;
     c->last = version;
-    bool ok = type == 1   ? plan_created(pl, c, ev, to, created)
+    char month[8], dd[3]; /* of the local day YYYY-MM-DD */
+    memcpy(month, ev->argv[PF_DAY], 7);
+    month[7] = '\0';
+    memcpy(dd, ev->argv[PF_DAY] + 8, 2);
+    dd[2] = '\0';
+    bool ok = type == 1   ? plan_created(pl, c, ev, month, dd, to, created)
               : type == 2 ? plan_assigned(pl, c, ev, to)
-                          : plan_status(pl, c, ev, from, to, created, secs);
+                          : plan_status(pl, c, ev, month, dd, from, to, created, secs);
     if (!ok)
         return false;
     pl->events++;
@@ -453,8 +474,9 @@ static void arg(args *a, const char *s)
 
 static void arg_int(args *a, int64_t v)
 {
-    snprintf(a->num[a->n], sizeof(a->num[a->n]), "%" PRId64, v);
-    arg(a, a->num[a->n]);
+    a->argv[a->n] = a->num[a->n];
+    a->lens[a->n] = proj_i64(a->num[a->n], v);
+    a->n++;
 }
 
 int proj_plan_append(const proj_plan *pl, redisContext *c, const char *fn, const char *tenant,

@@ -15,6 +15,7 @@
 #include "tally/v1/events.pb-c.h"
 
 #include <criterion/criterion.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -482,4 +483,16 @@ Test(decode, the_apply_function_takes_as_many_fields_as_decode_fills)
                  STREAM_APPLY_NFIELDS);
     cr_expect_eq(TZ + 1, STREAM_APPLY_NFIELDS, "this test's field list is out of date");
     cr_expect_str_eq(projector_lua[0].name, "tally.lua");
+}
+
+/* The numbers of the fields are written by proj_i64, not snprintf: the same text. */
+Test(decode, numbers_are_written_as_snprintf_writes_them)
+{
+    static const int64_t v[] = { 0, 7, -1, 10, 1764500000000, INT64_MAX, INT64_MIN };
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        char want[24], got[24];
+        snprintf(want, sizeof(want), "%" PRId64, v[i]);
+        cr_expect_eq(proj_i64(got, v[i]), strlen(want));
+        cr_expect_str_eq(got, want);
+    }
 }
