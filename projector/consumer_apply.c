@@ -168,6 +168,16 @@ enum group_way {
     WAY_DONE
 };
 
+/* Writes the pipeline's commands so far to Redis (their replies are read later). */
+static int flush(proj *p)
+{
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(kv_ctx(p->kv), &done) != REDIS_OK)
+            return TALLY_EUNAVAIL;
+    return 0;
+}
+
 /*
  * Appends group sorted[a..b)'s FCALL: merged when its events make a plan (else the way becomes
  * WAY_BATCH), or the batch, or one per event.
@@ -285,6 +295,9 @@ static int apply(proj *p, proj_msg **v, size_t n, enum proj_outcome *out, char (
             if (way[g] != WAY_DONE)
                 rc = append_group(p, sorted, start[g], start[g + 1], now, &way[g]);
             sent[g] = way[g];
+            /* Sent at once: Redis applies this group while the next one is counted. */
+            if (rc == 0 && way[g] != WAY_DONE)
+                rc = flush(p);
         }
         for (size_t g = 0; g < ngroups && rc == 0; g++) {
             size_t a = start[g], b = start[g + 1];
