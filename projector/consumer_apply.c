@@ -192,9 +192,12 @@ static int append_group(proj *p, proj_msg **sorted, size_t a, size_t b, const ch
         bool ok = true;
         for (size_t k = a; k < b && ok; k++)
             ok = proj_plan_add(p->plan, &sorted[k]->ev);
-        if (ok)
-            return proj_plan_append(p->plan, kv_ctx(p->kv), p->merged_fn,
-                                    sorted[a]->ev.env->tenant_id, now);
+        if (ok) {
+            char key[96];
+            snprintf(key, sizeof(key), STREAM_TENANT "gen", sorted[a]->ev.env->tenant_id);
+            const char *head[] = { "FCALL", p->merged_fn, "1", key };
+            return proj_plan_append(p->plan, kv_ctx(p->kv), head, 4, now);
+        }
         *way = WAY_BATCH;
     }
     if (*way == WAY_BATCH)

@@ -7,7 +7,6 @@
 
 #include "err.h"
 #include "hash.h"
-#include "stream.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -479,7 +478,7 @@ static void arg_int(args *a, int64_t v)
     a->n++;
 }
 
-int proj_plan_append(const proj_plan *pl, redisContext *c, const char *fn, const char *tenant,
+int proj_plan_append(const proj_plan *pl, redisContext *c, const char *const *head, size_t nhead,
                      const char *now)
 {
     size_t nadd = 0, nrem = 0, nset = 0, ndel = 0, nfields = 0, nkeys = 0;
@@ -502,22 +501,20 @@ int proj_plan_append(const proj_plan *pl, redisContext *c, const char *fn, const
             nkeys +=
                 i == 0 || by_key(&order[i - 1], &order[i]) != 0 || !pl->ctr[order[i - 1]].delta;
         }
-    /* Upper bound: 9 head, 5 counts, 3 per complaint, 1 or 2 per open/od entry, 3 per key, 2
-       per field (a key is counted twice when a zero delta splits its run: harmless). */
-    size_t cap = 14 + 3 * pl->ncpl + 2 * (nadd + nset) + nrem + ndel + 3 * nkeys + 2 * nfields;
+    /* Upper bound: the head, view, now, events, as_of and 6 counts, 3 per complaint, 1 or 2 per
+       open/od entry, 3 per key, 2 per field (a key is counted twice when a zero delta splits its
+       run: harmless). */
+    size_t cap =
+        nhead + 10 + 3 * pl->ncpl + 2 * (nadd + nset) + nrem + ndel + 3 * nkeys + 2 * nfields;
     args a = { malloc(cap * sizeof(*a.argv)), malloc(cap * sizeof(*a.lens)),
                malloc(cap * sizeof(*a.num)), 0 };
-    char key[96];
     int rc = 0;
     if (!a.argv || !a.lens || !a.num) {
         rc = TALLY_ENOMEM;
         goto out_free;
     }
-    snprintf(key, sizeof(key), STREAM_TENANT "gen", tenant);
-    arg(&a, "FCALL");
-    arg(&a, fn);
-    arg(&a, "1");
-    arg(&a, key);
+    for (size_t i = 0; i < nhead; i++)
+        arg(&a, head[i]);
     arg_int(&a, PROJ_PLAN_VIEW);
     arg(&a, now);
     arg_int(&a, (int64_t)pl->events);

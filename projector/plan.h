@@ -50,10 +50,11 @@ bool proj_plan_add(proj_plan *pl, const proj_event *ev);
 size_t proj_plan_events(const proj_plan *pl);
 
 /*
- * Appends "FCALL <fn> 1 {t:<tenant>}:gen <view> <now> ..." (tally.lua's tally_apply_merged) to
- * c's output buffer, without waiting for the reply. 0, TALLY_ENOMEM, or TALLY_EUNAVAIL.
+ * Appends the nhead arguments of head ("FCALL", the function, its keys and arguments before the
+ * plan), then the plan "<view> <now> ..." as tally.lua's tally_apply_merged takes it, to c's
+ * output buffer, without waiting for the reply. 0, TALLY_ENOMEM, or TALLY_EUNAVAIL.
  */
-int proj_plan_append(const proj_plan *pl, redisContext *c, const char *fn, const char *tenant,
+int proj_plan_append(const proj_plan *pl, redisContext *c, const char *const *head, size_t nhead,
                      const char *now);
 
 #endif

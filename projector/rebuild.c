@@ -12,6 +12,7 @@
 #include "event.h"
 #include "now.h"
 #include "pgx.h"
+#include "plan.h"
 #include "stream.h"
 #include "view.h"
 
@@ -57,13 +58,17 @@ typedef struct rb {
     const rebuild_opts *o;
     pgx_conn *pg;
     proj_view view;
-    char fn_begin[64], fn_set[64], fn_apply[64], fn_gaps[64], fn_flip[64], fn_abort[64];
+    char fn_begin[64], fn_set[64], fn_apply[64], fn_merged[64], fn_gaps[64], fn_flip[64],
+        fn_abort[64];
     char key[160]; /* {t:T}:rebuild */
     char lease[24];
     rebuild_progress pr;
     int64_t started_mono, done_at_start, last_report;
     int64_t up_to, cursor;
     bool in_flight; /* an apply call sent, its reply not read */
+    bool merged;    /* and it is a merged one: b->evs are kept until its reply */
+    char cursor_sent[24], read_sent[24]; /* its cursor and read, for the per-event call */
+    proj_plan *plan;                     /* plan.h: the batch counted here */
     char *err;
     size_t errlen;
     /* the call being built */
@@ -188,17 +193,52 @@ static void placeholder(proj_event *ev, const PGresult *res, int i)
     }
 }
 
+/* Appends tally_rebuild_apply of the decoded b->evs, with b->cursor_sent and b->read_sent. */
+static int send_events(rb *b, const char *now)
+{
+    char cnt[24], nf[8];
+    snprintf(cnt, sizeof(cnt), "%zu", b->nev);
+    snprintf(nf, sizeof(nf), "%d", STREAM_APPLY_NFIELDS);
+    const char *h[] = { "FCALL",  b->fn_apply,    "1",          b->key, b->o->owner, now,
+                        b->lease, b->cursor_sent, b->read_sent, cnt,    nf };
+    b->argc = 0;
+    if (args_reserve(b, sizeof(h) / sizeof(h[0]) + b->nev * STREAM_APPLY_NFIELDS) != 0)
+        return fail(b, TALLY_ENOMEM, "out of memory");
+    for (size_t i = 0; i < sizeof(h) / sizeof(h[0]); i++) {
+        b->argv[b->argc] = h[i];
+        b->lens[b->argc++] = strlen(h[i]);
+    }
+    for (size_t i = 0; i < b->nev; i++)
+        for (int f = 0; f < STREAM_APPLY_NFIELDS; f++) {
+            b->argv[b->argc] = b->evs[i].argv[f];
+            b->lens[b->argc++] = b->evs[i].argvlen[f];
+        }
+    if (redisAppendCommandArgv(b->rc, (int)b->argc, b->argv, b->lens) != REDIS_OK)
+        return fail(b, TALLY_ENOMEM, "out of memory");
+    return 0;
+}
+
+/* Whether the decoded b->evs make a plan (all complaint events that plan.h can merge). */
+static bool plan_events(rb *b)
+{
+    if (b->nev == 0 || (!b->plan && !(b->plan = proj_plan_new())))
+        return false;
+    proj_plan_reset(b->plan);
+    for (size_t i = 0; i < b->nev; i++)
+        if (!proj_is_complaint_event(&b->evs[i]) || !proj_plan_add(b->plan, &b->evs[i]))
+            return false;
+    return true;
+}
+
 /*
- * Sends tally_rebuild_apply of rows [from, to) of res (decoded into b->evs), recording cursor
- * ("" to keep) and read events.
+ * Sends rows [from, to) of res (decoded into b->evs), recording cursor ("" to keep) and read
+ * events: as one tally_rebuild_apply_merged when they make a plan (the events are kept: a
+ * refused one is sent again event by event), else as tally_rebuild_apply.
  */
 static int send_apply(rb *b, const PGresult *res, int from, int to, const char *cursor,
                       int64_t read)
 {
-    size_t n = 0, head = 10;
-    int rc = args_reserve(b, head + (size_t)(to - from) * STREAM_APPLY_NFIELDS);
-    if (rc != 0)
-        return fail(b, rc, "out of memory");
+    size_t n = 0;
     for (int i = from; i < to; i++) {
         char why[160];
         long len = event_pack_row(res, i, b->body, b->env, sizeof(b->env));
@@ -210,29 +250,26 @@ static int send_apply(rb *b, const PGresult *res, int from, int to, const char *
         n++;
     }
     b->nev = n;
-    char now[24], cnt[24], nf[8], rd[24];
+    char now[24];
     snprintf(now, sizeof(now), "%" PRId64, now_wall_ms());
-    snprintf(cnt, sizeof(cnt), "%zu", n);
-    snprintf(nf, sizeof(nf), "%d", STREAM_APPLY_NFIELDS);
-    snprintf(rd, sizeof(rd), "%" PRId64, read);
-    const char *h[] = { "FCALL",  b->fn_apply, "1", b->key, b->o->owner, now,
-                        b->lease, cursor,      rd,  cnt,    nf };
-    b->argc = 0;
-    for (size_t i = 0; i < sizeof(h) / sizeof(h[0]); i++) {
-        b->argv[b->argc] = h[i];
-        b->lens[b->argc++] = strlen(h[i]);
+    snprintf(b->cursor_sent, sizeof(b->cursor_sent), "%s", cursor);
+    snprintf(b->read_sent, sizeof(b->read_sent), "%" PRId64, read);
+    int rc;
+    b->merged = plan_events(b);
+    if (b->merged) {
+        const char *h[] = { "FCALL",  b->fn_merged,   "1",         b->key, b->o->owner, now,
+                            b->lease, b->cursor_sent, b->read_sent };
+        rc = proj_plan_append(b->plan, b->rc, h, sizeof(h) / sizeof(h[0]), now) == 0
+                 ? 0
+                 : fail(b, TALLY_ENOMEM, "out of memory");
+    } else {
+        rc = send_events(b, now);
+        release_events(b); /* the command is formatted: the fields are no longer needed */
     }
-    if (args_reserve(b, b->argc + n * STREAM_APPLY_NFIELDS) != 0)
-        return fail(b, TALLY_ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++)
-        for (int f = 0; f < STREAM_APPLY_NFIELDS; f++) {
-            b->argv[b->argc] = b->evs[i].argv[f];
-            b->lens[b->argc++] = b->evs[i].argvlen[f];
-        }
-    rc = redisAppendCommandArgv(b->rc, (int)b->argc, b->argv, b->lens) == REDIS_OK ? 0 : -1;
-    release_events(b); /* the command is formatted: the fields are no longer needed */
-    if (rc != 0)
-        return fail(b, TALLY_ENOMEM, "out of memory");
+    if (rc != 0) {
+        release_events(b);
+        return rc;
+    }
     b->in_flight = true;
     return 0;
 }
@@ -244,6 +281,28 @@ static int finish_apply(rb *b)
         return 0;
     b->in_flight = false;
     redisReply *r = NULL;
+    if (b->merged) {
+        b->merged = false;
+        if (redisGetReply(b->rc, (void **)&r) != REDIS_OK || !r || r->type != REDIS_REPLY_INTEGER) {
+            release_events(b);
+            return redis_fail(b, r, "applying events to the new generation");
+        }
+        bool refused = r->integer != 0;
+        freeReplyObject(r);
+        r = NULL;
+        if (!refused) {
+            b->pr.merged++;
+            release_events(b);
+            return 0;
+        }
+        b->pr.split++;
+        char now[24]; /* refused, nothing written: the same events one by one */
+        snprintf(now, sizeof(now), "%" PRId64, now_wall_ms());
+        int rc = send_events(b, now);
+        release_events(b);
+        if (rc != 0)
+            return rc;
+    }
     if (redisGetReply(b->rc, (void **)&r) != REDIS_OK || !r || r->type != REDIS_REPLY_ARRAY)
         return redis_fail(b, r, "applying events to the new generation");
     for (size_t i = 0; i < r->elements; i++)
@@ -593,6 +652,7 @@ static void names(rb *b, const char *tenant)
     proj_view_fn(&b->view, "tally_rebuild_begin", b->fn_begin, sizeof(b->fn_begin));
     proj_view_fn(&b->view, "tally_rebuild_set", b->fn_set, sizeof(b->fn_set));
     proj_view_fn(&b->view, "tally_rebuild_apply", b->fn_apply, sizeof(b->fn_apply));
+    proj_view_fn(&b->view, "tally_rebuild_apply_merged", b->fn_merged, sizeof(b->fn_merged));
     proj_view_fn(&b->view, "tally_rebuild_gaps", b->fn_gaps, sizeof(b->fn_gaps));
     proj_view_fn(&b->view, "tally_rebuild_flip", b->fn_flip, sizeof(b->fn_flip));
     proj_view_fn(&b->view, "tally_rebuild_abort", b->fn_abort, sizeof(b->fn_abort));
@@ -602,6 +662,7 @@ static void names(rb *b, const char *tenant)
 static void rb_free(rb *b)
 {
     release_events(b);
+    proj_plan_free(b->plan);
     free(b->evs);
     free(b->argv);
     free(b->lens);

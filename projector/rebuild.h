@@ -43,6 +43,8 @@ typedef struct rebuild_progress {
     int64_t gaps;    /* complaints waiting in step 3 */
     int64_t invalid; /* events the view refused (left out, like a parked complaint's) */
     int64_t deleted; /* keys of old generations unlinked */
+    int64_t merged;  /* calls whose events were counted by the rebuilder (plan.h) and written */
+    int64_t split;   /* merged calls refused (nothing written), sent again event by event */
 } rebuild_progress;
 
 typedef struct rebuild_opts {

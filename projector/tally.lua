@@ -620,20 +620,20 @@ of the tenant is parked, or the generation's view is not recorded as this one. A
 another view, or a malformed one, is an error (nothing written): the projector then takes the
 per-event way too.
 ]]
-local function apply_merged(keys, args)
-  local tag = keys[1]:sub(1, #keys[1] - 3)
-  if tonumber(args[1]) ~= VIEW_VERSION then
-    return redis.error_reply('VIEW tally_apply_merged: the plan counts view ' .. tostring(args[1])
+--[[
+Writes the plan at args[i0] (<view> <now_ms> <events> <as_of_ms> ..., as tally_apply_merged
+takes it) to generation P: 0, with the plan's complaint ids and the versions they now have; 1,
+with nothing written, when a complaint's applied version is not the one its run starts after;
+or an error reply (nothing written) for a plan of another view or a malformed one.
+]]
+local function write_merged(P, args, i0, name)
+  if tonumber(args[i0]) ~= VIEW_VERSION then
+    return redis.error_reply('VIEW ' .. name .. ': the plan counts view ' .. tostring(args[i0])
       .. ', this function ' .. VIEW_VERSION)
   end
-  if tonumber(redis.call('GET', tag .. 'view') or '') ~= VIEW_VERSION
-      or redis.call('EXISTS', tag .. 'rebuild', tag .. 'parked') > 0 then
-    return 1
-  end
-  local P = tag .. (redis.call('GET', keys[1]) or '1') .. ':'
-  local now, events, as_of = args[2], tonumber(args[3]), tonumber(args[4])
-  local i = 5
-  local malformed = redis.error_reply('PLAN tally_apply_merged: malformed arguments')
+  local now, events, as_of = args[i0 + 1], tonumber(args[i0 + 2]), tonumber(args[i0 + 3])
+  local i = i0 + 4
+  local malformed = redis.error_reply('PLAN ' .. name .. ': malformed arguments')
   local function take(k) -- the next k arguments as a list, or nil past the end
     if k == nil or k < 0 or i + k - 1 > #args then
       return nil
@@ -744,7 +744,17 @@ local function apply_merged(keys, args)
     chunked('HSET', P .. 'cv', vers, false)
   end
   write_fresh(P, events, as_of, now)
-  return 0
+  return 0, ids, vers
+end
+
+local function apply_merged(keys, args)
+  local tag = keys[1]:sub(1, #keys[1] - 3)
+  if tonumber(redis.call('GET', tag .. 'view') or '') ~= VIEW_VERSION
+      or redis.call('EXISTS', tag .. 'rebuild', tag .. 'parked') > 0 then
+    return 1
+  end
+  local P = tag .. (redis.call('GET', keys[1]) or '1') .. ':'
+  return (write_merged(P, args, 1, 'tally_apply_merged'))
 end
 
 redis.register_function('tally_apply_merged', apply_merged)
@@ -935,6 +945,58 @@ local function rebuild_apply(keys, args)
   return out
 end
 
+--[[
+tally_rebuild_apply_merged KEYS[1] owner now_ms lease_ms cursor read <plan>: the owner writes a
+run of events it has counted (projector/plan.h; <plan> as tally_apply_merged takes it after its
+key) to the rebuild's generation, recording cursor and read as tally_rebuild_apply does.
+Returns 0 when written, or 1 with nothing written when the run must go through
+tally_rebuild_apply event by event: a complaint's version there is not the one the run starts
+after (a live event applied it first, or an event not committed when it was read), or the view
+refused an event of the tenant during this rebuild ({t:T}:rebuild:invalid).
+]]
+local function rebuild_apply_merged(keys, args)
+  local tag, owner, now, lease = rebuild_tag(keys), args[1], args[2], tonumber(args[3])
+  local cursor, read = args[4], tonumber(args[5])
+  local h = rebuild_state(keys[1])
+  local bad = owner_error(keys[1], h, owner)
+  if bad then
+    return bad
+  end
+  if not lease or not read or redis.call('EXISTS', tag .. 'rebuild:invalid') == 1 then
+    return lease and read and 1
+      or redis.error_reply('PLAN tally_rebuild_apply_merged: malformed arguments')
+  end
+  local status, ids, vers = write_merged(tag .. h.gen .. ':', args, 6,
+    'tally_rebuild_apply_merged')
+  if status ~= 0 then
+    return status
+  end
+  local gk = tag .. 'rebuild:gaps'
+  if #ids > 0 and redis.call('EXISTS', gk) == 1 then
+    local got = chunked('HMGET', gk, ids, true)
+    local done = {}
+    for c, id in ipairs(ids) do
+      local g = tonumber(got[c])
+      if g and tonumber(vers[2 * c]) >= g then
+        done[#done + 1] = id
+      end
+    end
+    if #done > 0 then
+      chunked('HDEL', gk, done, false)
+    end
+  end
+  local kv = { 'lease_until', now + lease, 'updated_ms', now }
+  if cursor ~= '' then
+    kv[#kv + 1] = 'cursor'
+    kv[#kv + 1] = cursor
+  end
+  redis.call('HSET', keys[1], unpack(kv))
+  if read > 0 then
+    redis.call('HINCRBY', keys[1], 'done', read)
+  end
+  return 0
+end
+
 -- tally_rebuild_gaps KEYS[1] owner count: up to count complaints of {t:T}:rebuild:gaps, and
 -- how many there are: {n, id...}.
 local function rebuild_gaps(keys, args)
@@ -1042,6 +1104,7 @@ redis.register_function('tally_rebuild_begin', rebuild_begin)
 redis.register_function('tally_rebuild_note', rebuild_note)
 redis.register_function('tally_rebuild_set', rebuild_set)
 redis.register_function('tally_rebuild_apply', rebuild_apply)
+redis.register_function('tally_rebuild_apply_merged', rebuild_apply_merged)
 redis.register_function('tally_rebuild_gaps', rebuild_gaps)
 redis.register_function('tally_rebuild_flip', rebuild_flip)
 redis.register_function('tally_rebuild_abort', rebuild_abort)

@@ -72,9 +72,10 @@ static void print_result(const cli *c, const view *v, const rebuild_progress *p,
         fprintf(stderr, "\n");
     if (cli_has(c, OPT_JSON)) {
         printf("{\"tenant\":\"%s\",\"generation\":%" PRId64 ",\"resumed\":%s,\"events\":%" PRId64
-               ",\"invalid\":%" PRId64 ",\"deleted_keys\":%" PRId64 ",\"seconds\":%.3f}\n",
+               ",\"invalid\":%" PRId64 ",\"deleted_keys\":%" PRId64 ",\"merged_calls\":%" PRId64
+               ",\"split_calls\":%" PRId64 ",\"seconds\":%.3f}\n",
                p->tenant, p->generation, p->resumed ? "true" : "false", p->done, p->invalid,
-               p->deleted, secs);
+               p->deleted, p->merged, p->split, secs);
         return;
     }
     printf("%s: generation %" PRId64 " is current: %" PRId64 " events in %.2f s (%.0f/s)%s",
