@@ -111,7 +111,8 @@ static void register_metrics(proj *p, metrics_registry *reg)
     p->unmerged = metrics_counter_add(
         reg, "tally_projector_merge_fallbacks_total",
         "Merged writes refused with nothing written (a redelivery or gap, a rebuild, a parked "
-        "complaint): their events were applied one by one instead.",
+        "complaint): their events went through tally_apply instead (one call, split per event "
+        "if it fails).",
         NULL);
     p->gaps = metrics_counter_add(reg, "tally_projector_gaps_total",
                                   "Applies refused because an earlier version was missing.", NULL);

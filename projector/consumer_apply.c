@@ -314,7 +314,9 @@ static int apply(proj *p, proj_msg **v, size_t n, enum proj_outcome *out, char (
                     sorted[k]->solo = true; /* alone next time */
                 }
             } else if (sent[g] == WAY_SPLIT) {
-                for (size_t k = a; k < b && (rc == 0 || rc == 1); k++) {
+                /* After a systemic reply the rest are read too, unless it reset the
+                   connection (READONLY, LOADING...): then nothing is left to read. */
+                for (size_t k = a; k < b && (rc == 0 || (rc == 1 && kv_ctx(p->kv))); k++) {
                     int r1 = read_reply(p, v, order, k, k + 1, wall, out, why, &failed);
                     if (r1 == 0 && failed) {
                         sorted[k]->attempts++;

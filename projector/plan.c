@@ -7,6 +7,7 @@
 
 #include "err.h"
 #include "hash.h"
+#include "ident.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,7 +17,7 @@
 #define MAX_INT     9007199254740992LL /* 2^53, as tally.lua's MAX_INT */
 #define MAX_SECONDS 4000000000LL       /* tally.lua's MAX_SECONDS */
 #define PLAN_MAX    (1u << 22)         /* counters or complaints in one plan */
-#define FIELD_MAX   200 /* a built key or field: ids are at most 100 bytes here (proj_plan_add) */
+#define FIELD_MAX   320 /* a built key, field or detail: ids are at most IDENT_MAX (64) here */
 
 /* A counter: field of hash key (or member of sorted set key), by delta. Strings in the arena. */
 typedef struct counter {
@@ -191,8 +192,8 @@ static bool add(proj_plan *pl, bool zset, const char *key, const char *field, in
 }
 
 /*
- * The NULL-terminated strings after out, joined into out (FIELD_MAX bytes; the ids in them are
- * below FIELD_MAX / 2, proj_plan_add). snprintf was a third of the plan's time.
+ * The NULL-terminated strings after out, joined into out (FIELD_MAX bytes: the ids in them are
+ * at most IDENT_MAX, proj_plan_add, so nothing is cut). snprintf was a third of the plan's time.
  */
 static const char *join(char *out, ...)
 {
@@ -259,8 +260,8 @@ static bool int_in(const proj_event *ev, int f, int64_t lo, int64_t hi, int64_t 
     const char *s = ev->argv[f];
     size_t n = ev->argvlen[f];
     int64_t v = 0;
-    if (n == 0 || n > 18)
-        return false;
+    if (n == 0 || n > 18 || (s[0] == '0' && n > 1))
+        return false; /* only the canonical form: tally.lua compares some fields as text */
     for (size_t i = 0; i < n; i++) {
         if (s[i] < '0' || s[i] > '9')
             return false;
@@ -417,8 +418,8 @@ bool proj_plan_add(proj_plan *pl, const proj_event *ev)
         (!int_in(ev, PF_FROM, 1, 4, &from) || !int_in(ev, PF_SECS, 0, MAX_SECONDS, &secs) ||
          !int_in(ev, PF_BUCKET, 0, 10000, &bucket)))
         return false;
-    if (ev->argvlen[PF_CAT] >= FIELD_MAX / 2 || ev->argvlen[PF_AGENT] >= FIELD_MAX / 2 ||
-        ev->argvlen[PF_PREV] >= FIELD_MAX / 2)
+    if (ev->argvlen[PF_CAT] > IDENT_MAX || ev->argvlen[PF_AGENT] > IDENT_MAX ||
+        ev->argvlen[PF_PREV] > IDENT_MAX)
         return false; /* longer than any id: the per-event path decides */
     complaint *c = complaint_of(pl, id);
     if (!c)
@@ -445,15 +446,18 @@ bool proj_plan_add(proj_plan *pl, const proj_event *ev)
     return true;
 }
 
-/* Orders counters by kind, then key, so each key's fields are together. */
-static const proj_plan *sort_plan;
+/* A counter in the order it is sent: by kind, then key, so each key's fields are together. */
+typedef struct ord {
+    const char *key;
+    const counter *c;
+} ord;
+
 static int by_key(const void *a, const void *b)
 {
-    const counter *x = &sort_plan->ctr[*(const size_t *)a],
-                  *y = &sort_plan->ctr[*(const size_t *)b];
-    if (x->zset != y->zset)
-        return x->zset - y->zset;
-    return strcmp(sort_plan->arena + x->key, sort_plan->arena + y->key);
+    const ord *x = a, *y = b;
+    if (x->c->zset != y->c->zset)
+        return x->c->zset - y->c->zset;
+    return strcmp(x->key, y->key);
 }
 
 /* The argument list being built: argv/lens point into the plan's arena or into num. */
@@ -488,22 +492,19 @@ int proj_plan_append(const proj_plan *pl, redisContext *c, const char *const *he
         nset += pl->cpl[i].od == OP_ADD;
         ndel += pl->cpl[i].od == OP_REMOVE;
     }
-    size_t *order = malloc((pl->nctr ? pl->nctr : 1) * sizeof(*order));
+    /* The counters with a delta, sorted (qsort needs no state: a rebuild runs on a thread of
+       its own beside the consume loop). */
+    ord *order = malloc((pl->nctr ? pl->nctr : 1) * sizeof(*order));
     if (!order)
         return TALLY_ENOMEM;
     for (size_t i = 0; i < pl->nctr; i++)
-        order[i] = i;
-    sort_plan = pl; /* the loop runs on one thread */
-    qsort(order, pl->nctr, sizeof(*order), by_key);
-    for (size_t i = 0; i < pl->nctr; i++)
-        if (pl->ctr[order[i]].delta) {
-            nfields++;
-            nkeys +=
-                i == 0 || by_key(&order[i - 1], &order[i]) != 0 || !pl->ctr[order[i - 1]].delta;
-        }
-    /* Upper bound: the head, view, now, events, as_of and 6 counts, 3 per complaint, 1 or 2 per
-       open/od entry, 3 per key, 2 per field (a key is counted twice when a zero delta splits its
-       run: harmless). */
+        if (pl->ctr[i].delta)
+            order[nfields++] = (ord){ pl->arena + pl->ctr[i].key, &pl->ctr[i] };
+    qsort(order, nfields, sizeof(*order), by_key);
+    for (size_t i = 0; i < nfields; i++)
+        nkeys += i == 0 || by_key(&order[i - 1], &order[i]) != 0;
+    /* The head, view, now, events, as_of and 6 counts, 3 per complaint, 1 or 2 per open/od
+       entry, 3 per key, 2 per field. */
     size_t cap =
         nhead + 10 + 3 * pl->ncpl + 2 * (nadd + nset) + nrem + ndel + 3 * nkeys + 2 * nfields;
     args a = { malloc(cap * sizeof(*a.argv)), malloc(cap * sizeof(*a.lens)),
@@ -550,17 +551,14 @@ int proj_plan_append(const proj_plan *pl, redisContext *c, const char *const *he
     size_t nkeys_at = a.n;
     arg(&a, "0");
     size_t keys = 0, count_at = 0;
-    for (size_t i = 0; i < pl->nctr; i++) {
-        const counter *ct = &pl->ctr[order[i]];
-        if (!ct->delta)
-            continue;
-        if (keys == 0 || strcmp(a.argv[count_at - 1], pl->arena + ct->key) != 0 ||
-            (ct->zset ? 'z' : 'h') != a.argv[count_at - 2][0]) {
+    for (size_t i = 0; i < nfields; i++) {
+        const counter *ct = order[i].c;
+        if (i == 0 || by_key(&order[i - 1], &order[i]) != 0) {
             if (keys)
                 arg_int(&(args){ a.argv, a.lens, a.num, count_at },
                         (int64_t)(a.n - count_at - 1) / 2);
             arg(&a, ct->zset ? "z" : "h");
-            arg(&a, pl->arena + ct->key);
+            arg(&a, order[i].key);
             count_at = a.n;
             arg(&a, "0");
             keys++;

@@ -10,6 +10,7 @@
 #include "decode.h"
 #include "err.h"
 #include "event.h"
+#include "kv.h"
 #include "now.h"
 #include "pgx.h"
 #include "plan.h"
@@ -255,7 +256,8 @@ static int send_apply(rb *b, const PGresult *res, int from, int to, const char *
     snprintf(b->cursor_sent, sizeof(b->cursor_sent), "%s", cursor);
     snprintf(b->read_sent, sizeof(b->read_sent), "%" PRId64, read);
     int rc;
-    b->merged = plan_events(b);
+    /* Once the view refused an event, tally_rebuild_apply_merged refuses every batch. */
+    b->merged = b->pr.invalid == 0 && plan_events(b);
     if (b->merged) {
         const char *h[] = { "FCALL",  b->fn_merged,   "1",         b->key, b->o->owner, now,
                             b->lease, b->cursor_sent, b->read_sent };
@@ -283,11 +285,15 @@ static int finish_apply(rb *b)
     redisReply *r = NULL;
     if (b->merged) {
         b->merged = false;
-        if (redisGetReply(b->rc, (void **)&r) != REDIS_OK || !r || r->type != REDIS_REPLY_INTEGER) {
+        /* An error other than a systemic one (a plan of another view, a key of the wrong
+           type...) is the per-event call's to decide, as on the live path. */
+        bool sent = redisGetReply(b->rc, (void **)&r) == REDIS_OK && r;
+        if (!sent || (r->type != REDIS_REPLY_INTEGER &&
+                      (r->type != REDIS_REPLY_ERROR || kv_systemic_kind(r->str)))) {
             release_events(b);
             return redis_fail(b, r, "applying events to the new generation");
         }
-        bool refused = r->integer != 0;
+        bool refused = r->type != REDIS_REPLY_INTEGER || r->integer != 0;
         freeReplyObject(r);
         r = NULL;
         if (!refused) {

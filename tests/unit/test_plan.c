@@ -107,13 +107,25 @@ Test(plan, refuses_reference_events_and_fields_tally_lua_would_refuse)
         int field;
         const char *value;
     } bad[] = {
-        { PF_TYPE, "10" },      { PF_TYPE, "4" },
-        { PF_VERSION, "0" },    { PF_ID, "-3" },
-        { PF_ID, "1e3" },       { PF_RECORDED, "" },
-        { PF_PRIO, "5" },       { PF_TO, "0" },
-        { PF_FROM, "9" },       { PF_SECS, "4000000001" },
-        { PF_BUCKET, "10001" }, { PF_DAY, "2026-1-30" },
-        { PF_CAT, "" },         { PF_VERSION, "9007199254740993" },
+        { PF_TYPE, "10" },
+        { PF_TYPE, "4" },
+        { PF_VERSION, "0" },
+        { PF_ID, "-3" },
+        { PF_ID, "1e3" },
+        { PF_RECORDED, "" },
+        { PF_PRIO, "5" },
+        { PF_TO, "0" },
+        { PF_FROM, "9" },
+        { PF_SECS, "4000000001" },
+        { PF_BUCKET, "10001" },
+        { PF_DAY, "2026-1-30" },
+        { PF_CAT, "" },
+        { PF_VERSION, "9007199254740993" },
+        /* only the canonical form: tally.lua compares some fields as text */
+        { PF_TYPE, "03" },
+        { PF_ID, "0010" },
+        /* longer than any id (IDENT_MAX) */
+        { PF_CAT, "c234567890123456789012345678901234567890123456789012345678901234x" },
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         proj_event ev;
