@@ -266,14 +266,12 @@ static int send_apply(rb *b, const PGresult *res, int from, int to, const char *
                  : fail(b, TALLY_ENOMEM, "out of memory");
     } else {
         rc = send_events(b, now);
-        release_events(b); /* the command is formatted: the fields are no longer needed */
     }
-    if (rc != 0) {
+    if (rc != 0 || !b->merged) /* formatted (or failed): the fields are no longer needed */
         release_events(b);
-        return rc;
-    }
-    b->in_flight = true;
-    return 0;
+    b->merged = b->merged && rc == 0;
+    b->in_flight = rc == 0;
+    return rc;
 }
 
 /* Reads the reply of the call in flight, counting what the view refused. */

@@ -622,7 +622,8 @@ per-event way too.
 ]]
 --[[
 Writes the plan at args[i0] (<view> <now_ms> <events> <as_of_ms> ..., as tally_apply_merged
-takes it) to generation P: 0, with the plan's complaint ids and the versions they now have; 1,
+takes it) to generation P: 0, with the plan's complaint ids and their versions now (id ->
+version); 1,
 with nothing written, when a complaint's applied version is not the one its run starts after;
 or an error reply (nothing written) for a plan of another view or a malformed one.
 ]]
@@ -663,10 +664,11 @@ local function write_merged(P, args, i0, name)
   if not nkeys then
     return malformed
   end
-  local ids, vers = {}, {}
+  local ids, vers, versions = {}, {}, {}
   for c = 1, nc do
     local id, before, last = cpl[3 * c - 2], tonumber(cpl[3 * c - 1]), cpl[3 * c]
-    if not before or not tonumber(last) then
+    versions[id] = tonumber(last)
+    if not before or not versions[id] then
       return malformed
     end
     ids[c] = id
@@ -744,7 +746,7 @@ local function write_merged(P, args, i0, name)
     chunked('HSET', P .. 'cv', vers, false)
   end
   write_fresh(P, events, as_of, now)
-  return 0, ids, vers
+  return 0, ids, versions
 end
 
 local function apply_merged(keys, args)
@@ -845,6 +847,38 @@ local function rebuild_set(keys, args)
   return 1
 end
 
+-- After a rebuild call's writes: a complaint of ids leaves {t:T}:rebuild:gaps (gk) once its
+-- recorded version is applied (versions[id], id -> version) or never will be (frozen[id]).
+local function clear_gaps(gk, ids, versions, frozen)
+  if #ids > 0 and redis.call('EXISTS', gk) == 1 then
+    local got = chunked('HMGET', gk, ids, true)
+    local done = {}
+    for i, id in ipairs(ids) do
+      local g = tonumber(got[i])
+      if g and (versions[id] >= g or frozen[id]) then -- done, or never to be
+        done[#done + 1] = id
+      end
+    end
+    if #done > 0 then
+      chunked('HDEL', gk, done, false)
+    end
+  end
+end
+
+-- The owner's progress, recorded with a call's writes: its lease renewed, cursor ('' keeps
+-- it), read events added to done.
+local function record_progress(key, now, lease, cursor, read)
+  local kv = { 'lease_until', now + lease, 'updated_ms', now }
+  if cursor ~= '' then
+    kv[#kv + 1] = 'cursor'
+    kv[#kv + 1] = cursor
+  end
+  redis.call('HSET', key, unpack(kv))
+  if read and read > 0 then
+    redis.call('HINCRBY', key, 'done', read)
+  end
+end
+
 --[[
 tally_rebuild_apply KEYS[1] owner now_ms lease_ms cursor read n F <events>: the owner applies
 events read from PostgreSQL to the rebuild's generation. A duplicate is dropped by version; a
@@ -914,34 +948,14 @@ local function rebuild_apply(keys, args)
     redis.call('HSET', ik, id, string.format('%.0f', frozen[id]))
   end
   local gk = tag .. 'rebuild:gaps'
-  if #ids > 0 and redis.call('EXISTS', gk) == 1 then
-    local got = chunked('HMGET', gk, ids, true)
-    local done = {}
-    for i, id in ipairs(ids) do
-      local g = tonumber(got[i])
-      if g and (nxt.versions[id] >= g or frozen[id]) then -- done, or never to be
-        done[#done + 1] = id
-      end
-    end
-    if #done > 0 then
-      chunked('HDEL', gk, done, false)
-    end
-  end
+  clear_gaps(gk, ids, nxt.versions, frozen)
   if ref_seq > 0 then
     local g = tonumber(redis.call('HGET', gk, 'ref'))
     if g and g <= ref_seq then
       redis.call('HDEL', gk, 'ref')
     end
   end
-  local kv = { 'lease_until', now + lease, 'updated_ms', now }
-  if cursor ~= '' then
-    kv[#kv + 1] = 'cursor'
-    kv[#kv + 1] = cursor
-  end
-  redis.call('HSET', keys[1], unpack(kv))
-  if read and read > 0 then
-    redis.call('HINCRBY', keys[1], 'done', read)
-  end
+  record_progress(keys[1], now, lease, cursor, read)
   return out
 end
 
@@ -966,34 +980,13 @@ local function rebuild_apply_merged(keys, args)
     return lease and read and 1
       or redis.error_reply('PLAN tally_rebuild_apply_merged: malformed arguments')
   end
-  local status, ids, vers = write_merged(tag .. h.gen .. ':', args, 6,
+  local status, ids, versions = write_merged(tag .. h.gen .. ':', args, 6,
     'tally_rebuild_apply_merged')
   if status ~= 0 then
     return status
   end
-  local gk = tag .. 'rebuild:gaps'
-  if #ids > 0 and redis.call('EXISTS', gk) == 1 then
-    local got = chunked('HMGET', gk, ids, true)
-    local done = {}
-    for c, id in ipairs(ids) do
-      local g = tonumber(got[c])
-      if g and tonumber(vers[2 * c]) >= g then
-        done[#done + 1] = id
-      end
-    end
-    if #done > 0 then
-      chunked('HDEL', gk, done, false)
-    end
-  end
-  local kv = { 'lease_until', now + lease, 'updated_ms', now }
-  if cursor ~= '' then
-    kv[#kv + 1] = 'cursor'
-    kv[#kv + 1] = cursor
-  end
-  redis.call('HSET', keys[1], unpack(kv))
-  if read > 0 then
-    redis.call('HINCRBY', keys[1], 'done', read)
-  end
+  clear_gaps(tag .. 'rebuild:gaps', ids, versions, {})
+  record_progress(keys[1], now, lease, cursor, read)
   return 0
 end
 
