@@ -105,7 +105,7 @@ cmd_start() {
 wait_published() {
     local left last=-1 since=$SECONDS
     while :; do
-        left=$(psql_q -c 'SELECT count(*) FROM events WHERE published_at IS NULL')
+        left=$(psql_q -c 'SELECT count(*) FROM outbox')
         ((left == 0)) && return 0
         if ((left != last)); then
             last=$left since=$SECONDS

@@ -121,7 +121,7 @@ else
     psql_at tally -c ANALYZE
     psql_at postgres -c 'ALTER DATABASE tally RENAME TO tally_seed'
 fi
-rows=$(psql_at tally_seed -c "SELECT count(*) FROM events WHERE published_at IS NULL")
+rows=$(psql_at tally_seed -c "SELECT count(*) FROM outbox")
 ((rows > 0)) || die "the template has no unpublished rows"
 payload=$(psql_at tally_seed -c "SELECT round(avg(octet_length(payload))) FROM events")
 
@@ -189,7 +189,7 @@ measure() {
             LIMIT 8" >"$work/pgss.$bi.$batch"
     fi
     svc_stop command-svc
-    unmarked=$(psql_at tally -c "SELECT count(*) FROM events WHERE published_at IS NULL")
+    unmarked=$(psql_at tally -c "SELECT count(*) FROM outbox")
     ((unmarked == 0)) || die "$unmarked rows are still unpublished after the run"
     entries=0
     for ((p = 0; p < partitions; p++)); do

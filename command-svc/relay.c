@@ -7,15 +7,17 @@
  * session only for counting the backlog. The thread is either a standby or the leader:
  *
  *   standby  tries pg_try_advisory_lock(RELAY_LOCK_KEY) every poll_ms (at most 5 s apart). On
- *            success it LISTENs on tally_events, reads max(published_at) (its passes' ids start
- *            above it) and becomes the leader.
- *   leader   runs passes. A pass reads the oldest unpublished rows (WHERE published_at IS
- *            NULL ORDER BY seq LIMIT batch, the partial index events_unpublished), checks
+ *            success it LISTENs on tally_events, reads max(id) of relay_passes (its passes'
+ *            ids start above it) and becomes the leader.
+ *   leader   runs passes. A pass reads the oldest unpublished rows (the first batch of seqs
+ *            of the outbox table, each row then by the events pkey), checks
  *            Redis (tally:relay:pos, a repair request, each stream's length: relay_stream.c),
  *            packs each row as an EventEnvelope (event_pack) and pipelines one XADD per row to
  *            tally:events:<partition> (one field "e" holding the envelope bytes), then
- *            SET tally:relay:pos <pass id>, and marks the rows that Redis took with
- *            published_at = the pass id. After a full batch the next pass starts at once;
+ *            SET tally:relay:pos <pass id>, and marks the rows that Redis took: deletes them
+ *            from the outbox and inserts the pass (its id and seqs) into relay_passes, in one
+ *            statement; the events rows are never written. After a full batch the next pass
+ *            starts at once;
  *            otherwise the thread sleeps until a NOTIFY on tally_events, the poll timeout (at
  *            most 5 s, so that the session is never idle for long), or relay_stop().
  *
@@ -85,41 +87,55 @@
 #define BACKOFF_MIN_MS   50
 #define BACKOFF_MAX_MS   5000
 
-/* Pass ids are Unix microseconds; published_at holds exactly that value. */
-#define US_TO_TS(p) "to_timestamp(" p "::float8 / 1e6)"
-
+/*
+ * The outbox (migration 0006): a row per unpublished event, which the writers' statement
+ * trigger inserts; relay_passes: a row per pass Redis took, its id (Unix microseconds) and its
+ * seqs. The events themselves are never updated.
+ */
 static const pgx_stmt stmts[S_COUNT] = {
+    /* The oldest unpublished seqs, then each row by the pkey: the OFFSET 0 keeps the lookup a
+     * subquery run once per seq, whatever the statistics say (a bulk import before autoanalyze
+     * once had a batch planned as a scan of every unpublished row). */
     [S_SELECT] = { "relay_select",
-                   "SELECT " EVENT_COLUMNS " FROM events WHERE published_at IS NULL"
-                   " ORDER BY seq LIMIT $1",
+                   "SELECT e.* FROM (SELECT seq AS s FROM outbox ORDER BY seq LIMIT $1) o,"
+                   " LATERAL (SELECT " EVENT_COLUMNS " FROM events WHERE seq = o.s OFFSET 0) e"
+                   " ORDER BY o.s",
                    1 },
-    /* By seq alone (the pkey): the rows were just selected unpublished by this leader, and a
-     * "published_at IS NULL" here let a planner with stale statistics (a bulk import before
-     * autoanalyze) scan events_published_at for every unpublished row, once per batch. */
+    /* The same while the pass whose seqs are $2..$3 is being published (relay_pass.c reads the
+     * next batch meanwhile): the rows around that range, two index ranges merged in order. */
+    [S_SELECT_NEXT] = { "relay_select_next",
+                        "SELECT e.* FROM (SELECT s FROM ((SELECT seq AS s FROM outbox WHERE seq < "
+                        "$2"
+                        " ORDER BY seq LIMIT $1) UNION ALL (SELECT seq FROM outbox WHERE seq > $3"
+                        " ORDER BY seq LIMIT $1)) u ORDER BY s LIMIT $1) o,"
+                        " LATERAL (SELECT " EVENT_COLUMNS " FROM events WHERE seq = o.s OFFSET 0) e"
+                        " ORDER BY o.s",
+                        3 },
+    /* Marks a pass: its rows leave the outbox and the pass is recorded, in one statement. */
     [S_MARK] = { "relay_mark",
-                 "UPDATE events SET published_at = " US_TO_TS(
-                     "$2") " WHERE seq = ANY($1::bigint[])",
-                 2 },
-    /* The same for a batch whose seqs are contiguous (a backlog, mostly): one range of the
-     * pkey instead of one descent per seq. */
+                 "WITH d AS (DELETE FROM outbox WHERE seq = ANY($1::bigint[]))"
+                 " INSERT INTO relay_passes (id, lo, hi, seqs) VALUES ($2, $3, $4, $1::bigint[])",
+                 4 },
+    /* The same for a pass whose seqs are contiguous (a backlog, mostly): one range of the
+     * outbox's pkey, and no list kept. */
     [S_MARK_RANGE] = { "relay_mark_range",
-                       "UPDATE events SET published_at = " US_TO_TS(
-                           "$3") " WHERE seq >= $1 AND seq <= $2",
+                       "WITH d AS (DELETE FROM outbox WHERE seq >= $1 AND seq <= $2)"
+                       " INSERT INTO relay_passes (id, lo, hi) VALUES ($3, $1, $2)",
                        3 },
     [S_LOCK] = { "relay_lock", "SELECT pg_try_advisory_lock(" RELAY_LOCK_KEY ")", 0 },
-    [S_MAXPUB] = { "relay_max_published",
-                   "SELECT coalesce((extract(epoch FROM max(published_at)) * 1000000)::bigint, 0)"
-                   " FROM events",
-                   0 },
+    [S_MAXPUB] = { "relay_max_published", "SELECT coalesce(max(id), 0) FROM relay_passes", 0 },
     [S_MAXSEQ] = { "relay_max_seq", "SELECT coalesce(max(seq), 0) FROM events", 0 },
+    /* Puts the rows of the passes after $1, up to $2, back into the outbox, $3 passes at a
+     * time from the oldest: the last pass id done (NULL: none left) and the rows put back. */
     [S_UNMARK] = { "relay_unmark",
-                   "UPDATE events SET published_at = NULL WHERE seq IN (SELECT seq FROM events"
-                   " WHERE published_at > " US_TO_TS("$1") " AND published_at <= " US_TO_TS(
-                       "$2") " LIMIT $3)",
+                   "WITH p AS (SELECT id, lo, hi, seqs FROM relay_passes WHERE id > $1 AND id <= $2"
+                   " ORDER BY id LIMIT $3),"
+                   " i AS (INSERT INTO outbox (seq) SELECT DISTINCT s FROM p,"
+                   " LATERAL unnest(coalesce(p.seqs, ARRAY(SELECT generate_series(p.lo, p.hi)))) s"
+                   " ON CONFLICT DO NOTHING RETURNING 1)"
+                   " SELECT (SELECT max(id) FROM p), (SELECT count(*) FROM i)",
                    3 },
-    [S_LEFT] = { "relay_repair_left",
-                 "SELECT EXISTS (SELECT 1 FROM events WHERE published_at IS NULL AND seq <= $1)",
-                 1 },
+    [S_LEFT] = { "relay_repair_left", "SELECT EXISTS (SELECT 1 FROM outbox WHERE seq <= $1)", 1 },
 };
 
 /* Publish lag: sub-second when the relay keeps up, minutes after an outage. */
@@ -183,6 +199,8 @@ void relay_lose_leadership(relay *r, const char *why)
     metrics_set(r->m_leader, 0);
     metrics_set(r->m_backlog, 0);
     metrics_set(r->m_unpublishable, 0);
+    PQclear(r->next);
+    r->next = NULL;
     relay_stream_reset(r);
     if (r->count_sent_ms) { /* a count in flight belongs to the last term */
         pgx_reset(r->stats);
@@ -372,6 +390,7 @@ int relay_groups_check(const char *groups, char *err, size_t errlen)
 
 static void free_relay(relay *r)
 {
+    PQclear(r->next);
     kv_free(r->kv);
     pgx_free(r->stats);
     pgx_free(r->pg);

@@ -1,6 +1,7 @@
 /*
- * relay: publishes the outbox (unpublished rows of the events table) to the Redis Streams
- * tally:events:<partition>, in seq order, with pipelined XADD, then marks the rows published.
+ * relay: publishes the outbox (the table of unpublished event seqs, filled by a trigger of the
+ * events table) to the Redis Streams tally:events:<partition>, in seq order, with pipelined
+ * XADD, then marks the rows published (deletes them from the outbox and records the pass).
  * A thread of command-svc. The protocol with the consumers is docs/keyspace.md, "Streams and
  * pipeline state".
  *
@@ -15,7 +16,7 @@
  * poll interval, so when the holder dies (its session ends) another takes over within seconds;
  * a relay whose own session breaks stops publishing at once and competes again; a leader that
  * cannot publish to Redis for redis_giveup_ms gives the lock up. It never keeps a "highest seq
- * seen" cursor: every pass selects the rows whose published_at is NULL, so a row whose
+ * seen" cursor: every pass selects the rows still in the outbox, so a row whose
  * transaction commits after a higher seq was published is still found. A crash between XADD
  * and the mark publishes the row again (the same seq: the projector drops the duplicate).
  *

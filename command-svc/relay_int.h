@@ -23,7 +23,18 @@
 #define RELAY_ID_MAX       48 /* a stream id "ms-seq" */
 
 /* The prepared statements of the leader's session. */
-enum { S_SELECT, S_MARK, S_MARK_RANGE, S_LOCK, S_MAXPUB, S_MAXSEQ, S_UNMARK, S_LEFT, S_COUNT };
+enum {
+    S_SELECT,
+    S_SELECT_NEXT,
+    S_MARK,
+    S_MARK_RANGE,
+    S_LOCK,
+    S_MAXPUB,
+    S_MAXSEQ,
+    S_UNMARK,
+    S_LEFT,
+    S_COUNT
+};
 
 /* What a pass or a wait ended with. */
 enum relay_outcome { RELAY_IDLE, RELAY_MORE, RELAY_PG_DOWN, RELAY_REDIS_DOWN, RELAY_LOST };
@@ -71,11 +82,14 @@ struct relay {
 
     uint8_t body[EVENT_BODY_MAX];
     uint8_t envelope[RELAY_ENVELOPE_MAX];
-    int64_t *seqs;     /* batch entries: seqs of the rows sent in this pass */
-    int64_t *recorded; /* batch entries: their recorded_at, Unix ms */
-    int *part;         /* batch entries: their partition */
-    int64_t *held;     /* complaints whose rows this pass holds back */
-    char *seq_list;    /* "{1,2,3}" for the mark */
+    bool ahead;         /* a read of the next pass's rows is in flight on pg */
+    PGresult *next;     /* the next pass's rows, read while this one was published, or NULL */
+    int64_t next_at_ms; /* wall clock just before that read */
+    int64_t *seqs;      /* batch entries: seqs of the rows sent in this pass */
+    int64_t *recorded;  /* batch entries: their recorded_at, Unix ms */
+    int *part;          /* batch entries: their partition */
+    int64_t *held;      /* complaints whose rows this pass holds back */
+    char *seq_list;     /* "{1,2,3}" for the mark */
     size_t seq_list_cap;
 
     metrics_gauge *m_leader, *m_backlog, *m_backpressure, *m_unpublishable, *m_repair_rows;

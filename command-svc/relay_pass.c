@@ -24,11 +24,12 @@
 #define BACKLOG_WAIT_MS  4000  /* under the session's 5 s statement cap */
 #define BACKLOG_PAUSE_MS 60000 /* no count for this long after one failed */
 #define WATERMARK_MIN_MS 200
+#define DRAIN_EVERY      256
 
 /* On the statistics session, unprepared: its text names it for logs and pg_stat_activity. */
-#define BACKLOG_SQL                                                                             \
-    "SELECT /* relay_backlog */ count(*) FROM (SELECT 1 FROM events WHERE published_at IS NULL" \
-    " LIMIT " STREAM_BACKLOG_LIMIT_SQL ") s"
+#define BACKLOG_SQL                                                   \
+    "SELECT /* relay_backlog */ count(*) FROM (SELECT 1 FROM outbox " \
+    "LIMIT " STREAM_BACKLOG_LIMIT_SQL ") s"
 
 static int64_t now_wall_us(void)
 {
@@ -54,6 +55,16 @@ static enum relay_outcome redis_pass_failed(relay *r)
     r->redis_failing_ms = 0;
     r->compete_at_ms = now_mono_ms() + 2 * (int64_t)r->conf.poll_ms;
     return RELAY_LOST;
+}
+
+/*
+ * Every DRAIN_EVERY rows while a read ahead is in flight: takes in what the server sent, so
+ * that it never waits for room in the socket (its result is over a megabyte).
+ */
+static void drain_ahead(relay *r, int i)
+{
+    if (r->ahead && i % DRAIN_EVERY == DRAIN_EVERY - 1)
+        PQconsumeInput(pgx_pg(r->pg)); /* a failure shows in pgx_recv */
 }
 
 /* Packs row i of res into r->envelope: the length, or a negative tally_err. */
@@ -91,6 +102,7 @@ static int append_xadds(relay *r, redisContext *ctx, const PGresult *res, int n,
     int sent = 0, nheld = 0;
     *unpublishable = 0;
     for (int i = 0; i < n; i++) {
+        drain_ahead(r, i);
         int64_t complaint = pgx_int(res, i, EVENT_C_COMPLAINT);
         if (complaint && is_held(r, nheld, complaint)) {
             (*unpublishable)++;
@@ -133,6 +145,7 @@ static int read_replies(relay *r, int sent, char *error, size_t errlen, int64_t 
     error[0] = '\0';
     for (int j = 0; j <= sent; j++) {
         redisReply *rep = NULL;
+        drain_ahead(r, j);
         if (redisGetReply(ctx, (void **)&rep) != REDIS_OK || !rep) {
             if (!error[0])
                 snprintf(error, errlen, "%s", ctx->errstr[0] ? ctx->errstr : "connection lost");
@@ -161,17 +174,18 @@ static int read_replies(relay *r, int sent, char *error, size_t errlen, int64_t 
 }
 
 /*
- * Marks the first n sent rows published by pass id: by their seq range when the rows are
- * contiguous (every seq between the first and the last was sent), else by the list of seqs.
+ * Marks the first n sent rows published by pass id: deletes them from the outbox and records
+ * the pass, by their seq range when the rows are contiguous (every seq between the first and
+ * the last was sent), else with the list of seqs.
  */
 static int mark(relay *r, int n, int64_t id)
 {
     char pass[24], lo[24], hi[24];
     size_t len = 0;
     snprintf(pass, sizeof(pass), "%" PRId64, id);
+    snprintf(lo, sizeof(lo), "%" PRId64, r->seqs[0]);
+    snprintf(hi, sizeof(hi), "%" PRId64, r->seqs[n - 1]);
     if (r->seqs[n - 1] - r->seqs[0] == n - 1) {
-        snprintf(lo, sizeof(lo), "%" PRId64, r->seqs[0]);
-        snprintf(hi, sizeof(hi), "%" PRId64, r->seqs[n - 1]);
         const char *values[] = { lo, hi, pass };
         return pgx_exec(r->pg, S_MARK_RANGE, 3, values, NULL, NULL, RELAY_PG_WAIT_MS, NULL);
     }
@@ -180,8 +194,28 @@ static int mark(relay *r, int n, int64_t id)
         len += (size_t)snprintf(r->seq_list + len, r->seq_list_cap - len, "%s%" PRId64,
                                 j ? "," : "", r->seqs[j]);
     snprintf(r->seq_list + len, r->seq_list_cap - len, "}");
-    const char *values[] = { r->seq_list, pass };
-    return pgx_exec(r->pg, S_MARK, 2, values, NULL, NULL, RELAY_PG_WAIT_MS, NULL);
+    const char *values[] = { r->seq_list, pass, lo, hi };
+    return pgx_exec(r->pg, S_MARK, 4, values, NULL, NULL, RELAY_PG_WAIT_MS, NULL);
+}
+
+/*
+ * Before a pass publishes its n rows (contiguous seqs), sends the read of the next batch: the
+ * same as the pass's SELECT but for those seqs, which stay in the outbox until the mark. The
+ * server runs it while the pass packs and Redis takes the XADDs (drain_ahead keeps its rows
+ * flowing meanwhile). True if sent.
+ */
+static bool read_ahead(relay *r, const PGresult *res, int n)
+{
+    char limit[16], lo[24], hi[24];
+    int64_t first = pgx_int(res, 0, EVENT_C_SEQ), last = pgx_int(res, n - 1, EVENT_C_SEQ);
+    if (last - first != n - 1 || !relay_session_alive(r))
+        return false;
+    snprintf(limit, sizeof(limit), "%d", r->conf.batch);
+    snprintf(lo, sizeof(lo), "%" PRId64, first);
+    snprintf(hi, sizeof(hi), "%" PRId64, last);
+    const char *values[] = { limit, lo, hi };
+    r->next_at_ms = now_wall_ms(); /* before its snapshot */
+    return pgx_send(r->pg, S_SELECT_NEXT, 3, values, NULL, NULL) == 0;
 }
 
 /* The backlog count failed: not counted for a minute (logged once). */
@@ -315,8 +349,13 @@ static enum relay_outcome publish(relay *r)
     snprintf(limit, sizeof(limit), "%d", r->conf.batch);
     const char *values[] = { limit };
     int64_t selected_at_ms = now_wall_ms(); /* before the SELECT's snapshot */
-    if (pgx_exec(r->pg, S_SELECT, 1, values, NULL, NULL, RELAY_PG_WAIT_MS, &res) != 0)
+    if (r->next) {                          /* read during the last pass */
+        res = r->next;
+        r->next = NULL;
+        selected_at_ms = r->next_at_ms;
+    } else if (pgx_exec(r->pg, S_SELECT, 1, values, NULL, NULL, RELAY_PG_WAIT_MS, &res) != 0) {
         return relay_leader_pg_error(r, "reading unpublished events");
+    }
     relay_pg_ok(r);
     if (kv_connect(r->kv) != 0) {
         PQclear(res);
@@ -350,10 +389,17 @@ static enum relay_outcome publish(relay *r)
         if (id <= r->last_pass_us)
             id = r->last_pass_us + 1;
         redisContext *ctx = kv_ctx(r->kv);
+        /* A full batch of a backlog: the next one is read while this one is published. */
+        r->ahead = rows == r->conf.batch && room == rows && read_ahead(r, res, rows);
         int sent = append_xadds(r, ctx, res, room, &unpublishable);
         redisAppendCommand(ctx, "SET " STREAM_POS_KEY " %lld GET", (long long)id);
         int64_t pos_before = 0, marked_before = r->last_pass_us;
         ok = read_replies(r, sent, error, sizeof(error), &pos_before);
+        PGresult *next = NULL;
+        bool ahead = r->ahead;
+        r->ahead = false;
+        if (ahead && pgx_recv(r->pg, RELAY_PG_WAIT_MS, &next) != 0)
+            out = relay_leader_pg_error(r, "reading unpublished events ahead");
         metrics_set(r->m_unpublishable, unpublishable);
         metrics_inc(r->m_published, (uint64_t)ok);
         if (!error[0] || ok > 0)
@@ -362,11 +408,22 @@ static enum relay_outcome publish(relay *r)
            behind a proxy that kept the connection): what the SET replaced says so. */
         if ((!error[0] || ok > 0) && marked_before > 0 && pos_before < marked_before)
             relay_repair_lost_at_pass(r, pos_before);
-        out = rows == r->conf.batch && ok > 0 && room == rows ? RELAY_MORE : RELAY_IDLE;
-        if (ok > 0 && (!relay_session_alive(r) || mark(r, ok, id) != 0))
+        if (out != RELAY_LOST)
+            out = rows == r->conf.batch && ok > 0 && room == rows ? RELAY_MORE : RELAY_IDLE;
+        bool marked = false;
+        if (out != RELAY_LOST && ok > 0 && (!relay_session_alive(r) || mark(r, ok, id) != 0)) {
             out = relay_leader_pg_error(r, "marking events published"); /* sent again later */
-        else
+        } else if (out != RELAY_LOST) {
+            marked = true;
             relay_repair_published(r, r->seqs, ok);
+        }
+        /* The rows read ahead follow this pass's only when all of it is published (a row held
+           back is in the range they leave out, and so would be a later version of its
+           complaint that is not). */
+        if (next && marked && ok == rows && sent == rows && !error[0])
+            r->next = next;
+        else
+            PQclear(next);
         if (error[0]) {
             PQclear(res);
             relay_redis_failed(r, error);

@@ -13,14 +13,16 @@
  * maxlen entries.
  *
  * Loss. Each pass of the leader has an id (Unix microseconds, increasing; a new leader starts
- * above max(published_at)); its rows are marked with published_at = that id and its pipeline
- * ends with SET tally:relay:pos <id>. So every row marked at or below pos is in this Redis.
+ * above the newest in relay_passes); its pipeline ends with SET tally:relay:pos <id>, and its
+ * mark records the id with its seqs in relay_passes. So every row of a pass at or below pos is
+ * in this Redis.
  * A pos that is missing while rows were marked, or older than the last pass this leader
  * marked, means Redis lost what came after it (a restart without persistence, a FLUSHALL, an
  * older snapshot, a failover to a lagging replica). The projector reports entries it found
  * trimmed before applying them in tally:repair:request (Unix ms). Either way the leader repairs:
- * it announces tally:repair, un-marks the rows published after the loss point (in chunks of
- * UNMARK_CHUNK, each well under the session's statement cap), sets pos to what it marked, and
+ * it announces tally:repair, puts the rows of the passes after the loss point back into the
+ * outbox (un-marks them, in chunks of about UNMARK_ROWS rows, each well under the session's
+ * statement cap), sets pos to what it marked, and
  * lets the ordinary passes publish them again, in seq order (the projector drops duplicates by
  * version; reference data comes back the same way). Once no row up to the newest seq at
  * detection is unpublished, it records per partition the last id it XADDed (target:<p>) and
@@ -39,7 +41,7 @@
 #include <string.h>
 
 #define MAINTAIN_EVERY_MS 1000
-#define UNMARK_CHUNK      "50000"
+#define UNMARK_ROWS       50000 /* rows per statement, about: well under its 5 s cap */
 #define REQUEST_MARGIN_MS 60000 /* clock skew between the projector's Redis and this host */
 
 static const char *const reason_names[R_COUNT] = { "missing", "behind", "trimmed" };
@@ -271,7 +273,7 @@ static int announce(relay *r, bool unmarked)
 
 int relay_repair_unmark(relay *r, enum relay_outcome *out)
 {
-    char since[24], bound[24], *end;
+    char since[24], bound[24], chunk[16];
     if (!r->rep.on || r->rep.unmarked)
         return 0;
     PGresult *res;
@@ -285,18 +287,23 @@ int relay_repair_unmark(relay *r, enum relay_outcome *out)
         *out = RELAY_REDIS_DOWN;
         return -1;
     }
+    /* A pass holds at most a batch of rows: chunks of about UNMARK_ROWS rows. */
+    snprintf(chunk, sizeof(chunk), "%d",
+             r->conf.batch < UNMARK_ROWS ? UNMARK_ROWS / r->conf.batch : 1);
     snprintf(since, sizeof(since), "%lld", (long long)r->rep.since_us);
     snprintf(bound, sizeof(bound), "%lld", (long long)r->rep.bound_us);
-    const char *values[] = { since, bound, UNMARK_CHUNK };
+    const char *values[] = { since, bound, chunk };
     for (;;) {
         if (pgx_exec(r->pg, S_UNMARK, 3, values, NULL, NULL, RELAY_PG_WAIT_MS, &res) != 0) {
-            *out = relay_leader_pg_error(r, "un-marking events to republish");
+            *out = relay_leader_pg_error(r, "putting events back into the outbox");
             return -1;
         }
-        long long n = strtoll(PQcmdTuples(res), &end, 10);
+        bool done = PQgetisnull(res, 0, 0);
+        if (!done)
+            snprintf(since, sizeof(since), "%s", PQgetvalue(res, 0, 0));
+        r->rep.rows += pgx_int(res, 0, 1);
         PQclear(res);
-        r->rep.rows += n;
-        if (n < atoll(UNMARK_CHUNK))
+        if (done)
             break;
     }
     /* Rows marked up to bound are now either in Redis (up to since) or unpublished. */

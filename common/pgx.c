@@ -355,6 +355,31 @@ static int collect(pgx_conn *c, int64_t timeout_ms, PGresult **out)
     return pgx_err_from_sqlstate(c->sqlstate);
 }
 
+int pgx_send(pgx_conn *c, int stmt, int nparams, const char *const *values, const int *lengths,
+             const int *formats)
+{
+    int rc;
+    if ((rc = pgx_connect(c)) != 0)
+        return rc;
+    if (!PQsendQueryPrepared(c->pg, c->stmts[stmt].name, nparams, values, lengths, formats, 0)) {
+        set_err(c, PQerrorMessage(c->pg), "08006", NULL);
+        pgx_reset(c);
+        return TALLY_EUNAVAIL;
+    }
+    return 0;
+}
+
+int pgx_recv(pgx_conn *c, int64_t timeout_ms, PGresult **out)
+{
+    if (out)
+        *out = NULL;
+    if (!c->pg) {
+        set_err(c, "the connection was lost", "08006", NULL);
+        return TALLY_EUNAVAIL;
+    }
+    return collect(c, timeout_ms, out);
+}
+
 int pgx_exec(pgx_conn *c, int stmt, int nparams, const char *const *values, const int *lengths,
              const int *formats, int64_t timeout_ms, PGresult **out)
 {
@@ -365,13 +390,8 @@ int pgx_exec(pgx_conn *c, int stmt, int nparams, const char *const *values, cons
         set_err(c, "deadline exceeded before the statement was sent", "57014", NULL);
         return TALLY_ETIMEOUT;
     }
-    if ((rc = pgx_connect(c)) != 0)
+    if ((rc = pgx_send(c, stmt, nparams, values, lengths, formats)) != 0)
         return rc;
-    if (!PQsendQueryPrepared(c->pg, c->stmts[stmt].name, nparams, values, lengths, formats, 0)) {
-        set_err(c, PQerrorMessage(c->pg), "08006", NULL);
-        pgx_reset(c);
-        return TALLY_EUNAVAIL;
-    }
     return collect(c, timeout_ms, out);
 }
 

@@ -66,6 +66,15 @@ void pgx_reset(pgx_conn *c);
 int pgx_exec(pgx_conn *c, int stmt, int nparams, const char *const *values, const int *lengths,
              const int *formats, int64_t timeout_ms, PGresult **out);
 
+/*
+ * pgx_exec in two halves, so that the caller works while the server runs the statement:
+ * pgx_send sends it (0, or a tally_err with the failure noted), pgx_recv waits at most
+ * timeout_ms for its result (as pgx_exec). Nothing else may run on the connection in between.
+ */
+int pgx_send(pgx_conn *c, int stmt, int nparams, const char *const *values, const int *lengths,
+             const int *formats);
+int pgx_recv(pgx_conn *c, int64_t timeout_ms, PGresult **out);
+
 /* As pgx_exec for a plain SQL text without parameters (BEGIN, COMMIT, LISTEN, ...). */
 int pgx_exec_sql(pgx_conn *c, const char *sql, int64_t timeout_ms, PGresult **out);
 

@@ -3,8 +3,8 @@
  * partition, one lag sample (common/lag.h, the same reading the projector's metrics make): the
  * stream's length, the group's undelivered and pending entries, the oldest unapplied entry's
  * age, the completeness watermark and its age, the dead letters. From PostgreSQL when a DSN is
- * given: the relay backlog (unpublished rows, counted up to BACKLOG_LIMIT + 1 over the partial
- * index events_unpublished, as the relay counts it) and the tenants. Per tenant: its partition,
+ * given: the relay backlog (the outbox's rows, counted up to BACKLOG_LIMIT + 1 as the relay
+ * counts them) and the tenants. Per tenant: its partition,
  * parked complaints, and the events applied and the last apply time of its freshness hash in
  * its current generation.
  *
@@ -39,8 +39,8 @@
 #define BACKLOG_SQL                                                                              \
     "SELECT /* tally_lag_backlog */ tenant_id, count(*),"                                        \
     " (extract(epoch FROM min(recorded_at)) * 1000)::bigint FROM (SELECT tenant_id, recorded_at" \
-    " FROM events WHERE published_at IS NULL ORDER BY seq LIMIT " STREAM_BACKLOG_LIMIT_SQL       \
-    ") s GROUP BY tenant_id"
+    " FROM (SELECT seq FROM outbox ORDER BY seq LIMIT " STREAM_BACKLOG_LIMIT_SQL ") o"           \
+    " JOIN events USING (seq)) s GROUP BY tenant_id"
 #define TENANTS_SQL "SELECT tenant_id FROM tenants ORDER BY tenant_id LIMIT 10001"
 
 typedef struct trow {

@@ -203,8 +203,7 @@ static void wait_all_marked(void)
 {
     PGconn *pg = pgdb_connect(&rl.db);
     for (int64_t end = now_mono_ms() + WAIT_MS;; tclock_sleep_ms(100)) {
-        long long n =
-            pgdb_int(pg, "SELECT count(*) FROM events WHERE published_at IS NULL", 0, NULL);
+        long long n = pgdb_int(pg, "SELECT count(*) FROM outbox", 0, NULL);
         if (n == 0)
             break;
         cr_assert_lt(now_mono_ms(), end, "%lld rows stay unpublished", n);

@@ -147,7 +147,7 @@ static bool settled_once(sys_system *s, int partitions, fault_settled *f)
 {
     f->unpublished = f->pending = f->undelivered = 0;
     f->repairing = false;
-    PGresult *r = PQexec(s->pg, "SELECT count(*) FROM events WHERE published_at IS NULL");
+    PGresult *r = PQexec(s->pg, "SELECT count(*) FROM outbox");
     if (PQresultStatus(r) == PGRES_TUPLES_OK)
         f->unpublished = atoll(PQgetvalue(r, 0, 0));
     else

@@ -71,7 +71,7 @@ void fault_redis_rollback(sys_system *s, const char *snapshot, FILE *out);
 typedef struct fault_settled {
     bool settled;
     int64_t ms;          /* how long it took (or the bound) */
-    int64_t unpublished; /* events rows with published_at NULL */
+    int64_t unpublished; /* rows of the outbox (events not published yet) */
     int64_t pending;     /* entries of the projector group not acknowledged, all partitions */
     int64_t undelivered; /* entries not delivered to the group yet, all partitions */
     bool repairing;      /* tally:repair or tally:repair:request exists */

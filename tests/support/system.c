@@ -243,8 +243,7 @@ void sys_wait_idle(sys_system *s, int timeout_ms)
 {
     redisContext *c = sys_redis_connect(s);
     for (int64_t until = now_mono_ms() + timeout_ms;; tclock_sleep_ms(20)) {
-        bool published =
-            pgdb_int(s->pg, "SELECT count(*) FROM events WHERE published_at IS NULL", 0, NULL) == 0;
+        bool published = pgdb_int(s->pg, "SELECT count(*) FROM outbox", 0, NULL) == 0;
         if (published && ev_group_idle(c, EV_STREAM))
             break;
         cr_assert_lt(now_mono_ms(), until, "the pipeline did not drain within %d ms", timeout_ms);
