@@ -192,7 +192,8 @@ table_header "$row" relay runs complnt/s events/c events svc_us/c pg_us/c sim_us
 for mode in $modes; do
     col() { awk -v m="$mode" -v c="$1" '$1 == m { print $c }' "$results" | median; }
     # shellcheck disable=SC2059
-    printf "$row\n" "$mode" "$runs" "$(col 3)" "$(col 4)" "$(col 5)" "$(col 6)" "$(col 7)" \
+    # the median of an even count of event counts can end in .5, which %d refuses
+    printf "$row\n" "$mode" "$runs" "$(col 3)" "$(col 4)" "$(printf '%.0f' "$(col 5)")" "$(col 6)" "$(col 7)" \
         "$(col 8)" "$(col 9)" "$(col 10)"
 done
 echo "machine after: $(uptime)"

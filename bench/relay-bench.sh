@@ -105,7 +105,9 @@ svc_up() {
 
 # The backlog, once: seeded with the relay off, kept as the template tally_seed.
 seeded=$(psql_at postgres -c "SELECT count(*) FROM pg_database WHERE datname = 'tally_seed'")
-if ((seeded)) && [[ $(psql_at tally_seed -c "SELECT count(*) FROM complaints") == "$complaints" ]]; then
+# A template from before migration 0006 (no outbox table) is seeded again.
+if ((seeded)) && [[ $(psql_at tally_seed -c "SELECT to_regclass('outbox') IS NOT NULL") == t &&
+    $(psql_at tally_seed -c "SELECT count(*) FROM complaints") == "$complaints" ]]; then
     say "reusing the seeded template"
 else
     say "seeding $complaints complaints with the relay off"

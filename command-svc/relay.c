@@ -144,7 +144,7 @@ static const double lag_buckets[] = {
     2.5,   5,      10,    30,   60,    120,  300, 600,  1800, 3600
 };
 
-static bool stopping(relay *r)
+bool relay_stopping(relay *r)
 {
     return atomic_load_explicit(&r->stop, memory_order_acquire);
 }
@@ -266,7 +266,7 @@ static enum relay_outcome wait_for(relay *r, int64_t ms, bool on_notify)
             return RELAY_LOST;
         }
         int64_t left = deadline - now_mono_ms();
-        if (stopping(r) || left <= 0)
+        if (relay_stopping(r) || left <= 0)
             return RELAY_IDLE;
         struct pollfd p[2] = { { .fd = r->wake_fd, .events = POLLIN } };
         nfds_t n = 1;
@@ -310,7 +310,7 @@ static int try_lead(relay *r)
 static void *relay_main(void *arg)
 {
     relay *r = arg;
-    while (!stopping(r)) {
+    while (!relay_stopping(r)) {
         enum relay_outcome out;
         if (!r->leader) {
             int64_t until = r->compete_at_ms - now_mono_ms();

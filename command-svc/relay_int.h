@@ -106,6 +106,9 @@ enum relay_outcome relay_leader_pg_error(relay *r, const char *what);
 void relay_pg_ok(relay *r);
 void relay_redis_ok(relay *r);
 
+/* relay.c: true once relay_stop() was called. */
+bool relay_stopping(relay *r);
+
 /* relay.c: back to standby (why is logged); the next attempt starts a fresh session. */
 void relay_lose_leadership(relay *r, const char *why);
 

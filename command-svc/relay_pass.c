@@ -398,8 +398,13 @@ static enum relay_outcome publish(relay *r)
         PGresult *next = NULL;
         bool ahead = r->ahead;
         r->ahead = false;
-        if (ahead && pgx_recv(r->pg, RELAY_PG_WAIT_MS, &next) != 0)
-            out = relay_leader_pg_error(r, "reading unpublished events ahead");
+        /* A failed read ahead costs only its rows (counted; the next pass selects them): the
+           pass is marked unless the session itself is gone. */
+        if (ahead && pgx_recv(r->pg, RELAY_PG_WAIT_MS, &next) != 0) {
+            metrics_inc(r->m_err_pg, 1);
+            if (!relay_session_alive(r))
+                out = relay_leader_pg_error(r, "reading unpublished events ahead");
+        }
         metrics_set(r->m_unpublishable, unpublishable);
         metrics_inc(r->m_published, (uint64_t)ok);
         if (!error[0] || ok > 0)

@@ -42,6 +42,7 @@
 
 #define MAINTAIN_EVERY_MS 1000
 #define UNMARK_ROWS       50000 /* rows per statement, about: well under its 5 s cap */
+#define UNMARK_PASSES_MAX 100000
 #define REQUEST_MARGIN_MS 60000 /* clock skew between the projector's Redis and this host */
 
 static const char *const reason_names[R_COUNT] = { "missing", "behind", "trimmed" };
@@ -273,7 +274,7 @@ static int announce(relay *r, bool unmarked)
 
 int relay_repair_unmark(relay *r, enum relay_outcome *out)
 {
-    char since[24], bound[24], chunk[16];
+    char since[24], bound[24], chunk[24];
     if (!r->rep.on || r->rep.unmarked)
         return 0;
     PGresult *res;
@@ -287,24 +288,32 @@ int relay_repair_unmark(relay *r, enum relay_outcome *out)
         *out = RELAY_REDIS_DOWN;
         return -1;
     }
-    /* A pass holds at most a batch of rows: chunks of about UNMARK_ROWS rows. */
-    snprintf(chunk, sizeof(chunk), "%d",
-             r->conf.batch < UNMARK_ROWS ? UNMARK_ROWS / r->conf.batch : 1);
+    /* Chunks of about UNMARK_ROWS rows: as many passes as that many rows took the last time
+       (a pass holds up to a batch; under live traffic, a few rows). */
+    long long passes = r->conf.batch < UNMARK_ROWS ? UNMARK_ROWS / r->conf.batch : 1;
     snprintf(since, sizeof(since), "%lld", (long long)r->rep.since_us);
     snprintf(bound, sizeof(bound), "%lld", (long long)r->rep.bound_us);
-    const char *values[] = { since, bound, chunk };
     for (;;) {
+        if (relay_stopping(r)) {
+            *out = RELAY_IDLE; /* the next leader starts this repair over */
+            return -1;
+        }
+        snprintf(chunk, sizeof(chunk), "%lld", passes);
+        const char *values[] = { since, bound, chunk };
         if (pgx_exec(r->pg, S_UNMARK, 3, values, NULL, NULL, RELAY_PG_WAIT_MS, &res) != 0) {
             *out = relay_leader_pg_error(r, "putting events back into the outbox");
             return -1;
         }
         bool done = PQgetisnull(res, 0, 0);
+        int64_t n = pgx_int(res, 0, 1);
         if (!done)
             snprintf(since, sizeof(since), "%s", PQgetvalue(res, 0, 0));
-        r->rep.rows += pgx_int(res, 0, 1);
+        r->rep.rows += n;
         PQclear(res);
         if (done)
             break;
+        passes = n > 0 ? passes * UNMARK_ROWS / n : passes * 2;
+        passes = passes < 1 ? 1 : passes > UNMARK_PASSES_MAX ? UNMARK_PASSES_MAX : passes;
     }
     /* Rows marked up to bound are now either in Redis (up to since) or unpublished. */
     if (announce(r, true) != 0) {

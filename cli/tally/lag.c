@@ -36,11 +36,13 @@
 #define OUT_LIMIT   (64u << 20)
 #define TABLE_WIDTH 200
 
-#define BACKLOG_SQL                                                                              \
-    "SELECT /* tally_lag_backlog */ tenant_id, count(*),"                                        \
-    " (extract(epoch FROM min(recorded_at)) * 1000)::bigint FROM (SELECT tenant_id, recorded_at" \
-    " FROM (SELECT seq FROM outbox ORDER BY seq LIMIT " STREAM_BACKLOG_LIMIT_SQL ") o"           \
-    " JOIN events USING (seq)) s GROUP BY tenant_id"
+/* Each row by the pkey (the OFFSET 0 keeps it a lookup per seq), as the relay reads them. */
+#define BACKLOG_SQL                                                                          \
+    "SELECT /* tally_lag_backlog */ tenant_id, count(*),"                                    \
+    " (extract(epoch FROM min(recorded_at)) * 1000)::bigint"                                 \
+    " FROM (SELECT seq AS s FROM outbox ORDER BY seq LIMIT " STREAM_BACKLOG_LIMIT_SQL ") o," \
+    " LATERAL (SELECT tenant_id, recorded_at FROM events WHERE seq = o.s OFFSET 0) e"        \
+    " GROUP BY tenant_id"
 #define TENANTS_SQL "SELECT tenant_id FROM tenants ORDER BY tenant_id LIMIT 10001"
 
 typedef struct trow {

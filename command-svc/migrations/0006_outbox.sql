@@ -14,11 +14,18 @@
 -- events is append-only from here on: no row is ever updated, so its pages stay all-visible.
 -- A relay of an older build fails on its next statement (published_at is gone) and keeps the
 -- lock until its replica is replaced: nothing is published during that part of a rollout,
--- nothing is lost (docs/operations.md, "Upgrading").
+-- nothing is lost (docs/operations.md, "Upgrading to migration 0006").
+--
+-- Writes to events wait from the start (the migration runs in one READ COMMITTED transaction:
+-- without the lock, a row committed by an older writer between the copy into the outbox and
+-- the DROP below would be in neither and never published); reads go on until the DROP.
+LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE;
+
 CREATE TABLE outbox (
     seq bigint PRIMARY KEY
-) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 20000,
-        autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 100000);
+) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 20000);
+-- Vacuumed after every 20,000 deletions whatever its size: each pass's SELECT starts at the
+-- head of outbox_pkey, where the deleted rows' entries wait for vacuum.
 
 CREATE TABLE relay_passes (
     id   bigint PRIMARY KEY, -- Unix microseconds, the value of tally:relay:pos it SET
@@ -38,14 +45,15 @@ DROP INDEX events_published_at;
 ALTER TABLE events DROP COLUMN published_at;
 
 -- Once per writing statement: its rows into the outbox, and a wake-up for the relay (NOTIFY is
--- delivered at commit).
-CREATE FUNCTION tally_events_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
+-- delivered at commit). The schema is the migration's, whatever the writer's search_path.
+CREATE FUNCTION tally_events_outbox() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO outbox (seq) SELECT seq FROM new_events;
     PERFORM pg_notify('tally_events', '');
     RETURN NULL;
 END $$;
-DROP TRIGGER events_notify ON events;
-DROP FUNCTION tally_events_notify();
+DROP TRIGGER IF EXISTS events_notify ON events;
+DROP FUNCTION IF EXISTS tally_events_notify();
 CREATE TRIGGER events_outbox AFTER INSERT ON events REFERENCING NEW TABLE AS new_events
     FOR EACH STATEMENT EXECUTE FUNCTION tally_events_outbox();

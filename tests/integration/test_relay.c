@@ -506,3 +506,75 @@ Test(relay, publishing_a_bulk_import_writes_no_event_row)
     cr_expect_eq(pgdb_int(pg, "SELECT count(*) FROM outbox", 0, NULL), 0, "the outbox is empty");
     PQfinish(pg);
 }
+
+/* Runs migration file name of TALLY_MIGRATIONS_DIR on pg and records it, as migrate.c does. */
+static void run_migration(PGconn *pg, const char *name)
+{
+    char path[512], sql[256];
+    snprintf(path, sizeof(path), "%s/%s", TALLY_MIGRATIONS_DIR, name);
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "cannot open %s", path);
+    static char text[1 << 16];
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    cr_assert_lt(n, sizeof(text) - 1, "%s is larger than the buffer", path);
+    text[n] = '\0';
+    PGresult *r = PQexec(pg, text); /* several statements: the simple protocol */
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: %s", name, PQresultErrorMessage(r));
+    PQclear(r);
+    snprintf(sql, sizeof(sql), "INSERT INTO schema_migrations (version, name) VALUES (%d, '%s')",
+             atoi(name), name);
+    rl_pg_ok(pg, sql);
+}
+
+/*
+ * Migration 0006 on a database of schema 5 with published and unpublished rows: every row
+ * that was unpublished is in the outbox and no other, every pass is in relay_passes with its
+ * seqs (a range when contiguous, else the list), and the events of a writer after it reach
+ * the outbox.
+ */
+Test(relay, migration_0006_keeps_every_unpublished_row_and_every_pass)
+{
+    static const char *const before[] = { "0001_schema.sql", "0002_events_published_at.sql",
+                                          "0003_events_published_at_partial.sql",
+                                          "0005_service_checked_fks.sql" };
+    pgdb d;
+    pgdb_create(&d, "mig6");
+    PGconn *pg = pgdb_connect(&d);
+    rl_pg_ok(pg, "CREATE TABLE schema_migrations (version int PRIMARY KEY, name text NOT NULL,"
+                 " applied_at timestamptz NOT NULL DEFAULT now())");
+    for (size_t i = 0; i < sizeof(before) / sizeof(before[0]); i++)
+        run_migration(pg, before[i]);
+    /* seqs 1, 2: pass 1700000000000001 (contiguous); 3 and 5: pass 1700000000000002 (not);
+       4 and 6 unpublished. */
+    rl_pg_ok(pg, "INSERT INTO events (tenant_id, type, occurred_at, local_day, payload,"
+                 " published_at) SELECT 't', 11, now(), current_date, ''::bytea,"
+                 " CASE WHEN i <= 2 THEN to_timestamp(1700000000000001::float8 / 1e6)"
+                 " WHEN i IN (3, 5) THEN to_timestamp(1700000000000002::float8 / 1e6) END"
+                 " FROM generate_series(1, 6) i ORDER BY i");
+    PQfinish(pg);
+
+    pgdb_migrate(&d); /* 0006, by command-svc */
+    pg = pgdb_connect(&d);
+    PGresult *r =
+        pgdb_sql(pg, "SELECT string_agg(seq::text, ',' ORDER BY seq) FROM outbox", 0, NULL);
+    cr_expect_str_eq(PQgetvalue(r, 0, 0), "4,6", "the unpublished rows, and only they");
+    PQclear(r);
+    r = pgdb_sql(pg,
+                 "SELECT string_agg(id || ':' || lo || '-' || hi || ':' || coalesce(seqs::text,"
+                 " 'range'), ' ' ORDER BY id) FROM relay_passes",
+                 0, NULL);
+    cr_expect_str_eq(PQgetvalue(r, 0, 0), "1700000000000001:1-2:range 1700000000000002:3-5:{3,5}",
+                     "the passes");
+    PQclear(r);
+    cr_expect_eq(pgdb_int(pg,
+                          "SELECT count(*) FROM information_schema.columns"
+                          " WHERE table_name = 'events' AND column_name = 'published_at'",
+                          0, NULL),
+                 0, "events.published_at is gone");
+    rl_pg_ok(pg, "INSERT INTO events (tenant_id, type, occurred_at, local_day, payload)"
+                 " VALUES ('t', 11, now(), current_date, ''::bytea)");
+    cr_expect_eq(pgdb_int(pg, "SELECT max(seq) FROM outbox", 0, NULL), 7, "a new row is in it");
+    PQfinish(pg);
+    pgdb_drop(&d);
+}
