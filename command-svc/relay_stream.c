@@ -7,10 +7,10 @@
  * trim finds one missing (a FLUSHALL).
  *
  * Trimming. Redis 7.0 has no trim "up to what every group acknowledged", so about once a
- * second the leader asks each stream's groups where they are and trims with XTRIM MINID ~ the
- * lowest id still needed: per group, its oldest pending entry if any is pending, else the entry
- * after its last delivered one. Backpressure is in relay.c: no publishing while a stream holds
- * maxlen entries.
+ * second the leader asks each stream's groups where they are and trims with XTRIM MINID ~ (LIMIT 0:
+ * no cap per call) the lowest id still needed: per group, its oldest pending entry if any is
+ * pending, else the entry after its last delivered one. Backpressure is in relay.c: no publishing
+ * while a stream holds maxlen entries.
  *
  * Loss. Each pass of the leader has an id (Unix microseconds, increasing; a new leader starts
  * above the newest in relay_passes); its pipeline ends with SET tally:relay:pos <id>, and its
