@@ -93,24 +93,18 @@
  * seqs. The events themselves are never updated.
  */
 static const pgx_stmt stmts[S_COUNT] = {
-    /* The oldest unpublished seqs, then each row by the pkey: the OFFSET 0 keeps the lookup a
-     * subquery run once per seq, whatever the statistics say (a bulk import before autoanalyze
-     * once had a batch planned as a scan of every unpublished row). */
+    /* The oldest unpublished seqs but those of $2..$3 (the pass in flight while relay_pass.c
+     * reads the next batch ahead; 0, 0 leaves none out: seqs start at 1), two index ranges
+     * merged in order, then each row by the pkey: the OFFSET 0 keeps the lookup a subquery run
+     * once per seq, whatever the statistics say (a bulk import before autoanalyze once had a
+     * batch planned as a scan of every unpublished row). */
     [S_SELECT] = { "relay_select",
-                   "SELECT e.* FROM (SELECT seq AS s FROM outbox ORDER BY seq LIMIT $1) o,"
+                   "SELECT e.* FROM (SELECT s FROM ((SELECT seq AS s FROM outbox WHERE seq < $2"
+                   " ORDER BY seq LIMIT $1) UNION ALL (SELECT seq FROM outbox WHERE seq > $3"
+                   " ORDER BY seq LIMIT $1)) u ORDER BY s LIMIT $1) o,"
                    " LATERAL (SELECT " EVENT_COLUMNS " FROM events WHERE seq = o.s OFFSET 0) e"
                    " ORDER BY o.s",
-                   1 },
-    /* The same while the pass whose seqs are $2..$3 is being published (relay_pass.c reads the
-     * next batch meanwhile): the rows around that range, two index ranges merged in order. */
-    [S_SELECT_NEXT] = { "relay_select_next",
-                        "SELECT e.* FROM (SELECT s FROM ((SELECT seq AS s FROM outbox WHERE seq < "
-                        "$2"
-                        " ORDER BY seq LIMIT $1) UNION ALL (SELECT seq FROM outbox WHERE seq > $3"
-                        " ORDER BY seq LIMIT $1)) u ORDER BY s LIMIT $1) o,"
-                        " LATERAL (SELECT " EVENT_COLUMNS " FROM events WHERE seq = o.s OFFSET 0) e"
-                        " ORDER BY o.s",
-                        3 },
+                   3 },
     /* Marks a pass: its rows leave the outbox and the pass is recorded, in one statement. */
     [S_MARK] = { "relay_mark",
                  "WITH d AS (DELETE FROM outbox WHERE seq = ANY($1::bigint[]))"

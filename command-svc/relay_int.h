@@ -23,18 +23,7 @@
 #define RELAY_ID_MAX       48 /* a stream id "ms-seq" */
 
 /* The prepared statements of the leader's session. */
-enum {
-    S_SELECT,
-    S_SELECT_NEXT,
-    S_MARK,
-    S_MARK_RANGE,
-    S_LOCK,
-    S_MAXPUB,
-    S_MAXSEQ,
-    S_UNMARK,
-    S_LEFT,
-    S_COUNT
-};
+enum { S_SELECT, S_MARK, S_MARK_RANGE, S_LOCK, S_MAXPUB, S_MAXSEQ, S_UNMARK, S_LEFT, S_COUNT };
 
 /* What a pass or a wait ended with. */
 enum relay_outcome { RELAY_IDLE, RELAY_MORE, RELAY_PG_DOWN, RELAY_REDIS_DOWN, RELAY_LOST };

@@ -200,7 +200,7 @@ static int mark(relay *r, int n, int64_t id)
 
 /*
  * Before a pass publishes its n rows (contiguous seqs), sends the read of the next batch: the
- * same as the pass's SELECT but for those seqs, which stay in the outbox until the mark. The
+ * pass's SELECT, leaving out those seqs, which stay in the outbox until the mark. The
  * server runs it while the pass packs and Redis takes the XADDs (drain_ahead keeps its rows
  * flowing meanwhile). True if sent.
  */
@@ -215,7 +215,7 @@ static bool read_ahead(relay *r, const PGresult *res, int n)
     snprintf(hi, sizeof(hi), "%" PRId64, last);
     const char *values[] = { limit, lo, hi };
     r->next_at_ms = now_wall_ms(); /* before its snapshot */
-    return pgx_send(r->pg, S_SELECT_NEXT, 3, values, NULL, NULL) == 0;
+    return pgx_send(r->pg, S_SELECT, 3, values, NULL, NULL) == 0;
 }
 
 /* The backlog count failed: not counted for a minute (logged once). */
@@ -347,13 +347,13 @@ static enum relay_outcome publish(relay *r)
         return RELAY_LOST;
     }
     snprintf(limit, sizeof(limit), "%d", r->conf.batch);
-    const char *values[] = { limit };
-    int64_t selected_at_ms = now_wall_ms(); /* before the SELECT's snapshot */
-    if (r->next) {                          /* read during the last pass */
+    const char *values[] = { limit, "0", "0" }; /* none left out */
+    int64_t selected_at_ms = now_wall_ms();     /* before the SELECT's snapshot */
+    if (r->next) {                              /* read during the last pass */
         res = r->next;
         r->next = NULL;
         selected_at_ms = r->next_at_ms;
-    } else if (pgx_exec(r->pg, S_SELECT, 1, values, NULL, NULL, RELAY_PG_WAIT_MS, &res) != 0) {
+    } else if (pgx_exec(r->pg, S_SELECT, 3, values, NULL, NULL, RELAY_PG_WAIT_MS, &res) != 0) {
         return relay_leader_pg_error(r, "reading unpublished events");
     }
     relay_pg_ok(r);
@@ -425,7 +425,7 @@ static enum relay_outcome publish(relay *r)
         /* The rows read ahead follow this pass's only when all of it is published (a row held
            back is in the range they leave out, and so would be a later version of its
            complaint that is not). */
-        if (next && marked && ok == rows && sent == rows && !error[0])
+        if (next && marked && ok == rows && !error[0]) /* ok <= sent <= rows */
             r->next = next;
         else
             PQclear(next);
