@@ -3,6 +3,7 @@
 #include "err.h"
 #include "utf8.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,9 +23,30 @@ static size_t varint(const uint8_t *p, size_t len, uint64_t *v)
     return 0;
 }
 
-/* Checks one message; path is its own path ("" at the top). */
+/* Where check is: a field of the message its parent (up) is in; NULL at the top. */
+typedef struct where {
+    const struct where *up;
+    const ProtobufCFieldDescriptor *f;
+    unsigned nth; /* of a repeated field */
+} where;
+
+/* The path of w ("complaints[3].history[1].note") into buf at at; returns the new length. */
+static size_t path_of(const where *w, char *buf, size_t len)
+{
+    if (!w || len == 0)
+        return 0;
+    size_t at = path_of(w->up, buf, len);
+    if (at >= len)
+        return at;
+    int k = w->f->label == PROTOBUF_C_LABEL_REPEATED
+                ? snprintf(buf + at, len - at, "%s%s[%u]", at ? "." : "", w->f->name, w->nth)
+                : snprintf(buf + at, len - at, "%s%s", at ? "." : "", w->f->name);
+    return k < 0 ? at : at + (size_t)k;
+}
+
+/* Checks one message, the field at is in (the path is only written for an error). */
 static int check(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len,
-                 const char *path, int depth, char *err, size_t errlen)
+                 const where *at, int depth, char *err, size_t errlen)
 {
     unsigned counts[MAX_FIELDS] = { 0 };
     size_t i = 0;
@@ -62,26 +84,23 @@ static int check(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_
             protobuf_c_message_descriptor_get_field(desc, (unsigned)(tag >> 3));
         if (!f || (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE))
             continue;
-        char here[512];
         unsigned idx = (unsigned)(f - desc->fields);
-        unsigned nth = idx < MAX_FIELDS ? counts[idx]++ : 0;
-        if (f->label == PROTOBUF_C_LABEL_REPEATED)
-            snprintf(here, sizeof(here), "%s%s%s[%u]", path, *path ? "." : "", f->name, nth);
-        else
-            snprintf(here, sizeof(here), "%s%s%s", path, *path ? "." : "", f->name);
+        where here = { .up = at, .f = f, .nth = idx < MAX_FIELDS ? counts[idx]++ : 0 };
         if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
-            int rc = check(f->descriptor, v, (size_t)n, here, depth + 1, err, errlen);
+            int rc = check(f->descriptor, v, (size_t)n, &here, depth + 1, err, errlen);
             if (rc != 0)
                 return rc;
             continue;
         }
-        size_t bad;
-        if (memchr(v, 0, (size_t)n)) {
-            snprintf(err, errlen, "%s: contains a NUL byte", here);
-            return TALLY_EINVAL;
-        }
-        if (!utf8_valid((const char *)v, (size_t)n, &bad)) {
-            snprintf(err, errlen, "%s: not valid UTF-8 (at byte %zu)", here, bad);
+        size_t bad = 0;
+        bool nul = memchr(v, 0, (size_t)n) != NULL;
+        if (nul || !utf8_valid((const char *)v, (size_t)n, &bad)) {
+            char path[512];
+            path_of(&here, path, sizeof(path));
+            if (nul)
+                snprintf(err, errlen, "%s: contains a NUL byte", path);
+            else
+                snprintf(err, errlen, "%s: not valid UTF-8 (at byte %zu)", path, bad);
             return TALLY_EINVAL;
         }
     }
@@ -91,5 +110,5 @@ static int check(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_
 int pbcheck_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
                     char *err, size_t errlen)
 {
-    return check(desc, data, len, "", 0, err, errlen);
+    return check(desc, data, len, NULL, 0, err, errlen);
 }

@@ -29,6 +29,10 @@ bool utf8_valid(const char *s, size_t len, size_t *bad)
 {
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < len;) {
+        if (p[i] < 0x80) { /* ASCII, nearly every byte of an id or a note */
+            i++;
+            continue;
+        }
         size_t k = utf8_seq(p + i, len - i);
         if (k == 0) {
             if (bad)

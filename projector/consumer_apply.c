@@ -10,6 +10,7 @@
 #include "stream.h"
 
 #include "err.h"
+#include "hash.h"
 #include "log.h"
 #include "now.h"
 
@@ -24,9 +25,11 @@ enum proj_outcome { PROJ_DONE, PROJ_PARK, PROJ_RETRY };
 /*
  * Orders events by tenant, its complaint events before its reference events (neither reads
  * what the other writes, so a tenant's complaint events can be merged in one run), then by
- * position: each kind keeps its order.
+ * position: each kind keeps its order. The key of v[i] is computed once: the tenant's hash
+ * with the kind in its lowest bit (strcmp in the sort was a tenth of the projector's time).
+ * Tenants whose hashes collide interleave: they are split into more groups, each in order.
  */
-static proj_msg **sort_base;
+static const uint64_t *sort_key;
 
 /* The FCALL of a run of events of one tenant, appended to the pipeline. */
 static int append_fcall(proj *p, proj_msg **v, size_t n, const char *now)
@@ -72,10 +75,9 @@ static void observe_applied(proj *p, const proj_msg *m, int64_t now)
 static int by_tenant(const void *a, const void *b)
 {
     size_t i = *(const size_t *)a, j = *(const size_t *)b;
-    int c = strcmp(sort_base[i]->ev.env->tenant_id, sort_base[j]->ev.env->tenant_id);
-    if (!c)
-        c = proj_is_complaint_event(&sort_base[j]->ev) - proj_is_complaint_event(&sort_base[i]->ev);
-    return c ? c : (i > j) - (i < j);
+    if (sort_key[i] != sort_key[j])
+        return sort_key[i] < sort_key[j] ? -1 : 1;
+    return (i > j) - (i < j);
 }
 
 /* A reply said tenant has a rebuild nobody holds: noted, to be listed by list_unheld. */
@@ -259,6 +261,7 @@ static int read_merged(proj *p, proj_msg **v, const size_t *order, size_t a, siz
 static int apply(proj *p, proj_msg **v, size_t n, enum proj_outcome *out, char (*why)[160])
 {
     size_t *order = malloc((n ? n : 1) * sizeof(*order));
+    uint64_t *key = malloc((n ? n : 1) * sizeof(*key));
     size_t *start = malloc((n + 1) * sizeof(*start)), ngroups = 0;
     proj_msg **sorted = malloc((n ? n : 1) * sizeof(*sorted));
     enum group_way *way = malloc((n + 1) * sizeof(*way)), *sent = malloc((n + 1) * sizeof(*sent));
@@ -266,17 +269,21 @@ static int apply(proj *p, proj_msg **v, size_t n, enum proj_outcome *out, char (
     char now[24];
     int64_t wall = now_wall_ms();
     int rc = 0;
-    if (!order || !start || !sorted || !way || !sent) {
+    if (!order || !key || !start || !sorted || !way || !sent) {
         free(order);
+        free(key);
         free(start);
         free(sorted);
         free(way);
         free(sent);
         return TALLY_ENOMEM;
     }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        const char *t = v[i]->ev.env->tenant_id;
         order[i] = i;
-    sort_base = v; /* the loop runs on one thread */
+        key[i] = (hash_fnv1a(t, strlen(t), 0) & ~(uint64_t)1) | !proj_is_complaint_event(&v[i]->ev);
+    }
+    sort_key = key; /* the loop runs on one thread */
     qsort(order, n, sizeof(*order), by_tenant);
     for (size_t k = 0; k < n; k++)
         sorted[k] = v[order[k]];
@@ -343,6 +350,7 @@ static int apply(proj *p, proj_msg **v, size_t n, enum proj_outcome *out, char (
         list_unheld(p);
     p->nunheld = 0;
     free(order);
+    free(key);
     free(start);
     free(sorted);
     free(way);

@@ -77,7 +77,9 @@ static void collect(proj *p, int part, const redisReply *entries, proj_msgs *int
         if (!m)
             continue;
         m->part = part;
-        snprintf(m->id, sizeof(m->id), "%s", id);
+        size_t idlen =
+            e->element[0]->len < sizeof(m->id) - 1 ? e->element[0]->len : sizeof(m->id) - 1;
+        memcpy(m->id, id, idlen); /* m is zeroed: the id ends there */
         const redisReply *f = e->elements > 1 ? e->element[1] : NULL;
         const redisReply *val = NULL, *w = NULL;
         for (size_t k = 0; f && f->type == REDIS_REPLY_ARRAY && k + 1 < f->elements; k += 2) {
@@ -98,11 +100,12 @@ static void collect(proj *p, int part, const redisReply *entries, proj_msgs *int
                 memcpy(m->raw, val->str, m->rawlen);
                 m->raw[m->rawlen] = 0;
             }
-            snprintf(m->why, sizeof(m->why), "%s",
-                     val ? "out of memory" : "no field " STREAM_FIELD_EVENT);
             m->ok = m->raw && val &&
                     proj_decode((const uint8_t *)m->raw, m->rawlen, &m->ev, m->why,
                                 sizeof(m->why)) == 0;
+            if (!m->raw || !val)
+                snprintf(m->why, sizeof(m->why), "%s",
+                         val ? "out of memory" : "no field " STREAM_FIELD_EVENT);
         }
         if (proj_msgs_push(into, m) != 0)
             proj_msg_free(m);

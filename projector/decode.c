@@ -8,7 +8,9 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int refuse(char *why, size_t whylen, const char *fmt, ...)
@@ -90,17 +92,41 @@ int proj_is_complaint_event(const proj_event *ev)
            ev->env->type <= TALLY__V1__EVENT_TYPE__EVENT_TYPE_STATUS_CHANGED;
 }
 
+static void *arena_alloc(void *data, size_t size)
+{
+    proj_event *ev = data;
+    size_t at = (ev->used + 15) & ~(size_t)15;
+    if (size <= sizeof(ev->arena) && at <= sizeof(ev->arena) - size) {
+        ev->used = at + size;
+        return ev->arena + at;
+    }
+    ev->spilled++;
+    return malloc(size);
+}
+
+static void arena_free(void *data, void *ptr)
+{
+    proj_event *ev = data;
+    const unsigned char *p = ptr;
+    if (p < ev->arena || p >= ev->arena + sizeof(ev->arena))
+        free(ptr);
+}
+
 void proj_event_release(proj_event *ev)
 {
-    if (ev->env)
-        tally__v1__event_envelope__free_unpacked(ev->env, NULL);
+    /* Only what spilled out of the arena needs protobuf-c's walk through the message. */
+    if (ev->env && ev->spilled)
+        tally__v1__event_envelope__free_unpacked(ev->env, &ev->alloc);
     ev->env = NULL;
+    ev->used = ev->spilled = 0;
 }
 
 int proj_decode(const uint8_t *data, size_t len, proj_event *ev, char *why, size_t whylen)
 {
-    memset(ev, 0, sizeof(*ev));
-    Tally__V1__EventEnvelope *e = tally__v1__event_envelope__unpack(NULL, len, data);
+    memset(ev, 0, offsetof(proj_event, arena)); /* the arena need not be zeroed */
+    ev->alloc =
+        (ProtobufCAllocator){ .alloc = arena_alloc, .free = arena_free, .allocator_data = ev };
+    Tally__V1__EventEnvelope *e = tally__v1__event_envelope__unpack(&ev->alloc, len, data);
     if (!e)
         return refuse(why, whylen, "not a tally.v1.EventEnvelope");
     ev->env = e;

@@ -39,11 +39,21 @@ enum proj_field {
 };
 _Static_assert(PF_TZ + 1 == STREAM_APPLY_NFIELDS, "one proj_field per field of tally_apply");
 
+#define PROJ_ARENA 1024 /* bytes: an envelope and its strings fit, nearly always */
+
+/*
+ * A decoded event. The envelope is unpacked into the event's own arena (what does not fit
+ * comes from malloc), so a batch's thousands of small allocations and frees are not made: a
+ * decoded proj_event must therefore never be copied or moved, only released.
+ */
 typedef struct proj_event {
     Tally__V1__EventEnvelope *env; /* owned: proj_event_release frees it */
     const char *argv[STREAM_APPLY_NFIELDS];
     size_t argvlen[STREAM_APPLY_NFIELDS];
     char nums[STREAM_APPLY_NFIELDS][24]; /* the numeric fields as text */
+    ProtobufCAllocator alloc;            /* over arena, for env */
+    size_t used, spilled;                /* arena bytes taken; allocations past it */
+    _Alignas(16) unsigned char arena[PROJ_ARENA];
 } proj_event;
 
 /* v in decimal into out, NUL-terminated (snprintf's "%" PRId64, a tenth of its cost): the

@@ -236,6 +236,36 @@ Test(decode, a_tenant_id_of_64_bytes_and_every_allowed_character_is_accepted)
     cr_expect_eq(decode_event(&e), 0, "refused: %s", why);
 }
 
+/* The envelope is unpacked into the event's arena; one larger than it spills to malloc. */
+Test(decode, an_envelope_larger_than_the_arena_decodes_and_is_released)
+{
+    char name[3 * PROJ_ARENA];
+    memset(name, 'n', sizeof(name) - 1);
+    name[sizeof(name) - 1] = '\0';
+    Tally__V1__TenantPut put = TALLY__V1__TENANT_PUT__INIT;
+    put.name = name;
+    put.time_zone = "Asia/Tokyo";
+    Tally__V1__EventEnvelope env = TALLY__V1__EVENT_ENVELOPE__INIT;
+    env.seq = 9;
+    env.type = TALLY__V1__EVENT_TYPE__EVENT_TYPE_TENANT_PUT;
+    env.tenant_id = "acme";
+    env.local_day = "2024-03-05";
+    env.body_case = TALLY__V1__EVENT_ENVELOPE__BODY_TENANT_PUT;
+    env.tenant_put = &put;
+    size_t n = tally__v1__event_envelope__get_packed_size(&env);
+    uint8_t *buf = malloc(n);
+    cr_assert(buf);
+    tally__v1__event_envelope__pack(&env, buf);
+    cr_expect_eq(decode_bytes(buf, n), 0, "refused: %s", why);
+    free(buf); /* the event keeps nothing of the bytes */
+    cr_expect_gt(ev.spilled, 0, "a name of %zu bytes fit the arena of %d", strlen(name),
+                 PROJ_ARENA);
+    expect_field(NAME, name);
+    expect_field(TZ, "Asia/Tokyo");
+    expect_field(SEQ, "9");
+    /* released by fini: AddressSanitizer reports what it would leak */
+}
+
 Test(decode, unknown_fields_are_ignored)
 {
     ev_event e = base(3);
