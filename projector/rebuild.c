@@ -23,7 +23,7 @@
 #include <string.h>
 #include <time.h>
 
-#define READ_ROWS      10000 /* rows per read of the log */
+#define READ_ROWS      20000 /* rows per read of the log (a window, see day_order) */
 #define GAP_IDS        500   /* complaints per read of step 3 */
 #define GAP_ROUNDS_MAX 1000  /* reads of step 3 before giving up */
 #define GC_GRACE_MS    1000  /* between the flip and the deletion of the old generation */
@@ -31,7 +31,7 @@
 #define PG_WAIT_MS     60000
 #define REDIS_BUSY_S   "BUSY"
 
-enum { S_KNOWN, S_BOUNDS, S_READ, S_HISTORY, S_REFS, S_TENANTS };
+enum { S_KNOWN, S_BOUNDS, S_READ, S_DONE, S_HISTORY, S_REFS, S_TENANTS };
 static const pgx_stmt stmts[] = {
     [S_KNOWN] = { "rebuild_known", "SELECT EXISTS (SELECT 1 FROM tenants WHERE tenant_id = $1)",
                   1 },
@@ -39,8 +39,10 @@ static const pgx_stmt stmts[] = {
                    "SELECT coalesce(max(seq), 0), count(*) FROM events WHERE tenant_id = $1", 1 },
     [S_READ] = { "rebuild_read",
                  "SELECT " EVENT_COLUMNS " FROM events WHERE tenant_id = $1 AND seq > $2"
-                 " AND seq <= $3 ORDER BY seq LIMIT 10000",
+                 " AND seq <= $3 ORDER BY seq LIMIT 20000",
                  3 },
+    [S_DONE] = { "rebuild_done", "SELECT count(*) FROM events WHERE tenant_id = $1 AND seq <= $2",
+                 2 },
     [S_HISTORY] = { "rebuild_history",
                     "SELECT " EVENT_COLUMNS " FROM events WHERE complaint_id = ANY ($1::bigint[])"
                     " AND tenant_id = $2 ORDER BY seq",
@@ -232,15 +234,16 @@ static bool plan_events(rb *b)
 }
 
 /*
- * Sends rows [from, to) of res (decoded into b->evs), recording cursor ("" to keep) and read
+ * Sends the rows of res (decoded into b->evs), recording cursor ("" to keep) and read
  * events: as one tally_rebuild_apply_merged when they make a plan (the events are kept: a
  * refused one is sent again event by event), else as tally_rebuild_apply.
  */
-static int send_apply(rb *b, const PGresult *res, int from, int to, const char *cursor,
+static int send_apply(rb *b, const PGresult *res, const int *rows, int nrows, const char *cursor,
                       int64_t read)
 {
     size_t n = 0;
-    for (int i = from; i < to; i++) {
+    for (int k = 0; k < nrows; k++) {
+        int i = rows[k];
         char why[160];
         long len = event_pack_row(res, i, b->body, b->env, sizeof(b->env));
         if (len < 0 || proj_decode(b->env, (size_t)len, &b->evs[n], why, sizeof(why)) != 0) {
@@ -316,36 +319,140 @@ static int finish_apply(rb *b)
     return 0;
 }
 
-/* Applies every row of res in calls of o->batch events; the last call stays in flight. */
+/* A local day "YYYY-MM-DD" as YYYYMMDD, or 0 when it is not one. */
+static int32_t day_num(const char *d)
+{
+    int32_t v = 0;
+    for (int i = 0; i < 10; i++) {
+        if (i == 4 || i == 7) {
+            if (d[i] != '-')
+                return 0;
+            continue;
+        }
+        if (d[i] < '0' || d[i] > '9')
+            return 0;
+        v = v * 10 + (d[i] - '0');
+    }
+    return d[10] == '\0' ? v : 0;
+}
+
+typedef struct {
+    int64_t key;
+    int row;
+} keyed_row;
+
+static int by_key(const void *a, const void *b)
+{
+    const keyed_row *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return (x->row > y->row) - (x->row < y->row);
+}
+
+/*
+ * The order in which the rows of a window of the log (in seq order) are applied: by local day,
+ * then by seq. An import writes whole lives complaint by complaint, so in seq order a call of
+ * 2,000 events touches nearly every day of the year, and each day's keys cost a TYPE, an HMGET
+ * and an HSET in Redis (about 1,060 keys a call); by day, a call touches a few days. A
+ * complaint's events keep their order: each sorts at the latest day of its complaint so far in
+ * the window (a day that goes back, which zones and clocks allow, does not overtake). Reference
+ * events (no complaint) come first: no complaint event reads what they write. rows[] gets the
+ * row numbers. 0, or TALLY_ENOMEM.
+ */
+static int day_order(const PGresult *res, int *rows)
+{
+    int n = PQntuples(res);
+    size_t cap = 64;
+    while (cap < 2 * (size_t)n)
+        cap *= 2;
+    keyed_row *key = malloc((size_t)(n ? n : 1) * sizeof(*key));
+    int64_t *ids = calloc(cap, sizeof(*ids));
+    int32_t *last = malloc(cap * sizeof(*last));
+    if (!key || !ids || !last) {
+        free(key);
+        free(ids);
+        free(last);
+        return TALLY_ENOMEM;
+    }
+    for (int i = 0; i < n; i++) {
+        key[i].row = i;
+        int64_t id = pgx_int(res, i, EVENT_C_COMPLAINT);
+        int32_t day = day_num(PQgetvalue(res, i, EVENT_C_DAY));
+        if (id <= 0) {
+            key[i].key = 0;
+            continue;
+        }
+        size_t h = (size_t)(((uint64_t)id * 0x9e3779b97f4a7c15u) >> 20) & (cap - 1);
+        while (ids[h] && ids[h] != id)
+            h = (h + 1) & (cap - 1);
+        if (!ids[h]) {
+            ids[h] = id;
+            last[h] = day;
+        } else if (day < last[h]) {
+            day = last[h];
+        }
+        last[h] = day;
+        key[i].key = day;
+    }
+    qsort(key, (size_t)n, sizeof(*key), by_key);
+    for (int i = 0; i < n; i++)
+        rows[i] = key[i].row;
+    free(key);
+    free(ids);
+    free(last);
+    return 0;
+}
+
+/*
+ * Applies every row of res in calls of o->batch events; the last call stays in flight. The
+ * log's main pass goes in day_order, and records as its cursor the highest seq below which
+ * every row of the window is sent (a resumed rebuild reads the rest of the window again: its
+ * duplicates are dropped by version); step 3 keeps seq order.
+ */
 static int apply_rows(rb *b, const PGresult *res, bool main_pass)
 {
     int rows = PQntuples(res), per = b->o->batch > 0 ? b->o->batch : 2000;
-    for (int from = 0; from < rows; from += per) {
+    int *order = malloc((size_t)(rows ? rows : 1) * sizeof(*order));
+    bool *sent = calloc((size_t)(rows ? rows : 1), sizeof(*sent));
+    int rc = order && sent ? 0 : fail(b, TALLY_ENOMEM, "out of memory");
+    if (rc == 0 && main_pass && day_order(res, order) != 0)
+        rc = fail(b, TALLY_ENOMEM, "out of memory");
+    for (int i = 0; rc == 0 && !main_pass && i < rows; i++)
+        order[i] = i;
+    int low = 0; /* rows [0, low) are all sent */
+    for (int from = 0; rc == 0 && from < rows; from += per) {
         int to = from + per < rows ? from + per : rows;
+        for (int k = from; k < to; k++)
+            sent[order[k]] = true;
+        int was = low;
+        while (low < rows && sent[low])
+            low++;
         char cursor[24] = "";
-        if (main_pass)
-            snprintf(cursor, sizeof(cursor), "%" PRId64, pgx_int(res, to - 1, EVENT_C_SEQ));
-        int rc = finish_apply(b);
+        if (main_pass && low > was)
+            snprintf(cursor, sizeof(cursor), "%" PRId64, pgx_int(res, low - 1, EVENT_C_SEQ));
+        rc = finish_apply(b);
         if (rc == 0)
-            rc = send_apply(b, res, from, to, cursor, main_pass ? to - from : 0);
+            rc = send_apply(b, res, order + from, to - from, cursor, main_pass ? to - from : 0);
         if (rc != 0)
-            return rc;
+            break;
         if (main_pass) {
             b->pr.done += to - from;
-            b->cursor = pgx_int(res, to - 1, EVENT_C_SEQ);
+            if (low > was)
+                b->cursor = pgx_int(res, low - 1, EVENT_C_SEQ);
         }
         report(b, false);
         if (b->o->stop && b->o->stop()) {
             finish_apply(b);
-            return fail(b, TALLY_ECANCELLED, "stopped (shutting down)");
-        }
-        if (b->o->stop_after && b->pr.done >= b->o->stop_after) {
+            rc = fail(b, TALLY_ECANCELLED, "stopped (shutting down)");
+        } else if (b->o->stop_after && b->pr.done >= b->o->stop_after) {
             finish_apply(b);
-            return fail(b, TALLY_ECANCELLED, "stopped after %" PRId64 " events (as asked)",
-                        b->pr.done);
+            rc = fail(b, TALLY_ECANCELLED, "stopped after %" PRId64 " events (as asked)",
+                      b->pr.done);
         }
     }
-    return 0;
+    free(order);
+    free(sent);
+    return rc;
 }
 
 /* Step 1, or the takeover of a rebuild whose owner's lease expired. */
@@ -411,6 +518,26 @@ static int set_fields(rb *b, const char *f1, const char *v1, const char *f2, con
         return redis_fail(b, r, "recording the rebuild's progress");
     freeReplyObject(r);
     return 0;
+}
+
+/*
+ * A resumed rebuild's done: the events up to its cursor. The dead rebuilder counted the rows it
+ * sent, which in day_order include rows past the cursor; those are read again, and counted
+ * again, from the cursor on.
+ */
+static int resume_done(rb *b, const char *tenant)
+{
+    char cur[24];
+    snprintf(cur, sizeof(cur), "%" PRId64, b->cursor);
+    const char *v[] = { tenant, cur };
+    PGresult *res = NULL;
+    if (pgx_exec(b->pg, S_DONE, 2, v, NULL, NULL, PG_WAIT_MS, &res) != 0)
+        return fail(b, TALLY_EUNAVAIL, "PostgreSQL: %s", pgx_errstr(b->pg));
+    b->pr.done = pgx_int(res, 0, 0);
+    PQclear(res);
+    char done[24];
+    snprintf(done, sizeof(done), "%" PRId64, b->pr.done);
+    return set_fields(b, "done", done, NULL, NULL);
 }
 
 /* Gives the lease up (a failure of ours): another rebuilder may take over at once. */
@@ -721,6 +848,8 @@ int rebuild_tenant(redisContext *redis, const rebuild_opts *o, const char *tenan
     rc = load_view(b);
     if (rc == 0)
         rc = begin(b, tenant);
+    if (rc == 0 && b->pr.resumed && b->cursor < b->up_to)
+        rc = resume_done(b, tenant);
     if (rc == 0) {
         b->done_at_start = b->pr.done;
         report(b, true);
