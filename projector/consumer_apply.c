@@ -29,7 +29,10 @@ enum proj_outcome { PROJ_DONE, PROJ_PARK, PROJ_RETRY };
  * with the kind in its lowest bit (strcmp in the sort was a tenth of the projector's time).
  * Tenants whose hashes collide interleave: they are split into more groups, each in order.
  */
-static const uint64_t *sort_key;
+typedef struct keyed {
+    uint64_t key;
+    size_t i;
+} keyed;
 
 /* The FCALL of a run of events of one tenant, appended to the pipeline. */
 static int append_fcall(proj *p, proj_msg **v, size_t n, const char *now)
@@ -74,10 +77,10 @@ static void observe_applied(proj *p, const proj_msg *m, int64_t now)
 
 static int by_tenant(const void *a, const void *b)
 {
-    size_t i = *(const size_t *)a, j = *(const size_t *)b;
-    if (sort_key[i] != sort_key[j])
-        return sort_key[i] < sort_key[j] ? -1 : 1;
-    return (i > j) - (i < j);
+    const keyed *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
 }
 
 /* A reply said tenant has a rebuild nobody holds: noted, to be listed by list_unheld. */
@@ -261,7 +264,7 @@ static int read_merged(proj *p, proj_msg **v, const size_t *order, size_t a, siz
 static int apply(proj *p, proj_msg **v, size_t n, enum proj_outcome *out, char (*why)[160])
 {
     size_t *order = malloc((n ? n : 1) * sizeof(*order));
-    uint64_t *key = malloc((n ? n : 1) * sizeof(*key));
+    keyed *key = malloc((n ? n : 1) * sizeof(*key));
     size_t *start = malloc((n + 1) * sizeof(*start)), ngroups = 0;
     proj_msg **sorted = malloc((n ? n : 1) * sizeof(*sorted));
     enum group_way *way = malloc((n + 1) * sizeof(*way)), *sent = malloc((n + 1) * sizeof(*sent));
@@ -280,13 +283,15 @@ static int apply(proj *p, proj_msg **v, size_t n, enum proj_outcome *out, char (
     }
     for (size_t i = 0; i < n; i++) {
         const char *t = v[i]->ev.env->tenant_id;
-        order[i] = i;
-        key[i] = (hash_fnv1a(t, strlen(t), 0) & ~(uint64_t)1) | !proj_is_complaint_event(&v[i]->ev);
+        key[i].key =
+            (hash_fnv1a(t, strlen(t), 0) & ~(uint64_t)1) | !proj_is_complaint_event(&v[i]->ev);
+        key[i].i = i;
     }
-    sort_key = key; /* the loop runs on one thread */
-    qsort(order, n, sizeof(*order), by_tenant);
-    for (size_t k = 0; k < n; k++)
+    qsort(key, n, sizeof(*key), by_tenant);
+    for (size_t k = 0; k < n; k++) {
+        order[k] = key[k].i;
         sorted[k] = v[order[k]];
+    }
     snprintf(now, sizeof(now), "%" PRId64, wall);
     for (size_t k = 0; k < n; k++)
         if (k == 0 || sorted[k]->solo || sorted[k - 1]->solo ||
