@@ -23,7 +23,7 @@
 #include <string.h>
 #include <time.h>
 
-#define READ_ROWS      20000 /* rows per read of the log (a window, see day_order) */
+#define READ_ROWS      20000 /* rows per read of the log (a window, see day_order): default */
 #define GAP_IDS        500   /* complaints per read of step 3 */
 #define GAP_ROUNDS_MAX 1000  /* reads of step 3 before giving up */
 #define GC_GRACE_MS    1000  /* between the flip and the deletion of the old generation */
@@ -39,8 +39,8 @@ static const pgx_stmt stmts[] = {
                    "SELECT coalesce(max(seq), 0), count(*) FROM events WHERE tenant_id = $1", 1 },
     [S_READ] = { "rebuild_read",
                  "SELECT " EVENT_COLUMNS " FROM events WHERE tenant_id = $1 AND seq > $2"
-                 " AND seq <= $3 ORDER BY seq LIMIT 20000",
-                 3 },
+                 " AND seq <= $3 ORDER BY seq LIMIT $4",
+                 4 },
     [S_DONE] = { "rebuild_done", "SELECT count(*) FROM events WHERE tenant_id = $1 AND seq <= $2",
                  2 },
     [S_HISTORY] = { "rebuild_history",
@@ -55,6 +55,19 @@ static const pgx_stmt stmts[] = {
     [S_TENANTS] = { "rebuild_tenants", "SELECT tenant_id FROM tenants ORDER BY tenant_id", 0 },
 };
 
+/*
+ * The events of one apply call, decoded and counted: the call in flight keeps them until its
+ * reply (a refused merged call is sent again event by event) while the next one is prepared
+ * in the other slot, so the rebuilder decodes and counts while Redis applies.
+ */
+typedef struct slot {
+    proj_event *evs;
+    size_t nev;
+    proj_plan *plan;           /* plan.h: the events counted, when merged */
+    bool merged;               /* they go (went) as one tally_rebuild_apply_merged */
+    char cursor[24], read[24]; /* the call's cursor ("" to keep) and read events */
+} slot;
+
 /* One rebuild's state. */
 typedef struct rb {
     redisContext *rc;
@@ -68,17 +81,16 @@ typedef struct rb {
     rebuild_progress pr;
     int64_t started_mono, done_at_start, last_report;
     int64_t up_to, cursor;
-    bool in_flight; /* an apply call sent, its reply not read */
-    bool merged;    /* and it is a merged one: b->evs are kept until its reply */
-    char cursor_sent[24], read_sent[24]; /* its cursor and read, for the per-event call */
-    proj_plan *plan;                     /* plan.h: the batch counted here */
+    bool in_flight; /* the call of s[cur] sent, its reply not read */
+    bool ahead;     /* the next window's read is in flight on pg (read_log) */
+    int window;     /* rows per read of the log */
+    slot s[2];
+    int cur;
     char *err;
     size_t errlen;
     /* the call being built */
     const char **argv;
     size_t *lens, argc, cap;
-    proj_event *evs;
-    size_t nev;
     uint8_t body[EVENT_BODY_MAX], env[EVENT_BODY_MAX + 1024];
 } rb;
 
@@ -170,11 +182,11 @@ static int args_reserve(rb *b, size_t argc)
     return 0;
 }
 
-static void release_events(rb *b)
+static void release_events(slot *s)
 {
-    for (size_t i = 0; i < b->nev; i++)
-        proj_event_release(&b->evs[i]);
-    b->nev = 0;
+    for (size_t i = 0; i < s->nev; i++)
+        proj_event_release(&s->evs[i]);
+    s->nev = 0;
 }
 
 /*
@@ -196,85 +208,104 @@ static void placeholder(proj_event *ev, const PGresult *res, int i)
     }
 }
 
-/* Appends tally_rebuild_apply of the decoded b->evs, with b->cursor_sent and b->read_sent. */
-static int send_events(rb *b, const char *now)
+/* Appends tally_rebuild_apply of the decoded events of s, with its cursor and read. */
+static int send_events(rb *b, const slot *s, const char *now)
 {
     char cnt[24], nf[8];
-    snprintf(cnt, sizeof(cnt), "%zu", b->nev);
+    snprintf(cnt, sizeof(cnt), "%zu", s->nev);
     snprintf(nf, sizeof(nf), "%d", STREAM_APPLY_NFIELDS);
-    const char *h[] = { "FCALL",  b->fn_apply,    "1",          b->key, b->o->owner, now,
-                        b->lease, b->cursor_sent, b->read_sent, cnt,    nf };
+    const char *h[] = { "FCALL",  b->fn_apply, "1",     b->key, b->o->owner, now,
+                        b->lease, s->cursor,   s->read, cnt,    nf };
     b->argc = 0;
-    if (args_reserve(b, sizeof(h) / sizeof(h[0]) + b->nev * STREAM_APPLY_NFIELDS) != 0)
+    if (args_reserve(b, sizeof(h) / sizeof(h[0]) + s->nev * STREAM_APPLY_NFIELDS) != 0)
         return fail(b, TALLY_ENOMEM, "out of memory");
     for (size_t i = 0; i < sizeof(h) / sizeof(h[0]); i++) {
         b->argv[b->argc] = h[i];
         b->lens[b->argc++] = strlen(h[i]);
     }
-    for (size_t i = 0; i < b->nev; i++)
+    for (size_t i = 0; i < s->nev; i++)
         for (int f = 0; f < STREAM_APPLY_NFIELDS; f++) {
-            b->argv[b->argc] = b->evs[i].argv[f];
-            b->lens[b->argc++] = b->evs[i].argvlen[f];
+            b->argv[b->argc] = s->evs[i].argv[f];
+            b->lens[b->argc++] = s->evs[i].argvlen[f];
         }
     if (redisAppendCommandArgv(b->rc, (int)b->argc, b->argv, b->lens) != REDIS_OK)
         return fail(b, TALLY_ENOMEM, "out of memory");
     return 0;
 }
 
-/* Whether the decoded b->evs make a plan (all complaint events that plan.h can merge). */
-static bool plan_events(rb *b)
+/* Whether the decoded events of s make a plan (all complaint events plan.h can merge). */
+static bool plan_events(slot *s)
 {
-    if (b->nev == 0 || (!b->plan && !(b->plan = proj_plan_new())))
+    if (s->nev == 0 || (!s->plan && !(s->plan = proj_plan_new())))
         return false;
-    proj_plan_reset(b->plan);
-    for (size_t i = 0; i < b->nev; i++)
-        if (!proj_is_complaint_event(&b->evs[i]) || !proj_plan_add(b->plan, &b->evs[i]))
+    proj_plan_reset(s->plan);
+    for (size_t i = 0; i < s->nev; i++)
+        if (!proj_is_complaint_event(&s->evs[i]) || !proj_plan_add(s->plan, &s->evs[i]))
             return false;
     return true;
 }
 
 /*
- * Sends the rows of res (decoded into b->evs), recording cursor ("" to keep) and read
- * events: as one tally_rebuild_apply_merged when they make a plan (the events are kept: a
- * refused one is sent again event by event), else as tally_rebuild_apply.
+ * Decodes the rows of res into s and counts them (while the call of the other slot may be in
+ * flight), with cursor ("" to keep) and read events for the call.
  */
-static int send_apply(rb *b, const PGresult *res, const int *rows, int nrows, const char *cursor,
-                      int64_t read)
+static void prepare(rb *b, slot *s, const PGresult *res, const int *rows, int nrows,
+                    const char *cursor, int64_t read)
 {
     size_t n = 0;
     for (int k = 0; k < nrows; k++) {
         int i = rows[k];
         char why[160];
         long len = event_pack_row(res, i, b->body, b->env, sizeof(b->env));
-        if (len < 0 || proj_decode(b->env, (size_t)len, &b->evs[n], why, sizeof(why)) != 0) {
+        if (len < 0 || proj_decode(b->env, (size_t)len, &s->evs[n], why, sizeof(why)) != 0) {
             if (len >= 0)
-                proj_event_release(&b->evs[n]); /* a refused event may keep its envelope */
-            placeholder(&b->evs[n], res, i);
+                proj_event_release(&s->evs[n]); /* a refused event may keep its envelope */
+            placeholder(&s->evs[n], res, i);
         }
         n++;
     }
-    b->nev = n;
+    s->nev = n;
+    snprintf(s->cursor, sizeof(s->cursor), "%s", cursor);
+    snprintf(s->read, sizeof(s->read), "%" PRId64, read);
+    /* Once the view refused an event, tally_rebuild_apply_merged refuses every batch. */
+    s->merged = b->pr.invalid == 0 && plan_events(s);
+}
+
+/* Writes what is appended to Redis now, so that it applies while we prepare the next call. */
+static int flush(rb *b)
+{
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(b->rc, &done) != REDIS_OK)
+            return redis_fail(b, NULL, "applying events to the new generation");
+    return 0;
+}
+
+/*
+ * Sends the call of s (prepared), which becomes the one in flight: one tally_rebuild_apply_merged
+ * when its events make a plan (they are kept: a refused one is sent again event by event),
+ * else tally_rebuild_apply.
+ */
+static int send_apply(rb *b, slot *s)
+{
     char now[24];
     snprintf(now, sizeof(now), "%" PRId64, now_wall_ms());
-    snprintf(b->cursor_sent, sizeof(b->cursor_sent), "%s", cursor);
-    snprintf(b->read_sent, sizeof(b->read_sent), "%" PRId64, read);
     int rc;
-    /* Once the view refused an event, tally_rebuild_apply_merged refuses every batch. */
-    b->merged = b->pr.invalid == 0 && plan_events(b);
-    if (b->merged) {
-        const char *h[] = { "FCALL",  b->fn_merged,   "1",         b->key, b->o->owner, now,
-                            b->lease, b->cursor_sent, b->read_sent };
-        rc = proj_plan_append(b->plan, b->rc, h, sizeof(h) / sizeof(h[0]), now) == 0
+    if (s->merged) {
+        const char *h[] = { "FCALL", b->fn_merged, "1",       b->key, b->o->owner,
+                            now,     b->lease,     s->cursor, s->read };
+        rc = proj_plan_append(s->plan, b->rc, h, sizeof(h) / sizeof(h[0]), now) == 0
                  ? 0
                  : fail(b, TALLY_ENOMEM, "out of memory");
     } else {
-        rc = send_events(b, now);
+        rc = send_events(b, s, now);
     }
-    if (rc != 0 || !b->merged) /* formatted (or failed): the fields are no longer needed */
-        release_events(b);
-    b->merged = b->merged && rc == 0;
+    if (rc != 0 || !s->merged) /* formatted (or failed): the fields are no longer needed */
+        release_events(s);
+    s->merged = s->merged && rc == 0;
+    b->cur = (int)(s - b->s);
     b->in_flight = rc == 0;
-    return rc;
+    return rc == 0 ? flush(b) : rc;
 }
 
 /* Reads the reply of the call in flight, counting what the view refused. */
@@ -283,15 +314,16 @@ static int finish_apply(rb *b)
     if (!b->in_flight)
         return 0;
     b->in_flight = false;
+    slot *s = &b->s[b->cur];
     redisReply *r = NULL;
-    if (b->merged) {
-        b->merged = false;
+    if (s->merged) {
+        s->merged = false;
         /* An error other than a systemic one (a plan of another view, a key of the wrong
            type...) is the per-event call's to decide, as on the live path. */
         bool sent = redisGetReply(b->rc, (void **)&r) == REDIS_OK && r;
         if (!sent || (r->type != REDIS_REPLY_INTEGER &&
                       (r->type != REDIS_REPLY_ERROR || kv_systemic_kind(r->str)))) {
-            release_events(b);
+            release_events(s);
             return redis_fail(b, r, "applying events to the new generation");
         }
         bool refused = r->type != REDIS_REPLY_INTEGER || r->integer != 0;
@@ -299,14 +331,14 @@ static int finish_apply(rb *b)
         r = NULL;
         if (!refused) {
             b->pr.merged++;
-            release_events(b);
+            release_events(s);
             return 0;
         }
         b->pr.split++;
         char now[24]; /* refused, nothing written: the same events one by one */
         snprintf(now, sizeof(now), "%" PRId64, now_wall_ms());
-        int rc = send_events(b, now);
-        release_events(b);
+        int rc = send_events(b, s, now);
+        release_events(s);
         if (rc != 0)
             return rc;
     }
@@ -411,7 +443,7 @@ static int day_order(const PGresult *res, int *rows)
  */
 static int apply_rows(rb *b, const PGresult *res, bool main_pass)
 {
-    int rows = PQntuples(res), per = b->o->batch > 0 ? b->o->batch : 2000;
+    int rows = PQntuples(res), per = b->o->batch > 0 ? b->o->batch : REBUILD_BATCH;
     int *order = malloc((size_t)(rows ? rows : 1) * sizeof(*order));
     bool *sent = calloc((size_t)(rows ? rows : 1), sizeof(*sent));
     int rc = order && sent ? 0 : fail(b, TALLY_ENOMEM, "out of memory");
@@ -430,9 +462,15 @@ static int apply_rows(rb *b, const PGresult *res, bool main_pass)
         char cursor[24] = "";
         if (main_pass && low > was)
             snprintf(cursor, sizeof(cursor), "%" PRId64, pgx_int(res, low - 1, EVENT_C_SEQ));
+        slot *next = &b->s[!b->cur];
+        prepare(b, next, res, order + from, to - from, cursor, main_pass ? to - from : 0);
+        if (b->ahead)
+            PQconsumeInput(pgx_pg(b->pg)); /* a failure shows in pgx_recv */
         rc = finish_apply(b);
         if (rc == 0)
-            rc = send_apply(b, res, order + from, to - from, cursor, main_pass ? to - from : 0);
+            rc = send_apply(b, next);
+        else
+            release_events(next);
         if (rc != 0)
             break;
         if (main_pass) {
@@ -559,33 +597,54 @@ static int record_rate(rb *b)
     return set_fields(b, "rate", rate, NULL, NULL);
 }
 
-/* Step 2: the log up to up_to, from the cursor. */
+/* Sends the read of the window of the log after seq from (up to up to). */
+static int send_window(rb *b, const char *tenant, int64_t from, const char *up)
+{
+    char f[24], n[16];
+    snprintf(f, sizeof(f), "%" PRId64, from);
+    snprintf(n, sizeof(n), "%d", b->window);
+    const char *v[] = { tenant, f, up, n };
+    if (pgx_send(b->pg, S_READ, 4, v, NULL, NULL) != 0)
+        return fail(b, TALLY_EUNAVAIL, "PostgreSQL: %s", pgx_errstr(b->pg));
+    return 0;
+}
+
+/*
+ * Step 2: the log up to up_to, from the cursor. The next window is read while this one is
+ * applied: its query goes out before the window's first call, and apply_rows takes in what
+ * PostgreSQL has sent between calls, so PostgreSQL never waits for room in the socket and
+ * its reading overlaps Redis's applying (PostgreSQL was a fifth of the rebuild's time, serial
+ * with the rest: bench/README.md, the rebuild benchmark).
+ */
 static int read_log(rb *b, const char *tenant)
 {
     char up[24];
     snprintf(up, sizeof(up), "%" PRId64, b->up_to);
     int64_t last_rate = now_mono_ms();
-    while (b->cursor < b->up_to) {
-        char from[24];
-        snprintf(from, sizeof(from), "%" PRId64, b->cursor);
-        const char *v[] = { tenant, from, up };
+    int rc = b->cursor < b->up_to ? send_window(b, tenant, b->cursor, up) : 0;
+    bool more = rc == 0 && b->cursor < b->up_to;
+    while (more) {
         PGresult *res = NULL;
-        if (pgx_exec(b->pg, S_READ, 3, v, NULL, NULL, PG_WAIT_MS, &res) != 0)
+        if (pgx_recv(b->pg, PG_WAIT_MS, &res) != 0)
             return fail(b, TALLY_EUNAVAIL, "PostgreSQL: %s", pgx_errstr(b->pg));
         int rows = PQntuples(res);
-        int rc = rows ? apply_rows(b, res, true) : 0;
+        int64_t last = rows ? pgx_int(res, rows - 1, EVENT_C_SEQ) : b->up_to;
+        more = rows == b->window && last < b->up_to; /* else nothing is left up to up_to */
+        rc = more ? send_window(b, tenant, last, up) : 0;
+        b->ahead = more;
+        if (rc == 0 && rows)
+            rc = apply_rows(b, res, true);
         PQclear(res);
         if (rc != 0)
-            return rc;
-        if (rows < READ_ROWS)
-            break; /* nothing left up to up_to */
-        if (now_mono_ms() - last_rate > 1000) {
+            return rc; /* a read ahead in flight ends with the connection (rb_free) */
+        if (more && now_mono_ms() - last_rate > 1000) {
             if ((rc = finish_apply(b)) != 0 || (rc = record_rate(b)) != 0)
                 return rc;
             last_rate = now_mono_ms();
         }
     }
-    int rc = finish_apply(b);
+    b->ahead = false;
+    rc = finish_apply(b);
     if (rc == 0)
         rc = record_rate(b);
     return rc;
@@ -792,9 +851,11 @@ static void names(rb *b, const char *tenant)
 
 static void rb_free(rb *b)
 {
-    release_events(b);
-    proj_plan_free(b->plan);
-    free(b->evs);
+    for (int i = 0; i < 2; i++) {
+        release_events(&b->s[i]);
+        proj_plan_free(b->s[i].plan);
+        free(b->s[i].evs);
+    }
     free(b->argv);
     free(b->lens);
     pgx_free(b->pg);
@@ -810,16 +871,18 @@ static int rb_new(redisContext *rc, const rebuild_opts *o, const char *tenant, c
         return TALLY_ENOMEM;
     b->rc = rc;
     b->o = o;
+    b->window = o->window > 0 ? o->window : READ_ROWS;
     b->err = err;
     b->errlen = errlen;
     b->pr.tenant = tenant;
     b->pr.phase = "reading";
     b->pr.eta_ms = -1;
     snprintf(b->lease, sizeof(b->lease), "%" PRId64, o->lease_ms > 0 ? o->lease_ms : 15000);
-    int per = o->batch > 0 ? o->batch : 2000;
+    int per = o->batch > 0 ? o->batch : REBUILD_BATCH;
     int rc_ = proj_view_init(&b->view);
-    if (rc_ == 0 && !(b->evs = calloc((size_t)per, sizeof(*b->evs))))
-        rc_ = TALLY_ENOMEM;
+    for (int i = 0; i < 2 && rc_ == 0; i++)
+        if (!(b->s[i].evs = calloc((size_t)per, sizeof(*b->s[i].evs))))
+            rc_ = TALLY_ENOMEM;
     if (rc_ == 0 &&
         !(b->pg = pgx_new(o->pg_dsn, "tally-rebuild", stmts, sizeof(stmts) / sizeof(stmts[0]), 0)))
         rc_ = TALLY_ENOMEM;

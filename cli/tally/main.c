@@ -210,10 +210,11 @@ static const cmd_def cmds[] = {
     { NULL,
       "rebuild",
       cli_run_rebuild,
-      { OPT_TENANT, OPT_ALL, OPT_ABORT, OPT_BATCH, OPT_LEASE_MS, OPT_PG_DSN, OPT_REDIS_URL,
-        OPT_JSON },
+      { OPT_TENANT, OPT_ALL, OPT_ABORT, OPT_BATCH, OPT_WINDOW, OPT_LEASE_MS, OPT_PG_DSN,
+        OPT_REDIS_URL, OPT_JSON },
       "rebuild a tenant's read model from PostgreSQL, with no downtime",
-      "usage: tally rebuild (--tenant ID | --all) [--batch N] [--lease-ms MS] [--json]\n"
+      "usage: tally rebuild (--tenant ID | --all) [--batch N] [--window N] [--lease-ms MS]\n"
+      "                     [--json]\n"
       "       tally rebuild --tenant ID --abort\n"
       "\n"
       "Builds a new generation of the tenant's read model from the PostgreSQL event log while\n"
@@ -227,7 +228,9 @@ static const cmd_def cmds[] = {
       "  --tenant ID             the tenant\n"
       "  --all                   every tenant of PostgreSQL, one after another\n"
       "  --abort                 give up the tenant's running rebuild (its generation is deleted)\n"
-      "  --batch N               events per Redis function call (1..10000, default 2000)\n"
+      "  --batch N               events per Redis function call (1..10000, default 500)\n"
+      "  --window N              rows of the event log read at once, applied by local day\n"
+      "                          (100..1000000, default 20000)\n"
       "  --lease-ms MS           how long a rebuilder that stops answering holds the rebuild\n"
       "                          before another may resume it (1000..3600000, default 15000)\n"
       "  --pg-dsn DSN            PostgreSQL (default $TALLY_PG_DSN)\n"

@@ -63,6 +63,7 @@ static const cli_opt_def opt_defs[] = {
     { "--abort", 0, OPT_ABORT, false },
     { "--batch", 0, OPT_BATCH, true },
     { "--lease-ms", 0, OPT_LEASE_MS, true },
+    { "--window", 0, OPT_WINDOW, true },
 };
 #define N_OPTS (sizeof(opt_defs) / sizeof(opt_defs[0]))
 

@@ -92,7 +92,7 @@ int cli_run_rebuild(const cli *c)
     const char *tenant = cli_get(c, OPT_TENANT), *dsn;
     bool all = cli_has(c, OPT_ALL), abort_ = cli_has(c, OPT_ABORT);
     cfg_redis redis;
-    int64_t batch = 2000, lease = 15000;
+    int64_t batch = REBUILD_BATCH, window = 20000, lease = 15000;
     int rc;
     if (!tenant && !all)
         return cli_usage_error(c, "give --tenant ID or --all");
@@ -104,6 +104,7 @@ int cli_run_rebuild(const cli *c)
         return cli_usage_error(c, "--tenant: %s, not \"%s\"",
                                ident_problem_text(ident_check(tenant)), tenant);
     if ((cli_has(c, OPT_BATCH) && (rc = cli_int(c, OPT_BATCH, 1, 10000, &batch))) ||
+        (cli_has(c, OPT_WINDOW) && (rc = cli_int(c, OPT_WINDOW, 100, 1000000, &window))) ||
         (cli_has(c, OPT_LEASE_MS) && (rc = cli_int(c, OPT_LEASE_MS, 1000, 3600000, &lease))))
         return rc;
     if ((rc = cli_stores(c, !abort_, &dsn, &redis)))
@@ -145,6 +146,7 @@ int cli_run_rebuild(const cli *c)
     rebuild_opts o = { .pg_dsn = dsn,
                        .owner = owner,
                        .batch = (int)batch,
+                       .window = (int)window,
                        .lease_ms = lease,
                        .stop_after = stop ? strtoll(stop, NULL, 10) : 0,
                        .progress_every_ms = v.tty ? 200 : 2000,

@@ -80,6 +80,7 @@ enum cli_opt {
     OPT_ABORT,
     OPT_BATCH,
     OPT_LEASE_MS,
+    OPT_WINDOW,
     OPT_COUNT
 };
 
