@@ -581,6 +581,12 @@ static int resume_done(rb *b, const char *tenant)
 /* Gives the lease up (a failure of ours): another rebuilder may take over at once. */
 static void release(rb *b)
 {
+    if (b->in_flight) { /* a call's reply is unread (PostgreSQL failed meanwhile): read it first */
+        redisReply *r = NULL;
+        if (redisGetReply(b->rc, (void **)&r) == REDIS_OK && r)
+            freeReplyObject(r);
+        b->in_flight = false;
+    }
     char now[24];
     snprintf(now, sizeof(now), "%" PRId64, now_wall_ms() - 1);
     const char *s[] = { "FCALL", b->fn_set, "1", b->key, b->o->owner, now, "0" };
