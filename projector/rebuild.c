@@ -23,11 +23,10 @@
 #include <string.h>
 #include <time.h>
 
-#define READ_ROWS      20000 /* rows per read of the log (a window, see day_order): default */
-#define GAP_IDS        500   /* complaints per read of step 3 */
-#define GAP_ROUNDS_MAX 1000  /* reads of step 3 before giving up */
-#define GC_GRACE_MS    1000  /* between the flip and the deletion of the old generation */
-#define GC_SCAN        1000  /* SCAN COUNT while deleting an old generation */
+#define GAP_IDS        500  /* complaints per read of step 3 */
+#define GAP_ROUNDS_MAX 1000 /* reads of step 3 before giving up */
+#define GC_GRACE_MS    1000 /* between the flip and the deletion of the old generation */
+#define GC_SCAN        1000 /* SCAN COUNT while deleting an old generation */
 #define PG_WAIT_MS     60000
 #define REDIS_BUSY_S   "BUSY"
 
@@ -291,6 +290,9 @@ static int send_apply(rb *b, slot *s)
     char now[24];
     snprintf(now, sizeof(now), "%" PRId64, now_wall_ms());
     int rc;
+    /* Prepared before the reply of the call before was read: that reply may have told that the
+       view refused an event, and then these go event by event too. */
+    s->merged = s->merged && b->pr.invalid == 0;
     if (s->merged) {
         const char *h[] = { "FCALL", b->fn_merged, "1",       b->key, b->o->owner,
                             now,     b->lease,     s->cursor, s->read };
@@ -877,7 +879,7 @@ static int rb_new(redisContext *rc, const rebuild_opts *o, const char *tenant, c
         return TALLY_ENOMEM;
     b->rc = rc;
     b->o = o;
-    b->window = o->window > 0 ? o->window : READ_ROWS;
+    b->window = o->window > 0 ? o->window : REBUILD_WINDOW;
     b->err = err;
     b->errlen = errlen;
     b->pr.tenant = tenant;

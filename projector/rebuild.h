@@ -54,11 +54,17 @@ typedef struct rebuild_progress {
  */
 #define REBUILD_BATCH 500
 
+/*
+ * Rows of the event log read at once by default (a window, applied by local day: rebuild.c,
+ * day_order). Two windows are held while the next one is read ahead.
+ */
+#define REBUILD_WINDOW 20000
+
 typedef struct rebuild_opts {
     const char *pg_dsn;
     const char *owner;  /* this rebuilder's name, unique (host, pid, start) */
     int batch;          /* events per function call; 0: REBUILD_BATCH */
-    int window;         /* rows of the event log per read (rebuild.c, day_order); 0: 20000 */
+    int window;         /* rows of the event log per read; 0: REBUILD_WINDOW */
     int64_t lease_ms;   /* 0: 15000 */
     int64_t stop_after; /* for tests: stop (as if killed) after this many events; 0: never */
     int64_t progress_every_ms;

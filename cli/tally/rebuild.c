@@ -92,7 +92,7 @@ int cli_run_rebuild(const cli *c)
     const char *tenant = cli_get(c, OPT_TENANT), *dsn;
     bool all = cli_has(c, OPT_ALL), abort_ = cli_has(c, OPT_ABORT);
     cfg_redis redis;
-    int64_t batch = REBUILD_BATCH, window = 20000, lease = 15000;
+    int64_t batch = REBUILD_BATCH, window = REBUILD_WINDOW, lease = 15000;
     int rc;
     if (!tenant && !all)
         return cli_usage_error(c, "give --tenant ID or --all");
