@@ -64,7 +64,7 @@ static enum relay_outcome redis_pass_failed(relay *r)
 static void drain_ahead(relay *r, int i)
 {
     if (r->ahead && i % DRAIN_EVERY == DRAIN_EVERY - 1)
-        PQconsumeInput(pgx_pg(r->pg)); /* a failure shows in pgx_recv */
+        pgx_take_input(r->pg);
 }
 
 /* Packs row i of res into r->envelope: the length, or a negative tally_err. */

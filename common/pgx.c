@@ -380,6 +380,12 @@ int pgx_recv(pgx_conn *c, int64_t timeout_ms, PGresult **out)
     return collect(c, timeout_ms, out);
 }
 
+void pgx_take_input(pgx_conn *c)
+{
+    if (c->pg)
+        PQconsumeInput(c->pg);
+}
+
 int pgx_exec(pgx_conn *c, int stmt, int nparams, const char *const *values, const int *lengths,
              const int *formats, int64_t timeout_ms, PGresult **out)
 {

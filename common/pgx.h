@@ -75,6 +75,13 @@ int pgx_send(pgx_conn *c, int stmt, int nparams, const char *const *values, cons
              const int *formats);
 int pgx_recv(pgx_conn *c, int64_t timeout_ms, PGresult **out);
 
+/*
+ * Between pgx_send and pgx_recv: takes in what the server has sent so far, without waiting,
+ * so that a large result never waits for room in the socket while the caller works. A failure
+ * shows in pgx_recv.
+ */
+void pgx_take_input(pgx_conn *c);
+
 /* As pgx_exec for a plain SQL text without parameters (BEGIN, COMMIT, LISTEN, ...). */
 int pgx_exec_sql(pgx_conn *c, const char *sql, int64_t timeout_ms, PGresult **out);
 

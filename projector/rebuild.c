@@ -82,6 +82,7 @@ typedef struct rb {
     int64_t up_to, cursor;
     bool in_flight; /* the call of s[cur] sent, its reply not read */
     bool ahead;     /* the next window's read is in flight on pg (read_log) */
+    int batch;      /* events per call */
     int window;     /* rows per read of the log */
     slot s[2];
     int cur;
@@ -266,8 +267,7 @@ static void prepare(rb *b, slot *s, const PGresult *res, const int *rows, int nr
     s->nev = n;
     snprintf(s->cursor, sizeof(s->cursor), "%s", cursor);
     snprintf(s->read, sizeof(s->read), "%" PRId64, read);
-    /* Once the view refused an event, tally_rebuild_apply_merged refuses every batch. */
-    s->merged = b->pr.invalid == 0 && plan_events(s);
+    s->merged = plan_events(s);
 }
 
 /* Writes what is appended to Redis now, so that it applies while we prepare the next call. */
@@ -290,8 +290,8 @@ static int send_apply(rb *b, slot *s)
     char now[24];
     snprintf(now, sizeof(now), "%" PRId64, now_wall_ms());
     int rc;
-    /* Prepared before the reply of the call before was read: that reply may have told that the
-       view refused an event, and then these go event by event too. */
+    /* Once the view refused an event, tally_rebuild_apply_merged refuses every batch (checked
+       here, not in prepare: the reply of the call before may have just told so). */
     s->merged = s->merged && b->pr.invalid == 0;
     if (s->merged) {
         const char *h[] = { "FCALL", b->fn_merged, "1",       b->key, b->o->owner,
@@ -445,7 +445,7 @@ static int day_order(const PGresult *res, int *rows)
  */
 static int apply_rows(rb *b, const PGresult *res, bool main_pass)
 {
-    int rows = PQntuples(res), per = b->o->batch > 0 ? b->o->batch : REBUILD_BATCH;
+    int rows = PQntuples(res), per = b->batch;
     int *order = malloc((size_t)(rows ? rows : 1) * sizeof(*order));
     bool *sent = calloc((size_t)(rows ? rows : 1), sizeof(*sent));
     int rc = order && sent ? 0 : fail(b, TALLY_ENOMEM, "out of memory");
@@ -467,7 +467,7 @@ static int apply_rows(rb *b, const PGresult *res, bool main_pass)
         slot *next = &b->s[!b->cur];
         prepare(b, next, res, order + from, to - from, cursor, main_pass ? to - from : 0);
         if (b->ahead)
-            PQconsumeInput(pgx_pg(b->pg)); /* a failure shows in pgx_recv */
+            pgx_take_input(b->pg);
         rc = finish_apply(b);
         if (rc == 0)
             rc = send_apply(b, next);
@@ -879,6 +879,7 @@ static int rb_new(redisContext *rc, const rebuild_opts *o, const char *tenant, c
         return TALLY_ENOMEM;
     b->rc = rc;
     b->o = o;
+    b->batch = o->batch > 0 ? o->batch : REBUILD_BATCH;
     b->window = o->window > 0 ? o->window : REBUILD_WINDOW;
     b->err = err;
     b->errlen = errlen;
@@ -886,10 +887,9 @@ static int rb_new(redisContext *rc, const rebuild_opts *o, const char *tenant, c
     b->pr.phase = "reading";
     b->pr.eta_ms = -1;
     snprintf(b->lease, sizeof(b->lease), "%" PRId64, o->lease_ms > 0 ? o->lease_ms : 15000);
-    int per = o->batch > 0 ? o->batch : REBUILD_BATCH;
     int rc_ = proj_view_init(&b->view);
     for (int i = 0; i < 2 && rc_ == 0; i++)
-        if (!(b->s[i].evs = calloc((size_t)per, sizeof(*b->s[i].evs))))
+        if (!(b->s[i].evs = calloc((size_t)b->batch, sizeof(*b->s[i].evs))))
             rc_ = TALLY_ENOMEM;
     if (rc_ == 0 &&
         !(b->pg = pgx_new(o->pg_dsn, "tally-rebuild", stmts, sizeof(stmts) / sizeof(stmts[0]), 0)))
