@@ -114,6 +114,11 @@ static void register_metrics(proj *p, metrics_registry *reg)
         "complaint): their events went through tally_apply instead (one call, split per event "
         "if it fails).",
         NULL);
+    p->read_ahead = metrics_counter_add(
+        reg, "tally_projector_reads_ahead_total",
+        "Batches read while the batch before them was applied (with a backlog), so that they are "
+        "decoded while Redis applies.",
+        NULL);
     p->gaps = metrics_counter_add(reg, "tally_projector_gaps_total",
                                   "Applies refused because an earlier version was missing.", NULL);
     p->parked = metrics_counter_add(reg, "tally_projector_parked_total",
@@ -209,7 +214,8 @@ int proj_run(const proj_config *conf)
     proj_view_fn(&p.view, "tally_apply", p.fn, sizeof(p.fn));
     proj_view_fn(&p.view, "tally_apply_merged", p.merged_fn, sizeof(p.merged_fn));
 
-    while (!svc_stopping()) {
+    /* On SIGTERM the batch read ahead is applied too (nothing is read ahead once stopping). */
+    while (!svc_stopping() || p.ahead.n > 0) {
         int64_t now = now_mono_ms();
         atomic_store(&heartbeat, now);
         metrics_set(p.beat, now_wall_ms() / 1000);
@@ -227,8 +233,14 @@ int proj_run(const proj_config *conf)
                 p.next_claim_ms = now + conf->claim_idle_ms;
             }
             proj_due_retries(&p, &batch, now);
-            if (rc == 0) /* new entries too: retries must not starve them */
+            if (rc == 0 && p.ahead.n > 0) { /* read ahead during the last batch: the read */
+                for (size_t i = 0; i < p.ahead.n && rc == 0; i++)
+                    if ((rc = proj_msgs_push(&batch, p.ahead.v[i])) == 0)
+                        p.ahead.v[i] = NULL;
+                proj_msgs_clear(&p.ahead);
+            } else if (rc == 0) { /* new entries too: retries must not starve them */
                 rc = proj_read_batch(&p, &batch, batch.n == 0);
+            }
             if (rc == 0 && batch.n > 0) {
                 struct timespec t0, t1;
                 clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -270,12 +282,15 @@ int proj_run(const proj_config *conf)
         if (!down && !p.sys_err[0] && !p.refused)
             log_warn("Redis unavailable, retrying", LOG_STR("error", kv_errstr(p.kv)));
         down = true;
+        proj_msgs_clear(&p.ahead); /* pending: read again after the reconnect */
         if (rc != TALLY_ENOMEM)
             kv_reset(p.kv); /* the next turn reconnects and reads our pending entries again */
         backoff_sleep_ms(backoff_next(&p.bo));
     }
     proj_msgs_clear(&p.retry);
     free(p.retry.v);
+    proj_msgs_clear(&p.ahead);
+    free(p.ahead.v);
     free(batch.v);
     kv_free(p.kv);
     proj_plan_free(p.plan);

@@ -13,6 +13,7 @@
 #include "hash.h"
 #include "log.h"
 #include "now.h"
+#include "svc.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -305,14 +306,26 @@ static int apply(proj *p, proj_msg **v, size_t n, enum proj_outcome *out, char (
         }
     start[ngroups] = n;
     bool refused = false; /* a systemic error: the round's replies are read, then we stop */
+    /* With a backlog, the next batch is read (consumer_int.h) while the first group is
+       counted, and decoded while Redis applies the groups. */
+    bool ahead = !p->read_pending && p->backlog && p->ahead.n == 0 && !svc_stopping();
+    redisReply *next = NULL;
+    if (ahead)
+        rc = proj_read_ahead_send(p);
     for (int round = 0; round < 3 && rc == 0 && !refused; round++) {
         for (size_t g = 0; g < ngroups && rc == 0; g++) {
             if (way[g] != WAY_DONE)
                 rc = append_group(p, sorted, start[g], start[g + 1], now, &way[g]);
             sent[g] = way[g];
+            if (ahead && round == 0 && g == 0 && rc == 0)
+                rc = proj_read_ahead_recv(p, &next); /* before this group goes out */
             /* Sent at once: Redis applies this group while the next one is counted. */
             if (rc == 0 && way[g] != WAY_DONE)
                 rc = flush(p);
+            if (next && rc == 0) { /* decoded while Redis applies the group */
+                rc = proj_read_ahead_take(p, next);
+                next = NULL;
+            }
         }
         for (size_t g = 0; g < ngroups && rc == 0; g++) {
             size_t a = start[g], b = start[g + 1];
@@ -349,6 +362,8 @@ static int apply(proj *p, proj_msg **v, size_t n, enum proj_outcome *out, char (
             proj_load_function(p);
         }
     }
+    if (next)
+        freeReplyObject(next);
     if (rc == 0 && refused)
         rc = TALLY_EUNAVAIL;
     if (rc == 0)

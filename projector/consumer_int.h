@@ -85,6 +85,8 @@ typedef struct proj {
     kv_conn *kv;
     char streams[STREAM_PARTITIONS_MAX][STREAM_KEY_MAX];
     bool read_pending;      /* after a (re)connect: our own pending entries first */
+    bool backlog;           /* the last read gave a partition all it asked for */
+    proj_msgs ahead;        /* the next batch, read while the current one was applied */
     bool reload;            /* the function is gone (Redis restarted): load it again */
     proj_msgs retry;        /* gaps and failures, in arrival order */
     proj_view view;         /* tally.lua, versioned (view.h) */
@@ -104,6 +106,7 @@ typedef struct proj {
     backoff bo;
     metrics_counter *applied, *dups, *gaps, *parked, *failures, *lost, *spilled, *unavailable;
     metrics_counter *merged, *unmerged; /* groups applied merged; merged writes refused */
+    metrics_counter *read_ahead;        /* batches read while the one before was applied */
     metrics_counter *systemic[KV_SYSTEMIC_KINDS];
     metrics_histogram *batch_seconds, *lag_seconds;
     metrics_gauge *pending, *retrying, *beat, *dead, *wm_gauge, *ready_gauge;
@@ -153,6 +156,23 @@ void proj_msgs_clear(proj_msgs *l);
 
 /* One XREADGROUP over every partition: new entries, or ours still pending after a restart. */
 int proj_read_batch(proj *p, proj_msgs *into, bool may_block);
+
+/*
+ * The read ahead: while a batch is applied, the next one is read in the same pipeline and
+ * decoded while Redis applies. Redis writes a big reply 64 KiB per turn of its event loop, in
+ * between the commands behind it, so the read is sent alone and its reply received before the
+ * first FCALL goes out (that FCALL may be appended meanwhile: it is counted while Redis reads).
+ *   proj_read_ahead_send  appends and writes a read of new entries that never blocks (only
+ *                         when not reading our pending list);
+ *   proj_read_ahead_recv  receives its reply (the next one) without writing what was appended;
+ *   proj_read_ahead_take  makes messages of it into p->ahead, sets p->backlog and frees it; an
+ *                         error reply is logged and leaves p->ahead as it was (the next turn
+ *                         reads as usual).
+ * Each: 0, TALLY_ENOMEM or TALLY_EUNAVAIL.
+ */
+int proj_read_ahead_send(proj *p);
+int proj_read_ahead_recv(proj *p, redisReply **out);
+int proj_read_ahead_take(proj *p, redisReply *r);
 
 /* XAUTOCLAIM: entries pending too long with any consumer (a dead one) become ours. */
 int proj_claim(proj *p, proj_msgs *into);

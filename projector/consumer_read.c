@@ -112,20 +112,17 @@ static void collect(proj *p, int part, const redisReply *entries, proj_msgs *int
     }
 }
 
-int proj_read_batch(proj *p, proj_msgs *into, bool may_block)
+/*
+ * The XREADGROUP of a read over every partition, as an argument list (argv's strings live in p
+ * or are literals, but for count and block, which the caller provides). Blocks when may_block
+ * and not reading our own pending entries.
+ */
+static int read_argv(const proj *p, bool may_block, const char **argv, size_t *lens, char *count,
+                     size_t countlen, char *block, size_t blocklen)
 {
-    int np = p->conf->partitions;
-    const char **argv = malloc((size_t)(9 + 2 * np) * sizeof(*argv));
-    size_t *lens = malloc((size_t)(9 + 2 * np) * sizeof(*lens));
-    char count[16], block[16];
-    int argc = 0, rc = 0;
-    if (!argv || !lens) {
-        free(argv);
-        free(lens);
-        return TALLY_ENOMEM;
-    }
-    snprintf(count, sizeof(count), "%d", p->conf->batch);
-    snprintf(block, sizeof(block), "%d", p->read_pending ? 0 : p->conf->block_ms);
+    int np = p->conf->partitions, argc = 0;
+    snprintf(count, countlen, "%d", p->conf->batch);
+    snprintf(block, blocklen, "%d", p->read_pending ? 0 : p->conf->block_ms);
     const char *head[] = { "XREADGROUP", "GROUP", STREAM_GROUP, p->conf->consumer, "COUNT", count };
     for (int i = 0; i < 6; i++)
         argv[argc++] = head[i];
@@ -140,33 +137,115 @@ int proj_read_batch(proj *p, proj_msgs *into, bool may_block)
         argv[argc++] = p->read_pending ? "0" : ">";
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
+    return argc;
+}
+
+/* The reply r of a read (read_argv) into messages of into; sets p->backlog. r stays ours. */
+static int take_read(proj *p, const redisReply *r, proj_msgs *into)
+{
+    int np = p->conf->partitions;
+    p->backlog = false;
+    if (r->type == REDIS_REPLY_ERROR) {
+        log_warn("XREADGROUP failed", LOG_STR("error", r->str));
+        if (strncmp(r->str, "NOGROUP", 7) == 0) /* Redis lost the stream: start over */
+            kv_reset(p->kv);
+        return TALLY_EUNAVAIL;
+    }
+    if (r->type != REDIS_REPLY_ARRAY) {
+        p->read_pending = false;
+        return 0;
+    }
+    size_t before = into->n;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *s = r->element[i];
+        if (s->type != REDIS_REPLY_ARRAY || s->elements != 2)
+            continue;
+        int part = -1;
+        for (int k = 0; k < np; k++)
+            if (strcmp(s->element[0]->str, p->streams[k]) == 0)
+                part = k;
+        if (part < 0)
+            continue;
+        collect(p, part, s->element[1], into);
+        /* A partition gave all it was asked for: more are likely waiting. */
+        if (s->element[1]->type == REDIS_REPLY_ARRAY &&
+            s->element[1]->elements >= (size_t)p->conf->batch)
+            p->backlog = true;
+    }
+    if (p->read_pending && into->n == before)
+        p->read_pending = false; /* our pending list is done: new entries from now on */
+    return 0;
+}
+
+int proj_read_batch(proj *p, proj_msgs *into, bool may_block)
+{
+    int np = p->conf->partitions;
+    const char **argv = malloc((size_t)(9 + 2 * np) * sizeof(*argv));
+    size_t *lens = malloc((size_t)(9 + 2 * np) * sizeof(*lens));
+    char count[16], block[16];
+    if (!argv || !lens) {
+        free(argv);
+        free(lens);
+        return TALLY_ENOMEM;
+    }
+    int argc = read_argv(p, may_block, argv, lens, count, sizeof(count), block, sizeof(block));
     redisReply *r = proj_command_argv(p, argc, argv, lens);
     free(argv);
     free(lens);
     if (!r)
         return TALLY_EUNAVAIL;
-    if (r->type == REDIS_REPLY_ERROR) {
-        log_warn("XREADGROUP failed", LOG_STR("error", r->str));
-        if (strncmp(r->str, "NOGROUP", 7) == 0) /* Redis lost the stream: start over */
-            kv_reset(p->kv);
-        rc = TALLY_EUNAVAIL;
-    } else if (r->type == REDIS_REPLY_ARRAY) {
-        size_t before = into->n;
-        for (size_t i = 0; i < r->elements; i++) {
-            const redisReply *s = r->element[i];
-            if (s->type != REDIS_REPLY_ARRAY || s->elements != 2)
-                continue;
-            int part = -1;
-            for (int k = 0; k < np; k++)
-                if (strcmp(s->element[0]->str, p->streams[k]) == 0)
-                    part = k;
-            if (part >= 0)
-                collect(p, part, s->element[1], into);
-        }
-        if (p->read_pending && into->n == before)
-            p->read_pending = false; /* our pending list is done: new entries from now on */
-    } else if (p->read_pending) {
-        p->read_pending = false;
+    int rc = take_read(p, r, into);
+    freeReplyObject(r);
+    return rc;
+}
+
+int proj_read_ahead_send(proj *p)
+{
+    int np = p->conf->partitions;
+    const char **argv = malloc((size_t)(9 + 2 * np) * sizeof(*argv));
+    size_t *lens = malloc((size_t)(9 + 2 * np) * sizeof(*lens));
+    char count[16], block[16];
+    int rc = 0, done = 0;
+    if (!argv || !lens) {
+        rc = TALLY_ENOMEM;
+    } else {
+        /* Never blocking: a blocked read would hold up the commands behind it. */
+        int argc = read_argv(p, false, argv, lens, count, sizeof(count), block, sizeof(block));
+        if (redisAppendCommandArgv(kv_ctx(p->kv), argc, argv, lens) != REDIS_OK)
+            rc = TALLY_EUNAVAIL;
+    }
+    while (rc == 0 && !done)
+        if (redisBufferWrite(kv_ctx(p->kv), &done) != REDIS_OK)
+            rc = TALLY_EUNAVAIL;
+    free(argv);
+    free(lens);
+    return rc;
+}
+
+int proj_read_ahead_recv(proj *p, redisReply **out)
+{
+    redisContext *c = kv_ctx(p->kv);
+    *out = NULL;
+    for (;;) { /* as redisGetReply, but never writing what the caller has appended since */
+        if (redisGetReplyFromReader(c, (void **)out) != REDIS_OK)
+            return TALLY_EUNAVAIL;
+        if (*out)
+            return 0;
+        if (redisBufferRead(c) != REDIS_OK)
+            return TALLY_EUNAVAIL;
+    }
+}
+
+int proj_read_ahead_take(proj *p, redisReply *r)
+{
+    int rc = 0;
+    if (r->type == REDIS_REPLY_ERROR) { /* the next turn's own read meets it and deals with it */
+        log_warn("XREADGROUP (read ahead) failed", LOG_STR("error", r->str));
+        p->backlog = false;
+    } else {
+        rc = take_read(p, r, &p->ahead);
+        if (p->ahead.n > 0)
+            metrics_inc(p->read_ahead, 1);
     }
     freeReplyObject(r);
     return rc;

@@ -138,6 +138,7 @@ int proj_prepare(proj *p)
     }
     /* Whatever we read before and did not ack is in our pending list: start there. */
     proj_msgs_clear(&p->retry);
+    proj_msgs_clear(&p->ahead);
     /* This may be another Redis (restarted empty, restored from a snapshot, a promoted
        replica): watermark candidates of the old one prove nothing here. */
     memset(p->marks, 0, sizeof(p->marks));

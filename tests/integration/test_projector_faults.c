@@ -126,7 +126,7 @@ Test(faults, kill_9_mid_batch_and_restart_lose_nothing_and_apply_nothing_twice)
         for (int tries = 0; tries < 1000 && !frozen_mid; tries++) {
             while (xpending("k1") == 0)
                 pjf_check_alive(&R);
-            kill(R.pj[0].pid, SIGSTOP);
+            cr_assert_eq(proc_freeze(&R.pj[0]), 0, "the projector did not stop");
             frozen_mid = xpending("k1") > 0;
             if (!frozen_mid)
                 kill(R.pj[0].pid, SIGCONT);
@@ -355,6 +355,35 @@ Test(faults, connections_lost_at_xack_are_survived_and_caught_up)
     proxy_stop(&px);
 }
 
+/*
+ * With a backlog the next batch is read while the current one is applied (consumer_int.h): the
+ * read of new entries that does not block, written alone before the first FCALL of the batch.
+ * Losing the connection there, three times, leaves both batches pending, read again after the
+ * reconnect: nothing is lost, nothing counted twice.
+ */
+Test(faults, connections_lost_at_the_read_ahead_are_survived)
+{
+    const char *env[] = { "TALLY_PROJECTOR_BATCH=100", NULL };
+    redis_up(false);
+    generate(27, 20000);
+    add_all(); /* all at once: a backlog from the start */
+    proxy_to_redis();
+    /* COUNT 100 then STREAMS: no BLOCK; and ">": new entries, not our pending list. */
+    proxy_drop(&px, "COUNT\r\n$3\r\n100\r\n$7\r\nSTREAMS\r\n$14\r\n" EV_STREAM "\r\n$1\r\n>", 3, 0,
+               INT64_MAX);
+    start_proxied(env);
+    pjf_expect_model(&R);
+    cr_expect_eq(proxy_dropped(&px), 3, "%d connections dropped at the read ahead, not 3",
+                 proxy_dropped(&px));
+    cr_assert(alive(), "the projector died (exit %d) after a connection lost at its read ahead",
+              pj_exit);
+    cr_expect_gt(ev_metric(R.pj[0].http_port, "tally_projector_reads_ahead_total"), 100,
+                 "the batches were not read ahead");
+    cr_expect_eq(xpending(NULL), 0);
+    cr_expect_eq(ev_metric(R.pj[0].http_port, "tally_projector_parked_total"), 0);
+    proxy_stop(&px);
+}
+
 Test(faults, a_connection_lost_while_parking_is_survived)
 {
     const char *env[] = { "TALLY_PROJECTOR_GAP_TIMEOUT_MS=500",
@@ -469,7 +498,7 @@ Test(faults, redis_out_of_memory_loses_no_event_and_parks_none)
     start(env);
     while (!proc_log_has(&R.pj[0], "projector connected to Redis"))
         tclock_sleep_ms(10);
-    kill(R.pj[0].pid, SIGSTOP);
+    cr_assert_eq(proc_freeze(&R.pj[0]), 0, "the projector did not stop"); /* before the adds */
     add_all();
     redis_ok("CONFIG SET maxmemory %s", "1");
     kill(R.pj[0].pid, SIGCONT);

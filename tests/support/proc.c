@@ -4,6 +4,7 @@
 #include "tclock.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -208,6 +209,44 @@ int proc_start(proc *p, const char *path, const char *const *env)
         }
         tclock_sleep_ms(10);
     }
+    return -1;
+}
+
+/* Whether every thread of pid is stopped (state T or t in /proc/pid/task/TID/stat). */
+static bool all_threads_stopped(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return false;
+    bool stopped = true;
+    int threads = 0;
+    for (struct dirent *e; stopped && (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        char stat[600], buf[512];
+        snprintf(stat, sizeof(stat), "%s/%s/stat", path, e->d_name);
+        FILE *f = fopen(stat, "r");
+        size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+        if (f)
+            fclose(f);
+        buf[n] = '\0';
+        const char *paren = strrchr(buf, ')'); /* "tid (comm) S ...": comm may hold spaces */
+        stopped = paren && paren[1] == ' ' && (paren[2] == 'T' || paren[2] == 't');
+        threads++;
+    }
+    closedir(d);
+    return stopped && threads > 0;
+}
+
+int proc_freeze(proc *p)
+{
+    if (p->pid <= 0 || kill(p->pid, SIGSTOP) != 0)
+        return -1;
+    for (int i = 0; i < 5000; i++, tclock_sleep_ms(1))
+        if (all_threads_stopped(p->pid))
+            return 0;
     return -1;
 }
 

@@ -88,6 +88,13 @@ int proc_run_args(proc *p, const char *path, const char *arg1, const char *arg2,
 /* Sends sig and waits up to timeout_ms; returns the exit code, 128+signal, or -1 on timeout. */
 int proc_stop(proc *p, int sig, int timeout_ms);
 
+/*
+ * SIGSTOP, then waits (up to 5 s) until every thread of the child is stopped: kill() returns
+ * before the stop takes effect, and a child still running for a few ms can act on what the
+ * test does next. 0, or -1 when it did not stop (the SIGSTOP stays sent).
+ */
+int proc_freeze(proc *p);
+
 /* Waits up to timeout_ms for the child to exit by itself; as proc_stop. */
 int proc_wait(proc *p, int timeout_ms);
 
