@@ -547,28 +547,20 @@ int proj_plan_append(const proj_plan *pl, redisContext *c, const char *const *he
         if (pl->cpl[i].od == OP_REMOVE)
             arg_int(&a, pl->cpl[i].id);
     /* Per key: kind ("h" a hash, "z" a sorted set), the key under the generation, the count of
-       fields, then field and delta pairs. Fields whose deltas summed to 0 are left out. */
-    size_t nkeys_at = a.n;
-    arg(&a, "0");
-    size_t keys = 0, count_at = 0;
-    for (size_t i = 0; i < nfields; i++) {
-        const counter *ct = order[i].c;
-        if (i == 0 || by_key(&order[i - 1], &order[i]) != 0) {
-            if (keys)
-                arg_int(&(args){ a.argv, a.lens, a.num, count_at },
-                        (int64_t)(a.n - count_at - 1) / 2);
-            arg(&a, ct->zset ? "z" : "h");
-            arg(&a, order[i].key);
-            count_at = a.n;
-            arg(&a, "0");
-            keys++;
-        }
-        arg(&a, pl->arena + ct->field);
-        arg_int(&a, ct->delta);
+       fields, the fields, then their deltas (so the function hands the fields to HMGET as
+       they are). Fields whose deltas summed to 0 are left out. */
+    arg_int(&a, (int64_t)nkeys);
+    for (size_t i = 0, j; i < nfields; i = j) {
+        for (j = i + 1; j < nfields && by_key(&order[j - 1], &order[j]) == 0; j++)
+            ;
+        arg(&a, order[i].c->zset ? "z" : "h");
+        arg(&a, order[i].key);
+        arg_int(&a, (int64_t)(j - i));
+        for (size_t k = i; k < j; k++)
+            arg(&a, pl->arena + order[k].c->field);
+        for (size_t k = i; k < j; k++)
+            arg_int(&a, order[k].c->delta);
     }
-    if (keys)
-        arg_int(&(args){ a.argv, a.lens, a.num, count_at }, (int64_t)(a.n - count_at - 1) / 2);
-    arg_int(&(args){ a.argv, a.lens, a.num, nkeys_at }, (int64_t)keys);
     if (redisAppendCommandArgv(c, (int)a.n, a.argv, a.lens) != REDIS_OK)
         rc = TALLY_EUNAVAIL;
 out_free:

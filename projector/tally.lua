@@ -276,13 +276,20 @@ local function step(pl, a, b)
   return status
 end
 
--- Runs cmd key unpack(list) in chunks small enough for Lua's stack; HMGET answers are joined.
+-- Runs cmd key unpack(list, from, to) (the whole list by default; nothing when empty) in
+-- chunks small enough for Lua's stack; HMGET answers are joined (one call's answer as it is).
 local CHUNK = 4000
-local function chunked(cmd, key, list, step_)
+local function chunked(cmd, key, list, step_, from, to)
+  from, to = from or 1, to or #list
+  if to < from then
+    return {}
+  end
+  if to - from < CHUNK then
+    return redis.call(cmd, key, unpack(list, from, to))
+  end
   local out = {}
-  for i = 1, #list, CHUNK do
-    local last = math.min(i + CHUNK - 1, #list)
-    local r = redis.call(cmd, key, unpack(list, i, last))
+  for i = from, to, CHUNK do
+    local r = redis.call(cmd, key, unpack(list, i, math.min(i + CHUNK - 1, to)))
     if step_ then
       for j = 1, #r do
         out[#out + 1] = r[j]
@@ -345,14 +352,15 @@ local function check_types(want)
   return nil
 end
 
--- Adds deltas[i] to field names[i] of hash key: one HMGET of the fields, one HSET of the sums.
-local function write_sums(key, names, deltas)
-  if #names > 0 then
-    local old = chunked('HMGET', key, names, true)
+-- Adds deltas[i] to field names[from + i - 1] of hash key, for i = 1..n: one HMGET of the
+-- fields, one HSET of the sums (integers: '%d' formats them exactly and far faster than '%.0f').
+local function write_sums(key, names, from, n, deltas)
+  if n > 0 then
+    local old = chunked('HMGET', key, names, true, from, from + n - 1)
     local kv = {}
-    for i, name in ipairs(names) do
-      kv[#kv + 1] = name
-      kv[#kv + 1] = string.format('%.0f', (tonumber(old[i]) or 0) + deltas[i])
+    for i = 1, n do
+      kv[2 * i - 1] = names[from + i - 1]
+      kv[2 * i] = string.format('%d', (tonumber(old[i]) or 0) + deltas[i])
     end
     chunked('HSET', key, kv, false)
   end
@@ -386,7 +394,7 @@ local function write_plan(pl, now)
         deltas[#deltas + 1] = by
       end
     end
-    write_sums(key, names, deltas)
+    write_sums(key, names, 1, #names, deltas)
   end
   for key, members in pairs(pl.zsums) do
     for member, by in pairs(members) do
@@ -612,7 +620,7 @@ FCALL tally_apply_merged 1 {t:<tenant>}:gen <view> <now_ms> <events> <as_of_ms>
   <n> <complaint>*n                    removed from open
   <n> (<complaint> <detail>)*n         set in od
   <n> <complaint>*n                    deleted from od
-  <nkeys> (<h|z> <key under the generation> <nf> (<field> <delta>)*nf)*nkeys
+  <nkeys> (<h|z> <key under the generation> <nf> <field>*nf <delta>*nf)*nkeys
 Returns 0 when applied. Returns 1, with nothing written, when the run must go through
 tally_apply event by event instead: a complaint's applied version is not the one the run
 starts after (a redelivery, a gap, an event retried out of order), a rebuild runs, a complaint
@@ -688,25 +696,27 @@ local function write_merged(P, args, i0, name)
   if #sets + #dels > 0 then
     want[P .. 'od'] = 'hash'
   end
-  local counters = {}
+  -- The counters are read where they are in args: their fields at f0 .. f0 + nf - 1 (given
+  -- to HMGET as they are), the deltas after them.
+  local counters, nargs = {}, #args
   for _ = 1, nkeys do
     local kind, key, nf = args[i], args[i + 1], tonumber(args[i + 2])
-    i = i + 3
-    local pairs_ = take(nf and 2 * nf)
-    if (kind ~= 'h' and kind ~= 'z') or not key or not pairs_ then
+    if (kind ~= 'h' and kind ~= 'z') or not key or not nf or nf < 0
+        or i + 2 + 2 * nf > nargs then
       return malformed
     end
-    local names, deltas = {}, {}
+    local f0, deltas = i + 3, {}
     for f = 1, nf do
-      names[f], deltas[f] = pairs_[2 * f - 1], tonumber(pairs_[2 * f])
+      deltas[f] = tonumber(args[f0 + nf + f - 1])
       if not deltas[f] then
         return malformed
       end
     end
-    counters[#counters + 1] = { kind, P .. key, names, deltas }
+    counters[#counters + 1] = { kind, P .. key, f0, nf, deltas }
     want[P .. key] = kind == 'h' and 'hash' or 'zset'
+    i = f0 + 2 * nf
   end
-  if i ~= #args + 1 then
+  if i ~= nargs + 1 then
     return malformed
   end
   if nc > 0 then
@@ -735,10 +745,10 @@ local function write_merged(P, args, i0, name)
   end
   for _, ct in ipairs(counters) do
     if ct[1] == 'h' then
-      write_sums(ct[2], ct[3], ct[4])
+      write_sums(ct[2], args, ct[3], ct[4], ct[5])
     else
-      for f, member in ipairs(ct[3]) do
-        redis.call('ZINCRBY', ct[2], ct[4][f], member)
+      for f = 1, ct[4] do
+        redis.call('ZINCRBY', ct[2], ct[5][f], args[ct[3] + f - 1])
       end
     end
   end
