@@ -234,10 +234,18 @@ int proj_run(const proj_config *conf)
             }
             proj_due_retries(&p, &batch, now);
             if (rc == 0 && p.ahead.n > 0) { /* read ahead during the last batch: the read */
-                for (size_t i = 0; i < p.ahead.n && rc == 0; i++)
-                    if ((rc = proj_msgs_push(&batch, p.ahead.v[i])) == 0)
-                        p.ahead.v[i] = NULL;
-                proj_msgs_clear(&p.ahead);
+                if (batch.n == 0) {
+                    proj_msgs t = batch;
+                    batch = p.ahead;
+                    p.ahead = t;
+                } else {
+                    size_t k = 0;
+                    while (k < p.ahead.n && proj_msgs_push(&batch, p.ahead.v[k]) == 0)
+                        k++;
+                    /* What did not fit (out of memory) stays for the next turn. */
+                    memmove(p.ahead.v, p.ahead.v + k, (p.ahead.n - k) * sizeof(*p.ahead.v));
+                    p.ahead.n -= k;
+                }
             } else if (rc == 0) { /* new entries too: retries must not starve them */
                 rc = proj_read_batch(&p, &batch, batch.n == 0);
             }
@@ -282,9 +290,10 @@ int proj_run(const proj_config *conf)
         if (!down && !p.sys_err[0] && !p.refused)
             log_warn("Redis unavailable, retrying", LOG_STR("error", kv_errstr(p.kv)));
         down = true;
-        proj_msgs_clear(&p.ahead); /* pending: read again after the reconnect */
-        if (rc != TALLY_ENOMEM)
+        if (rc != TALLY_ENOMEM) {
+            proj_msgs_clear(&p.ahead); /* pending: read again after the reconnect */
             kv_reset(p.kv); /* the next turn reconnects and reads our pending entries again */
+        }
         backoff_sleep_ms(backoff_next(&p.bo));
     }
     proj_msgs_clear(&p.retry);

@@ -164,7 +164,8 @@ int proj_read_batch(proj *p, proj_msgs *into, bool may_block);
  * first FCALL goes out (that FCALL may be appended meanwhile: it is counted while Redis reads).
  *   proj_read_ahead_send  appends and writes a read of new entries that never blocks (only
  *                         when not reading our pending list);
- *   proj_read_ahead_recv  receives its reply (the next one) without writing what was appended;
+ *   proj_read_ahead_recv  receives its reply (the next one) without writing what was appended,
+ *                         into *out (for proj_read_ahead_take, which frees it);
  *   proj_read_ahead_take  makes messages of it into p->ahead, sets p->backlog and frees it; an
  *                         error reply is logged and leaves p->ahead as it was (the next turn
  *                         reads as usual).

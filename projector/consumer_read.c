@@ -71,8 +71,10 @@ static void collect(proj *p, int part, const redisReply *entries, proj_msgs *int
         if (e->type != REDIS_REPLY_ARRAY || e->elements < 1)
             continue;
         const char *id = e->element[0]->str;
-        if (msgs_has(&p->retry, p->retry.n, part, id) || msgs_has(into, before, part, id))
-            continue; /* already here (a reclaim of our own gap, due for retry) */
+        if (msgs_has(&p->retry, p->retry.n, part, id) || msgs_has(into, before, part, id) ||
+            (into != &p->ahead && msgs_has(&p->ahead, p->ahead.n, part, id)))
+            continue; /* already here (a reclaim of our own gap, due for retry, or of the batch
+                         read ahead after a stall of claim_idle_ms) */
         proj_msg *m = calloc(1, sizeof(*m));
         if (!m)
             continue;

@@ -368,7 +368,9 @@ Test(faults, connections_lost_at_the_read_ahead_are_survived)
     generate(27, 20000);
     add_all(); /* all at once: a backlog from the start */
     proxy_to_redis();
-    /* COUNT 100 then STREAMS: no BLOCK; and ">": new entries, not our pending list. */
+    /* COUNT 100 then STREAMS: no BLOCK; and ">": new entries, not our pending list. (A read
+       with retries or claims in the batch does not block either: none here, in order and with
+       claims after 30 s.) */
     proxy_drop(&px, "COUNT\r\n$3\r\n100\r\n$7\r\nSTREAMS\r\n$14\r\n" EV_STREAM "\r\n$1\r\n>", 3, 0,
                INT64_MAX);
     start_proxied(env);
@@ -381,6 +383,33 @@ Test(faults, connections_lost_at_the_read_ahead_are_survived)
                  "the batches were not read ahead");
     cr_expect_eq(xpending(NULL), 0);
     cr_expect_eq(ev_metric(R.pj[0].http_port, "tally_projector_parked_total"), 0);
+    proxy_stop(&px);
+}
+
+/*
+ * The connection lost at an XACK while the next batch was read ahead and decoded already: the
+ * applied batch and the one read ahead are both pending, read again after the reconnect (the
+ * first as duplicates), and nothing is lost. (The test above drops the read itself, before
+ * Redis delivered anything.)
+ */
+Test(faults, a_batch_read_ahead_and_lost_with_the_connection_is_read_again)
+{
+    const char *env[] = { "TALLY_PROJECTOR_BATCH=100", NULL };
+    redis_up(false);
+    generate(28, 20000);
+    add_all();
+    proxy_to_redis();
+    proxy_drop(&px, "\r\nXACK\r\n", 3, 0, INT64_MAX);
+    start_proxied(env);
+    pjf_expect_model(&R);
+    cr_expect_eq(proxy_dropped(&px), 3, "%d connections dropped at XACK, not 3",
+                 proxy_dropped(&px));
+    cr_assert(alive(), "the projector died (exit %d)", pj_exit);
+    cr_expect_gt(ev_metric(R.pj[0].http_port, "tally_projector_reads_ahead_total"), 100,
+                 "the batches were not read ahead");
+    cr_expect_gt(ev_metric(R.pj[0].http_port, "tally_projector_duplicates_total"), 0,
+                 "no batch was applied again after its XACK was lost");
+    cr_expect_eq(xpending(NULL), 0);
     proxy_stop(&px);
 }
 
