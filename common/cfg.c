@@ -3,6 +3,7 @@
 #include "err.h"
 #include "log.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <libpq-fe.h>
 #include <stdarg.h>
@@ -67,6 +68,32 @@ void cfg_hostport_str(const cfg_hostport *hp, char *buf, size_t len)
     snprintf(buf, len, "%s:%d", hp->host[0] ? hp->host : "0.0.0.0", hp->port);
 }
 
+/* Percent-decodes s[0..n) into out (outlen with the NUL). 0, or TALLY_EINVAL. */
+static int url_decode(const char *s, size_t n, char *out, size_t outlen)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%') {
+            unsigned v;
+            char hex[3] = { 0 };
+            if (i + 2 >= n)
+                return TALLY_EINVAL;
+            memcpy(hex, s + i + 1, 2);
+            if (!isxdigit((unsigned char)hex[0]) || !isxdigit((unsigned char)hex[1]) ||
+                sscanf(hex, "%2x", &v) != 1 || v == 0)
+                return TALLY_EINVAL;
+            c = (int)v;
+            i += 2;
+        }
+        if (k + 1 >= outlen)
+            return TALLY_EINVAL;
+        out[k++] = (char)c;
+    }
+    out[k] = '\0';
+    return 0;
+}
+
 int cfg_parse_redis_url(const char *s, cfg_redis *out)
 {
     static const char scheme[] = "redis://";
@@ -76,6 +103,23 @@ int cfg_parse_redis_url(const char *s, cfg_redis *out)
     if (!s || strncmp(s, scheme, sizeof(scheme) - 1) != 0)
         return TALLY_EINVAL;
     p = s + sizeof(scheme) - 1;
+    out->user[0] = out->password[0] = '\0';
+    /* The userinfo ends at the last '@' before the path. */
+    const char *path = p + strcspn(p, "/");
+    const char *at = NULL;
+    for (const char *q = p; q < path; q++)
+        if (*q == '@')
+            at = q;
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        size_t ulen = colon ? (size_t)(colon - p) : (size_t)(at - p);
+        if (url_decode(p, ulen, out->user, sizeof(out->user)) != 0)
+            return TALLY_EINVAL;
+        if (colon && url_decode(colon + 1, (size_t)(at - colon - 1), out->password,
+                                sizeof(out->password)) != 0)
+            return TALLY_EINVAL;
+        p = at + 1;
+    }
     end = p + strcspn(p, ":/");
     hostlen = (size_t)(end - p);
     if (hostlen == 0 || hostlen >= sizeof(out->host))
@@ -102,6 +146,69 @@ int cfg_parse_redis_url(const char *s, cfg_redis *out)
     } else if (*end == '/' || *end == '\0') {
         /* no db: 0 */
     } else {
+        return TALLY_EINVAL;
+    }
+    return 0;
+}
+
+void cfg_redis_url_redact(const char *url, char *out, size_t len)
+{
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    const char *path = p + strcspn(p, "/");
+    const char *at = NULL;
+    for (const char *q = p; q < path; q++)
+        if (*q == '@')
+            at = q;
+    const char *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+    if (!colon)
+        snprintf(out, len, "%s", url);
+    else
+        snprintf(out, len, "%.*s***%s", (int)(colon + 1 - url), url, at);
+}
+
+int cfg_read_secret(const char *path, char *out, size_t outlen, char *why, size_t whylen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(why, whylen, "cannot read %s (%s)", path, strerror(errno));
+        return TALLY_EINVAL;
+    }
+    size_t n = fread(out, 1, outlen, f);
+    bool more = n == outlen;
+    fclose(f);
+    if (more) {
+        snprintf(why, whylen, "%s holds more than %zu bytes", path, outlen - 1);
+        return TALLY_EINVAL;
+    }
+    out[n] = '\0';
+    if (n > 0 && out[n - 1] == '\n')
+        out[--n] = '\0';
+    if (n > 0 && out[n - 1] == '\r')
+        out[--n] = '\0';
+    if (n == 0 || strlen(out) != n || strpbrk(out, "\r\n")) {
+        out[0] = '\0';
+        snprintf(why, whylen, "%s must hold one line, the secret", path);
+        return TALLY_EINVAL;
+    }
+    return 0;
+}
+
+int cfg_redis_password_file(cfg_redis *r, const char *path, char *why, size_t whylen)
+{
+    if (path && path[0]) {
+        if (r->password[0]) {
+            snprintf(why, whylen, "the Redis URL has a password already: give it in one place");
+            return TALLY_EINVAL;
+        }
+        if (cfg_read_secret(path, r->password, sizeof(r->password), why, whylen) != 0)
+            return TALLY_EINVAL;
+    }
+    if (r->user[0] && !r->password[0]) {
+        snprintf(why, whylen,
+                 "the Redis user %s has no password: give it in the URL or in "
+                 "TALLY_REDIS_PASSWORD_FILE",
+                 r->user);
         return TALLY_EINVAL;
     }
     return 0;
@@ -191,7 +298,9 @@ static int load_one(const cfg_var *v, const char *val, char *why, size_t whylen)
         if (!val[0] && !(v->flags & CFG_REQUIRED))
             memset(v->dest, 0, sizeof(cfg_redis));
         else if (cfg_parse_redis_url(val, (cfg_redis *)v->dest)) {
-            snprintf(why, whylen, "must be redis://host[:port][/db] (db 0-15)");
+            snprintf(why, whylen,
+                     "must be redis://[user[:password]@]host[:port][/db] (db 0-15; user and "
+                     "password percent-encoded)");
             return TALLY_EINVAL;
         }
         break;
@@ -249,10 +358,15 @@ int cfg_load(const cfg_var *vars, size_t n, char *err, size_t errlen, char *warn
             continue;
         }
         if (load_one(v, val, why, sizeof(why)) != 0) {
+            char shown[300];
+            if (v->type == CFG_REDIS_URL)
+                cfg_redis_url_redact(val, shown, sizeof(shown));
+            else
+                snprintf(shown, sizeof(shown), "%s", val);
             if (v->flags & CFG_SECRET)
                 addline(err, errlen, "%s: %s", v->name, why);
             else
-                addline(err, errlen, "%s: %s, got \"%.80s\"", v->name, why, val);
+                addline(err, errlen, "%s: %s, got \"%.80s\"", v->name, why, shown);
             rc = TALLY_EINVAL;
         }
     }
@@ -275,7 +389,9 @@ void cfg_common_vars(cfg_common *c, cfg_var *out, int grpc_port, int http_port)
         { "TALLY_PG_DSN", CFG_PG_DSN, "postgresql://tally@127.0.0.1:15432/tally", 0, 0, CFG_SECRET,
           &c->pg_dsn, "PostgreSQL, a libpq conninfo string or URI" },
         { "TALLY_REDIS_URL", CFG_REDIS_URL, "redis://127.0.0.1:16379/0", 0, 0, 0, &c->redis,
-          "Redis, redis://host:port/db" },
+          "Redis, redis://[user[:password]@]host:port/db" },
+        { "TALLY_REDIS_PASSWORD_FILE", CFG_FILE, "", 0, 0, 0, &c->redis_password_file,
+          "a file holding the Redis password (instead of one in TALLY_REDIS_URL)" },
         { "TALLY_WORKERS", CFG_INT, "2", 1, 256, 0, &c->workers,
           "gRPC worker threads (each owns its database connections)" },
         { "TALLY_LOG_LEVEL", CFG_LOG_LEVEL, "info", 0, 0, 0, &c->log_level,

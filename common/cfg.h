@@ -23,7 +23,9 @@ enum cfg_type {
     CFG_BOOL,      /* bool *; true/false/1/0/yes/no/on/off */
     CFG_HOSTPORT,  /* cfg_hostport *; "host:port", "[v6]:port" or ":port"; port 0..65535 */
     CFG_PG_DSN,    /* const char **; a libpq conninfo string or postgresql:// URI */
-    CFG_REDIS_URL, /* cfg_redis *; redis://host[:port][/db]; empty (if allowed): host "" */
+    CFG_REDIS_URL, /* cfg_redis *; redis://[user[:password]@]host[:port][/db] (user and
+                      password percent-encoded); empty (if allowed): host ""; the password is
+                      never shown in an error */
     CFG_LOG_LEVEL, /* int *; debug|info|warn|error */
     CFG_FILE,      /* const char **; empty, or a readable file */
 };
@@ -36,10 +38,16 @@ typedef struct cfg_hostport {
     int port;
 } cfg_hostport;
 
+/*
+ * A Redis to use: redis://[user[:password]@]host[:port][/db]. With a password, every connection
+ * begins with AUTH (as user, or as the default user when none is given: requirepass).
+ */
 typedef struct cfg_redis {
     char host[256];
     int port;
     int db;
+    char user[128];     /* "" when none; a user needs a password (cfg_redis_password_file) */
+    char password[256]; /* "" when none; never logged */
 } cfg_redis;
 
 typedef struct cfg_var {
@@ -70,9 +78,10 @@ typedef struct cfg_common {
     const char *tls_cert;
     const char *tls_key;
     const char *tls_client_ca;
+    const char *redis_password_file;
 } cfg_common;
 
-#define CFG_COMMON_NVARS 16
+#define CFG_COMMON_NVARS 17
 
 /*
  * Fills out[0..CFG_COMMON_NVARS) with the common variables writing into c; grpc_port and
@@ -92,6 +101,22 @@ int cfg_load(const cfg_var *vars, size_t n, char *err, size_t errlen, char *warn
 int cfg_parse_hostport(const char *s, cfg_hostport *out);
 int cfg_parse_redis_url(const char *s, cfg_redis *out);
 int cfg_parse_bool(const char *s, bool *out);
+
+/*
+ * The secret in file path: its content without a final newline (and CR). 0, or TALLY_EINVAL
+ * with why set (unreadable, empty, longer than outlen - 1, or more than one line).
+ */
+int cfg_read_secret(const char *path, char *out, size_t outlen, char *why, size_t whylen);
+
+/*
+ * Applies TALLY_REDIS_PASSWORD_FILE (path; "" or NULL for none) to r: its content becomes the
+ * password, unless r's URL gave one (an error: two sources of one secret); then a user must
+ * have a password. 0 or TALLY_EINVAL with why set.
+ */
+int cfg_redis_password_file(cfg_redis *r, const char *path, char *why, size_t whylen);
+
+/* url with its password, if any, replaced by "***" (for messages). */
+void cfg_redis_url_redact(const char *url, char *out, size_t len);
 
 /* "host:port" as gRPC and humans want it ("0.0.0.0:50051", "[::1]:50051"). */
 void cfg_hostport_str(const cfg_hostport *hp, char *buf, size_t len);

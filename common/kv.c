@@ -47,7 +47,6 @@ void kv_reset(kv_conn *c)
 
 int kv_connect(kv_conn *c)
 {
-    redisReply *rep;
     if (c->ctx && !c->ctx->err)
         return 0;
     kv_reset(c);
@@ -60,20 +59,43 @@ int kv_connect(kv_conn *c)
     }
     redisSetTimeout(c->ctx, c->timeout);
     redisEnableKeepAlive(c->ctx);
-    if (c->addr.db != 0) {
-        rep = redisCommand(c->ctx, "SELECT %d", c->addr.db);
+    if (kv_hello(c->ctx, &c->addr, c->err, sizeof(c->err)) != 0) {
+        char why[sizeof(c->err)];
+        snprintf(why, sizeof(why), "%s", c->err);
+        kv_reset(c);
+        snprintf(c->err, sizeof(c->err), "%s", why);
+        return TALLY_EUNAVAIL;
+    }
+    c->err[0] = '\0';
+    c->connects++;
+    return 0;
+}
+
+int kv_hello(redisContext *c, const cfg_redis *r, char *err, size_t errlen)
+{
+    redisReply *rep = NULL;
+    if (r->password[0]) {
+        rep = r->user[0] ? redisCommand(c, "AUTH %s %s", r->user, r->password)
+                         : redisCommand(c, "AUTH %s", r->password);
         if (!rep || rep->type == REDIS_REPLY_ERROR) {
-            snprintf(c->err, sizeof(c->err), "SELECT %d: %s", c->addr.db,
-                     rep ? rep->str : c->ctx->errstr);
+            snprintf(err, errlen, "AUTH as %s: %s", r->user[0] ? r->user : "default",
+                     rep ? rep->str : c->errstr);
             if (rep)
                 freeReplyObject(rep);
-            kv_reset(c);
             return TALLY_EUNAVAIL;
         }
         freeReplyObject(rep);
     }
-    c->err[0] = '\0';
-    c->connects++;
+    if (r->db != 0) {
+        rep = redisCommand(c, "SELECT %d", r->db);
+        if (!rep || rep->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "SELECT %d: %s", r->db, rep ? rep->str : c->errstr);
+            if (rep)
+                freeReplyObject(rep);
+            return TALLY_EUNAVAIL;
+        }
+        freeReplyObject(rep);
+    }
     return 0;
 }
 

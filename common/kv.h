@@ -18,8 +18,18 @@ typedef struct kv_conn kv_conn;
 kv_conn *kv_new(const cfg_redis *r, int timeout_ms);
 void kv_free(kv_conn *c);
 
-/* Connects and SELECTs the db if not connected. 0, or TALLY_EUNAVAIL (see kv_errstr). */
+/*
+ * Connects, AUTHs when r has a password, and SELECTs the db, if not connected. 0, or
+ * TALLY_EUNAVAIL (see kv_errstr: a refused AUTH names the user, never the password).
+ */
 int kv_connect(kv_conn *c);
+
+/*
+ * On a new connection c: AUTH [user] password when r has a password, then SELECT r->db when it
+ * is not 0. 0, or TALLY_EUNAVAIL with err set ("AUTH as user: WRONGPASS ..."); the connection
+ * is then the caller's to free.
+ */
+int kv_hello(redisContext *c, const cfg_redis *r, char *err, size_t errlen);
 
 /* The live context; NULL when not connected. */
 redisContext *kv_ctx(kv_conn *c);

@@ -2,6 +2,7 @@
 
 #include "cfg.h"
 #include "err.h"
+#include "kv.h"
 
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
@@ -45,12 +46,8 @@ int probe_redis(void *arg, char *why, size_t whylen)
         goto out;
     }
     redisSetTimeout(c, tv);
-    rep = redisCommand(c, "SELECT %d", r->db);
-    if (!rep || rep->type == REDIS_REPLY_ERROR) {
-        snprintf(why, whylen, "SELECT %d: %s", r->db, rep ? rep->str : c->errstr);
+    if (kv_hello(c, r, why, whylen) != 0)
         goto out;
-    }
-    freeReplyObject(rep);
     rep = redisCommand(c, "PING");
     if (!rep || rep->type != REDIS_REPLY_STATUS) {
         snprintf(why, whylen, "PING: %s", rep && rep->str ? rep->str : c->errstr);

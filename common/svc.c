@@ -105,6 +105,11 @@ int svc_main(const svc_def *def)
         log_lines(LOG_ERROR, "bad configuration", err, "problem");
         return 2;
     }
+    if (cfg_redis_password_file(&cfg.redis, cfg.redis_password_file, err, sizeof(err)) != 0) {
+        log_error("bad configuration", LOG_STR("problem", "TALLY_REDIS_PASSWORD_FILE"),
+                  LOG_STR("error", err));
+        return 2;
+    }
     log_set_level(cfg.log_level);
     log_lines(LOG_WARN, "unknown variable (ignored)", warn, "name");
 

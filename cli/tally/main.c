@@ -20,14 +20,15 @@ typedef struct cmd_def {
 } cmd_def;
 
 /* The options every dlq subcommand takes (its help's common part). */
-#define DLQ_COMMON_HELP                                                                      \
-    "  --tenant ID             only this tenant (its partition)\n"                           \
-    "  --complaint N           only this complaint (with --tenant)\n"                        \
-    "  --partition P           only tally:dead:<P>\n"                                        \
-    "  --partitions N          the partition count (default $TALLY_STREAM_PARTITIONS or\n"   \
-    "                          1), as command-svc and the projector have it\n"               \
-    "  --redis-url URL         Redis, redis://host[:port][/db] (default $TALLY_REDIS_URL)\n" \
-    "\n"                                                                                     \
+#define DLQ_COMMON_HELP                                                                    \
+    "  --tenant ID             only this tenant (its partition)\n"                         \
+    "  --complaint N           only this complaint (with --tenant)\n"                      \
+    "  --partition P           only tally:dead:<P>\n"                                      \
+    "  --partitions N          the partition count (default $TALLY_STREAM_PARTITIONS or\n" \
+    "                          1), as command-svc and the projector have it\n"             \
+    "  --redis-url URL         Redis, redis://[user:pass@]host[:port][/db] (default "      \
+    "$TALLY_REDIS_URL)\n"                                                                  \
+    "\n"                                                                                   \
     "Exit status: 0 done, 1 Redis failing (or, for show, no such entry), 2 a usage error.\n"
 
 static const cmd_def cmds[] = {
@@ -180,7 +181,8 @@ static const cmd_def cmds[] = {
       "  --days N                the window: the last N local days (default 35, at most 3660)\n"
       "  --settle-ms MS          wait before re-reading what lags (default 5000; 0..600000)\n"
       "  --pg-dsn DSN            PostgreSQL (default $TALLY_PG_DSN)\n"
-      "  --redis-url URL         Redis, redis://host[:port][/db] (default $TALLY_REDIS_URL)\n"
+      "  --redis-url URL         Redis, redis://[user:pass@]host[:port][/db] (default "
+      "$TALLY_REDIS_URL)\n"
       "  --json                  one JSON object per difference, then a summary object\n"
       "\n"
       "Exit status: 0 no difference, 1 drift found, 2 a usage error or a store failing.\n" },
@@ -203,7 +205,8 @@ static const cmd_def cmds[] = {
       "  --partitions N          the streams tally:events:0..N-1 (default\n"
       "                          $TALLY_STREAM_PARTITIONS, else 1)\n"
       "  --pg-dsn DSN            PostgreSQL (default $TALLY_PG_DSN; '' for none)\n"
-      "  --redis-url URL         Redis, redis://host[:port][/db] (default $TALLY_REDIS_URL)\n"
+      "  --redis-url URL         Redis, redis://[user:pass@]host[:port][/db] (default "
+      "$TALLY_REDIS_URL)\n"
       "  --json                  one JSON object\n"
       "\n"
       "Exit status: 0 read, 1 Redis or PostgreSQL failed, 2 a usage error.\n" },
@@ -234,7 +237,8 @@ static const cmd_def cmds[] = {
       "  --lease-ms MS           how long a rebuilder that stops answering holds the rebuild\n"
       "                          before another may resume it (1000..3600000, default 15000)\n"
       "  --pg-dsn DSN            PostgreSQL (default $TALLY_PG_DSN)\n"
-      "  --redis-url URL         Redis, redis://host[:port][/db] (default $TALLY_REDIS_URL)\n"
+      "  --redis-url URL         Redis, redis://[user:pass@]host[:port][/db] (default "
+      "$TALLY_REDIS_URL)\n"
       "  --json                  progress as JSON lines on stderr, the result as JSON\n"
       "\n"
       "Exit status: 0 rebuilt, 1 failed (another rebuild runs, a store failed: run it again\n"

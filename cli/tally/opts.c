@@ -218,10 +218,16 @@ int cli_redis(const cli *c, cfg_redis *out)
     const char *url = cli_get(c, OPT_REDIS_URL);
     if (!url && !(url = cli_env("TALLY_REDIS_URL")))
         return cli_usage_error(c, "Redis: give --redis-url or set TALLY_REDIS_URL");
-    if (cfg_parse_redis_url(url, out) != 0)
+    if (cfg_parse_redis_url(url, out) != 0) {
+        char shown[300];
+        cfg_redis_url_redact(url, shown, sizeof(shown));
         return cli_usage_error(
-            c, "%s: want redis://host[:port][/db], not \"%s\"",
-            cli_has(c, OPT_REDIS_URL) ? cli_name(c, OPT_REDIS_URL) : "TALLY_REDIS_URL", url);
+            c, "%s: want redis://[user[:password]@]host[:port][/db], not \"%s\"",
+            cli_has(c, OPT_REDIS_URL) ? cli_name(c, OPT_REDIS_URL) : "TALLY_REDIS_URL", shown);
+    }
+    char why[300];
+    if (cfg_redis_password_file(out, cli_env("TALLY_REDIS_PASSWORD_FILE"), why, sizeof(why)) != 0)
+        return cli_usage_error(c, "TALLY_REDIS_PASSWORD_FILE: %s", why);
     return EXIT_OK;
 }
 

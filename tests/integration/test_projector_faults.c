@@ -756,3 +756,60 @@ Test(faults, dead_consumers_with_nothing_pending_leave_the_group)
     cr_expect(left, "the dead consumer is still in the group");
     cr_expect(proc_log_has(&R.pj[0], "removed a dead consumer"));
 }
+
+/* ---- (9) Redis with AUTH (issue 11) -------------------------------------------------------- */
+
+/*
+ * A Redis that wants a password: the projector AUTHs as the ACL user of its URL, with the
+ * password from TALLY_REDIS_PASSWORD_FILE, and applies everything. With a wrong password it
+ * applies nothing and /readyz says why, naming the user and never the password; a user with no
+ * password at all is a configuration error at start (exit 2).
+ */
+Test(faults, redis_auth_as_an_acl_user_with_the_password_from_a_file)
+{
+    char url[128], file_var[128], body[512], path[64] = "/tmp/tally-test-redis-pw-XXXXXX";
+    redis_up(false);
+    redisReply *r = redisCommand(R.rc, "ACL SETUSER tally-projector on >pj-s3cret-9 ~* &* +@all");
+    cr_assert(r && r->type == REDIS_REPLY_STATUS, "ACL SETUSER: %s", r ? r->str : "no reply");
+    freeReplyObject(r);
+    generate(33, 2000);
+    add_all();
+
+    snprintf(url, sizeof(url), "TALLY_REDIS_URL=redis://tally-projector:wr0ng-pw-7@127.0.0.1:%d/0",
+             R.redis.port);
+    const char *wrong[] = { url, NULL };
+    start(wrong);
+    bool said = false;
+    for (int64_t until = now_mono_ms() + 10000; now_mono_ms() < until && !said; tclock_sleep_ms(50))
+        said = !ready(body, sizeof(body)) && strstr(body, "WRONGPASS") &&
+               strstr(body, "AUTH as tally-projector");
+    cr_expect(said, "/readyz does not say the AUTH was refused: %s", body);
+    cr_expect_eq(applied_events(), 0);
+    cr_expect_not(proc_log_has(&R.pj[0], "wr0ng-pw-7"), "the password is in the log");
+    pjf_stop(&R, 0, SIGTERM);
+
+    snprintf(url, sizeof(url), "TALLY_REDIS_URL=redis://tally-projector@127.0.0.1:%d/0",
+             R.redis.port);
+    const char *no_password[] = { url, "TALLY_HTTP_LISTEN=127.0.0.1:0", NULL };
+    char *argv[] = { (char *)PROJECTOR_PATH, NULL };
+    proc p = { 0 };
+    cr_expect_eq(proc_run_argv(&p, argv, no_password, true, 10000), 2,
+                 "a user without a password: not exit 2");
+    cr_expect(proc_log_has(&p, "tally-projector has no password"), "the log does not say why");
+    proc_release(&p);
+
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, "pj-s3cret-9\n", 12), 12);
+    close(fd);
+    snprintf(file_var, sizeof(file_var), "TALLY_REDIS_PASSWORD_FILE=%s", path);
+    const char *right[] = { url, file_var, NULL };
+    start(right);
+    pjf_expect_model(&R);
+    bool up = false; /* ready once its first turn has ended */
+    for (int64_t until = now_mono_ms() + 5000; now_mono_ms() < until && !up; tclock_sleep_ms(20))
+        up = ready(body, sizeof(body));
+    cr_expect(up, "/readyz: %s", body);
+    cr_expect_not(proc_log_has(&R.pj[0], "pj-s3cret-9"), "the password is in the log");
+    unlink(path);
+}

@@ -37,9 +37,10 @@ int proc_spawn(proc *p, char *const *argv, const char *const *env, bool clean);
 /* The port of the child's log line whose msg is msg ("http server listening"); 0 until then. */
 int proc_logged_port(proc *p, const char *msg);
 /*
- * Starts the projector (PROJECTOR_PATH) against the Redis on 127.0.0.1:redis_port with env
- * overrides, no inherited TALLY_* variable and an HTTP port of its own (p->http_port); waits up
- * to 10 s until it consumes. 0, or -1 when it could not start or exited (its log says why).
+ * Starts the projector (PROJECTOR_PATH) against the Redis on 127.0.0.1:redis_port (unless env
+ * has a TALLY_REDIS_URL of its own) with env overrides, no inherited TALLY_* variable and an
+ * HTTP port of its own (p->http_port); waits up to 10 s until it consumes. 0, or -1 when it
+ * could not start or exited (its log says why).
  */
 int proc_start_projector(proc *p, int redis_port, const char *const *env);
 /*

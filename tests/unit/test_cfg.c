@@ -3,8 +3,18 @@
 #include "err.h"
 
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/* The common variables (ports 50051 and 9090) into c, none of them set in the environment. */
+static void common_vars_unset(cfg_common *c, cfg_var *vars)
+{
+    cfg_common_vars(c, vars, 50051, 9090);
+    for (int i = 0; i < CFG_COMMON_NVARS; i++)
+        unsetenv(vars[i].name);
+}
 
 Test(cfg, parses_host_and_port)
 {
@@ -40,6 +50,97 @@ Test(cfg, parses_redis_urls)
         cr_assert_eq(cfg_parse_redis_url(bad[i], &r), TALLY_EINVAL, "accepted \"%s\"", bad[i]);
 }
 
+Test(cfg, parses_redis_urls_with_a_user_and_password)
+{
+    cfg_redis r;
+    cr_assert_eq(cfg_parse_redis_url("redis://tally-projector:s%40cr%3At@10.0.0.5:6380/2", &r), 0);
+    cr_assert_str_eq(r.user, "tally-projector");
+    cr_assert_str_eq(r.password, "s@cr:t");
+    cr_assert_str_eq(r.host, "10.0.0.5");
+    cr_assert_eq(r.port, 6380);
+    cr_assert_eq(r.db, 2);
+    cr_assert_eq(cfg_parse_redis_url("redis://:only-a-password@cache", &r), 0);
+    cr_assert_str_eq(r.user, "");
+    cr_assert_str_eq(r.password, "only-a-password");
+    cr_assert_str_eq(r.host, "cache");
+    /* The userinfo ends at the last '@' before the path. */
+    cr_assert_eq(cfg_parse_redis_url("redis://u:a@b@h:1", &r), 0);
+    cr_assert_str_eq(r.password, "a@b");
+    cr_assert_str_eq(r.host, "h");
+    cr_assert_eq(cfg_parse_redis_url("redis://h:1/0", &r), 0);
+    cr_assert_str_eq(r.user, "", "nothing is left of an earlier parse");
+    cr_assert_str_eq(r.password, "");
+    const char *bad[] = { "redis://u:p%zz@h", "redis://u:p%4@h",   "redis://u:p%00@h",
+                          "redis://u:p@",     "redis://u:p@:6379", NULL };
+    for (int i = 0; bad[i]; i++)
+        cr_assert_eq(cfg_parse_redis_url(bad[i], &r), TALLY_EINVAL, "accepted \"%s\"", bad[i]);
+}
+
+Test(cfg, a_redis_password_is_never_shown)
+{
+    char out[128];
+    cfg_redis_url_redact("redis://u:topsecret@h:1/0", out, sizeof(out));
+    cr_assert_str_eq(out, "redis://u:***@h:1/0");
+    cfg_redis_url_redact("redis://:topsecret@h", out, sizeof(out));
+    cr_assert_str_eq(out, "redis://:***@h");
+    cfg_redis_url_redact("redis://h:1/0", out, sizeof(out));
+    cr_assert_str_eq(out, "redis://h:1/0");
+
+    cfg_common c;
+    cfg_var vars[CFG_COMMON_NVARS];
+    char err[2048], warn[512];
+    common_vars_unset(&c, vars);
+    setenv("TALLY_REDIS_URL", "redis://u:topsecret@h:99999", 1);
+    cr_assert_eq(cfg_load(vars, CFG_COMMON_NVARS, err, sizeof(err), warn, sizeof(warn)),
+                 TALLY_EINVAL);
+    unsetenv("TALLY_REDIS_URL");
+    cr_assert_not_null(strstr(err, "TALLY_REDIS_URL: must be redis://"), "%s", err);
+    cr_assert_not_null(strstr(err, "redis://u:***@h:99999"), "%s", err);
+    cr_assert_null(strstr(err, "topsecret"), "the password is echoed:\n%s", err);
+}
+
+/* A file with content (NULL: none) under a fresh temporary name, written to path. */
+static void secret_file(char *path, size_t len, const char *content)
+{
+    snprintf(path, len, "/tmp/tally-test-secret-XXXXXX");
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    cr_assert_not_null(f);
+    fputs(content, f);
+    fclose(f);
+}
+
+Test(cfg, reads_the_redis_password_from_a_file)
+{
+    char path[64], why[256];
+    cfg_redis r;
+    secret_file(path, sizeof(path), "pa ss\n");
+    cr_assert_eq(cfg_parse_redis_url("redis://tally-query@h:1", &r), 0);
+    cr_assert_eq(cfg_redis_password_file(&r, NULL, why, sizeof(why)), TALLY_EINVAL,
+                 "a user without a password");
+    cr_assert_not_null(strstr(why, "tally-query has no password"), "%s", why);
+    cr_assert_eq(cfg_redis_password_file(&r, path, why, sizeof(why)), 0, "%s", why);
+    cr_assert_str_eq(r.user, "tally-query");
+    cr_assert_str_eq(r.password, "pa ss", "the final newline is not part of it");
+    cr_assert_eq(cfg_redis_password_file(&r, path, why, sizeof(why)), TALLY_EINVAL,
+                 "two sources of one password");
+    cr_assert_not_null(strstr(why, "one place"), "%s", why);
+    unlink(path);
+
+    const char *bad[] = { "", "\n", "one\ntwo\n", NULL };
+    for (int i = 0; bad[i]; i++) {
+        cr_assert_eq(cfg_parse_redis_url("redis://h:1", &r), 0);
+        secret_file(path, sizeof(path), bad[i]);
+        cr_assert_eq(cfg_redis_password_file(&r, path, why, sizeof(why)), TALLY_EINVAL,
+                     "accepted \"%s\"", bad[i]);
+        cr_assert_str_eq(r.password, "");
+        unlink(path);
+    }
+    cr_assert_eq(cfg_redis_password_file(&r, "/nonexistent/pw", why, sizeof(why)), TALLY_EINVAL);
+    cr_assert_eq(cfg_redis_password_file(&r, "", why, sizeof(why)), 0, "none: nothing to do");
+}
+
 Test(cfg, parses_bools)
 {
     bool b;
@@ -53,9 +154,7 @@ Test(cfg, defaults_load_clean)
     cfg_common c;
     cfg_var vars[CFG_COMMON_NVARS];
     char err[2048], warn[512];
-    cfg_common_vars(&c, vars, 50051, 9090);
-    for (int i = 0; i < CFG_COMMON_NVARS; i++)
-        unsetenv(vars[i].name);
+    common_vars_unset(&c, vars);
     cr_assert_eq(cfg_load(vars, CFG_COMMON_NVARS, err, sizeof(err), warn, sizeof(warn)), 0, "%s",
                  err);
     cr_assert_eq(c.grpc_listen.port, 50051);
