@@ -104,12 +104,9 @@ int cfg_parse_redis_url(const char *s, cfg_redis *out)
         return TALLY_EINVAL;
     p = s + sizeof(scheme) - 1;
     out->user[0] = out->password[0] = '\0';
-    /* The userinfo ends at the last '@' before the path. */
-    const char *path = p + strcspn(p, "/");
-    const char *at = NULL;
-    for (const char *q = p; q < path; q++)
-        if (*q == '@')
-            at = q;
+    /* The userinfo ends at the last '@' (the path has none): a password with an unencoded '/'
+       or '@' still parses. */
+    const char *at = strrchr(p, '@');
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         size_t ulen = colon ? (size_t)(colon - p) : (size_t)(at - p);
@@ -155,11 +152,7 @@ void cfg_redis_url_redact(const char *url, char *out, size_t len)
 {
     const char *p = strstr(url, "://");
     p = p ? p + 3 : url;
-    const char *path = p + strcspn(p, "/");
-    const char *at = NULL;
-    for (const char *q = p; q < path; q++)
-        if (*q == '@')
-            at = q;
+    const char *at = strrchr(p, '@'); /* as the parser: everything before it may be secret */
     const char *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
     if (!colon)
         snprintf(out, len, "%s", url);
@@ -174,24 +167,28 @@ int cfg_read_secret(const char *path, char *out, size_t outlen, char *why, size_
         snprintf(why, whylen, "cannot read %s (%s)", path, strerror(errno));
         return TALLY_EINVAL;
     }
-    size_t n = fread(out, 1, outlen, f);
-    bool more = n == outlen;
+    char buf[1024]; /* the secret, its line end, and one byte more to see a longer file */
+    size_t cap = outlen + 2 < sizeof(buf) ? outlen + 2 : sizeof(buf);
+    size_t n = fread(buf, 1, cap, f);
     fclose(f);
-    if (more) {
+    buf[n < cap ? n : cap - 1] = '\0';
+    if (n > 0 && buf[n - 1] == '\n')
+        buf[--n] = '\0';
+    if (n > 0 && buf[n - 1] == '\r')
+        buf[--n] = '\0';
+    int rc = 0;
+    out[0] = '\0';
+    if (n >= outlen || n == cap) {
         snprintf(why, whylen, "%s holds more than %zu bytes", path, outlen - 1);
-        return TALLY_EINVAL;
-    }
-    out[n] = '\0';
-    if (n > 0 && out[n - 1] == '\n')
-        out[--n] = '\0';
-    if (n > 0 && out[n - 1] == '\r')
-        out[--n] = '\0';
-    if (n == 0 || strlen(out) != n || strpbrk(out, "\r\n")) {
-        out[0] = '\0';
+        rc = TALLY_EINVAL;
+    } else if (n == 0 || strlen(buf) != n || strpbrk(buf, "\r\n")) {
         snprintf(why, whylen, "%s must hold one line, the secret", path);
-        return TALLY_EINVAL;
+        rc = TALLY_EINVAL;
+    } else {
+        memcpy(out, buf, n + 1);
     }
-    return 0;
+    memset(buf, 0, sizeof(buf));
+    return rc;
 }
 
 int cfg_redis_password_file(cfg_redis *r, const char *path, char *why, size_t whylen)

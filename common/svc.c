@@ -106,7 +106,9 @@ int svc_main(const svc_def *def)
         return 2;
     }
     if (cfg_redis_password_file(&cfg.redis, cfg.redis_password_file, err, sizeof(err)) != 0) {
-        log_error("bad configuration", LOG_STR("problem", "TALLY_REDIS_PASSWORD_FILE"),
+        log_error("bad configuration",
+                  LOG_STR("problem", cfg.redis_password_file[0] ? "TALLY_REDIS_PASSWORD_FILE"
+                                                                : "TALLY_REDIS_URL"),
                   LOG_STR("error", err));
         return 2;
     }

@@ -23,10 +23,15 @@ static int setup(const svc_env *env, void *arg)
     conf.redis = env->cfg->redis;
     if (read_url.host[0]) {
         conf.redis = read_url;
-        if (!read_url.password[0]) { /* a replica of the same Redis: the same user */
+        char why[300];
+        if (!read_url.user[0] && !read_url.password[0]) { /* a replica: the same user */
             snprintf(conf.redis.user, sizeof(conf.redis.user), "%s", env->cfg->redis.user);
             snprintf(conf.redis.password, sizeof(conf.redis.password), "%s",
                      env->cfg->redis.password);
+        } else if (cfg_redis_password_file(&conf.redis, NULL, why, sizeof(why)) != 0) {
+            log_error("bad configuration", LOG_STR("problem", "TALLY_REDIS_READ_URL"),
+                      LOG_STR("error", why));
+            return TALLY_EINVAL;
         }
     }
     conf.redis_timeout_ms = redis_timeout_ms;
@@ -45,7 +50,7 @@ int main(void)
     static const cfg_var vars[] = {
         { "TALLY_REDIS_READ_URL", CFG_REDIS_URL, "", 0, 0, 0, &read_url,
           "Redis to read the model from, e.g. a replica (empty: TALLY_REDIS_URL); without a "
-          "password of its own it AUTHs as TALLY_REDIS_URL's user" },
+          "user and password of its own it AUTHs as TALLY_REDIS_URL's user" },
         { "TALLY_QUERY_REDIS_TIMEOUT_MS", CFG_INT, "1000", 10, 60000, 0, &redis_timeout_ms,
           "Redis connect and reply timeout" },
         { "TALLY_QUERY_TOKEN_WAIT_MS", CFG_INT, "2000", 0, 60000, 0, &token_wait_ms,

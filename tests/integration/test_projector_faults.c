@@ -772,6 +772,9 @@ Test(faults, redis_auth_as_an_acl_user_with_the_password_from_a_file)
     redisReply *r = redisCommand(R.rc, "ACL SETUSER tally-projector on >pj-s3cret-9 ~* &* +@all");
     cr_assert(r && r->type == REDIS_REPLY_STATUS, "ACL SETUSER: %s", r ? r->str : "no reply");
     freeReplyObject(r);
+    /* The default user wants a password too (the test's own connection has logged in
+       already): a connection of the projector that skipped AUTH would fail. */
+    redis_ok("CONFIG SET requirepass %s", "dflt-pw-3");
     generate(33, 2000);
     add_all();
 
@@ -805,11 +808,12 @@ Test(faults, redis_auth_as_an_acl_user_with_the_password_from_a_file)
     snprintf(file_var, sizeof(file_var), "TALLY_REDIS_PASSWORD_FILE=%s", path);
     const char *right[] = { url, file_var, NULL };
     start(right);
-    pjf_expect_model(&R);
-    bool up = false; /* ready once its first turn has ended */
-    for (int64_t until = now_mono_ms() + 5000; now_mono_ms() < until && !up; tclock_sleep_ms(20))
+    bool up = false; /* ready: its probe and its loop are logged in, and a turn has ended */
+    for (int64_t until = now_mono_ms() + 10000; now_mono_ms() < until && !up; tclock_sleep_ms(20))
         up = ready(body, sizeof(body));
     cr_expect(up, "/readyz: %s", body);
+    redis_ok("CONFIG SET requirepass %s", ""); /* for the model's own connections */
+    pjf_expect_model(&R);
     cr_expect_not(proc_log_has(&R.pj[0], "pj-s3cret-9"), "the password is in the log");
     unlink(path);
 }

@@ -131,10 +131,13 @@ int proc_start_projector(proc *p, int redis_port, const char *const *env)
     const char *vars[64];
     char url[64];
     snprintf(url, sizeof(url), "TALLY_REDIS_URL=redis://127.0.0.1:%d/0", redis_port);
-    for (size_t i = 0; env && env[i]; i++) /* env names its own Redis URL (with a user, say) */
-        if (strncmp(env[i], "TALLY_REDIS_URL=", 16) == 0)
-            snprintf(url, sizeof(url), "TALLY_HTTP_LISTEN=127.0.0.1:0");
-    proc_env_join(vars, 64, env, url, "TALLY_HTTP_LISTEN=127.0.0.1:0", (const char *)NULL);
+    bool own_url = false; /* env names its own Redis URL (with a user, say) */
+    for (size_t i = 0; env && env[i]; i++)
+        own_url = own_url || strncmp(env[i], "TALLY_REDIS_URL=", 16) == 0;
+    if (own_url)
+        proc_env_join(vars, 64, env, "TALLY_HTTP_LISTEN=127.0.0.1:0", (const char *)NULL);
+    else
+        proc_env_join(vars, 64, env, url, "TALLY_HTTP_LISTEN=127.0.0.1:0", (const char *)NULL);
     char *argv[] = { (char *)PROJECTOR_PATH, NULL };
     if (proc_spawn(p, argv, vars, true) != 0)
         return -1;

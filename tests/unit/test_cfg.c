@@ -67,6 +67,11 @@ Test(cfg, parses_redis_urls_with_a_user_and_password)
     cr_assert_eq(cfg_parse_redis_url("redis://u:a@b@h:1", &r), 0);
     cr_assert_str_eq(r.password, "a@b");
     cr_assert_str_eq(r.host, "h");
+    /* ... and so does an unencoded '/' (base64, say): the userinfo ends at the last '@'. */
+    cr_assert_eq(cfg_parse_redis_url("redis://tally:Zm9v/YmFy@10.0.0.5:6379/1", &r), 0);
+    cr_assert_str_eq(r.password, "Zm9v/YmFy");
+    cr_assert_str_eq(r.host, "10.0.0.5");
+    cr_assert_eq(r.db, 1);
     cr_assert_eq(cfg_parse_redis_url("redis://h:1/0", &r), 0);
     cr_assert_str_eq(r.user, "", "nothing is left of an earlier parse");
     cr_assert_str_eq(r.password, "");
@@ -85,6 +90,8 @@ Test(cfg, a_redis_password_is_never_shown)
     cr_assert_str_eq(out, "redis://:***@h");
     cfg_redis_url_redact("redis://h:1/0", out, sizeof(out));
     cr_assert_str_eq(out, "redis://h:1/0");
+    cfg_redis_url_redact("redis://tally:Zm9v/YmFy@h:x/0", out, sizeof(out));
+    cr_assert_str_eq(out, "redis://tally:***@h:x/0");
 
     cfg_common c;
     cfg_var vars[CFG_COMMON_NVARS];
@@ -115,6 +122,15 @@ Test(cfg, reads_the_redis_password_from_a_file)
 {
     char path[64], why[256];
     cfg_redis r;
+    char longest[257]; /* the longest password, 255 bytes, with its newline */
+    memset(longest, 'p', 255);
+    longest[255] = '\n';
+    longest[256] = '\0';
+    secret_file(path, sizeof(path), longest);
+    cr_assert_eq(cfg_parse_redis_url("redis://h:1", &r), 0);
+    cr_assert_eq(cfg_redis_password_file(&r, path, why, sizeof(why)), 0, "%s", why);
+    cr_assert_eq(strlen(r.password), 255);
+    unlink(path);
     secret_file(path, sizeof(path), "pa ss\n");
     cr_assert_eq(cfg_parse_redis_url("redis://tally-query@h:1", &r), 0);
     cr_assert_eq(cfg_redis_password_file(&r, NULL, why, sizeof(why)), TALLY_EINVAL,
@@ -128,7 +144,10 @@ Test(cfg, reads_the_redis_password_from_a_file)
     cr_assert_not_null(strstr(why, "one place"), "%s", why);
     unlink(path);
 
-    const char *bad[] = { "", "\n", "one\ntwo\n", NULL };
+    char too_long[300];
+    memset(too_long, 'p', 256);
+    too_long[256] = '\0';
+    const char *bad[] = { "", "\n", "one\ntwo\n", too_long, NULL };
     for (int i = 0; bad[i]; i++) {
         cr_assert_eq(cfg_parse_redis_url("redis://h:1", &r), 0);
         secret_file(path, sizeof(path), bad[i]);
