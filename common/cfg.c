@@ -117,8 +117,17 @@ int cfg_parse_redis_url(const char *s, cfg_redis *out)
             return TALLY_EINVAL;
         p = at + 1;
     }
-    end = p + strcspn(p, ":/");
-    hostlen = (size_t)(end - p);
+    if (*p == '[') { /* an IPv6 address, kept without its brackets (hiredis wants none) */
+        const char *close = strchr(p, ']');
+        if (!close || (close[1] != '\0' && close[1] != ':' && close[1] != '/'))
+            return TALLY_EINVAL;
+        p++;
+        hostlen = (size_t)(close - p);
+        end = close + 1;
+    } else {
+        end = p + strcspn(p, ":/");
+        hostlen = (size_t)(end - p);
+    }
     if (hostlen == 0 || hostlen >= sizeof(out->host))
         return TALLY_EINVAL;
     memcpy(out->host, p, hostlen);

@@ -24,8 +24,8 @@ enum cfg_type {
     CFG_HOSTPORT,  /* cfg_hostport *; "host:port", "[v6]:port" or ":port"; port 0..65535 */
     CFG_PG_DSN,    /* const char **; a libpq conninfo string or postgresql:// URI */
     CFG_REDIS_URL, /* cfg_redis *; redis://[user[:password]@]host[:port][/db] (user and
-                      password percent-encoded); empty (if allowed): host ""; the password is
-                      never shown in an error */
+                      password percent-encoded; an IPv6 host in brackets, stored without);
+                      empty (if allowed): host ""; the password is never shown in an error */
     CFG_LOG_LEVEL, /* int *; debug|info|warn|error */
     CFG_FILE,      /* const char **; empty, or a readable file */
 };

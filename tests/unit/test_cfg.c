@@ -44,8 +44,24 @@ Test(cfg, parses_redis_urls)
     cr_assert_eq(cfg_parse_redis_url("redis://cache", &r), 0);
     cr_assert_eq(r.port, 6379);
     cr_assert_eq(r.db, 0);
-    const char *bad[] = { "http://x:1/0",   "redis://",      "redis://:6379",   "redis://h:0",
-                          "redis://h:1/16", "redis://h:1/x", "redis://h:99999", NULL };
+    cr_assert_eq(cfg_parse_redis_url("redis://[::1]:6380/2", &r), 0);
+    cr_assert_str_eq(r.host, "::1", "an IPv6 address, without brackets for hiredis");
+    cr_assert_eq(r.port, 6380);
+    cr_assert_eq(r.db, 2);
+    cr_assert_eq(cfg_parse_redis_url("redis://u:p@[fd00::5]", &r), 0);
+    cr_assert_str_eq(r.host, "fd00::5");
+    cr_assert_eq(r.port, 6379);
+    const char *bad[] = { "http://x:1/0",
+                          "redis://",
+                          "redis://:6379",
+                          "redis://h:0",
+                          "redis://h:1/16",
+                          "redis://h:1/x",
+                          "redis://h:99999",
+                          "redis://[::1",
+                          "redis://[]:1",
+                          "redis://[::1]x:1",
+                          NULL };
     for (int i = 0; bad[i]; i++)
         cr_assert_eq(cfg_parse_redis_url(bad[i], &r), TALLY_EINVAL, "accepted \"%s\"", bad[i]);
 }
