@@ -233,22 +233,10 @@ int proj_run(const proj_config *conf)
                 p.next_claim_ms = now + conf->claim_idle_ms;
             }
             proj_due_retries(&p, &batch, now);
-            if (rc == 0 && p.ahead.n > 0) { /* read ahead during the last batch: the read */
-                if (batch.n == 0) {
-                    proj_msgs t = batch;
-                    batch = p.ahead;
-                    p.ahead = t;
-                } else {
-                    size_t k = 0;
-                    while (k < p.ahead.n && proj_msgs_push(&batch, p.ahead.v[k]) == 0)
-                        k++;
-                    /* What did not fit (out of memory) stays for the next turn. */
-                    memmove(p.ahead.v, p.ahead.v + k, (p.ahead.n - k) * sizeof(*p.ahead.v));
-                    p.ahead.n -= k;
-                }
-            } else if (rc == 0) { /* new entries too: retries must not starve them */
+            if (rc == 0 && p.ahead.n > 0) /* read ahead during the last batch: the read */
+                proj_msgs_move(&batch, &p.ahead);
+            else if (rc == 0) /* new entries too: retries must not starve them */
                 rc = proj_read_batch(&p, &batch, batch.n == 0);
-            }
             if (rc == 0 && batch.n > 0) {
                 struct timespec t0, t1;
                 clock_gettime(CLOCK_MONOTONIC, &t0);

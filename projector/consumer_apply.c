@@ -174,16 +174,6 @@ enum group_way {
     WAY_DONE
 };
 
-/* Writes the pipeline's commands so far to Redis (their replies are read later). */
-static int flush(proj *p)
-{
-    int done = 0;
-    while (!done)
-        if (redisBufferWrite(kv_ctx(p->kv), &done) != REDIS_OK)
-            return TALLY_EUNAVAIL;
-    return 0;
-}
-
 /*
  * Appends group sorted[a..b)'s FCALL: merged when its events make a plan (else the way becomes
  * WAY_BATCH), or the batch, or one per event.
@@ -321,7 +311,7 @@ static int apply(proj *p, proj_msg **v, size_t n, enum proj_outcome *out, char (
                 rc = proj_read_ahead_recv(p, &next); /* before this group goes out */
             /* Sent at once: Redis applies this group while the next one is counted. */
             if (rc == 0 && way[g] != WAY_DONE)
-                rc = flush(p);
+                rc = proj_flush(p);
             if (next && rc == 0) { /* decoded while Redis applies the group */
                 rc = proj_read_ahead_take(p, next);
                 next = NULL;

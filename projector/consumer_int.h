@@ -133,6 +133,9 @@ redisReply *proj_command(proj *p, const char *fmt, ...);
  */
 bool proj_systemic(proj *p, const redisReply *r, const char *doing);
 
+/* Writes the commands appended so far (their replies are read later). 0 or TALLY_EUNAVAIL. */
+int proj_flush(proj *p);
+
 /* Loads p->view.lua. 0, or TALLY_EUNAVAIL (the failure logged). */
 int proj_load_function(proj *p);
 
@@ -150,6 +153,12 @@ void proj_msg_free(proj_msg *m);
 
 /* Appends m, which l then owns. 0, or TALLY_ENOMEM (m stays the caller's). */
 int proj_msgs_push(proj_msgs *l, proj_msg *m);
+
+/*
+ * Moves the messages of from to the end of to, which then owns them (the arrays swap when to
+ * is empty); what does not fit (out of memory) stays in from.
+ */
+void proj_msgs_move(proj_msgs *to, proj_msgs *from);
 
 /* Frees every message of l and empties it (its array stays). */
 void proj_msgs_clear(proj_msgs *l);
@@ -169,7 +178,7 @@ int proj_read_batch(proj *p, proj_msgs *into, bool may_block);
  *   proj_read_ahead_take  makes messages of it into p->ahead, sets p->backlog and frees it; an
  *                         error reply is logged and leaves p->ahead as it was (the next turn
  *                         reads as usual).
- * Each: 0, TALLY_ENOMEM or TALLY_EUNAVAIL.
+ * Each: 0 or TALLY_EUNAVAIL.
  */
 int proj_read_ahead_send(proj *p);
 int proj_read_ahead_recv(proj *p, redisReply **out);

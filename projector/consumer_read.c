@@ -35,6 +35,21 @@ int proj_msgs_push(proj_msgs *l, proj_msg *m)
     return 0;
 }
 
+void proj_msgs_move(proj_msgs *to, proj_msgs *from)
+{
+    if (to->n == 0) {
+        proj_msgs t = *to;
+        *to = *from;
+        *from = t;
+        return;
+    }
+    size_t k = 0;
+    while (k < from->n && proj_msgs_push(to, from->v[k]) == 0)
+        k++;
+    memmove(from->v, from->v + k, (from->n - k) * sizeof(*from->v));
+    from->n -= k;
+}
+
 void proj_msgs_clear(proj_msgs *l)
 {
     for (size_t i = 0; i < l->n; i++)
@@ -114,35 +129,39 @@ static void collect(proj *p, int part, const redisReply *entries, proj_msgs *int
     }
 }
 
-/*
- * The XREADGROUP of a read over every partition, as an argument list (argv's strings live in p
- * or are literals, but for count and block, which the caller provides). Blocks when may_block
- * and not reading our own pending entries.
- */
-static int read_argv(const proj *p, bool may_block, const char **argv, size_t *lens, char *count,
-                     size_t countlen, char *block, size_t blocklen)
+/* The XREADGROUP of a read over every partition: argv points into p, literals, count, block. */
+typedef struct read_cmd {
+    const char *argv[9 + 2 * STREAM_PARTITIONS_MAX];
+    size_t lens[9 + 2 * STREAM_PARTITIONS_MAX];
+    char count[16], block[16];
+    int argc;
+} read_cmd;
+
+/* Fills cmd: it blocks when may_block and not reading our own pending entries. */
+static void read_cmd_init(read_cmd *cmd, const proj *p, bool may_block)
 {
     int np = p->conf->partitions, argc = 0;
-    snprintf(count, countlen, "%d", p->conf->batch);
-    snprintf(block, blocklen, "%d", p->read_pending ? 0 : p->conf->block_ms);
-    const char *head[] = { "XREADGROUP", "GROUP", STREAM_GROUP, p->conf->consumer, "COUNT", count };
+    snprintf(cmd->count, sizeof(cmd->count), "%d", p->conf->batch);
+    snprintf(cmd->block, sizeof(cmd->block), "%d", p->read_pending ? 0 : p->conf->block_ms);
+    const char *head[] = { "XREADGROUP",      "GROUP", STREAM_GROUP,
+                           p->conf->consumer, "COUNT", cmd->count };
     for (int i = 0; i < 6; i++)
-        argv[argc++] = head[i];
+        cmd->argv[argc++] = head[i];
     if (!p->read_pending && may_block) {
-        argv[argc++] = "BLOCK";
-        argv[argc++] = block;
+        cmd->argv[argc++] = "BLOCK";
+        cmd->argv[argc++] = cmd->block;
     }
-    argv[argc++] = "STREAMS";
+    cmd->argv[argc++] = "STREAMS";
     for (int i = 0; i < np; i++)
-        argv[argc++] = p->streams[i];
+        cmd->argv[argc++] = p->streams[i];
     for (int i = 0; i < np; i++)
-        argv[argc++] = p->read_pending ? "0" : ">";
+        cmd->argv[argc++] = p->read_pending ? "0" : ">";
     for (int i = 0; i < argc; i++)
-        lens[i] = strlen(argv[i]);
-    return argc;
+        cmd->lens[i] = strlen(cmd->argv[i]);
+    cmd->argc = argc;
 }
 
-/* The reply r of a read (read_argv) into messages of into; sets p->backlog. r stays ours. */
+/* The reply r of a read (read_cmd) into messages of into; sets p->backlog. r stays ours. */
 static int take_read(proj *p, const redisReply *r, proj_msgs *into)
 {
     int np = p->conf->partitions;
@@ -181,19 +200,9 @@ static int take_read(proj *p, const redisReply *r, proj_msgs *into)
 
 int proj_read_batch(proj *p, proj_msgs *into, bool may_block)
 {
-    int np = p->conf->partitions;
-    const char **argv = malloc((size_t)(9 + 2 * np) * sizeof(*argv));
-    size_t *lens = malloc((size_t)(9 + 2 * np) * sizeof(*lens));
-    char count[16], block[16];
-    if (!argv || !lens) {
-        free(argv);
-        free(lens);
-        return TALLY_ENOMEM;
-    }
-    int argc = read_argv(p, may_block, argv, lens, count, sizeof(count), block, sizeof(block));
-    redisReply *r = proj_command_argv(p, argc, argv, lens);
-    free(argv);
-    free(lens);
+    read_cmd cmd;
+    read_cmd_init(&cmd, p, may_block);
+    redisReply *r = proj_command_argv(p, cmd.argc, cmd.argv, cmd.lens);
     if (!r)
         return TALLY_EUNAVAIL;
     int rc = take_read(p, r, into);
@@ -203,25 +212,11 @@ int proj_read_batch(proj *p, proj_msgs *into, bool may_block)
 
 int proj_read_ahead_send(proj *p)
 {
-    int np = p->conf->partitions;
-    const char **argv = malloc((size_t)(9 + 2 * np) * sizeof(*argv));
-    size_t *lens = malloc((size_t)(9 + 2 * np) * sizeof(*lens));
-    char count[16], block[16];
-    int rc = 0, done = 0;
-    if (!argv || !lens) {
-        rc = TALLY_ENOMEM;
-    } else {
-        /* Never blocking: a blocked read would hold up the commands behind it. */
-        int argc = read_argv(p, false, argv, lens, count, sizeof(count), block, sizeof(block));
-        if (redisAppendCommandArgv(kv_ctx(p->kv), argc, argv, lens) != REDIS_OK)
-            rc = TALLY_EUNAVAIL;
-    }
-    while (rc == 0 && !done)
-        if (redisBufferWrite(kv_ctx(p->kv), &done) != REDIS_OK)
-            rc = TALLY_EUNAVAIL;
-    free(argv);
-    free(lens);
-    return rc;
+    read_cmd cmd;
+    read_cmd_init(&cmd, p, false); /* never blocking: it would hold up the commands behind it */
+    if (redisAppendCommandArgv(kv_ctx(p->kv), cmd.argc, cmd.argv, cmd.lens) != REDIS_OK)
+        return TALLY_EUNAVAIL;
+    return proj_flush(p);
 }
 
 int proj_read_ahead_recv(proj *p, redisReply **out)

@@ -57,6 +57,15 @@ bool proj_systemic(proj *p, const redisReply *r, const char *doing)
     return true;
 }
 
+int proj_flush(proj *p)
+{
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(kv_ctx(p->kv), &done) != REDIS_OK)
+            return TALLY_EUNAVAIL;
+    return 0;
+}
+
 int proj_load_function(proj *p)
 {
     const char *argv[] = { "FUNCTION", "LOAD", p->view.lua };
