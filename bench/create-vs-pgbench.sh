@@ -240,8 +240,9 @@ redis_pid=$(head -n 1 "$TALLY_STACK_DIR/redis.pid")
 cmd_start() {
     local http_port
     free_port port http_port
+    auth_dev_up "$(dirname "$svc_bin")"
     svc_start command-svc "http://127.0.0.1:$http_port/readyz" \
-        env TALLY_GRPC_LISTEN="127.0.0.1:$port" TALLY_HTTP_LISTEN="127.0.0.1:$http_port" \
+        env "${auth_env[@]}" TALLY_GRPC_LISTEN="127.0.0.1:$port" TALLY_HTTP_LISTEN="127.0.0.1:$http_port" \
         TALLY_PG_DSN="$dsn" TALLY_REDIS_URL="redis://127.0.0.1:$TALLY_STACK_REDIS_PORT/0" \
         TALLY_WORKERS="$1" TALLY_RELAY="$2" TALLY_LOG_LEVEL=warn "$svc_bin"
     svc_pid=${proc_pid[command-svc]}

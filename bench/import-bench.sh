@@ -93,8 +93,9 @@ fi
 cmd_start() {
     local http_port
     free_port port http_port
+    auth_dev_up "$(dirname "$svc_bin")"
     svc_start command-svc "http://127.0.0.1:$http_port/readyz" \
-        env -i PATH="$PATH" TALLY_GRPC_LISTEN="127.0.0.1:$port" \
+        env -i PATH="$PATH" "${auth_env[@]}" TALLY_GRPC_LISTEN="127.0.0.1:$port" \
         TALLY_HTTP_LISTEN="127.0.0.1:$http_port" TALLY_PG_DSN="$dsn" \
         TALLY_REDIS_URL="redis://127.0.0.1:$TALLY_STACK_REDIS_PORT/0" \
         TALLY_WORKERS="$clients" TALLY_RELAY="$1" TALLY_LOG_LEVEL=warn "$svc_bin"

@@ -116,8 +116,9 @@ fill() {
 query_start() {
     local http_port
     free_port grpc_port http_port
+    auth_dev_up "$(dirname "$query_bin")"
     svc_start query-svc "http://127.0.0.1:$http_port/healthz" \
-        env -i PATH="$PATH" TALLY_REDIS_URL="$redis_url" TALLY_GRPC_LISTEN="127.0.0.1:$grpc_port" \
+        env -i PATH="$PATH" "${auth_env[@]}" TALLY_REDIS_URL="$redis_url" TALLY_GRPC_LISTEN="127.0.0.1:$grpc_port" \
         TALLY_HTTP_LISTEN="127.0.0.1:$http_port" TALLY_WORKERS="$1" TALLY_LOG_LEVEL=warn "$query_bin"
     query_pid=${proc_pid[query-svc]}
 }

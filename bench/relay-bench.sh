@@ -98,6 +98,8 @@ svc_up() {
         TALLY_STREAM_PARTITIONS="$partitions" TALLY_STREAM_MAXLEN=1000000000
         TALLY_LOG_LEVEL=warn)
     [[ ${3:--} == - ]] || env+=(TALLY_RELAY_BATCH="$3")
+    auth_dev_up "$(dirname "$1")"
+    env+=("${auth_env[@]}")
     svc_start command-svc "http://$http/readyz" env "${env[@]}" "$1"
     svc_pid=${proc_pid[command-svc]}
     grpc=127.0.0.1:$port

@@ -1,5 +1,6 @@
 #include "cmd_int.h"
 
+#include "auth.h"
 #include "err.h"
 #include "hash.h"
 #include "log.h"
@@ -761,17 +762,24 @@ static int list_status_history(srv_call *call, const ProtobufCMessage *msg, void
     return rc;
 }
 
+/* Who may call what (docs/security.md): writers change complaints and read them back (a
+   manager reads dashboards, on query-svc); the tenant itself is an operator's (admin's). */
+#define WRITE_ROLES (AUTH_WRITER | AUTH_ADMIN)
+
 static const srv_method methods[] = {
-    { "PutTenant", &tally__v1__put_tenant_request__descriptor, put_tenant },
-    { "PutCategory", &tally__v1__put_category_request__descriptor, put_category },
-    { "PutAgent", &tally__v1__put_agent_request__descriptor, put_agent },
-    { "CreateComplaint", &tally__v1__create_complaint_request__descriptor, create_complaint },
-    { "AssignComplaint", &tally__v1__assign_complaint_request__descriptor, assign_complaint },
-    { "ChangeStatus", &tally__v1__change_status_request__descriptor, change_status },
-    { "GetComplaint", &tally__v1__get_complaint_request__descriptor, get_complaint },
-    { "ListStatusHistory", &tally__v1__list_status_history_request__descriptor,
-      list_status_history },
-    { "ImportComplaints", &tally__v1__import_complaints_request__descriptor, cmd_import },
+    { "PutTenant", &tally__v1__put_tenant_request__descriptor, put_tenant, AUTH_ADMIN },
+    { "PutCategory", &tally__v1__put_category_request__descriptor, put_category, WRITE_ROLES },
+    { "PutAgent", &tally__v1__put_agent_request__descriptor, put_agent, WRITE_ROLES },
+    { "CreateComplaint", &tally__v1__create_complaint_request__descriptor, create_complaint,
+      WRITE_ROLES },
+    { "AssignComplaint", &tally__v1__assign_complaint_request__descriptor, assign_complaint,
+      WRITE_ROLES },
+    { "ChangeStatus", &tally__v1__change_status_request__descriptor, change_status, WRITE_ROLES },
+    { "GetComplaint", &tally__v1__get_complaint_request__descriptor, get_complaint, WRITE_ROLES },
+    { "ListStatusHistory", &tally__v1__list_status_history_request__descriptor, list_status_history,
+      WRITE_ROLES },
+    { "ImportComplaints", &tally__v1__import_complaints_request__descriptor, cmd_import,
+      WRITE_ROLES },
 };
 
 const srv_service cmd_service = { "tally.v1.ComplaintCommands", methods,

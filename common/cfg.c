@@ -377,7 +377,8 @@ int cfg_load(const cfg_var *vars, size_t n, char *err, size_t errlen, char *warn
         }
     }
     for (char **e = environ; e && *e; e++)
-        if (strncmp(*e, "TALLY_", 6) == 0 && !known(vars, n, *e))
+        if (strncmp(*e, "TALLY_", 6) == 0 && strncmp(*e, "TALLY_TOKEN=", 12) != 0 &&
+            !known(vars, n, *e)) /* TALLY_TOKEN: the tools' bearer token, beside a service */
             addline(warn, warnlen, "%.*s", (int)strcspn(*e, "="), *e);
     return rc;
 }

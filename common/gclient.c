@@ -19,6 +19,7 @@ struct gc_client {
     grpc_channel *ch;
     grpc_completion_queue *cq;
     const volatile sig_atomic_t *cancel; /* borrowed; NULL = never cancel */
+    char *authorization;                 /* "Bearer TOKEN", or NULL */
 };
 
 typedef struct pending {
@@ -139,6 +140,16 @@ gc_client *gc_new_ex(const char *target, const gc_options *opt, char *err, size_
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    const char *token = opt->token ? opt->token : getenv("TALLY_TOKEN");
+    if (token && token[0]) {
+        size_t n = strlen(token) + sizeof("Bearer ");
+        if (!(c->authorization = malloc(n))) {
+            snprintf(err, errlen, "out of memory");
+            free(c);
+            return NULL;
+        }
+        snprintf(c->authorization, n, "Bearer %s", token);
+    }
     grpc_init();
     if (opt->tls_ca_path && opt->tls_ca_path[0])
         creds = tls_creds(opt, err, errlen);
@@ -152,6 +163,7 @@ gc_client *gc_new_ex(const char *target, const gc_options *opt, char *err, size_
     return c;
 out_shutdown:
     grpc_shutdown_blocking();
+    free(c->authorization);
     free(c);
     return NULL;
 }
@@ -179,6 +191,7 @@ void gc_free(gc_client *c)
            GRPC_QUEUE_SHUTDOWN)
         ;
     grpc_completion_queue_destroy(c->cq);
+    free(c->authorization);
     free(c);
     grpc_shutdown_blocking();
 }
@@ -227,9 +240,15 @@ static int start(gc_client *c, pending *p, const char *method, const void *data,
     grpc_slice_unref(m);
     grpc_metadata_array_init(&p->initial);
     grpc_metadata_array_init(&p->trailing);
-    for (; md && md[2 * nmd] && nmd < 8; nmd++) {
+    bool own_auth = false;
+    for (; md && md[2 * nmd] && nmd < 7; nmd++) {
         p->md[nmd].key = grpc_slice_from_copied_string(md[2 * nmd]);
         p->md[nmd].value = grpc_slice_from_copied_string(md[2 * nmd + 1]);
+        own_auth |= strcmp(md[2 * nmd], "authorization") == 0;
+    }
+    if (c->authorization && !own_auth) {
+        p->md[nmd].key = grpc_slice_from_static_string("authorization");
+        p->md[nmd++].value = grpc_slice_from_copied_string(c->authorization);
     }
     memset(ops, 0, sizeof(ops));
     ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;

@@ -41,9 +41,13 @@ typedef struct gc_options {
     /* The longest wait between reconnection attempts, in ms; 0 = gRPC's default (120 s). A
      * client that polls a server which may come back should keep it short. */
     int max_reconnect_backoff_ms;
+    /* The bearer token sent as `authorization: Bearer TOKEN` on every call (unless a call's own
+     * metadata has an authorization): NULL = $TALLY_TOKEN when set, "" = none. */
+    const char *token;
 } gc_options;
 
-/* target: "127.0.0.1:port". Calls grpc_init; gc_free shuts it down. */
+/* target: "127.0.0.1:port"; $TALLY_TOKEN, if set, is the bearer token (gc_options.token).
+ * Calls grpc_init; gc_free shuts it down. */
 gc_client *gc_new(const char *target);
 gc_client *gc_new_port(int port);
 

@@ -1,7 +1,9 @@
 #include "srv.h"
 
+#include "auth.h"
 #include "err.h"
 #include "log.h"
+#include "now.h"
 #include "pbcheck.h"
 
 #include "grpc/health/v1/health.pb-c.h"
@@ -34,8 +36,9 @@ typedef struct method {
     char path[256]; /* "/tally.v1.Dashboard/GetOverview" */
     const char *service;
     const srv_method *m;
-    bool health;  /* grpc.health.v1.Health/Check, served by the runtime itself */
-    void *handle; /* from grpc_server_register_method */
+    bool health; /* grpc.health.v1.Health/Check, served by the runtime itself */
+    const ProtobufCFieldDescriptor *tenant; /* the request's tenant_id, or NULL */
+    void *handle;                           /* from grpc_server_register_method */
     metrics_counter *started;
     metrics_counter *handled[NCODES];
     metrics_histogram *seconds;
@@ -79,6 +82,7 @@ struct srv_server {
     int posts; /* pre-posted requests per method */
     long long max_message;
     int port;
+    const auth_verifier *auth; /* NULL: every caller trusted */
     void *(*worker_init)(int index, void *arg);
     void (*worker_free)(void *state, void *arg);
     void *arg;
@@ -90,7 +94,7 @@ struct srv_server {
 };
 
 static const srv_method health_methods[] = {
-    { "Check", &grpc__health__v1__health_check_request__descriptor, NULL },
+    { "Check", &grpc__health__v1__health_check_request__descriptor, NULL, 0 }, /* open to all */
 };
 
 /*
@@ -239,12 +243,43 @@ static int health_check(srv_call *c, const ProtobufCMessage *msg)
     return srv_reply(c, &resp.base);
 }
 
+/*
+ * The bearer token of the call: its claims must be valid and hold one of the method's roles.
+ * 0, TALLY_EUNAUTH or TALLY_EDENIED with c->msg set.
+ */
+static int authenticate(srv_call *c, auth_claims *claims)
+{
+    size_t len = 0, toklen = 0;
+    const char *value = srv_metadata(c, "authorization", &len), *tok = NULL;
+    char why[200];
+    if (auth_bearer(value, len, &tok, &toklen, why, sizeof(why)) != 0 ||
+        auth_verify(c->srv->auth, tok, toklen, now_wall_ms() / 1000, claims, why, sizeof(why)) != 0)
+        return srv_fail(c, TALLY_EUNAUTH, "%s", why);
+    if (!(claims->role & c->method->m->roles))
+        return srv_fail(c, TALLY_EDENIED, "role %s may not call %s", auth_role_name(claims->role),
+                        c->method->m->name);
+    return 0;
+}
+
+/* The request's tenant_id must be one the token grants. 0 or TALLY_EDENIED. */
+static int authorize_tenant(srv_call *c, const ProtobufCMessage *req, const auth_claims *claims)
+{
+    const ProtobufCFieldDescriptor *f = c->method->tenant;
+    const char *tenant = f ? *(const char *const *)((const char *)req + f->offset) : NULL;
+    if (!f || auth_tenant_granted(claims, tenant ? tenant : ""))
+        return 0;
+    /* One message for a tenant that exists and one that does not: nothing to learn from it. */
+    return srv_fail(c, TALLY_EDENIED, "tenant_id: the token does not grant this tenant");
+}
+
 /* Serves a call of a registered method on the worker w. */
 static void serve(worker *w, srv_call *c)
 {
     method *m = c->method;
     double t0 = mono_seconds();
     ProtobufCMessage *req = NULL;
+    auth_claims claims;
+    bool auth = c->srv->auth && !m->health;
     int rc, code;
 
     metrics_inc(m->started, 1);
@@ -252,8 +287,12 @@ static void serve(worker *w, srv_call *c)
     if (srv_remaining_ms(c) <= 0) {
         rc = TALLY_ETIMEOUT;
         snprintf(c->msg, sizeof(c->msg), "deadline exceeded before the call was served");
+    } else if (auth && (rc = authenticate(c, &claims)) != 0) {
+        /* rc and c->msg say why */
     } else if ((req = decode(c)) == NULL) {
         rc = TALLY_EINVAL;
+    } else if (auth && (rc = authorize_tenant(c, req, &claims)) != 0) {
+        /* rc and c->msg say why */
     } else if (m->health) {
         rc = health_check(c, req);
     } else {
@@ -449,12 +488,16 @@ static int add_method(srv_server *s, const char *service, const srv_method *sm, 
 {
     method *m = &s->methods[s->nmethods++];
     char labels[512];
-    if (!sm->name || !sm->request || (!sm->handler && !health) ||
+    if (!sm->name || !sm->request || (!health && (!sm->handler || !sm->roles)) ||
         (size_t)snprintf(m->path, sizeof(m->path), "/%s/%s", service, sm->name) >= sizeof(m->path))
         return TALLY_EINVAL;
     m->service = service;
     m->m = sm;
     m->health = health;
+    m->tenant = protobuf_c_message_descriptor_get_field_by_name(sm->request, "tenant_id");
+    if (m->tenant && (m->tenant->type != PROTOBUF_C_TYPE_STRING ||
+                      m->tenant->label == PROTOBUF_C_LABEL_REPEATED))
+        return TALLY_EINVAL; /* a tenant_id the runtime cannot check */
     m->handle = grpc_server_register_method(s->server, m->path, NULL,
                                             GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     if (!m->handle)
@@ -519,6 +562,7 @@ srv_server *srv_new(const srv_config *conf, char *err, size_t errlen)
     s->want_workers = (int)cfg->workers;
     s->posts = s->want_workers * 4 < 16 ? 16 : s->want_workers * 4;
     s->max_message = cfg->max_message_bytes;
+    s->auth = conf->auth;
     s->worker_init = conf->worker_init;
     s->worker_free = conf->worker_free;
     s->arg = conf->arg;
@@ -551,8 +595,8 @@ srv_server *srv_new(const srv_config *conf, char *err, size_t errlen)
             if (add_method(s, conf->services[i].name, &conf->services[i].methods[j], false,
                            conf->metrics) != 0) {
                 snprintf(err, errlen,
-                         "cannot register /%s/%s (a name, descriptor or handler "
-                         "missing, or out of memory)",
+                         "cannot register /%s/%s (a name, descriptor, handler or roles "
+                         "missing, a tenant_id that is not one string, or out of memory)",
                          conf->services[i].name, conf->services[i].methods[j].name);
                 goto out_free;
             }

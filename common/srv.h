@@ -7,8 +7,9 @@
  * connection spread over every thread. The worker that takes a call serves it start to end
  * with its own state (its database connections: neither libpq nor hiredis is thread-safe).
  *
- * For each call the runtime reads and decodes the request (a missing or undecodable message is
- * INVALID_ARGUMENT before any handler runs), skips calls whose deadline has already passed,
+ * For each call the runtime skips calls whose deadline has already passed, checks the bearer
+ * token (srv_config.auth), reads and decodes the request (a missing or undecodable message is
+ * INVALID_ARGUMENT before any handler runs), checks the request's tenant against the token,
  * calls the handler, and sends reply and status in one batch. Unknown methods get
  * UNIMPLEMENTED at once. Every call is counted in the grpc_server_* metrics.
  *
@@ -44,6 +45,7 @@ typedef struct srv_method {
     const char *name; /* "CreateComplaint" */
     const ProtobufCMessageDescriptor *request;
     srv_handler handler;
+    unsigned roles; /* the enum auth_role bits that may call it; never 0 */
 } srv_method;
 
 typedef struct srv_service {
@@ -57,6 +59,14 @@ typedef struct srv_config {
     size_t nservices;
     const cfg_common *cfg;     /* listen address, workers, limits, keepalive, TLS; copied */
     metrics_registry *metrics; /* borrowed until srv_free */
+    /*
+     * Bearer tokens (borrowed until srv_free), or NULL to trust every caller (TALLY_AUTH=off).
+     * With one, every call but Health/Check needs a valid token whose role is one of the
+     * method's roles (else UNAUTHENTICATED, PERMISSION_DENIED), and when the request has a
+     * string field tenant_id, a token that grants that tenant (else PERMISSION_DENIED, with the
+     * same message whether or not the tenant exists). Handlers only ever see authorized calls.
+     */
+    const struct auth_verifier *auth;
     /*
      * Optional per-worker state, made on the worker's thread before it serves. It may be NULL
      * (a failed allocation); handlers must then answer UNAVAILABLE.

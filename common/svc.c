@@ -1,5 +1,6 @@
 #include "svc.h"
 
+#include "auth.h"
 #include "err.h"
 #include "log.h"
 #include "now.h"
@@ -64,6 +65,34 @@ static void log_lines(enum log_level level, const char *msg, const char *text, c
     }
 }
 
+/*
+ * TALLY_AUTH: "jwt" makes the verifier (its keys checked now, not at the first call); "off"
+ * trusts every caller and says so at every start. 0, or non-zero after logging why.
+ */
+static int setup_auth(const auth_settings *a, auth_verifier **out)
+{
+    char err[512];
+    *out = NULL;
+    if (strcmp(a->mode, "off") == 0) {
+        log_warn("authentication is off: every caller may call every method for every tenant",
+                 LOG_STR("variable", "TALLY_AUTH"));
+        return 0;
+    }
+    if (strcmp(a->mode, "jwt") != 0) {
+        log_error("bad configuration", LOG_STR("variable", "TALLY_AUTH"),
+                  LOG_STR("problem", "TALLY_AUTH: jwt or off"));
+        return 1;
+    }
+    *out = auth_new(a, err, sizeof(err));
+    if (!*out) {
+        char var[64];
+        snprintf(var, sizeof(var), "%.*s", (int)strcspn(err, ": "), err);
+        log_error("bad configuration", LOG_STR("variable", var), LOG_STR("problem", err));
+        return 1;
+    }
+    return 0;
+}
+
 static double start_time(void *arg)
 {
     return *(const double *)arg;
@@ -79,6 +108,8 @@ int svc_main(const svc_def *def)
     sigset_t sigs;
     int sig = 0, rc = 1;
     metrics_registry *reg = NULL;
+    auth_settings auth_cfg;
+    auth_verifier *auth = NULL;
     http_server *http = NULL;
     srv_server *srv = NULL;
     struct timespec now;
@@ -94,13 +125,16 @@ int svc_main(const svc_def *def)
     log_init(def->name, LOG_INFO);
     memset(&cfg, 0, sizeof(cfg));
     cfg_common_vars(&cfg, vars, def->grpc_port, def->http_port);
-    if (def->nvars > MAX_VARS - CFG_COMMON_NVARS) {
+    if (def->nvars > MAX_VARS - CFG_COMMON_NVARS - AUTH_NVARS) {
         log_error("too many configuration variables");
         return 2;
     }
     if (def->nvars)
         memcpy(vars + nvars, def->vars, def->nvars * sizeof(cfg_var));
     nvars += def->nvars;
+    /* Known to every service, so that one ConfigMap serves all; used by the gRPC ones. */
+    auth_vars(&auth_cfg, vars + nvars, def->auth_default ? def->auth_default : "jwt");
+    nvars += AUTH_NVARS;
     if (cfg_load(vars, nvars, err, sizeof(err), warn, sizeof(warn)) != 0) {
         log_lines(LOG_ERROR, "bad configuration", err, "problem");
         return 2;
@@ -114,6 +148,8 @@ int svc_main(const svc_def *def)
     }
     log_set_level(cfg.log_level);
     log_lines(LOG_WARN, "unknown variable (ignored)", warn, "name");
+    if (def->nservices > 0 && setup_auth(&auth_cfg, &auth) != 0)
+        return 2;
 
     clock_gettime(CLOCK_REALTIME, &now);
     started_at = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
@@ -135,6 +171,7 @@ int svc_main(const svc_def *def)
                       .nservices = def->nservices,
                       .cfg = &cfg,
                       .metrics = reg,
+                      .auth = auth,
                       .worker_init = def->worker_init,
                       .worker_free = def->worker_free,
                       .arg = def->arg };
@@ -154,7 +191,8 @@ int svc_main(const svc_def *def)
     if (srv) {
         cfg_hostport_str(&cfg.grpc_listen, addr, sizeof(addr));
         log_info("grpc server listening", LOG_STR("addr", addr), LOG_INT("port", srv_port(srv)),
-                 LOG_INT("workers", cfg.workers), LOG_BOOL("tls", cfg.tls_cert[0] != '\0'));
+                 LOG_INT("workers", cfg.workers), LOG_BOOL("tls", cfg.tls_cert[0] != '\0'),
+                 LOG_STR("auth", auth ? auth_cfg.alg : "off"));
     }
     cfg_hostport_str(&cfg.http_listen, addr, sizeof(addr));
     log_info("http server listening", LOG_STR("addr", addr), LOG_INT("port", http_port(http)));
@@ -199,6 +237,7 @@ out_teardown:
 out_free:
     http_free(http);
     metrics_free(reg);
+    auth_free(auth);
     if (rc == 0)
         log_info("stopped");
     return rc;

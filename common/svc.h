@@ -2,7 +2,9 @@
  * svc: the life of a service process, the same for every Tally service.
  *
  *   configuration from the environment (checked; each problem one line, exit 2)
- *   -> JSON logging -> metrics registry -> the HTTP operations port -> the gRPC server
+ *   -> authentication (a gRPC service: bearer tokens, TALLY_AUTH_*; without keys it refuses to
+ *   start unless TALLY_AUTH=off, which it warns about at every start) -> JSON logging -> metrics
+ * registry -> the HTTP operations port -> the gRPC server
  *   -> serve until SIGTERM or SIGINT -> drain: health NOT_SERVING and /readyz 503, wait
  *   TALLY_SHUTDOWN_DRAIN_MS, stop accepting, let in-flight calls finish within
  *   TALLY_SHUTDOWN_GRACE_MS -> teardown -> exit 0.
@@ -57,6 +59,11 @@ typedef struct svc_def {
     void *(*worker_init)(int index, void *arg);
     void (*worker_free)(void *state, void *arg);
     void *arg;
+    /*
+     * TALLY_AUTH's default for a gRPC service: NULL is "jwt" (a service refuses to start
+     * without its keys); only the runtime's test service says "off".
+     */
+    const char *auth_default;
 } svc_def;
 
 /* Runs the service; returns the process exit code (0 after a clean shutdown). */

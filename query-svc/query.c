@@ -1,5 +1,6 @@
 #include "query.h"
 
+#include "auth.h"
 #include "civil.h"
 #include "err.h"
 #include "fresh.h"
@@ -763,16 +764,21 @@ RPC(get_agent_performance)
 RPC(get_category_distribution)
 RPC(get_dashboard)
 
+/* Dashboards are for managers (and admins); docs/security.md. */
+#define DASHBOARD_ROLES (AUTH_MANAGER | AUTH_ADMIN)
+
 static const srv_method methods[] = {
-    { "GetOverview", &tally__v1__get_overview_request__descriptor, get_overview },
-    { "GetVolumeTrend", &tally__v1__get_volume_trend_request__descriptor, get_volume_trend },
+    { "GetOverview", &tally__v1__get_overview_request__descriptor, get_overview, DASHBOARD_ROLES },
+    { "GetVolumeTrend", &tally__v1__get_volume_trend_request__descriptor, get_volume_trend,
+      DASHBOARD_ROLES },
     { "GetResolutionStats", &tally__v1__get_resolution_stats_request__descriptor,
-      get_resolution_stats },
+      get_resolution_stats, DASHBOARD_ROLES },
     { "GetAgentPerformance", &tally__v1__get_agent_performance_request__descriptor,
-      get_agent_performance },
+      get_agent_performance, DASHBOARD_ROLES },
     { "GetCategoryDistribution", &tally__v1__get_category_distribution_request__descriptor,
-      get_category_distribution },
-    { "GetDashboard", &tally__v1__get_dashboard_request__descriptor, get_dashboard },
+      get_category_distribution, DASHBOARD_ROLES },
+    { "GetDashboard", &tally__v1__get_dashboard_request__descriptor, get_dashboard,
+      DASHBOARD_ROLES },
 };
 
 const srv_service query_service = { "tally.v1.Dashboard", methods,

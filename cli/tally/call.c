@@ -11,7 +11,8 @@ gc_client *cli_connect(const cli *c, const char *target, int max_reconnect_backo
     gc_options opt = { .tls_ca_path = c->tls_ca,
                        .tls_cert_path = c->tls_cert,
                        .tls_key_path = c->tls_key,
-                       .max_reconnect_backoff_ms = max_reconnect_backoff_ms };
+                       .max_reconnect_backoff_ms = max_reconnect_backoff_ms,
+                       .token = c->token ? c->token : "" };
     char err[256];
     gc_client *gc;
     gc = gc_new_ex(target, &opt, err, sizeof(err));
@@ -20,18 +21,11 @@ gc_client *cli_connect(const cli *c, const char *target, int max_reconnect_backo
     return gc;
 }
 
-/* gc_call_msg with the bearer token of --token and the deadline of --timeout. */
+/* gc_call_msg with the deadline of --timeout (the bearer token is the client's, cli_connect). */
 static int invoke(const cli *c, gc_client *gc, const char *method, const ProtobufCMessage *req,
                   const ProtobufCMessageDescriptor *rd, ProtobufCMessage **reply, gc_status *st)
 {
-    char bearer[2048];
-    const char *md[3] = { NULL };
-    if (c->token && c->token[0]) {
-        snprintf(bearer, sizeof(bearer), "Bearer %s", c->token);
-        md[0] = "authorization";
-        md[1] = bearer;
-    }
-    return gc_call_msg(gc, method, req, rd, md[0] ? md : NULL, c->timeout_ms, reply, st);
+    return gc_call_msg(gc, method, req, rd, NULL, c->timeout_ms, reply, st);
 }
 
 int cli_invoke(const cli *c, gc_client *gc, const char *method, const ProtobufCMessage *req,

@@ -211,6 +211,34 @@ static const cmd_def cmds[] = {
       "\n"
       "Exit status: 0 read, 1 Redis or PostgreSQL failed, 2 a usage error.\n" },
     { NULL,
+      "token",
+      cli_run_token,
+      { OPT_ROLE, OPT_TENANT, OPT_TTL, OPT_SUBJECT, OPT_ALG, OPT_KID, OPT_KEY_FILE, OPT_ISSUER,
+        OPT_AUDIENCE },
+      "mint a bearer token (development and tests)",
+      "usage: tally token --role ROLE --tenant ID[,ID...] [--ttl SECONDS] [--subject NAME]\n"
+      "                   [--alg ALG] [--key-file FILE] [--kid KID] [--issuer ISS]\n"
+      "                   [--audience AUD]\n"
+      "\n"
+      "Signs a JWT that command-svc and query-svc accept, and prints it on stdout: use it as\n"
+      "TALLY_TOKEN or --token. The key and the algorithm are the services' own variables, so\n"
+      "with the same environment (scripts/stack env) the token fits. In production an identity\n"
+      "provider issues tokens; this is for development, tests and the demo.\n"
+      "\n"
+      "  --role ROLE             writer (commands), manager (dashboards) or admin (everything)\n"
+      "  --tenant ID[,ID...]     the tenants it grants; * for all\n"
+      "  --ttl SECONDS           lifetime (1..31536000, default 3600)\n"
+      "  --subject NAME          its sub claim (default tally-cli)\n"
+      "  --alg ALG               HS256, RS256 or ES256 (default $TALLY_AUTH_JWT_ALG or HS256)\n"
+      "  --key-file FILE         RS256/ES256: the PEM private key; HS256: a file holding the\n"
+      "                          secret (default $TALLY_AUTH_JWT_SECRET_FILE, else\n"
+      "                          $TALLY_AUTH_JWT_SECRET)\n"
+      "  --kid KID               the key id header (the kid: line of the services' keys file)\n"
+      "  --issuer ISS            its iss claim (default $TALLY_AUTH_JWT_ISSUER)\n"
+      "  --audience AUD          its aud claim (default $TALLY_AUTH_JWT_AUDIENCE)\n"
+      "\n"
+      "Exit status: 0 printed, 1 the key cannot be read or used, 2 a usage error.\n" },
+    { NULL,
       "rebuild",
       cli_run_rebuild,
       { OPT_TENANT, OPT_ALL, OPT_ABORT, OPT_BATCH, OPT_WINDOW, OPT_LEASE_MS, OPT_PG_DSN,

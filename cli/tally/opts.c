@@ -64,6 +64,14 @@ static const cli_opt_def opt_defs[] = {
     { "--batch", 0, OPT_BATCH, true },
     { "--lease-ms", 0, OPT_LEASE_MS, true },
     { "--window", 0, OPT_WINDOW, true },
+    { "--role", 0, OPT_ROLE, true },
+    { "--ttl", 0, OPT_TTL, true },
+    { "--subject", 0, OPT_SUBJECT, true },
+    { "--kid", 0, OPT_KID, true },
+    { "--alg", 0, OPT_ALG, true },
+    { "--key-file", 0, OPT_KEY_FILE, true },
+    { "--issuer", 0, OPT_ISSUER, true },
+    { "--audience", 0, OPT_AUDIENCE, true },
 };
 #define N_OPTS (sizeof(opt_defs) / sizeof(opt_defs[0]))
 

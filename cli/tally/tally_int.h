@@ -81,6 +81,15 @@ enum cli_opt {
     OPT_BATCH,
     OPT_LEASE_MS,
     OPT_WINDOW,
+    /* token */
+    OPT_ROLE,
+    OPT_TTL,
+    OPT_SUBJECT,
+    OPT_KID,
+    OPT_ALG,
+    OPT_KEY_FILE,
+    OPT_ISSUER,
+    OPT_AUDIENCE,
     OPT_COUNT
 };
 
@@ -193,5 +202,6 @@ int cli_run_dlq_show(const cli *c);
 int cli_run_dlq_replay(const cli *c);
 int cli_run_dlq_drop(const cli *c);
 int cli_run_rebuild(const cli *c);
+int cli_run_token(const cli *c);
 
 #endif

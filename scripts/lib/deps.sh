@@ -18,9 +18,10 @@ TALLY_DEPS_PACKAGES=(
     # Build: compiler, CMake, pkg-config.
     build-essential cmake pkg-config
     # Libraries: gRPC C core, protobuf-c (and its code generator), hiredis, libpq,
-    # libmicrohttpd (metrics and health over HTTP), Criterion (tests).
+    # libmicrohttpd (metrics and health over HTTP), Criterion (tests), libjwt (bearer tokens;
+    # it brings jansson, which reads their claims, and OpenSSL, which checks RS256/ES256).
     libgrpc-dev protobuf-c-compiler libprotobuf-c-dev libhiredis-dev libpq-dev
-    libmicrohttpd-dev libcriterion-dev
+    libmicrohttpd-dev libcriterion-dev libjwt-dev libjansson-dev
     # grpc.health.v1 and the other standard protos.
     grpc-proto
     # The local stack: PostgreSQL 15 and Redis 7 (scripts/stack).

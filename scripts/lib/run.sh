@@ -550,9 +550,29 @@ print("%.1f %.3f %d" % (len(lat) / span, (sum(lat) / len(lat) / 1000) if lat els
 ' "$2" "$3" "$4"
 }
 
+# ---- bearer tokens for a script's services and clients -------------------------------------
+# auth_dev_up BIN_DIR: a development HS256 secret of the script's own ($work/jwt-secret, made
+# once) for its services, which add "${auth_env[@]}" to their environment, and an admin token
+# for every tenant, signed with it by BIN_DIR/tally, exported as TALLY_TOKEN for its clients
+# (gclient, tally, tally-sim and the load generators read it; h2load takes
+# -H "authorization: Bearer $TALLY_TOKEN"). Needs run_workdir first; quick when done already.
+# shellcheck disable=SC2034  # auth_env is for the scripts
+auth_dev_up() {
+    [[ -n ${auth_env[*]:-} ]] && return 0
+    [[ -n $work ]] || die "auth_dev_up: no work directory (run_workdir first)"
+    [[ -x $1/tally ]] || die "auth_dev_up: no $1/tally (it mints the token): build it first"
+    [[ -s $work/jwt-secret ]] || (umask 077 && head -c 48 /dev/urandom | base64 -w0 >"$work/jwt-secret") ||
+        die "cannot write $work/jwt-secret"
+    auth_env=(TALLY_AUTH_JWT_SECRET_FILE="$work/jwt-secret")
+    TALLY_TOKEN=$(env "${auth_env[@]}" "$1/tally" token --role admin --tenant '*' --ttl 86400 \
+        --subject "$(basename "$0")") || die "tally token failed"
+    export TALLY_TOKEN
+}
+auth_env=()
+
 # ---- Tally's services, started for a benchmark --------------------------------------------
 # Each on free loopback ports with a clean environment (a service refuses TALLY_* variables it
-# does not know) and logging at warn, against pg_dsn and redis_url; extra VAR=VALUE arguments
+# does not know), the script's bearer-token secret (auth_dev_up) and logging at warn, against pg_dsn and redis_url; extra VAR=VALUE arguments
 # are added to its environment. Each waits until it is ready and sets NAME_grpc (host:port),
 # NAME_http (host:port of /metrics) and NAME_pid. Stop them with svc_stop NAME.
 
@@ -564,7 +584,8 @@ cmd_svc_start() {
     shift 3
     free_port gp hp
     cmd_grpc=127.0.0.1:$gp cmd_http=127.0.0.1:$hp
-    svc_start command-svc "http://$cmd_http/readyz" env -i PATH="$PATH" \
+    auth_dev_up "$(dirname "$bin")"
+    svc_start command-svc "http://$cmd_http/readyz" env -i PATH="$PATH" "${auth_env[@]}" \
         TALLY_GRPC_LISTEN="$cmd_grpc" TALLY_HTTP_LISTEN="$cmd_http" TALLY_PG_DSN="$pg_dsn" \
         TALLY_REDIS_URL="$redis_url" TALLY_RELAY="$relay" TALLY_WORKERS="$workers" \
         TALLY_LOG_LEVEL=warn "$@" "$bin"
@@ -593,7 +614,8 @@ query_svc_start() {
     shift 2
     free_port gp hp
     query_grpc=127.0.0.1:$gp query_http=127.0.0.1:$hp
-    svc_start query-svc "http://$query_http/healthz" env -i PATH="$PATH" \
+    auth_dev_up "$(dirname "$bin")"
+    svc_start query-svc "http://$query_http/healthz" env -i PATH="$PATH" "${auth_env[@]}" \
         TALLY_REDIS_URL="$redis_url" TALLY_GRPC_LISTEN="$query_grpc" \
         TALLY_HTTP_LISTEN="$query_http" TALLY_WORKERS="$workers" TALLY_LOG_LEVEL=warn "$@" "$bin"
     query_pid=${proc_pid[query-svc]}

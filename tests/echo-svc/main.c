@@ -4,6 +4,7 @@
  * measure the runtime alone. With TALLY_ECHO_CHECK_DEPS=true its /readyz also checks
  * PostgreSQL and Redis, like a real service.
  */
+#include "auth.h"
 #include "echo.pb-c.h"
 #include "err.h"
 #include "probe.h"
@@ -79,9 +80,9 @@ static int setup(const svc_env *env, void *arg)
 int main(void)
 {
     static const srv_method methods[] = {
-        { "Echo", &tally__test__v1__echo_request__descriptor, echo },
-        { "Sleep", &tally__test__v1__echo_request__descriptor, sleep_then_echo },
-        { "Fail", &tally__test__v1__fail_request__descriptor, fail },
+        { "Echo", &tally__test__v1__echo_request__descriptor, echo, AUTH_ANY },
+        { "Sleep", &tally__test__v1__echo_request__descriptor, sleep_then_echo, AUTH_ANY },
+        { "Fail", &tally__test__v1__fail_request__descriptor, fail, AUTH_ANY },
     };
     static const srv_service services[] = {
         { "tally.test.v1.Echo", methods, sizeof(methods) / sizeof(methods[0]) },
@@ -97,6 +98,7 @@ int main(void)
                     .nservices = 1,
                     .vars = vars,
                     .nvars = 1,
-                    .setup = setup };
+                    .setup = setup,
+                    .auth_default = "off" };
     return svc_main(&def);
 }

@@ -49,7 +49,7 @@ static void *read_stderr(void *arg)
 
 /*
  * The environment with overrides applied (without the inherited TALLY_* variables when
- * clean): a malloc'd array of borrowed strings.
+ * clean, but for TALLY_AUTH_* and TALLY_TOKEN): a malloc'd array of borrowed strings.
  */
 static char **make_env(const char *const *over, bool clean)
 {
@@ -61,7 +61,10 @@ static char **make_env(const char *const *over, bool clean)
     char **env = calloc(n + m + 1, sizeof(char *));
     for (size_t i = 0; i < n; i++) {
         size_t klen = strcspn(environ[i], "=");
-        bool replaced = clean && strncmp(environ[i], "TALLY_", 6) == 0;
+        /* Clean drops the test run's storage, not its credentials (scripts/test). */
+        bool replaced = clean && strncmp(environ[i], "TALLY_", 6) == 0 &&
+                        strncmp(environ[i], "TALLY_AUTH_", 11) != 0 &&
+                        strncmp(environ[i], "TALLY_TOKEN=", 12) != 0;
         for (size_t j = 0; j < m && !replaced; j++)
             replaced = strncmp(over[j], environ[i], klen) == 0 && over[j][klen] == '=';
         if (!replaced)

@@ -1,0 +1,644 @@
+#include "auth.h"
+
+#include "err.h"
+
+#include <jansson.h>
+#include <jwt.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define SECRET_MAX  512        /* the longest HS256 secret */
+#define KID_MAX     64         /* the longest key id */
+#define KEYS_LIMIT  (64 << 10) /* the largest keys file */
+#define HEADER_MAX  1024       /* the longest decoded header */
+#define PAYLOAD_MAX 6144       /* the longest decoded payload */
+
+typedef struct auth_key {
+    char kid[KID_MAX + 1]; /* "" when the file names none (then it is the only key) */
+    unsigned char *pem;
+    int len;
+} auth_key;
+
+struct auth_verifier {
+    jwt_alg_t alg;
+    char alg_name[8];
+    auth_key keys[AUTH_KEYS_MAX];
+    size_t nkeys;
+    char issuer[256];
+    char audience[256];
+    int64_t leeway_s;
+};
+
+void auth_vars(auth_settings *s, cfg_var *out, const char *mode_default)
+{
+    const cfg_var vars[AUTH_NVARS] = {
+        { "TALLY_AUTH", CFG_STR, mode_default, 0, 0, 0, &s->mode,
+          "jwt (bearer tokens required) or off (every caller trusted: development only)" },
+        { "TALLY_AUTH_JWT_ALG", CFG_STR, "HS256", 0, 0, 0, &s->alg,
+          "the one token algorithm accepted: HS256, RS256 or ES256" },
+        { "TALLY_AUTH_JWT_SECRET", CFG_STR, "", 0, 0, CFG_SECRET, &s->secret,
+          "HS256: the shared secret (32 bytes or more); prefer TALLY_AUTH_JWT_SECRET_FILE" },
+        { "TALLY_AUTH_JWT_SECRET_FILE", CFG_FILE, "", 0, 0, 0, &s->secret_file,
+          "HS256: a file holding the secret on one line" },
+        { "TALLY_AUTH_JWT_KEYS_FILE", CFG_FILE, "", 0, 0, 0, &s->keys_file,
+          "RS256/ES256: PEM public keys, each after a line \"kid: NAME\"" },
+        { "TALLY_AUTH_JWT_ISSUER", CFG_STR, "", 0, 0, 0, &s->issuer,
+          "when set, the iss every token must carry" },
+        { "TALLY_AUTH_JWT_AUDIENCE", CFG_STR, "", 0, 0, 0, &s->audience,
+          "when set, an aud every token must carry" },
+        { "TALLY_AUTH_JWT_LEEWAY_S", CFG_INT, "30", 0, 3600, 0, &s->leeway_s,
+          "seconds of clock skew allowed when checking exp and nbf" },
+    };
+    memcpy(out, vars, sizeof(vars));
+}
+
+const char *auth_role_name(unsigned role)
+{
+    switch (role) {
+    case AUTH_WRITER:
+        return "writer";
+    case AUTH_MANAGER:
+        return "manager";
+    case AUTH_ADMIN:
+        return "admin";
+    default:
+        return "none";
+    }
+}
+
+unsigned auth_role_parse(const char *name)
+{
+    if (strcmp(name, "writer") == 0)
+        return AUTH_WRITER;
+    if (strcmp(name, "manager") == 0)
+        return AUTH_MANAGER;
+    if (strcmp(name, "admin") == 0)
+        return AUTH_ADMIN;
+    return 0;
+}
+
+/* ---- keys -------------------------------------------------------------------------------- */
+
+/* Whether pem (len bytes) is a public key of the kind alg verifies with. */
+static bool key_fits(jwt_alg_t alg, const unsigned char *pem, int len)
+{
+    BIO *bio = BIO_new_mem_buf(pem, len);
+    EVP_PKEY *k = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+    bool ok = false;
+    if (k) {
+        int id = EVP_PKEY_get_base_id(k);
+        ok = alg == JWT_ALG_RS256 ? id == EVP_PKEY_RSA && EVP_PKEY_get_bits(k) >= 2048
+                                  : id == EVP_PKEY_EC && EVP_PKEY_get_bits(k) == 256;
+    }
+    EVP_PKEY_free(k);
+    BIO_free(bio);
+    return ok;
+}
+
+/* Reads the keys file: blocks "-----BEGIN PUBLIC KEY-----" .. "-----END PUBLIC KEY-----",
+   each after an optional "kid: NAME" line. */
+static int load_keys(auth_verifier *v, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL, *p;
+    size_t n;
+    char kid[KID_MAX + 1] = "";
+    int rc = TALLY_EINVAL;
+    if (!f) {
+        snprintf(err, errlen, "TALLY_AUTH_JWT_KEYS_FILE: cannot read %s", path);
+        return TALLY_EINVAL;
+    }
+    buf = malloc(KEYS_LIMIT + 1);
+    n = buf ? fread(buf, 1, KEYS_LIMIT + 1, f) : 0;
+    fclose(f);
+    if (!buf || n > KEYS_LIMIT) {
+        snprintf(err, errlen, "TALLY_AUTH_JWT_KEYS_FILE: %s is larger than 64 KiB", path);
+        goto out;
+    }
+    buf[n] = '\0';
+    for (p = buf; *p;) {
+        char *eol = p + strcspn(p, "\n");
+        size_t linelen = (size_t)(eol - p);
+        if (strncmp(p, "kid:", 4) == 0) {
+            const char *k = p + 4;
+            while (*k == ' ')
+                k++;
+            size_t klen = (size_t)(eol - k);
+            while (klen && (k[klen - 1] == ' ' || k[klen - 1] == '\r'))
+                klen--;
+            if (klen == 0 || klen > KID_MAX) {
+                snprintf(err, errlen, "TALLY_AUTH_JWT_KEYS_FILE: a kid of 1 to %d bytes, got %.*s",
+                         KID_MAX, (int)linelen, p);
+                goto out;
+            }
+            memcpy(kid, k, klen);
+            kid[klen] = '\0';
+        } else if (strncmp(p, "-----BEGIN ", 11) == 0) {
+            char *end = strstr(p, "-----END ");
+            char *stop = end ? strstr(end + 9, "-----") : NULL;
+            if (!stop || strncmp(p, "-----BEGIN PUBLIC KEY-----", 26) != 0) {
+                snprintf(err, errlen,
+                         "TALLY_AUTH_JWT_KEYS_FILE: key %zu is not a complete PEM PUBLIC KEY",
+                         v->nkeys + 1);
+                goto out;
+            }
+            stop += 5;
+            if (v->nkeys == AUTH_KEYS_MAX) {
+                snprintf(err, errlen, "TALLY_AUTH_JWT_KEYS_FILE: more than %d keys", AUTH_KEYS_MAX);
+                goto out;
+            }
+            for (size_t i = 0; i < v->nkeys; i++)
+                if (strcmp(v->keys[i].kid, kid) == 0) {
+                    snprintf(err, errlen,
+                             kid[0] ? "TALLY_AUTH_JWT_KEYS_FILE: two keys with kid %s"
+                                    : "TALLY_AUTH_JWT_KEYS_FILE: several keys need a kid: "
+                                      "line each%s",
+                             kid);
+                    goto out;
+                }
+            auth_key *key = &v->keys[v->nkeys];
+            key->len = (int)(stop - p);
+            key->pem = malloc((size_t)key->len + 1);
+            if (!key->pem) {
+                snprintf(err, errlen, "out of memory");
+                goto out;
+            }
+            memcpy(key->pem, p, (size_t)key->len);
+            key->pem[key->len] = '\0';
+            memcpy(key->kid, kid, sizeof(kid));
+            v->nkeys++;
+            if (!key_fits(v->alg, key->pem, key->len)) {
+                snprintf(err, errlen, "TALLY_AUTH_JWT_KEYS_FILE: key %zu%s%s is not %s", v->nkeys,
+                         kid[0] ? " kid " : "", kid,
+                         v->alg == JWT_ALG_RS256 ? "an RSA public key of 2048 bits or more"
+                                                 : "an EC P-256 public key");
+                goto out;
+            }
+            if (v->nkeys > 1 && !v->keys[0].kid[0]) {
+                snprintf(err, errlen,
+                         "TALLY_AUTH_JWT_KEYS_FILE: several keys need a kid: line each");
+                goto out;
+            }
+            kid[0] = '\0';
+            eol = stop + strcspn(stop, "\n");
+        } else if (linelen && strspn(p, " \t\r") != linelen && p[0] != '#') {
+            snprintf(err, errlen, "TALLY_AUTH_JWT_KEYS_FILE: unexpected line %.*s",
+                     (int)(linelen > 60 ? 60 : linelen), p);
+            goto out;
+        }
+        p = *eol ? eol + 1 : eol;
+    }
+    if (v->nkeys == 0) {
+        snprintf(err, errlen, "TALLY_AUTH_JWT_KEYS_FILE: %s holds no PUBLIC KEY", path);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(buf);
+    return rc;
+}
+
+auth_verifier *auth_new(const auth_settings *s, char *err, size_t errlen)
+{
+    auth_verifier *v = calloc(1, sizeof(*v));
+    if (!v) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    v->leeway_s = s->leeway_s;
+    if (strcmp(s->alg, "HS256") == 0)
+        v->alg = JWT_ALG_HS256;
+    else if (strcmp(s->alg, "RS256") == 0)
+        v->alg = JWT_ALG_RS256;
+    else if (strcmp(s->alg, "ES256") == 0)
+        v->alg = JWT_ALG_ES256;
+    else {
+        snprintf(err, errlen, "TALLY_AUTH_JWT_ALG: HS256, RS256 or ES256, got \"%.40s\"", s->alg);
+        goto out_free;
+    }
+    snprintf(v->alg_name, sizeof(v->alg_name), "%s", s->alg);
+    if ((size_t)snprintf(v->issuer, sizeof(v->issuer), "%s", s->issuer) >= sizeof(v->issuer) ||
+        (size_t)snprintf(v->audience, sizeof(v->audience), "%s", s->audience) >=
+            sizeof(v->audience)) {
+        snprintf(err, errlen, "TALLY_AUTH_JWT_ISSUER, TALLY_AUTH_JWT_AUDIENCE: at most 255 bytes");
+        goto out_free;
+    }
+    if (v->alg == JWT_ALG_HS256) {
+        char secret[SECRET_MAX + 1], why[256];
+        if (s->keys_file[0]) {
+            snprintf(err, errlen,
+                     "TALLY_AUTH_JWT_KEYS_FILE: for RS256 and ES256; HS256 takes "
+                     "TALLY_AUTH_JWT_SECRET or TALLY_AUTH_JWT_SECRET_FILE");
+            goto out_free;
+        }
+        if (s->secret[0] && s->secret_file[0]) {
+            snprintf(err, errlen,
+                     "TALLY_AUTH_JWT_SECRET, TALLY_AUTH_JWT_SECRET_FILE: set one, not both");
+            goto out_free;
+        }
+        if (!s->secret[0] && !s->secret_file[0]) {
+            snprintf(err, errlen,
+                     "TALLY_AUTH_JWT_SECRET or TALLY_AUTH_JWT_SECRET_FILE: required for HS256 "
+                     "(or TALLY_AUTH=off to trust every caller)");
+            goto out_free;
+        }
+        if (s->secret_file[0]) {
+            if (cfg_read_secret(s->secret_file, secret, sizeof(secret), why, sizeof(why)) != 0) {
+                snprintf(err, errlen, "TALLY_AUTH_JWT_SECRET_FILE: %s", why);
+                goto out_free;
+            }
+        } else if ((size_t)snprintf(secret, sizeof(secret), "%s", s->secret) >= sizeof(secret)) {
+            snprintf(err, errlen, "TALLY_AUTH_JWT_SECRET: longer than %d bytes", SECRET_MAX);
+            goto out_free;
+        }
+        size_t len = strlen(secret);
+        if (len < AUTH_SECRET_MIN) {
+            memset(secret, 0, sizeof(secret));
+            snprintf(err, errlen, "%s: shorter than %d bytes",
+                     s->secret_file[0] ? "TALLY_AUTH_JWT_SECRET_FILE" : "TALLY_AUTH_JWT_SECRET",
+                     AUTH_SECRET_MIN);
+            goto out_free;
+        }
+        v->keys[0].pem = malloc(len + 1);
+        if (!v->keys[0].pem) {
+            snprintf(err, errlen, "out of memory");
+            goto out_free;
+        }
+        memcpy(v->keys[0].pem, secret, len + 1);
+        memset(secret, 0, sizeof(secret));
+        v->keys[0].len = (int)len;
+        v->nkeys = 1;
+    } else {
+        if (s->secret[0] || s->secret_file[0]) {
+            snprintf(err, errlen,
+                     "TALLY_AUTH_JWT_SECRET: for HS256; %s takes "
+                     "TALLY_AUTH_JWT_KEYS_FILE",
+                     v->alg_name);
+            goto out_free;
+        }
+        if (!s->keys_file[0]) {
+            snprintf(err, errlen,
+                     "TALLY_AUTH_JWT_KEYS_FILE: required for %s (or TALLY_AUTH=off to trust "
+                     "every caller)",
+                     v->alg_name);
+            goto out_free;
+        }
+        if (load_keys(v, s->keys_file, err, errlen) != 0)
+            goto out_free;
+    }
+    return v;
+out_free:
+    auth_free(v);
+    return NULL;
+}
+
+void auth_free(auth_verifier *v)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < v->nkeys; i++) {
+        if (v->keys[i].pem)
+            memset(v->keys[i].pem, 0, (size_t)v->keys[i].len);
+        free(v->keys[i].pem);
+    }
+    free(v);
+}
+
+/* ---- verification ------------------------------------------------------------------------ */
+
+static int b64url_val(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '-')
+        return 62;
+    if (c == '_')
+        return 63;
+    return -1;
+}
+
+/* Decodes unpadded base64url; the length, or -1 (a bad character, a bad length, too long). */
+static long b64url_decode(const char *in, size_t len, char *out, size_t cap)
+{
+    size_t o = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    if (len % 4 == 1)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        int v = b64url_val((unsigned char)in[i]);
+        if (v < 0)
+            return -1;
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o == cap)
+                return -1;
+            out[o++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0)
+        return -1; /* non-canonical trailing bits */
+    return (long)o;
+}
+
+static json_t *part_json(const char *in, size_t len, size_t cap)
+{
+    char buf[PAYLOAD_MAX];
+    long n = b64url_decode(in, len, buf, cap < sizeof(buf) ? cap : sizeof(buf));
+    if (n <= 0)
+        return NULL;
+    json_t *j = json_loadb(buf, (size_t)n, JSON_REJECT_DUPLICATES, NULL);
+    if (j && !json_is_object(j)) {
+        json_decref(j);
+        j = NULL;
+    }
+    return j;
+}
+
+static int fail(char *why, size_t whylen, const char *reason)
+{
+    snprintf(why, whylen, "%s", reason);
+    return TALLY_EUNAUTH;
+}
+
+/* Reads a NumericDate claim (an integer; JSON reals are allowed by RFC 7519, truncated). */
+static bool numeric_date(json_t *claims, const char *name, int64_t *out)
+{
+    json_t *j = json_object_get(claims, name);
+    if (json_is_integer(j)) {
+        *out = (int64_t)json_integer_value(j);
+        return true;
+    }
+    if (json_is_real(j) && json_real_value(j) > -9e15 && json_real_value(j) < 9e15) {
+        *out = (int64_t)json_real_value(j);
+        return true;
+    }
+    return false;
+}
+
+static bool audience_ok(json_t *aud, const char *want)
+{
+    if (json_is_string(aud))
+        return strcmp(json_string_value(aud), want) == 0;
+    if (json_is_array(aud)) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(aud, i, e)
+        {
+            if (json_is_string(e) && strcmp(json_string_value(e), want) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+static int add_tenant(auth_claims *out, json_t *t, char *why, size_t whylen)
+{
+    const char *s = json_string_value(t);
+    if (!s)
+        return fail(why, whylen, "token claim tenants: not a list of strings");
+    if (strcmp(s, "*") == 0) {
+        out->all_tenants = true;
+        return 0;
+    }
+    if (ident_check(s) != IDENT_OK || json_string_length(t) != strlen(s))
+        return fail(why, whylen, "token claim tenants: not a tenant id");
+    if (out->ntenants == AUTH_TENANTS_MAX)
+        return fail(why, whylen, "token claim tenants: more than 64 tenants");
+    memcpy(out->tenants[out->ntenants++], s, strlen(s) + 1);
+    return 0;
+}
+
+static int read_claims(const auth_verifier *v, json_t *claims, int64_t now_s, auth_claims *out,
+                       char *why, size_t whylen)
+{
+    int64_t exp, nbf;
+    json_t *j;
+    if (!numeric_date(claims, "exp", &exp))
+        return fail(why, whylen, "token has no exp claim");
+    if (now_s > exp + v->leeway_s)
+        return fail(why, whylen, "token expired");
+    if (json_object_get(claims, "nbf")) {
+        if (!numeric_date(claims, "nbf", &nbf))
+            return fail(why, whylen, "token claim nbf: not a number");
+        if (now_s + v->leeway_s < nbf)
+            return fail(why, whylen, "token not yet valid (nbf)");
+    }
+    if (v->issuer[0]) {
+        j = json_object_get(claims, "iss");
+        if (!json_is_string(j) || strcmp(json_string_value(j), v->issuer) != 0)
+            return fail(why, whylen, "token issuer (iss) not accepted");
+    }
+    if (v->audience[0] && !audience_ok(json_object_get(claims, "aud"), v->audience))
+        return fail(why, whylen, "token audience (aud) not accepted");
+    j = json_object_get(claims, "role");
+    out->role = json_is_string(j) ? auth_role_parse(json_string_value(j)) : 0;
+    if (!out->role)
+        return fail(why, whylen, "token claim role: writer, manager or admin required");
+    out->exp = exp;
+    out->ntenants = 0;
+    out->all_tenants = false;
+    json_t *list = json_object_get(claims, "tenants");
+    json_t *one = json_object_get(claims, "tenant");
+    if (list && one)
+        return fail(why, whylen, "token has both tenant and tenants claims");
+    if (list) {
+        size_t i;
+        if (!json_is_array(list))
+            return fail(why, whylen, "token claim tenants: not a list of strings");
+        json_array_foreach(list, i, j)
+        {
+            if (add_tenant(out, j, why, whylen) != 0)
+                return TALLY_EUNAUTH;
+        }
+    } else if (one && add_tenant(out, one, why, whylen) != 0) {
+        return TALLY_EUNAUTH;
+    }
+    if (!out->all_tenants && out->ntenants == 0)
+        return fail(why, whylen, "token grants no tenant (claim tenant or tenants)");
+    j = json_object_get(claims, "sub");
+    snprintf(out->subject, sizeof(out->subject), "%s",
+             json_is_string(j) ? json_string_value(j) : "");
+    return 0;
+}
+
+int auth_verify(const auth_verifier *v, const char *token, size_t len, int64_t now_s,
+                auth_claims *out, char *why, size_t whylen)
+{
+    char copy[AUTH_TOKEN_MAX + 1];
+    const char *dot1, *dot2;
+    const auth_key *key = NULL;
+    json_t *header, *claims = NULL;
+    jwt_t *jwt = NULL;
+    int rc = TALLY_EUNAUTH;
+
+    if (len == 0)
+        return fail(why, whylen, "empty token");
+    if (len > AUTH_TOKEN_MAX)
+        return fail(why, whylen, "token longer than 8192 bytes");
+    memcpy(copy, token, len);
+    copy[len] = '\0';
+    dot1 = memchr(copy, '.', len);
+    dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - copy)) : NULL;
+    if (!dot2 || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - copy)) || strlen(copy) != len ||
+        dot2 + 1 == copy + len)
+        return fail(why, whylen, "not a signed JWT (three base64url parts)");
+
+    header = part_json(copy, (size_t)(dot1 - copy), HEADER_MAX);
+    if (!header)
+        return fail(why, whylen, "token header: not base64url JSON");
+    json_t *alg = json_object_get(header, "alg");
+    json_t *typ = json_object_get(header, "typ");
+    json_t *kid = json_object_get(header, "kid");
+    if (!json_is_string(alg) || strcmp(json_string_value(alg), v->alg_name) != 0) {
+        snprintf(why, whylen, "token algorithm not accepted (only %s)", v->alg_name);
+        goto out;
+    }
+    if (typ && (!json_is_string(typ) || strcmp(json_string_value(typ), "JWT") != 0)) {
+        fail(why, whylen, "token type (typ) is not JWT");
+        goto out;
+    }
+    if (json_object_get(header, "crit")) {
+        fail(why, whylen, "token header has crit extensions");
+        goto out;
+    }
+    if (kid && !json_is_string(kid)) {
+        fail(why, whylen, "token key id (kid) is not a string");
+        goto out;
+    }
+    if (v->nkeys == 1 && !v->keys[0].kid[0]) /* one key without a name: every token's */
+        key = &v->keys[0];
+    for (size_t i = 0; kid && !key && i < v->nkeys; i++)
+        if (strcmp(v->keys[i].kid, json_string_value(kid)) == 0)
+            key = &v->keys[i];
+    if (!key) {
+        fail(why, whylen, kid ? "token key id (kid) unknown" : "token has no key id (kid)");
+        goto out;
+    }
+    if (jwt_decode(&jwt, copy, key->pem, key->len) != 0 || !jwt) {
+        fail(why, whylen, "token signature not valid");
+        goto out;
+    }
+    if (jwt_get_alg(jwt) != v->alg) { /* never trust one parser's view of the header alone */
+        fail(why, whylen, "token algorithm not accepted");
+        goto out;
+    }
+    claims = part_json(dot1 + 1, (size_t)(dot2 - dot1 - 1), PAYLOAD_MAX);
+    if (!claims) {
+        fail(why, whylen, "token claims: not base64url JSON");
+        goto out;
+    }
+    rc = read_claims(v, claims, now_s, out, why, whylen);
+out:
+    jwt_free(jwt);
+    json_decref(claims);
+    json_decref(header);
+    memset(copy, 0, len);
+    return rc;
+}
+
+int auth_bearer(const char *value, size_t len, const char **tok, size_t *toklen, char *why,
+                size_t whylen)
+{
+    size_t i = 0;
+    if (!value)
+        return fail(why, whylen, "no authorization metadata (a bearer token is required)");
+    if (len < 7 || strncasecmp(value, "bearer ", 7) != 0)
+        return fail(why, whylen, "authorization: not a Bearer token");
+    for (i = 7; i < len && value[i] == ' '; i++)
+        ;
+    while (len > i && value[len - 1] == ' ')
+        len--;
+    if (i == len)
+        return fail(why, whylen, "authorization: empty Bearer token");
+    *tok = value + i;
+    *toklen = len - i;
+    return 0;
+}
+
+bool auth_tenant_granted(const auth_claims *c, const char *tenant)
+{
+    if (c->all_tenants)
+        return true;
+    for (size_t i = 0; i < c->ntenants; i++)
+        if (strcmp(c->tenants[i], tenant) == 0)
+            return true;
+    return false;
+}
+
+/* ---- minting ----------------------------------------------------------------------------- */
+
+int auth_mint(const auth_mint_opts *o, char *out, size_t outlen, char *err, size_t errlen)
+{
+    const char *alg_name = o->alg && o->alg[0] ? o->alg : "HS256";
+    jwt_alg_t alg = jwt_str_alg(alg_name);
+    jwt_t *jwt = NULL;
+    char *tok = NULL;
+    json_t *tenants = NULL;
+    int rc = TALLY_EINVAL;
+    if (alg == JWT_ALG_NONE || alg == JWT_ALG_INVAL) { /* others too: tests mint wrong ones */
+        snprintf(err, errlen, "algorithm: HS256, RS256 or ES256, got \"%.40s\"", alg_name);
+        return TALLY_EINVAL;
+    }
+    if (!o->key || !o->key[0]) {
+        snprintf(err, errlen, "no signing key");
+        return TALLY_EINVAL;
+    }
+    if (jwt_new(&jwt) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return TALLY_ENOMEM;
+    }
+    if (o->tenants) {
+        tenants = json_array();
+        for (const char *p = o->tenants; tenants && *p;) {
+            size_t n = strcspn(p, ",");
+            json_array_append_new(tenants, json_stringn(p, n));
+            p += n + (p[n] == ',');
+        }
+    }
+    json_t *claims = json_object();
+    if (o->role)
+        json_object_set_new(claims, "role", json_string(o->role));
+    if (tenants)
+        json_object_set_new(claims, "tenants", tenants);
+    if (o->subject)
+        json_object_set_new(claims, "sub", json_string(o->subject));
+    if (o->issuer)
+        json_object_set_new(claims, "iss", json_string(o->issuer));
+    if (o->audience)
+        json_object_set_new(claims, "aud", json_string(o->audience));
+    json_object_set_new(claims, "iat", json_integer(o->now_s));
+    json_object_set_new(claims, "exp", json_integer(o->now_s + o->ttl_s));
+    if (o->nbf_s)
+        json_object_set_new(claims, "nbf", json_integer(o->now_s + o->nbf_s));
+    char *claims_str = json_dumps(claims, JSON_COMPACT);
+    json_decref(claims);
+    if (!claims_str || jwt_add_grants_json(jwt, claims_str) != 0 ||
+        (o->kid && jwt_add_header(jwt, "kid", o->kid) != 0) ||
+        jwt_set_alg(jwt, alg, (const unsigned char *)o->key,
+                    (int)(o->keylen ? o->keylen : strlen(o->key))) != 0 ||
+        !(tok = jwt_encode_str(jwt))) {
+        snprintf(err, errlen, "cannot sign the token (is the key a %s key?)", alg_name);
+        goto out;
+    }
+    if ((size_t)snprintf(out, outlen, "%s", tok) >= outlen) {
+        snprintf(err, errlen, "token longer than %zu bytes", outlen - 1);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(claims_str);
+    free(tok);
+    jwt_free(jwt);
+    return rc;
+}
