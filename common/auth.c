@@ -1,11 +1,14 @@
 #include "auth.h"
 
 #include "err.h"
+#include "hash.h"
 
 #include <jansson.h>
 #include <jwt.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -545,6 +548,98 @@ out:
     json_decref(header);
     memset(copy, 0, len);
     return rc;
+}
+
+/* ---- the cache of verified tokens --------------------------------------------------------- */
+
+#define CACHE_WAYS 4 /* entries per set: tokens that share a hash bucket still coexist */
+
+typedef struct cache_entry {
+    uint64_t hash;
+    uint64_t used; /* the cache's clock when last used: the least recent goes first */
+    size_t len;
+    char *token;         /* NULL: empty slot */
+    auth_claims *claims; /* sized to its tenants */
+} cache_entry;
+
+struct auth_cache {
+    size_t nsets;
+    uint64_t clock;
+    cache_entry slots[];
+};
+
+auth_cache *auth_cache_new(size_t slots)
+{
+    size_t nsets = (slots + CACHE_WAYS - 1) / CACHE_WAYS;
+    if (nsets == 0)
+        nsets = 1;
+    auth_cache *c = calloc(1, sizeof(*c) + nsets * CACHE_WAYS * sizeof(cache_entry));
+    if (c)
+        c->nsets = nsets;
+    return c;
+}
+
+static void entry_clear(cache_entry *e)
+{
+    free(e->token);
+    free(e->claims);
+    memset(e, 0, sizeof(*e));
+}
+
+void auth_cache_free(auth_cache *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->nsets * CACHE_WAYS; i++)
+        entry_clear(&c->slots[i]);
+    free(c);
+}
+
+/* The size of claims with only its tenants. */
+static size_t claims_size(const auth_claims *cl)
+{
+    return offsetof(auth_claims, tenants) + cl->ntenants * sizeof(cl->tenants[0]);
+}
+
+int auth_verify_cached(const auth_verifier *v, auth_cache *cache, const char *token, size_t len,
+                       int64_t now_s, auth_claims *out, char *why, size_t whylen)
+{
+    if (!cache || len == 0 || len > AUTH_TOKEN_MAX)
+        return auth_verify(v, token, len, now_s, out, why, whylen);
+    uint64_t h = hash_fnv1a(token, len, 0);
+    cache_entry *set = &cache->slots[(h % cache->nsets) * CACHE_WAYS], *e = NULL, *victim = set;
+    for (int i = 0; i < CACHE_WAYS && !e; i++) {
+        cache_entry *x = &set[i];
+        if (x->token && x->hash == h && x->len == len && CRYPTO_memcmp(x->token, token, len) == 0)
+            e = x;
+        else if (!x->token || (victim->token && x->used < victim->used))
+            victim = x;
+    }
+    if (e && now_s <= e->claims->exp + v->leeway_s) {
+        e->used = ++cache->clock;
+        memcpy(out, e->claims, claims_size(e->claims));
+        return 0;
+    }
+    if (e) { /* expired since: verify again (to say so) and forget it */
+        entry_clear(e);
+        victim = e;
+    }
+    int rc = auth_verify(v, token, len, now_s, out, why, whylen);
+    if (rc != 0)
+        return rc;
+    entry_clear(victim);
+    victim->token = malloc(len);
+    victim->claims = malloc(claims_size(out));
+    if (!victim->token || !victim->claims) {
+        entry_clear(victim);
+        return 0;
+    }
+    memcpy(victim->token, token, len);
+    memcpy(victim->claims, out, claims_size(out));
+    victim->hash = h;
+    victim->len = len;
+    victim->used = ++cache->clock;
+    return 0;
 }
 
 int auth_bearer(const char *value, size_t len, const char **tok, size_t *toklen, char *why,

@@ -71,10 +71,10 @@ void auth_free(auth_verifier *v);
 typedef struct auth_claims {
     unsigned role; /* one enum auth_role bit */
     bool all_tenants;
-    size_t ntenants;
-    char tenants[AUTH_TENANTS_MAX][IDENT_MAX + 1];
     char subject[128]; /* sub, "" when absent (cut to fit) */
     int64_t exp;       /* Unix seconds */
+    size_t ntenants;
+    char tenants[AUTH_TENANTS_MAX][IDENT_MAX + 1]; /* last: a copy may end after ntenants */
 } auth_claims;
 
 /*
@@ -83,6 +83,25 @@ typedef struct auth_claims {
  */
 int auth_verify(const auth_verifier *v, const char *token, size_t len, int64_t now_s,
                 auth_claims *out, char *why, size_t whylen);
+
+/*
+ * A cache of tokens verified before, for one thread (a worker): a gateway sends the same token
+ * on every call for its lifetime, and verifying it again costs tens of microseconds (HS256) to
+ * a millisecond (ES256: libjwt reads the PEM key on every call). Only tokens that verified are
+ * kept, compared in full (in constant time), and their exp is checked again on every use.
+ */
+typedef struct auth_cache auth_cache;
+
+/* A cache of about slots entries (sets of 4 by the token's hash, the least recently used
+   replaced first); NULL when out of memory. */
+auth_cache *auth_cache_new(size_t slots);
+
+/* Accepts NULL. */
+void auth_cache_free(auth_cache *c);
+
+/* auth_verify, answered from cache when it holds the token (cache may be NULL). */
+int auth_verify_cached(const auth_verifier *v, auth_cache *cache, const char *token, size_t len,
+                       int64_t now_s, auth_claims *out, char *why, size_t whylen);
 
 /*
  * The token of an `authorization` metadata value "Bearer TOKEN" (the scheme in any case, one

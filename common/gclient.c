@@ -224,6 +224,26 @@ static grpc_event next_event(gc_client *c, pending *ps, int n, bool *cancelled)
     }
 }
 
+/* Frees what a call of p holds (after its completion, or when it could not start). */
+static void release(pending *p)
+{
+    if (p->recv)
+        grpc_byte_buffer_destroy(p->recv);
+    if (p->send)
+        grpc_byte_buffer_destroy(p->send);
+    for (size_t i = 0; i < p->nmd; i++) {
+        grpc_slice_unref(p->md[i].key);
+        grpc_slice_unref(p->md[i].value);
+    }
+    grpc_slice_unref(p->details);
+    grpc_metadata_array_destroy(&p->initial);
+    grpc_metadata_array_destroy(&p->trailing);
+    grpc_call_unref(p->call);
+    p->recv = p->send = NULL;
+    p->nmd = 0;
+    p->call = NULL;
+}
+
 static int start(gc_client *c, pending *p, const char *method, const void *data, size_t len,
                  bool send, const char *const *md, int deadline_ms)
 {
@@ -271,7 +291,10 @@ static int start(gc_client *c, pending *p, const char *method, const void *data,
     ops[n].data.recv_status_on_client.status = &p->status;
     ops[n++].data.recv_status_on_client.status_details = &p->details;
     p->nmd = nmd;
-    return grpc_call_start_batch(p->call, ops, n, p, NULL) == GRPC_CALL_OK ? 0 : -1;
+    if (grpc_call_start_batch(p->call, ops, n, p, NULL) == GRPC_CALL_OK)
+        return 0;
+    release(p); /* e.g. metadata the core refuses: nothing was sent */
+    return -1;
 }
 
 static void complete(pending *p)
@@ -293,19 +316,8 @@ static void complete(pending *p)
         out->data = malloc(out->len ? out->len : 1);
         memcpy(out->data, GRPC_SLICE_START_PTR(s), out->len);
         grpc_slice_unref(s);
-        grpc_byte_buffer_destroy(p->recv);
     }
-    if (p->send)
-        grpc_byte_buffer_destroy(p->send);
-    for (size_t i = 0; i < p->nmd; i++) {
-        grpc_slice_unref(p->md[i].key);
-        grpc_slice_unref(p->md[i].value);
-    }
-    grpc_slice_unref(p->details);
-    grpc_metadata_array_destroy(&p->initial);
-    grpc_metadata_array_destroy(&p->trailing);
-    grpc_call_unref(p->call);
-    p->call = NULL;
+    release(p);
 }
 
 int gc_call_raw(gc_client *c, const char *method, const void *data, size_t len, bool send,

@@ -28,6 +28,7 @@
 #define MSG_MAX        512 /* status message length */
 #define HEALTH_SERVICE "grpc.health.v1.Health"
 #define STUCK_MS       5000 /* after cancelling, how long calls may still take */
+#define TOKEN_SLOTS    256  /* verified tokens each worker remembers */
 
 enum tag_kind { TAG_REQUEST, TAG_GENERIC, TAG_DONE };
 
@@ -48,6 +49,7 @@ typedef struct worker {
     srv_server *srv;
     int index;
     void *state;
+    auth_cache *tokens; /* the tokens this worker verified (with auth on) */
     pthread_t thread;
 } worker;
 
@@ -253,7 +255,8 @@ static int authenticate(srv_call *c, auth_claims *claims)
     const char *value = srv_metadata(c, "authorization", &len), *tok = NULL;
     char why[200];
     if (auth_bearer(value, len, &tok, &toklen, why, sizeof(why)) != 0 ||
-        auth_verify(c->srv->auth, tok, toklen, now_wall_ms() / 1000, claims, why, sizeof(why)) != 0)
+        auth_verify_cached(c->srv->auth, c->worker->tokens, tok, toklen, now_wall_ms() / 1000,
+                           claims, why, sizeof(why)) != 0)
         return srv_fail(c, TALLY_EUNAUTH, "%s", why);
     if (!(claims->role & c->method->m->roles))
         return srv_fail(c, TALLY_EDENIED, "role %s may not call %s", auth_role_name(claims->role),
@@ -360,6 +363,8 @@ static void *worker_main(void *arg)
     srv_server *s = w->srv;
     if (s->worker_init)
         w->state = s->worker_init(w->index, s->arg);
+    if (s->auth)
+        w->tokens = auth_cache_new(TOKEN_SLOTS); /* NULL: every call verifies in full */
     for (;;) {
         gpr_timespec until =
             gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(POLL_MS, GPR_TIMESPAN));
@@ -701,6 +706,7 @@ int srv_shutdown(srv_server *s, long long grace_ms)
     }
     for (int i = 0; i < s->nworkers; i++) {
         pthread_join(s->workers[i].thread, NULL);
+        auth_cache_free(s->workers[i].tokens);
         if (s->worker_free && s->workers[i].state)
             s->worker_free(s->workers[i].state, s->arg);
     }

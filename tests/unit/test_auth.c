@@ -363,3 +363,52 @@ Test(auth, bearer_values)
     cr_expect_eq(auth_bearer("Bearer    ", 10, &t, &n, why, sizeof(why)), TALLY_EUNAUTH);
     cr_expect_eq(auth_bearer("Bearerabc", 9, &t, &n, why, sizeof(why)), TALLY_EUNAUTH);
 }
+
+Test(auth, the_cache_answers_only_for_the_same_token_in_time)
+{
+    auth_settings s = hs_settings();
+    auth_verifier *v = must_new(&s);
+    auth_cache *cache = auth_cache_new(4); /* one set: tokens evict each other */
+    cr_assert(cache);
+    static char toks[10][AUTH_TOKEN_MAX + 1];
+    for (int i = 0; i < 10; i++) {
+        char tenant[16];
+        snprintf(tenant, sizeof(tenant), "tenant-%d", i);
+        must_mint((auth_mint_opts){ .key = SECRET,
+                                    .role = i % 2 ? "manager" : "writer",
+                                    .tenants = tenant,
+                                    .ttl_s = 100 + i });
+        snprintf(toks[i], sizeof(toks[i]), "%s", tok);
+    }
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < 10; i++) {
+            auth_claims c;
+            char tenant[16];
+            snprintf(tenant, sizeof(tenant), "tenant-%d", i);
+            cr_assert_eq(
+                auth_verify_cached(v, cache, toks[i], strlen(toks[i]), NOW, &c, why, sizeof(why)),
+                0, "%s", why);
+            cr_expect_eq(c.role, i % 2 ? AUTH_MANAGER : AUTH_WRITER, "round %d token %d", round, i);
+            cr_expect(c.ntenants == 1 && strcmp(c.tenants[0], tenant) == 0, "round %d token %d",
+                      round, i);
+            cr_expect_eq(c.exp, NOW + 100 + i);
+        }
+    /* Cached, and then expired: the cache checks exp on every use. */
+    auth_claims c;
+    cr_assert_eq(auth_verify_cached(v, cache, toks[9], strlen(toks[9]), NOW, &c, why, sizeof(why)),
+                 0);
+    cr_expect_eq(auth_verify_cached(v, cache, toks[9], strlen(toks[9]), NOW + 109 + 31, &c, why,
+                                    sizeof(why)),
+                 TALLY_EUNAUTH);
+    cr_expect(strstr(why, "expired"), "%s", why);
+    /* A token that differs from a cached one in its last byte is not the cached one. */
+    cr_assert_eq(auth_verify_cached(v, cache, toks[8], strlen(toks[8]), NOW, &c, why, sizeof(why)),
+                 0);
+    static char forged[AUTH_TOKEN_MAX + 1];
+    snprintf(forged, sizeof(forged), "%s", toks[8]);
+    forged[strlen(forged) - 1] ^= 1;
+    cr_expect_eq(auth_verify_cached(v, cache, forged, strlen(forged), NOW, &c, why, sizeof(why)),
+                 TALLY_EUNAUTH);
+    auth_cache_free(cache);
+    auth_free(v);
+}
