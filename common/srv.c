@@ -14,12 +14,16 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/log.h>
 #include <grpc/support/time.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define NCODES         17
@@ -93,6 +97,7 @@ struct srv_server {
     _Atomic bool shutting_down; /* no more re-posts */
     _Atomic bool stopping;      /* server shut down: workers leave once live is 0 */
     _Atomic long live;          /* calls taken and not yet completed */
+    srv_tls *tls;               /* the TLS files, or NULL for plaintext */
 };
 
 static const srv_method health_methods[] = {
@@ -451,11 +456,130 @@ static char *slurp(const char *path, char *err, size_t errlen)
     return buf;
 }
 
-static grpc_server_credentials *credentials(const cfg_common *cfg, char *err, size_t errlen)
+/* What a file was when it was last read: a change of any of these means read it again. */
+typedef struct file_id {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+} file_id;
+
+/*
+ * The TLS files of a server, re-read by the core's certificate fetcher at a handshake after
+ * they changed (a Kubernetes Secret update swaps the files) or after srv_reload_tls (SIGHUP).
+ */
+struct srv_tls {
+    char cert[512], key[512], ca[512]; /* paths; ca "" without mTLS */
+    file_id ids[3];
+    pthread_mutex_t mu;
+    bool force;  /* srv_reload_tls: read them at the next handshake */
+    bool warned; /* the current files were refused once: say it once */
+};
+
+static void file_ids(const srv_tls *t, file_id ids[3])
 {
-    grpc_ssl_pem_key_cert_pair pair;
-    char *cert, *key, *ca = NULL;
-    grpc_server_credentials *creds = NULL;
+    const char *paths[3] = { t->cert, t->key, t->ca };
+    memset(ids, 0, 3 * sizeof(file_id));
+    for (int i = 0; i < 3; i++) {
+        struct stat st;
+        if (paths[i][0] && stat(paths[i], &st) == 0)
+            ids[i] = (file_id){ st.st_dev, st.st_ino, st.st_size, st.st_mtim };
+    }
+}
+
+/* Whether the key is the certificate's (a rotation may have replaced only one of them yet). */
+static bool key_matches(const char *cert_pem, const char *key_pem)
+{
+    BIO *cb = BIO_new_mem_buf(cert_pem, -1), *kb = BIO_new_mem_buf(key_pem, -1);
+    X509 *x = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+    bool ok = x && k && X509_check_private_key(x, k) == 1;
+    X509_free(x);
+    EVP_PKEY_free(k);
+    BIO_free(cb);
+    BIO_free(kb);
+    return ok;
+}
+
+/* Reads the files into a certificate config; NULL with err set. */
+static grpc_ssl_server_certificate_config *tls_read(const srv_tls *t, char *err, size_t errlen)
+{
+    grpc_ssl_server_certificate_config *conf = NULL;
+    char *cert = slurp(t->cert, err, errlen);
+    char *key = cert ? slurp(t->key, err, errlen) : NULL;
+    char *ca = key && t->ca[0] ? slurp(t->ca, err, errlen) : NULL;
+    if (key && (ca || !t->ca[0])) {
+        if (!strstr(cert, "-----BEGIN CERTIFICATE-----") || (ca && !strstr(ca, "-----BEGIN")))
+            snprintf(err, errlen, "%s: no PEM certificate",
+                     !strstr(cert, "-----BEGIN") ? t->cert : t->ca);
+        else if (!key_matches(cert, key))
+            snprintf(err, errlen, "%s is not the key of %s", t->key, t->cert);
+        else {
+            grpc_ssl_pem_key_cert_pair pair = { .private_key = key, .cert_chain = cert };
+            /* The core (1.51) asserts root certificates in a fetched config even when it asks
+               for no client certificate: without mTLS they are the server's own chain, unused. */
+            conf = grpc_ssl_server_certificate_config_create(ca ? ca : cert, &pair, 1);
+            if (!conf)
+                snprintf(err, errlen, "cannot make a TLS configuration of %s", t->cert);
+        }
+    }
+    if (key)
+        memset(key, 0, strlen(key));
+    free(cert);
+    free(key);
+    free(ca);
+    return conf;
+}
+
+/* The core's fetcher: at the first handshake, and at each one after the files changed. */
+static grpc_ssl_certificate_config_reload_status tls_fetch(void *arg,
+                                                           grpc_ssl_server_certificate_config **out)
+{
+    srv_tls *t = arg;
+    file_id ids[3];
+    char err[600];
+    grpc_ssl_certificate_config_reload_status st = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED;
+    file_ids(t, ids);
+    pthread_mutex_lock(&t->mu);
+    bool first = t->ids[0].ino == 0 && !t->warned;
+    if (first || t->force || memcmp(ids, t->ids, sizeof(ids)) != 0) {
+        grpc_ssl_server_certificate_config *conf = tls_read(t, err, sizeof(err));
+        bool changed = memcmp(ids, t->ids, sizeof(ids)) != 0;
+        if (conf) {
+            *out = conf;
+            st = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW;
+            if (!first)
+                log_info("TLS certificate reloaded", LOG_STR("cert", t->cert));
+            t->warned = false;
+            memcpy(t->ids, ids, sizeof(ids));
+        } else {
+            st = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL; /* the core keeps what it has */
+            if (!t->warned || changed)
+                log_error("TLS files not reloaded; serving the previous certificate",
+                          LOG_STR("error", err));
+            t->warned = true;
+            memcpy(t->ids, ids, sizeof(ids)); /* retried when they change again */
+        }
+        t->force = false;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return st;
+}
+
+void srv_reload_tls(srv_server *s)
+{
+    if (!s->tls)
+        return;
+    pthread_mutex_lock(&s->tls->mu);
+    s->tls->force = true;
+    pthread_mutex_unlock(&s->tls->mu);
+    log_info("TLS files will be read again at the next handshake", LOG_STR("cert", s->tls->cert));
+}
+
+static grpc_server_credentials *credentials(srv_server *s, const cfg_common *cfg, char *err,
+                                            size_t errlen)
+{
+    grpc_ssl_server_certificate_config *conf;
     if (!cfg->tls_cert[0] && !cfg->tls_key[0]) {
         if (cfg->tls_client_ca[0]) { /* never fall back to plaintext when mTLS was asked for */
             snprintf(err, errlen, "TALLY_TLS_CLIENT_CA: needs TALLY_TLS_CERT and TALLY_TLS_KEY");
@@ -467,24 +591,32 @@ static grpc_server_credentials *credentials(const cfg_common *cfg, char *err, si
         snprintf(err, errlen, "TALLY_TLS_CERT and TALLY_TLS_KEY: set both or neither");
         return NULL;
     }
-    cert = slurp(cfg->tls_cert, err, errlen);
-    key = cert ? slurp(cfg->tls_key, err, errlen) : NULL;
-    if (key && cfg->tls_client_ca[0])
-        ca = slurp(cfg->tls_client_ca, err, errlen);
-    if (key && (ca || !cfg->tls_client_ca[0])) {
-        pair.private_key = key;
-        pair.cert_chain = cert;
-        creds = grpc_ssl_server_credentials_create_ex(
-            ca, &pair, 1,
-            ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-               : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
-            NULL);
-        if (!creds)
-            snprintf(err, errlen, "TALLY_TLS_CERT, TALLY_TLS_KEY: cannot make TLS credentials");
+    srv_tls *t = calloc(1, sizeof(*t));
+    if (!t || (size_t)snprintf(t->cert, sizeof(t->cert), "%s", cfg->tls_cert) >= sizeof(t->cert) ||
+        (size_t)snprintf(t->key, sizeof(t->key), "%s", cfg->tls_key) >= sizeof(t->key) ||
+        (size_t)snprintf(t->ca, sizeof(t->ca), "%s", cfg->tls_client_ca) >= sizeof(t->ca)) {
+        snprintf(err, errlen, "TALLY_TLS_CERT, TALLY_TLS_KEY, TALLY_TLS_CLIENT_CA: paths too long");
+        free(t);
+        return NULL;
     }
-    free(cert);
-    free(key);
-    free(ca);
+    pthread_mutex_init(&t->mu, NULL);
+    s->tls = t;
+    /* Read once now, so that a bad file stops the start instead of every handshake. */
+    if (!(conf = tls_read(t, err, errlen))) {
+        char why[600];
+        snprintf(why, sizeof(why), "%s", err);
+        snprintf(err, errlen, "TALLY_TLS_CERT, TALLY_TLS_KEY%s: %s",
+                 t->ca[0] ? ", TALLY_TLS_CLIENT_CA" : "", why);
+        return NULL;
+    }
+    grpc_ssl_server_certificate_config_destroy(conf);
+    grpc_server_credentials *creds = grpc_ssl_server_credentials_create_with_options(
+        grpc_ssl_server_credentials_create_options_using_config_fetcher(
+            t->ca[0] ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                     : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+            tls_fetch, t));
+    if (!creds)
+        snprintf(err, errlen, "TALLY_TLS_CERT, TALLY_TLS_KEY: cannot make TLS credentials");
     return creds;
 }
 
@@ -614,7 +746,7 @@ srv_server *srv_new(const srv_config *conf, char *err, size_t errlen)
     metrics_gauge_fn_add(conf->metrics, "grpc_server_calls_in_flight",
                          "Calls being served right now.", NULL, live_calls, s);
 
-    creds = credentials(cfg, err, errlen);
+    creds = credentials(s, cfg, err, errlen);
     if (!creds)
         goto out_free;
     cfg_hostport_str(&cfg->grpc_listen, addr, sizeof(addr));
@@ -744,6 +876,9 @@ void srv_free(srv_server *s)
     }
     free(s->workers);
     free(s->methods);
+    if (s->tls)
+        pthread_mutex_destroy(&s->tls->mu);
+    free(s->tls);
     free(s);
     grpc_shutdown_blocking();
 }

@@ -34,6 +34,7 @@
 
 typedef struct srv_server srv_server;
 typedef struct srv_call srv_call;
+typedef struct srv_tls srv_tls;
 
 /*
  * Serves one call. req is the decoded request (borrowed until return); worker is the state
@@ -84,6 +85,15 @@ int srv_start(srv_server *s, char *err, size_t errlen);
 
 /* The bound gRPC port (useful with port 0). */
 int srv_port(const srv_server *s);
+
+/*
+ * With TLS (TALLY_TLS_CERT, TALLY_TLS_KEY, TALLY_TLS_CLIENT_CA): the certificate, key and
+ * client CA files are read again at the first handshake after any of them changed (size,
+ * mtime, inode), so a rotation needs no restart; a pair that does not match (a rotation half
+ * done) keeps the previous certificate, logged once. srv_reload_tls makes the next handshake
+ * read them even when they look unchanged (svc_main calls it on SIGHUP).
+ */
+void srv_reload_tls(srv_server *s);
 
 /* What Health/Check answers: SERVING (true, the state after srv_start) or NOT_SERVING. */
 void srv_set_serving(srv_server *s, bool serving);

@@ -119,6 +119,7 @@ int svc_main(const svc_def *def)
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGUSR1); /* the run function returned */
+    sigaddset(&sigs, SIGHUP);  /* read the TLS files again */
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -202,8 +203,14 @@ int svc_main(const svc_def *def)
         goto out_teardown;
     }
 
-    while (sigwait(&sigs, &sig) != 0)
-        ;
+    for (;;) {
+        if (sigwait(&sigs, &sig) != 0)
+            continue;
+        if (sig != SIGHUP)
+            break;
+        if (srv)
+            srv_reload_tls(srv);
+    }
     atomic_store(&stopping, true);
     if (sig == SIGUSR1) {
         log_error("main loop ended", LOG_INT("exit_code", run.rc));

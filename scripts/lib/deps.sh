@@ -30,8 +30,9 @@ TALLY_DEPS_PACKAGES=(
     clang-format clang-tidy
     # The interop test: a Python grpcio client with stubs from protoc + grpc_python_plugin.
     python3-grpcio protobuf-compiler protobuf-compiler-grpc
-    # h2load (benchmark and demo traffic), curl (metrics and health checks).
-    nghttp2-client curl ca-certificates
+    # h2load (benchmark and demo traffic), curl (metrics and health checks), openssl (the TLS
+    # tests' certificates, the benchmark's ES256 keys).
+    nghttp2-client curl ca-certificates openssl
 )
 
 # What only bench/run needs, installed by bench/run itself (CI does not run it): gnuplot draws
