@@ -47,9 +47,10 @@ printf '\x00\x00\x00\x00\x07\x0a\x05hello' >"$work/body"
 
 # The tokens: an HS256 secret and an ES256 key pair of this run, a token signed with each.
 (umask 077 && head -c 48 /dev/urandom | base64 -w0 >"$work/hs256.secret")
-openssl ecparam -name prime256v1 -genkey -noout -out "$work/es256.key" 2>/dev/null &&
-    openssl ec -in "$work/es256.key" -pubout -out "$work/es256.pub" 2>/dev/null ||
+if ! openssl ecparam -name prime256v1 -genkey -noout -out "$work/es256.key" 2>/dev/null ||
+    ! openssl ec -in "$work/es256.key" -pubout -out "$work/es256.pub" 2>/dev/null; then
     die "openssl could not make an ES256 key pair"
+fi
 declare -A token
 token[hs256]=$("$tally_bin" token --role admin --tenant '*' --alg HS256 \
     --key-file "$work/hs256.secret") || die "tally token (HS256) failed"
@@ -175,7 +176,7 @@ med_fmt='%-8s %10.0f %8.0f %8.0f %14.2f'
 table_header "$med_fmt" server QPS "p50 us" "p99 us" "CPU us/call"
 for kind in "${kinds[@]}"; do
     # shellcheck disable=SC2059  # the table's row format
-    printf "$med_fmt\n" "$kind" "$(med $kind 3)" "$(med $kind 4)" "$(med $kind 5)" "$(med $kind 6)"
+    printf "$med_fmt\n" "$kind" "$(med "$kind" 3)" "$(med "$kind" 4)" "$(med "$kind" 5)" "$(med "$kind" 6)"
 done
 echo
 awk -v bq="$(med bare 3)" -v rq="$(med runtime 3)" -v bc="$(med bare 6)" \
