@@ -179,13 +179,15 @@ for kind in "${kinds[@]}"; do
     printf "$med_fmt\n" "$kind" "$(med "$kind" 3)" "$(med "$kind" 4)" "$(med "$kind" 5)" "$(med "$kind" 6)"
 done
 echo
-awk -v bq="$(med bare 3)" -v rq="$(med runtime 3)" -v bc="$(med bare 6)" \
-    -v rc="$(med runtime 6)" -v b50="$(med bare 4)" -v r50="$(med runtime 4)" \
-    -v b99="$(med bare 5)" -v r99="$(med runtime 5)" 'BEGIN {
-        printf "runtime/bare QPS:             %.3f\n", rq / bq
-        printf "runtime/bare p50, p99:        %.3f, %.3f\n", r50 / b50, r99 / b99
-        printf "runtime overhead CPU us/call: %+.2f (runtime %.2f - bare %.2f)\n", rc - bc, rc, bc
-    }'
+if [[ " ${kinds[*]} " == *" bare "* && " ${kinds[*]} " == *" runtime "* ]]; then
+    awk -v bq="$(med bare 3)" -v rq="$(med runtime 3)" -v bc="$(med bare 6)" \
+        -v rc="$(med runtime 6)" -v b50="$(med bare 4)" -v r50="$(med runtime 4)" \
+        -v b99="$(med bare 5)" -v r99="$(med runtime 5)" 'BEGIN {
+            printf "runtime/bare QPS:             %.3f\n", rq / bq
+            printf "runtime/bare p50, p99:        %.3f, %.3f\n", r50 / b50, r99 / b99
+            printf "runtime overhead CPU us/call: %+.2f (runtime %.2f - bare %.2f)\n", rc - bc, rc, bc
+        }'
+fi
 for kind in hs256 es256; do
     [[ " ${kinds[*]} " == *" $kind "* && " ${kinds[*]} " == *" runtime "* ]] || continue
     awk -v k="$kind" -v q="$(med "$kind" 3)" -v rq="$(med runtime 3)" -v c="$(med "$kind" 6)" \
