@@ -672,22 +672,6 @@ static int get_complaint(srv_call *call, const ProtobufCMessage *msg, void *work
     return rc;
 }
 
-/* Page tokens are "h<complaint>.<version>": the last version of the previous page. */
-static int parse_token(const char *token, int64_t complaint_id, int64_t *after)
-{
-    long long cid, v;
-    int used = 0;
-    if (!*token) {
-        *after = 0;
-        return 0;
-    }
-    if (strlen(token) > 256 || sscanf(token, "h%lld.%lld%n", &cid, &v, &used) != 2 ||
-        token[used] != '\0' || cid != complaint_id || v < 0)
-        return TALLY_EINVAL;
-    *after = v;
-    return 0;
-}
-
 static int list_status_history(srv_call *call, const ProtobufCMessage *msg, void *worker)
 {
     const Tally__V1__ListStatusHistoryRequest *req = (const void *)msg;
@@ -703,7 +687,7 @@ static int list_status_history(srv_call *call, const ProtobufCMessage *msg, void
     if (req->page_size < 0 || req->page_size > HISTORY_PAGE_MAX)
         return srv_fail(call, TALLY_EINVAL, "page_size: must be 0 to %d, got %d", HISTORY_PAGE_MAX,
                         req->page_size);
-    if (parse_token(req->page_token, req->complaint_id, &after) != 0)
+    if (val_history_token(req->page_token, req->complaint_id, &after) != 0)
         return srv_fail(call, TALLY_EINVAL, "page_token: not a token of this complaint's history");
     int size = req->page_size ? req->page_size : HISTORY_PAGE_DEFAULT;
     snprintf(id, sizeof(id), "%" PRId64, req->complaint_id);

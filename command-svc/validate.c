@@ -120,3 +120,18 @@ void val_move_error(int from, int to, char *err, size_t errlen)
     snprintf(err, errlen, "status: cannot move from %s to %s; allowed from %s: %s",
              val_status_name(from), val_status_name(to), val_status_name(from), list);
 }
+
+int val_history_token(const char *token, int64_t complaint_id, int64_t *after)
+{
+    long long cid, v;
+    int used = 0;
+    if (!*token) {
+        *after = 0;
+        return 0;
+    }
+    if (strlen(token) > 256 || sscanf(token, "h%lld.%lld%n", &cid, &v, &used) != 2 ||
+        token[used] != '\0' || cid != complaint_id || v < 0)
+        return TALLY_EINVAL;
+    *after = v;
+    return 0;
+}

@@ -46,4 +46,10 @@ void val_move_error(int from, int to, char *err, size_t errlen);
 /* "OPEN", "IN_PROGRESS", ...; "UNSPECIFIED" for anything else. */
 const char *val_status_name(int s);
 
+/*
+ * ListStatusHistory's page token, "h<complaint>.<version>" (the last version of the previous
+ * page), for complaint_id: 0 with *after set ("" is the first page: 0), or TALLY_EINVAL.
+ */
+int val_history_token(const char *token, int64_t complaint_id, int64_t *after);
+
 #endif

@@ -239,6 +239,8 @@ int cfg_parse_bool(const char *s, bool *out)
 
 /* Appends one formatted line to buf, keeping it NUL-terminated and cut at len. */
 static void addline(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void addline(char *buf, size_t len, const char *fmt, ...)
 {
     size_t used = strlen(buf);
     va_list ap;

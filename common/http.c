@@ -222,6 +222,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         "{\"error\":\"not found\",\"paths\":[\"/metrics\",\"/healthz\",\"/readyz\"]}\n");
 }
 
+/* libmicrohttpd's log callback: its format comes from the library. */
+static void mhd_log(void *arg, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void mhd_log(void *arg, const char *fmt, va_list ap)
 {
     char msg[512];

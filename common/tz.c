@@ -484,6 +484,11 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
+tz_zone *tz_parse(const uint8_t *b, size_t len, const char **why)
+{
+    return parse_tzif(b, len, "(bytes)", why);
+}
+
 /* Reads and decodes the zone file at path; NULL with the reason in err. */
 static tz_zone *load(const char *name, const char *path, char *err, size_t errlen)
 {

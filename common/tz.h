@@ -34,9 +34,15 @@ typedef struct tz_zone tz_zone;
 const tz_zone *tz_get(const char *name, char *err, size_t errlen);
 
 /*
+ * The zone of the TZif bytes b[0..len) (untrusted: the fuzz target's way in), not cached:
+ * caller frees it with free(). NULL with the reason in *why.
+ */
+tz_zone *tz_parse(const uint8_t *b, size_t len, const char **why);
+
+/*
  * The zone's offset from UTC, in seconds east, at the instant utc_s (Unix seconds). Any utc_s
  * works, and the result is always within -89999..93599 (about -25 h to +26 h). z must come
- * from tz_get(). Lock-free and allocation-free.
+ * from tz_get() or tz_parse(). Lock-free and allocation-free.
  */
 int64_t tz_offset(const tz_zone *z, int64_t utc_s);
 

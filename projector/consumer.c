@@ -50,6 +50,7 @@ int proj_ready(void *arg, char *why, size_t whylen)
 }
 
 /* The loop's state for /readyz: "" when it applies events, else why not. */
+static void set_ready(proj *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void set_ready(proj *p, const char *fmt, ...)
 {
     char buf[sizeof(not_ready)] = "";

@@ -26,8 +26,8 @@ TALLY_DEPS_PACKAGES=(
     grpc-proto
     # The local stack: PostgreSQL 15 and Redis 7 (scripts/stack).
     postgresql-15 redis-server
-    # Format check and static analysis.
-    clang-format clang-tidy
+    # Format check and static analysis; clang and its runtime for the libFuzzer targets.
+    clang-format clang-tidy clang libclang-rt-14-dev
     # The interop test: a Python grpcio client with stubs from protoc + grpc_python_plugin.
     python3-grpcio protobuf-compiler protobuf-compiler-grpc
     # h2load (benchmark and demo traffic), curl (metrics and health checks), openssl (the TLS
