@@ -2,8 +2,9 @@
  * bench-auth: what verifying a bearer token costs (common/auth), in CPU microseconds per
  * token on one thread, for HS256, RS256 and ES256: the first time a token is seen (a full
  * verification: libjwt reads the key and checks the signature, then the claims) and again
- * (answered by a worker's cache of verified tokens, as common/srv does). Keys are made here;
- * every token is distinct (its own sub), so the first pass never hits the cache.
+ * (answered by a worker's cache of verified tokens, as common/srv does), and a forged one (a
+ * signature changed: refused, as a caller without the key sees it). Keys are made here; every
+ * token is distinct (its own sub), so the first pass never hits the cache.
  *
  * Usage: bench-auth [--n N]   (N tokens per algorithm, default 2000)
  * Prints one line per algorithm; h2load-echo.sh measures the same end to end, per call.
@@ -109,8 +110,21 @@ static int run(const char *alg, const char *sign_key, const char *keys_file, lon
             }
         t[pass + 1] = cpu_seconds();
     }
-    printf("%-6s %8ld %12.2f %12.3f %10zu\n", alg, n, (t[1] - t[0]) * 1e6 / (double)n,
-           (t[2] - t[1]) * 1e6 / (double)n, strlen(toks[0]));
+    /* Forged: each token with a character of its signature changed (refused, never cached). */
+    for (long i = 0; i < n; i++) {
+        char *ch = toks[i] + strlen(toks[i]) - 3;
+        *ch = *ch == 'A' ? 'B' : 'A';
+    }
+    double f0 = cpu_seconds();
+    for (long i = 0; i < n; i++)
+        if (auth_verify_cached(v, cache, toks[i], strlen(toks[i]), now, &c, why, sizeof(why)) ==
+            0) {
+            fprintf(stderr, "bench-auth: %s: a forged token %ld was accepted\n", alg, i);
+            goto out;
+        }
+    double f1 = cpu_seconds();
+    printf("%-6s %8ld %12.2f %12.3f %12.2f %10zu\n", alg, n, (t[1] - t[0]) * 1e6 / (double)n,
+           (t[2] - t[1]) * 1e6 / (double)n, (f1 - f0) * 1e6 / (double)n, strlen(toks[0]));
     rc = 0;
 out:
     free(toks);
@@ -157,7 +171,8 @@ int main(int argc, char **argv)
     f1 = f2 = NULL;
     printf("CPU microseconds per token, one thread (%s)\n", "first sight: full verification; "
                                                             "again: the worker's cache");
-    printf("%-6s %8s %12s %12s %10s\n", "alg", "tokens", "first us", "again us", "bytes");
+    printf("%-6s %8s %12s %12s %12s %10s\n", "alg", "tokens", "first us", "again us", "forged us",
+           "bytes");
     rc = run("HS256", NULL, NULL, o.n) || run("RS256", rs_priv, rs_path, o.n) ||
          run("ES256", es_priv, es_path, o.n);
 out:

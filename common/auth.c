@@ -5,7 +5,10 @@
 
 #include <jansson.h>
 #include <jwt.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <stddef.h>
@@ -22,8 +25,10 @@
 
 typedef struct auth_key {
     char kid[KID_MAX + 1]; /* "" when the file names none (then it is the only key) */
-    unsigned char *pem;
+    unsigned char *pem;    /* what libjwt takes: the PEM (or the HS256 secret) */
     int len;
+    EVP_PKEY *pkey; /* RS256/ES256: the key parsed once, for our own check of signatures */
+    size_t siglen;  /* the signature's length: 32 (HS256), 64 (ES256), the modulus (RS256) */
 } auth_key;
 
 struct auth_verifier {
@@ -86,19 +91,65 @@ unsigned auth_role_parse(const char *name)
 
 /* ---- keys -------------------------------------------------------------------------------- */
 
-/* Whether pem (len bytes) is a public key of the kind alg verifies with. */
-static bool key_fits(jwt_alg_t alg, const unsigned char *pem, int len)
+/* The public key of pem (len bytes) if it is of the kind alg verifies with, else NULL. */
+static EVP_PKEY *key_load(jwt_alg_t alg, const unsigned char *pem, int len)
 {
     BIO *bio = BIO_new_mem_buf(pem, len);
     EVP_PKEY *k = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+    char group[64] = "";
     bool ok = false;
     if (k) {
         int id = EVP_PKEY_get_base_id(k);
-        ok = alg == JWT_ALG_RS256 ? id == EVP_PKEY_RSA && EVP_PKEY_get_bits(k) >= 2048
-                                  : id == EVP_PKEY_EC && EVP_PKEY_get_bits(k) == 256;
+        if (alg == JWT_ALG_RS256)
+            ok = id == EVP_PKEY_RSA && EVP_PKEY_get_bits(k) >= 2048;
+        else /* ES256 is P-256 only: another 256-bit curve (secp256k1) is not it */
+            ok = id == EVP_PKEY_EC &&
+                 EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
+                                                NULL) == 1 &&
+                 strcmp(group, "prime256v1") == 0;
     }
-    EVP_PKEY_free(k);
     BIO_free(bio);
+    if (!ok) {
+        EVP_PKEY_free(k);
+        return NULL;
+    }
+    return k;
+}
+
+/*
+ * Our own check of an RS256/ES256 signature (sig, the raw JWS bytes) over the signing input,
+ * with the key parsed once: a forged signature costs tens of microseconds, not libjwt's PEM
+ * parse. libjwt checks the good ones again.
+ */
+static bool signature_ok(jwt_alg_t alg, EVP_PKEY *k, const unsigned char *sig, size_t siglen,
+                         const char *input, size_t inlen)
+{
+    unsigned char der[80];
+    const unsigned char *s = sig;
+    size_t slen = siglen;
+    bool ok = false;
+    if (alg == JWT_ALG_ES256) { /* JWS's R || S to the DER that OpenSSL verifies */
+        ECDSA_SIG *es = ECDSA_SIG_new();
+        BIGNUM *r = BN_bin2bn(sig, 32, NULL), *ss = BN_bin2bn(sig + 32, 32, NULL);
+        unsigned char *out = der;
+        int n = -1;
+        if (es && r && ss && ECDSA_SIG_set0(es, r, ss) == 1) {
+            r = ss = NULL; /* owned by es now */
+            if (i2d_ECDSA_SIG(es, NULL) <= (int)sizeof(der))
+                n = i2d_ECDSA_SIG(es, &out);
+        }
+        BN_free(r);
+        BN_free(ss);
+        ECDSA_SIG_free(es);
+        if (n <= 0)
+            return false;
+        s = der;
+        slen = (size_t)n;
+    }
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx && EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, k) == 1)
+        ok = EVP_DigestVerify(ctx, s, slen, (const unsigned char *)input, inlen) == 1;
+    EVP_MD_CTX_free(ctx);
     return ok;
 }
 
@@ -174,18 +225,20 @@ static int load_keys(auth_verifier *v, const char *path, char *err, size_t errle
             key->pem[key->len] = '\0';
             memcpy(key->kid, kid, sizeof(kid));
             v->nkeys++;
-            if (!key_fits(v->alg, key->pem, key->len)) {
+            if (!(key->pkey = key_load(v->alg, key->pem, key->len))) {
                 snprintf(err, errlen, "TALLY_AUTH_JWT_KEYS_FILE: key %zu%s%s is not %s", v->nkeys,
                          kid[0] ? " kid " : "", kid,
                          v->alg == JWT_ALG_RS256 ? "an RSA public key of 2048 bits or more"
                                                  : "an EC P-256 public key");
                 goto out;
             }
-            if (v->nkeys > 1 && !v->keys[0].kid[0]) {
-                snprintf(err, errlen,
-                         "TALLY_AUTH_JWT_KEYS_FILE: several keys need a kid: line each");
-                goto out;
-            }
+            key->siglen = v->alg == JWT_ALG_ES256 ? 64 : (size_t)EVP_PKEY_get_size(key->pkey);
+            for (size_t i = 0; v->nkeys > 1 && i < v->nkeys; i++)
+                if (!v->keys[i].kid[0]) {
+                    snprintf(err, errlen,
+                             "TALLY_AUTH_JWT_KEYS_FILE: several keys need a kid: line each");
+                    goto out;
+                }
             kid[0] = '\0';
             eol = stop + strcspn(stop, "\n");
         } else if (linelen && strspn(p, " \t\r") != linelen && p[0] != '#') {
@@ -274,6 +327,7 @@ auth_verifier *auth_new(const auth_settings *s, char *err, size_t errlen)
         memcpy(v->keys[0].pem, secret, len + 1);
         memset(secret, 0, sizeof(secret));
         v->keys[0].len = (int)len;
+        v->keys[0].siglen = 32;
         v->nkeys = 1;
     } else {
         if (s->secret[0] || s->secret_file[0]) {
@@ -307,6 +361,7 @@ void auth_free(auth_verifier *v)
         if (v->keys[i].pem)
             memset(v->keys[i].pem, 0, (size_t)v->keys[i].len);
         free(v->keys[i].pem);
+        EVP_PKEY_free(v->keys[i].pkey);
     }
     free(v);
 }
@@ -374,19 +429,20 @@ static int fail(char *why, size_t whylen, const char *reason)
     return TALLY_EUNAUTH;
 }
 
-/* Reads a NumericDate claim (an integer; JSON reals are allowed by RFC 7519, truncated). */
+#define DATE_MAX 253402300799LL /* 9999-12-31T23:59:59Z: no sum with a leeway can overflow */
+
+/* Reads a NumericDate claim (an integer; JSON reals are allowed by RFC 7519, truncated),
+   0..DATE_MAX. */
 static bool numeric_date(json_t *claims, const char *name, int64_t *out)
 {
     json_t *j = json_object_get(claims, name);
-    if (json_is_integer(j)) {
+    if (json_is_integer(j))
         *out = (int64_t)json_integer_value(j);
-        return true;
-    }
-    if (json_is_real(j) && json_real_value(j) > -9e15 && json_real_value(j) < 9e15) {
+    else if (json_is_real(j) && json_real_value(j) >= 0 && json_real_value(j) <= (double)DATE_MAX)
         *out = (int64_t)json_real_value(j);
-        return true;
-    }
-    return false;
+    else
+        return false;
+    return *out >= 0 && *out <= DATE_MAX;
 }
 
 static bool audience_ok(json_t *aud, const char *want)
@@ -427,13 +483,15 @@ static int read_claims(const auth_verifier *v, json_t *claims, int64_t now_s, au
 {
     int64_t exp, nbf;
     json_t *j;
-    if (!numeric_date(claims, "exp", &exp))
+    if (!json_object_get(claims, "exp"))
         return fail(why, whylen, "token has no exp claim");
+    if (!numeric_date(claims, "exp", &exp))
+        return fail(why, whylen, "token claim exp: not a time from 1970 to 9999");
     if (now_s > exp + v->leeway_s)
         return fail(why, whylen, "token expired");
     if (json_object_get(claims, "nbf")) {
         if (!numeric_date(claims, "nbf", &nbf))
-            return fail(why, whylen, "token claim nbf: not a number");
+            return fail(why, whylen, "token claim nbf: not a time from 1970 to 9999");
         if (now_s + v->leeway_s < nbf)
             return fail(why, whylen, "token not yet valid (nbf)");
     }
@@ -526,6 +584,20 @@ int auth_verify(const auth_verifier *v, const char *token, size_t len, int64_t n
             key = &v->keys[i];
     if (!key) {
         fail(why, whylen, kid ? "token key id (kid) unknown" : "token has no key id (kid)");
+        goto out;
+    }
+    /* The signature, strictly: canonical base64url of exactly the algorithm's length (libjwt
+       would take padding, '+' and '/', and stray bits, so one token would have many spellings). */
+    unsigned char sig[1024];
+    size_t siglen_in = len - (size_t)(dot2 + 1 - copy);
+    long siglen = b64url_decode(dot2 + 1, siglen_in, (char *)sig, sizeof(sig));
+    if (siglen < 0 || (size_t)siglen != key->siglen) {
+        fail(why, whylen, "token signature not valid");
+        goto out;
+    }
+    if (key->pkey &&
+        !signature_ok(v->alg, key->pkey, sig, (size_t)siglen, copy, (size_t)(dot2 - copy))) {
+        fail(why, whylen, "token signature not valid");
         goto out;
     }
     if (jwt_decode(&jwt, copy, key->pem, key->len) != 0 || !jwt) {
@@ -713,9 +785,21 @@ int auth_mint(const auth_mint_opts *o, char *out, size_t outlen, char *err, size
     if (o->audience)
         json_object_set_new(claims, "aud", json_string(o->audience));
     json_object_set_new(claims, "iat", json_integer(o->now_s));
-    json_object_set_new(claims, "exp", json_integer(o->now_s + o->ttl_s));
+    if (!o->no_exp)
+        json_object_set_new(claims, "exp", json_integer(o->now_s + o->ttl_s));
     if (o->nbf_s)
         json_object_set_new(claims, "nbf", json_integer(o->now_s + o->nbf_s));
+    if (o->claims_json) {
+        json_t *extra = json_loads(o->claims_json, 0, NULL);
+        if (!json_is_object(extra) || json_object_update(claims, extra) != 0) {
+            json_decref(extra);
+            json_decref(claims);
+            snprintf(err, errlen, "claims_json: not a JSON object");
+            jwt_free(jwt);
+            return TALLY_EINVAL;
+        }
+        json_decref(extra);
+    }
     char *claims_str = json_dumps(claims, JSON_COMPACT);
     json_decref(claims);
     if (!claims_str || jwt_add_grants_json(jwt, claims_str) != 0 ||

@@ -119,18 +119,20 @@ unsigned auth_role_parse(const char *name);
 
 /* What auth_mint signs. */
 typedef struct auth_mint_opts {
-    const char *alg;      /* HS256 (default), RS256, ES256 (or another of libjwt's but none) */
-    const char *key;      /* HS256: the secret; RS256/ES256: a PEM private key */
-    size_t keylen;        /* 0: strlen(key) */
-    const char *kid;      /* NULL: no kid header */
-    const char *role;     /* written as given, so tests can mint bad ones */
-    const char *tenants;  /* comma-separated tenant ids, or "*"; NULL: no tenant claim */
-    const char *subject;  /* NULL: none */
-    const char *issuer;   /* NULL: none */
-    const char *audience; /* NULL: none */
-    int64_t now_s;        /* iat */
-    int64_t ttl_s;        /* exp = now_s + ttl_s (negative: already expired) */
-    int64_t nbf_s;        /* 0: no nbf; otherwise nbf = now_s + nbf_s */
+    const char *alg;         /* HS256 (default), RS256, ES256 (or another of libjwt's but none) */
+    const char *key;         /* HS256: the secret; RS256/ES256: a PEM private key */
+    size_t keylen;           /* 0: strlen(key) */
+    const char *kid;         /* NULL: no kid header */
+    const char *role;        /* written as given, so tests can mint bad ones */
+    const char *tenants;     /* comma-separated tenant ids, or "*"; NULL: no tenant claim */
+    const char *subject;     /* NULL: none */
+    const char *issuer;      /* NULL: none */
+    const char *audience;    /* NULL: none */
+    int64_t now_s;           /* iat */
+    int64_t ttl_s;           /* exp = now_s + ttl_s (negative: already expired) */
+    int64_t nbf_s;           /* 0: no nbf; otherwise nbf = now_s + nbf_s */
+    bool no_exp;             /* tests: leave exp out */
+    const char *claims_json; /* tests: a JSON object of claims set last (over the others) */
 } auth_mint_opts;
 
 /* Signs a token with o into out. 0, or TALLY_EINVAL with err set. */

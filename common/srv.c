@@ -625,7 +625,8 @@ static int add_method(srv_server *s, const char *service, const srv_method *sm, 
 {
     method *m = &s->methods[s->nmethods++];
     char labels[512];
-    if (!sm->name || !sm->request || (!health && (!sm->handler || !sm->roles)) ||
+    if (!sm->name || !sm->request ||
+        (!health && (!sm->handler || !(sm->roles & (unsigned)AUTH_ANY))) ||
         (size_t)snprintf(m->path, sizeof(m->path), "/%s/%s", service, sm->name) >= sizeof(m->path))
         return TALLY_EINVAL;
     m->service = service;
@@ -635,6 +636,8 @@ static int add_method(srv_server *s, const char *service, const srv_method *sm, 
     if (m->tenant && (m->tenant->type != PROTOBUF_C_TYPE_STRING ||
                       m->tenant->label == PROTOBUF_C_LABEL_REPEATED))
         return TALLY_EINVAL; /* a tenant_id the runtime cannot check */
+    if (!health && !m->tenant && !(sm->roles & SRV_NO_TENANT))
+        return TALLY_EINVAL; /* no tenant to check, and not said so */
     m->handle = grpc_server_register_method(s->server, m->path, NULL,
                                             GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     if (!m->handle)
@@ -733,7 +736,8 @@ srv_server *srv_new(const srv_config *conf, char *err, size_t errlen)
                            conf->metrics) != 0) {
                 snprintf(err, errlen,
                          "cannot register /%s/%s (a name, descriptor, handler or roles "
-                         "missing, a tenant_id that is not one string, or out of memory)",
+                         "missing, a tenant_id that is not one string or none without "
+                         "SRV_NO_TENANT, or out of memory)",
                          conf->services[i].name, conf->services[i].methods[j].name);
                 goto out_free;
             }

@@ -46,8 +46,15 @@ typedef struct srv_method {
     const char *name; /* "CreateComplaint" */
     const ProtobufCMessageDescriptor *request;
     srv_handler handler;
-    unsigned roles; /* the enum auth_role bits that may call it; never 0 */
+    unsigned roles; /* the enum auth_role bits that may call it (never none), and flags */
 } srv_method;
+
+/*
+ * In srv_method.roles: the request has no string field tenant_id, on purpose (the runtime's
+ * test service). Without it, a method whose request lacks one is not registered: the runtime's
+ * tenant check must never pass by default.
+ */
+#define SRV_NO_TENANT 0x100u
 
 typedef struct srv_service {
     const char *name; /* the full service name, "tally.v1.ComplaintCommands" */

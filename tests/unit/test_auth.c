@@ -3,11 +3,14 @@
  * OpenSSL (an EC P-256 pair and an RSA 2048 pair), written to temporary PEM files.
  *
  * - Each accepted form (HS256, ES256 with two keys chosen by kid, RS256; tenant or tenants;
- *   "*") verifies with its claims; the leeway works both ways.
+ *   "*"; aud a string or a list) verifies with its claims; the leeway works both ways.
  * - Each rejection has its reason: expired, not yet valid, bad signature, a tampered payload,
  *   another algorithm (HS512, none, HS256 signed with an RSA public key for an RS256
  *   verifier), unknown or missing kid, issuer and audience, bad or missing role and tenants,
- *   malformed tokens (parts, characters, JSON, duplicate claims, length).
+ *   both tenant claims, a missing or out-of-range exp or nbf, a signature spelled another way
+ *   (padding, unused bits), malformed tokens (parts, characters, JSON, duplicate claims,
+ *   length).
+ * - Keys: the wrong kind (RSA for ES256, secp256k1), private keys, unnamed keys among several.
  * - Configuration problems name the variable.
  * - auth_bearer's parsing of the metadata value.
  */
@@ -187,8 +190,9 @@ Test(auth, malformed_tokens)
     /* {"alg":"HS256","typ":"JOSE+JSON"} */
     expect_refused(v, "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpPU0UrSlNPTiJ9.e30.c2ln", "typ");
     auth_claims c;
-    cr_expect_eq(auth_verify(v, "a.b\0.c", 6, NOW, &c, why, sizeof(why)), TALLY_EUNAUTH,
+    cr_expect_eq(auth_verify(v, "e30.e\0.c2ln", 11, NOW, &c, why, sizeof(why)), TALLY_EUNAUTH,
                  "a NUL inside");
+    cr_expect(strstr(why, "three base64url parts"), "%s", why);
     auth_free(v);
 }
 
@@ -240,12 +244,70 @@ Test(auth, claims_are_checked)
     expect_refused(v, tok, "grants no tenant");
     auth_free(v);
 
-    /* exp is required: a token without one, signed by hand through the same key. */
     s = hs_settings();
     v = must_new(&s);
-    must_mint((auth_mint_opts){ .key = SECRET, .role = "writer", .tenants = "acme" });
-    cr_expect_eq(verify(v, tok, NULL), 0);
+    /* exp is required, and must be a time (a huge one would overflow exp + leeway). */
+    must_mint(
+        (auth_mint_opts){ .key = SECRET, .role = "writer", .tenants = "acme", .no_exp = true });
+    expect_refused(v, tok, "token has no exp claim");
+    must_mint((auth_mint_opts){ .key = SECRET,
+                                .role = "writer",
+                                .tenants = "acme",
+                                .claims_json = "{\"exp\":9223372036854775807}" });
+    expect_refused(v, tok, "exp: not a time");
+    must_mint((auth_mint_opts){
+        .key = SECRET, .role = "writer", .tenants = "acme", .claims_json = "{\"exp\":\"soon\"}" });
+    expect_refused(v, tok, "exp: not a time");
+    must_mint((auth_mint_opts){ .key = SECRET,
+                                .role = "writer",
+                                .tenants = "acme",
+                                .claims_json = "{\"nbf\":-9223372036854775807}" });
+    expect_refused(v, tok, "nbf: not a time");
+    /* One tenant as a string; "*" as a list or a string; both claims at once is refused. */
+    auth_claims c;
+    must_mint((auth_mint_opts){
+        .key = SECRET, .role = "writer", .claims_json = "{\"tenant\":\"acme\"}" });
+    cr_assert_eq(verify(v, tok, &c), 0, "%s", why);
+    cr_expect(c.ntenants == 1 && auth_tenant_granted(&c, "acme") && !c.all_tenants);
+    must_mint(
+        (auth_mint_opts){ .key = SECRET, .role = "writer", .claims_json = "{\"tenant\":\"*\"}" });
+    cr_assert_eq(verify(v, tok, &c), 0, "%s", why);
+    cr_expect(c.all_tenants);
+    must_mint((auth_mint_opts){ .key = SECRET,
+                                .role = "writer",
+                                .tenants = "acme",
+                                .claims_json = "{\"tenant\":\"globex\"}" });
+    expect_refused(v, tok, "both tenant and tenants");
+    must_mint(
+        (auth_mint_opts){ .key = SECRET, .role = "writer", .claims_json = "{\"tenants\":\"*\"}" });
+    expect_refused(v, tok, "tenants: not a list");
     auth_free(v);
+
+    /* aud as a list: it must hold the configured audience. */
+    s = hs_settings();
+    s.audience = "tally";
+    v = must_new(&s);
+    must_mint((auth_mint_opts){ .key = SECRET,
+                                .role = "writer",
+                                .tenants = "acme",
+                                .claims_json = "{\"aud\":[\"billing\",\"tally\"]}" });
+    cr_expect_eq(verify(v, tok, NULL), 0, "%s", why);
+    must_mint((auth_mint_opts){ .key = SECRET,
+                                .role = "writer",
+                                .tenants = "acme",
+                                .claims_json = "{\"aud\":[\"billing\",\"talley\"]}" });
+    expect_refused(v, tok, "audience");
+    auth_free(v);
+}
+
+/* The token with the last character of its signature changed in bits that decode to nothing. */
+static void respell_last(char *t)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char *last = t + strlen(t) - 1;
+    int v = (int)(strchr(alphabet, *last) - alphabet);
+    *last = alphabet[v ^ 1];
 }
 
 Test(auth, es256_keys_by_kid_and_rs256)
@@ -283,6 +345,17 @@ Test(auth, es256_keys_by_kid_and_rs256)
     must_mint(
         (auth_mint_opts){ .alg = "ES256", .key = priv1, .role = "writer", .tenants = "acme" });
     expect_refused(v, tok, "no key id");
+    /* One signature, one spelling: padding, or other bits in the last character's unused
+       low bits (an ES256 signature is 86 characters for 64 bytes), are refused. */
+    must_mint((auth_mint_opts){
+        .alg = "ES256", .key = priv1, .kid = "2026-12", .role = "writer", .tenants = "acme" });
+    cr_assert_eq(verify(v, tok, NULL), 0, "%s", why);
+    char spelled[AUTH_TOKEN_MAX + 4];
+    snprintf(spelled, sizeof(spelled), "%s=", tok);
+    expect_refused(v, spelled, "signature not valid");
+    snprintf(spelled, sizeof(spelled), "%s", tok);
+    respell_last(spelled);
+    expect_refused(v, spelled, "signature not valid");
     /* An HS256 token whose "secret" is the public key's PEM: the classic confusion. */
     must_mint((auth_mint_opts){ .key = pub1, .kid = "2026-12", .role = "admin", .tenants = "*" });
     expect_refused(v, tok, "algorithm not accepted (only ES256)");
@@ -313,6 +386,17 @@ Test(auth, es256_keys_by_kid_and_rs256)
     write_file(path, text);
     cr_expect_null(auth_new(&s, err, sizeof(err)));
     cr_expect(strstr(err, "several keys need a kid"), "%s", err);
+    snprintf(text, sizeof(text), "kid: a\n%s%s", pub1, pub2); /* the second one unnamed */
+    write_file(path, text);
+    cr_expect_null(auth_new(&s, err, sizeof(err)));
+    cr_expect(strstr(err, "several keys need a kid"), "%s", err);
+    EVP_PKEY *k256k1 = EVP_EC_gen("secp256k1");
+    char *pub256k1 = pem_of(k256k1, false);
+    write_file(path, pub256k1);
+    cr_expect_null(auth_new(&s, err, sizeof(err)));
+    cr_expect(strstr(err, "not an EC P-256 public key"), "secp256k1 is not P-256: %s", err);
+    free(pub256k1);
+    EVP_PKEY_free(k256k1);
     write_file(path, "nothing here\n");
     cr_expect_null(auth_new(&s, err, sizeof(err)));
     cr_expect(strstr(err, "TALLY_AUTH_JWT_KEYS_FILE"), "%s", err);
@@ -401,7 +485,8 @@ Test(auth, the_cache_answers_only_for_the_same_token_in_time)
                                     sizeof(why)),
                  TALLY_EUNAUTH);
     cr_expect(strstr(why, "expired"), "%s", why);
-    /* A token that differs from a cached one in its last byte is not the cached one. */
+    /* A token that differs from a cached one in its last byte is not the cached one (its hash
+       differs too: that the comparison is in full is not shown here). */
     cr_assert_eq(auth_verify_cached(v, cache, toks[8], strlen(toks[8]), NOW, &c, why, sizeof(why)),
                  0);
     static char forged[AUTH_TOKEN_MAX + 1];
