@@ -416,6 +416,10 @@ void cfg_common_vars(cfg_common *c, cfg_var *out, int grpc_port, int http_port)
           "close connections after this age so clients rebalance across replicas (0 = never)" },
         { "TALLY_GRPC_MAX_CONNECTION_IDLE_MS", CFG_INT, "0", 0, 86400000, 0,
           &c->max_connection_idle_ms, "close idle connections after this long (0 = never)" },
+        { "TALLY_GRPC_MAX_CALLS_PER_CONNECTION", CFG_INT, "0", 0, 100000, 0,
+          &c->max_calls_per_connection,
+          "calls one connection may have served at once; more get RESOURCE_EXHAUSTED at once "
+          "(0 = no limit; below TALLY_WORKERS, no caller holds every worker)" },
         { "TALLY_SHUTDOWN_GRACE_MS", CFG_INT, "10000", 0, 600000, 0, &c->shutdown_grace_ms,
           "on SIGTERM, how long in-flight calls may take before they are cancelled" },
         { "TALLY_SHUTDOWN_DRAIN_MS", CFG_INT, "0", 0, 600000, 0, &c->drain_ms,

@@ -73,6 +73,7 @@ typedef struct cfg_common {
     long long keepalive_timeout_ms;
     long long max_connection_age_ms;
     long long max_connection_idle_ms;
+    long long max_calls_per_connection;
     long long shutdown_grace_ms;
     long long drain_ms;
     const char *tls_cert;
@@ -81,7 +82,7 @@ typedef struct cfg_common {
     const char *redis_password_file;
 } cfg_common;
 
-#define CFG_COMMON_NVARS 17
+#define CFG_COMMON_NVARS 18
 
 /*
  * Fills out[0..CFG_COMMON_NVARS) with the common variables writing into c; grpc_port and

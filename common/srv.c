@@ -2,6 +2,7 @@
 
 #include "auth.h"
 #include "err.h"
+#include "hash.h"
 #include "log.h"
 #include "now.h"
 #include "pbcheck.h"
@@ -33,6 +34,7 @@
 #define HEALTH_SERVICE "grpc.health.v1.Health"
 #define STUCK_MS       5000 /* after cancelling, how long calls may still take */
 #define TOKEN_SLOTS    256  /* verified tokens each worker remembers */
+#define PEER_BUCKETS   256  /* of the table of connections with calls being served */
 
 enum tag_kind { TAG_REQUEST, TAG_GENERIC, TAG_DONE };
 
@@ -68,6 +70,7 @@ struct srv_call {
     grpc_metadata_array md;
     grpc_byte_buffer *payload;
     grpc_call_details details; /* generic calls only */
+    struct peer *peer;         /* counted in the server's peers while served (or NULL) */
     grpc_byte_buffer *reply;
     grpc_slice status_details;
     int cancelled;
@@ -98,7 +101,20 @@ struct srv_server {
     _Atomic bool stopping;      /* server shut down: workers leave once live is 0 */
     _Atomic long live;          /* calls taken and not yet completed */
     srv_tls *tls;               /* the TLS files, or NULL for plaintext */
+    /* TALLY_GRPC_MAX_CALLS_PER_CONNECTION: the connections with calls being served. */
+    long long per_conn_max; /* 0: no limit */
+    pthread_mutex_t peers_mu;
+    struct peer *peers[PEER_BUCKETS];
+    metrics_counter *refused_busy;
 };
+
+/* A connection (its peer address, "ipv4:10.0.0.7:51234") with calls being served. */
+typedef struct peer {
+    struct peer *next;
+    uint64_t hash;
+    long calls;
+    char addr[];
+} peer;
 
 static const srv_method health_methods[] = {
     { "Check", &grpc__health__v1__health_check_request__descriptor, NULL, 0 }, /* open to all */
@@ -280,6 +296,64 @@ static int authorize_tenant(srv_call *c, const ProtobufCMessage *req, const auth
     return srv_fail(c, TALLY_EDENIED, "tenant_id: the token does not grant this tenant");
 }
 
+/*
+ * Counts the call against its connection's limit: 0, or TALLY_ETOOBIG with c->msg set when the
+ * connection already has per_conn_max calls being served (so no one caller holds every
+ * worker; the refusal is immediate, costing the worker microseconds).
+ */
+static int peer_enter(srv_call *c)
+{
+    srv_server *s = c->srv;
+    char *addr = grpc_call_get_peer(c->call);
+    int rc = 0;
+    if (!addr)
+        return 0;
+    uint64_t h = hash_fnv1a(addr, strlen(addr), 0);
+    pthread_mutex_lock(&s->peers_mu);
+    peer **slot = &s->peers[h % PEER_BUCKETS], *p = *slot;
+    while (p && (p->hash != h || strcmp(p->addr, addr) != 0))
+        p = p->next;
+    if (!p && (p = malloc(sizeof(*p) + strlen(addr) + 1)) != NULL) {
+        p->hash = h;
+        p->calls = 0;
+        memcpy(p->addr, addr, strlen(addr) + 1);
+        p->next = *slot;
+        *slot = p;
+    }
+    if (p && p->calls >= s->per_conn_max) {
+        rc = srv_fail(c, TALLY_ETOOBIG,
+                      "too many calls at once on this connection: at most %lld are served at "
+                      "a time; retry later",
+                      s->per_conn_max);
+    } else if (p) {
+        p->calls++;
+        c->peer = p;
+    }
+    pthread_mutex_unlock(&s->peers_mu);
+    gpr_free(addr);
+    if (rc)
+        metrics_inc(s->refused_busy, 1);
+    return rc;
+}
+
+static void peer_leave(srv_call *c)
+{
+    srv_server *s = c->srv;
+    peer *p = c->peer;
+    if (!p)
+        return;
+    pthread_mutex_lock(&s->peers_mu);
+    if (--p->calls == 0) { /* the last call of the connection: forget it */
+        peer **slot = &s->peers[p->hash % PEER_BUCKETS];
+        while (*slot != p)
+            slot = &(*slot)->next;
+        *slot = p->next;
+        free(p);
+    }
+    pthread_mutex_unlock(&s->peers_mu);
+    c->peer = NULL;
+}
+
 /* Serves a call of a registered method on the worker w. */
 static void serve(worker *w, srv_call *c)
 {
@@ -295,6 +369,8 @@ static void serve(worker *w, srv_call *c)
     if (srv_remaining_ms(c) <= 0) {
         rc = TALLY_ETIMEOUT;
         snprintf(c->msg, sizeof(c->msg), "deadline exceeded before the call was served");
+    } else if (c->srv->per_conn_max > 0 && !m->health && (rc = peer_enter(c)) != 0) {
+        /* rc and c->msg say why */
     } else if (auth && (rc = authenticate(c, &claims)) != 0) {
         /* rc and c->msg say why */
     } else if ((req = decode(c)) == NULL) {
@@ -308,6 +384,7 @@ static void serve(worker *w, srv_call *c)
     }
     if (req)
         protobuf_c_message_free_unpacked(req, NULL);
+    peer_leave(c);
     if (rc == 0 && !c->reply) {
         rc = TALLY_EINTERNAL;
         snprintf(c->msg, sizeof(c->msg), "handler %s returned no reply", m->path);
@@ -703,6 +780,8 @@ srv_server *srv_new(const srv_config *conf, char *err, size_t errlen)
     s->posts = s->want_workers * 4 < 16 ? 16 : s->want_workers * 4;
     s->max_message = cfg->max_message_bytes;
     s->auth = conf->auth;
+    s->per_conn_max = cfg->max_calls_per_connection;
+    pthread_mutex_init(&s->peers_mu, NULL);
     s->worker_init = conf->worker_init;
     s->worker_free = conf->worker_free;
     s->arg = conf->arg;
@@ -747,6 +826,11 @@ srv_server *srv_new(const srv_config *conf, char *err, size_t errlen)
     }
     s->unknown = metrics_counter_add(conf->metrics, "grpc_server_unknown_method_total",
                                      "Calls of methods this server does not serve.", NULL);
+    s->refused_busy =
+        metrics_counter_add(conf->metrics, "tally_grpc_refused_busy_connection_total",
+                            "Calls refused with RESOURCE_EXHAUSTED because their connection had "
+                            "TALLY_GRPC_MAX_CALLS_PER_CONNECTION calls being served.",
+                            NULL);
     metrics_gauge_fn_add(conf->metrics, "grpc_server_calls_in_flight",
                          "Calls being served right now.", NULL, live_calls, s);
 
@@ -882,6 +966,13 @@ void srv_free(srv_server *s)
     free(s->methods);
     if (s->tls)
         pthread_mutex_destroy(&s->tls->mu);
+    for (int i = 0; i < PEER_BUCKETS; i++)
+        while (s->peers[i]) {
+            peer *p = s->peers[i];
+            s->peers[i] = p->next;
+            free(p);
+        }
+    pthread_mutex_destroy(&s->peers_mu);
     free(s->tls);
     free(s);
     grpc_shutdown_blocking();

@@ -54,7 +54,7 @@ int main(void)
         { "TALLY_QUERY_REDIS_TIMEOUT_MS", CFG_INT, "1000", 10, 60000, 0, &redis_timeout_ms,
           "Redis connect and reply timeout" },
         { "TALLY_QUERY_TOKEN_WAIT_MS", CFG_INT, "2000", 0, 60000, 0, &token_wait_ms,
-          "longest wait for a consistency token when the call has no deadline" },
+          "longest wait for a consistency token (within the call's deadline)" },
     };
     svc_def def = { .name = "query-svc",
                     .grpc_port = 50052,

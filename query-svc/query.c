@@ -385,8 +385,12 @@ static int load_script(qworker *w)
 static int64_t wait_token(qworker *w, srv_call *call, const qreq *q, const qspec *s,
                           int64_t applied)
 {
+    /* Within the deadline, and never longer than the cap: a caller with a token that is never
+       reached and a long deadline must not hold a worker thread for it. */
     int64_t left = srv_remaining_ms(call);
     left = left == INT64_MAX ? w->conf->token_wait_ms : left - TOKEN_MARGIN_MS - left / 10;
+    if (left > w->conf->token_wait_ms)
+        left = w->conf->token_wait_ms;
     int64_t until = now_mono_ms() + left, pause_us = 500;
     while (applied < s->token->version && now_mono_ms() < until) {
         struct timespec ts = { 0, pause_us * 1000 };

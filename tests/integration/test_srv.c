@@ -8,6 +8,7 @@
 #include "proc.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -383,4 +384,70 @@ Test(srv, healthz_and_readyz_answer, .init = start, .fini = stop)
     cr_assert_eq(proc_http_get(svc.http_port, "/readyz", body, sizeof(body)), 200);
     cr_assert_str_eq(body, "{\"checks\":{},\"ready\":true}\n");
     cr_assert_eq(proc_http_get(svc.http_port, "/nope", body, sizeof(body)), 404);
+}
+
+/* What the flooding client got: its calls' codes. */
+typedef struct flood {
+    int port, n, ok, refused, other;
+    char refusal[1024];
+} flood;
+
+static void *flood_main(void *arg)
+{
+    flood *f = arg;
+    gc_client *c = gc_new_port(f->port);
+    Tally__Test__V1__EchoRequest req = TALLY__TEST__V1__ECHO_REQUEST__INIT;
+    req.sleep_ms = 1500;
+    gc_result *rs = calloc((size_t)f->n, sizeof(gc_result));
+    cr_assert_eq(gc_call_many(c, SLEEP, &req.base, f->n, 30000, rs), 0);
+    for (int i = 0; i < f->n; i++) {
+        if (rs[i].code == TALLY_GRPC_OK)
+            f->ok++;
+        else if (rs[i].code == TALLY_GRPC_RESOURCE_EXHAUSTED) {
+            f->refused++;
+            snprintf(f->refusal, sizeof(f->refusal), "%s", rs[i].details);
+        } else
+            f->other++;
+        gc_result_release(&rs[i]);
+    }
+    free(rs);
+    gc_free(c);
+    return NULL;
+}
+
+/*
+ * A client that floods slow calls (50 at once, 1.5 s each, on one connection) holds at most
+ * TALLY_GRPC_MAX_CALLS_PER_CONNECTION (2) of the 4 workers; the rest of its calls are refused
+ * at once with RESOURCE_EXHAUSTED, and another client's calls meanwhile are all served within
+ * their 1 s deadline. Without the limit the flood takes every worker, and they time out.
+ */
+Test(srv, a_flood_of_slow_calls_from_one_client_leaves_workers_to_others, .fini = stop)
+{
+    const char *env[] = { "TALLY_WORKERS=4", "TALLY_GRPC_MAX_CALLS_PER_CONNECTION=2", NULL };
+    start_with(env);
+    flood f = { .port = svc.grpc_port, .n = 50 };
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, flood_main, &f), 0);
+    struct timespec settle = { 0, 300 * 1000000L }; /* the flood is in */
+    nanosleep(&settle, NULL);
+    Tally__Test__V1__EchoRequest req = TALLY__TEST__V1__ECHO_REQUEST__INIT;
+    req.text = "still here";
+    int served = 0;
+    for (int i = 0; i < 20; i++) {
+        gc_result r;
+        cr_assert_eq(gc_call(client, ECHO, &req.base, NULL, 1000, &r), 0);
+        served += r.code == TALLY_GRPC_OK;
+        if (r.code != TALLY_GRPC_OK)
+            cr_log_error("call %d of the other client: %d %s", i, r.code, r.details);
+        gc_result_release(&r);
+    }
+    pthread_join(t, NULL);
+    cr_expect_eq(served, 20, "the other client's calls served during the flood: %d of 20", served);
+    cr_expect_gt(f.ok, 0, "the flood's own calls: some served");
+    cr_expect_gt(f.refused, 0, "the flood's own calls: the excess refused (%d ok)", f.ok);
+    cr_expect_eq(f.other, 0, "the flood's calls: %d neither OK nor RESOURCE_EXHAUSTED", f.other);
+    cr_expect(strstr(f.refusal, "at most 2"), "the refusal says the limit: %s", f.refusal);
+    char body[65536];
+    cr_assert_eq(proc_http_get(svc.http_port, "/metrics", body, sizeof(body)), 200);
+    cr_expect(strstr(body, "tally_grpc_refused_busy_connection_total "), "%s", body);
 }

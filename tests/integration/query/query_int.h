@@ -31,7 +31,8 @@
  *   once, fail_if_stale) answers with that command in (and with new categories and agents).
  * - with_the_projector_stopped_answers_say_how_stale: answers keep coming; events_applied is
  *   short of PostgreSQL's events, lag grows, a token for an unapplied version gives stale=true
- *   or FAILED_PRECONDITION with fail_if_stale; the projector back, all is fresh again.
+ *   (within the token wait cap, also with a 30 s deadline) or FAILED_PRECONDITION with
+ *   fail_if_stale; the projector back, all is fresh again.
  * - invalid_requests_name_the_field: each validation error's code and field, and the limits'
  *   largest valid values accepted (the largest request included).
  * - a_page_token_holds_on_a_query_svc_new_to_the_tenant: a next-page token from one query-svc

@@ -98,6 +98,16 @@ Test(query, with_the_projector_stopped_answers_say_how_stale)
                tally_grpc_code_name(r.code), o3 ? o3->freshness->stale : -1,
                o3 ? o3->freshness->token_applied_version : -1);
     call_free(o3);
+    /* A long deadline does not hold the worker past TALLY_QUERY_TOKEN_WAIT_MS (2 s): the stale
+       answer comes long before the 30 s deadline would. */
+    gc_call_msg(tq_sys.q, GC_DASHBOARD("GetOverview"), &oq.base,
+                &tally__v1__get_overview_reply__descriptor, NULL, 30000, (ProtobufCMessage **)&o3,
+                &r);
+    if (!o3 || !o3->freshness->stale || r.seconds > 15)
+        tq_bad("an unapplied token with a 30 s deadline: %s, stale %d after %.1f s (want OK, "
+               "stale, within the 2 s wait cap)",
+               tally_grpc_code_name(r.code), o3 ? o3->freshness->stale : -1, r.seconds);
+    call_free(o3);
 
     Tally__V1__GetVolumeTrendRequest tq = TALLY__V1__GET_VOLUME_TREND_REQUEST__INIT;
     tq.tenant_id = (char *)t->id;
