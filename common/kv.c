@@ -117,8 +117,8 @@ const char *kv_errstr(const kv_conn *c)
 /* ---- Redis facts (kv.h) ------------------------------------------------------------------- */
 
 const char *const kv_systemic_kinds[KV_SYSTEMIC_KINDS] = {
-    "OOM",        "READONLY",   "MISCONF",     "LOADING", "BUSY",
-    "NOREPLICAS", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"
+    "OOM",        "READONLY",   "MISCONF",     "LOADING",  "BUSY",
+    "NOREPLICAS", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "NOPERM"
 };
 
 static bool has_prefix(const char *s, const char *word)

@@ -41,11 +41,12 @@ const char *kv_errstr(const kv_conn *c);
 
 /*
  * Redis facts every Redis user here needs. A systemic error reply (OOM, READONLY, MISCONF,
- * LOADING, BUSY, NOREPLICAS, MASTERDOWN, CLUSTERDOWN, TRYAGAIN) says that Redis cannot take
- * writes now, whatever the command: never the command's own fault, never to be taken as done.
+ * LOADING, BUSY, NOREPLICAS, MASTERDOWN, CLUSTERDOWN, TRYAGAIN; NOPERM, an ACL user without a
+ * command or key it needs) says that Redis cannot take writes now, whatever the command: never
+ * the command's own fault, never to be taken as done.
  * kv_systemic_kind names it by its first word, or returns NULL for any other error.
  */
-#define KV_SYSTEMIC_KINDS 9
+#define KV_SYSTEMIC_KINDS 10
 extern const char *const kv_systemic_kinds[KV_SYSTEMIC_KINDS];
 const char *kv_systemic_kind(const char *error);
 

@@ -28,9 +28,14 @@ static bool start_service_on(sys_system *s, proc *p, const char *path, const cha
 {
     const char *vars[64];
     char listen[64];
+    const char *redis = s->redis_var;
+    if (s->opt.redis_acl)
+        redis = s->redis_vars[strcmp(path, COMMAND_SVC_PATH) == 0 ? 0
+                              : strcmp(path, PROJECTOR_PATH) == 0 ? 1
+                                                                  : 2];
     snprintf(listen, sizeof(listen), "TALLY_GRPC_LISTEN=127.0.0.1:%d", grpc_port);
-    proc_env_join(vars, 64, extra, s->db.pg_var, s->redis_var, listen,
-                  "TALLY_HTTP_LISTEN=127.0.0.1:0", (const char *)NULL);
+    proc_env_join(vars, 64, extra, s->db.pg_var, redis, listen, "TALLY_HTTP_LISTEN=127.0.0.1:0",
+                  (const char *)NULL);
     char *argv[] = { (char *)path, NULL };
     cr_assert_eq(proc_spawn(p, argv, vars, true), 0, "cannot start %s", path);
     for (int64_t until = now_mono_ms() + START_MS; now_mono_ms() < until; tclock_sleep_ms(10)) {
@@ -163,6 +168,51 @@ void sys_redis_kill(sys_system *s)
     rsv_stop(&s->redis, SIGKILL);
 }
 
+/*
+ * Creates the users of deploy/redis-users.acl in the system's Redis, each with the password
+ * "pw-<user>", and the services' URLs for them.
+ */
+static void load_acl(sys_system *s)
+{
+    static const char *const users[3] = { "tally-command", "tally-projector", "tally-query" };
+    FILE *f = fopen(TALLY_SOURCE_DIR "/deploy/redis-users.acl", "r");
+    cr_assert(f, "cannot read deploy/redis-users.acl");
+    redisContext *c = rsv_connect(&s->redis);
+    char line[2048];
+    int loaded = 0;
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "user ", 5) != 0)
+            continue;
+        const char *argv[64];
+        char pw[80], *save = NULL;
+        int argc = 0;
+        argv[argc++] = "ACL";
+        argv[argc++] = "SETUSER";
+        strtok_r(line, " \t\n", &save); /* "user" */
+        char *name = strtok_r(NULL, " \t\n", &save);
+        argv[argc++] = name;
+        for (char *w; (w = strtok_r(NULL, " \t\n", &save)) && argc < 64;) {
+            if (strcmp(w, ">CHANGE-ME") == 0) {
+                snprintf(pw, sizeof(pw), ">pw-%s", name);
+                w = pw;
+            }
+            argv[argc++] = w;
+        }
+        redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+        cr_assert(r && r->type == REDIS_REPLY_STATUS, "ACL SETUSER %s: %s", name,
+                  r && r->str ? r->str : "no reply");
+        freeReplyObject(r);
+        loaded++;
+    }
+    fclose(f);
+    redisFree(c);
+    cr_assert_eq(loaded, 3, "deploy/redis-users.acl: %d users, want 3", loaded);
+    for (int i = 0; i < 3; i++)
+        snprintf(s->redis_vars[i], sizeof(s->redis_vars[i]),
+                 "TALLY_REDIS_URL=redis://%s:pw-%s@127.0.0.1:%d/0", users[i], users[i],
+                 s->redis.port);
+}
+
 void sys_start(sys_system *s, const sys_options *opt)
 {
     memset(s, 0, sizeof(*s));
@@ -178,6 +228,8 @@ void sys_start(sys_system *s, const sys_options *opt)
     rsv_start(&s->redis, &ro);
     snprintf(s->redis_var, sizeof(s->redis_var), "TALLY_REDIS_URL=redis://127.0.0.1:%d/0",
              s->redis.port);
+    if (s->opt.redis_acl)
+        load_acl(s);
     for (int i = 0; i < s->ncommands; i++)
         sys_replica_start(s, SYS_COMMAND, i);
     for (int i = 0; i < s->nprojectors; i++)

@@ -50,6 +50,9 @@ typedef struct sys_options {
     /* Redis persists with an append-only file (appendonly yes, appendfsync everysec) instead of
      * not at all. */
     bool redis_aof;
+    /* Each service connects as its own ACL user of deploy/redis-users.acl (password
+     * "pw-<user>"); the default user stays open for the test's own connections. */
+    bool redis_acl;
 } sys_options;
 
 /* The replicated services. */
@@ -59,6 +62,8 @@ typedef struct sys_system {
     pgdb db;            /* the system's database (db.dsn, db.pg_var) */
     rsv_server redis;   /* its redis-server (redis.port, redis.dir) */
     char redis_var[64]; /* "TALLY_REDIS_URL=..." of it */
+    /* With redis_acl: each service's own URL (command-svc, projector, query-svc). */
+    char redis_vars[3][128];
     sys_options opt;
     proc command, projector, query; /* command and projector: replica 0 */
     bool command_on, projector_on, query_on;
