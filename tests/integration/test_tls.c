@@ -185,7 +185,7 @@ static int tally_get(int port, const char *ca, const char *cert, const char *key
 {
     char target[64];
     snprintf(target, sizeof(target), "127.0.0.1:%d", port);
-    const char *argv[16] = { TALLY_BIN_DIR "/tally", "--command", target, "--timeout", "3000" };
+    const char *argv[24] = { TALLY_BIN_DIR "/tally", "--command", target, "--timeout", "3000" };
     int n = 5;
     if (ca) {
         argv[n++] = "--tls-ca";
