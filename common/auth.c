@@ -101,7 +101,8 @@ static EVP_PKEY *key_load(jwt_alg_t alg, const unsigned char *pem, int len)
     if (k) {
         int id = EVP_PKEY_get_base_id(k);
         if (alg == JWT_ALG_RS256)
-            ok = id == EVP_PKEY_RSA && EVP_PKEY_get_bits(k) >= 2048;
+            ok = id == EVP_PKEY_RSA && EVP_PKEY_get_bits(k) >= 2048 &&
+                 EVP_PKEY_get_bits(k) <= 8192; /* its signatures must fit our buffer */
         else /* ES256 is P-256 only: another 256-bit curve (secp256k1) is not it */
             ok = id == EVP_PKEY_EC &&
                  EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
@@ -228,7 +229,7 @@ static int load_keys(auth_verifier *v, const char *path, char *err, size_t errle
             if (!(key->pkey = key_load(v->alg, key->pem, key->len))) {
                 snprintf(err, errlen, "TALLY_AUTH_JWT_KEYS_FILE: key %zu%s%s is not %s", v->nkeys,
                          kid[0] ? " kid " : "", kid,
-                         v->alg == JWT_ALG_RS256 ? "an RSA public key of 2048 bits or more"
+                         v->alg == JWT_ALG_RS256 ? "an RSA public key of 2048 to 8192 bits"
                                                  : "an EC P-256 public key");
                 goto out;
             }

@@ -564,12 +564,19 @@ static void file_ids(const srv_tls *t, file_id ids[3])
     }
 }
 
+/* An encrypted key is refused, not prompted for on a terminal from a handshake thread. */
+static int no_passphrase(char *buf, int size, int rwflag, void *arg)
+{
+    (void)buf, (void)size, (void)rwflag, (void)arg;
+    return 0;
+}
+
 /* Whether the key is the certificate's (a rotation may have replaced only one of them yet). */
 static bool key_matches(const char *cert_pem, const char *key_pem)
 {
     BIO *cb = BIO_new_mem_buf(cert_pem, -1), *kb = BIO_new_mem_buf(key_pem, -1);
-    X509 *x = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
-    EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+    X509 *x = cb ? PEM_read_bio_X509(cb, NULL, no_passphrase, NULL) : NULL;
+    EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, no_passphrase, NULL) : NULL;
     bool ok = x && k && X509_check_private_key(x, k) == 1;
     X509_free(x);
     EVP_PKEY_free(k);
@@ -616,8 +623,8 @@ static grpc_ssl_certificate_config_reload_status tls_fetch(void *arg,
     file_id ids[3];
     char err[600];
     grpc_ssl_certificate_config_reload_status st = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED;
-    file_ids(t, ids);
     pthread_mutex_lock(&t->mu);
+    file_ids(t, ids); /* under the lock: two handshakes never store older snapshots */
     bool first = t->ids[0].ino == 0 && !t->warned;
     if (first || t->force || memcmp(ids, t->ids, sizeof(ids)) != 0) {
         grpc_ssl_server_certificate_config *conf = tls_read(t, err, sizeof(err));
@@ -631,7 +638,7 @@ static grpc_ssl_certificate_config_reload_status tls_fetch(void *arg,
             memcpy(t->ids, ids, sizeof(ids));
         } else {
             st = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL; /* the core keeps what it has */
-            if (!t->warned || changed)
+            if (!t->warned || changed || t->force)
                 log_error("TLS files not reloaded; serving the previous certificate",
                           LOG_STR("error", err));
             t->warned = true;
@@ -952,8 +959,10 @@ void srv_free(srv_server *s)
     if (!s)
         return;
     if (s->server) {
-        if (!atomic_load(&s->stopping))
-            srv_shutdown(s, 0); /* also fine for a server that never started */
+        /* also fine for a server that never started; with calls still stuck in handlers the
+           server is left as it is (they would use it after the free): the process exits. */
+        if (!atomic_load(&s->stopping) && srv_shutdown(s, 0) != 0)
+            return;
         grpc_server_destroy(s->server);
     }
     if (s->cq)

@@ -6,12 +6,16 @@
  * - each_service_works_under_its_acl_user: live commands and an imported history go through
  *   the relay, the projector and query-svc; the dashboard counts them; `tally verify` finds the
  *   read model exact; and Redis's ACL LOG holds no denial of any service's command or key.
- * - a_service_without_its_rights_fails_clearly: a projector and a command-svc given
- *   tally-query's read-only user apply and publish nothing, and say NOPERM (the projector on
- *   /readyz too).
+ *   Then ACL DRYRUN: what each user must not do (load or flush functions but the projector,
+ *   write as query-svc, touch a tenant key as the relay, anything @dangerous) is refused.
+ * - a_service_without_its_rights_fails_clearly: a projector that may read the streams but not
+ *   write the read model parks nothing and acknowledges nothing (NOPERM is systemic) and says
+ *   NOPERM on /readyz, and the real projector then applies what it left; a projector and a
+ *   command-svc given tally-query's read-only user apply and publish nothing, and say NOPERM.
  */
 #include "calls.h"
 #include "proc.h"
+#include "stream.h"
 #include "system.h"
 #include "tally/v1/commands.pb-c.h"
 #include "tally/v1/dashboard.pb-c.h"
@@ -28,7 +32,9 @@ static sys_system S;
 
 static void setup(void)
 {
-    sys_options o = { .redis_acl = true };
+    /* Entries another consumer left pending are claimed after 1 s, not 30. */
+    static const char *const penv[] = { "TALLY_PROJECTOR_CLAIM_IDLE_MS=1000", NULL };
+    sys_options o = { .redis_acl = true, .projector_env = penv };
     sys_start(&S, &o);
 }
 
@@ -108,15 +114,104 @@ Test(acl, each_service_works_under_its_acl_user)
     cr_expect_eq(rc, 0, "tally verify under the ACL users: %s", out);
     free(out);
     cr_expect_eq(acl_denials(), 0, "no service was refused a command or a key (ACL LOG above)");
+
+    /* And what each must not do: nobody loads or flushes functions but the projector (a loaded
+       function runs with the caller's rights: tally-query's would write as the projector),
+       query-svc writes nothing, the relay touches no tenant key, nobody is @dangerous. */
+    static const char *const denied[][6] = {
+        { "tally-query", "FUNCTION", "LOAD",
+          "#!lua name=tally\nredis.register_function('f', "
+          "function() return 1 end)" },
+        { "tally-query", "FUNCTION", "FLUSH" },
+        { "tally-query", "SCRIPT", "FLUSH" },
+        { "tally-query", "SET", "{t:acl}:x", "1" },
+        { "tally-query", "EVAL", "return 1", "1", "{t:acl}:x" },
+        { "tally-command", "FUNCTION", "LOAD",
+          "#!lua name=tally\nredis.register_function('f', "
+          "function() return 1 end)" },
+        { "tally-command", "FUNCTION", "DELETE", "tally" },
+        { "tally-command", "SET", "{t:acl}:x", "1" },
+        { "tally-command", "FLUSHALL" },
+        { "tally-projector", "FUNCTION", "FLUSH" },
+        { "tally-projector", "FLUSHALL" },
+        { "tally-projector", "CONFIG", "SET", "maxmemory", "1" },
+        { "tally-projector", "KEYS", "*" },
+    };
+    redisContext *c = sys_redis_connect(&S);
+    for (size_t i = 0; i < sizeof(denied) / sizeof(denied[0]); i++) {
+        const char *dry[8] = { "ACL", "DRYRUN" };
+        int argc = 2;
+        for (int k = 0; k < 6 && denied[i][k]; k++)
+            dry[argc++] = denied[i][k];
+        redisReply *r = redisCommandArgv(c, argc, dry, NULL);
+        cr_assert(r, "ACL DRYRUN: %s", c->errstr);
+        bool allowed = r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0;
+        cr_expect_not(allowed, "%s may run %s %s", denied[i][0], denied[i][1],
+                      denied[i][2] ? denied[i][2] : "");
+        freeReplyObject(r);
+    }
+    redisFree(c);
+}
+
+/* Waits up to 15 s for /readyz of the HTTP port to be 503 and name NOPERM; its body. */
+static bool not_ready_noperm(int http_port, char *body, size_t len)
+{
+    for (int64_t until = now_mono_ms() + 15000; now_mono_ms() < until; tclock_sleep_ms(100))
+        if (proc_http_get(http_port, "/readyz", body, len) == 503 && strstr(body, "NOPERM"))
+            return true;
+    return false;
+}
+
+/* A number Redis answers (rsv_must of fmt). */
+static long long redis_int(const char *fmt)
+{
+    redisContext *c = sys_redis_connect(&S);
+    redisReply *r = rsv_must(c, fmt);
+    long long v = r->type == REDIS_REPLY_INTEGER ? r->integer
+                  : r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                          r->element[0]->type == REDIS_REPLY_INTEGER
+                      ? r->element[0]->integer
+                      : -1;
+    freeReplyObject(r);
+    redisFree(c);
+    return v;
 }
 
 Test(acl, a_service_without_its_rights_fails_clearly)
 {
     put_tenant("acl");
     int64_t id;
+    char body[4096] = "";
     /* The real projector applies this; then a projector and a command-svc that are given the
        read-only user of query-svc. */
     call_create(S.cmd, "acl", "acl-0", "billing", TALLY__V1__PRIORITY__PRIORITY_LOW, &id);
+    sys_wait_idle(&S, 30000);
+    sys_projector_stop(&S);
+
+    /* A projector that may read and ack the streams but not write a tenant's keys: the entry
+       it cannot apply is a NOPERM, systemic: neither parked nor acknowledged, and /readyz says
+       so. The real projector, back, applies it: nothing lost. */
+    redisContext *ac = sys_redis_connect(&S);
+    freeReplyObject(rsv_must(ac, "ACL SETUSER narrow on >pw-narrow resetchannels ~tally:* -@all "
+                                 "+@connection +@read +@write +@stream +@transaction -@dangerous "
+                                 "-function +function|load +fcall +eval +info +config|get +time"));
+    redisFree(ac);
+    call_create(S.cmd, "acl", "acl-narrow", "billing", TALLY__V1__PRIORITY__PRIORITY_LOW, &id);
+    char narrow[160];
+    snprintf(narrow, sizeof(narrow), "TALLY_REDIS_URL=redis://narrow:pw-narrow@127.0.0.1:%d/0",
+             S.redis.port);
+    proc np;
+    const char *nenv[] = { narrow, NULL };
+    cr_assert_eq(proc_start_projector(&np, S.redis.port, nenv), 0, "%s", np.log);
+    cr_expect(not_ready_noperm(np.http_port, body, sizeof(body)),
+              "a projector that may not write the read model is not ready, and says NOPERM: %s",
+              body);
+    cr_expect_eq(proc_stop(&np, SIGTERM, 20000), 0);
+    proc_release(&np);
+    cr_expect_eq(redis_int("EXISTS tally:dead:0"), 0, "nothing parked for a NOPERM");
+    cr_expect_gt(redis_int("XPENDING tally:events:0 " STREAM_GROUP), 0,
+                 "the entry it could not apply is still pending, not acknowledged");
+    sys_projector_start(&S);
     sys_wait_idle(&S, 30000);
     sys_projector_stop(&S);
     sys_command_stop(&S);
@@ -130,15 +225,8 @@ Test(acl, a_service_without_its_rights_fails_clearly)
     proc p;
     const char *penv[] = { url, NULL };
     cr_assert_eq(proc_start_projector(&p, S.redis.port, penv), 0, "%s", p.log);
-    char body[4096] = "";
-    int code = 0;
-    for (int64_t until = now_mono_ms() + 15000; now_mono_ms() < until; tclock_sleep_ms(100)) {
-        code = proc_http_get(p.http_port, "/readyz", body, sizeof(body));
-        if (code == 503 && strstr(body, "NOPERM"))
-            break;
-    }
-    cr_expect_eq(code, 503, "the projector without its rights is not ready: %s", body);
-    cr_expect(strstr(body, "NOPERM"), "its /readyz says why: %s", body);
+    cr_expect(not_ready_noperm(p.http_port, body, sizeof(body)),
+              "the projector with a read-only user is not ready, and says NOPERM: %s", body);
     cr_expect_eq(proc_stop(&p, SIGTERM, 20000), 0);
     proc_release(&p);
 

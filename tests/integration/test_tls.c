@@ -93,6 +93,17 @@ static int echo(int port, const gc_options *opt, char *details, size_t len)
     return st.code;
 }
 
+/* Whether the child's log says needle within 5 s (its stderr is read by another thread). */
+static bool logged(proc *p, const char *needle)
+{
+    for (int i = 0; i < 500; i++) {
+        if (proc_log_has(p, needle))
+            return true;
+        usleep(10 * 1000);
+    }
+    return false;
+}
+
 static gc_options trusting(const char *ca)
 {
     gc_options o = { .tls_ca_path = path(ca) };
@@ -162,20 +173,19 @@ Test(tls, certificates_rotate_without_a_restart)
     replace("ca2-server.key", "live.key");
     cr_expect_eq(echo(p.grpc_port, &ca1, why, sizeof(why)), TALLY_GRPC_OK,
                  "half rotated: the previous certificate still serves: %s", why);
-    cr_expect(proc_log_has(&p, "TLS files not reloaded"), "the half rotation is logged:\n%s",
-              p.log);
+    cr_expect(logged(&p, "TLS files not reloaded"), "the half rotation is logged:\n%s", p.log);
     replace("ca2-server.crt", "live.crt");
     cr_expect_eq(echo(p.grpc_port, &ca2, why, sizeof(why)), TALLY_GRPC_OK,
                  "rotated: the new certificate serves: %s", why);
     cr_expect_eq(echo(p.grpc_port, &ca1, why, sizeof(why)), TALLY_GRPC_UNAVAILABLE,
                  "rotated: the old CA no longer verifies: %s", why);
-    cr_expect(proc_log_has(&p, "TLS certificate reloaded"), "%s", p.log);
+    cr_expect(logged(&p, "TLS certificate reloaded"), "%s", p.log);
 
     /* SIGHUP: read again at the next handshake; the process goes on. */
     cr_assert_eq(kill(p.pid, SIGHUP), 0);
     usleep(200 * 1000);
     cr_expect_eq(echo(p.grpc_port, &ca2, why, sizeof(why)), TALLY_GRPC_OK, "after SIGHUP: %s", why);
-    cr_expect(proc_log_has(&p, "TLS files will be read again"), "%s", p.log);
+    cr_expect(logged(&p, "TLS files will be read again"), "%s", p.log);
     cr_expect_eq(proc_stop(&p, SIGTERM, 10000), 0);
     proc_release(&p);
 }
