@@ -9,7 +9,8 @@
  * - certificates_rotate_without_a_restart: the files replaced by those of a new CA (renamed into
  *   place, as a Kubernetes Secret update does): new connections get the new certificate, with no
  *   restart; a half-done rotation (a certificate without its key) keeps the previous one and
- *   says so in the log; SIGHUP re-reads and does not stop the server.
+ *   says so in the log; a change written in place unseen by stat (same inode, size, mtime)
+ *   is read after SIGHUP, which does not stop the server.
  * - the_cli_speaks_tls_and_mtls: `tally --tls-ca` (and --tls-cert/--tls-key) reaches the
  *   server (echo-svc answers tally's method with UNIMPLEMENTED, which only a completed
  *   handshake can carry), and fails to without them.
@@ -148,12 +149,28 @@ Test(tls, mutual_tls_requires_a_client_certificate)
     proc_release(&p);
 }
 
-/* Copies file from to to through a temporary name and a rename, as a Secret update does. */
+/*
+ * Copies file from to to through a temporary name and a rename, as a Secret update does. Every
+ * copy is padded to 4096 bytes (NULs after the PEM, which readers stop at), so that one can
+ * also be written in place unseen (rewrite_unseen).
+ */
 static void replace(const char *from, const char *to)
 {
-    char cmd[400];
-    snprintf(cmd, sizeof(cmd), "cp %s %s.new && mv -f %s.new %s", path(from), path(to), path(to),
-             path(to));
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "cp %s %s.new && truncate -s 4096 %s.new && mv -f %s.new %s",
+             path(from), path(to), path(to), path(to), path(to));
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+/* Writes from over to in place (same inode, size and mtime): a change stat cannot see. */
+static void rewrite_unseen(const char *from, const char *to)
+{
+    char cmd[800];
+    snprintf(cmd, sizeof(cmd),
+             "touch -r %s %s.when && cp %s %s.new && truncate -s 4096 %s.new && cat %s.new > %s "
+             "&& touch -r %s.when %s && rm -f %s.new %s.when",
+             path(to), path(to), path(from), path(to), path(to), path(to), path(to), path(to),
+             path(to), path(to), path(to));
     cr_assert_eq(system(cmd), 0, "%s", cmd);
 }
 
@@ -181,11 +198,18 @@ Test(tls, certificates_rotate_without_a_restart)
                  "rotated: the old CA no longer verifies: %s", why);
     cr_expect(logged(&p, "TLS certificate reloaded"), "%s", p.log);
 
-    /* SIGHUP: read again at the next handshake; the process goes on. */
+    /* Back to ca1's pair, written in place so that nothing a stat sees changes: still ca2's
+       certificate serves; after SIGHUP the next connection gets ca1's. */
+    rewrite_unseen("ca1-server.key", "live.key");
+    rewrite_unseen("ca1-server.crt", "live.crt");
+    cr_expect_eq(echo(p.grpc_port, &ca2, why, sizeof(why)), TALLY_GRPC_OK,
+                 "an unseen change: the certificate in use stays: %s", why);
     cr_assert_eq(kill(p.pid, SIGHUP), 0);
-    usleep(200 * 1000);
-    cr_expect_eq(echo(p.grpc_port, &ca2, why, sizeof(why)), TALLY_GRPC_OK, "after SIGHUP: %s", why);
     cr_expect(logged(&p, "TLS files will be read again"), "%s", p.log);
+    cr_expect_eq(echo(p.grpc_port, &ca1, why, sizeof(why)), TALLY_GRPC_OK,
+                 "after SIGHUP the files are read again: %s", why);
+    cr_expect_eq(echo(p.grpc_port, &ca2, why, sizeof(why)), TALLY_GRPC_UNAVAILABLE,
+                 "after SIGHUP, ca2's certificate is gone: %s", why);
     cr_expect_eq(proc_stop(&p, SIGTERM, 10000), 0);
     proc_release(&p);
 }
