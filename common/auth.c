@@ -659,6 +659,12 @@ static void entry_clear(cache_entry *e)
     memset(e, 0, sizeof(*e));
 }
 
+void auth_cache_clear(auth_cache *c)
+{
+    for (size_t i = 0; c && i < c->nsets * CACHE_WAYS; i++)
+        entry_clear(&c->slots[i]);
+}
+
 void auth_cache_free(auth_cache *c)
 {
     if (!c)

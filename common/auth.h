@@ -99,6 +99,9 @@ auth_cache *auth_cache_new(size_t slots);
 /* Accepts NULL. */
 void auth_cache_free(auth_cache *c);
 
+/* Forgets every token (the keys changed: what they verified is no longer known good). */
+void auth_cache_clear(auth_cache *c);
+
 /* auth_verify, answered from cache when it holds the token (cache may be NULL). */
 int auth_verify_cached(const auth_verifier *v, auth_cache *cache, const char *token, size_t len,
                        int64_t now_s, auth_claims *out, char *why, size_t whylen);

@@ -56,6 +56,7 @@ typedef struct worker {
     int index;
     void *state;
     auth_cache *tokens; /* the tokens this worker verified (with auth on) */
+    unsigned auth_gen;  /* the keys' generation the cache holds tokens of */
     pthread_t thread;
 } worker;
 
@@ -91,7 +92,10 @@ struct srv_server {
     int posts; /* pre-posted requests per method */
     long long max_message;
     int port;
-    const auth_verifier *auth; /* NULL: every caller trusted */
+    const auth_verifier *_Atomic auth; /* NULL: every caller trusted; swapped by srv_set_auth */
+    _Atomic unsigned auth_gen;         /* bumped by srv_set_auth: the workers clear caches */
+    struct retired *retired;           /* verifiers replaced by srv_set_auth, freed at the end */
+    pthread_mutex_t auth_mu;
     void *(*worker_init)(int index, void *arg);
     void (*worker_free)(void *state, void *arg);
     void *arg;
@@ -275,8 +279,14 @@ static int authenticate(srv_call *c, auth_claims *claims)
     size_t len = 0, toklen = 0;
     const char *value = srv_metadata(c, "authorization", &len), *tok = NULL;
     char why[200];
+    worker *w = c->worker;
+    unsigned gen = atomic_load(&c->srv->auth_gen);
+    if (w->auth_gen != gen) { /* new keys: nothing the old ones verified counts */
+        auth_cache_clear(w->tokens);
+        w->auth_gen = gen;
+    }
     if (auth_bearer(value, len, &tok, &toklen, why, sizeof(why)) != 0 ||
-        auth_verify_cached(c->srv->auth, c->worker->tokens, tok, toklen, now_wall_ms() / 1000,
+        auth_verify_cached(atomic_load(&c->srv->auth), w->tokens, tok, toklen, now_wall_ms() / 1000,
                            claims, why, sizeof(why)) != 0)
         return srv_fail(c, TALLY_EUNAUTH, "%s", why);
     if (!(claims->role & c->method->m->roles))
@@ -361,7 +371,7 @@ static void serve(worker *w, srv_call *c)
     double t0 = mono_seconds();
     ProtobufCMessage *req = NULL;
     auth_claims claims;
-    bool auth = c->srv->auth && !m->health;
+    bool auth = atomic_load(&c->srv->auth) && !m->health;
     int rc, code;
 
     metrics_inc(m->started, 1);
@@ -445,7 +455,7 @@ static void *worker_main(void *arg)
     srv_server *s = w->srv;
     if (s->worker_init)
         w->state = s->worker_init(w->index, s->arg);
-    if (s->auth)
+    if (atomic_load(&s->auth))
         w->tokens = auth_cache_new(TOKEN_SLOTS); /* NULL: every call verifies in full */
     for (;;) {
         gpr_timespec until =
@@ -650,6 +660,29 @@ static grpc_ssl_certificate_config_reload_status tls_fetch(void *arg,
     return st;
 }
 
+/* A verifier srv_set_auth replaced: kept until srv_free, as workers may still hold it. */
+struct retired {
+    struct retired *next;
+    auth_verifier *v;
+};
+
+int srv_set_auth(srv_server *s, auth_verifier *v)
+{
+    struct retired *r = calloc(1, sizeof(*r));
+    if (!r || !v || !atomic_load(&s->auth)) {
+        free(r);
+        return TALLY_EINVAL;
+    }
+    r->v = v; /* owned from now on; the one it replaces is the caller's or an older entry */
+    pthread_mutex_lock(&s->auth_mu);
+    r->next = s->retired;
+    s->retired = r;
+    atomic_store(&s->auth, v);
+    atomic_fetch_add(&s->auth_gen, 1);
+    pthread_mutex_unlock(&s->auth_mu);
+    return 0;
+}
+
 void srv_reload_tls(srv_server *s)
 {
     if (!s->tls)
@@ -786,7 +819,8 @@ srv_server *srv_new(const srv_config *conf, char *err, size_t errlen)
     s->want_workers = (int)cfg->workers;
     s->posts = s->want_workers * 4 < 16 ? 16 : s->want_workers * 4;
     s->max_message = cfg->max_message_bytes;
-    s->auth = conf->auth;
+    atomic_store(&s->auth, conf->auth);
+    pthread_mutex_init(&s->auth_mu, NULL);
     s->per_conn_max = cfg->max_calls_per_connection;
     pthread_mutex_init(&s->peers_mu, NULL);
     s->worker_init = conf->worker_init;
@@ -982,6 +1016,13 @@ void srv_free(srv_server *s)
             free(p);
         }
     pthread_mutex_destroy(&s->peers_mu);
+    while (s->retired) {
+        struct retired *r = s->retired;
+        s->retired = r->next;
+        auth_free(r->v);
+        free(r);
+    }
+    pthread_mutex_destroy(&s->auth_mu);
     free(s->tls);
     free(s);
     grpc_shutdown_blocking();

@@ -74,7 +74,7 @@ typedef struct srv_config {
      * string field tenant_id, a token that grants that tenant (else PERMISSION_DENIED, with the
      * same message whether or not the tenant exists). Handlers only ever see authorized calls.
      */
-    const struct auth_verifier *auth;
+    const struct auth_verifier *auth; /* borrowed until srv_free */
     /*
      * Optional per-worker state, made on the worker's thread before it serves. It may be NULL
      * (a failed allocation); handlers must then answer UNAVAILABLE.
@@ -101,6 +101,15 @@ int srv_port(const srv_server *s);
  * read them even when they look unchanged (svc_main calls it on SIGHUP).
  */
 void srv_reload_tls(srv_server *s);
+
+/*
+ * Replaces the token verifier (new keys) of a server that verifies tokens: calls from now on
+ * are checked with v, and the workers forget the tokens they verified before. The server owns
+ * v from now on (the first verifier stays the caller's). 0, or TALLY_EINVAL (a server without
+ * auth, or NULL).
+ */
+struct auth_verifier;
+int srv_set_auth(srv_server *s, struct auth_verifier *v);
 
 /* What Health/Check answers: SERVING (true, the state after srv_start) or NOT_SERVING. */
 void srv_set_serving(srv_server *s, bool serving);

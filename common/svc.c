@@ -93,6 +93,23 @@ static int setup_auth(const auth_settings *a, auth_verifier **out)
     return 0;
 }
 
+/* SIGHUP: the token keys read again (TALLY_AUTH_JWT_SECRET_FILE, TALLY_AUTH_JWT_KEYS_FILE);
+   keys that do not load leave the current ones in place. */
+static void reload_auth(srv_server *srv, const auth_settings *a)
+{
+    char err[512];
+    auth_verifier *v = auth_new(a, err, sizeof(err));
+    if (!v) {
+        log_error("token keys not reloaded; the current ones stay", LOG_STR("error", err));
+        return;
+    }
+    if (srv_set_auth(srv, v) != 0) {
+        auth_free(v);
+        return;
+    }
+    log_info("token keys reloaded", LOG_STR("alg", a->alg));
+}
+
 static double start_time(void *arg)
 {
     return *(const double *)arg;
@@ -119,7 +136,7 @@ int svc_main(const svc_def *def)
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGUSR1); /* the run function returned */
-    sigaddset(&sigs, SIGHUP);  /* read the TLS files again */
+    sigaddset(&sigs, SIGHUP);  /* read the TLS files and the token keys again */
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -210,6 +227,8 @@ int svc_main(const svc_def *def)
             break;
         if (srv)
             srv_reload_tls(srv);
+        if (srv && auth)
+            reload_auth(srv, &auth_cfg);
     }
     atomic_store(&stopping, true);
     if (sig == SIGUSR1) {

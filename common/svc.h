@@ -8,7 +8,8 @@
  *   -> serve until SIGTERM or SIGINT -> drain: health NOT_SERVING and /readyz 503, wait
  *   TALLY_SHUTDOWN_DRAIN_MS, stop accepting, let in-flight calls finish within
  *   TALLY_SHUTDOWN_GRACE_MS -> teardown -> exit 0. SIGHUP meanwhile makes the gRPC server read
- *   its TLS files again at the next handshake (srv_reload_tls); it never stops the process.
+ *   its TLS files again at the next handshake (srv_reload_tls) and its token keys now
+ *   (srv_set_auth; keys that do not load leave the current ones); it never stops the process.
  *
  * A service's main() fills a svc_def and returns svc_main(&def). A worker without a gRPC API
  * (the projector) names no services and gives a run function instead: it runs on a thread of

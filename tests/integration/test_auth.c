@@ -13,6 +13,8 @@
  *   RESOURCE_EXHAUSTED from the transport), and the service still serves.
  * - services_refuse_to_start_without_auth: command-svc and query-svc without a key exit 2
  *   naming the variables; TALLY_AUTH=off starts and warns; a short secret is refused.
+ * - keys_are_read_again_on_sighup: after SIGHUP the old secret's tokens (cached) are refused
+ *   and the new secret's taken; keys that do not load leave the current ones.
  */
 #include "auth.h"
 #include "calls.h"
@@ -30,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define TENANT  "t-auth"
 #define OTHER   "t-other"
@@ -465,4 +468,78 @@ Test(auth, services_refuse_to_start_without_auth)
         cr_expect_eq(proc_stop(&p, SIGTERM, 10000), 0);
         proc_release(&p);
     }
+}
+
+/* Writes text to path through a temporary file and a rename. */
+static void write_secret(const char *path, const char *text)
+{
+    char tmp[128];
+    snprintf(tmp, sizeof(tmp), "%s.new", path);
+    FILE *f = fopen(tmp, "w");
+    cr_assert(f);
+    fprintf(f, "%s\n", text);
+    fclose(f);
+    cr_assert_eq(rename(tmp, path), 0);
+}
+
+static int overview_with(int port, const char *token)
+{
+    gc_options o = { .token = token };
+    char target[64], err[256];
+    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+    gc_client *c = gc_new_ex(target, &o, err, sizeof(err));
+    cr_assert(c, "%s", err);
+    Tally__V1__GetOverviewRequest q = TALLY__V1__GET_OVERVIEW_REQUEST__INIT;
+    q.tenant_id = TENANT;
+    int code = call_code(c, GC_DASHBOARD("GetOverview"), &q.base, 5000, NULL);
+    gc_free(c);
+    return code;
+}
+
+static bool logged_within(proc *p, const char *needle)
+{
+    for (int i = 0; i < 500 && !proc_log_has(p, needle); i++)
+        usleep(10 * 1000);
+    return proc_log_has(p, needle);
+}
+
+/*
+ * SIGHUP reads the token keys again: a token of the old secret (verified and cached before) is
+ * refused from then on, one of the new secret is taken; keys that do not load (a secret too
+ * short) leave the current ones.
+ */
+Test(auth, keys_are_read_again_on_sighup)
+{
+    static const char s1[] = "first-secret-of-the-reload-test-0123456789";
+    static const char s2[] = "second-secret-of-the-reload-test-987654321";
+    char dir[] = "/tmp/test-auth-keys-XXXXXX", file[96], var[128];
+    cr_assert(mkdtemp(dir));
+    snprintf(file, sizeof(file), "%s/secret", dir);
+    snprintf(var, sizeof(var), "TALLY_AUTH_JWT_SECRET_FILE=%s", file);
+    write_secret(file, s1);
+    /* One worker: the one whose cache holds the old key's token serves the call after. */
+    const char *env[] = { var, sys.redis_var, "TALLY_WORKERS=1", NULL };
+    proc p;
+    cr_assert_eq(proc_start(&p, QUERY_SVC_PATH, env), 0, "query-svc did not start:\n%s", p.log);
+    char t1[AUTH_TOKEN_MAX], t2[AUTH_TOKEN_MAX];
+    mint(t1, sizeof(t1), "HS256", s1, "manager", TENANT, 3600, 0);
+    mint(t2, sizeof(t2), "HS256", s2, "manager", TENANT, 3600, 0);
+    cr_expect_eq(overview_with(p.grpc_port, t1), TALLY_GRPC_OK, "the first key's token");
+    cr_expect_eq(overview_with(p.grpc_port, t2), TALLY_GRPC_UNAUTHENTICATED);
+
+    write_secret(file, s2);
+    cr_assert_eq(kill(p.pid, SIGHUP), 0);
+    cr_expect(logged_within(&p, "token keys reloaded"), "%s", p.log);
+    cr_expect_eq(overview_with(p.grpc_port, t1), TALLY_GRPC_UNAUTHENTICATED,
+                 "the old key's token, cached before, is refused after the reload");
+    cr_expect_eq(overview_with(p.grpc_port, t2), TALLY_GRPC_OK, "the new key's token");
+
+    write_secret(file, "too-short");
+    cr_assert_eq(kill(p.pid, SIGHUP), 0);
+    cr_expect(logged_within(&p, "token keys not reloaded"), "%s", p.log);
+    cr_expect_eq(overview_with(p.grpc_port, t2), TALLY_GRPC_OK, "a bad reload keeps the keys");
+    cr_expect_eq(proc_stop(&p, SIGTERM, 10000), 0);
+    proc_release(&p);
+    unlink(file);
+    rmdir(dir);
 }
