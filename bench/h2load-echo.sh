@@ -46,7 +46,7 @@ run_workdir
 printf '\x00\x00\x00\x00\x07\x0a\x05hello' >"$work/body"
 
 # The tokens: an HS256 secret and an ES256 key pair of this run, a token signed with each.
-(umask 077 && head -c 48 /dev/urandom | base64 -w0 >"$work/hs256.secret")
+secret_file_make "$work/hs256.secret"
 if ! openssl ecparam -name prime256v1 -genkey -noout -out "$work/es256.key" 2>/dev/null ||
     ! openssl ec -in "$work/es256.key" -pubout -out "$work/es256.pub" 2>/dev/null; then
     die "openssl could not make an ES256 key pair"

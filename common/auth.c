@@ -158,23 +158,14 @@ static bool signature_ok(jwt_alg_t alg, EVP_PKEY *k, const unsigned char *sig, s
    each after an optional "kid: NAME" line. */
 static int load_keys(auth_verifier *v, const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL, *p;
-    size_t n;
+    char why[300], *p;
     char kid[KID_MAX + 1] = "";
     int rc = TALLY_EINVAL;
-    if (!f) {
-        snprintf(err, errlen, "TALLY_AUTH_JWT_KEYS_FILE: cannot read %s", path);
+    char *buf = cfg_read_file(path, KEYS_LIMIT, why, sizeof(why));
+    if (!buf) {
+        snprintf(err, errlen, "TALLY_AUTH_JWT_KEYS_FILE: %s", why);
         return TALLY_EINVAL;
     }
-    buf = malloc(KEYS_LIMIT + 1);
-    n = buf ? fread(buf, 1, KEYS_LIMIT + 1, f) : 0;
-    fclose(f);
-    if (!buf || n > KEYS_LIMIT) {
-        snprintf(err, errlen, "TALLY_AUTH_JWT_KEYS_FILE: %s is larger than 64 KiB", path);
-        goto out;
-    }
-    buf[n] = '\0';
     for (p = buf; *p;) {
         char *eol = p + strcspn(p, "\n");
         size_t linelen = (size_t)(eol - p);

@@ -169,6 +169,26 @@ void cfg_redis_url_redact(const char *url, char *out, size_t len)
         snprintf(out, len, "%.*s***%s", (int)(colon + 1 - url), url, at);
 }
 
+char *cfg_read_file(const char *path, size_t max, char *why, size_t whylen)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = f ? malloc(max + 1) : NULL;
+    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    bool failed = !f || !buf || ferror(f);
+    if (f)
+        fclose(f);
+    if (failed || n > max) {
+        if (failed)
+            snprintf(why, whylen, "cannot read %s", path);
+        else
+            snprintf(why, whylen, "%s is larger than %zu bytes", path, max);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
 int cfg_read_secret(const char *path, char *out, size_t outlen, char *why, size_t whylen)
 {
     FILE *f = fopen(path, "r");

@@ -110,6 +110,12 @@ int cfg_parse_bool(const char *s, bool *out);
 int cfg_read_secret(const char *path, char *out, size_t outlen, char *why, size_t whylen);
 
 /*
+ * The whole of the file at path (at most max bytes), NUL-terminated, malloc'd: the caller frees
+ * it. NULL with why set ("cannot read PATH", "PATH is larger than MAX bytes").
+ */
+char *cfg_read_file(const char *path, size_t max, char *why, size_t whylen);
+
+/*
  * Applies TALLY_REDIS_PASSWORD_FILE (path; "" or NULL for none) to r: its content becomes the
  * password, unless r's URL gave one (an error: two sources of one secret); then a user must
  * have a password. 0 or TALLY_EINVAL with why set.

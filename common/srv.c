@@ -524,25 +524,6 @@ int srv_fail(srv_call *c, int err, const char *fmt, ...)
 
 /* ---- lifecycle --------------------------------------------------------------------------- */
 
-static char *slurp(const char *path, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long len;
-    if (!f || fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 || len > (1 << 20) ||
-        fseek(f, 0, SEEK_SET) != 0 || !(buf = malloc((size_t)len + 1)) ||
-        fread(buf, 1, (size_t)len, f) != (size_t)len) {
-        snprintf(err, errlen, "cannot read %s", path);
-        free(buf);
-        buf = NULL;
-    } else {
-        buf[len] = '\0';
-    }
-    if (f)
-        fclose(f);
-    return buf;
-}
-
 /* What a file was when it was last read: a change of any of these means read it again. */
 typedef struct file_id {
     dev_t dev;
@@ -599,9 +580,9 @@ static bool key_matches(const char *cert_pem, const char *key_pem)
 static grpc_ssl_server_certificate_config *tls_read(const srv_tls *t, char *err, size_t errlen)
 {
     grpc_ssl_server_certificate_config *conf = NULL;
-    char *cert = slurp(t->cert, err, errlen);
-    char *key = cert ? slurp(t->key, err, errlen) : NULL;
-    char *ca = key && t->ca[0] ? slurp(t->ca, err, errlen) : NULL;
+    char *cert = cfg_read_file(t->cert, 1 << 20, err, errlen);
+    char *key = cert ? cfg_read_file(t->key, 1 << 20, err, errlen) : NULL;
+    char *ca = key && t->ca[0] ? cfg_read_file(t->ca, 1 << 20, err, errlen) : NULL;
     if (key && (ca || !t->ca[0])) {
         if (!strstr(cert, "-----BEGIN CERTIFICATE-----") || (ca && !strstr(ca, "-----BEGIN")))
             snprintf(err, errlen, "%s: no PEM certificate",

@@ -28,18 +28,15 @@ static int read_key(const cli *c, const char *alg, char *key, size_t cap)
         return EXIT_OK;
     }
     if (file && file[0]) {
-        FILE *f = fopen(file, "rb");
-        size_t n = f ? fread(key, 1, cap, f) : 0;
-        if (f)
-            fclose(f);
-        if (n == 0 || n == cap) {
-            fprintf(stderr, "tally: --key-file %s: %s\n", file,
-                    !f  ? "cannot be read"
-                    : n ? "larger than 16 KiB"
-                        : "empty");
+        char *pem = cfg_read_file(file, cap - 1, why, sizeof(why));
+        if (!pem || !pem[0]) {
+            fprintf(stderr, "tally: --key-file: %s\n", pem ? "empty" : why);
+            free(pem);
             return EXIT_FAIL;
         }
-        key[n] = '\0';
+        memcpy(key, pem, strlen(pem) + 1);
+        memset(pem, 0, strlen(pem));
+        free(pem);
         return EXIT_OK;
     }
     if (!hs)

@@ -551,6 +551,16 @@ print("%.1f %.3f %d" % (len(lat) / span, (sum(lat) / len(lat) / 1000) if lat els
 }
 
 # ---- bearer tokens for a script's services and clients -------------------------------------
+# secret_file_make PATH: an HS256 secret (48 random bytes, base64, one line) at PATH, mode 600,
+# unless PATH holds one already; dies when it cannot be written.
+secret_file_make() {
+    [[ -s $1 ]] && return 0
+    if ! (umask 077 && head -c 48 /dev/urandom | base64 -w0 >"$1.tmp" && echo >>"$1.tmp") ||
+        ! mv -- "$1.tmp" "$1"; then
+        die "cannot write $1"
+    fi
+}
+
 # auth_dev_up BIN_DIR: a development HS256 secret of the script's own ($work/jwt-secret, made
 # once) for its services, which add "${auth_env[@]}" to their environment, and an admin token
 # for every tenant, signed with it by BIN_DIR/tally, exported as TALLY_TOKEN for its clients
@@ -561,8 +571,7 @@ auth_dev_up() {
     [[ -n ${auth_env[*]:-} ]] && return 0
     [[ -n $work ]] || die "auth_dev_up: no work directory (run_workdir first)"
     [[ -x $1/tally ]] || die "auth_dev_up: no $1/tally (it mints the token): build it first"
-    [[ -s $work/jwt-secret ]] || (umask 077 && head -c 48 /dev/urandom | base64 -w0 >"$work/jwt-secret") ||
-        die "cannot write $work/jwt-secret"
+    secret_file_make "$work/jwt-secret"
     auth_env=(TALLY_AUTH_JWT_SECRET_FILE="$work/jwt-secret")
     TALLY_TOKEN=$(env "${auth_env[@]}" "$1/tally" token --role admin --tenant '*' --ttl 86400 \
         --subject "$(basename "$0")") || die "tally token failed"

@@ -424,12 +424,6 @@ Test(auth, hostile_authorization_values)
     gc_free(q);
 }
 
-/* Runs bin with env (no inherited TALLY_AUTH_*: overridden empty) until it exits; its log. */
-static int run_service(const char *bin, const char *const *env, proc *p)
-{
-    return proc_run(p, bin, env, 10000);
-}
-
 Test(auth, services_refuse_to_start_without_auth)
 {
     const char *bins[] = { COMMAND_SVC_PATH, QUERY_SVC_PATH };
@@ -442,20 +436,21 @@ Test(auth, services_refuse_to_start_without_auth)
                                sys.db.pg_var,
                                sys.redis_var,
                                NULL };
-        cr_expect_eq(run_service(bins[i], none, &p), 2, "%s without a key", bins[i]);
+        cr_expect_eq(proc_run(&p, bins[i], none, 10000), 2, "%s without a key", bins[i]);
         cr_expect(proc_log_has(&p, "TALLY_AUTH_JWT_SECRET or TALLY_AUTH_JWT_SECRET_FILE"),
                   "%s: the refusal names the variables:\n%s", bins[i], p.log);
         proc_release(&p);
 
         const char *short_secret[] = { "TALLY_AUTH_JWT_SECRET_FILE=", "TALLY_AUTH_JWT_SECRET=short",
                                        sys.db.pg_var, sys.redis_var, NULL };
-        cr_expect_eq(run_service(bins[i], short_secret, &p), 2, "%s with a short secret", bins[i]);
+        cr_expect_eq(proc_run(&p, bins[i], short_secret, 10000), 2, "%s with a short secret",
+                     bins[i]);
         cr_expect(proc_log_has(&p, "shorter than 32 bytes"), "%s:\n%s", bins[i], p.log);
         proc_release(&p);
 
         const char *es[] = { "TALLY_AUTH_JWT_SECRET_FILE=", "TALLY_AUTH_JWT_ALG=ES256",
                              sys.db.pg_var, sys.redis_var, NULL };
-        cr_expect_eq(run_service(bins[i], es, &p), 2, "%s: ES256 without keys", bins[i]);
+        cr_expect_eq(proc_run(&p, bins[i], es, 10000), 2, "%s: ES256 without keys", bins[i]);
         cr_expect(proc_log_has(&p, "TALLY_AUTH_JWT_KEYS_FILE: required for ES256"), "%s:\n%s",
                   bins[i], p.log);
         proc_release(&p);
@@ -496,13 +491,6 @@ static int overview_with(int port, const char *token)
     return code;
 }
 
-static bool logged_within(proc *p, const char *needle)
-{
-    for (int i = 0; i < 500 && !proc_log_has(p, needle); i++)
-        usleep(10 * 1000);
-    return proc_log_has(p, needle);
-}
-
 /*
  * SIGHUP reads the token keys again: a token of the old secret (verified and cached before) is
  * refused from then on, one of the new secret is taken; keys that do not load (a secret too
@@ -529,14 +517,14 @@ Test(auth, keys_are_read_again_on_sighup)
 
     write_secret(file, s2);
     cr_assert_eq(kill(p.pid, SIGHUP), 0);
-    cr_expect(logged_within(&p, "token keys reloaded"), "%s", p.log);
+    cr_expect(proc_log_wait(&p, "token keys reloaded", 5000), "%s", p.log);
     cr_expect_eq(overview_with(p.grpc_port, t1), TALLY_GRPC_UNAUTHENTICATED,
                  "the old key's token, cached before, is refused after the reload");
     cr_expect_eq(overview_with(p.grpc_port, t2), TALLY_GRPC_OK, "the new key's token");
 
     write_secret(file, "too-short");
     cr_assert_eq(kill(p.pid, SIGHUP), 0);
-    cr_expect(logged_within(&p, "token keys not reloaded"), "%s", p.log);
+    cr_expect(proc_log_wait(&p, "token keys not reloaded", 5000), "%s", p.log);
     cr_expect_eq(overview_with(p.grpc_port, t2), TALLY_GRPC_OK, "a bad reload keeps the keys");
     cr_expect_eq(proc_stop(&p, SIGTERM, 10000), 0);
     proc_release(&p);

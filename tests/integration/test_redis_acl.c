@@ -235,11 +235,8 @@ Test(acl, a_service_without_its_rights_fails_clearly)
     cr_assert_eq(proc_start(&p, COMMAND_SVC_PATH, cenv), 0, "%s", p.log);
     gc_client *c = gc_new_port(p.grpc_port);
     call_create(c, "acl", "acl-1", "billing", TALLY__V1__PRIORITY__PRIORITY_LOW, &id);
-    bool said = false;
-    for (int64_t until = now_mono_ms() + 15000; now_mono_ms() < until && !said;
-         tclock_sleep_ms(100))
-        said = proc_log_has(&p, "NOPERM");
-    cr_expect(said, "the relay without its rights says NOPERM in its log:\n%s", p.log);
+    cr_expect(proc_log_wait(&p, "NOPERM", 15000),
+              "the relay without its rights says NOPERM in its log:\n%s", p.log);
     r = rsv_must(rc, "XLEN tally:events:0");
     cr_expect_eq(r->integer, before,
                  "nothing published by the relay without its rights: %lld, "

@@ -94,17 +94,6 @@ static int echo(int port, const gc_options *opt, char *details, size_t len)
     return st.code;
 }
 
-/* Whether the child's log says needle within 5 s (its stderr is read by another thread). */
-static bool logged(proc *p, const char *needle)
-{
-    for (int i = 0; i < 500; i++) {
-        if (proc_log_has(p, needle))
-            return true;
-        usleep(10 * 1000);
-    }
-    return false;
-}
-
 static gc_options trusting(const char *ca)
 {
     gc_options o = { .tls_ca_path = path(ca) };
@@ -190,13 +179,14 @@ Test(tls, certificates_rotate_without_a_restart)
     replace("ca2-server.key", "live.key");
     cr_expect_eq(echo(p.grpc_port, &ca1, why, sizeof(why)), TALLY_GRPC_OK,
                  "half rotated: the previous certificate still serves: %s", why);
-    cr_expect(logged(&p, "TLS files not reloaded"), "the half rotation is logged:\n%s", p.log);
+    cr_expect(proc_log_wait(&p, "TLS files not reloaded", 5000), "the half rotation is logged:\n%s",
+              p.log);
     replace("ca2-server.crt", "live.crt");
     cr_expect_eq(echo(p.grpc_port, &ca2, why, sizeof(why)), TALLY_GRPC_OK,
                  "rotated: the new certificate serves: %s", why);
     cr_expect_eq(echo(p.grpc_port, &ca1, why, sizeof(why)), TALLY_GRPC_UNAVAILABLE,
                  "rotated: the old CA no longer verifies: %s", why);
-    cr_expect(logged(&p, "TLS certificate reloaded"), "%s", p.log);
+    cr_expect(proc_log_wait(&p, "TLS certificate reloaded", 5000), "%s", p.log);
 
     /* Back to ca1's pair, written in place so that nothing a stat sees changes: still ca2's
        certificate serves; after SIGHUP the next connection gets ca1's. */
@@ -205,7 +195,7 @@ Test(tls, certificates_rotate_without_a_restart)
     cr_expect_eq(echo(p.grpc_port, &ca2, why, sizeof(why)), TALLY_GRPC_OK,
                  "an unseen change: the certificate in use stays: %s", why);
     cr_assert_eq(kill(p.pid, SIGHUP), 0);
-    cr_expect(logged(&p, "TLS files will be read again"), "%s", p.log);
+    cr_expect(proc_log_wait(&p, "TLS files will be read again", 5000), "%s", p.log);
     cr_expect_eq(echo(p.grpc_port, &ca1, why, sizeof(why)), TALLY_GRPC_OK,
                  "after SIGHUP the files are read again: %s", why);
     cr_expect_eq(echo(p.grpc_port, &ca2, why, sizeof(why)), TALLY_GRPC_UNAVAILABLE,

@@ -176,6 +176,16 @@ bool proc_log_has(proc *p, const char *needle)
     return has;
 }
 
+bool proc_log_wait(proc *p, const char *needle, int timeout_ms)
+{
+    for (int64_t until = now_mono_ms() + timeout_ms; !proc_log_has(p, needle);) {
+        if (now_mono_ms() >= until)
+            return false;
+        tclock_sleep_ms(10);
+    }
+    return true;
+}
+
 /* The number after "key": in the first log line whose msg is msg; 0 if not there yet. */
 int proc_logged_port(proc *p, const char *msg)
 {

@@ -102,6 +102,10 @@ int proc_wait(proc *p, int timeout_ms);
 /* True if the log so far contains needle. */
 bool proc_log_has(proc *p, const char *needle);
 
+/* Whether the log contains needle within timeout_ms (the reader thread may not have caught up
+   with what the child just wrote). */
+bool proc_log_wait(proc *p, const char *needle, int timeout_ms);
+
 /* Frees the log; the child must have exited. */
 void proc_release(proc *p);
 

@@ -351,8 +351,6 @@ double rl_metric(const proc *p, const char *series)
 
 void rl_expect_log(int i, const char *needle)
 {
-    for (int64_t end = now_mono_ms() + WAIT_MS; now_mono_ms() < end; tclock_sleep_ms(50))
-        if (proc_log_has(&rl.svc[i], needle))
-            return;
-    cr_assert(proc_log_has(&rl.svc[i], needle), "replica %d never logged \"%s\"", i, needle);
+    cr_assert(proc_log_wait(&rl.svc[i], needle, WAIT_MS), "replica %d never logged \"%s\"", i,
+              needle);
 }
