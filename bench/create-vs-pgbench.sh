@@ -174,7 +174,8 @@ export TALLY_STACK_PG_PORT=${TALLY_STACK_PG_PORT:-15450}
 export TALLY_STACK_REDIS_PORT=${TALLY_STACK_REDIS_PORT:-16450}
 svc_bin=$build/bin/command-svc
 lg_bin=$build/bin/bench-loadgen
-dsn=postgresql://tally@127.0.0.1:$TALLY_STACK_PG_PORT/tally
+dsn=postgresql://tally@127.0.0.1:$TALLY_STACK_PG_PORT/tally # the owner's: psql, pgbench
+svc_dsn=postgresql://tally_app@127.0.0.1:$TALLY_STACK_PG_PORT/tally # command-svc's
 pg_dsn=$dsn # psql_q
 
 check_count runs duration connections pgbench_jobs
@@ -243,7 +244,7 @@ cmd_start() {
     auth_dev_up "$(dirname "$svc_bin")"
     svc_start command-svc "http://127.0.0.1:$http_port/readyz" \
         env "${auth_env[@]}" TALLY_GRPC_LISTEN="127.0.0.1:$port" TALLY_HTTP_LISTEN="127.0.0.1:$http_port" \
-        TALLY_PG_DSN="$dsn" TALLY_REDIS_URL="redis://127.0.0.1:$TALLY_STACK_REDIS_PORT/0" \
+        TALLY_PG_DSN="$svc_dsn" TALLY_REDIS_URL="redis://127.0.0.1:$TALLY_STACK_REDIS_PORT/0" \
         TALLY_WORKERS="$1" TALLY_RELAY="$2" TALLY_LOG_LEVEL=warn "$svc_bin"
     svc_pid=${proc_pid[command-svc]}
 }

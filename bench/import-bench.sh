@@ -52,7 +52,8 @@ chmod 755 "$work" # the stack's PostgreSQL may run as the postgres user
 export TALLY_STACK_DIR=$work/stack
 free_port TALLY_STACK_PG_PORT TALLY_STACK_REDIS_PORT
 export TALLY_STACK_PG_PORT TALLY_STACK_REDIS_PORT
-dsn=postgresql://tally@127.0.0.1:$TALLY_STACK_PG_PORT/tally
+dsn=postgresql://tally@127.0.0.1:$TALLY_STACK_PG_PORT/tally         # the owner's
+svc_dsn=postgresql://tally_app@127.0.0.1:$TALLY_STACK_PG_PORT/tally # command-svc's
 
 # shellcheck disable=SC2317  # invoked at exit
 stack_stop() {
@@ -96,7 +97,7 @@ cmd_start() {
     auth_dev_up "$(dirname "$svc_bin")"
     svc_start command-svc "http://127.0.0.1:$http_port/readyz" \
         env -i PATH="$PATH" "${auth_env[@]}" TALLY_GRPC_LISTEN="127.0.0.1:$port" \
-        TALLY_HTTP_LISTEN="127.0.0.1:$http_port" TALLY_PG_DSN="$dsn" \
+        TALLY_HTTP_LISTEN="127.0.0.1:$http_port" TALLY_PG_DSN="$svc_dsn" \
         TALLY_REDIS_URL="redis://127.0.0.1:$TALLY_STACK_REDIS_PORT/0" \
         TALLY_WORKERS="$clients" TALLY_RELAY="$1" TALLY_LOG_LEVEL=warn "$svc_bin"
     svc_pid=${proc_pid[command-svc]}

@@ -51,12 +51,12 @@ need_cmd curl python3 redis-server redis-cli
 
 run_init
 run_workdir
-stack_private_up # pg_dsn, pg_pid, redis_url, redis_port, redis_pid
+stack_private_up # pg_dsn, svc_pg_dsn, pg_pid, redis_url, redis_port, redis_pid
 dsn=$pg_dsn
 TALLY_PG_DSN=$dsn TALLY_LOG_LEVEL=warn "$svc_bin" migrate || die "migration failed"
 cmd_svc_start "$svc_bin" true 2
 # With PostgreSQL, so that the timed rebuild is the only one (TALLY_PROJECTOR_REBUILDS off).
-projector_svc_start "$proj_bin" TALLY_PG_DSN="$dsn" TALLY_PROJECTOR_VERIFY_EVERY_S=0 \
+projector_svc_start "$proj_bin" TALLY_PG_DSN="$svc_pg_dsn" TALLY_PROJECTOR_VERIFY_EVERY_S=0 \
     TALLY_PROJECTOR_REBUILDS=false
 query_svc_start "$query_bin" 2
 cmd_port=${cmd_grpc#*:} proj_http=${projector_http#*:} q_port=${query_grpc#*:}
@@ -100,7 +100,7 @@ measure() {
     t0=$EPOCHREALTIME
     if [[ $label == rebuild ]]; then
         rcli CONFIG RESETSTAT >/dev/null
-        local args=(rebuild --tenant big --json --pg-dsn "$dsn" --redis-url "$redis_url")
+        local args=(rebuild --tenant big --json --pg-dsn "$svc_pg_dsn" --redis-url "$redis_url")
         [[ -n $batch ]] && args+=(--batch "$batch")
         (
             rc=0
@@ -145,7 +145,7 @@ table_header "$row" run test rebuild_s events/s p50ms p99ms maxms 'redis%' 'pg%'
 for run in $(seq "$runs"); do
     measure "$run" base
     measure "$run" rebuild
-    "$tally_bin" verify --tenant big --pg-dsn "$dsn" --redis-url "$redis_url" --settle-ms 2000 \
+    "$tally_bin" verify --tenant big --pg-dsn "$svc_pg_dsn" --redis-url "$redis_url" --settle-ms 2000 \
         >"$work/verify.out" 2>&1 || die "tally verify --tenant big is not clean: $(tail -5 "$work/verify.out")"
 done
 echo

@@ -60,7 +60,8 @@ if [[ -z ${TALLY_STACK_PG_PORT:-} || -z ${TALLY_STACK_REDIS_PORT:-} ]]; then
 fi
 export TALLY_STACK_PG_PORT TALLY_STACK_REDIS_PORT
 dsn_base=postgresql://tally@127.0.0.1:$TALLY_STACK_PG_PORT
-dsn=$dsn_base/tally
+dsn=$dsn_base/tally                                                    # the owner's
+svc_dsn=postgresql://tally_app@127.0.0.1:$TALLY_STACK_PG_PORT/tally # the service role's
 redis_url=redis://127.0.0.1:$TALLY_STACK_REDIS_PORT/0
 
 stack_end=clean # at exit: the stack goes, with its data unless KEEP_STACK=1
@@ -94,7 +95,7 @@ svc_up() {
     free_port port http_port
     http=127.0.0.1:$http_port
     local -a env=(TALLY_GRPC_LISTEN="127.0.0.1:$port" TALLY_HTTP_LISTEN="$http"
-        TALLY_PG_DSN="$dsn" TALLY_REDIS_URL="$redis_url" TALLY_RELAY="$2"
+        TALLY_PG_DSN="$svc_dsn" TALLY_REDIS_URL="$redis_url" TALLY_RELAY="$2"
         TALLY_STREAM_PARTITIONS="$partitions" TALLY_STREAM_MAXLEN=1000000000
         TALLY_LOG_LEVEL=warn)
     [[ ${3:--} == - ]] || env+=(TALLY_RELAY_BATCH="$3")

@@ -251,10 +251,18 @@ static int worker_missing(srv_call *call)
     return srv_fail(call, TALLY_EUNAVAIL, "worker has no database connection (out of memory)");
 }
 
+int cmd_tenant(cmd_worker *w, const char *tenant_id, char *err, size_t errlen)
+{
+    int rc = val_id("tenant_id", tenant_id, false, err, errlen);
+    if (rc == 0 && (rc = pgx_set_tenant(w->pg, tenant_id)) != 0)
+        snprintf(err, errlen, "tenant_id: cannot be used as a tenant");
+    return rc;
+}
+
 /* The complaint a request names: 0, or nonzero with the message in w->err (as val_*). */
 static int val_complaint(cmd_worker *w, const char *tenant_id, int64_t complaint_id)
 {
-    int rc = val_id("tenant_id", tenant_id, false, w->err, sizeof(w->err));
+    int rc = cmd_tenant(w, tenant_id, w->err, sizeof(w->err));
     return rc ? rc : val_positive("complaint_id", complaint_id, w->err, sizeof(w->err));
 }
 
@@ -288,7 +296,7 @@ static int put_tenant(srv_call *call, const ProtobufCMessage *msg, void *worker)
     cmd_worker *w = worker;
     if (!w)
         return worker_missing(call);
-    if (val_id("tenant_id", req->tenant_id, false, w->err, sizeof(w->err)) ||
+    if (cmd_tenant(w, req->tenant_id, w->err, sizeof(w->err)) ||
         val_text("name", req->name, 1, VAL_NAME_MAX, w->err, sizeof(w->err)) ||
         val_time_zone("time_zone", req->time_zone, w->err, sizeof(w->err)))
         return invalid(call, w);
@@ -320,7 +328,7 @@ static int put_ref(srv_call *call, cmd_worker *w, int stmt, const char *tenant_i
 {
     uint8_t buf[BODY_MAX];
     PGresult *r;
-    if (val_id("tenant_id", tenant_id, false, w->err, sizeof(w->err)) ||
+    if (cmd_tenant(w, tenant_id, w->err, sizeof(w->err)) ||
         val_id(id_field, id, false, w->err, sizeof(w->err)) ||
         val_text("name", name, 1, VAL_NAME_MAX, w->err, sizeof(w->err)))
         return invalid(call, w);
@@ -376,7 +384,7 @@ static int create_complaint(srv_call *call, const ProtobufCMessage *msg, void *w
     cmd_worker *w = worker;
     if (!w)
         return worker_missing(call);
-    if (val_id("tenant_id", req->tenant_id, false, w->err, sizeof(w->err)) ||
+    if (cmd_tenant(w, req->tenant_id, w->err, sizeof(w->err)) ||
         val_id("idempotency_key", req->idempotency_key, false, w->err, sizeof(w->err)) ||
         val_id("category_id", req->category_id, false, w->err, sizeof(w->err)) ||
         val_priority("priority", req->priority, w->err, sizeof(w->err)) ||

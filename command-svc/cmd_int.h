@@ -29,6 +29,14 @@ enum cmd_stmt {
     S_COUNT
 };
 
+/*
+ * Checks a request's tenant_id (as val_id: 0, or nonzero with the message in err) and scopes
+ * the worker's connection to it: row-level security (migration 0007) then shows and accepts
+ * only that tenant's rows, whatever a statement's own WHERE says. Every handler calls it
+ * before its first statement.
+ */
+int cmd_tenant(cmd_worker *w, const char *tenant_id, char *err, size_t errlen);
+
 /* How long the next statement of this call may take: the deadline, capped. */
 int64_t cmd_timeout(const cmd_worker *w, const srv_call *call);
 

@@ -542,7 +542,7 @@ static int batch_validate(imp_batch *b, srv_call *call, char *err, size_t errlen
     const Tally__V1__ImportComplaintsRequest *req = b->req;
     size_t steps = 0, n = req->n_complaints;
     int rc;
-    if ((rc = val_id("tenant_id", req->tenant_id, false, err, errlen)) != 0)
+    if ((rc = cmd_tenant(b->db.w, req->tenant_id, err, errlen)) != 0)
         return srv_fail(call, rc, "%s", err);
     if (n == 0)
         return srv_fail(call, TALLY_EINVAL, "complaints: required (1 to %d entries)",

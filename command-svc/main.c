@@ -69,25 +69,31 @@ static void teardown(void *arg)
     active_relay = NULL;
 }
 
-/* `command-svc migrate`: only the database variables matter. */
+/*
+ * `command-svc migrate`: only the database variables matter. It runs as the tables' owner
+ * (TALLY_PG_MIGRATE_DSN), the services as a member of tally_service (TALLY_PG_DSN), which may
+ * not change the schema; one DSN serves both where they are the same role.
+ */
 static int run_migrate(void)
 {
-    const char *dsn = NULL;
+    const char *dsn = NULL, *owner = NULL;
     int level = LOG_INFO;
     char err[1024], warn[1024];
     const cfg_var vars[] = {
         { "TALLY_PG_DSN", CFG_PG_DSN, "postgresql://tally@127.0.0.1:15432/tally", 0, 0, CFG_SECRET,
           &dsn, "PostgreSQL" },
+        { "TALLY_PG_MIGRATE_DSN", CFG_STR, "", 0, 0, CFG_SECRET, &owner,
+          "PostgreSQL as the tables' owner, for the migrations; \"\": TALLY_PG_DSN" },
         { "TALLY_LOG_LEVEL", CFG_LOG_LEVEL, "info", 0, 0, 0, &level, "log level" },
     };
     log_init("command-svc", LOG_INFO);
-    if (cfg_load(vars, 2, err, sizeof(err), warn, sizeof(warn)) != 0) {
+    if (cfg_load(vars, 3, err, sizeof(err), warn, sizeof(warn)) != 0) {
         err[strcspn(err, "\n")] = '\0';
         log_error("bad configuration", LOG_STR("problem", err));
         return 2;
     }
     log_set_level(level);
-    if (migrate_apply(dsn, err, sizeof(err)) != 0) {
+    if (migrate_apply(owner[0] ? owner : dsn, err, sizeof(err)) != 0) {
         log_error("migration failed", LOG_STR("error", err));
         return 1;
     }

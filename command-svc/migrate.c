@@ -123,6 +123,25 @@ out:
     return rc;
 }
 
+/*
+ * The services should connect as a member of tally_service (migration 0007): a superuser, a
+ * role with BYPASSRLS or the tables' owner is not held to row-level security and may change the
+ * schema. Said at every start, as TALLY_AUTH=off is.
+ */
+static void warn_if_unguarded(PGconn *pg)
+{
+    PGresult *r =
+        PQexec(pg, "SELECT r.rolsuper OR r.rolbypassrls OR pg_has_role(c.relowner, 'USAGE')"
+                   " FROM pg_roles r, pg_class c"
+                   " WHERE r.rolname = current_user AND c.oid = 'events'::regclass");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+        strcmp(PQgetvalue(r, 0, 0), "t") == 0)
+        log_warn("connected to PostgreSQL as a role that bypasses row-level security and may "
+                 "change the schema: connect as a member of tally_service (docs/security.md)",
+                 LOG_STR("role", PQuser(pg)));
+    PQclear(r);
+}
+
 int migrate_check(const char *dsn, char *err, size_t errlen)
 {
     PGconn *pg = connect_db(dsn, err, errlen);
@@ -139,6 +158,8 @@ int migrate_check(const char *dsn, char *err, size_t errlen)
                      ? "run `command-svc migrate` first"
                      : "it is newer than this binary; deploy the newer command-svc");
         rc = TALLY_EPRECOND;
+    } else {
+        warn_if_unguarded(pg);
     }
     PQfinish(pg);
     return rc;

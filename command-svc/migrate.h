@@ -16,7 +16,10 @@ int migrate_latest(void);
 /* Applies pending migrations. 0, or a tally_err with the reason in err. Logs each one. */
 int migrate_apply(const char *dsn, char *err, size_t errlen);
 
-/* 0 when the database is at migrate_latest(); TALLY_EPRECOND (or EUNAVAIL) with why in err. */
+/*
+ * 0 when the database is at migrate_latest(); TALLY_EPRECOND (or EUNAVAIL) with why in err.
+ * Warns (log) when the role is not held to row-level security (a superuser, the owner).
+ */
 int migrate_check(const char *dsn, char *err, size_t errlen);
 
 #endif

@@ -489,7 +489,8 @@ relay *relay_start(const relay_config *conf, char *err, size_t errlen)
     r->kv = kv_new(&conf->redis, REDIS_TIMEOUT_MS);
     if (!r->seqs || !r->recorded || !r->part || !r->held || !r->seq_list || !r->last_id ||
         !r->xlen || !r->m_xlen || !r->pg || !r->stats || !r->kv ||
-        pgx_add_setting(r->pg, "idle_session_timeout", IDLE_SESSION_MS) != 0) {
+        pgx_add_setting(r->pg, "idle_session_timeout", IDLE_SESSION_MS) != 0 ||
+        pgx_set_tenant(r->pg, "*") != 0 || pgx_set_tenant(r->stats, "*") != 0) {
         snprintf(err, errlen, "relay: out of memory");
         goto out_free;
     }

@@ -354,7 +354,13 @@ static int load_one(const cfg_var *v, const char *val, char *why, size_t whylen)
 
 static bool known(const cfg_var *vars, size_t n, const char *env)
 {
+    /* The tools' variables, beside a service in the same environment: the CLI's bearer token
+     * and the owner's DSN of `command-svc migrate`. */
+    static const char *const tools[] = { "TALLY_TOKEN", "TALLY_PG_MIGRATE_DSN" };
     size_t len = strcspn(env, "=");
+    for (size_t i = 0; i < sizeof(tools) / sizeof(tools[0]); i++)
+        if (strlen(tools[i]) == len && strncmp(tools[i], env, len) == 0)
+            return true;
     for (size_t i = 0; i < n; i++)
         if (strlen(vars[i].name) == len && strncmp(vars[i].name, env, len) == 0)
             return true;
@@ -399,8 +405,7 @@ int cfg_load(const cfg_var *vars, size_t n, char *err, size_t errlen, char *warn
         }
     }
     for (char **e = environ; e && *e; e++)
-        if (strncmp(*e, "TALLY_", 6) == 0 && strncmp(*e, "TALLY_TOKEN=", 12) != 0 &&
-            !known(vars, n, *e)) /* TALLY_TOKEN: the tools' bearer token, beside a service */
+        if (strncmp(*e, "TALLY_", 6) == 0 && !known(vars, n, *e))
             addline(warn, warnlen, "%.*s", (int)strcspn(*e, "="), *e);
     return rc;
 }

@@ -12,10 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CONNECT_TIMEOUT_S  "2"
-#define CANCEL_WAIT_MS     1000 /* how long a cancelled statement may take to stop */
-#define RECONNECT_PAUSE_MS 100  /* after a failed connect, fail fast for this long */
-#define CANCELS_MAX        16   /* cancel requests in flight at once, process-wide */
+#define CONNECT_TIMEOUT_S     "2"
+#define CANCEL_WAIT_MS        1000 /* how long a cancelled statement may take to stop */
+#define RECONNECT_PAUSE_MS    100  /* after a failed connect, fail fast for this long */
+#define CANCELS_MAX           16   /* cancel requests in flight at once, process-wide */
+#define SET_TENANT_TIMEOUT_MS 5000 /* pgx_send's set_config of the tenant (it has no deadline) */
 
 /*
  * Dead peers are noticed on both ends within about 25 s, even on a connection that is idle or
@@ -41,6 +42,9 @@ struct pgx_conn {
     char err[512];
     char sqlstate[6];
     char constraint[64];
+    char tenant[128];   /* the rows the session may see (pgx_set_tenant); "" for none set */
+    char applied[128];  /* what the session's tally.tenant is known to be; "" unknown */
+    bool applied_in_tx; /* applied inside a transaction, which may yet be rolled back */
 };
 
 static void set_err(pgx_conn *c, const char *msg, const char *sqlstate, const char *constraint)
@@ -82,6 +86,15 @@ int pgx_add_setting(pgx_conn *c, const char *name, const char *value)
     return 0;
 }
 
+int pgx_set_tenant(pgx_conn *c, const char *tenant)
+{
+    size_t n = strlen(tenant);
+    if (n == 0 || n >= sizeof(c->tenant) || strcspn(tenant, " \\'") != n)
+        return TALLY_EINVAL;
+    memcpy(c->tenant, tenant, n + 1);
+    return 0;
+}
+
 void pgx_free(pgx_conn *c)
 {
     if (!c)
@@ -97,6 +110,7 @@ void pgx_reset(pgx_conn *c)
     if (c->pg)
         PQfinish(c->pg);
     c->pg = NULL;
+    c->applied[0] = '\0';
 }
 
 PGconn *pgx_pg(pgx_conn *c)
@@ -133,9 +147,13 @@ int pgx_connect(pgx_conn *c)
                            "application_name",
                            "options",
                            NULL };
+    /* A new session starts with the tenant already set: no statement for it. */
+    char options[sizeof(c->options) + sizeof(c->tenant) + 32];
+    snprintf(options, sizeof(options), "%s%s%s", c->options,
+             c->tenant[0] ? " -c tally.tenant=" : "", c->tenant);
     const char *vals[] = {
         "1",    KEEPALIVE_IDLE_S,  KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT, TCP_USER_TIMEOUT_MS,
-        c->dsn, CONNECT_TIMEOUT_S, c->appname,           c->options,      NULL
+        c->dsn, CONNECT_TIMEOUT_S, c->appname,           options,         NULL
     };
     if (c->pg && PQstatus(c->pg) == CONNECTION_OK)
         return 0;
@@ -163,6 +181,8 @@ int pgx_connect(pgx_conn *c)
         PQclear(r);
     }
     c->failed_at_ms = 0;
+    memcpy(c->applied, c->tenant, sizeof(c->applied));
+    c->applied_in_tx = false;
     return 0;
 out_fail:
     pgx_reset(c);
@@ -355,11 +375,40 @@ static int collect(pgx_conn *c, int64_t timeout_ms, PGresult **out)
     return pgx_err_from_sqlstate(c->sqlstate);
 }
 
-int pgx_send(pgx_conn *c, int stmt, int nparams, const char *const *values, const int *lengths,
-             const int *formats)
+/*
+ * Brings the session's tally.tenant to c->tenant before a statement: nothing when it is known
+ * to be that already (the common case: a worker serves one tenant after another), else one
+ * set_config. A value set inside a transaction may be rolled back with it, so it is set again
+ * after the transaction ends.
+ */
+static int sync_tenant(pgx_conn *c, int64_t timeout_ms)
+{
+    bool in_tx = PQtransactionStatus(c->pg) != PQTRANS_IDLE;
+    if (c->applied_in_tx && !in_tx)
+        c->applied[0] = '\0';
+    if (!c->tenant[0] || strcmp(c->applied, c->tenant) == 0)
+        return 0;
+    const char *vals[] = { c->tenant };
+    if (!PQsendQueryParams(c->pg, "SELECT set_config('tally.tenant', $1, false)", 1, NULL, vals,
+                           NULL, NULL, 0)) {
+        set_err(c, PQerrorMessage(c->pg), "08006", NULL);
+        pgx_reset(c);
+        return TALLY_EUNAVAIL;
+    }
+    int rc = collect(c, timeout_ms, NULL);
+    if (rc != 0)
+        return rc;
+    memcpy(c->applied, c->tenant, sizeof(c->applied));
+    c->applied_in_tx = in_tx;
+    return 0;
+}
+
+/* pgx_send, the tenant's set_config (if any) bounded by timeout_ms. */
+static int send_stmt(pgx_conn *c, int stmt, int nparams, const char *const *values,
+                     const int *lengths, const int *formats, int64_t timeout_ms)
 {
     int rc;
-    if ((rc = pgx_connect(c)) != 0)
+    if ((rc = pgx_connect(c)) != 0 || (rc = sync_tenant(c, timeout_ms)) != 0)
         return rc;
     if (!PQsendQueryPrepared(c->pg, c->stmts[stmt].name, nparams, values, lengths, formats, 0)) {
         set_err(c, PQerrorMessage(c->pg), "08006", NULL);
@@ -367,6 +416,12 @@ int pgx_send(pgx_conn *c, int stmt, int nparams, const char *const *values, cons
         return TALLY_EUNAVAIL;
     }
     return 0;
+}
+
+int pgx_send(pgx_conn *c, int stmt, int nparams, const char *const *values, const int *lengths,
+             const int *formats)
+{
+    return send_stmt(c, stmt, nparams, values, lengths, formats, SET_TENANT_TIMEOUT_MS);
 }
 
 int pgx_recv(pgx_conn *c, int64_t timeout_ms, PGresult **out)
@@ -396,9 +451,10 @@ int pgx_exec(pgx_conn *c, int stmt, int nparams, const char *const *values, cons
         set_err(c, "deadline exceeded before the statement was sent", "57014", NULL);
         return TALLY_ETIMEOUT;
     }
-    if ((rc = pgx_send(c, stmt, nparams, values, lengths, formats)) != 0)
+    int64_t deadline = now_mono_ms() + timeout_ms;
+    if ((rc = send_stmt(c, stmt, nparams, values, lengths, formats, timeout_ms)) != 0)
         return rc;
-    return collect(c, timeout_ms, out);
+    return collect(c, deadline - now_mono_ms(), out);
 }
 
 int pgx_exec_sql(pgx_conn *c, const char *sql, int64_t timeout_ms, PGresult **out)
@@ -410,14 +466,15 @@ int pgx_exec_sql(pgx_conn *c, const char *sql, int64_t timeout_ms, PGresult **ou
         set_err(c, "deadline exceeded before the statement was sent", "57014", NULL);
         return TALLY_ETIMEOUT;
     }
-    if ((rc = pgx_connect(c)) != 0)
+    int64_t deadline = now_mono_ms() + timeout_ms;
+    if ((rc = pgx_connect(c)) != 0 || (rc = sync_tenant(c, timeout_ms)) != 0)
         return rc;
     if (!PQsendQuery(c->pg, sql)) {
         set_err(c, PQerrorMessage(c->pg), "08006", NULL);
         pgx_reset(c);
         return TALLY_EUNAVAIL;
     }
-    return collect(c, timeout_ms, out);
+    return collect(c, deadline - now_mono_ms(), out);
 }
 
 int pgx_exec_params(pgx_conn *c, const char *sql, int nparams, const Oid *types,
@@ -434,12 +491,16 @@ int pgx_exec_params(pgx_conn *c, const char *sql, int nparams, const Oid *types,
         set_err(c, "deadline exceeded before the statement was sent", "57014", NULL);
         return TALLY_ETIMEOUT;
     }
+    int64_t deadline = now_mono_ms() + timeout_ms;
+    int rc = sync_tenant(c, timeout_ms);
+    if (rc != 0)
+        return rc;
     if (!PQsendQueryParams(c->pg, sql, nparams, types, values, lengths, formats, 0)) {
         set_err(c, PQerrorMessage(c->pg), "08006", NULL);
         pgx_reset(c);
         return TALLY_EUNAVAIL;
     }
-    return collect(c, timeout_ms, out);
+    return collect(c, deadline - now_mono_ms(), out);
 }
 
 /* ---- binary array parameters ------------------------------------------------------------- */

@@ -48,6 +48,16 @@ void pgx_free(pgx_conn *c);
  */
 int pgx_add_setting(pgx_conn *c, const char *name, const char *value);
 
+/*
+ * The tenant whose rows the session may see and write from the next statement on: PostgreSQL's
+ * row-level security (migration 0007) filters every tenant table by the setting tally.tenant,
+ * "*" for all tenants (the relay, verify, the operator tools). It is set only when it changes
+ * (one set_config, within the statement's deadline) and in the startup options of a new session;
+ * a change inside a transaction is made again after it. Not set: the service role sees no row.
+ * 0, or TALLY_EINVAL for "" or a value too long or with a space, quote or backslash.
+ */
+int pgx_set_tenant(pgx_conn *c, const char *tenant);
+
 /* Connects (and prepares) if not connected. 0, or TALLY_EUNAVAIL. */
 int pgx_connect(pgx_conn *c);
 

@@ -370,6 +370,8 @@ static int tenant_sql(vrun *v, const char *tenant, const verify_model *m, pgx_ar
     const Oid types[] = { PGX_OID_INT8_ARRAY, PGX_OID_INT8_ARRAY };
     PGresult *r = NULL;
     int rc;
+    if (pgx_set_tenant(v->pg, tenant) != 0) /* row-level security: this tenant's rows only */
+        return fail(v, TALLY_EINVAL, "not a tenant id: \"%.70s\"", tenant);
     if (pgx_connect(v->pg) != 0)
         return pg_fail(v, "connect");
     if (pgx_exec_sql(v->pg, "BEGIN ISOLATION LEVEL REPEATABLE READ", v->sql_timeout, &r) != 0)
@@ -588,6 +590,8 @@ static int recheck_ref(vrun *v, pending *p)
     };
     const char *params[] = { p->tenant, p->field };
     PGresult *r = NULL;
+    if (pgx_set_tenant(v->pg, p->tenant) != 0)
+        return fail(v, TALLY_EINVAL, "not a tenant id: \"%.70s\"", p->tenant);
     if (pgx_connect(v->pg) != 0 ||
         pgx_exec_params(v->pg, q[p->kind], 2, NULL, params, NULL, NULL, v->sql_timeout, &r) != 0)
         return pg_fail(v, "re-reading reference data");
@@ -670,6 +674,8 @@ int verify_run(pgx_conn *pg, kv_conn *kv, const verify_options *o, verify_diff_f
                     o->settle_ms);
     if (strlen(tenant) > 64 || strpbrk(tenant, "{}"))
         return fail(&v, TALLY_EINVAL, "not a tenant id: \"%.70s\"", tenant);
+    if (pgx_set_tenant(pg, "*") != 0) /* the list of tenants; then each one's rows only */
+        return fail(&v, TALLY_EINVAL, "cannot scope the session");
     if (pgx_connect(pg) != 0)
         return pg_fail(&v, "connect");
     if (pgx_exec_params(pg, SQL_TENANTS, 1, NULL, params, NULL, NULL, v.sql_timeout, &tr) != 0)

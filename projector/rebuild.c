@@ -894,6 +894,8 @@ static int rb_new(redisContext *rc, const rebuild_opts *o, const char *tenant, c
     if (rc_ == 0 &&
         !(b->pg = pgx_new(o->pg_dsn, "tally-rebuild", stmts, sizeof(stmts) / sizeof(stmts[0]), 0)))
         rc_ = TALLY_ENOMEM;
+    if (rc_ == 0 && pgx_set_tenant(b->pg, tenant) != 0) /* the tenant's rows only */
+        rc_ = TALLY_EINVAL;
     if (rc_ != 0) {
         rb_free(b);
         snprintf(err, errlen, "cannot set up the rebuild (%s)", tally_err_str(rc_));
@@ -1012,8 +1014,10 @@ int rebuild_tenants(const char *pg_dsn, char ***ids, size_t *n, char *err, size_
     *n = 0;
     pgx_conn *pg = pgx_new(pg_dsn, "tally-rebuild", stmts, sizeof(stmts) / sizeof(stmts[0]), 0);
     PGresult *res = NULL;
-    if (!pg)
+    if (!pg || pgx_set_tenant(pg, "*") != 0) {
+        pgx_free(pg);
         return TALLY_ENOMEM;
+    }
     if (pgx_exec(pg, S_TENANTS, 0, NULL, NULL, NULL, PG_WAIT_MS, &res) != 0) {
         snprintf(err, errlen, "PostgreSQL: %s", pgx_errstr(pg));
         pgx_free(pg);

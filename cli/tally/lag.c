@@ -426,7 +426,8 @@ int cli_run_lag(const cli *c)
     kv_conn *kv = kv_new(&redis, c->timeout_ms);
     pgx_conn *pg = dsn ? pgx_new(dsn, "tally-lag", NULL, 0, c->timeout_ms) : NULL;
     if (!r || !kv || (dsn && !pg) || !(r->t = calloc(TENANTS_MAX, sizeof(*r->t))) ||
-        (pg && pgx_add_setting(pg, "default_transaction_read_only", "on") != 0)) {
+        (pg && (pgx_add_setting(pg, "default_transaction_read_only", "on") != 0 ||
+                pgx_set_tenant(pg, "*") != 0))) {
         fprintf(stderr, "%s: out of memory\n", c->prog);
         rc = EXIT_FAIL;
         goto out;

@@ -492,7 +492,9 @@ wait_until() {
 # ---- a private stack: PostgreSQL and Redis (scripts/stack) -------------------------------
 # stack_private_up: scripts/stack in $work/stack on free loopback ports (PostgreSQL 15 with
 # its defaults, fsync on; Redis without persistence), taken down with its data at exit; the
-# database tally exists and is empty. Sets pg_dsn, pg_pid, redis_port, redis_url and redis_pid.
+# database tally exists and is empty. Sets pg_dsn (the owner: migrations, psql), svc_pg_dsn
+# (the services' role tally_app, held to row-level security), pg_pid, redis_port, redis_url and
+# redis_pid.
 # Needs run_workdir first.
 # shellcheck disable=SC2034  # the variables are for the scripts
 stack_private_up() {
@@ -507,6 +509,7 @@ stack_private_up() {
         die "scripts/stack up failed"
     }
     pg_dsn=postgresql://tally@127.0.0.1:$TALLY_STACK_PG_PORT/tally
+    svc_pg_dsn=postgresql://tally_app@127.0.0.1:$TALLY_STACK_PG_PORT/tally
     pg_pid=$(head -n 1 "$TALLY_STACK_DIR/pg/postmaster.pid")
     redis_port=$TALLY_STACK_REDIS_PORT
     redis_url=redis://127.0.0.1:$redis_port/0
@@ -581,7 +584,8 @@ auth_env=()
 
 # ---- Tally's services, started for a benchmark --------------------------------------------
 # Each on free loopback ports with a clean environment (a service refuses TALLY_* variables it
-# does not know), the script's bearer-token secret (auth_dev_up) and logging at warn, against pg_dsn and redis_url; extra VAR=VALUE arguments
+# does not know), the script's bearer-token secret (auth_dev_up) and logging at warn, against
+# svc_pg_dsn and redis_url; extra VAR=VALUE arguments
 # are added to its environment. Each waits until it is ready and sets NAME_grpc (host:port),
 # NAME_http (host:port of /metrics) and NAME_pid. Stop them with svc_stop NAME.
 
@@ -595,7 +599,7 @@ cmd_svc_start() {
     cmd_grpc=127.0.0.1:$gp cmd_http=127.0.0.1:$hp
     auth_dev_up "$(dirname "$bin")"
     svc_start command-svc "http://$cmd_http/readyz" env -i PATH="$PATH" "${auth_env[@]}" \
-        TALLY_GRPC_LISTEN="$cmd_grpc" TALLY_HTTP_LISTEN="$cmd_http" TALLY_PG_DSN="$pg_dsn" \
+        TALLY_GRPC_LISTEN="$cmd_grpc" TALLY_HTTP_LISTEN="$cmd_http" TALLY_PG_DSN="$svc_pg_dsn" \
         TALLY_REDIS_URL="$redis_url" TALLY_RELAY="$relay" TALLY_WORKERS="$workers" \
         TALLY_LOG_LEVEL=warn "$@" "$bin"
     cmd_pid=${proc_pid[command-svc]}

@@ -26,31 +26,36 @@ static void admin_exec(const char *admin_dsn, const char *sql)
     cr_assert(ok, "%s: %s", sql, err);
 }
 
-/* d->dsn := TALLY_PG_DSN's parameters with dbname = d->name, as a key='value' conninfo. */
-static void make_dsn(pgdb *d)
+/* out := base's parameters (a conninfo or URI) with dbname = db, as a key='value' conninfo. */
+static void dsn_with_db(const char *base, const char *db, char *out, size_t size)
 {
     char *err = NULL;
-    PQconninfoOption *opts = PQconninfoParse(d->admin, &err);
-    cr_assert(opts, "TALLY_PG_DSN: %s", err ? err : "out of memory");
+    PQconninfoOption *opts = PQconninfoParse(base, &err);
+    cr_assert(opts, "%s: %s", base, err ? err : "out of memory");
     size_t len = 0;
-    d->dsn[0] = '\0';
+    out[0] = '\0';
     for (PQconninfoOption *o = opts; o->keyword; o++) {
-        const char *v = strcmp(o->keyword, "dbname") == 0 ? d->name : o->val;
+        const char *v = strcmp(o->keyword, "dbname") == 0 ? db : o->val;
         if (!v || !v[0])
             continue;
-        len += (size_t)snprintf(d->dsn + len, sizeof(d->dsn) - len, "%s%s='", len ? " " : "",
-                                o->keyword);
-        for (const char *c = v; *c && len + 4 < sizeof(d->dsn); c++) {
+        len += (size_t)snprintf(out + len, size - len, "%s%s='", len ? " " : "", o->keyword);
+        for (const char *c = v; *c && len + 4 < size; c++) {
             if (*c == '\'' || *c == '\\')
-                d->dsn[len++] = '\\';
-            d->dsn[len++] = *c;
+                out[len++] = '\\';
+            out[len++] = *c;
         }
-        cr_assert_lt(len + 2, sizeof(d->dsn), "TALLY_PG_DSN is too long");
-        d->dsn[len++] = '\'';
-        d->dsn[len] = '\0';
+        cr_assert_lt(len + 2, size, "%s is too long", base);
+        out[len++] = '\'';
+        out[len] = '\0';
     }
     PQconninfoFree(opts);
-    snprintf(d->pg_var, sizeof(d->pg_var), "TALLY_PG_DSN=%s", d->dsn);
+}
+
+const char *pgdb_owner_dsn(void)
+{
+    fx_need_stack();
+    const char *owner = getenv("TALLY_PG_MIGRATE_DSN");
+    return owner && owner[0] ? owner : getenv("TALLY_PG_DSN");
 }
 
 void pgdb_create(pgdb *d, const char *prefix)
@@ -60,20 +65,24 @@ void pgdb_create(pgdb *d, const char *prefix)
     struct timespec ts;
     memset(d, 0, sizeof(*d));
     fx_need_stack();
-    snprintf(d->admin, sizeof(d->admin), "%s", getenv("TALLY_PG_DSN"));
-    cr_assert_lt(strlen(getenv("TALLY_PG_DSN")), sizeof(d->admin), "TALLY_PG_DSN is too long");
+    snprintf(d->admin, sizeof(d->admin), "%s", pgdb_owner_dsn());
+    cr_assert_lt(strlen(pgdb_owner_dsn()), sizeof(d->admin), "the owner's DSN is too long");
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(d->name, sizeof(d->name), "%s_%d_%d_%ld", prefix, (int)getpid(), ++n,
              (long)(ts.tv_nsec / 1000));
     snprintf(sql, sizeof(sql), "CREATE DATABASE \"%s\"", d->name);
     admin_exec(d->admin, sql);
-    make_dsn(d);
+    dsn_with_db(getenv("TALLY_PG_DSN"), d->name, d->dsn, sizeof(d->dsn));
+    dsn_with_db(d->admin, d->name, d->owner_dsn, sizeof(d->owner_dsn));
+    snprintf(d->pg_var, sizeof(d->pg_var), "TALLY_PG_DSN=%s", d->dsn);
 }
 
 void pgdb_migrate(const pgdb *d)
 {
     proc p;
-    const char *vars[] = { d->pg_var, NULL };
+    char owner[sizeof(d->owner_dsn) + 32];
+    snprintf(owner, sizeof(owner), "TALLY_PG_MIGRATE_DSN=%s", d->owner_dsn);
+    const char *vars[] = { d->pg_var, owner, NULL };
     char *argv[] = { (char *)COMMAND_SVC_PATH, "migrate", NULL };
     int rc = proc_run_argv(&p, argv, vars, true, 60000);
     proc_release(&p);
@@ -90,11 +99,16 @@ void pgdb_drop(pgdb *d)
     admin_exec(d->admin, sql);
 }
 
-PGconn *pgdb_connect(const pgdb *d)
+PGconn *pgdb_connect_dsn(const char *dsn)
 {
-    PGconn *pg = PQconnectdb(d->dsn);
+    PGconn *pg = PQconnectdb(dsn);
     cr_assert_eq(PQstatus(pg), CONNECTION_OK, "%s", PQerrorMessage(pg));
     return pg;
+}
+
+PGconn *pgdb_connect(const pgdb *d)
+{
+    return pgdb_connect_dsn(d->owner_dsn);
 }
 
 PGresult *pgdb_sql(PGconn *pg, const char *q, int n, const char *const *params)

@@ -35,6 +35,7 @@ void rl_setup(void)
     rsv_start(&rl.redis, NULL);
     /* fx_start_command_svc migrates and starts with the inherited environment. */
     setenv("TALLY_PG_DSN", rl.db.dsn, 1);
+    setenv("TALLY_PG_MIGRATE_DSN", rl.db.owner_dsn, 1);
     setenv("TALLY_REDIS_URL", rsv_url(&rl.redis, url, sizeof(url)), 1);
 }
 

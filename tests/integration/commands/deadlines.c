@@ -45,8 +45,7 @@ Test(commands, a_tiny_deadline_is_deadline_exceeded_and_a_retry_is_safe)
                  20);
 
     /* The key is taken by a transaction that has not committed: the call has to wait. */
-    PGconn *locker = PQconnectdb(getenv("TALLY_PG_DSN"));
-    cr_assert_eq(PQstatus(locker), CONNECTION_OK);
+    PGconn *locker = pgdb_connect_dsn(pgdb_owner_dsn());
     PQclear(PQexec(locker, "BEGIN"));
     const char *lp[] = { t };
     PQclear(pgdb_sql(locker,
@@ -106,8 +105,7 @@ Test(commands, a_blocked_statement_is_cancelled_at_the_deadline)
     tc_seeded(t, sizeof(t), "UTC");
     long long id = tc_create_ok(t, "k1");
     snprintf(ids, sizeof(ids), "%lld", id);
-    PGconn *locker = PQconnectdb(getenv("TALLY_PG_DSN"));
-    cr_assert_eq(PQstatus(locker), CONNECTION_OK);
+    PGconn *locker = pgdb_connect_dsn(pgdb_owner_dsn());
     PQclear(PQexec(locker, "BEGIN"));
     const char *p[] = { ids };
     cr_assert_eq(

@@ -22,8 +22,7 @@ void tc_start_svc(const char *dsn_override, const char *workers)
     svc_up = true;
     tc_cli = gc_new_port(tc_svc.grpc_port);
     cr_assert(tc_cli);
-    db = PQconnectdb(getenv("TALLY_PG_DSN"));
-    cr_assert_eq(PQstatus(db), CONNECTION_OK, "%s", PQerrorMessage(db));
+    db = pgdb_connect_dsn(pgdb_owner_dsn());
 }
 
 static void setup(void)

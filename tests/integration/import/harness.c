@@ -16,8 +16,7 @@ void ti_env_start(env *e, const char *tz)
     fx_start_command_svc(&e->p, vars);
     e->c = gc_new_port(e->p.grpc_port);
     fx_seed_tenant(e->c, fx_tenant(e->tenant, sizeof(e->tenant)), tz);
-    e->pg = PQconnectdb(getenv("TALLY_PG_DSN"));
-    cr_assert_eq(PQstatus(e->pg), CONNECTION_OK, "%s", PQerrorMessage(e->pg));
+    e->pg = pgdb_connect_dsn(pgdb_owner_dsn());
 }
 
 void ti_env_stop(env *e)
