@@ -16,7 +16,7 @@
 # deleted unless KEEP_STACK=1).
 #
 # Environment: BUILD_DIR (<repo>/build), RUNS (3), RELAY_RUNS (1; 0 skips the relay-on pass),
-# DURATION (20), WARMUP (2), CONCURRENCY ("8 32"), CONNECTIONS (1), PGBENCH_JOBS (2),
+# DURATION (20), WARMUP (2), CONCURRENCY ("8 32"), CONNECTIONS (1), PGBENCH_JOBS (2), TENANTS (1),
 # TALLY_STACK_DIR, TALLY_STACK_PG_PORT (15450), TALLY_STACK_REDIS_PORT (16450), KEEP_STACK (0),
 # NOTIFY_TRIGGER (on; "off" drops the NOTIFY from the events trigger after migrating: an experiment
 # that shows what the per-statement NOTIFY costs both sides, not a supported configuration).
@@ -29,6 +29,11 @@ sql_file=$repo/bench/pgbench-create.sql
 cmd_c=$repo/command-svc/cmd.c
 tenant=bench
 category=c1
+# TENANTS=N: bench-loadgen spreads its calls over N tenants (bench, bench-2, ...), so that a
+# command-svc worker's consecutive calls change tenant and pay row-level security's set_config;
+# pgbench stays on the first (its SQL runs as the owner, without the policies).
+tenants=$tenant
+for ((i = 2; i <= ${TENANTS:-1}; i++)); do tenants+=,$tenant-$i; done
 
 # gen_sql: prints the pgbench script: the [S_CREATE] statement of cmd.c (its C string literals
 # joined, the MS() macro expanded as cmd.c defines it) with $1..$9 replaced by pgbench
@@ -225,8 +230,10 @@ done
     -c 'DROP DATABASE IF EXISTS tally WITH (FORCE)' -c 'CREATE DATABASE tally' ||
     die "cannot recreate database tally"
 TALLY_PG_DSN=$dsn TALLY_LOG_LEVEL=warn "$svc_bin" migrate || die "migration failed"
-psql_q -c "INSERT INTO tenants (tenant_id, name, time_zone) VALUES ('$tenant', 'Bench', 'Europe/Berlin')" \
-    -c "INSERT INTO categories (tenant_id, category_id, name) VALUES ('$tenant', '$category', 'Billing')"
+psql_q -c "INSERT INTO tenants (tenant_id, name, time_zone)
+             SELECT t, 'Bench', 'Europe/Berlin' FROM unnest(string_to_array('$tenants', ',')) t" \
+    -c "INSERT INTO categories (tenant_id, category_id, name) SELECT tenant_id, '$category',
+             'Billing' FROM tenants"
 case ${NOTIFY_TRIGGER:-on} in
 on) ;;
 off) # the trigger keeps filling the outbox (migration 0006), without its NOTIFY
@@ -300,7 +307,7 @@ run_side() {
     else
         (
             rc=0
-            "$lg_bin" --target "127.0.0.1:$port" --tenant $tenant --category $category \
+            "$lg_bin" --target "127.0.0.1:$port" --tenant "$tenants" --category $category \
                 --concurrency "$c" --connections "$connections" --duration "$duration" \
                 --warmup "$warmup" >"$work/loadgen.out" 2>&1 || rc=$?
             times >"$work/times"

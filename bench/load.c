@@ -36,6 +36,8 @@ struct load {
     void *then_registered[LOAD_CONNECTIONS_MAX];
     uint64_t sent; /* calls started */
     load_stats st, then_st;
+    char *authorization; /* "Bearer $TALLY_TOKEN" on every call, or NULL when it is unset */
+    grpc_metadata auth_md;
 };
 
 /* ---- samples and clocks -------------------------------------------------------------------- */
@@ -177,6 +179,16 @@ load *load_new(const load_config *cfg)
         l->cfg.connections = LOAD_CONNECTIONS_MAX;
     grpc_init();
     l->cq = grpc_completion_queue_create_for_next(NULL);
+    /* The services verify bearer tokens (common/auth.h); the benches export TALLY_TOKEN. */
+    const char *token = getenv("TALLY_TOKEN");
+    if (token && token[0]) {
+        size_t n = strlen(token) + sizeof("Bearer ");
+        if ((l->authorization = malloc(n))) {
+            snprintf(l->authorization, n, "Bearer %s", token);
+            l->auth_md.key = grpc_slice_from_static_string("authorization");
+            l->auth_md.value = grpc_slice_from_static_string(l->authorization);
+        }
+    }
     for (int i = 0; i < l->cfg.connections; i++) {
         grpc_channel_credentials *creds = grpc_insecure_credentials_create();
         l->channels[i] = grpc_channel_create(cfg->target, creds, &chargs);
@@ -212,6 +224,7 @@ void load_free(load *l)
         gpr_free(l->st.first_error[c]);
         gpr_free(l->then_st.first_error[c]);
     }
+    free(l->authorization);
     free(l);
 }
 
@@ -275,6 +288,10 @@ static int call_send(load *l, load_call *s, grpc_channel *ch, void *reg, grpc_sl
     grpc_op ops[6];
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (l->authorization) {
+        ops[0].data.send_initial_metadata.count = 1;
+        ops[0].data.send_initial_metadata.metadata = &l->auth_md;
+    }
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = s->request;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;

@@ -56,12 +56,17 @@ static const char description[] =
     "charge and check whether the kiosk is faulty, because other customers had the same issue.";
 
 static const char *target, *tenant, *category = "c1", *then_query, *samples, *then_samples;
+/* --tenant T1,T2,...: call n goes to tenants[n % ntenants], so that a worker's consecutive
+ * calls change tenant (row-level security's set_config in command-svc). */
+#define TENANTS_MAX 64
+static char tenant_list[TENANTS_MAX * 68], *tenants[TENANTS_MAX];
+static size_t ntenants;
 static int concurrency = 0, connections = 1; /* concurrency 0: 8, or 1000 with --rate */
 static double duration = 10, warmup = 2, rate = 0, spin_us = 0;
 static char key_prefix[48];
 
 static const char usage[] =
-    "usage: bench-loadgen --target HOST:PORT --tenant T [--category C]\n"
+    "usage: bench-loadgen --target HOST:PORT --tenant T[,T2...] [--category C]\n"
     "         [--concurrency N] [--duration S] [--warmup S] [--connections K]\n"
     "         [--rate R [--spin-us US] [--then-query HOST:PORT]] [--samples FILE]\n"
     "         [--then-samples FILE]\n"
@@ -69,7 +74,8 @@ static const char usage[] =
     "concurrency 8, duration 10 s, warm-up 2 s, 1 connection. --rate R: open loop at R calls/s\n"
     "(--concurrency: the most in flight, default 1000); --then-query: each OK call's token is\n"
     "then awaited by GetOverview on that query-svc (freshness); --samples, --then-samples:\n"
-    "the latencies (ms, sorted) to a file.\n";
+    "the latencies (ms, sorted) to a file. Several tenants (a comma list, up to 64, each with\n"
+    "the category) take the calls in turn; --then-query needs one.\n";
 
 /* The request of call n: a unique idempotency key, and a title and customer that vary. */
 static grpc_slice request(void *arg, uint64_t n)
@@ -81,7 +87,7 @@ static grpc_slice request(void *arg, uint64_t n)
     snprintf(title, sizeof(title), "Kiosk %02u charged my card twice, ref %07" PRIu64,
              (unsigned)(n % 97), n % 10000000);
     snprintf(customer, sizeof(customer), "customer-%05u", (unsigned)(n * 7919 % 50000));
-    req.tenant_id = (char *)tenant;
+    req.tenant_id = tenants[n % ntenants];
     req.idempotency_key = key;
     req.category_id = (char *)category;
     req.priority = (Tally__V1__Priority)(1 + n % 4);
@@ -157,6 +163,12 @@ static int take_opt(void *arg, int opt, char *value)
         return 0;
     case 'T':
         tenant = value;
+        snprintf(tenant_list, sizeof(tenant_list), "%s", value);
+        ntenants = 0;
+        for (char *save = NULL, *t = strtok_r(tenant_list, ",", &save); t;
+             t = strtok_r(NULL, ",", &save))
+            if (ntenants < TENANTS_MAX)
+                tenants[ntenants++] = t;
         return 0;
     case 'c':
         category = value;
@@ -219,10 +231,11 @@ static int parse_args(int argc, char **argv)
     int rc = args_parse(&spec, argc, argv);
     if (concurrency == 0)
         concurrency = rate > 0 ? 1000 : 8;
-    if (rc == ARGS_OK && (!target || !tenant || concurrency < 1 || concurrency > MAX_CONCURRENCY ||
-                          connections < 1 || connections > concurrency || !(duration > 0) ||
-                          !(warmup >= 0) || !(rate >= 0 && rate <= 1e6) || !(spin_us >= 0) ||
-                          ((then_query || then_samples) && !(rate > 0)))) {
+    if (rc == ARGS_OK &&
+        (!target || !ntenants || (ntenants > 1 && then_query) || concurrency < 1 ||
+         concurrency > MAX_CONCURRENCY || connections < 1 || connections > concurrency ||
+         !(duration > 0) || !(warmup >= 0) || !(rate >= 0 && rate <= 1e6) || !(spin_us >= 0) ||
+         ((then_query || then_samples) && !(rate > 0)))) {
         fputs(usage, stderr);
         rc = ARGS_BAD;
     }
