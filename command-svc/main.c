@@ -11,6 +11,7 @@
 #include "relay.h"
 #include "stream.h"
 #include "svc.h"
+#include "version.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -121,10 +122,12 @@ int main(int argc, char **argv)
         { "TALLY_PG_STATEMENT_TIMEOUT_MS", CFG_INT, "10000", 100, 600000, 0, &statement_timeout_ms,
           "longest a statement may run, whatever the call's deadline" },
     };
+    if (version_asked(argc, argv, "command-svc"))
+        return 0;
     if (argc > 1 && strcmp(argv[1], "migrate") == 0)
         return run_migrate();
     if (argc > 1) {
-        fprintf(stderr, "usage: command-svc [migrate]\n");
+        fprintf(stderr, "usage: command-svc [migrate | --version]\n");
         return 2;
     }
     svc_def def = { .name = "command-svc",

@@ -82,3 +82,19 @@ const char *tally_grpc_code_name(int code)
         return "UNKNOWN";
     return grpc_names[code];
 }
+
+/* grpc-go's codes.Code.String(), which go-grpc-prometheus puts in grpc_code. */
+static const char *const grpc_labels[] = {
+    "OK",       "Canceled",        "Unknown",          "InvalidArgument",   "DeadlineExceeded",
+    "NotFound", "AlreadyExists",   "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
+    "Aborted",  "OutOfRange",      "Unimplemented",    "Internal",          "Unavailable",
+    "DataLoss", "Unauthenticated",
+};
+
+const char *tally_grpc_code_label(int code)
+{
+    _Static_assert(sizeof(grpc_labels) == sizeof(grpc_names), "one label per code");
+    if (code < 0 || (size_t)code >= NCODES)
+        return "Unknown";
+    return grpc_labels[code];
+}

@@ -66,4 +66,11 @@ int tally_err_from_grpc_code(int code);
 /* The canonical upper-case name of a gRPC status code ("NOT_FOUND"); "UNKNOWN" if out of range. */
 const char *tally_grpc_code_name(int code);
 
+/*
+ * The code as the grpc_code label of the grpc_server_* metrics: grpc-go's codes.Code.String()
+ * ("NotFound", "Canceled", "DeadlineExceeded"), which go-grpc-prometheus emits and stock
+ * dashboards and alert rules match; "Unknown" if out of range.
+ */
+const char *tally_grpc_code_label(int code);
+
 #endif

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum kind { K_COUNTER, K_GAUGE, K_GAUGE_FN, K_HISTOGRAM };
+enum kind { K_COUNTER, K_GAUGE, K_GAUGE_FN, K_HISTOGRAM, K_COUNTER_FN };
 
 typedef struct series {
     char *labels; /* "" when none */
@@ -137,17 +137,29 @@ metrics_gauge *metrics_gauge_add(metrics_registry *reg, const char *name, const 
     return s ? &s->u.gauge : NULL;
 }
 
-int metrics_gauge_fn_add(metrics_registry *reg, const char *name, const char *help,
-                         const char *labels, metrics_gauge_fn fn, void *arg)
+static int fn_add(metrics_registry *reg, const char *name, const char *help, const char *labels,
+                  metrics_gauge_fn fn, void *arg, enum kind kind)
 {
     pthread_mutex_lock(&reg->mu);
-    series *s = add_series(reg, name, help, K_GAUGE_FN, labels);
+    series *s = add_series(reg, name, help, kind, labels);
     if (s) {
         s->u.fn.fn = fn;
         s->u.fn.arg = arg;
     }
     pthread_mutex_unlock(&reg->mu);
     return s ? 0 : TALLY_ENOMEM;
+}
+
+int metrics_gauge_fn_add(metrics_registry *reg, const char *name, const char *help,
+                         const char *labels, metrics_gauge_fn fn, void *arg)
+{
+    return fn_add(reg, name, help, labels, fn, arg, K_GAUGE_FN);
+}
+
+int metrics_counter_fn_add(metrics_registry *reg, const char *name, const char *help,
+                           const char *labels, metrics_gauge_fn fn, void *arg)
+{
+    return fn_add(reg, name, help, labels, fn, arg, K_COUNTER_FN);
 }
 
 metrics_histogram *metrics_histogram_add(metrics_registry *reg, const char *name, const char *help,
@@ -308,7 +320,7 @@ static void render_hist(sbuf *b, const char *name, const series *s)
 
 int metrics_render(metrics_registry *reg, char **out, size_t *outlen)
 {
-    static const char *const types[] = { "counter", "gauge", "gauge", "histogram" };
+    static const char *const types[] = { "counter", "gauge", "gauge", "histogram", "counter" };
     sbuf b = { .p = malloc(4096), .cap = 4096 };
     if (!b.p)
         return TALLY_ENOMEM;

@@ -53,6 +53,9 @@ metrics_gauge *metrics_gauge_add(metrics_registry *reg, const char *name, const 
                                  const char *labels);
 int metrics_gauge_fn_add(metrics_registry *reg, const char *name, const char *help,
                          const char *labels, metrics_gauge_fn fn, void *arg);
+/* A counter computed at scrape time (it must never decrease), e.g. process_cpu_seconds_total. */
+int metrics_counter_fn_add(metrics_registry *reg, const char *name, const char *help,
+                           const char *labels, metrics_gauge_fn fn, void *arg);
 /* bounds must outlive the registry (a static array). */
 metrics_histogram *metrics_histogram_add(metrics_registry *reg, const char *name, const char *help,
                                          const char *labels, const double *bounds, int nbounds);

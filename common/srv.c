@@ -751,7 +751,7 @@ static int add_method(srv_server *s, const char *service, const srv_method *sm, 
         labels, metrics_latency_buckets, metrics_latency_nbuckets);
     for (int code = 0; code < NCODES; code++) {
         char codelabels[600];
-        metrics_labels(codelabels, sizeof(codelabels), "grpc_code", tally_grpc_code_name(code),
+        metrics_labels(codelabels, sizeof(codelabels), "grpc_code", tally_grpc_code_label(code),
                        "grpc_method", sm->name, "grpc_service", service, "grpc_type", "unary",
                        NULL);
         m->handled[code] = metrics_counter_add(

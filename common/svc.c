@@ -4,6 +4,10 @@
 #include "err.h"
 #include "log.h"
 #include "now.h"
+#include "version.h"
+
+#include <dirent.h>
+#include <sys/resource.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -115,6 +119,89 @@ static double start_time(void *arg)
     return *(const double *)arg;
 }
 
+/* ---- the standard process_* metrics (Prometheus client libraries' names), from /proc ------- */
+
+static double cpu_seconds(void *arg)
+{
+    struct rusage u;
+    (void)arg;
+    if (getrusage(RUSAGE_SELF, &u) != 0)
+        return 0;
+    return (double)(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           (double)(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+/* Field 0 (virtual) or 1 (resident) of /proc/self/statm, in bytes. */
+static double statm_bytes(void *arg)
+{
+    long pages[2] = { 0, 0 };
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return 0;
+    if (fscanf(f, "%ld %ld", &pages[0], &pages[1]) != 2)
+        pages[0] = pages[1] = 0;
+    fclose(f);
+    return (double)pages[*(const int *)arg] * (double)sysconf(_SC_PAGESIZE);
+}
+
+static double open_fds(void *arg)
+{
+    DIR *d = opendir("/proc/self/fd");
+    double n = 0;
+    (void)arg;
+    if (!d)
+        return 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* the directory's own descriptor */
+}
+
+static double max_fds(void *arg)
+{
+    struct rlimit l;
+    (void)arg;
+    return getrlimit(RLIMIT_NOFILE, &l) == 0 && l.rlim_cur != RLIM_INFINITY ? (double)l.rlim_cur
+                                                                            : 0;
+}
+
+static double one(void *arg)
+{
+    (void)arg;
+    return 1;
+}
+
+/* process_*, and tally_build_info{service,version,commit} 1. 0, or TALLY_ENOMEM. */
+static int add_process_metrics(metrics_registry *reg, const char *service, double *started_at)
+{
+    static const int virt = 0, res = 1;
+    char labels[256];
+    metrics_labels(labels, sizeof(labels), "service", service, "version", tally_version, "commit",
+                   tally_commit, NULL);
+    return metrics_gauge_fn_add(reg, "process_start_time_seconds",
+                                "Start time of the process since unix epoch in seconds.", NULL,
+                                start_time, started_at) ||
+                   metrics_counter_fn_add(reg, "process_cpu_seconds_total",
+                                          "Total user and system CPU time spent in seconds.", NULL,
+                                          cpu_seconds, NULL) ||
+                   metrics_gauge_fn_add(reg, "process_resident_memory_bytes",
+                                        "Resident memory size in bytes.", NULL, statm_bytes,
+                                        (void *)&res) ||
+                   metrics_gauge_fn_add(reg, "process_virtual_memory_bytes",
+                                        "Virtual memory size in bytes.", NULL, statm_bytes,
+                                        (void *)&virt) ||
+                   metrics_gauge_fn_add(reg, "process_open_fds", "Number of open file descriptors.",
+                                        NULL, open_fds, NULL) ||
+                   metrics_gauge_fn_add(reg, "process_max_fds",
+                                        "Maximum number of open file descriptors.", NULL, max_fds,
+                                        NULL) ||
+                   metrics_gauge_fn_add(reg, "tally_build_info",
+                                        "Always 1: the service, version and commit of this build.",
+                                        labels, one, NULL)
+               ? TALLY_ENOMEM
+               : 0;
+}
+
 int svc_main(const svc_def *def)
 {
     static double started_at;
@@ -177,9 +264,11 @@ int svc_main(const svc_def *def)
         log_error("out of memory");
         goto out_free;
     }
-    metrics_gauge_fn_add(reg, "process_start_time_seconds",
-                         "Start time of the process since unix epoch in seconds.", NULL, start_time,
-                         &started_at);
+    log_info("starting", LOG_STR("version", tally_version), LOG_STR("commit", tally_commit));
+    if (add_process_metrics(reg, def->name, &started_at) != 0) {
+        log_error("out of memory");
+        goto out_free;
+    }
 
     svc_env env = { .cfg = &cfg, .metrics = reg, .http = http };
     if (def->setup && def->setup(&env, def->arg) != 0)

@@ -15,6 +15,7 @@
 #include "svc.h"
 #include "verify.h"
 #include "verify_loop.h"
+#include "version.h"
 
 #include <malloc.h>
 #include <stdio.h>
@@ -108,8 +109,11 @@ static int run(const svc_env *env, void *arg)
     return proj_run(&conf) == 0 ? 0 : 1;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int args = version_only_args(argc, argv, "projector");
+    if (args >= 0)
+        return args;
     /* A batch's buffers (its replies, hiredis's output buffer, the merged write's arguments) are
        megabytes, freed and allocated again every batch: glibc gave them back to the kernel and
        faulted them in again, a fifth of the projector's CPU. Keep them in the heap instead. */

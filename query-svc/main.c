@@ -8,6 +8,7 @@
 #include "probe.h"
 #include "query.h"
 #include "svc.h"
+#include "version.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -45,8 +46,11 @@ static int setup(const svc_env *env, void *arg)
     return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int args = version_only_args(argc, argv, "query-svc");
+    if (args >= 0)
+        return args;
     static const cfg_var vars[] = {
         { "TALLY_REDIS_READ_URL", CFG_REDIS_URL, "", 0, 0, 0, &read_url,
           "Redis to read the model from, e.g. a replica (empty: TALLY_REDIS_URL); without a "

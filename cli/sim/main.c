@@ -2,12 +2,14 @@
  * tally-sim: the entry point. Picks the subcommand (seed.c, live.c) and says how to use it.
  */
 #include "sim_int.h"
+#include "version.h"
 
 #include <stdio.h>
 #include <string.h>
 
 static const char usage[] =
     "Usage: tally-sim seed|live [options]   (tally-sim seed --help, tally-sim live --help)\n"
+    "       tally-sim --version\n"
     "\n"
     "Sample traffic against command-svc (tally.v1.ComplaintCommands):\n"
     "  seed   creates sample tenants with their categories and agents, then imports a year of\n"
@@ -20,6 +22,8 @@ int main(int argc, char **argv)
         fputs(usage, stderr);
         return SIM_EXIT_USAGE;
     }
+    if (version_asked(argc, argv, "tally-sim"))
+        return 0;
     if (strcmp(argv[1], "seed") == 0)
         return sim_seed(argc - 1, argv + 1);
     if (strcmp(argv[1], "live") == 0)

@@ -5,6 +5,7 @@
  * options come after it. `--name=value` and `--name value` both work; `--` ends the options.
  */
 #include "tally_int.h"
+#include "version.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -340,7 +341,8 @@ static const char global_help[] =
     "  --tls-key FILE          the client certificate's key\n"
     "  --token TOKEN           send it as a bearer token (default $TALLY_TOKEN)\n"
     "  --timeout MS            deadline of each call (default 5000)\n"
-    "  -h, --help              help, for tally or for a command\n";
+    "  -h, --help              help, for tally or for a command\n"
+    "  --version               the version and commit (as the first argument)\n";
 
 static void print_top_help(FILE *f)
 {
@@ -448,6 +450,8 @@ int main(int argc, char **argv)
     const char *group = NULL;
     bool help = false, options_done = false;
     int rc = EXIT_USAGE;
+    if (version_asked(argc, argv, "tally"))
+        return 0;
     /* gRPC's own log lines would garble the page; GRPC_VERBOSITY=debug (or info, error) shows
      * them. */
     if (!getenv("GRPC_VERBOSITY"))

@@ -369,7 +369,7 @@ Test(srv, metrics_count_calls_by_method_and_code, .init = start, .fini = stop)
     cr_assert_eq(metric(text, key), 3, "%s", text);
     snprintf(key, sizeof(key), "grpc_server_handling_seconds_count{%s} ", m);
     cr_assert_eq(metric(text, key), 3, "%s", text);
-    cr_assert_eq(metric(text, "grpc_server_handled_total{grpc_code=\"NOT_FOUND\",grpc_method="
+    cr_assert_eq(metric(text, "grpc_server_handled_total{grpc_code=\"NotFound\",grpc_method="
                               "\"Fail\",grpc_service=\"tally.test.v1.Echo\",grpc_type=\"unary\"} "),
                  1, "%s", text);
     cr_assert_eq(metric(text, "grpc_server_unknown_method_total "), 1, "%s", text);

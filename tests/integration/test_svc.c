@@ -7,6 +7,7 @@
 #include "gclient.h"
 #include "proc.h"
 #include "tclock.h"
+#include "version.h"
 
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -195,4 +196,66 @@ Test(svc, readyz_fails_naming_a_dependency_that_is_down, .init = fx_need_stack)
                  "liveness must not depend on Redis");
     cr_assert_eq(proc_stop(&p, SIGTERM, 10000), 0);
     proc_release(&p);
+}
+
+/* The value of the series whose line starts with prefix (name and labels), or -1. */
+static double series(const char *text, const char *prefix)
+{
+    for (const char *at = text; (at = strstr(at, prefix)) != NULL; at++)
+        if (at == text || at[-1] == '\n')
+            return atof(at + strlen(prefix));
+    return -1;
+}
+
+/*
+ * What stock dashboards read of any process (client libraries' process_* names and types), and
+ * which build runs: tally_build_info with the version and commit --version prints.
+ */
+Test(svc, metrics_say_what_the_process_uses_and_which_build_it_is)
+{
+    static char text[1 << 20];
+    char want[256];
+    proc p;
+    cr_assert_eq(proc_start(&p, ECHO_SVC_PATH, NULL), 0);
+    cr_assert_eq(proc_http_get(p.http_port, "/metrics", text, sizeof(text)), 200);
+    proc_stop(&p, SIGTERM, 10000);
+    proc_release(&p);
+    cr_assert(strstr(text, "# TYPE process_cpu_seconds_total counter\n"), "%s", text);
+    cr_assert_geq(series(text, "process_cpu_seconds_total "), 0);
+    cr_assert_gt(series(text, "process_resident_memory_bytes "), 1 << 20);
+    cr_assert_gt(series(text, "process_virtual_memory_bytes "),
+                 series(text, "process_resident_memory_bytes "));
+    double fds = series(text, "process_open_fds "), max = series(text, "process_max_fds ");
+    cr_assert(fds >= 3 && fds < max, "open fds %g of %g", fds, max);
+    cr_assert_gt(series(text, "process_start_time_seconds "), 1.7e9);
+    snprintf(want, sizeof(want),
+             "tally_build_info{service=\"echo-svc\",version=\"%s\",commit=\"%s\"} ", tally_version,
+             tally_commit);
+    cr_assert_eq(series(text, want), 1, "no %s in:\n%s", want, text);
+}
+
+/* Every binary answers --version with the same version and commit, and exits 0. */
+Test(svc, every_binary_says_its_version)
+{
+    static const char *const bins[][2] = {
+        { COMMAND_SVC_PATH, "command-svc" },
+        { PROJECTOR_PATH, "projector" },
+        { QUERY_SVC_PATH, "query-svc" },
+        { TALLY_BIN_DIR "/tally", "tally" },
+        { TALLY_BIN_DIR "/tally-sim", "tally-sim" },
+    };
+    char want[256];
+    for (size_t i = 0; i < sizeof(bins) / sizeof(bins[0]); i++) {
+        char cmd[600], out[256] = "";
+        snprintf(cmd, sizeof(cmd), "%s --version", bins[i][0]);
+        FILE *f = popen(cmd, "r");
+        cr_assert(f);
+        size_t n = fread(out, 1, sizeof(out) - 1, f);
+        out[n] = '\0';
+        int rc = pclose(f);
+        snprintf(want, sizeof(want), "%s %s (commit %s)\n", bins[i][1], tally_version,
+                 tally_commit);
+        cr_assert_eq(rc, 0, "%s", cmd);
+        cr_assert_str_eq(out, want, "%s", cmd);
+    }
 }

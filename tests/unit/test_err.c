@@ -24,6 +24,20 @@ Test(err, every_grpc_code_round_trips)
         cr_assert_eq(tally_err_grpc_code(tally_err_from_grpc_code(code)), code, "code %d", code);
 }
 
+/* grpc-go's codes.Code.String(), as go-grpc-prometheus labels grpc_server_handled_total. */
+Test(err, metric_labels_are_grpc_go_code_names)
+{
+    static const char *const want[] = {
+        "OK",       "Canceled",       "Unknown",          "InvalidArgument",   "DeadlineExceeded",
+        "NotFound", "AlreadyExists",  "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
+        "Aborted",  "OutOfRange",     "Unimplemented",    "Internal",          "Unavailable",
+        "DataLoss", "Unauthenticated"
+    };
+    for (int code = 0; code <= 16; code++)
+        cr_assert_str_eq(tally_grpc_code_label(code), want[code], "code %d", code);
+    cr_assert_str_eq(tally_grpc_code_label(17), "Unknown");
+}
+
 Test(err, unknown_values_are_safe)
 {
     cr_assert_eq(tally_err_grpc_code(-1000), 2);
