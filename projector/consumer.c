@@ -143,7 +143,7 @@ static void register_metrics(proj *p, metrics_registry *reg)
     p->rb_done =
         metrics_gauge_add(reg, "tally_projector_rebuild_events_done",
                           "Events read into new generations by the running rebuilds.", NULL);
-    p->rb_total = metrics_gauge_add(reg, "tally_projector_rebuild_events_total",
+    p->rb_total = metrics_gauge_add(reg, "tally_projector_rebuild_events_planned",
                                     "Events the running rebuilds read in all.", NULL);
     p->rb_eta = metrics_gauge_add(reg, "tally_projector_rebuild_eta_seconds",
                                   "The longest estimated time left of a running rebuild.", NULL);

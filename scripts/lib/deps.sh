@@ -33,6 +33,9 @@ TALLY_DEPS_PACKAGES=(
     # h2load (benchmark and demo traffic), curl (metrics and health checks), openssl (the TLS
     # tests' certificates, the benchmark's ES256 keys).
     nghttp2-client curl ca-certificates openssl
+    # promtool (scripts/check-k8s checks and unit-tests the alert rules; a test lints each
+    # service's /metrics). kubectl, the other tool of scripts/check-k8s, is not a Debian package.
+    prometheus
 )
 
 # What only bench/run needs, installed by bench/run itself (CI does not run it): gnuplot draws

@@ -362,7 +362,7 @@ Test(rebuild, a_killed_rebuilder_resumes_and_a_second_is_refused)
     expect_gauge("tally_projector_rebuilds_stalled", 1); /* its lease has expired */
     cr_expect_eq(ev_metric(S.projector.http_port, "tally_projector_rebuild_events_done"),
                  (double)done);
-    cr_expect_eq(ev_metric(S.projector.http_port, "tally_projector_rebuild_events_total"),
+    cr_expect_eq(ev_metric(S.projector.http_port, "tally_projector_rebuild_events_planned"),
                  (double)total);
     rc = tally(&out, NULL, "rebuild", "--tenant", BIG, "--window", "300", "--json", NULL);
     cr_expect_eq(rc, 0, "the resumed rebuild exited %d:\n%s", rc, out);
