@@ -47,7 +47,7 @@ say "waiting until the read model verifies clean"
 until verify_clean; do
     sleep 2
 done
-events=$(psql "$TALLY_PG_DSN" -XAtq -c "SELECT count(*) FROM events")
+events=$(psql "$TALLY_PG_MIGRATE_DSN" -XAtq -c "SELECT count(*) FROM events") # the owner: every tenant
 say "clean; $events events in PostgreSQL"
 
 run_init

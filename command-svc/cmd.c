@@ -245,6 +245,13 @@ void cmd_worker_free(void *worker, void *arg)
     free(w);
 }
 
+void cmd_call_begin(void *worker, void *arg)
+{
+    cmd_worker *w = worker;
+    (void)arg;
+    pgx_set_tenant(w->pg, NULL); /* costs nothing until a statement runs */
+}
+
 /* A worker without state could not allocate: every call gets UNAVAILABLE. */
 static int worker_missing(srv_call *call)
 {

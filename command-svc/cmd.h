@@ -23,5 +23,10 @@ extern const srv_service cmd_service;
 /* srv worker hooks; arg is a const cmd_config * that outlives the server. */
 void *cmd_worker_new(int index, void *arg);
 void cmd_worker_free(void *worker, void *arg);
+/*
+ * Before each call: the worker's connection is scoped to no tenant, so that a handler that
+ * forgot cmd_tenant reads and writes nothing rather than the previous caller's rows.
+ */
+void cmd_call_begin(void *worker, void *arg);
 
 #endif

@@ -141,6 +141,7 @@ int main(int argc, char **argv)
                     .teardown = teardown,
                     .worker_init = cmd_worker_new,
                     .worker_free = cmd_worker_free,
+                    .call_begin = cmd_call_begin,
                     .arg = &cmds };
     return svc_main(&def);
 }

@@ -42,8 +42,10 @@ struct pgx_conn {
     char err[512];
     char sqlstate[6];
     char constraint[64];
-    char tenant[128];   /* the rows the session may see (pgx_set_tenant); "" for none set */
-    char applied[128];  /* what the session's tally.tenant is known to be; "" unknown */
+    bool scoped;        /* pgx_set_tenant was called: the session's rows are kept to tenant */
+    char tenant[128];   /* the rows the session may see; "" none (every tenant table empty) */
+    bool applied_known; /* the session's tally.tenant is known to be applied */
+    char applied[128];  /* ... and this is it ("" none) */
     bool applied_in_tx; /* applied inside a transaction, which may yet be rolled back */
 };
 
@@ -88,10 +90,15 @@ int pgx_add_setting(pgx_conn *c, const char *name, const char *value)
 
 int pgx_set_tenant(pgx_conn *c, const char *tenant)
 {
-    size_t n = strlen(tenant);
-    if (n == 0 || n >= sizeof(c->tenant) || strcspn(tenant, " \\'") != n)
+    size_t n = tenant ? strlen(tenant) : 0;
+    if (tenant && (n == 0 || n >= sizeof(c->tenant)))
         return TALLY_EINVAL;
-    memcpy(c->tenant, tenant, n + 1);
+    for (size_t i = 0; i < n; i++) /* startup options split on whitespace; quotes, escapes */
+        if ((unsigned char)tenant[i] <= ' ' || tenant[i] == 0x7f || tenant[i] == '\'' ||
+            tenant[i] == '\\')
+            return TALLY_EINVAL;
+    memcpy(c->tenant, tenant ? tenant : "", n + 1);
+    c->scoped = true;
     return 0;
 }
 
@@ -110,7 +117,7 @@ void pgx_reset(pgx_conn *c)
     if (c->pg)
         PQfinish(c->pg);
     c->pg = NULL;
-    c->applied[0] = '\0';
+    c->applied_known = false;
 }
 
 PGconn *pgx_pg(pgx_conn *c)
@@ -181,7 +188,9 @@ int pgx_connect(pgx_conn *c)
         PQclear(r);
     }
     c->failed_at_ms = 0;
+    /* A new session has the startup options' tenant, or none at all. */
     memcpy(c->applied, c->tenant, sizeof(c->applied));
+    c->applied_known = true;
     c->applied_in_tx = false;
     return 0;
 out_fail:
@@ -383,11 +392,16 @@ static int collect(pgx_conn *c, int64_t timeout_ms, PGresult **out)
  */
 static int sync_tenant(pgx_conn *c, int64_t timeout_ms)
 {
-    bool in_tx = PQtransactionStatus(c->pg) != PQTRANS_IDLE;
+    PGTransactionStatusType st = PQtransactionStatus(c->pg);
+    bool in_tx = st != PQTRANS_IDLE;
     if (c->applied_in_tx && !in_tx)
-        c->applied[0] = '\0';
-    if (!c->tenant[0] || strcmp(c->applied, c->tenant) == 0)
+        c->applied_known = false;
+    if (!c->scoped || (c->applied_known && strcmp(c->applied, c->tenant) == 0))
         return 0;
+    if (st == PQTRANS_INERROR) { /* only ROLLBACK can run: it does; the next one sets it */
+        c->applied_known = false;
+        return 0;
+    }
     const char *vals[] = { c->tenant };
     if (!PQsendQueryParams(c->pg, "SELECT set_config('tally.tenant', $1, false)", 1, NULL, vals,
                            NULL, NULL, 0)) {
@@ -399,6 +413,7 @@ static int sync_tenant(pgx_conn *c, int64_t timeout_ms)
     if (rc != 0)
         return rc;
     memcpy(c->applied, c->tenant, sizeof(c->applied));
+    c->applied_known = true;
     c->applied_in_tx = in_tx;
     return 0;
 }

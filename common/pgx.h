@@ -51,10 +51,13 @@ int pgx_add_setting(pgx_conn *c, const char *name, const char *value);
 /*
  * The tenant whose rows the session may see and write from the next statement on: PostgreSQL's
  * row-level security (migration 0007) filters every tenant table by the setting tally.tenant,
- * "*" for all tenants (the relay, verify, the operator tools). It is set only when it changes
- * (one set_config, within the statement's deadline) and in the startup options of a new session;
- * a change inside a transaction is made again after it. Not set: the service role sees no row.
- * 0, or TALLY_EINVAL for "" or a value too long or with a space, quote or backslash.
+ * "*" for all tenants (the relay, verify, the operator tools), NULL for none (every tenant table
+ * looks empty: a worker between calls, so that a handler that forgot to scope fails closed). It
+ * is set only when it changes (one set_config, within the statement's deadline) and in the
+ * startup options of a new session; a change inside a transaction is made again after it (a
+ * rollback may have undone it). Without any call the session is left as the server has it (the
+ * service role sees no row). Keep one tenant across a pgx_send/pgx_recv pair. 0, or TALLY_EINVAL
+ * for "" or a value too long or with whitespace, a control character, a quote or a backslash.
  */
 int pgx_set_tenant(pgx_conn *c, const char *tenant);
 

@@ -98,6 +98,7 @@ struct srv_server {
     pthread_mutex_t auth_mu;
     void *(*worker_init)(int index, void *arg);
     void (*worker_free)(void *state, void *arg);
+    void (*call_begin)(void *state, void *arg);
     void *arg;
     metrics_counter *unknown;
     _Atomic bool serving;
@@ -390,6 +391,8 @@ static void serve(worker *w, srv_call *c)
     } else if (m->health) {
         rc = health_check(c, req);
     } else {
+        if (c->srv->call_begin && w->state)
+            c->srv->call_begin(w->state, c->srv->arg);
         rc = m->m->handler(c, req, w->state);
     }
     if (req)
@@ -806,6 +809,7 @@ srv_server *srv_new(const srv_config *conf, char *err, size_t errlen)
     pthread_mutex_init(&s->peers_mu, NULL);
     s->worker_init = conf->worker_init;
     s->worker_free = conf->worker_free;
+    s->call_begin = conf->call_begin;
     s->arg = conf->arg;
 
     args[nargs++] = int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, cfg->max_message_bytes);

@@ -81,6 +81,11 @@ typedef struct srv_config {
      */
     void *(*worker_init)(int index, void *arg);
     void (*worker_free)(void *state, void *arg);
+    /*
+     * Optional: called on the worker's state before each handler runs (not for health
+     * checks), e.g. to forget what the previous call scoped (command-svc's tenant).
+     */
+    void (*call_begin)(void *state, void *arg);
     void *arg;
 } srv_config;
 

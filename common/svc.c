@@ -281,6 +281,7 @@ int svc_main(const svc_def *def)
                       .auth = auth,
                       .worker_init = def->worker_init,
                       .worker_free = def->worker_free,
+                      .call_begin = def->call_begin,
                       .arg = def->arg };
     if (def->nservices > 0 && !(srv = srv_new(&sc, err, sizeof(err)))) {
         log_error("cannot start the gRPC server", LOG_STR("error", err));

@@ -60,6 +60,7 @@ typedef struct svc_def {
     void (*teardown)(void *arg);
     void *(*worker_init)(int index, void *arg);
     void (*worker_free)(void *state, void *arg);
+    void (*call_begin)(void *state, void *arg); /* srv_config.call_begin */
     void *arg;
     /*
      * TALLY_AUTH's default for a gRPC service: NULL is "jwt" (a service refuses to start

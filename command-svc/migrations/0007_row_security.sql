@@ -29,6 +29,9 @@ BEGIN
         END;
     END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO tally_service', current_schema());
+    -- PostgreSQL 15 gives PUBLIC no CREATE on a new database's public schema; a cluster
+    -- upgraded from an older one still does (a warning, not an error, when we do not own it).
+    EXECUTE format('REVOKE CREATE ON SCHEMA %I FROM PUBLIC', current_schema());
 END $$;
 
 -- Exactly the statements the services run: no DELETE of the log, no TRUNCATE, no DDL.

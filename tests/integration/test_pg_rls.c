@@ -176,6 +176,23 @@ Test(pg_rls, every_table_with_a_tenant_id_has_the_policy)
     cr_assert_eq(PQntuples(r), 0, "%s has no row-level security policy",
                  PQntuples(r) ? PQgetvalue(r, 0, 0) : "");
     PQclear(r);
+    /* ... and the policies say what they should: reads and writes, both by the tenant setting. */
+    r = pgdb_sql(owner,
+                 "SELECT c.relname, p.polcmd, pg_get_expr(p.polqual, p.polrelid),"
+                 " pg_get_expr(p.polwithcheck, p.polrelid) FROM pg_policy p"
+                 " JOIN pg_class c ON c.oid = p.polrelid",
+                 0, NULL);
+    cr_assert_eq(PQntuples(r), (int)NTABLES);
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *t = PQgetvalue(r, i, 0), *using = PQgetvalue(r, i, 2);
+        cr_assert_str_eq(PQgetvalue(r, i, 1), "*", "%s: the policy is not for every command", t);
+        cr_assert_str_eq(using, PQgetvalue(r, i, 3), "%s: USING and WITH CHECK differ", t);
+        cr_assert_str_eq(using,
+                         "((tenant_id = current_setting('tally.tenant'::text, true)) OR "
+                         "(current_setting('tally.tenant'::text, true) = '*'::text))",
+                         "%s", t);
+    }
+    PQclear(r);
     r = pgdb_sql(owner,
                  "SELECT count(*) FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid"
                  " AND a.attname = 'tenant_id' WHERE c.relkind = 'r'"
@@ -239,8 +256,16 @@ Test(pg_rls, pgx_keeps_the_session_on_the_tenant_it_was_given)
     cr_assert_eq(pgx_count(c), 0, "no tenant set: no row");
     cr_assert_eq(pgx_set_tenant(c, "ta"), 0);
     cr_assert_str_eq(tenant_seen(c, seen, sizeof(seen)), "ta");
-    pgx_reset(c); /* a new session starts with it */
+    pgx_reset(c); /* a new session starts with it, before any statement of pgx's */
+    cr_assert_eq(pgx_connect(c), 0);
+    PGresult *r = PQexec(pgx_pg(c), "SELECT current_setting('tally.tenant', true)");
+    cr_assert_str_eq(PQgetvalue(r, 0, 0), "ta", "the startup options did not carry the tenant");
+    PQclear(r);
     cr_assert_str_eq(tenant_seen(c, seen, sizeof(seen)), "ta");
+    /* Scoped to no tenant (a command-svc worker between calls): nothing is visible. */
+    cr_assert_eq(pgx_set_tenant(c, NULL), 0);
+    cr_assert_eq(pgx_count(c), 0, "a session scoped to no tenant sees rows");
+    cr_assert_eq(pgx_set_tenant(c, "ta"), 0);
     cr_assert_eq(pgx_exec_sql(c, "BEGIN", 5000, NULL), 0);
     cr_assert_eq(pgx_set_tenant(c, "tb"), 0);
     cr_assert_str_eq(tenant_seen(c, seen, sizeof(seen)), "tb");
@@ -250,5 +275,6 @@ Test(pg_rls, pgx_keeps_the_session_on_the_tenant_it_was_given)
     cr_assert_eq(pgx_count(c), 2);
     cr_assert_eq(pgx_set_tenant(c, ""), TALLY_EINVAL);
     cr_assert_eq(pgx_set_tenant(c, "a' OR true"), TALLY_EINVAL);
+    cr_assert_eq(pgx_set_tenant(c, "a\tb"), TALLY_EINVAL);
     pgx_free(c);
 }
