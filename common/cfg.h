@@ -74,6 +74,7 @@ typedef struct cfg_common {
     long long max_connection_age_ms;
     long long max_connection_idle_ms;
     long long max_calls_per_connection;
+    long long max_concurrent_streams;
     long long shutdown_grace_ms;
     long long drain_ms;
     const char *tls_cert;
@@ -82,7 +83,7 @@ typedef struct cfg_common {
     const char *redis_password_file;
 } cfg_common;
 
-#define CFG_COMMON_NVARS 18
+#define CFG_COMMON_NVARS 19
 
 /*
  * Fills out[0..CFG_COMMON_NVARS) with the common variables writing into c; grpc_port and

@@ -784,7 +784,7 @@ srv_server *srv_new(const srv_config *conf, char *err, size_t errlen)
     const cfg_common *cfg = conf->cfg;
     srv_server *s;
     grpc_server_credentials *creds;
-    grpc_arg args[12];
+    grpc_arg args[14];
     size_t nargs = 0, total = 1;
     char addr[300];
 
@@ -813,6 +813,7 @@ srv_server *srv_new(const srv_config *conf, char *err, size_t errlen)
     s->arg = conf->arg;
 
     args[nargs++] = int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, cfg->max_message_bytes);
+    args[nargs++] = int_arg(GRPC_ARG_MAX_CONCURRENT_STREAMS, cfg->max_concurrent_streams);
     args[nargs++] = int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, cfg->max_message_bytes);
     args[nargs++] = int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, cfg->keepalive_ms);
     args[nargs++] = int_arg(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, cfg->keepalive_timeout_ms);

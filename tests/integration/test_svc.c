@@ -259,3 +259,35 @@ Test(svc, every_binary_says_its_version)
         cr_assert_str_eq(out, want, "%s", cmd);
     }
 }
+
+/*
+ * TALLY_GRPC_MAX_CONCURRENT_STREAMS bounds what one connection has open in the server: a client
+ * that starts 8 slow calls at once on one connection, with 8 workers free, has at most 2 in the
+ * server at any time; the others wait on the client's side and all succeed in turn (so no
+ * connection can queue an unbounded number of calls in the process).
+ */
+Test(svc, one_connection_has_at_most_max_concurrent_streams_calls_in_the_server)
+{
+    proc p;
+    const char *env[] = { "TALLY_WORKERS=8", "TALLY_GRPC_MAX_CONCURRENT_STREAMS=2", NULL };
+    cr_assert_eq(proc_start(&p, ECHO_SVC_PATH, env), 0);
+    batch b = { .port = p.grpc_port, .n = 8, .sleep_ms = 300 };
+    b.rs = calloc(8, sizeof(gc_result));
+    pthread_t t;
+    pthread_create(&t, NULL, run_batch, &b);
+    long most = 0;
+    for (int i = 0; i < 150; i++) { /* 8 calls of 300 ms, 2 at a time: about 1.2 s */
+        long n = in_flight(p.http_port);
+        most = n > most ? n : most;
+        tclock_sleep_ms(10);
+    }
+    pthread_join(t, NULL);
+    for (int i = 0; i < 8; i++) {
+        cr_expect_eq(b.rs[i].code, TALLY_GRPC_OK, "call %d: %s", i, b.rs[i].details);
+        gc_result_release(&b.rs[i]);
+    }
+    free(b.rs);
+    cr_assert_eq(proc_stop(&p, SIGTERM, 10000), 0);
+    proc_release(&p);
+    cr_assert_eq(most, 2, "calls of one connection in the server at once: at most %ld", most);
+}
