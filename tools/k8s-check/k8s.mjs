@@ -88,8 +88,21 @@ for (const { obj, id } of docs) {
         if (!c[p]) fail(`${cid}: no ${p}`);
     for (const p of ["startupProbe", "livenessProbe", "readinessProbe"])
       if (c[p]?.grpc && typeof c[p].grpc.port !== "number") fail(`${cid}: ${p}.grpc.port must be a number`);
-    for (const e of c.env ?? [])
-      if (/(LISTEN)$/.test(e.name) && String(e.value).startsWith("127.")) fail(`${cid}: ${e.name} binds loopback in a pod`);
+    // A Tally service listens where its ports say, never on its loopback default.
+    if ((c.image ?? "").includes("tally/"))
+      for (const [port, name] of [["grpc", "TALLY_GRPC_LISTEN"], ["http", "TALLY_HTTP_LISTEN"]]) {
+        const p = (c.ports ?? []).find((x) => x.name === port);
+        if (!p) continue;
+        const v = (c.env ?? []).find((e) => e.name === name)?.value ?? "";
+        const [host, num] = [v.slice(0, v.lastIndexOf(":")), Number(v.slice(v.lastIndexOf(":") + 1))];
+        if (!v || host.startsWith("127.") || host === "localhost" || num !== p.containerPort)
+          fail(`${cid}: ${name} must be 0.0.0.0:${p.containerPort} (the port ${port}), not "${v}" (the default binds 127.0.0.1)`);
+      }
+  }
+  for (const t of pod.topologySpreadConstraints ?? []) {
+    const sel = [...Object.keys(t.labelSelector?.matchLabels ?? {}), ...(t.labelSelector?.matchExpressions ?? []).map((e) => e.key)];
+    for (const k of t.matchLabelKeys ?? [])
+      if (sel.includes(k)) fail(`${id}: topologySpreadConstraints: ${k} is in both matchLabelKeys and labelSelector (refused by the API server)`);
   }
 }
 // ---- network policies: what each pod may receive and send -----------------------------------
@@ -98,22 +111,39 @@ const selects = (sel, labels) =>
   Object.entries(sel?.matchLabels ?? {}).every(([k, v]) => labels[k] === v) &&
   (sel?.matchExpressions ?? []).every((e) => e.operator === "Exists" ? e.key in labels
     : e.operator === "In" ? e.values.includes(labels[e.key]) : false);
+// A peer in words: "pods tally.io/client=dashboard in any namespace", "namespace
+// kubernetes.io/metadata.name=monitoring", "ip 10.10.0.0/24", "anyone".
+const sel = (s) => {
+  const parts = [...Object.entries(s?.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`),
+                 ...(s?.matchExpressions ?? []).map((e) => `${e.key} ${e.operator} ${(e.values ?? []).join("|")}`.trim())];
+  return parts.length ? parts.sort().join(",") : "all";
+};
+const peer = (p) => {
+  if (!p) return "anyone";
+  if (p.ipBlock) return `ip ${p.ipBlock.cidr}${p.ipBlock.except ? " except " + p.ipBlock.except.join(",") : ""}`;
+  const ns = p.namespaceSelector ? (sel(p.namespaceSelector) === "all" ? "any namespace" : `namespace ${sel(p.namespaceSelector)}`) : "this namespace";
+  return p.podSelector ? `pods ${sel(p.podSelector)} in ${ns}` : ns;
+};
 if (policies.length) {
   const expect = JSON.parse(readFileSync(join(here, "netpol.json"), "utf8"));
-  const rebuild = parseAllDocuments(execFileSync("kubectl", ["kustomize", join(here, "../../k8s/jobs/rebuild")], { encoding: "utf8" }))
-    .map((d) => d.toJS()).filter(Boolean);
-  for (const obj of [...docs.map((d) => d.obj), ...rebuild]) {
+  for (const obj of docs.map((d) => d.obj)) {
     if (!workloads[obj.kind]) continue;
     const labels = obj.spec.template.metadata.labels;
     const name = labels["app.kubernetes.io/name"], want = expect[name];
     if (!want) { fail(`NetworkPolicy: no expectation for pod ${name} (tools/k8s-check/netpol.json)`); continue; }
     for (const dir of ["ingress", "egress"]) {
-      const type = dir === "ingress" ? "Ingress" : "Egress";
+      const type = dir === "ingress" ? "Ingress" : "Egress", side = dir === "ingress" ? "from" : "to";
       const mine = policies.filter((p) => (p.spec.policyTypes ?? ["Ingress"]).includes(type) && selects(p.spec.podSelector, labels));
       if (!mine.length) { fail(`NetworkPolicy: ${dir} of ${name} is not restricted at all`); continue; }
-      const ports = new Set(mine.flatMap((p) => (p.spec[dir] ?? []).flatMap((r) => (r.ports ?? [{ port: "any" }]).map((x) => x.port))));
-      const got = [...ports].sort((a, b) => a - b).join(","), exp = [...want[dir]].sort((a, b) => a - b).join(",");
-      if (got !== exp) fail(`NetworkPolicy: ${name} ${dir} ports ${got || "none"}, expected ${exp || "none"}`);
+      const got = new Set();
+      for (const p of mine)
+        for (const r of p.spec[dir] ?? [])
+          for (const who of r[side] ?? [null])
+            for (const port of r.ports ?? [{ port: "any" }])
+              got.add(`${port.protocol ?? "TCP"}/${port.port}${port.endPort ? "-" + port.endPort : ""} ${side} ${peer(who)}`);
+      const exp = new Set(want[dir]);
+      for (const g of got) if (!exp.has(g)) fail(`NetworkPolicy: ${name} may ${dir === "ingress" ? "receive" : "send"} ${g}, which netpol.json does not expect`);
+      for (const e of exp) if (!got.has(e)) fail(`NetworkPolicy: ${name} may not ${dir === "ingress" ? "receive" : "send"} ${e}, which netpol.json expects`);
     }
   }
 }
