@@ -189,10 +189,12 @@ int cmd_db_fail(srv_call *call, cmd_worker *w, int rc, const char *what)
 {
     switch (rc) {
     case TALLY_EUNAVAIL:
+        srv_error_reason(call, "DATABASE_UNAVAILABLE");
         return srv_fail(call, rc, "PostgreSQL is unavailable (%s): %s", what, pgx_errstr(w->pg));
     case TALLY_ETIMEOUT:
         return srv_fail(call, rc, "deadline exceeded while %s", what);
     case TALLY_ECONFLICT:
+        srv_error_reason(call, "CONCURRENT_CHANGE");
         return srv_fail(call, rc, "a concurrent change won while %s; retry", what);
     default:
         log_error("database error", LOG_STR("while", what),
@@ -442,6 +444,7 @@ static int create_complaint(srv_call *call, const ProtobufCMessage *msg, void *w
         return cmd_db_fail(call, w, rc, "looking up the idempotency key");
     if (PQntuples(r) != 1) { /* cannot happen: keys are never deleted */
         PQclear(r);
+        srv_error_reason(call, "IDEMPOTENCY_KEY_IN_USE");
         return srv_fail(call, TALLY_ECONFLICT, "idempotency_key: in use concurrently; retry");
     }
     bool same = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
@@ -449,12 +452,35 @@ static int create_complaint(srv_call *call, const ProtobufCMessage *msg, void *w
     rep.version = pgx_int(r, 0, 2);
     rep.created_at_ms = pgx_int(r, 0, 3);
     PQclear(r);
-    if (!same)
+    if (!same) {
+        srv_error_reason(call, "IDEMPOTENCY_KEY_REUSED");
+        srv_error_meta(call, "complaint_id", "%" PRId64, rep.complaint_id);
         return srv_fail(call, TALLY_EEXIST,
                         "idempotency_key: \"%s\" was already used for another request "
                         "(complaint %" PRId64 ")",
                         req->idempotency_key, rep.complaint_id);
+    }
     return srv_reply(call, &rep.base);
+}
+
+/* The details of an ABORTED for a stale expected_version: what a client re-reads and retries. */
+static void version_conflict(srv_call *call, int64_t complaint_id, int64_t expected, int64_t now)
+{
+    srv_error_reason(call, "VERSION_CONFLICT");
+    srv_error_meta(call, "complaint_id", "%" PRId64, complaint_id);
+    srv_error_meta(call, "expected_version", "%" PRId64, expected);
+    srv_error_meta(call, "current_version", "%" PRId64, now);
+}
+
+/* The details of a FAILED_PRECONDITION for a status move the workflow does not allow. */
+static void move_refused(srv_call *call, int from, int to)
+{
+    char list[64];
+    val_allowed_moves(from, list, sizeof(list));
+    srv_error_reason(call, "STATUS_MOVE_NOT_ALLOWED");
+    srv_error_meta(call, "from_status", "STATUS_%s", val_status_name(from));
+    srv_error_meta(call, "to_status", "STATUS_%s", val_status_name(to));
+    srv_error_meta(call, "allowed", "%s", list);
 }
 
 /* The complaint read before a change; fails the call (NOT_FOUND, ABORTED) when it must. */
@@ -476,6 +502,7 @@ static int read_for_change(srv_call *call, cmd_worker *w, const char *tenant_id,
     int64_t version = pgx_int(*out, 0, R_VERSION);
     if (version != expected) {
         PQclear(*out);
+        version_conflict(call, complaint_id, expected, version);
         return srv_fail(call, TALLY_ECONFLICT,
                         "expected_version: %" PRId64 ", but complaint %" PRId64
                         " is at version %" PRId64 "; re-read it and decide again",
@@ -496,6 +523,7 @@ static int lost_race(srv_call *call, cmd_worker *w, const char *tenant_id, int64
     int64_t now = rc == 0 && PQntuples(r) == 1 ? pgx_int(r, 0, 0) : 0;
     if (rc == 0)
         PQclear(r);
+    version_conflict(call, complaint_id, expected, now);
     return srv_fail(call, TALLY_ECONFLICT,
                     "expected_version: %" PRId64 ", but complaint %" PRId64
                     " is at version %" PRId64 "; re-read it and decide again",
@@ -524,6 +552,7 @@ static int assign_complaint(srv_call *call, const ProtobufCMessage *msg, void *w
     rep.complaint_id = req->complaint_id;
     if (status == TALLY__V1__STATUS__STATUS_CLOSED) {
         PQclear(r);
+        srv_error_reason(call, "COMPLAINT_CLOSED");
         return srv_fail(call, TALLY_EPRECOND,
                         "complaint %" PRId64 " is CLOSED: it can no longer be assigned",
                         req->complaint_id);
@@ -593,6 +622,7 @@ static int change_status(srv_call *call, const ProtobufCMessage *msg, void *work
     if (!val_move_allowed(status, req->status)) {
         PQclear(r);
         val_move_error(status, req->status, w->err, sizeof(w->err));
+        move_refused(call, status, req->status);
         return srv_fail(call, TALLY_EPRECOND, "%s", w->err);
     }
     int64_t now = pgx_int(r, 0, R_NOW), created = pgx_int(r, 0, R_CREATED);

@@ -104,18 +104,27 @@ const char *val_status_name(int s)
     return s >= 0 && s <= 4 ? names[s] : "UNSPECIFIED";
 }
 
+void val_allowed_moves(int from, char *list, size_t len)
+{
+    size_t used = 0;
+    list[0] = '\0';
+    for (int i = 0; from >= 1 && from <= 4 && i < 3 && allowed[from][i] && used < len; i++)
+        used += (size_t)snprintf(list + used, len - used, "%s%s", i ? "," : "",
+                                 val_status_name(allowed[from][i]));
+}
+
 void val_move_error(int from, int to, char *err, size_t errlen)
 {
     char list[64] = "";
-    if (from < 1 || from > 4 || !allowed[from][0]) {
-        snprintf(err, errlen, "status: cannot move from %s to %s; %s is final",
-                 val_status_name(from), val_status_name(to), val_status_name(from));
-        return;
-    }
-    for (int i = 0; i < 3 && allowed[from][i]; i++) {
+    for (int i = 0; from >= 1 && from <= 4 && i < 3 && allowed[from][i]; i++) {
         if (i)
             strcat(list, ", ");
         strcat(list, val_status_name(allowed[from][i]));
+    }
+    if (!list[0]) {
+        snprintf(err, errlen, "status: cannot move from %s to %s; %s is final",
+                 val_status_name(from), val_status_name(to), val_status_name(from));
+        return;
     }
     snprintf(err, errlen, "status: cannot move from %s to %s; allowed from %s: %s",
              val_status_name(from), val_status_name(to), val_status_name(from), list);

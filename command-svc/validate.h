@@ -43,6 +43,9 @@ bool val_move_allowed(int from, int to);
  */
 void val_move_error(int from, int to, char *err, size_t errlen);
 
+/* The statuses a complaint may move to from status from, "IN_PROGRESS,RESOLVED" ("" if none). */
+void val_allowed_moves(int from, char *list, size_t len);
+
 /* "OPEN", "IN_PROGRESS", ...; "UNSPECIFIED" for anything else. */
 const char *val_status_name(int s);
 

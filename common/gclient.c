@@ -307,6 +307,15 @@ static void complete(pending *p)
     out->seconds = (double)(t1.tv_sec - p->t0.tv_sec) + (double)(t1.tv_nsec - p->t0.tv_nsec) / 1e9;
     snprintf(out->details, sizeof(out->details), "%.*s", (int)GRPC_SLICE_LENGTH(p->details),
              (const char *)GRPC_SLICE_START_PTR(p->details));
+    for (size_t i = 0; i < p->trailing.count; i++) {
+        const grpc_metadata *m = &p->trailing.metadata[i];
+        size_t n = GRPC_SLICE_LENGTH(m->value);
+        if (grpc_slice_str_cmp(m->key, "grpc-status-details-bin") == 0 &&
+            n <= sizeof(out->status_bin)) {
+            memcpy(out->status_bin, GRPC_SLICE_START_PTR(m->value), n);
+            out->status_bin_len = n;
+        }
+    }
     if (p->recv) {
         grpc_byte_buffer_reader r;
         grpc_byte_buffer_reader_init(&r, p->recv);
@@ -388,6 +397,19 @@ void gc_result_release(gc_result *r)
     r->data = NULL;
 }
 
+void gc_status_of(const gc_result *res, gc_status *st)
+{
+    st->code = res->code;
+    st->seconds = res->seconds;
+    st->has_rich = res->status_bin_len > 0 &&
+                   rpc_status_read(res->status_bin, res->status_bin_len, &st->rich) == 0;
+    snprintf(st->details, sizeof(st->details), "%s", res->details);
+    st->message[0] = '\0';
+    if (res->code != TALLY_GRPC_OK)
+        snprintf(st->message, sizeof(st->message), "%s: %s", tally_grpc_code_name(res->code),
+                 res->details[0] ? res->details : "(no details)");
+}
+
 int gc_call_msg(gc_client *c, const char *method, const ProtobufCMessage *req,
                 const ProtobufCMessageDescriptor *reply_desc, const char *const *md,
                 int deadline_ms, ProtobufCMessage **reply, gc_status *st)
@@ -402,20 +424,16 @@ int gc_call_msg(gc_client *c, const char *method, const ProtobufCMessage *req,
     st->code = TALLY_GRPC_UNKNOWN;
     st->details[0] = st->message[0] = '\0';
     st->seconds = 0;
+    st->has_rich = false;
     if (gc_call(c, method, req, md, deadline_ms, &res) != 0) {
         st->code = TALLY_GRPC_INTERNAL;
         snprintf(st->message, sizeof(st->message), "INTERNAL: %s: the call could not be started",
                  method);
         return -1;
     }
-    st->code = res.code;
-    st->seconds = res.seconds;
-    snprintf(st->details, sizeof(st->details), "%s", res.details);
-    if (res.code != TALLY_GRPC_OK) {
-        snprintf(st->message, sizeof(st->message), "%s: %s", tally_grpc_code_name(res.code),
-                 res.details[0] ? res.details : "(no details)");
+    gc_status_of(&res, st);
+    if (res.code != TALLY_GRPC_OK)
         goto out_release;
-    }
     if (reply && res.len > GC_REPLY_MAX) {
         st->code = TALLY_GRPC_INTERNAL;
         snprintf(st->message, sizeof(st->message), "INTERNAL: %s: a reply of %zu bytes (over %d)",

@@ -10,6 +10,7 @@
 #define TALLY_GCLIENT_H
 
 #include "err.h"
+#include "rpcstatus.h"
 
 #include <protobuf-c/protobuf-c.h>
 #include <signal.h>
@@ -29,6 +30,9 @@ typedef struct gc_result {
     uint8_t *data; /* reply message bytes, malloc'd; NULL if none */
     size_t len;
     double seconds; /* wall time of the call */
+    /* The grpc-status-details-bin trailer (a google.rpc.Status, see rpcstatus.h), or none. */
+    uint8_t status_bin[RPC_STATUS_MAX];
+    size_t status_bin_len;
 } gc_result;
 
 /* How gc_new_ex connects; a zeroed struct (or NULL) is gc_new's plaintext channel. */
@@ -94,6 +98,8 @@ typedef struct gc_status {
     char details[1024]; /* the server's details ("" when it sent none) */
     char message[1100]; /* "CODE: details", one line to print; "" on OK */
     double seconds;     /* the call's wall time */
+    bool has_rich;      /* the server sent a google.rpc.Status, decoded into rich */
+    rpc_status_view rich;
 } gc_status;
 
 /*
@@ -106,6 +112,9 @@ typedef struct gc_status {
 int gc_call_msg(gc_client *c, const char *method, const ProtobufCMessage *req,
                 const ProtobufCMessageDescriptor *reply_desc, const char *const *md,
                 int deadline_ms, ProtobufCMessage **reply, gc_status *st);
+
+/* The status of a completed call (code, details, message, the decoded google.rpc.Status). */
+void gc_status_of(const gc_result *res, gc_status *st);
 
 /* Whether a call that failed with code may work when tried again later (the server restarts,
  * is overloaded, or went away mid-call): CANCELLED, DEADLINE_EXCEEDED, UNAVAILABLE. */

@@ -6,6 +6,7 @@
 #include "log.h"
 #include "now.h"
 #include "pbcheck.h"
+#include "rpcstatus.h"
 
 #include "grpc/health/v1/health.pb-c.h"
 
@@ -74,8 +75,10 @@ struct srv_call {
     struct peer *peer;         /* counted in the server's peers while served (or NULL) */
     grpc_byte_buffer *reply;
     grpc_slice status_details;
+    grpc_metadata trailer; /* grpc-status-details-bin, on a failure (value empty otherwise) */
     int cancelled;
     char msg[MSG_MAX];
+    rpc_error error; /* what the handler added to a failure (srv_error_reason, ...) */
 };
 
 struct srv_server {
@@ -161,8 +164,10 @@ static void call_free(srv_call *c)
         grpc_byte_buffer_destroy(c->payload);
     if (c->reply)
         grpc_byte_buffer_destroy(c->reply);
-    if (c->kind == TAG_DONE)
+    if (c->kind == TAG_DONE) {
         grpc_slice_unref(c->status_details);
+        grpc_slice_unref(c->trailer.value);
+    }
     if (c->call)
         grpc_call_unref(c->call);
     free(c);
@@ -188,6 +193,20 @@ static int post(srv_server *s, method *m)
     return 0;
 }
 
+/*
+ * The trailer of a failure: google.rpc.Status with the code, the message and the details
+ * (rpcstatus.h). Its slices live in c until the call is freed; 0 when there is none.
+ */
+static size_t status_trailer(srv_call *c, int code)
+{
+    uint8_t buf[RPC_STATUS_MAX];
+    size_t len = code != 0 ? rpc_status_pack(code, c->msg, &c->error, buf, sizeof(buf)) : 0;
+    c->trailer.key = grpc_slice_from_static_string("grpc-status-details-bin");
+    c->trailer.value =
+        len ? grpc_slice_from_copied_buffer((const char *)buf, len) : grpc_empty_slice();
+    return len ? 1 : 0;
+}
+
 /* Sends status (and the reply when code is OK) in one batch; the DONE event frees the call. */
 static void finish(srv_call *c, int code)
 {
@@ -196,6 +215,7 @@ static void finish(srv_call *c, int code)
     memset(ops, 0, sizeof(ops));
     c->kind = TAG_DONE;
     c->status_details = grpc_slice_from_copied_string(c->msg);
+    size_t ntrailer = status_trailer(c, code);
     ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[n++].data.send_initial_metadata.count = 0;
     if (code == 0 && c->reply) {
@@ -205,7 +225,8 @@ static void finish(srv_call *c, int code)
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status = (grpc_status_code)code;
     ops[n].data.send_status_from_server.status_details = c->msg[0] ? &c->status_details : NULL;
-    ops[n++].data.send_status_from_server.trailing_metadata_count = 0;
+    ops[n].data.send_status_from_server.trailing_metadata_count = ntrailer;
+    ops[n++].data.send_status_from_server.trailing_metadata = &c->trailer;
     ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
     srv_server *s = c->srv;
@@ -290,9 +311,12 @@ static int authenticate(srv_call *c, auth_claims *claims)
         auth_verify_cached(atomic_load(&c->srv->auth), w->tokens, tok, toklen, now_wall_ms() / 1000,
                            claims, why, sizeof(why)) != 0)
         return srv_fail(c, TALLY_EUNAUTH, "%s", why);
-    if (!(claims->role & c->method->m->roles))
+    if (!(claims->role & c->method->m->roles)) {
+        srv_error_reason(c, "ROLE_NOT_ALLOWED");
+        srv_error_meta(c, "role", "%s", auth_role_name(claims->role));
         return srv_fail(c, TALLY_EDENIED, "role %s may not call %s", auth_role_name(claims->role),
                         c->method->m->name);
+    }
     return 0;
 }
 
@@ -304,6 +328,7 @@ static int authorize_tenant(srv_call *c, const ProtobufCMessage *req, const auth
     if (!f || auth_tenant_granted(claims, tenant ? tenant : ""))
         return 0;
     /* One message for a tenant that exists and one that does not: nothing to learn from it. */
+    srv_error_reason(c, "TENANT_NOT_GRANTED");
     return srv_fail(c, TALLY_EDENIED, "tenant_id: the token does not grant this tenant");
 }
 
@@ -332,6 +357,7 @@ static int peer_enter(srv_call *c)
         *slot = p;
     }
     if (p && p->calls >= s->per_conn_max) {
+        srv_error_reason(c, "CONNECTION_BUSY");
         rc = srv_fail(c, TALLY_ETOOBIG,
                       "too many calls at once on this connection: at most %lld are served at "
                       "a time; retry later",
@@ -379,6 +405,7 @@ static void serve(worker *w, srv_call *c)
     c->worker = w;
     if (srv_remaining_ms(c) <= 0) {
         rc = TALLY_ETIMEOUT;
+        srv_error_reason(c, "DEADLINE_PASSED_BEFORE_SERVED");
         snprintf(c->msg, sizeof(c->msg), "deadline exceeded before the call was served");
     } else if (c->srv->per_conn_max > 0 && !m->health && (rc = peer_enter(c)) != 0) {
         /* rc and c->msg say why */
@@ -514,6 +541,26 @@ int srv_reply(srv_call *c, const ProtobufCMessage *msg)
     c->reply = grpc_raw_byte_buffer_create(&slice, 1);
     grpc_slice_unref(slice);
     return 0;
+}
+
+void srv_error_reason(srv_call *c, const char *reason)
+{
+    rpc_error_reason(&c->error, reason);
+}
+
+void srv_error_meta(srv_call *c, const char *key, const char *fmt, ...)
+{
+    char value[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(value, sizeof(value), fmt, ap);
+    va_end(ap);
+    rpc_error_meta(&c->error, key, value);
+}
+
+void srv_retry_after(srv_call *c, int64_t ms)
+{
+    c->error.retry_ms = ms;
 }
 
 int srv_fail(srv_call *c, int err, const char *fmt, ...)

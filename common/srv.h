@@ -145,6 +145,19 @@ int srv_worker_index(const srv_call *call);
 /* Sets the reply. 0, or TALLY_ETOOBIG if it is over the message size limit. */
 int srv_reply(srv_call *call, const ProtobufCMessage *msg);
 
+/*
+ * What a failure says to a program, beside its message: every failed call carries a
+ * google.rpc.Status (grpc-status-details-bin) with an ErrorInfo, a BadRequest on
+ * INVALID_ARGUMENT (the field path the message starts with) and a RetryInfo on UNAVAILABLE and
+ * RESOURCE_EXHAUSTED (see rpcstatus.h). A handler may set, before it fails: the ErrorInfo's
+ * reason (UPPER_SNAKE, e.g. "VERSION_CONFLICT"; else one for the code), metadata entries
+ * (e.g. "current_version"), and the RetryInfo's delay (else 1 s). Ignored on success.
+ */
+void srv_error_reason(srv_call *call, const char *reason);
+void srv_error_meta(srv_call *call, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void srv_retry_after(srv_call *call, int64_t ms);
+
 /* Sets the status message for a failure and returns err, so: return srv_fail(call, ...). */
 int srv_fail(srv_call *call, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

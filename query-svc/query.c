@@ -462,6 +462,7 @@ static int read_fail(srv_call *call, qworker *w, int rc)
 {
     if (rc == TALLY_ENOMEM)
         return srv_fail(call, TALLY_ENOMEM, "out of memory building the read");
+    srv_error_reason(call, "READ_MODEL_UNAVAILABLE");
     return srv_fail(call, TALLY_EUNAVAIL, "the read model (Redis) is unavailable: %s",
                     kv_errstr(w->kv));
 }
@@ -482,9 +483,11 @@ static int run(srv_call *call, qworker *w, qreq *q, const qspec *s, qresult *out
             return srv_fail(call, TALLY_EUNAVAIL,
                             "the read model of tenant \"%s\" kept changing under the read",
                             s->tenant);
-        if (!w->sha[0] && (kv_connect(w->kv) != 0 || load_script(w) != 0))
+        if (!w->sha[0] && (kv_connect(w->kv) != 0 || load_script(w) != 0)) {
+            srv_error_reason(call, "READ_MODEL_UNAVAILABLE");
             return srv_fail(call, TALLY_EUNAVAIL, "the read model (Redis) is unavailable: %s",
                             w->sha[0] ? kv_errstr(w->kv) : w->err);
+        }
         rd_reset(&q->b);
         q->meta = m;
         q->oldest_sha = w->sha;
@@ -540,12 +543,15 @@ static int run(srv_call *call, qworker *w, qreq *q, const qspec *s, qresult *out
             metrics_inc(w->conf->rereads, 1);
             continue;
         }
-        if (!m->tz[0] && repairing(q, &c))
+        if (!m->tz[0] && repairing(q, &c)) {
+            srv_error_reason(call, "READ_MODEL_REPAIRING");
+            srv_retry_after(call, 5000);
             return srv_fail(call, TALLY_EUNAVAIL,
                             "tenant_id: tenant \"%s\" is not in the read model yet: the read model "
                             "is being rebuilt (Redis lost data; its events are being republished "
                             "from PostgreSQL); retry later",
                             s->tenant);
+        }
         if (!m->tz[0])
             return srv_fail(call, TALLY_ENOTFOUND,
                             "tenant_id: tenant \"%s\" is not known to the read model", s->tenant);
@@ -564,11 +570,16 @@ static int run(srv_call *call, qworker *w, qreq *q, const qspec *s, qresult *out
             }
             if (token_applied < s->token->version)
                 metrics_inc(w->conf->stale, 1);
-            if (token_applied < s->token->version && s->fail_if_stale)
+            if (token_applied < s->token->version && s->fail_if_stale) {
+                srv_error_reason(call, "CONSISTENCY_TOKEN_NOT_APPLIED");
+                srv_error_meta(call, "complaint_id", "%" PRId64, s->token->complaint_id);
+                srv_error_meta(call, "applied_version", "%" PRId64, token_applied);
+                srv_error_meta(call, "token_version", "%" PRId64, s->token->version);
                 return srv_fail(call, TALLY_EPRECOND,
                                 "consistency: complaint %" PRId64 " is at version %" PRId64
                                 " in the read model, version %" PRId64 " was not applied in time",
                                 s->token->complaint_id, token_applied, s->token->version);
+            }
         }
         out->fresh = freshness(q, &c, s, token_applied);
         out->ov = ov ? ov_build(q, ov) : NULL;

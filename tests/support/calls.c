@@ -40,13 +40,28 @@ bool call_names_field(const char *details, const char *field, const char *next)
     return strncmp(details, field, n) == 0 && details[n] && strchr(next, details[n]);
 }
 
-void call_check_refusal(const char *what, int got, const char *details, int code, const char *field)
+void call_check_refusal(const char *what, const gc_status *st, int code, const char *field)
 {
-    cr_assert_eq(got, code, "%s: want %s, got %s \"%s\"", what, tally_grpc_code_name(code),
-                 tally_grpc_code_name(got), details);
+    const rpc_status_view *v = &st->rich;
+    cr_assert_eq(st->code, code, "%s: want %s, got %s \"%s\"", what, tally_grpc_code_name(code),
+                 tally_grpc_code_name(st->code), st->details);
     if (field)
-        cr_assert(call_names_field(details, field, ":"),
-                  "%s: message \"%s\" does not start with \"%s:\"", what, details, field);
+        cr_assert(call_names_field(st->details, field, ":"),
+                  "%s: message \"%s\" does not start with \"%s:\"", what, st->details, field);
+    cr_assert(st->has_rich, "%s: no google.rpc.Status in grpc-status-details-bin", what);
+    cr_assert_eq(v->code, code, "%s: google.rpc.Status.code %d", what, v->code);
+    cr_assert_str_eq(v->message, st->details, "%s: google.rpc.Status.message", what);
+    cr_assert_str_eq(v->domain, RPC_DOMAIN, "%s: ErrorInfo.domain", what);
+    cr_assert(v->info.reason[0], "%s: ErrorInfo without a reason", what);
+    cr_assert_eq(v->has_bad_request, code == TALLY_GRPC_INVALID_ARGUMENT, "%s: BadRequest", what);
+    if (code == TALLY_GRPC_INVALID_ARGUMENT && field)
+        cr_assert(call_names_field(v->field, field, ":.[") || strcmp(v->field, field) == 0,
+                  "%s: BadRequest names field \"%s\", not %s", what, v->field, field);
+    cr_assert_eq(v->has_retry,
+                 code == TALLY_GRPC_UNAVAILABLE || code == TALLY_GRPC_RESOURCE_EXHAUSTED,
+                 "%s: RetryInfo", what);
+    if (v->has_retry)
+        cr_assert_gt(v->retry_ms, 0, "%s: RetryInfo without a delay", what);
 }
 
 void call_expect(gc_client *c, const char *what, const char *method, const ProtobufCMessage *req,
@@ -54,7 +69,7 @@ void call_expect(gc_client *c, const char *what, const char *method, const Proto
 {
     gc_status st;
     call_code(c, method, req, deadline_ms, &st);
-    call_check_refusal(what, st.code, st.details, code, field);
+    call_check_refusal(what, &st, code, field);
 }
 
 int64_t call_create(gc_client *c, const char *tenant, const char *key, const char *category,

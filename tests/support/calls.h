@@ -38,11 +38,13 @@ int call_code(gc_client *c, const char *method, const ProtobufCMessage *req, int
 bool call_names_field(const char *details, const char *field, const char *next);
 
 /*
- * Asserts that a call that ended with got and details was refused with code and, when field is
- * not NULL, that details start with "field:". what names the case in the failure's message.
+ * Asserts that a call that ended with st was refused with code and, when field is not NULL,
+ * that its message starts with "field:". And that it says so to a program: a google.rpc.Status
+ * with the same code and message, an ErrorInfo of domain tally.v1 with a reason, a BadRequest
+ * naming the field on INVALID_ARGUMENT, a RetryInfo on UNAVAILABLE and RESOURCE_EXHAUSTED.
+ * what names the case in the failure's message.
  */
-void call_check_refusal(const char *what, int got, const char *details, int code,
-                        const char *field);
+void call_check_refusal(const char *what, const gc_status *st, int code, const char *field);
 
 /* Calls method on c and asserts its refusal as call_check_refusal. */
 void call_expect(gc_client *c, const char *what, const char *method, const ProtobufCMessage *req,

@@ -111,10 +111,15 @@ Test(commands, assign_refusals)
         char what[64];
         snprintf(what, sizeof(what), "AssignComplaint case %zu", i);
         gc_status r = tc_call(GC_COMMANDS("AssignComplaint"), &req.base);
-        call_check_refusal(what, r.code, r.details, cases[i].code, cases[i].field);
-        if (cases[i].code == TALLY_GRPC_ABORTED)
+        call_check_refusal(what, &r, cases[i].code, cases[i].field);
+        if (cases[i].code == TALLY_GRPC_ABORTED) {
             cr_assert(strstr(r.details, "version 1"), "ABORTED must say the current version: %s",
                       r.details);
+            /* and say it to a program: ErrorInfo's reason and the versions */
+            cr_assert_str_eq(r.rich.info.reason, "VERSION_CONFLICT");
+            cr_assert_str_eq(rpc_status_meta(&r.rich, "current_version"), "1");
+            cr_assert_str_eq(rpc_status_meta(&r.rich, "expected_version"), "2");
+        }
     }
     tc_assert_unchanged(&before, t, "refused assignments");
 

@@ -76,8 +76,10 @@ void *tc_call_ok(const char *method, const ProtobufCMessage *msg,
 
 void tc_check_refusal(const char *what, gc_result *r, int code, const char *field)
 {
+    gc_status st;
     gc_result_release(r);
-    call_check_refusal(what, r->code, r->details, code, field);
+    gc_status_of(r, &st);
+    call_check_refusal(what, &st, code, field);
 }
 
 void tc_expect(const char *what, const char *method, const ProtobufCMessage *msg, int code,

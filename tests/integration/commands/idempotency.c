@@ -48,8 +48,7 @@ Test(commands, a_retry_returns_the_first_reply_and_other_content_is_already_exis
             other.customer_id = "cust-2";
         }
         gc_status r = tc_call(GC_COMMANDS("CreateComplaint"), &other.base);
-        call_check_refusal(fields[i], r.code, r.details, TALLY_GRPC_ALREADY_EXISTS,
-                           "idempotency_key");
+        call_check_refusal(fields[i], &r, TALLY_GRPC_ALREADY_EXISTS, "idempotency_key");
     }
     tc_assert_unchanged(&before, t, "ALREADY_EXISTS refusals");
 

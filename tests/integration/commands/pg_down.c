@@ -30,8 +30,7 @@ Test(pg_down, unreachable_postgres_is_unavailable_never_a_hang_then_recovers, .f
         snprintf(key, sizeof(key), "down-%d", i);
         Tally__V1__CreateComplaintRequest req = tc_create_req(t, key);
         gc_status r = tc_call(GC_COMMANDS("CreateComplaint"), &req.base);
-        call_check_refusal("CreateComplaint without PostgreSQL", r.code, r.details,
-                           TALLY_GRPC_UNAVAILABLE, NULL);
+        call_check_refusal("CreateComplaint without PostgreSQL", &r, TALLY_GRPC_UNAVAILABLE, NULL);
         cr_assert(strstr(r.details, "PostgreSQL"), "\"%s\"", r.details);
         Tally__V1__GetComplaintRequest g = TALLY__V1__GET_COMPLAINT_REQUEST__INIT;
         g.tenant_id = t;

@@ -175,7 +175,7 @@ Test(commands, a_complaint_of_another_tenant_is_not_found)
                               GC_COMMANDS("ChangeStatus"), GC_COMMANDS("ListStatusHistory") };
     for (int i = 0; i < 4; i++) {
         gc_status r = tc_call(methods[i], msgs[i]);
-        call_check_refusal(methods[i], r.code, r.details, TALLY_GRPC_NOT_FOUND, NULL);
+        call_check_refusal(methods[i], &r, TALLY_GRPC_NOT_FOUND, NULL);
         cr_assert(strncmp(r.details, "tenant_id:", 10) == 0 ||
                       strncmp(r.details, "complaint_id:", 13) == 0,
                   "%s: \"%s\" names neither tenant_id nor complaint_id", methods[i], r.details);

@@ -89,7 +89,16 @@ Test(commands, change_status_refuses_moves_outside_the_state_machine)
             gc_status r = tc_call(GC_COMMANDS("ChangeStatus"), &req.base);
             char what[64];
             snprintf(what, sizeof(what), "move %d -> %d", from, to);
-            call_check_refusal(what, r.code, r.details, TALLY_GRPC_FAILED_PRECONDITION, NULL);
+            call_check_refusal(what, &r, TALLY_GRPC_FAILED_PRECONDITION, NULL);
+            /* ErrorInfo: the reason and the allowed moves, for a program to offer them */
+            const char *moves = rpc_status_meta(&r.rich, "allowed");
+            cr_assert_str_eq(r.rich.info.reason, "STATUS_MOVE_NOT_ALLOWED", "%s", what);
+            cr_assert(moves, "%s: no allowed moves in the ErrorInfo", what);
+            for (int k = 0; k < 2 && allowed[from][k]; k++)
+                cr_assert(strstr(moves, allowed[from][k]), "%s: allowed=\"%s\" lacks %s", what,
+                          moves, allowed[from][k]);
+            if (from == CLOSED)
+                cr_assert_str_eq(moves, "", "%s: CLOSED is final", what);
             const char *list = strstr(r.details, "allowed");
             if (from == CLOSED) {
                 cr_assert(strstr(r.details, "final"), "%s: \"%s\"", what, r.details);
@@ -147,7 +156,7 @@ Test(commands, change_status_refusals_name_the_field_and_write_nothing)
         gc_status r = tc_call(GC_COMMANDS("ChangeStatus"), &req.base);
         char what[64];
         snprintf(what, sizeof(what), "ChangeStatus case %zu", i);
-        call_check_refusal(what, r.code, r.details, cases[i].code, cases[i].field);
+        call_check_refusal(what, &r, cases[i].code, cases[i].field);
         if (cases[i].code == TALLY_GRPC_ABORTED)
             cr_assert(strstr(r.details, "version 1"), "ABORTED must say the current version: %s",
                       r.details);

@@ -41,6 +41,11 @@ Test(query, redis_down_is_unavailable_quickly)
             gc_status r;
             tq_call_code("Redis down", calls[i].method, calls[i].msg, DEADLINE_MS,
                          TALLY_GRPC_UNAVAILABLE, &r);
+            if (!r.has_rich || !r.rich.has_retry ||
+                strcmp(r.rich.info.reason, "READ_MODEL_UNAVAILABLE") != 0)
+                tq_bad("Redis down: %s: no RetryInfo and READ_MODEL_UNAVAILABLE in the status "
+                       "details (reason \"%s\")",
+                       calls[i].method, r.rich.info.reason);
             if (r.seconds > 2.0)
                 tq_bad("Redis down: %s took %.2f s to answer %s (want within 2 s)", calls[i].method,
                        r.seconds, tally_grpc_code_name(r.code));

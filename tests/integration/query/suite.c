@@ -119,6 +119,12 @@ void tq_expect_refusal(const char *what, const char *method, const ProtobufCMess
     if (!call_names_field(st.details, field, ":.["))
         tq_bad("%s: %s's message \"%s\" does not start with the field %s", what, method, st.details,
                field);
+    /* and a program reads the field off BadRequest, without parsing the message */
+    if (code == TALLY_GRPC_INVALID_ARGUMENT &&
+        (!st.has_rich || !st.rich.has_bad_request ||
+         (strcmp(st.rich.field, field) != 0 && !call_names_field(st.rich.field, field, ".["))))
+        tq_bad("%s: %s's google.rpc.BadRequest does not name %s (has %s, field \"%s\")", what,
+               method, field, st.has_rich ? "a Status" : "none", st.rich.field);
 }
 
 /* ---- the suite ------------------------------------------------------------------------------ */
