@@ -796,19 +796,22 @@ static int list_status_history(srv_call *call, const ProtobufCMessage *msg, void
 #define WRITE_ROLES (AUTH_WRITER | AUTH_ADMIN)
 
 static const srv_method methods[] = {
-    { "PutTenant", &tally__v1__put_tenant_request__descriptor, put_tenant, AUTH_ADMIN },
-    { "PutCategory", &tally__v1__put_category_request__descriptor, put_category, WRITE_ROLES },
-    { "PutAgent", &tally__v1__put_agent_request__descriptor, put_agent, WRITE_ROLES },
+    { "PutTenant", &tally__v1__put_tenant_request__descriptor, put_tenant, AUTH_ADMIN, NULL, NULL },
+    { "PutCategory", &tally__v1__put_category_request__descriptor, put_category, WRITE_ROLES, NULL,
+      NULL },
+    { "PutAgent", &tally__v1__put_agent_request__descriptor, put_agent, WRITE_ROLES, NULL, NULL },
     { "CreateComplaint", &tally__v1__create_complaint_request__descriptor, create_complaint,
-      WRITE_ROLES },
+      WRITE_ROLES, NULL, NULL },
     { "AssignComplaint", &tally__v1__assign_complaint_request__descriptor, assign_complaint,
-      WRITE_ROLES },
-    { "ChangeStatus", &tally__v1__change_status_request__descriptor, change_status, WRITE_ROLES },
-    { "GetComplaint", &tally__v1__get_complaint_request__descriptor, get_complaint, WRITE_ROLES },
+      WRITE_ROLES, NULL, NULL },
+    { "ChangeStatus", &tally__v1__change_status_request__descriptor, change_status, WRITE_ROLES,
+      NULL, NULL },
+    { "GetComplaint", &tally__v1__get_complaint_request__descriptor, get_complaint, WRITE_ROLES,
+      NULL, NULL },
     { "ListStatusHistory", &tally__v1__list_status_history_request__descriptor, list_status_history,
-      WRITE_ROLES },
+      WRITE_ROLES, NULL, NULL },
     { "ImportComplaints", &tally__v1__import_complaints_request__descriptor, cmd_import,
-      WRITE_ROLES },
+      WRITE_ROLES, NULL, NULL },
 };
 
 const srv_service cmd_service = { "tally.v1.ComplaintCommands", methods,

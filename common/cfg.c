@@ -449,6 +449,9 @@ void cfg_common_vars(cfg_common *c, cfg_var *out, int grpc_port, int http_port)
           &c->max_concurrent_streams,
           "calls one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS): "
           "a client's further calls wait on its side, so no connection queues more in the server" },
+        { "TALLY_GRPC_MAX_STREAMS", CFG_INT, "10000", 1, 1000000, 0, &c->max_streams,
+          "streaming calls (WatchDashboard, Health/Watch) open at once in the process; more get "
+          "RESOURCE_EXHAUSTED" },
         { "TALLY_SHUTDOWN_GRACE_MS", CFG_INT, "10000", 0, 600000, 0, &c->shutdown_grace_ms,
           "on SIGTERM, how long in-flight calls may take before they are cancelled" },
         { "TALLY_SHUTDOWN_DRAIN_MS", CFG_INT, "0", 0, 600000, 0, &c->drain_ms,

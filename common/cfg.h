@@ -75,6 +75,7 @@ typedef struct cfg_common {
     long long max_connection_idle_ms;
     long long max_calls_per_connection;
     long long max_concurrent_streams;
+    long long max_streams;
     long long shutdown_grace_ms;
     long long drain_ms;
     const char *tls_cert;
@@ -83,7 +84,7 @@ typedef struct cfg_common {
     const char *redis_password_file;
 } cfg_common;
 
-#define CFG_COMMON_NVARS 19
+#define CFG_COMMON_NVARS 20
 
 /*
  * Fills out[0..CFG_COMMON_NVARS) with the common variables writing into c; grpc_port and

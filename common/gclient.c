@@ -244,6 +244,24 @@ static void release(pending *p)
     p->call = NULL;
 }
 
+/* The call's metadata: md's pairs (7 at most), and the client's token unless md has one. */
+static size_t set_md(gc_client *c, pending *p, const char *const *md)
+{
+    size_t nmd = 0;
+    bool own_auth = false;
+    for (; md && md[2 * nmd] && nmd < 7; nmd++) {
+        p->md[nmd].key = grpc_slice_from_copied_string(md[2 * nmd]);
+        p->md[nmd].value = grpc_slice_from_copied_string(md[2 * nmd + 1]);
+        own_auth |= strcmp(md[2 * nmd], "authorization") == 0;
+    }
+    if (c->authorization && !own_auth) {
+        p->md[nmd].key = grpc_slice_from_static_string("authorization");
+        p->md[nmd++].value = grpc_slice_from_copied_string(c->authorization);
+    }
+    p->nmd = nmd;
+    return nmd;
+}
+
 static int start(gc_client *c, pending *p, const char *method, const void *data, size_t len,
                  bool send, const char *const *md, int deadline_ms)
 {
@@ -260,16 +278,7 @@ static int start(gc_client *c, pending *p, const char *method, const void *data,
     grpc_slice_unref(m);
     grpc_metadata_array_init(&p->initial);
     grpc_metadata_array_init(&p->trailing);
-    bool own_auth = false;
-    for (; md && md[2 * nmd] && nmd < 7; nmd++) {
-        p->md[nmd].key = grpc_slice_from_copied_string(md[2 * nmd]);
-        p->md[nmd].value = grpc_slice_from_copied_string(md[2 * nmd + 1]);
-        own_auth |= strcmp(md[2 * nmd], "authorization") == 0;
-    }
-    if (c->authorization && !own_auth) {
-        p->md[nmd].key = grpc_slice_from_static_string("authorization");
-        p->md[nmd++].value = grpc_slice_from_copied_string(c->authorization);
-    }
+    nmd = set_md(c, p, md);
     memset(ops, 0, sizeof(ops));
     ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[n].data.send_initial_metadata.count = nmd;
@@ -470,4 +479,160 @@ static void drop_log(gpr_log_func_args *args)
 void gc_quiet(void)
 {
     gpr_set_log_function(drop_log);
+}
+
+/* ---- server streams ---------------------------------------------------------------------- */
+
+struct gc_stream {
+    pending p;                 /* the call, its metadata, the message read, the status */
+    grpc_completion_queue *cq; /* the stream's own, plucked */
+    bool reading;              /* a RECV_MESSAGE in flight */
+    bool got_initial;          /* RECV_INITIAL_METADATA was asked for */
+    bool over;                 /* the status arrived */
+    int tags[3];               /* the addresses are the tags: send, read, status */
+};
+
+static bool pluck(gc_stream *s, void *tag, int wait_ms)
+{
+    gpr_timespec until = wait_ms < 0 ? gpr_inf_future(GPR_CLOCK_MONOTONIC)
+                                     : gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                                    gpr_time_from_millis(wait_ms, GPR_TIMESPAN));
+    grpc_event ev = grpc_completion_queue_pluck(s->cq, tag, until, NULL);
+    return ev.type == GRPC_OP_COMPLETE;
+}
+
+gc_stream *gc_stream_open(gc_client *c, const char *method, const ProtobufCMessage *req,
+                          const char *const *md, int deadline_ms)
+{
+    gc_stream *s = calloc(1, sizeof(*s));
+    grpc_op ops[3];
+    size_t n = 0, len;
+    if (!s)
+        return NULL;
+    s->cq = grpc_completion_queue_create_for_pluck(NULL);
+    gpr_timespec deadline = deadline_ms > 0
+                                ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                               gpr_time_from_millis(deadline_ms, GPR_TIMESPAN))
+                                : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    grpc_slice m = grpc_slice_from_copied_string(method);
+    s->p.call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq, m, NULL,
+                                         deadline, NULL);
+    grpc_slice_unref(m);
+    grpc_metadata_array_init(&s->p.initial);
+    grpc_metadata_array_init(&s->p.trailing);
+    set_md(c, &s->p, md);
+    void *buf = pack(req, &len);
+    grpc_slice body = grpc_slice_from_copied_buffer(buf, len);
+    free(buf);
+    grpc_byte_buffer *send = grpc_raw_byte_buffer_create(&body, 1);
+    grpc_slice_unref(body);
+    memset(ops, 0, sizeof(ops));
+    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[n].data.send_initial_metadata.count = s->p.nmd;
+    ops[n++].data.send_initial_metadata.metadata = s->p.md;
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = send;
+    ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    bool ok = grpc_call_start_batch(s->p.call, ops, n, &s->tags[0], NULL) == GRPC_CALL_OK;
+    if (ok)
+        pluck(s, &s->tags[0], -1); /* written (or failed: the status says) */
+    grpc_byte_buffer_destroy(send);
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[0].data.recv_status_on_client.trailing_metadata = &s->p.trailing;
+    ops[0].data.recv_status_on_client.status = &s->p.status;
+    ops[0].data.recv_status_on_client.status_details = &s->p.details;
+    if (!ok || grpc_call_start_batch(s->p.call, ops, 1, &s->tags[2], NULL) != GRPC_CALL_OK) {
+        s->over = true; /* gc_stream_free frees it without waiting for anything */
+        s->p.status = GRPC_STATUS_INTERNAL;
+        gc_stream_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* The status, once the status op completed. */
+static void stream_status(gc_stream *s, gc_status *st)
+{
+    gc_result r;
+    memset(&r, 0, sizeof(r));
+    r.code = (int)s->p.status;
+    snprintf(r.details, sizeof(r.details), "%.*s", (int)GRPC_SLICE_LENGTH(s->p.details),
+             (const char *)GRPC_SLICE_START_PTR(s->p.details));
+    for (size_t i = 0; i < s->p.trailing.count; i++) {
+        const grpc_metadata *m = &s->p.trailing.metadata[i];
+        size_t n = GRPC_SLICE_LENGTH(m->value);
+        if (grpc_slice_str_cmp(m->key, "grpc-status-details-bin") == 0 &&
+            n <= sizeof(r.status_bin)) {
+            memcpy(r.status_bin, GRPC_SLICE_START_PTR(m->value), n);
+            r.status_bin_len = n;
+        }
+    }
+    gc_status_of(&r, st);
+}
+
+int gc_stream_next(gc_stream *s, int wait_ms, uint8_t **data, size_t *len, gc_status *st)
+{
+    *data = NULL;
+    *len = 0;
+    if (s->over) {
+        stream_status(s, st);
+        return -1;
+    }
+    if (!s->reading) {
+        grpc_op ops[2];
+        size_t n = 0;
+        memset(ops, 0, sizeof(ops));
+        if (!s->got_initial) {
+            ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+            ops[n++].data.recv_initial_metadata.recv_initial_metadata = &s->p.initial;
+            s->got_initial = true;
+        }
+        ops[n].op = GRPC_OP_RECV_MESSAGE;
+        ops[n++].data.recv_message.recv_message = &s->p.recv;
+        if (grpc_call_start_batch(s->p.call, ops, n, &s->tags[1], NULL) != GRPC_CALL_OK)
+            return -1;
+        s->reading = true;
+    }
+    if (!pluck(s, &s->tags[1], wait_ms))
+        return 0;
+    s->reading = false;
+    if (!s->p.recv) { /* the end: the status follows */
+        pluck(s, &s->tags[2], -1);
+        s->over = true;
+        stream_status(s, st);
+        return -1;
+    }
+    grpc_byte_buffer_reader r;
+    grpc_byte_buffer_reader_init(&r, s->p.recv);
+    grpc_slice sl = grpc_byte_buffer_reader_readall(&r);
+    grpc_byte_buffer_reader_destroy(&r);
+    *len = GRPC_SLICE_LENGTH(sl);
+    *data = malloc(*len ? *len : 1);
+    if (*data)
+        memcpy(*data, GRPC_SLICE_START_PTR(sl), *len);
+    grpc_slice_unref(sl);
+    grpc_byte_buffer_destroy(s->p.recv);
+    s->p.recv = NULL;
+    return *data ? 1 : -1;
+}
+
+void gc_stream_free(gc_stream *s)
+{
+    if (!s)
+        return;
+    if (!s->over) {
+        grpc_call_cancel(s->p.call, NULL);
+        if (s->reading)
+            pluck(s, &s->tags[1], -1);
+        pluck(s, &s->tags[2], -1);
+    }
+    release(&s->p);
+    grpc_completion_queue_shutdown(s->cq);
+    while (
+        grpc_completion_queue_pluck(s->cq, NULL, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
+        GRPC_QUEUE_SHUTDOWN)
+        ;
+    grpc_completion_queue_destroy(s->cq);
+    free(s);
 }

@@ -120,6 +120,25 @@ void gc_status_of(const gc_result *res, gc_status *st);
  * is overloaded, or went away mid-call): CANCELLED, DEADLINE_EXCEEDED, UNAVAILABLE. */
 bool gc_transient(int code);
 
+/*
+ * A server-streaming call (WatchDashboard, Health/Watch): gc_stream_open sends req and
+ * half-closes; NULL if the call could not start. Each stream has its own completion queue, on
+ * the client's connection; a stream is used by one thread at a time.
+ */
+typedef struct gc_stream gc_stream;
+gc_stream *gc_stream_open(gc_client *c, const char *method, const ProtobufCMessage *req,
+                          const char *const *md, int deadline_ms);
+
+/*
+ * Waits up to wait_ms (-1: forever) for the next message: 1 with its bytes in *data (malloc'd,
+ * the caller frees) and *len; 0 when none came in time (the read stays posted); -1 when the
+ * stream is over, with its status in st.
+ */
+int gc_stream_next(gc_stream *s, int wait_ms, uint8_t **data, size_t *len, gc_status *st);
+
+/* Cancels the stream if it is still open, and frees it. Accepts NULL. */
+void gc_stream_free(gc_stream *s);
+
 /* Silences the gRPC core's own log lines (a command-line tool's terminal is not a log). */
 void gc_quiet(void);
 

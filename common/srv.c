@@ -37,14 +37,21 @@
 #define TOKEN_SLOTS    256  /* verified tokens each worker remembers */
 #define PEER_BUCKETS   256  /* of the table of connections with calls being served */
 
-enum tag_kind { TAG_REQUEST, TAG_GENERIC, TAG_DONE };
+enum tag_kind {
+    TAG_REQUEST,
+    TAG_GENERIC,
+    TAG_DONE,
+    TAG_ST_CLOSED, /* a stream's RECV_CLOSE_ON_SERVER: the call is over */
+    TAG_ST_SENT,   /* a stream's message went out */
+    TAG_ST_ENDED,  /* a stream's status went out */
+};
 
 /* One registered method, with its metrics. */
 typedef struct method {
     char path[256]; /* "/tally.v1.Dashboard/GetOverview" */
     const char *service;
     const srv_method *m;
-    bool health; /* grpc.health.v1.Health/Check, served by the runtime itself */
+    bool health; /* grpc.health.v1.Health/Check and Watch, served by the runtime itself */
     const ProtobufCFieldDescriptor *tenant; /* the request's tenant_id, or NULL */
     void *handle;                           /* from grpc_server_register_method */
     metrics_counter *started;
@@ -81,6 +88,33 @@ struct srv_call {
     rpc_error error; /* what the handler added to a failure (srv_error_reason, ...) */
 };
 
+/* The tag of one kind of a stream's events. */
+typedef struct stag {
+    enum tag_kind kind; /* first, as in srv_call */
+    srv_stream *st;
+} stag;
+
+/* A server-streaming call once open (srv.h): the call, its ops in flight, its messages. */
+struct srv_stream {
+    srv_call *c; /* metadata, deadline, status message; freed with the stream */
+    method *m;
+    pthread_mutex_t mu; /* what follows, to the list links */
+    stag closed_tag, sent_tag, ended_tag;
+    grpc_byte_buffer *sending; /* in flight */
+    grpc_byte_buffer *pending; /* waiting: the newest message sent meanwhile */
+    bool initial_sent, end_wanted, ended, closed;
+    bool opening;        /* open is running: a close meanwhile waits for it */
+    bool close_deferred; /* the close came while opening */
+    bool opened;         /* open kept the stream: closed() is owed */
+    int end_code;
+    int refs;      /* ops in flight (the close op among them) */
+    int cancelled; /* RECV_CLOSE_ON_SERVER's */
+    double t0;
+    void *data;
+    int health_watch;        /* grpc.health.v1.Health/Watch: 1 a known service, -1 an unknown one */
+    srv_stream *prev, *next; /* in the server's open streams (under streams_mu) */
+};
+
 struct srv_server {
     grpc_server *server;
     grpc_completion_queue *cq;          /* polled by every worker */
@@ -114,6 +148,12 @@ struct srv_server {
     pthread_mutex_t peers_mu;
     struct peer *peers[PEER_BUCKETS];
     metrics_counter *refused_busy;
+    /* Streams open (TALLY_GRPC_MAX_STREAMS), ended with UNAVAILABLE at shutdown. */
+    pthread_mutex_t streams_mu;
+    srv_stream *streams;
+    long long nstreams, max_streams;
+    bool streams_closing;
+    metrics_counter *streams_refused, *stream_msgs, *stream_replaced;
 };
 
 /* A connection (its peer address, "ipv4:10.0.0.7:51234") with calls being served. */
@@ -124,8 +164,12 @@ typedef struct peer {
     char addr[];
 } peer;
 
+static int health_watch(srv_call *c, srv_stream *st, const ProtobufCMessage *msg, void *state);
+
 static const srv_method health_methods[] = {
-    { "Check", &grpc__health__v1__health_check_request__descriptor, NULL, 0 }, /* open to all */
+    /* open to all */
+    { "Check", &grpc__health__v1__health_check_request__descriptor, NULL, 0, NULL, NULL },
+    { "Watch", &grpc__health__v1__health_check_request__descriptor, NULL, 0, health_watch, NULL },
 };
 
 /*
@@ -276,19 +320,29 @@ static ProtobufCMessage *decode(srv_call *c)
     return req;
 }
 
+/* Whether the health service answers for service ("" is the whole server). */
+static bool health_known(const srv_server *s, const char *service)
+{
+    bool known = service[0] == '\0' || strcmp(service, HEALTH_SERVICE) == 0;
+    for (size_t i = 0; !known && i < s->nservices; i++)
+        known = strcmp(service, s->services[i].name) == 0;
+    return known;
+}
+
+static Grpc__Health__V1__HealthCheckResponse__ServingStatus health_status(const srv_server *s)
+{
+    return atomic_load(&s->serving)
+               ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+               : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+}
+
 static int health_check(srv_call *c, const ProtobufCMessage *msg)
 {
     const Grpc__Health__V1__HealthCheckRequest *req = (const void *)msg;
     Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-    srv_server *s = c->srv;
-    bool known = req->service[0] == '\0' || strcmp(req->service, HEALTH_SERVICE) == 0;
-    for (size_t i = 0; !known && i < s->nservices; i++)
-        known = strcmp(req->service, s->services[i].name) == 0;
-    if (!known)
+    if (!health_known(c->srv, req->service))
         return srv_fail(c, TALLY_ENOTFOUND, "unknown service \"%.200s\"", req->service);
-    resp.status = atomic_load(&s->serving)
-                      ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-                      : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    resp.status = health_status(c->srv);
     return srv_reply(c, &resp.base);
 }
 
@@ -391,6 +445,319 @@ static void peer_leave(srv_call *c)
     c->peer = NULL;
 }
 
+/* ---- streams ---------------------------------------------------------------------------- */
+
+/* Starts a batch of the stream's ops (under st->mu). 0, or -1 (logged) when the core refuses. */
+static int st_start(srv_stream *st, const grpc_op *ops, size_t n, stag *tag)
+{
+    grpc_call_error e = grpc_call_start_batch(st->c->call, ops, n, tag, NULL);
+    if (e != GRPC_CALL_OK) {
+        log_error("cannot start a stream operation", LOG_STR("method", st->m->path),
+                  LOG_INT("grpc_call_error", e));
+        return -1;
+    }
+    st->refs++;
+    return 0;
+}
+
+/*
+ * Under st->mu: starts what can go now that nothing is in flight: the waiting message, else
+ * the status once it is wanted. The first batch carries the initial metadata.
+ */
+static void st_pump(srv_stream *st)
+{
+    grpc_op ops[2];
+    size_t n = 0;
+    srv_call *c = st->c;
+    if (st->sending || st->ended)
+        return;
+    memset(ops, 0, sizeof(ops));
+    if (!st->initial_sent && !st->closed) {
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[n++].data.send_initial_metadata.count = 0;
+    }
+    if (st->pending && !st->closed) {
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = st->pending;
+        if (st_start(st, ops, n, &st->sent_tag) == 0) {
+            st->sending = st->pending;
+            st->initial_sent = true;
+        } else {
+            grpc_byte_buffer_destroy(st->pending);
+        }
+        st->pending = NULL;
+        return;
+    }
+    if (!st->end_wanted)
+        return;
+    st->ended = true;
+    if (st->closed) /* nobody to tell */
+        return;
+    c->kind = TAG_DONE; /* call_free releases the status slices */
+    c->status_details = grpc_slice_from_copied_string(c->msg);
+    size_t ntrailer = status_trailer(c, st->end_code);
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = (grpc_status_code)st->end_code;
+    ops[n].data.send_status_from_server.status_details = c->msg[0] ? &c->status_details : NULL;
+    ops[n].data.send_status_from_server.trailing_metadata_count = ntrailer;
+    ops[n++].data.send_status_from_server.trailing_metadata = &c->trailer;
+    st_start(st, ops, n, &st->ended_tag);
+}
+
+/* Frees the stream once nothing is in flight (called without st->mu, refs 0). */
+static void st_free(srv_stream *st)
+{
+    srv_server *s = st->c->srv;
+    if (st->sending)
+        grpc_byte_buffer_destroy(st->sending);
+    if (st->pending)
+        grpc_byte_buffer_destroy(st->pending);
+    pthread_mutex_destroy(&st->mu);
+    call_free(st->c);
+    free(st);
+    atomic_fetch_sub(&s->live, 1);
+}
+
+/* Drops one op's reference; frees the stream after the last. */
+static void st_unref(srv_stream *st)
+{
+    pthread_mutex_lock(&st->mu);
+    bool last = --st->refs == 0;
+    pthread_mutex_unlock(&st->mu);
+    if (last)
+        st_free(st);
+}
+
+/* The call is over: the application hears of it, the server forgets it, it is counted. */
+static void st_closed(srv_stream *st)
+{
+    srv_server *s = st->c->srv;
+    pthread_mutex_lock(&st->mu);
+    bool opened = st->opened;
+    int code = st->ended ? st->end_code : GRPC_STATUS_CANCELLED;
+    pthread_mutex_unlock(&st->mu);
+    if (opened && st->m->m->closed)
+        st->m->m->closed(st);
+    pthread_mutex_lock(&s->streams_mu);
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        s->streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    s->nstreams--;
+    pthread_mutex_unlock(&s->streams_mu);
+    metrics_inc(st->m->handled[code], 1);
+    metrics_observe(st->m->seconds, mono_seconds() - st->t0);
+    log_debug("stream over", LOG_STR("method", st->m->path),
+              LOG_STR("code", tally_grpc_code_name(code)), LOG_INT("cancelled", st->cancelled));
+    st_unref(st); /* the close op's */
+}
+
+/* A stream's event, on a worker. */
+static void st_event(stag *tag, bool ok)
+{
+    srv_stream *st = tag->st;
+    (void)ok; /* a failed send or status: the close op tells the rest */
+    switch (tag->kind) {
+    case TAG_ST_SENT:
+        pthread_mutex_lock(&st->mu);
+        grpc_byte_buffer_destroy(st->sending);
+        st->sending = NULL;
+        st_pump(st);
+        pthread_mutex_unlock(&st->mu);
+        st_unref(st);
+        return;
+    case TAG_ST_ENDED:
+        st_unref(st);
+        return;
+    case TAG_ST_CLOSED:
+        pthread_mutex_lock(&st->mu);
+        st->closed = true;
+        if (st->pending) {
+            grpc_byte_buffer_destroy(st->pending);
+            st->pending = NULL;
+        }
+        bool wait = st->opening;
+        st->close_deferred = wait;
+        pthread_mutex_unlock(&st->mu);
+        if (!wait)
+            st_closed(st);
+        return;
+    default:
+        return;
+    }
+}
+
+/*
+ * Opens a stream for call c: registers it (within TALLY_GRPC_MAX_STREAMS), starts the op that
+ * says when the call is over, and runs the method's open. 0 when the stream owns c from now
+ * on (open may still have refused it: the stream then ends with its status); else a tally_err
+ * with c->msg set, and c is the caller's to finish.
+ */
+static int stream_serve(worker *w, srv_call *c, const ProtobufCMessage *req)
+{
+    srv_server *s = c->srv;
+    method *m = c->method;
+    srv_stream *st = calloc(1, sizeof(*st));
+    grpc_op op;
+    if (!st)
+        return srv_fail(c, TALLY_ENOMEM, "out of memory opening a stream");
+    pthread_mutex_lock(&s->streams_mu);
+    int rc = s->streams_closing              ? TALLY_EUNAVAIL
+             : s->nstreams >= s->max_streams ? TALLY_ETOOBIG
+                                             : 0;
+    if (rc == 0) {
+        st->next = s->streams;
+        if (s->streams)
+            s->streams->prev = st;
+        s->streams = st;
+        s->nstreams++;
+    }
+    pthread_mutex_unlock(&s->streams_mu);
+    if (rc != 0) {
+        free(st);
+        if (rc == TALLY_EUNAVAIL)
+            return srv_fail(c, rc, "the server is shutting down; reconnect to another replica");
+        metrics_inc(s->streams_refused, 1);
+        srv_error_reason(c, "TOO_MANY_STREAMS");
+        return srv_fail(c, rc,
+                        "too many streams open on this server (at most %lld, "
+                        "TALLY_GRPC_MAX_STREAMS); retry later or on another replica",
+                        s->max_streams);
+    }
+    st->c = c;
+    st->m = m;
+    st->t0 = mono_seconds();
+    st->closed_tag = (stag){ TAG_ST_CLOSED, st };
+    st->sent_tag = (stag){ TAG_ST_SENT, st };
+    st->ended_tag = (stag){ TAG_ST_ENDED, st };
+    pthread_mutex_init(&st->mu, NULL);
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &st->cancelled;
+    pthread_mutex_lock(&st->mu);
+    st->opening = true;
+    rc = st_start(st, &op, 1, &st->closed_tag);
+    pthread_mutex_unlock(&st->mu);
+    if (rc != 0) { /* nothing in flight: undo */
+        pthread_mutex_lock(&s->streams_mu);
+        if (st->next)
+            st->next->prev = NULL;
+        s->streams = st->next;
+        s->nstreams--;
+        pthread_mutex_unlock(&s->streams_mu);
+        pthread_mutex_destroy(&st->mu);
+        free(st);
+        return srv_fail(c, TALLY_EINTERNAL, "cannot start the stream");
+    }
+    rc = m->m->stream(c, st, req, w->state);
+    pthread_mutex_lock(&st->mu);
+    st->opening = false;
+    st->opened = rc == 0;
+    if (rc != 0) {
+        if (!c->msg[0])
+            snprintf(c->msg, sizeof(c->msg), "%s", tally_err_str(rc));
+        st->end_code = tally_err_grpc_code(rc);
+        st->end_wanted = true;
+        st_pump(st);
+    }
+    bool closed = st->close_deferred;
+    pthread_mutex_unlock(&st->mu);
+    if (closed)
+        st_closed(st);
+    return 0;
+}
+
+int srv_stream_send(srv_stream *st, const ProtobufCMessage *msg)
+{
+    srv_server *s = st->c->srv;
+    size_t size = protobuf_c_message_get_packed_size(msg);
+    if ((long long)size > s->max_message)
+        return TALLY_ETOOBIG;
+    grpc_slice slice = grpc_slice_malloc(size);
+    protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    if (!bb)
+        return TALLY_ENOMEM;
+    pthread_mutex_lock(&st->mu);
+    if (st->closed || st->end_wanted) {
+        pthread_mutex_unlock(&st->mu);
+        grpc_byte_buffer_destroy(bb);
+        return TALLY_ECANCELLED;
+    }
+    if (st->pending) { /* the client has not taken the one before: the newest wins */
+        grpc_byte_buffer_destroy(st->pending);
+        metrics_inc(s->stream_replaced, 1);
+    }
+    st->pending = bb;
+    metrics_inc(s->stream_msgs, 1);
+    st_pump(st);
+    pthread_mutex_unlock(&st->mu);
+    return 0;
+}
+
+static void st_vend(srv_stream *st, int err, const char *fmt, va_list ap)
+{
+    pthread_mutex_lock(&st->mu);
+    if (!st->end_wanted && !st->closed) {
+        vsnprintf(st->c->msg, sizeof(st->c->msg), fmt, ap);
+        st->end_code = tally_err_grpc_code(err);
+        st->end_wanted = true;
+        st_pump(st);
+    }
+    pthread_mutex_unlock(&st->mu);
+}
+
+void srv_stream_end(srv_stream *st, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    st_vend(st, err, fmt, ap);
+    va_end(ap);
+}
+
+void srv_stream_set_data(srv_stream *st, void *data)
+{
+    st->data = data;
+}
+
+void *srv_stream_data(const srv_stream *st)
+{
+    return st->data;
+}
+
+/* Ends every open stream (srv_shutdown): UNAVAILABLE, so their clients go elsewhere. */
+static void streams_end_all(srv_server *s)
+{
+    pthread_mutex_lock(&s->streams_mu);
+    s->streams_closing = true;
+    for (srv_stream *st = s->streams; st; st = st->next)
+        srv_stream_end(st, TALLY_EUNAVAIL,
+                       "the server is shutting down; reconnect to another "
+                       "replica");
+    pthread_mutex_unlock(&s->streams_mu);
+}
+
+/* grpc.health.v1.Health/Watch: the status now, then at each change (srv_set_serving). */
+static int health_watch(srv_call *c, srv_stream *st, const ProtobufCMessage *msg, void *state)
+{
+    const Grpc__Health__V1__HealthCheckRequest *req = (const void *)msg;
+    Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    srv_server *s = c->srv;
+    (void)state;
+    /* Unknown services stay watched as SERVICE_UNKNOWN (the protocol's rule for Watch). */
+    pthread_mutex_lock(&s->streams_mu); /* against a concurrent srv_set_serving */
+    st->health_watch = health_known(s, req->service) ? 1 : -1;
+    resp.status = st->health_watch > 0
+                      ? health_status(s)
+                      : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
+    srv_stream_send(st, &resp.base);
+    pthread_mutex_unlock(&s->streams_mu);
+    return 0;
+}
+
 /* Serves a call of a registered method on the worker w. */
 static void serve(worker *w, srv_call *c)
 {
@@ -398,7 +765,7 @@ static void serve(worker *w, srv_call *c)
     double t0 = mono_seconds();
     ProtobufCMessage *req = NULL;
     auth_claims claims;
-    bool auth = atomic_load(&c->srv->auth) && !m->health;
+    bool auth = atomic_load(&c->srv->auth) && !m->health, streamed = false;
     int rc, code;
 
     metrics_inc(m->started, 1);
@@ -415,6 +782,11 @@ static void serve(worker *w, srv_call *c)
         rc = TALLY_EINVAL;
     } else if (auth && (rc = authorize_tenant(c, req, &claims)) != 0) {
         /* rc and c->msg say why */
+    } else if (m->m->stream) {
+        if (c->srv->call_begin && w->state && !m->health)
+            c->srv->call_begin(w->state, c->srv->arg);
+        rc = stream_serve(w, c, req);
+        streamed = rc == 0;
     } else if (m->health) {
         rc = health_check(c, req);
     } else {
@@ -425,6 +797,10 @@ static void serve(worker *w, srv_call *c)
     if (req)
         protobuf_c_message_free_unpacked(req, NULL);
     peer_leave(c);
+    if (streamed) { /* the stream owns the call now, and counts it when it is over */
+        c->worker = NULL;
+        return;
+    }
     if (rc == 0 && !c->reply) {
         rc = TALLY_EINTERNAL;
         snprintf(c->msg, sizeof(c->msg), "handler %s returned no reply", m->path);
@@ -475,6 +851,11 @@ static void dispatch(worker *w, srv_call *c, bool ok)
     case TAG_DONE:
         call_free(c);
         atomic_fetch_sub(&s->live, 1);
+        return;
+    case TAG_ST_CLOSED:
+    case TAG_ST_SENT:
+    case TAG_ST_ENDED:
+        st_event((stag *)(void *)c, ok);
         return;
     }
 }
@@ -774,7 +1155,7 @@ static int add_method(srv_server *s, const char *service, const srv_method *sm, 
     method *m = &s->methods[s->nmethods++];
     char labels[512];
     if (!sm->name || !sm->request ||
-        (!health && (!sm->handler || !(sm->roles & (unsigned)AUTH_ANY))) ||
+        (!health && (!sm->handler == !sm->stream || !(sm->roles & (unsigned)AUTH_ANY))) ||
         (size_t)snprintf(m->path, sizeof(m->path), "/%s/%s", service, sm->name) >= sizeof(m->path))
         return TALLY_EINVAL;
     m->service = service;
@@ -790,8 +1171,9 @@ static int add_method(srv_server *s, const char *service, const srv_method *sm, 
                                             GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     if (!m->handle)
         return TALLY_EINVAL;
+    const char *type = sm->stream ? "server_stream" : "unary";
     metrics_labels(labels, sizeof(labels), "grpc_method", sm->name, "grpc_service", service,
-                   "grpc_type", "unary", NULL);
+                   "grpc_type", type, NULL);
     m->started = metrics_counter_add(reg, "grpc_server_started_total",
                                      "Total number of RPCs started on the server.", labels);
     m->seconds = metrics_histogram_add(
@@ -802,8 +1184,7 @@ static int add_method(srv_server *s, const char *service, const srv_method *sm, 
     for (int code = 0; code < NCODES; code++) {
         char codelabels[600];
         metrics_labels(codelabels, sizeof(codelabels), "grpc_code", tally_grpc_code_label(code),
-                       "grpc_method", sm->name, "grpc_service", service, "grpc_type", "unary",
-                       NULL);
+                       "grpc_method", sm->name, "grpc_service", service, "grpc_type", type, NULL);
         m->handled[code] = metrics_counter_add(
             reg, "grpc_server_handled_total",
             "Total number of RPCs completed on the server, regardless of success or failure.",
@@ -817,6 +1198,15 @@ static int add_method(srv_server *s, const char *service, const srv_method *sm, 
 static double live_calls(void *arg)
 {
     return (double)atomic_load(&((srv_server *)arg)->live);
+}
+
+static double open_streams(void *arg)
+{
+    srv_server *s = arg;
+    pthread_mutex_lock(&s->streams_mu);
+    double n = (double)s->nstreams;
+    pthread_mutex_unlock(&s->streams_mu);
+    return n;
 }
 
 static grpc_arg int_arg(const char *key, long long v)
@@ -841,6 +1231,7 @@ srv_server *srv_new(const srv_config *conf, char *err, size_t errlen)
     s = calloc(1, sizeof(*s));
     for (size_t i = 0; i < conf->nservices; i++)
         total += conf->services[i].nmethods;
+    total++; /* the health service's second method */
     if (!s || !(s->methods = calloc(total, sizeof(method)))) {
         snprintf(err, errlen, "out of memory");
         goto out_free;
@@ -854,6 +1245,8 @@ srv_server *srv_new(const srv_config *conf, char *err, size_t errlen)
     pthread_mutex_init(&s->auth_mu, NULL);
     s->per_conn_max = cfg->max_calls_per_connection;
     pthread_mutex_init(&s->peers_mu, NULL);
+    s->max_streams = cfg->max_streams > 0 ? cfg->max_streams : 10000;
+    pthread_mutex_init(&s->streams_mu, NULL);
     s->worker_init = conf->worker_init;
     s->worker_free = conf->worker_free;
     s->call_begin = conf->call_begin;
@@ -894,7 +1287,8 @@ srv_server *srv_new(const srv_config *conf, char *err, size_t errlen)
                          conf->services[i].name, conf->services[i].methods[j].name);
                 goto out_free;
             }
-    if (add_method(s, HEALTH_SERVICE, &health_methods[0], true, conf->metrics) != 0) {
+    if (add_method(s, HEALTH_SERVICE, &health_methods[0], true, conf->metrics) != 0 ||
+        add_method(s, HEALTH_SERVICE, &health_methods[1], true, conf->metrics) != 0) {
         snprintf(err, errlen, "cannot register the health service");
         goto out_free;
     }
@@ -906,7 +1300,22 @@ srv_server *srv_new(const srv_config *conf, char *err, size_t errlen)
                             "TALLY_GRPC_MAX_CALLS_PER_CONNECTION calls being served.",
                             NULL);
     metrics_gauge_fn_add(conf->metrics, "grpc_server_calls_in_flight",
-                         "Calls being served right now.", NULL, live_calls, s);
+                         "Calls being served right now (open streams among them).", NULL,
+                         live_calls, s);
+    metrics_gauge_fn_add(conf->metrics, "tally_grpc_streams_open",
+                         "Server-streaming calls open (WatchDashboard, Health/Watch).", NULL,
+                         open_streams, s);
+    s->streams_refused =
+        metrics_counter_add(conf->metrics, "tally_grpc_streams_refused_total",
+                            "Streams refused with RESOURCE_EXHAUSTED: TALLY_GRPC_MAX_STREAMS were "
+                            "open.",
+                            NULL);
+    s->stream_msgs = metrics_counter_add(conf->metrics, "tally_grpc_stream_messages_total",
+                                         "Messages sent on server streams.", NULL);
+    s->stream_replaced = metrics_counter_add(
+        conf->metrics, "tally_grpc_stream_messages_replaced_total",
+        "Stream messages replaced by a newer one before the client took them (slow readers).",
+        NULL);
 
     creds = credentials(s, cfg, err, errlen);
     if (!creds)
@@ -965,7 +1374,14 @@ int srv_port(const srv_server *s)
 
 void srv_set_serving(srv_server *s, bool serving)
 {
-    atomic_store(&s->serving, serving);
+    Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    pthread_mutex_lock(&s->streams_mu);
+    bool was = atomic_exchange(&s->serving, serving);
+    resp.status = health_status(s);
+    for (srv_stream *st = s->streams; st && was != serving; st = st->next)
+        if (st->health_watch > 0)
+            srv_stream_send(st, &resp.base);
+    pthread_mutex_unlock(&s->streams_mu);
 }
 
 int srv_shutdown(srv_server *s, long long grace_ms)
@@ -974,8 +1390,9 @@ int srv_shutdown(srv_server *s, long long grace_ms)
     gpr_timespec until =
         gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(grace_ms, GPR_TIMESPAN));
     grpc_event ev;
-    atomic_store(&s->serving, false);
+    srv_set_serving(s, false);
     atomic_store(&s->shutting_down, true);
+    streams_end_all(s);
     grpc_server_shutdown_and_notify(s->server, s->shutdown_cq, &shutdown_tag);
     ev = grpc_completion_queue_pluck(s->shutdown_cq, &shutdown_tag, until, NULL);
     if (ev.type == GRPC_QUEUE_TIMEOUT) {
@@ -1049,6 +1466,7 @@ void srv_free(srv_server *s)
             free(p);
         }
     pthread_mutex_destroy(&s->peers_mu);
+    pthread_mutex_destroy(&s->streams_mu);
     while (s->retired) {
         struct retired *r = s->retired;
         s->retired = r->next;

@@ -1,8 +1,8 @@
 /*
- * srv: a unary gRPC server over the gRPC C core.
+ * srv: a gRPC server over the gRPC C core: unary calls, and server streams (below).
  *
  * A service is a table of methods (name, request descriptor, handler). srv_new() binds the
- * port and registers every method plus grpc.health.v1.Health/Check; srv_start() starts N
+ * port and registers every method plus grpc.health.v1.Health/Check and Watch; srv_start() starts N
  * worker threads that poll ONE shared completion queue, so the calls of a single HTTP/2
  * connection spread over every thread. The worker that takes a call serves it start to end
  * with its own state (its database connections: neither libpq nor hiredis is thread-safe).
@@ -42,11 +42,38 @@ typedef struct srv_tls srv_tls;
  */
 typedef int (*srv_handler)(srv_call *call, const ProtobufCMessage *req, void *worker);
 
+/*
+ * Server streaming. A stream method (srv_method.stream instead of .handler) is checked like a
+ * unary one (deadline, token, request, tenant); then open runs on a worker: it returns 0 to
+ * keep the stream open, having kept st where the application sends on it (srv_stream_send,
+ * from any thread, without blocking), or fails like a handler (srv_fail on call) to end the
+ * call with that status at once. The worker is free again as soon as open returns: open
+ * streams hold no thread.
+ *
+ * closed(st) runs once, on a worker, when a stream open kept is over: the client cancelled or
+ * went away, its deadline passed, srv_stream_end's status went out, or the server shut down.
+ * After closed returns, nothing may use st: an application that sends from other threads
+ * unlinks st from its registry in closed, under the lock it holds while sending.
+ *
+ * Flow control: one message is in flight at a time; a message sent while one is in flight
+ * waits, and a newer one replaces it (the newest wins). A client that reads slowly sees fewer
+ * messages, never a backlog, and the server's memory per stream stays bounded.
+ * On SIGTERM (srv_shutdown) every stream ends with UNAVAILABLE, so clients reconnect to another
+ * replica. TALLY_GRPC_MAX_STREAMS bounds the streams open in the process (RESOURCE_EXHAUSTED
+ * past it).
+ */
+typedef struct srv_stream srv_stream;
+typedef int (*srv_stream_open)(srv_call *call, srv_stream *st, const ProtobufCMessage *req,
+                               void *worker);
+typedef void (*srv_stream_closed)(srv_stream *st);
+
 typedef struct srv_method {
     const char *name; /* "CreateComplaint" */
     const ProtobufCMessageDescriptor *request;
     srv_handler handler;
-    unsigned roles; /* the enum auth_role bits that may call it (never none), and flags */
+    unsigned roles;           /* the enum auth_role bits that may call it (never none), and flags */
+    srv_stream_open stream;   /* a server-streaming method: set this and closed, no handler */
+    srv_stream_closed closed; /* may be NULL when open keeps nothing */
 } srv_method;
 
 /*
@@ -141,6 +168,21 @@ const char *srv_metadata(const srv_call *call, const char *key, size_t *len);
 
 /* The index (0..workers-1) of the worker thread serving the call. */
 int srv_worker_index(const srv_call *call);
+
+/*
+ * Sends msg on an open stream (see srv_stream_open): now, or when the message in flight has
+ * gone, replacing any message still waiting. 0; TALLY_ECANCELLED when the stream is over or
+ * ending; TALLY_ETOOBIG over the message size limit; TALLY_ENOMEM.
+ */
+int srv_stream_send(srv_stream *st, const ProtobufCMessage *msg);
+
+/* Ends the stream with err's status and message (after the message waiting, if any); once. */
+void srv_stream_end(srv_stream *st, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The application's pointer for the stream (NULL until set). */
+void srv_stream_set_data(srv_stream *st, void *data);
+void *srv_stream_data(const srv_stream *st);
 
 /* Sets the reply. 0, or TALLY_ETOOBIG if it is over the message size limit. */
 int srv_reply(srv_call *call, const ProtobufCMessage *msg);

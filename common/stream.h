@@ -34,6 +34,9 @@
 #define STREAM_REPAIR_KEY         "tally:repair"
 #define STREAM_REPAIR_REQUEST_KEY "tally:repair:request"
 #define STREAM_WM_KEY             "tally:wm"
+/* Pub/sub: the projector publishes a tenant id here after each batch that changed its read
+   model; query-svc's WatchDashboard streams follow it (query-svc/watch.h). */
+#define STREAM_CHANGES_CHANNEL "tally:changes"
 
 /*
  * The relay's backlog, the unpublished rows, is counted up to STREAM_BACKLOG_MAX + 1 (its

@@ -122,6 +122,11 @@ static void register_metrics(proj *p, metrics_registry *reg)
         NULL);
     p->gaps = metrics_counter_add(reg, "tally_projector_gaps_total",
                                   "Applies refused because an earlier version was missing.", NULL);
+    p->notified = metrics_counter_add(reg, "tally_projector_changes_published_total",
+                                      "Tenants announced on " STREAM_CHANGES_CHANNEL
+                                      " after a batch changed their read model "
+                                      "(what WatchDashboard streams follow).",
+                                      NULL);
     p->parked = metrics_counter_add(reg, "tally_projector_parked_total",
                                     "Events moved to the dead-letter streams.", NULL);
     p->failures = metrics_counter_add(reg, "tally_projector_apply_failures_total",

@@ -16,6 +16,7 @@
 #include "svc.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,6 +244,46 @@ static int read_merged(proj *p, proj_msg **v, const size_t *order, size_t a, siz
 }
 
 /*
+ * Tells the watchers (query-svc's WatchDashboard) which tenants this batch changed: one PUBLISH
+ * per tenant with an event applied, pipelined, after the FCALLs' replies, so a subscriber that
+ * reads on the message sees the change. A refused PUBLISH (an ACL without it) is logged once
+ * and costs nothing else: the dashboards still serve, only without pushes. 0 or TALLY_EUNAVAIL.
+ */
+static int notify_changed(proj *p, proj_msg **sorted, const size_t *order, size_t n,
+                          const enum proj_outcome *out)
+{
+    static _Atomic bool warned;
+    size_t sent = 0;
+    for (size_t k = 0; k < n; k++) {
+        const char *t = sorted[k]->ev.env->tenant_id;
+        if (out[order[k]] != PROJ_DONE)
+            continue;
+        bool seen = false; /* groups of one tenant are adjacent: look back to its first */
+        for (size_t j = k; j-- > 0 && !seen && strcmp(sorted[j]->ev.env->tenant_id, t) == 0;)
+            seen = out[order[j]] == PROJ_DONE;
+        if (seen)
+            continue;
+        if (redisAppendCommand(kv_ctx(p->kv), "PUBLISH %s %s", STREAM_CHANGES_CHANNEL, t) !=
+            REDIS_OK)
+            return TALLY_EUNAVAIL;
+        sent++;
+    }
+    if (sent && proj_flush(p) != 0)
+        return TALLY_EUNAVAIL;
+    for (size_t i = 0; i < sent; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(kv_ctx(p->kv), (void **)&r) != REDIS_OK || !r)
+            return TALLY_EUNAVAIL;
+        if (r->type == REDIS_REPLY_ERROR && !atomic_exchange(&warned, true))
+            log_warn("cannot publish changes: WatchDashboard streams get no pushes",
+                     LOG_STR("channel", STREAM_CHANGES_CHANNEL), LOG_STR("error", r->str));
+        freeReplyObject(r);
+    }
+    metrics_inc(p->notified, (double)sent);
+    return 0;
+}
+
+/*
  * Applies the decoded messages of v (several tenants), each tenant's events as a group in
  * their order (tenants are independent: their keys are disjoint; its reference events are a
  * group of their own; a message marked solo is a group alone). Round by round, every group's FCALLs
@@ -356,6 +397,8 @@ static int apply(proj *p, proj_msg **v, size_t n, enum proj_outcome *out, char (
         freeReplyObject(next);
     if (rc == 0 && refused)
         rc = TALLY_EUNAVAIL;
+    if (rc == 0)
+        rc = notify_changed(p, sorted, order, n, out);
     if (rc == 0)
         list_unheld(p);
     p->nunheld = 0;

@@ -107,6 +107,7 @@ typedef struct proj {
     metrics_counter *applied, *dups, *gaps, *parked, *failures, *lost, *spilled, *unavailable;
     metrics_counter *merged, *unmerged; /* groups applied merged; merged writes refused */
     metrics_counter *read_ahead;        /* batches read while the one before was applied */
+    metrics_counter *notified;          /* tenants published on STREAM_CHANGES_CHANNEL */
     metrics_counter *systemic[KV_SYSTEMIC_KINDS];
     metrics_histogram *batch_seconds, *lag_seconds;
     metrics_gauge *pending, *retrying, *beat, *dead, *wm_gauge, *ready_gauge;

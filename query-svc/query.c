@@ -783,17 +783,18 @@ RPC(get_dashboard)
 #define DASHBOARD_ROLES (AUTH_MANAGER | AUTH_ADMIN)
 
 static const srv_method methods[] = {
-    { "GetOverview", &tally__v1__get_overview_request__descriptor, get_overview, DASHBOARD_ROLES },
+    { "GetOverview", &tally__v1__get_overview_request__descriptor, get_overview, DASHBOARD_ROLES,
+      NULL, NULL },
     { "GetVolumeTrend", &tally__v1__get_volume_trend_request__descriptor, get_volume_trend,
-      DASHBOARD_ROLES },
+      DASHBOARD_ROLES, NULL, NULL },
     { "GetResolutionStats", &tally__v1__get_resolution_stats_request__descriptor,
-      get_resolution_stats, DASHBOARD_ROLES },
+      get_resolution_stats, DASHBOARD_ROLES, NULL, NULL },
     { "GetAgentPerformance", &tally__v1__get_agent_performance_request__descriptor,
-      get_agent_performance, DASHBOARD_ROLES },
+      get_agent_performance, DASHBOARD_ROLES, NULL, NULL },
     { "GetCategoryDistribution", &tally__v1__get_category_distribution_request__descriptor,
-      get_category_distribution, DASHBOARD_ROLES },
-    { "GetDashboard", &tally__v1__get_dashboard_request__descriptor, get_dashboard,
-      DASHBOARD_ROLES },
+      get_category_distribution, DASHBOARD_ROLES, NULL, NULL },
+    { "GetDashboard", &tally__v1__get_dashboard_request__descriptor, get_dashboard, DASHBOARD_ROLES,
+      NULL, NULL },
 };
 
 const srv_service query_service = { "tally.v1.Dashboard", methods,

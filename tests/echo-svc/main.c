@@ -80,10 +80,12 @@ static int setup(const svc_env *env, void *arg)
 int main(void)
 {
     static const srv_method methods[] = {
-        { "Echo", &tally__test__v1__echo_request__descriptor, echo, AUTH_ANY | SRV_NO_TENANT },
+        { "Echo", &tally__test__v1__echo_request__descriptor, echo, AUTH_ANY | SRV_NO_TENANT, NULL,
+          NULL },
         { "Sleep", &tally__test__v1__echo_request__descriptor, sleep_then_echo,
-          AUTH_ANY | SRV_NO_TENANT },
-        { "Fail", &tally__test__v1__fail_request__descriptor, fail, AUTH_ANY | SRV_NO_TENANT },
+          AUTH_ANY | SRV_NO_TENANT, NULL, NULL },
+        { "Fail", &tally__test__v1__fail_request__descriptor, fail, AUTH_ANY | SRV_NO_TENANT, NULL,
+          NULL },
     };
     static const srv_service services[] = {
         { "tally.test.v1.Echo", methods, sizeof(methods) / sizeof(methods[0]) },

@@ -239,7 +239,7 @@ Test(srv, unknown_method_is_unimplemented_at_once, .init = start, .fini = stop)
 {
     gc_result r;
     const char *methods[] = { "/tally.test.v1.Echo/Nope", "/no.such.Service/Call",
-                              "/grpc.health.v1.Health/Watch", NULL };
+                              "/grpc.health.v1.Health/List", NULL };
     for (int i = 0; methods[i]; i++) {
         gc_call_raw(client, methods[i], "", 0, true, NULL, 10000, &r);
         cr_assert_eq(r.code, TALLY_GRPC_UNIMPLEMENTED, "%s: %d %s", methods[i], r.code, r.details);

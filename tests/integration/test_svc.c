@@ -5,6 +5,7 @@
 #include "echo.pb-c.h"
 #include "fixture.h"
 #include "gclient.h"
+#include "grpc/health/v1/health.pb-c.h"
 #include "proc.h"
 #include "tclock.h"
 #include "version.h"
@@ -112,6 +113,71 @@ Test(svc, draining_turns_health_and_readiness_off_before_refusing_calls)
     cr_assert_eq(r.code, 0, "%d %s", r.code, r.details);
     cr_assert(r.len == 2 && r.data[1] == 2, "health is not NOT_SERVING while draining");
     gc_result_release(&r);
+    gc_free(c);
+    cr_assert_eq(proc_wait(&p, 10000), 0);
+    proc_release(&p);
+}
+
+/* The next message of a Health/Watch stream: its status (1 SERVING, 2 NOT_SERVING, 3
+   SERVICE_UNKNOWN), 0 when none came within wait_ms, -1 when the stream is over (st says). */
+static int watch_next(gc_stream *w, int wait_ms, gc_status *st)
+{
+    uint8_t *data;
+    size_t len;
+    int rc = gc_stream_next(w, wait_ms, &data, &len, st);
+    if (rc <= 0)
+        return rc;
+    Grpc__Health__V1__HealthCheckResponse *r =
+        grpc__health__v1__health_check_response__unpack(NULL, len, data);
+    free(data);
+    cr_assert_not_null(r, "a Watch message that does not decode");
+    int status = (int)r->status;
+    grpc__health__v1__health_check_response__free_unpacked(r, NULL);
+    return status;
+}
+
+/*
+ * Health/Watch (client-side health checking): the status at once, NOT_SERVING when SIGTERM
+ * starts the drain, then UNAVAILABLE at shutdown so the client reconnects elsewhere. Open
+ * streams hold no worker: with 2 workers and 40 streams open, unary calls are still served.
+ */
+Test(svc, health_watch_follows_the_drain_and_ends_unavailable)
+{
+    proc p;
+    const char *env[] = { "TALLY_WORKERS=2", "TALLY_SHUTDOWN_DRAIN_MS=1500", NULL };
+    gc_status st;
+    cr_assert_eq(proc_start(&p, ECHO_SVC_PATH, env), 0);
+    gc_client *c = gc_new_port(p.grpc_port);
+    Grpc__Health__V1__HealthCheckRequest all = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    Grpc__Health__V1__HealthCheckRequest nope = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    nope.service = "tally.v1.Nope";
+    gc_stream *ws[40];
+    for (int i = 0; i < 40; i++) {
+        ws[i] = gc_stream_open(c, "/grpc.health.v1.Health/Watch", &all.base, NULL, 30000);
+        cr_assert_not_null(ws[i]);
+        cr_assert_eq(watch_next(ws[i], 5000, &st), 1, "stream %d: SERVING at once", i);
+    }
+    gc_stream *unknown = gc_stream_open(c, "/grpc.health.v1.Health/Watch", &nope.base, NULL, 30000);
+    cr_assert_eq(watch_next(unknown, 5000, &st), 3, "an unknown service: SERVICE_UNKNOWN");
+    cr_assert_eq(watch_next(ws[0], 300, &st), 0, "nothing more while nothing changes");
+    gc_result r;
+    Tally__Test__V1__EchoRequest req = TALLY__TEST__V1__ECHO_REQUEST__INIT;
+    cr_assert_eq(gc_call(c, "/tally.test.v1.Echo/Echo", &req.base, NULL, 5000, &r), 0);
+    cr_assert_eq(r.code, 0, "a unary call beside 41 open streams and 2 workers: %s", r.details);
+    gc_result_release(&r);
+    gc_stream_free(ws[39]); /* a client that goes away: the server forgets its stream */
+
+    kill(p.pid, SIGTERM);
+    for (int i = 0; i < 39; i++)
+        cr_assert_eq(watch_next(ws[i], 1000, &st), 2, "stream %d: NOT_SERVING while draining", i);
+    for (int i = 0; i < 39; i++) {
+        cr_assert_eq(watch_next(ws[i], 10000, &st), -1, "stream %d: ended at shutdown", i);
+        cr_assert_eq(st.code, TALLY_GRPC_UNAVAILABLE, "stream %d: %s", i, st.message);
+        cr_assert(st.has_rich && st.rich.has_retry, "UNAVAILABLE says when to retry");
+        gc_stream_free(ws[i]);
+    }
+    cr_assert_eq(watch_next(unknown, 10000, &st), -1);
+    gc_stream_free(unknown);
     gc_free(c);
     cr_assert_eq(proc_wait(&p, 10000), 0);
     proc_release(&p);
