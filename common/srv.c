@@ -669,16 +669,10 @@ static int stream_serve(worker *w, srv_call *c, const ProtobufCMessage *req)
     return 0;
 }
 
-int srv_stream_send(srv_stream *st, const ProtobufCMessage *msg)
+/* Queues bb (taken) on st: sent now, or when the message in flight has gone. */
+static int st_send(srv_stream *st, grpc_byte_buffer *bb)
 {
     srv_server *s = st->c->srv;
-    size_t size = protobuf_c_message_get_packed_size(msg);
-    if ((long long)size > s->max_message)
-        return TALLY_ETOOBIG;
-    grpc_slice slice = grpc_slice_malloc(size);
-    protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
-    grpc_slice_unref(slice);
     if (!bb)
         return TALLY_ENOMEM;
     pthread_mutex_lock(&st->mu);
@@ -696,6 +690,44 @@ int srv_stream_send(srv_stream *st, const ProtobufCMessage *msg)
     st_pump(st);
     pthread_mutex_unlock(&st->mu);
     return 0;
+}
+
+int srv_stream_send(srv_stream *st, const ProtobufCMessage *msg)
+{
+    size_t size = protobuf_c_message_get_packed_size(msg);
+    if ((long long)size > st->c->srv->max_message)
+        return TALLY_ETOOBIG;
+    grpc_slice slice = grpc_slice_malloc(size);
+    protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    return st_send(st, bb);
+}
+
+int srv_stream_send_reply(srv_stream *st, const srv_call *call)
+{
+    if (!call->reply)
+        return TALLY_EINVAL;
+    return st_send(st, grpc_byte_buffer_copy(call->reply)); /* shares the slices */
+}
+
+srv_call *srv_call_local(srv_stream *st)
+{
+    srv_call *c = call_new(st->c->srv, TAG_REQUEST, st->m);
+    if (c)
+        c->deadline = gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    return c;
+}
+
+void srv_call_local_free(srv_call *call)
+{
+    if (call)
+        call_free(call);
+}
+
+const char *srv_call_message(const srv_call *call)
+{
+    return call->msg;
 }
 
 static void st_vend(srv_stream *st, int err, const char *fmt, va_list ap)

@@ -180,6 +180,21 @@ int srv_stream_send(srv_stream *st, const ProtobufCMessage *msg);
 void srv_stream_end(srv_stream *st, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/*
+ * A call of the stream's server that came from no client, to run a unary handler's logic for
+ * streams off the network (WatchDashboard computes a page once for every stream that asked
+ * the same): no deadline, no metadata; srv_fail and srv_reply work as in a handler. Free it
+ * with srv_call_local_free. NULL when out of memory.
+ */
+srv_call *srv_call_local(srv_stream *st);
+void srv_call_local_free(srv_call *call);
+
+/* The status message a failed handler left in call. */
+const char *srv_call_message(const srv_call *call);
+
+/* Sends the reply srv_reply left in call (which keeps it) on st, as srv_stream_send. */
+int srv_stream_send_reply(srv_stream *st, const srv_call *call);
+
 /* The application's pointer for the stream (NULL until set). */
 void srv_stream_set_data(srv_stream *st, void *data);
 void *srv_stream_data(const srv_stream *st);

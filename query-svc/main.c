@@ -9,6 +9,7 @@
 #include "query.h"
 #include "svc.h"
 #include "version.h"
+#include "watch.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -16,7 +17,7 @@
 
 static query_config conf;
 static cfg_redis read_url;
-static long long redis_timeout_ms, token_wait_ms;
+static long long redis_timeout_ms, token_wait_ms, watch_floor_ms;
 
 static int setup(const svc_env *env, void *arg)
 {
@@ -40,10 +41,20 @@ static int setup(const svc_env *env, void *arg)
     log_info("reading the read model",
              LOG_STR("from", read_url.host[0] ? "TALLY_REDIS_READ_URL" : "TALLY_REDIS_URL"),
              LOG_STR("host", conf.redis.host), LOG_INT("port", conf.redis.port));
+    if (watch_start(&conf, watch_floor_ms, env->metrics) != 0) {
+        log_error("cannot start the WatchDashboard hub");
+        return TALLY_ENOMEM;
+    }
     if (query_metrics(&conf, env->metrics) != 0 ||
         http_add_ready_check(env->http, "redis", probe_redis, (void *)&conf.redis))
         return TALLY_ENOMEM;
     return 0;
+}
+
+static void teardown(void *arg)
+{
+    (void)arg;
+    watch_stop();
 }
 
 int main(int argc, char **argv)
@@ -59,6 +70,8 @@ int main(int argc, char **argv)
           "Redis connect and reply timeout" },
         { "TALLY_QUERY_TOKEN_WAIT_MS", CFG_INT, "2000", 0, 60000, 0, &token_wait_ms,
           "longest wait for a consistency token (within the call's deadline)" },
+        { "TALLY_QUERY_WATCH_FLOOR_MS", CFG_INT, "100", 10, 60000, 0, &watch_floor_ms,
+          "the least time between two WatchDashboard pages of a stream, whatever it asks" },
     };
     svc_def def = { .name = "query-svc",
                     .grpc_port = 50052,
@@ -68,6 +81,7 @@ int main(int argc, char **argv)
                     .vars = vars,
                     .nvars = sizeof(vars) / sizeof(vars[0]),
                     .setup = setup,
+                    .teardown = teardown,
                     .worker_init = query_worker_new,
                     .worker_free = query_worker_free,
                     .arg = &conf };

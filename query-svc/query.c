@@ -1,4 +1,5 @@
 #include "query.h"
+#include "watch.h"
 
 #include "auth.h"
 #include "civil.h"
@@ -779,6 +780,11 @@ RPC(get_agent_performance)
 RPC(get_category_distribution)
 RPC(get_dashboard)
 
+int query_dashboard(srv_call *call, const ProtobufCMessage *req, void *worker)
+{
+    return get_dashboard(call, req, worker);
+}
+
 /* Dashboards are for managers (and admins); docs/security.md. */
 #define DASHBOARD_ROLES (AUTH_MANAGER | AUTH_ADMIN)
 
@@ -795,6 +801,8 @@ static const srv_method methods[] = {
       get_category_distribution, DASHBOARD_ROLES, NULL, NULL },
     { "GetDashboard", &tally__v1__get_dashboard_request__descriptor, get_dashboard, DASHBOARD_ROLES,
       NULL, NULL },
+    { "WatchDashboard", &tally__v1__get_dashboard_request__descriptor, NULL, DASHBOARD_ROLES,
+      watch_open, watch_closed },
 };
 
 const srv_service query_service = { "tally.v1.Dashboard", methods,

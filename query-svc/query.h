@@ -27,6 +27,9 @@ int query_metrics(query_config *conf, metrics_registry *reg);
 
 extern const srv_service query_service;
 
+/* GetDashboard's handler: what WatchDashboard reads each page with (watch.h). */
+int query_dashboard(srv_call *call, const ProtobufCMessage *req, void *worker);
+
 /* srv worker hooks; arg is a const query_config * that outlives the server. */
 void *query_worker_new(int index, void *arg);
 void query_worker_free(void *worker, void *arg);
