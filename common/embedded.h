@@ -9,7 +9,8 @@
 
 typedef struct embedded_file {
     const char *name;
-    const char *data; /* NUL-terminated */
+    const char *data; /* NUL-terminated (a binary file may hold NULs before: see size) */
+    size_t size;      /* the file's length, the final NUL not counted */
 } embedded_file;
 
 #endif

@@ -1,11 +1,13 @@
 #include "srv.h"
 
 #include "auth.h"
+#include "embedded.h"
 #include "err.h"
 #include "hash.h"
 #include "log.h"
 #include "now.h"
 #include "pbcheck.h"
+#include "reflect.h"
 #include "rpcstatus.h"
 
 #include "grpc/health/v1/health.pb-c.h"
@@ -33,9 +35,13 @@
 #define POLL_MS        200 /* how often an idle worker checks for shutdown */
 #define MSG_MAX        512 /* status message length */
 #define HEALTH_SERVICE "grpc.health.v1.Health"
-#define STUCK_MS       5000 /* after cancelling, how long calls may still take */
-#define TOKEN_SLOTS    256  /* verified tokens each worker remembers */
-#define PEER_BUCKETS   256  /* of the table of connections with calls being served */
+#define REFLECT_V1     "grpc.reflection.v1.ServerReflection"
+#define REFLECT_V1A    "grpc.reflection.v1alpha.ServerReflection"
+
+extern const embedded_file tally_protoset[]; /* proto/CMakeLists.txt */
+#define STUCK_MS     5000                    /* after cancelling, how long calls may still take */
+#define TOKEN_SLOTS  256                     /* verified tokens each worker remembers */
+#define PEER_BUCKETS 256 /* of the table of connections with calls being served */
 
 enum tag_kind {
     TAG_REQUEST,
@@ -44,6 +50,7 @@ enum tag_kind {
     TAG_ST_CLOSED, /* a stream's RECV_CLOSE_ON_SERVER: the call is over */
     TAG_ST_SENT,   /* a stream's message went out */
     TAG_ST_ENDED,  /* a stream's status went out */
+    TAG_ST_RECV,   /* a bidirectional stream's message came in (or the client half-closed) */
 };
 
 /* One registered method, with its metrics. */
@@ -99,7 +106,9 @@ struct srv_stream {
     srv_call *c; /* metadata, deadline, status message; freed with the stream */
     method *m;
     pthread_mutex_t mu; /* what follows, to the list links */
-    stag closed_tag, sent_tag, ended_tag;
+    stag closed_tag, sent_tag, ended_tag, recv_tag;
+    grpc_byte_buffer *recv;    /* bidi: the message read (NULL: the client half-closed) */
+    bool bidi, reading;        /* a bidirectional stream; its RECV_MESSAGE in flight */
     grpc_byte_buffer *sending; /* in flight */
     grpc_byte_buffer *pending; /* waiting: the newest message sent meanwhile */
     bool initial_sent, end_wanted, ended, closed;
@@ -154,6 +163,9 @@ struct srv_server {
     long long nstreams, max_streams;
     bool streams_closing;
     metrics_counter *streams_refused, *stream_msgs, *stream_replaced;
+    reflect_index *reflect; /* the API's descriptor set, for server reflection (or NULL) */
+    const char **names;     /* the services reflection lists */
+    size_t nnames;
 };
 
 /* A connection (its peer address, "ipv4:10.0.0.7:51234") with calls being served. */
@@ -166,10 +178,22 @@ typedef struct peer {
 
 static int health_watch(srv_call *c, srv_stream *st, const ProtobufCMessage *msg, void *state);
 
+static int reflect_info(srv_call *c, srv_stream *st, const ProtobufCMessage *msg, void *state);
+
+/* Server reflection: v1alpha has the same messages as v1 (what grpcurl 1.8 and Postman ask). */
+static const srv_method reflect_method = {
+    .name = "ServerReflectionInfo",
+    .request = &grpc__reflection__v1__server_reflection_request__descriptor,
+    .roles = AUTH_ANY | SRV_NO_TENANT,
+    .bidi = reflect_info,
+};
+
 static const srv_method health_methods[] = {
     /* open to all */
-    { "Check", &grpc__health__v1__health_check_request__descriptor, NULL, 0, NULL, NULL },
-    { "Watch", &grpc__health__v1__health_check_request__descriptor, NULL, 0, health_watch, NULL },
+    { .name = "Check", .request = &grpc__health__v1__health_check_request__descriptor },
+    { .name = "Watch",
+      .request = &grpc__health__v1__health_check_request__descriptor,
+      .stream = health_watch },
 };
 
 /*
@@ -226,7 +250,8 @@ static int post(srv_server *s, method *m)
         return TALLY_ENOMEM;
     if (m)
         e = grpc_server_request_registered_call(s->server, m->handle, &c->call, &c->deadline,
-                                                &c->md, &c->payload, s->cq, s->cq, c);
+                                                &c->md, m->m->bidi ? NULL : &c->payload, s->cq,
+                                                s->cq, c);
     else
         e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, s->cq, s->cq, c);
     if (e != GRPC_CALL_OK) {
@@ -447,6 +472,8 @@ static void peer_leave(srv_call *c)
 
 /* ---- streams ---------------------------------------------------------------------------- */
 
+static int st_send(srv_stream *st, grpc_byte_buffer *bb);
+
 /* Starts a batch of the stream's ops (under st->mu). 0, or -1 (logged) when the core refuses. */
 static int st_start(srv_stream *st, const grpc_op *ops, size_t n, stag *tag)
 {
@@ -504,6 +531,65 @@ static void st_pump(srv_stream *st)
     st_start(st, ops, n, &st->ended_tag);
 }
 
+/* Under st->mu: a bidirectional stream reads its next message once its replies are out. */
+static void st_read(srv_stream *st)
+{
+    grpc_op op;
+    if (!st->bidi || st->reading || st->sending || st->pending || st->end_wanted || st->closed)
+        return;
+    memset(&op, 0, sizeof(op));
+    if (!st->initial_sent) { /* grpcurl and others wait for the headers before they send */
+        grpc_op ops[2];
+        memset(ops, 0, sizeof(ops));
+        ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[1].op = GRPC_OP_RECV_MESSAGE;
+        ops[1].data.recv_message.recv_message = &st->recv;
+        if (st_start(st, ops, 2, &st->recv_tag) == 0) {
+            st->initial_sent = true;
+            st->reading = true;
+        }
+        return;
+    }
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &st->recv;
+    if (st_start(st, &op, 1, &st->recv_tag) == 0)
+        st->reading = true;
+}
+
+/* A bidirectional stream's message (on worker w): decoded and handed to the method. */
+static void st_received(worker *w, srv_stream *st)
+{
+    srv_call *c = st->c;
+    pthread_mutex_lock(&st->mu);
+    grpc_byte_buffer *bb = st->recv;
+    st->recv = NULL;
+    st->reading = false;
+    pthread_mutex_unlock(&st->mu);
+    if (!bb) { /* the client half-closed (or the call is over): done */
+        srv_stream_end(st, TALLY_OK, "%s", "");
+        return;
+    }
+    grpc_byte_buffer *saved = c->payload;
+    c->payload = bb;
+    c->msg[0] = '\0';
+    rpc_error_clear(&c->error);
+    ProtobufCMessage *req = decode(c);
+    int rc = req ? st->m->m->bidi(c, st, req, w->state) : TALLY_EINVAL;
+    if (req)
+        protobuf_c_message_free_unpacked(req, NULL);
+    c->payload = saved;
+    grpc_byte_buffer_destroy(bb);
+    if (rc != 0) {
+        char msg[MSG_MAX];
+        snprintf(msg, sizeof(msg), "%s", c->msg[0] ? c->msg : tally_err_str(rc));
+        srv_stream_end(st, rc, "%s", msg);
+        return;
+    }
+    pthread_mutex_lock(&st->mu);
+    st_read(st);
+    pthread_mutex_unlock(&st->mu);
+}
+
 /* Frees the stream once nothing is in flight (called without st->mu, refs 0). */
 static void st_free(srv_stream *st)
 {
@@ -512,6 +598,8 @@ static void st_free(srv_stream *st)
         grpc_byte_buffer_destroy(st->sending);
     if (st->pending)
         grpc_byte_buffer_destroy(st->pending);
+    if (st->recv)
+        grpc_byte_buffer_destroy(st->recv);
     pthread_mutex_destroy(&st->mu);
     call_free(st->c);
     free(st);
@@ -554,18 +642,23 @@ static void st_closed(srv_stream *st)
     st_unref(st); /* the close op's */
 }
 
-/* A stream's event, on a worker. */
-static void st_event(stag *tag, bool ok)
+/* A stream's event, on worker w. */
+static void st_event(worker *w, stag *tag, bool ok)
 {
     srv_stream *st = tag->st;
-    (void)ok; /* a failed send or status: the close op tells the rest */
+    (void)ok; /* a failed op: the close op tells the rest */
     switch (tag->kind) {
     case TAG_ST_SENT:
         pthread_mutex_lock(&st->mu);
         grpc_byte_buffer_destroy(st->sending);
         st->sending = NULL;
         st_pump(st);
+        st_read(st);
         pthread_mutex_unlock(&st->mu);
+        st_unref(st);
+        return;
+    case TAG_ST_RECV:
+        st_received(w, st);
         st_unref(st);
         return;
     case TAG_ST_ENDED:
@@ -632,6 +725,8 @@ static int stream_serve(worker *w, srv_call *c, const ProtobufCMessage *req)
     st->closed_tag = (stag){ TAG_ST_CLOSED, st };
     st->sent_tag = (stag){ TAG_ST_SENT, st };
     st->ended_tag = (stag){ TAG_ST_ENDED, st };
+    st->recv_tag = (stag){ TAG_ST_RECV, st };
+    st->bidi = m->m->bidi != NULL;
     pthread_mutex_init(&st->mu, NULL);
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
@@ -651,10 +746,11 @@ static int stream_serve(worker *w, srv_call *c, const ProtobufCMessage *req)
         free(st);
         return srv_fail(c, TALLY_EINTERNAL, "cannot start the stream");
     }
-    rc = m->m->stream(c, st, req, w->state);
+    rc = st->bidi ? 0 : m->m->stream(c, st, req, w->state);
     pthread_mutex_lock(&st->mu);
     st->opening = false;
     st->opened = rc == 0;
+    st_read(st);
     if (rc != 0) {
         if (!c->msg[0])
             snprintf(c->msg, sizeof(c->msg), "%s", tally_err_str(rc));
@@ -790,6 +886,23 @@ static int health_watch(srv_call *c, srv_stream *st, const ProtobufCMessage *msg
     return 0;
 }
 
+/* grpc.reflection.v1(alpha).ServerReflection/ServerReflectionInfo: one answer per request. */
+static int reflect_info(srv_call *c, srv_stream *st, const ProtobufCMessage *msg, void *state)
+{
+    srv_server *s = c->srv;
+    uint8_t *out;
+    size_t len;
+    (void)state;
+    if (!s->reflect)
+        return srv_fail(c, TALLY_EUNIMPL, "server reflection: no descriptor set in this build");
+    if (reflect_answer(s->reflect, s->names, s->nnames, (const void *)msg, &out, &len) != 0)
+        return srv_fail(c, TALLY_ENOMEM, "out of memory answering a reflection request");
+    grpc_slice slice = grpc_slice_new(out, len, free);
+    int rc = st_send(st, grpc_raw_byte_buffer_create(&slice, 1));
+    grpc_slice_unref(slice);
+    return rc == 0 ? 0 : srv_fail(c, rc, "cannot send the reflection answer");
+}
+
 /* Serves a call of a registered method on the worker w. */
 static void serve(worker *w, srv_call *c)
 {
@@ -810,6 +923,9 @@ static void serve(worker *w, srv_call *c)
         /* rc and c->msg say why */
     } else if (auth && (rc = authenticate(c, &claims)) != 0) {
         /* rc and c->msg say why */
+    } else if (m->m->bidi) {
+        rc = stream_serve(w, c, NULL);
+        streamed = rc == 0;
     } else if ((req = decode(c)) == NULL) {
         rc = TALLY_EINVAL;
     } else if (auth && (rc = authorize_tenant(c, req, &claims)) != 0) {
@@ -887,7 +1003,8 @@ static void dispatch(worker *w, srv_call *c, bool ok)
     case TAG_ST_CLOSED:
     case TAG_ST_SENT:
     case TAG_ST_ENDED:
-        st_event((stag *)(void *)c, ok);
+    case TAG_ST_RECV:
+        st_event(w, (stag *)(void *)c, ok);
         return;
     }
 }
@@ -1187,7 +1304,9 @@ static int add_method(srv_server *s, const char *service, const srv_method *sm, 
     method *m = &s->methods[s->nmethods++];
     char labels[512];
     if (!sm->name || !sm->request ||
-        (!health && (!sm->handler == !sm->stream || !(sm->roles & (unsigned)AUTH_ANY))) ||
+        (!health && ((sm->handler != NULL) + (sm->stream != NULL) + (sm->bidi != NULL) != 1 ||
+                     !(sm->roles & (unsigned)AUTH_ANY))) ||
+        (sm->bidi && !(sm->roles & SRV_NO_TENANT)) ||
         (size_t)snprintf(m->path, sizeof(m->path), "/%s/%s", service, sm->name) >= sizeof(m->path))
         return TALLY_EINVAL;
     m->service = service;
@@ -1199,11 +1318,12 @@ static int add_method(srv_server *s, const char *service, const srv_method *sm, 
         return TALLY_EINVAL; /* a tenant_id the runtime cannot check */
     if (!health && !m->tenant && !(sm->roles & SRV_NO_TENANT))
         return TALLY_EINVAL; /* no tenant to check, and not said so */
-    m->handle = grpc_server_register_method(s->server, m->path, NULL,
-                                            GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    m->handle = grpc_server_register_method(
+        s->server, m->path, NULL,
+        sm->bidi ? GRPC_SRM_PAYLOAD_NONE : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     if (!m->handle)
         return TALLY_EINVAL;
-    const char *type = sm->stream ? "server_stream" : "unary";
+    const char *type = sm->bidi ? "bidi_stream" : sm->stream ? "server_stream" : "unary";
     metrics_labels(labels, sizeof(labels), "grpc_method", sm->name, "grpc_service", service,
                    "grpc_type", type, NULL);
     m->started = metrics_counter_add(reg, "grpc_server_started_total",
@@ -1263,7 +1383,7 @@ srv_server *srv_new(const srv_config *conf, char *err, size_t errlen)
     s = calloc(1, sizeof(*s));
     for (size_t i = 0; i < conf->nservices; i++)
         total += conf->services[i].nmethods;
-    total++; /* the health service's second method */
+    total += 3; /* the health service's second method, reflection v1 and v1alpha */
     if (!s || !(s->methods = calloc(total, sizeof(method)))) {
         snprintf(err, errlen, "out of memory");
         goto out_free;
@@ -1320,10 +1440,25 @@ srv_server *srv_new(const srv_config *conf, char *err, size_t errlen)
                 goto out_free;
             }
     if (add_method(s, HEALTH_SERVICE, &health_methods[0], true, conf->metrics) != 0 ||
-        add_method(s, HEALTH_SERVICE, &health_methods[1], true, conf->metrics) != 0) {
+        add_method(s, HEALTH_SERVICE, &health_methods[1], true, conf->metrics) != 0 ||
+        add_method(s, REFLECT_V1, &reflect_method, false, conf->metrics) != 0 ||
+        add_method(s, REFLECT_V1A, &reflect_method, false, conf->metrics) != 0) {
         snprintf(err, errlen, "cannot register the health service");
         goto out_free;
     }
+    s->reflect = reflect_index_new((const uint8_t *)tally_protoset[0].data, tally_protoset[0].size);
+    if (!s->reflect)
+        log_error("server reflection is off: the descriptor set does not parse");
+    s->names = calloc(conf->nservices + 3, sizeof(*s->names));
+    if (!s->names) {
+        snprintf(err, errlen, "out of memory");
+        goto out_free;
+    }
+    for (size_t i = 0; i < conf->nservices; i++)
+        s->names[s->nnames++] = conf->services[i].name;
+    s->names[s->nnames++] = HEALTH_SERVICE;
+    s->names[s->nnames++] = REFLECT_V1;
+    s->names[s->nnames++] = REFLECT_V1A;
     s->unknown = metrics_counter_add(conf->metrics, "grpc_server_unknown_method_total",
                                      "Calls of methods this server does not serve.", NULL);
     s->refused_busy =
@@ -1499,6 +1634,8 @@ void srv_free(srv_server *s)
         }
     pthread_mutex_destroy(&s->peers_mu);
     pthread_mutex_destroy(&s->streams_mu);
+    reflect_index_free(s->reflect);
+    free(s->names);
     while (s->retired) {
         struct retired *r = s->retired;
         s->retired = r->next;

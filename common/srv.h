@@ -67,6 +67,17 @@ typedef int (*srv_stream_open)(srv_call *call, srv_stream *st, const ProtobufCMe
                                void *worker);
 typedef void (*srv_stream_closed)(srv_stream *st);
 
+/*
+ * A bidirectional method (srv_method.bidi, e.g. server reflection): the call is checked like a
+ * unary one but without a request (so its roles need SRV_NO_TENANT); then each message the
+ * client sends is decoded with .request and handed to bidi on a worker, one at a time: the
+ * next is read only after the replies bidi sent went out, so every reply is delivered, in
+ * order (no newest-wins here). bidi returns 0 to go on, or fails (srv_fail on call) to end
+ * the stream with that status; when the client half-closes, the stream ends with OK.
+ */
+typedef int (*srv_stream_msg)(srv_call *call, srv_stream *st, const ProtobufCMessage *msg,
+                              void *worker);
+
 typedef struct srv_method {
     const char *name; /* "CreateComplaint" */
     const ProtobufCMessageDescriptor *request;
@@ -74,6 +85,7 @@ typedef struct srv_method {
     unsigned roles;           /* the enum auth_role bits that may call it (never none), and flags */
     srv_stream_open stream;   /* a server-streaming method: set this and closed, no handler */
     srv_stream_closed closed; /* may be NULL when open keeps nothing */
+    srv_stream_msg bidi;      /* a bidirectional method: set this alone */
 } srv_method;
 
 /*

@@ -80,12 +80,18 @@ static int setup(const svc_env *env, void *arg)
 int main(void)
 {
     static const srv_method methods[] = {
-        { "Echo", &tally__test__v1__echo_request__descriptor, echo, AUTH_ANY | SRV_NO_TENANT, NULL,
-          NULL },
-        { "Sleep", &tally__test__v1__echo_request__descriptor, sleep_then_echo,
-          AUTH_ANY | SRV_NO_TENANT, NULL, NULL },
-        { "Fail", &tally__test__v1__fail_request__descriptor, fail, AUTH_ANY | SRV_NO_TENANT, NULL,
-          NULL },
+        { .name = "Echo",
+          .request = &tally__test__v1__echo_request__descriptor,
+          .handler = echo,
+          .roles = AUTH_ANY | SRV_NO_TENANT },
+        { .name = "Sleep",
+          .request = &tally__test__v1__echo_request__descriptor,
+          .handler = sleep_then_echo,
+          .roles = AUTH_ANY | SRV_NO_TENANT },
+        { .name = "Fail",
+          .request = &tally__test__v1__fail_request__descriptor,
+          .handler = fail,
+          .roles = AUTH_ANY | SRV_NO_TENANT },
     };
     static const srv_service services[] = {
         { "tally.test.v1.Echo", methods, sizeof(methods) / sizeof(methods[0]) },
