@@ -689,3 +689,18 @@ bench_about() {
     echo "machine: $(nproc) CPUs; $(uptime)"
     echo "$label: $bin ($(stat -c %y "$bin" | cut -d. -f1)); repo at $(git -C "$run_repo" rev-parse --short HEAD 2>/dev/null || echo '?')$dirty"
 }
+
+# ---- pinned npm packages --------------------------------------------------------------------
+# npm_ci DIR: DIR's npm packages as its package-lock.json pins them (npm ci), unless its
+# node_modules is already newer than the lock. Dies when node or npm is missing or npm ci fails.
+# For tools/k8s-check (scripts/check-k8s) and tests/clients/node (scripts/test).
+npm_ci() {
+    local dir=$1
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        die "npm_ci $dir: no node or npm on PATH"
+    fi
+    [[ -d $dir/node_modules && ! $dir/package-lock.json -nt $dir/node_modules ]] && return 0
+    say "npm ci in ${dir#"$run_repo"/}"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci in $dir failed"
+    touch "$dir/node_modules"
+}

@@ -61,6 +61,11 @@ static void start_service(sys_system *s, proc *p, const char *path, const char *
     start_service_on(s, p, path, extra, grpc, 0, ready_msg);
 }
 
+void sys_query_more(sys_system *s, proc *p)
+{
+    start_service(s, p, QUERY_SVC_PATH, s->opt.query_env, true, NULL);
+}
+
 /* SIGTERM, wait, release; the exit code (-1: it had to be killed). */
 static int stop_service(proc *p, bool *on)
 {

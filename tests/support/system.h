@@ -106,6 +106,12 @@ void sys_command_stop(sys_system *s);
  */
 void sys_query_restart(sys_system *s);
 
+/*
+ * Starts one more query-svc replica on the system's Redis (with sys_options.query_env), e.g. for
+ * a client that balances over replicas; the caller stops it (proc_stop, proc_release).
+ */
+void sys_query_more(sys_system *s, proc *p);
+
 /* A new connection to the system's Redis (asserts it connects); caller frees with redisFree. */
 redisContext *sys_redis_connect(sys_system *s);
 
