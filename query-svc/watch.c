@@ -32,7 +32,7 @@ typedef struct watch {
     Tally__V1__GetDashboardRequest *req; /* the stream's own copy */
     uint64_t key;                        /* the request's bytes, hashed: streams sharing pages */
     int64_t interval_ms, last_ms;        /* the least time between pages; the last page */
-    bool dirty;   /* the tenant changed since the last page */
+    bool dirty;                          /* the tenant changed since the last page */
     bool opening; /* the first page is not out yet: the hub leaves it alone */
     bool chosen;  /* in the hub's current round */
 } watch;
@@ -212,9 +212,8 @@ static int64_t run_due(void)
         }
         pthread_mutex_unlock(&hub.mu);
         if (rc != 0)
-            log_warn("cannot read a watched dashboard", LOG_STR("error",
-                                                                local ? srv_call_message(local)
-                                                                      : "out of memory"));
+            log_warn("cannot read a watched dashboard",
+                     LOG_STR("error", local ? srv_call_message(local) : "out of memory"));
         srv_call_local_free(local);
     }
 }
@@ -226,11 +225,11 @@ static int subscribe(bool *warned)
         redisReply *r = redisCommand(kv_ctx(hub.sub), "SUBSCRIBE %s", STREAM_CHANGES_CHANNEL);
         bool ok = r && r->type == REDIS_REPLY_ARRAY;
         if (!ok && !*warned)
-            log_warn("cannot subscribe to the read model's changes: WatchDashboard streams get "
-                     "no new pages until it works",
-                     LOG_STR("channel", STREAM_CHANGES_CHANNEL),
-                     LOG_STR("error", r && r->type == REDIS_REPLY_ERROR ? r->str
-                                                                       : kv_errstr(hub.sub)));
+            log_warn(
+                "cannot subscribe to the read model's changes: WatchDashboard streams get "
+                "no new pages until it works",
+                LOG_STR("channel", STREAM_CHANGES_CHANNEL),
+                LOG_STR("error", r && r->type == REDIS_REPLY_ERROR ? r->str : kv_errstr(hub.sub)));
         if (r)
             freeReplyObject(r);
         if (ok) {
@@ -319,10 +318,9 @@ int watch_start(const query_config *conf, int64_t floor_ms, metrics_registry *re
                                     "Dashboard pages read for WatchDashboard streams after a "
                                     "change (one read serves every stream of the same request).",
                                     NULL);
-    hub.notes = metrics_counter_add(reg, "tally_query_watch_notifications_total",
-                                    "Changes of a tenant's read model heard on " STREAM_CHANGES_CHANNEL
-                                    ".",
-                                    NULL);
+    hub.notes = metrics_counter_add(
+        reg, "tally_query_watch_notifications_total",
+        "Changes of a tenant's read model heard on " STREAM_CHANGES_CHANNEL ".", NULL);
     hub.resubscribed = metrics_counter_add(
         reg, "tally_query_watch_subscriptions_total",
         "Subscriptions to " STREAM_CHANGES_CHANNEL " made (1, plus one per reconnection).", NULL);
