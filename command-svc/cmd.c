@@ -114,6 +114,11 @@ static const pgx_stmt stmts[S_COUNT] = {
                             "created_at") " FROM idempotency_keys WHERE tenant_id = $1 AND "
                                           "idempotency_key = $2",
                         3 },
+    [S_IDEM_FIND] = { "idempotency_find",
+                      "SELECT complaint_id, version, " MS(
+                          "created_at") " FROM idempotency_keys WHERE tenant_id = $1 AND "
+                                        "idempotency_key = $2",
+                      2 },
     [S_READ_FOR_CHANGE] = { "read_for_change",
                             "SELECT " READ_COLUMNS " FROM complaints c JOIN tenants t"
                             " USING (tenant_id) WHERE c.complaint_id = $2 AND c.tenant_id = $1",
@@ -460,6 +465,35 @@ static int create_complaint(srv_call *call, const ProtobufCMessage *msg, void *w
                         "(complaint %" PRId64 ")",
                         req->idempotency_key, rep.complaint_id);
     }
+    return srv_reply(call, &rep.base);
+}
+
+static int find_complaint_by_key(srv_call *call, const ProtobufCMessage *msg, void *worker)
+{
+    const Tally__V1__FindComplaintByKeyRequest *req = (const void *)msg;
+    Tally__V1__FindComplaintByKeyReply rep = TALLY__V1__FIND_COMPLAINT_BY_KEY_REPLY__INIT;
+    PGresult *r;
+    cmd_worker *w = worker;
+    if (!w)
+        return worker_missing(call);
+    if (cmd_tenant(w, req->tenant_id, w->err, sizeof(w->err)) ||
+        val_id("idempotency_key", req->idempotency_key, false, w->err, sizeof(w->err)))
+        return invalid(call, w);
+    const char *vals[] = { req->tenant_id, req->idempotency_key };
+    int rc = pgx_exec(w->pg, S_IDEM_FIND, 2, vals, NULL, NULL, cmd_timeout(w, call), &r);
+    if (rc != 0)
+        return cmd_db_fail(call, w, rc, "looking up the idempotency key");
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        srv_error_reason(call, "IDEMPOTENCY_KEY_UNUSED");
+        return srv_fail(call, TALLY_ENOTFOUND,
+                        "idempotency_key: no complaint was created with \"%s\" in tenant \"%s\"",
+                        req->idempotency_key, req->tenant_id);
+    }
+    rep.complaint_id = pgx_int(r, 0, 0);
+    rep.version = pgx_int(r, 0, 1);
+    rep.created_at_ms = pgx_int(r, 0, 2);
+    PQclear(r);
     return srv_reply(call, &rep.base);
 }
 
@@ -811,6 +845,10 @@ static const srv_method methods[] = {
     { .name = "CreateComplaint",
       .request = &tally__v1__create_complaint_request__descriptor,
       .handler = create_complaint,
+      .roles = WRITE_ROLES },
+    { .name = "FindComplaintByKey",
+      .request = &tally__v1__find_complaint_by_key_request__descriptor,
+      .handler = find_complaint_by_key,
       .roles = WRITE_ROLES },
     { .name = "AssignComplaint",
       .request = &tally__v1__assign_complaint_request__descriptor,

@@ -20,6 +20,7 @@ enum cmd_stmt {
     S_PUT_AGENT,
     S_CREATE,
     S_IDEM_LOOKUP,
+    S_IDEM_FIND,
     S_READ_FOR_CHANGE,
     S_ASSIGN,
     S_CHANGE_STATUS,

@@ -703,8 +703,12 @@ static int get_agent_performance_spec(srv_call *call, const ProtobufCMessage *ms
     if (rc == 0)
         rc = check_enum(call, "sort_by", (int)req->sort_by, 4, &s->sort_by,
                         TALLY__V1__AGENT_SORT_BY__AGENT_SORT_BY_RESOLVED);
+    if (rc == 0 && req->page_size && req->limit && req->page_size != req->limit)
+        rc = srv_fail(call, TALLY_EINVAL, "page_size: %d, but limit (its older name) is %d",
+                      (int)req->page_size, (int)req->limit);
     if (rc == 0)
-        rc = check_limit(call, "limit", req->limit, 500, &s->ag_limit, 50);
+        rc = req->page_size ? check_limit(call, "page_size", req->page_size, 500, &s->ag_limit, 50)
+                            : check_limit(call, "limit", req->limit, 500, &s->ag_limit, 50);
     return rc ? rc : check_range(call, s, req->range, MAX_DAYS, "");
 }
 

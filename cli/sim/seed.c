@@ -14,9 +14,9 @@
  * the first run; a later run must find that end again rather than use its own clock. Complaint
  * 0 of each tenant is created exactly at the window's start and is always imported first, on
  * its own (import_first): when that gets ALREADY_EXISTS, the key was imported by an earlier
- * run, the server names the complaint, and GetComplaint gives its creation time, hence the
- * window. That import is then repeated with that window and must report already_existed; if it
- * does not, the tenant holds data of this seed made with other options, which is an error.
+ * run, and FindComplaintByKey gives that complaint's creation time, hence the window. That import
+ * is then repeated with that window and must report already_existed; if it does not, the tenant
+ * holds data of this seed made with other options, which is an error.
  * --complaints may change between runs: complaint i is the same whatever the total, so a
  * larger run adds to a smaller one. A rerun sends every batch again; the server writes nothing
  * for keys it has (a 20,000-complaint rerun takes 0.6 s).
@@ -269,30 +269,22 @@ static int import_first(seed_run *run, gc_client *c, const world_tenant *t, bool
     return rc;
 }
 
-/* The creation time of the complaint an ALREADY_EXISTS message names, if it has key: 0, or -1. */
-static int created_of(gc_client *c, const world_tenant *t, const char *message, const char *key,
-                      int64_t *created_ms, gc_status *st)
+/* The creation time of the complaint key created (FindComplaintByKey): 0, or -1 with st. */
+static int created_of(gc_client *c, const world_tenant *t, const char *key, int64_t *created_ms,
+                      gc_status *st)
 {
-    const char *p = strstr(message, "(complaint ");
-    char *end;
-    long long id = p ? strtoll(p + 11, &end, 10) : 0;
-    if (id <= 0)
-        return -1;
-    Tally__V1__GetComplaintRequest req = TALLY__V1__GET_COMPLAINT_REQUEST__INIT;
+    Tally__V1__FindComplaintByKeyRequest req = TALLY__V1__FIND_COMPLAINT_BY_KEY_REQUEST__INIT;
     ProtobufCMessage *msg;
     req.tenant_id = (char *)t->id;
-    req.complaint_id = id;
-    int rc =
-        gc_call_msg(c, GC_COMMANDS("GetComplaint"), &req.base,
-                    &tally__v1__get_complaint_reply__descriptor, NULL, SEED_PROBE_MS, &msg, st);
+    req.idempotency_key = (char *)key;
+    int rc = gc_call_msg(c, GC_COMMANDS("FindComplaintByKey"), &req.base,
+                         &tally__v1__find_complaint_by_key_reply__descriptor, NULL, SEED_PROBE_MS,
+                         &msg, st);
     if (rc != 0)
         return rc;
-    const Tally__V1__Complaint *cp = ((Tally__V1__GetComplaintReply *)msg)->complaint;
-    rc = cp && strcmp(cp->idempotency_key, key) == 0 ? 0 : -1;
-    if (rc == 0)
-        *created_ms = cp->created_at_ms;
+    *created_ms = ((Tally__V1__FindComplaintByKeyReply *)msg)->created_at_ms;
     protobuf_c_message_free_unpacked(msg, NULL);
-    return rc;
+    return 0;
 }
 
 /*
@@ -313,7 +305,7 @@ static int seed_window(seed_run *run, gc_client *c, world_tenant *t, int64_t end
     }
     int64_t created;
     gen_key(key, sizeof(key), run->seed, 0);
-    if (created_of(c, t, st.message, key, &created, &st) == 0) {
+    if (created_of(c, t, key, &created, &st) == 0) {
         world_set_window(t, run->seed, created + run->o.days * WORLD_DAY_MS, (int)run->o.days);
         if (import_first(run, c, t, &existed, &st) == 0 && existed) {
             sim_say("%s: seeded before with --seed %" PRIu64 "; continuing that history, which "

@@ -44,7 +44,9 @@ Test(query, a_page_token_holds_on_a_query_svc_new_to_the_tenant)
     }
     sys_query_restart(&tq_sys);
     for (int i = 0; i < 2; i++) {
-        Tally__V1__GetAgentPerformanceRequest aq = tq_agents_req(NULL, SORT_ID, 2, tok[i]);
+        /* page_size, limit's AIP-158 name, pages the same */
+        Tally__V1__GetAgentPerformanceRequest aq = tq_agents_req(NULL, SORT_ID, 0, tok[i]);
+        aq.page_size = 2;
         aq.tenant_id = (char *)both[i]->id;
         Tally__V1__GetAgentPerformanceReply *page =
             tq_call_ok(tq_sys.q, GC_DASHBOARD("GetAgentPerformance"), &aq.base,

@@ -179,6 +179,17 @@ Test(query, invalid_requests_name_the_field)
     REFUSE("limit 501", GetAgentPerformance, aq, TALLY_GRPC_INVALID_ARGUMENT, "limit");
     aq = tq_agents_req(NULL, 0, -1, "");
     REFUSE("limit -1", GetAgentPerformance, aq, TALLY_GRPC_INVALID_ARGUMENT, "limit");
+    /* page_size, the AIP-158 name of limit: the same rules; both and different is refused. */
+    aq = tq_agents_req(NULL, 0, 0, "");
+    aq.page_size = 500;
+    V_OK("page_size 500", GetAgentPerformance, get_agent_performance, aq);
+    aq.page_size = 501;
+    REFUSE("page_size 501", GetAgentPerformance, aq, TALLY_GRPC_INVALID_ARGUMENT, "page_size");
+    aq.limit = aq.page_size = 20;
+    V_OK("page_size and limit alike", GetAgentPerformance, get_agent_performance, aq);
+    aq.limit = 10;
+    REFUSE("page_size and limit differ", GetAgentPerformance, aq, TALLY_GRPC_INVALID_ARGUMENT,
+           "page_size");
     cq = tq_dist_req(NULL, 100);
     V_OK("top_n 100", GetCategoryDistribution, get_category_distribution, cq);
     cq = tq_dist_req(NULL, 101);
