@@ -244,7 +244,7 @@ int main(int argc, char **argv)
             gc_stream_open(q[i % opt.conns], GC_DASHBOARD("WatchDashboard"), &req.base, NULL, 0);
         uint8_t *data;
         size_t len;
-        gc_status st;
+        gc_status st = { .message = "the stream could not start" };
         if (!streams[i] || gc_stream_next(streams[i], 10000, &data, &len, &st) != 1) {
             fprintf(stderr, "bench-watch: stream %d: no first page: %s\n", i, st.message);
             return 1;

@@ -483,6 +483,8 @@ void gc_quiet(void)
 
 /* ---- server streams ---------------------------------------------------------------------- */
 
+#define GC_STREAM_OPEN_MS 30000 /* the longest a stream's request may wait to be sent */
+
 struct gc_stream {
     pending p;                 /* the call, its metadata, the message read, the status */
     grpc_completion_queue *cq; /* the stream's own, plucked */
@@ -534,8 +536,13 @@ gc_stream *gc_stream_open(gc_client *c, const char *method, const ProtobufCMessa
     ops[n++].data.send_message.send_message = send;
     ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
     bool ok = grpc_call_start_batch(s->p.call, ops, n, &s->tags[0], NULL) == GRPC_CALL_OK;
-    if (ok)
-        pluck(s, &s->tags[0], -1); /* written (or failed: the status says) */
+    /* Written (or failed: the status says). A connection out of stream slots
+       (SETTINGS_MAX_CONCURRENT_STREAMS) holds it: then the open fails, after GC_STREAM_OPEN_MS. */
+    if (ok && !pluck(s, &s->tags[0], GC_STREAM_OPEN_MS)) {
+        grpc_call_cancel(s->p.call, NULL);
+        pluck(s, &s->tags[0], -1);
+        ok = false;
+    }
     grpc_byte_buffer_destroy(send);
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
@@ -590,8 +597,12 @@ int gc_stream_next(gc_stream *s, int wait_ms, uint8_t **data, size_t *len, gc_st
         }
         ops[n].op = GRPC_OP_RECV_MESSAGE;
         ops[n++].data.recv_message.recv_message = &s->p.recv;
-        if (grpc_call_start_batch(s->p.call, ops, n, &s->tags[1], NULL) != GRPC_CALL_OK)
+        if (grpc_call_start_batch(s->p.call, ops, n, &s->tags[1], NULL) != GRPC_CALL_OK) {
+            memset(st, 0, sizeof(*st));
+            st->code = TALLY_GRPC_INTERNAL;
+            snprintf(st->message, sizeof(st->message), "INTERNAL: cannot read the stream");
             return -1;
+        }
         s->reading = true;
     }
     if (!pluck(s, &s->tags[1], wait_ms))
@@ -614,7 +625,13 @@ int gc_stream_next(gc_stream *s, int wait_ms, uint8_t **data, size_t *len, gc_st
     grpc_slice_unref(sl);
     grpc_byte_buffer_destroy(s->p.recv);
     s->p.recv = NULL;
-    return *data ? 1 : -1;
+    if (!*data) {
+        memset(st, 0, sizeof(*st));
+        st->code = TALLY_GRPC_RESOURCE_EXHAUSTED;
+        snprintf(st->message, sizeof(st->message), "RESOURCE_EXHAUSTED: out of memory");
+        return -1;
+    }
+    return 1;
 }
 
 void gc_stream_free(gc_stream *s)

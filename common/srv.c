@@ -38,10 +38,12 @@
 #define REFLECT_V1     "grpc.reflection.v1.ServerReflection"
 #define REFLECT_V1A    "grpc.reflection.v1alpha.ServerReflection"
 
+#define STUCK_MS       5000 /* after cancelling, how long calls may still take */
+#define TOKEN_SLOTS    256  /* verified tokens each worker remembers */
+#define PEER_BUCKETS   256  /* of the table of connections with calls being served */
+#define HEALTH_WATCHES 256  /* Health/Watch streams (no token needed) open at once */
+
 extern const embedded_file tally_protoset[]; /* proto/CMakeLists.txt */
-#define STUCK_MS     5000                    /* after cancelling, how long calls may still take */
-#define TOKEN_SLOTS  256                     /* verified tokens each worker remembers */
-#define PEER_BUCKETS 256 /* of the table of connections with calls being served */
 
 enum tag_kind {
     TAG_REQUEST,
@@ -115,7 +117,11 @@ struct srv_stream {
     bool opening;        /* open is running: a close meanwhile waits for it */
     bool close_deferred; /* the close came while opening */
     bool opened;         /* open kept the stream: closed() is owed */
+    bool handling;       /* bidi: a message is being handled: the next is not read meanwhile */
+    bool health_counted; /* a Health/Watch, counted in the server's health_watches */
     int end_code;
+    char end_msg[MSG_MAX]; /* the status to end with (own: handlers write c->msg unlocked) */
+    rpc_error end_error;
     int refs;      /* ops in flight (the close op among them) */
     int cancelled; /* RECV_CLOSE_ON_SERVER's */
     double t0;
@@ -161,6 +167,7 @@ struct srv_server {
     pthread_mutex_t streams_mu;
     srv_stream *streams;
     long long nstreams, max_streams;
+    long long health_watches; /* Health/Watch streams among them: open to all, capped apart */
     bool streams_closing;
     metrics_counter *streams_refused, *stream_msgs, *stream_replaced;
     reflect_index *reflect; /* the API's descriptor set, for server reflection (or NULL) */
@@ -266,10 +273,10 @@ static int post(srv_server *s, method *m)
  * The trailer of a failure: google.rpc.Status with the code, the message and the details
  * (rpcstatus.h). Its slices live in c until the call is freed; 0 when there is none.
  */
-static size_t status_trailer(srv_call *c, int code)
+static size_t status_trailer(srv_call *c, int code, const char *msg, const rpc_error *e)
 {
     uint8_t buf[RPC_STATUS_MAX];
-    size_t len = code != 0 ? rpc_status_pack(code, c->msg, &c->error, buf, sizeof(buf)) : 0;
+    size_t len = code != 0 ? rpc_status_pack(code, msg, e, buf, sizeof(buf)) : 0;
     c->trailer.key = grpc_slice_from_static_string("grpc-status-details-bin");
     c->trailer.value =
         len ? grpc_slice_from_copied_buffer((const char *)buf, len) : grpc_empty_slice();
@@ -284,7 +291,7 @@ static void finish(srv_call *c, int code)
     memset(ops, 0, sizeof(ops));
     c->kind = TAG_DONE;
     c->status_details = grpc_slice_from_copied_string(c->msg);
-    size_t ntrailer = status_trailer(c, code);
+    size_t ntrailer = status_trailer(c, code, c->msg, &c->error);
     ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[n++].data.send_initial_metadata.count = 0;
     if (code == 0 && c->reply) {
@@ -487,6 +494,14 @@ static int st_start(srv_stream *st, const grpc_op *ops, size_t n, stag *tag)
     return 0;
 }
 
+/* An op the core refused: the call is ended from the side, so the close op still comes. */
+static void st_abort(srv_stream *st)
+{
+    st->ended = true;
+    grpc_call_cancel_with_status(st->c->call, GRPC_STATUS_INTERNAL,
+                                 "the server could not go on with the stream", NULL);
+}
+
 /*
  * Under st->mu: starts what can go now that nothing is in flight: the waiting message, else
  * the status once it is wanted. The first batch carries the initial metadata.
@@ -511,6 +526,7 @@ static void st_pump(srv_stream *st)
             st->initial_sent = true;
         } else {
             grpc_byte_buffer_destroy(st->pending);
+            st_abort(st);
         }
         st->pending = NULL;
         return;
@@ -521,72 +537,92 @@ static void st_pump(srv_stream *st)
     if (st->closed) /* nobody to tell */
         return;
     c->kind = TAG_DONE; /* call_free releases the status slices */
-    c->status_details = grpc_slice_from_copied_string(c->msg);
-    size_t ntrailer = status_trailer(c, st->end_code);
+    c->status_details = grpc_slice_from_copied_string(st->end_msg);
+    size_t ntrailer = status_trailer(c, st->end_code, st->end_msg, &st->end_error);
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status = (grpc_status_code)st->end_code;
-    ops[n].data.send_status_from_server.status_details = c->msg[0] ? &c->status_details : NULL;
+    ops[n].data.send_status_from_server.status_details = st->end_msg[0] ? &c->status_details : NULL;
     ops[n].data.send_status_from_server.trailing_metadata_count = ntrailer;
     ops[n++].data.send_status_from_server.trailing_metadata = &c->trailer;
-    st_start(st, ops, n, &st->ended_tag);
+    if (st_start(st, ops, n, &st->ended_tag) != 0)
+        st_abort(st);
+}
+
+/* Under st->mu: the stream is to end with code and msg (and e's details), once. */
+static void st_want_end(srv_stream *st, int code, const char *msg, const rpc_error *e)
+{
+    if (st->end_wanted || st->closed)
+        return;
+    snprintf(st->end_msg, sizeof(st->end_msg), "%s", msg);
+    if (e)
+        st->end_error = *e;
+    else
+        rpc_error_clear(&st->end_error);
+    st->end_code = code;
+    st->end_wanted = true;
+    st_pump(st);
 }
 
 /* Under st->mu: a bidirectional stream reads its next message once its replies are out. */
 static void st_read(srv_stream *st)
 {
-    grpc_op op;
-    if (!st->bidi || st->reading || st->sending || st->pending || st->end_wanted || st->closed)
+    grpc_op ops[2];
+    size_t n = 0;
+    if (!st->bidi || st->reading || st->handling || st->sending || st->pending || st->end_wanted ||
+        st->closed)
         return;
-    memset(&op, 0, sizeof(op));
-    if (!st->initial_sent) { /* grpcurl and others wait for the headers before they send */
-        grpc_op ops[2];
-        memset(ops, 0, sizeof(ops));
-        ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-        ops[1].op = GRPC_OP_RECV_MESSAGE;
-        ops[1].data.recv_message.recv_message = &st->recv;
-        if (st_start(st, ops, 2, &st->recv_tag) == 0) {
-            st->initial_sent = true;
-            st->reading = true;
-        }
-        return;
-    }
-    op.op = GRPC_OP_RECV_MESSAGE;
-    op.data.recv_message.recv_message = &st->recv;
-    if (st_start(st, &op, 1, &st->recv_tag) == 0)
+    memset(ops, 0, sizeof(ops));
+    if (!st->initial_sent) /* grpcurl and others wait for the headers before they send */
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[n].op = GRPC_OP_RECV_MESSAGE;
+    ops[n++].data.recv_message.recv_message = &st->recv;
+    if (st_start(st, ops, n, &st->recv_tag) == 0) {
+        st->initial_sent = true;
         st->reading = true;
+    } else {
+        st_abort(st);
+    }
 }
 
-/* A bidirectional stream's message (on worker w): decoded and handed to the method. */
-static void st_received(worker *w, srv_stream *st)
+/* Under st->mu: ends the stream with the failure a handler left in c. */
+static void st_end_call(srv_stream *st, int rc)
+{
+    srv_call *c = st->c;
+    st_want_end(st, tally_err_grpc_code(rc), c->msg[0] ? c->msg : tally_err_str(rc), &c->error);
+}
+
+/* A bidirectional stream's message (on worker w): decoded and handed to the method, alone. */
+static void st_received(worker *w, srv_stream *st, bool ok)
 {
     srv_call *c = st->c;
     pthread_mutex_lock(&st->mu);
     grpc_byte_buffer *bb = st->recv;
     st->recv = NULL;
     st->reading = false;
+    st->handling = ok && bb;
+    if (ok && !bb) /* the client half-closed: done */
+        st_want_end(st, GRPC_STATUS_OK, "", NULL);
     pthread_mutex_unlock(&st->mu);
-    if (!bb) { /* the client half-closed (or the call is over): done */
-        srv_stream_end(st, TALLY_OK, "%s", "");
+    if (!ok || !bb) { /* a failed read (the call is over): the close op tells the rest */
+        if (bb)
+            grpc_byte_buffer_destroy(bb);
         return;
     }
-    grpc_byte_buffer *saved = c->payload;
-    c->payload = bb;
+    c->payload = bb; /* handling: no other thread touches c's handler fields now */
     c->msg[0] = '\0';
     rpc_error_clear(&c->error);
     ProtobufCMessage *req = decode(c);
     int rc = req ? st->m->m->bidi(c, st, req, w->state) : TALLY_EINVAL;
     if (req)
         protobuf_c_message_free_unpacked(req, NULL);
-    c->payload = saved;
+    c->payload = NULL;
     grpc_byte_buffer_destroy(bb);
-    if (rc != 0) {
-        char msg[MSG_MAX];
-        snprintf(msg, sizeof(msg), "%s", c->msg[0] ? c->msg : tally_err_str(rc));
-        srv_stream_end(st, rc, "%s", msg);
-        return;
-    }
     pthread_mutex_lock(&st->mu);
-    st_read(st);
+    st->handling = false;
+    if (rc != 0)
+        st_end_call(st, rc);
+    else
+        st_read(st);
     pthread_mutex_unlock(&st->mu);
 }
 
@@ -606,7 +642,7 @@ static void st_free(srv_stream *st)
     atomic_fetch_sub(&s->live, 1);
 }
 
-/* Drops one op's reference; frees the stream after the last. */
+/* Drops one reference (an op's, or the opener's); frees the stream after the last. */
 static void st_unref(srv_stream *st)
 {
     pthread_mutex_lock(&st->mu);
@@ -616,16 +652,9 @@ static void st_unref(srv_stream *st)
         st_free(st);
 }
 
-/* The call is over: the application hears of it, the server forgets it, it is counted. */
-static void st_closed(srv_stream *st)
+/* Takes st off the server's open streams. */
+static void streams_unlink(srv_server *s, srv_stream *st)
 {
-    srv_server *s = st->c->srv;
-    pthread_mutex_lock(&st->mu);
-    bool opened = st->opened;
-    int code = st->ended ? st->end_code : GRPC_STATUS_CANCELLED;
-    pthread_mutex_unlock(&st->mu);
-    if (opened && st->m->m->closed)
-        st->m->m->closed(st);
     pthread_mutex_lock(&s->streams_mu);
     if (st->prev)
         st->prev->next = st->next;
@@ -633,8 +662,23 @@ static void st_closed(srv_stream *st)
         s->streams = st->next;
     if (st->next)
         st->next->prev = st->prev;
+    st->prev = st->next = NULL;
     s->nstreams--;
+    if (st->health_counted)
+        s->health_watches--;
     pthread_mutex_unlock(&s->streams_mu);
+}
+
+/* The call is over: the application hears of it, the server forgets it, it is counted. */
+static void st_closed(srv_stream *st)
+{
+    pthread_mutex_lock(&st->mu);
+    bool opened = st->opened;
+    int code = st->ended ? st->end_code : GRPC_STATUS_CANCELLED;
+    pthread_mutex_unlock(&st->mu);
+    if (opened && st->m->m->closed)
+        st->m->m->closed(st);
+    streams_unlink(st->c->srv, st);
     metrics_inc(st->m->handled[code], 1);
     metrics_observe(st->m->seconds, mono_seconds() - st->t0);
     log_debug("stream over", LOG_STR("method", st->m->path),
@@ -646,7 +690,6 @@ static void st_closed(srv_stream *st)
 static void st_event(worker *w, stag *tag, bool ok)
 {
     srv_stream *st = tag->st;
-    (void)ok; /* a failed op: the close op tells the rest */
     switch (tag->kind) {
     case TAG_ST_SENT:
         pthread_mutex_lock(&st->mu);
@@ -658,7 +701,7 @@ static void st_event(worker *w, stag *tag, bool ok)
         st_unref(st);
         return;
     case TAG_ST_RECV:
-        st_received(w, st);
+        st_received(w, st, ok);
         st_unref(st);
         return;
     case TAG_ST_ENDED:
@@ -683,10 +726,11 @@ static void st_event(worker *w, stag *tag, bool ok)
 }
 
 /*
- * Opens a stream for call c: registers it (within TALLY_GRPC_MAX_STREAMS), starts the op that
- * says when the call is over, and runs the method's open. 0 when the stream owns c from now
- * on (open may still have refused it: the stream then ends with its status); else a tally_err
- * with c->msg set, and c is the caller's to finish.
+ * Opens a stream for call c: registers it (within TALLY_GRPC_MAX_STREAMS; Health/Watch within
+ * HEALTH_WATCHES, as it needs no token), starts the op that says when the call is over, and
+ * runs the method's open (a bidi method reads instead). 0 when the stream owns c from now on
+ * (open may still have refused it: the stream then ends with its status), and the caller must
+ * not touch c again; else a tally_err with c->msg set, and c is the caller's to finish.
  */
 static int stream_serve(worker *w, srv_call *c, const ProtobufCMessage *req)
 {
@@ -696,29 +740,6 @@ static int stream_serve(worker *w, srv_call *c, const ProtobufCMessage *req)
     grpc_op op;
     if (!st)
         return srv_fail(c, TALLY_ENOMEM, "out of memory opening a stream");
-    pthread_mutex_lock(&s->streams_mu);
-    int rc = s->streams_closing              ? TALLY_EUNAVAIL
-             : s->nstreams >= s->max_streams ? TALLY_ETOOBIG
-                                             : 0;
-    if (rc == 0) {
-        st->next = s->streams;
-        if (s->streams)
-            s->streams->prev = st;
-        s->streams = st;
-        s->nstreams++;
-    }
-    pthread_mutex_unlock(&s->streams_mu);
-    if (rc != 0) {
-        free(st);
-        if (rc == TALLY_EUNAVAIL)
-            return srv_fail(c, rc, "the server is shutting down; reconnect to another replica");
-        metrics_inc(s->streams_refused, 1);
-        srv_error_reason(c, "TOO_MANY_STREAMS");
-        return srv_fail(c, rc,
-                        "too many streams open on this server (at most %lld, "
-                        "TALLY_GRPC_MAX_STREAMS); retry later or on another replica",
-                        s->max_streams);
-    }
     st->c = c;
     st->m = m;
     st->t0 = mono_seconds();
@@ -727,41 +748,65 @@ static int stream_serve(worker *w, srv_call *c, const ProtobufCMessage *req)
     st->ended_tag = (stag){ TAG_ST_ENDED, st };
     st->recv_tag = (stag){ TAG_ST_RECV, st };
     st->bidi = m->m->bidi != NULL;
+    st->opening = true;
+    st->refs = 1; /* the opener's, until the end of this function */
     pthread_mutex_init(&st->mu, NULL);
+    bool health = m->health;
+    pthread_mutex_lock(&s->streams_mu);
+    int rc = 0;
+    if (s->streams_closing)
+        rc = TALLY_EUNAVAIL;
+    else if (health ? s->health_watches >= HEALTH_WATCHES
+                    : s->nstreams - s->health_watches >= s->max_streams)
+        rc = TALLY_ETOOBIG;
+    if (rc == 0) {
+        st->next = s->streams;
+        if (s->streams)
+            s->streams->prev = st;
+        s->streams = st;
+        s->nstreams++;
+        s->health_watches += health;
+        st->health_counted = health;
+    }
+    pthread_mutex_unlock(&s->streams_mu);
+    if (rc != 0) {
+        pthread_mutex_destroy(&st->mu);
+        free(st);
+        if (rc == TALLY_EUNAVAIL)
+            return srv_fail(c, rc, "the server is shutting down; reconnect to another replica");
+        metrics_inc(s->streams_refused, 1);
+        srv_error_reason(c, "TOO_MANY_STREAMS");
+        return srv_fail(c, rc,
+                        "too many streams open on this server (at most %lld%s); retry later "
+                        "or on another replica",
+                        health ? (long long)HEALTH_WATCHES : s->max_streams,
+                        health ? " health watches" : ", TALLY_GRPC_MAX_STREAMS");
+    }
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     op.data.recv_close_on_server.cancelled = &st->cancelled;
     pthread_mutex_lock(&st->mu);
-    st->opening = true;
     rc = st_start(st, &op, 1, &st->closed_tag);
     pthread_mutex_unlock(&st->mu);
     if (rc != 0) { /* nothing in flight: undo */
-        pthread_mutex_lock(&s->streams_mu);
-        if (st->next)
-            st->next->prev = NULL;
-        s->streams = st->next;
-        s->nstreams--;
-        pthread_mutex_unlock(&s->streams_mu);
+        streams_unlink(s, st);
         pthread_mutex_destroy(&st->mu);
         free(st);
         return srv_fail(c, TALLY_EINTERNAL, "cannot start the stream");
     }
     rc = st->bidi ? 0 : m->m->stream(c, st, req, w->state);
+    c->worker = NULL; /* from here on c is the stream's */
     pthread_mutex_lock(&st->mu);
     st->opening = false;
     st->opened = rc == 0;
+    if (rc != 0)
+        st_end_call(st, rc);
     st_read(st);
-    if (rc != 0) {
-        if (!c->msg[0])
-            snprintf(c->msg, sizeof(c->msg), "%s", tally_err_str(rc));
-        st->end_code = tally_err_grpc_code(rc);
-        st->end_wanted = true;
-        st_pump(st);
-    }
     bool closed = st->close_deferred;
     pthread_mutex_unlock(&st->mu);
     if (closed)
         st_closed(st);
+    st_unref(st); /* the opener's: the stream may be gone after this */
     return 0;
 }
 
@@ -826,24 +871,16 @@ const char *srv_call_message(const srv_call *call)
     return call->msg;
 }
 
-static void st_vend(srv_stream *st, int err, const char *fmt, va_list ap)
-{
-    pthread_mutex_lock(&st->mu);
-    if (!st->end_wanted && !st->closed) {
-        vsnprintf(st->c->msg, sizeof(st->c->msg), fmt, ap);
-        st->end_code = tally_err_grpc_code(err);
-        st->end_wanted = true;
-        st_pump(st);
-    }
-    pthread_mutex_unlock(&st->mu);
-}
-
 void srv_stream_end(srv_stream *st, int err, const char *fmt, ...)
 {
+    char msg[MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
-    st_vend(st, err, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    pthread_mutex_lock(&st->mu);
+    st_want_end(st, tally_err_grpc_code(err), msg, NULL);
+    pthread_mutex_unlock(&st->mu);
 }
 
 void srv_stream_set_data(srv_stream *st, void *data)
@@ -856,15 +893,26 @@ void *srv_stream_data(const srv_stream *st)
     return st->data;
 }
 
-/* Ends every open stream (srv_shutdown): UNAVAILABLE, so their clients go elsewhere. */
+/*
+ * Ends every open stream (srv_shutdown): UNAVAILABLE, so their clients go elsewhere. A stream
+ * whose client does not read (a message stuck in flight) is cancelled with that status at once:
+ * trailers are not held back by flow control, and the shutdown does not wait for it.
+ */
 static void streams_end_all(srv_server *s)
 {
+    static const char why[] = "the server is shutting down; reconnect to another replica";
     pthread_mutex_lock(&s->streams_mu);
     s->streams_closing = true;
-    for (srv_stream *st = s->streams; st; st = st->next)
-        srv_stream_end(st, TALLY_EUNAVAIL,
-                       "the server is shutting down; reconnect to another "
-                       "replica");
+    for (srv_stream *st = s->streams; st; st = st->next) {
+        pthread_mutex_lock(&st->mu);
+        bool stuck = st->sending != NULL && !st->closed && !st->ended;
+        st_want_end(st, GRPC_STATUS_UNAVAILABLE, why, NULL);
+        if (stuck) {
+            st->ended = true;
+            grpc_call_cancel_with_status(st->c->call, GRPC_STATUS_UNAVAILABLE, why, NULL);
+        }
+        pthread_mutex_unlock(&st->mu);
+    }
     pthread_mutex_unlock(&s->streams_mu);
 }
 
@@ -897,6 +945,13 @@ static int reflect_info(srv_call *c, srv_stream *st, const ProtobufCMessage *msg
         return srv_fail(c, TALLY_EUNIMPL, "server reflection: no descriptor set in this build");
     if (reflect_answer(s->reflect, s->names, s->nnames, (const void *)msg, &out, &len) != 0)
         return srv_fail(c, TALLY_ENOMEM, "out of memory answering a reflection request");
+    if ((long long)len > s->max_message) {
+        free(out);
+        return srv_fail(c, TALLY_ETOOBIG,
+                        "the reflection answer of %zu bytes is over the message limit of %lld "
+                        "(TALLY_GRPC_MAX_MESSAGE_BYTES); use build/proto/tally.protoset",
+                        len, s->max_message);
+    }
     grpc_slice slice = grpc_slice_new(out, len, free);
     int rc = st_send(st, grpc_raw_byte_buffer_create(&slice, 1));
     grpc_slice_unref(slice);
@@ -924,6 +979,7 @@ static void serve(worker *w, srv_call *c)
     } else if (auth && (rc = authenticate(c, &claims)) != 0) {
         /* rc and c->msg say why */
     } else if (m->m->bidi) {
+        peer_leave(c); /* an open stream holds no worker: the connection's limit is for those */
         rc = stream_serve(w, c, NULL);
         streamed = rc == 0;
     } else if ((req = decode(c)) == NULL) {
@@ -933,6 +989,7 @@ static void serve(worker *w, srv_call *c)
     } else if (m->m->stream) {
         if (c->srv->call_begin && w->state && !m->health)
             c->srv->call_begin(w->state, c->srv->arg);
+        peer_leave(c);
         rc = stream_serve(w, c, req);
         streamed = rc == 0;
     } else if (m->health) {
@@ -944,11 +1001,9 @@ static void serve(worker *w, srv_call *c)
     }
     if (req)
         protobuf_c_message_free_unpacked(req, NULL);
-    peer_leave(c);
-    if (streamed) { /* the stream owns the call now, and counts it when it is over */
-        c->worker = NULL;
+    if (streamed) /* the stream owns c now (it may be gone already) and counts it at its end */
         return;
-    }
+    peer_leave(c);
     if (rc == 0 && !c->reply) {
         rc = TALLY_EINTERNAL;
         snprintf(c->msg, sizeof(c->msg), "handler %s returned no reply", m->path);

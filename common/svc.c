@@ -347,9 +347,11 @@ out_teardown:
     /* HTTP first: its checks and gauges read the server's and the service's state. */
     http_free(http);
     http = NULL;
-    srv_free(srv);
+    /* Before srv_free: a service's threads may still hold what the server made (query-svc's
+       WatchDashboard hub: its last page's buffers), and need the gRPC core alive. */
     if (def->teardown)
         def->teardown(def->arg);
+    srv_free(srv);
 out_free:
     http_free(http);
     metrics_free(reg);

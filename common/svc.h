@@ -56,7 +56,8 @@ typedef struct svc_def {
      * return value is the exit code when it returns before a signal (0 otherwise).
      */
     int (*run)(const svc_env *env, void *arg);
-    /* Called after the server has stopped. */
+    /* Called after the server has stopped serving (every call and stream over), before it is
+       freed. */
     void (*teardown)(void *arg);
     void *(*worker_init)(int index, void *arg);
     void (*worker_free)(void *state, void *arg);

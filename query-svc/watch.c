@@ -30,7 +30,9 @@ typedef struct watch {
     struct watch *next;
     srv_stream *st;
     Tally__V1__GetDashboardRequest *req; /* the stream's own copy */
-    uint64_t key;                        /* the request's bytes, hashed: streams sharing pages */
+    uint8_t *bytes;                      /* the request packed: streams of equal bytes share */
+    size_t len;                          /* pages (never a hash alone: one tenant's page must */
+    uint64_t key;                        /* not reach another's stream); key, their hash */
     int64_t interval_ms, last_ms;        /* the least time between pages; the last page */
     bool dirty;                          /* the tenant changed since the last page */
     bool opening; /* the first page is not out yet: the hub leaves it alone */
@@ -63,7 +65,14 @@ static void watch_free(watch *w)
 {
     if (w->req)
         protobuf_c_message_free_unpacked(&w->req->base, NULL);
+    free(w->bytes);
     free(w);
+}
+
+/* Whether a and b asked exactly the same (so one read serves both). */
+static bool same_request(const watch *a, const watch *b)
+{
+    return a->key == b->key && a->len == b->len && memcmp(a->bytes, b->bytes, a->len) == 0;
 }
 
 static void unlink_watch(watch *w)
@@ -95,9 +104,10 @@ int watch_open(srv_call *call, srv_stream *st, const ProtobufCMessage *msg, void
     protobuf_c_message_pack(msg, buf);
     w->req = tally__v1__get_dashboard_request__unpack(NULL, len, buf);
     w->key = hash_fnv1a(buf, len, 0);
-    free(buf);
+    w->bytes = buf;
+    w->len = len;
     if (!w->req) {
-        free(w);
+        watch_free(w);
         return srv_fail(call, TALLY_ENOMEM, "out of memory opening a watch");
     }
     w->st = st;
@@ -174,21 +184,18 @@ static int64_t run_due(void)
             }
             if (!lead)
                 lead = w;
-            w->chosen = w->key == lead->key;
+            w->chosen = same_request(w, lead);
+            if (w->chosen) /* a change from now on marks it again: a page after this one */
+                w->dirty = false;
         }
         if (!lead) {
             pthread_mutex_unlock(&hub.mu);
             return next;
         }
         srv_call *local = srv_call_local(lead->st);
-        size_t len = protobuf_c_message_get_packed_size(&lead->req->base);
-        uint8_t *buf = malloc(len ? len : 1);
-        if (buf)
-            protobuf_c_message_pack(&lead->req->base, buf);
-        pthread_mutex_unlock(&hub.mu);
         Tally__V1__GetDashboardRequest *req =
-            buf ? tally__v1__get_dashboard_request__unpack(NULL, len, buf) : NULL;
-        free(buf);
+            tally__v1__get_dashboard_request__unpack(NULL, lead->len, lead->bytes);
+        pthread_mutex_unlock(&hub.mu);
         int rc = local && req ? query_dashboard(local, &req->base, hub.reader) : TALLY_ENOMEM;
         if (req)
             protobuf_c_message_free_unpacked(&req->base, NULL);
@@ -201,12 +208,11 @@ static int64_t run_due(void)
             w->chosen = false;
             w->last_ms = now;
             if (rc == 0) {
-                w->dirty = false;
                 srv_stream_send_reply(w->st, local);
             } else if (rc == TALLY_EUNAVAIL || rc == TALLY_ENOMEM) {
-                w->last_ms = now - w->interval_ms + RETRY_MS; /* dirty still: again later */
+                w->dirty = true; /* again later */
+                w->last_ms = now - w->interval_ms + RETRY_MS;
             } else { /* the tenant went away, say: the stream ends with why */
-                w->dirty = false;
                 srv_stream_end(w->st, rc, "%s", srv_call_message(local));
             }
         }

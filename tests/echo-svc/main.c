@@ -59,6 +59,22 @@ static int sleep_then_echo(srv_call *call, const ProtobufCMessage *msg, void *wo
     return echo(call, msg, worker);
 }
 
+static int stream_open(srv_call *call, srv_stream *st, const ProtobufCMessage *msg, void *worker)
+{
+    const Tally__Test__V1__EchoRequest *req = (const void *)msg;
+    Tally__Test__V1__EchoReply rep = TALLY__TEST__V1__ECHO_REPLY__INIT;
+    struct timespec t = { .tv_sec = req->sleep_ms / 1000,
+                          .tv_nsec = (long)(req->sleep_ms % 1000) * 1000000 };
+    (void)worker;
+    if (req->sleep_ms > SLEEP_MAX_MS)
+        return srv_fail(call, TALLY_EINVAL, "sleep_ms: at most %d", SLEEP_MAX_MS);
+    nanosleep(&t, NULL);
+    rep.text = req->text;
+    rep.payload = req->payload;
+    int rc = srv_stream_send(st, &rep.base);
+    return rc == 0 || rc == TALLY_ECANCELLED ? 0 : srv_fail(call, rc, "cannot send");
+}
+
 static int fail(srv_call *call, const ProtobufCMessage *msg, void *worker)
 {
     const Tally__Test__V1__FailRequest *req = (const void *)msg;
@@ -88,6 +104,10 @@ int main(void)
           .request = &tally__test__v1__echo_request__descriptor,
           .handler = sleep_then_echo,
           .roles = AUTH_ANY | SRV_NO_TENANT },
+        { .name = "Stream",
+          .request = &tally__test__v1__echo_request__descriptor,
+          .roles = AUTH_ANY | SRV_NO_TENANT,
+          .stream = stream_open },
         { .name = "Fail",
           .request = &tally__test__v1__fail_request__descriptor,
           .handler = fail,
