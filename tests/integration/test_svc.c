@@ -33,14 +33,21 @@ static void *run_batch(void *arg)
     return NULL;
 }
 
-/* The calls_in_flight gauge, read from /metrics. */
-static long in_flight(int http_port)
+/* A gauge without labels, read from /metrics; -1 when it is not there. */
+static long gauge(int http_port, const char *name)
 {
     static char text[1 << 20];
+    char key[128];
     if (proc_http_get(http_port, "/metrics", text, sizeof(text)) != 200)
         return -1;
-    const char *at = strstr(text, "\ngrpc_server_calls_in_flight ");
-    return at ? atol(at + 29) : -1;
+    snprintf(key, sizeof(key), "\n%s ", name);
+    const char *at = strstr(text, key);
+    return at ? atol(at + strlen(key)) : -1;
+}
+
+static long in_flight(int http_port)
+{
+    return gauge(http_port, "grpc_server_calls_in_flight");
 }
 
 static void wait_in_flight(int http_port, long n)
@@ -183,14 +190,9 @@ Test(svc, health_watch_follows_the_drain_and_ends_unavailable)
     proc_release(&p);
 }
 
-/* The open streams gauge, read from /metrics. */
 static long streams_open(int http_port)
 {
-    static char text[1 << 20];
-    if (proc_http_get(http_port, "/metrics", text, sizeof(text)) != 200)
-        return -1;
-    const char *at = strstr(text, "\ntally_grpc_streams_open ");
-    return at ? atol(at + 25) : -1;
+    return gauge(http_port, "tally_grpc_streams_open");
 }
 
 /*
