@@ -285,7 +285,7 @@ Test(projector, metrics_name_every_series_the_issue_asks_for)
         "tally_projector_batch_seconds_count",  "tally_projector_lag_seconds_count",
         "tally_projector_stream_pending",
     };
-    static char body[1 << 16];
+    static char body[1 << 20];
     generate(11, 1, 200);
     start(0, NULL);
     add(EV_IN_ORDER, 0);

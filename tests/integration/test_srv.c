@@ -449,7 +449,7 @@ Test(srv, a_flood_of_slow_calls_from_one_client_leaves_workers_to_others, .fini 
     cr_expect_gt(f.refused, 0, "the flood's own calls: the excess refused (%d ok)", f.ok);
     cr_expect_eq(f.other, 0, "the flood's calls: %d neither OK nor RESOURCE_EXHAUSTED", f.other);
     cr_expect(strstr(f.refusal, "at most 2"), "the refusal says the limit: %s", f.refusal);
-    char body[65536];
+    static char body[1 << 20];
     cr_assert_eq(proc_http_get(svc.http_port, "/metrics", body, sizeof(body)), 200);
     const char *m = strstr(body, "\ntally_grpc_refused_busy_connection_total ");
     cr_assert(m, "no tally_grpc_refused_busy_connection_total in /metrics");

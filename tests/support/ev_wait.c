@@ -13,7 +13,7 @@
 
 double ev_metric(int http_port, const char *name)
 {
-    size_t cap = 1 << 16, nlen = strlen(name);
+    size_t cap = 1 << 20, nlen = strlen(name);
     char *body = xrealloc(NULL, cap);
     double v = -1;
     if (proc_http_get(http_port, "/metrics", body, cap) == 200)

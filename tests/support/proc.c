@@ -382,26 +382,36 @@ void proc_release(proc *p)
 int proc_http_get(int port, const char *path, char *body, size_t len)
 {
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-    char req[256], resp[65536];
-    size_t got = 0;
+    char req[256];
+    size_t got = 0, cap = 65536;
+    char *resp = malloc(cap);
     int status = -1;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+    if (!resp || fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
         goto out;
     int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
     if (write(fd, req, (size_t)n) != n)
         goto out;
-    for (ssize_t r;
-         got < sizeof(resp) - 1 && (r = read(fd, resp + got, sizeof(resp) - 1 - got)) > 0;)
+    for (ssize_t r; (r = read(fd, resp + got, cap - 1 - got)) > 0;) {
         got += (size_t)r;
+        if (got == cap - 1) { /* the whole answer, however long: never a cut one */
+            char *more = realloc(resp, cap * 2);
+            if (!more)
+                goto out;
+            resp = more;
+            cap *= 2;
+        }
+    }
     resp[got] = '\0';
     if (sscanf(resp, "HTTP/1.%*d %d", &status) != 1)
         status = -1;
     const char *b = strstr(resp, "\r\n\r\n");
-    snprintf(body, len, "%s", b ? b + 4 : "");
+    if ((size_t)snprintf(body, len, "%s", b ? b + 4 : "") >= len)
+        status = -1; /* the caller's buffer is too small for the body */
 out:
     if (fd >= 0)
         close(fd);
+    free(resp);
     return status;
 }

@@ -109,7 +109,8 @@ bool proc_log_wait(proc *p, const char *needle, int timeout_ms);
 /* Frees the log; the child must have exited. */
 void proc_release(proc *p);
 
-/* GET path from 127.0.0.1:port; returns the status code and the body in body, or -1. */
+/* GET path from 127.0.0.1:port; returns the status code and the body in body, or -1 (also
+   when the body does not fit in len: never a cut one). */
 int proc_http_get(int port, const char *path, char *body, size_t len);
 
 #endif
