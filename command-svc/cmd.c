@@ -509,7 +509,7 @@ static void version_conflict(srv_call *call, int64_t complaint_id, int64_t expec
 /* The details of a FAILED_PRECONDITION for a status move the workflow does not allow. */
 static void move_refused(srv_call *call, int from, int to)
 {
-    char list[64];
+    char list[96];
     val_allowed_moves(from, list, sizeof(list));
     srv_error_reason(call, "STATUS_MOVE_NOT_ALLOWED");
     srv_error_meta(call, "from_status", "STATUS_%s", val_status_name(from));

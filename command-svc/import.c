@@ -203,12 +203,15 @@ static int db_fail(imp_db *db, int rc, const char *what)
     db_rollback(db->w); /* overwrites the connection's last error */
     switch (rc) {
     case TALLY_EUNAVAIL:
+        srv_error_reason(db->call, "DATABASE_UNAVAILABLE");
         return srv_fail(db->call, rc, "PostgreSQL is unavailable (%s): %s", what, errstr);
     case TALLY_ETIMEOUT:
         return srv_fail(db->call, rc, "deadline exceeded while %s; nothing was imported", what);
     case TALLY_ECONFLICT:
+        srv_error_reason(db->call, "CONCURRENT_CHANGE");
         return srv_fail(db->call, rc, "a concurrent change won while %s; retry", what);
     case TALLY_EEXIST:
+        srv_error_reason(db->call, "CONCURRENT_CHANGE");
         if (strcmp(constraint, "idempotency_keys_pkey") == 0)
             return srv_fail(db->call, TALLY_ECONFLICT,
                             "complaints: a concurrent call imported or created one of these "

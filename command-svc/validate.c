@@ -109,7 +109,7 @@ void val_allowed_moves(int from, char *list, size_t len)
     size_t used = 0;
     list[0] = '\0';
     for (int i = 0; from >= 1 && from <= 4 && i < 3 && allowed[from][i] && used < len; i++)
-        used += (size_t)snprintf(list + used, len - used, "%s%s", i ? "," : "",
+        used += (size_t)snprintf(list + used, len - used, "%sSTATUS_%s", i ? "," : "",
                                  val_status_name(allowed[from][i]));
 }
 

@@ -43,7 +43,8 @@ bool val_move_allowed(int from, int to);
  */
 void val_move_error(int from, int to, char *err, size_t errlen);
 
-/* The statuses a complaint may move to from status from, "IN_PROGRESS,RESOLVED" ("" if none). */
+/* The statuses a complaint may move to from status from, as the enum names them,
+   "STATUS_IN_PROGRESS,STATUS_RESOLVED" ("" if none). */
 void val_allowed_moves(int from, char *list, size_t len);
 
 /* "OPEN", "IN_PROGRESS", ...; "UNSPECIFIED" for anything else. */

@@ -1,6 +1,7 @@
 #include "rpcstatus.h"
 
 #include "err.h"
+#include "utf8.h"
 
 #include "google/rpc/error_details.pb-c.h"
 #include "google/rpc/status.pb-c.h"
@@ -38,6 +39,19 @@ void rpc_error_meta(rpc_error *e, const char *key, const char *value)
     snprintf(e->meta[i].value, sizeof(e->meta[i].value), "%s", value);
     if (i == e->nmeta)
         e->nmeta++;
+}
+
+void rpc_utf8_clean(char *s)
+{
+    size_t len = strlen(s);
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_seq((const unsigned char *)s + i, len - i);
+        if (n == 0) {
+            s[i++] = '?';
+            continue;
+        }
+        i += n;
+    }
 }
 
 bool rpc_field_path(const char *msg, char *field, size_t len)

@@ -23,7 +23,7 @@
 #define RPC_DOMAIN     "tally.v1"
 #define RPC_META_MAX   6    /* metadata entries of one ErrorInfo */
 #define RPC_RETRY_MS   1000 /* RetryInfo's delay when the handler set none */
-#define RPC_STATUS_MAX 2048 /* the largest Status packed (a trailer stays well under 8 KiB) */
+#define RPC_STATUS_MAX 4096 /* the largest Status packed (worst case about 2.4 KiB) */
 
 /* What a handler adds to a failure; zeroed means "the defaults for the code". */
 typedef struct rpc_error {
@@ -52,13 +52,21 @@ void rpc_error_meta(rpc_error *e, const char *key, const char *value);
  */
 bool rpc_field_path(const char *msg, char *field, size_t len);
 
+/*
+ * Makes s valid UTF-8 in place: each byte that does not start a whole sequence becomes '?'
+ * (a message cut at its buffer's end, a client's bytes quoted in it). A proto3 string must be
+ * UTF-8: grpc-go and Python refuse a Status whose message is not.
+ */
+void rpc_utf8_clean(char *s);
+
 /* The reason a failure gets when the handler set none ("INVALID_FIELD", "UNAVAILABLE", ...). */
 const char *rpc_default_reason(int code, const char *msg);
 
 /*
  * Packs the google.rpc.Status of a failure with gRPC code (1..16) and message into buf.
- * Returns its length, or 0 when it does not fit (never happens below RPC_STATUS_MAX with
- * the limits above) or code is OK.
+ * Returns its length, or 0 when it does not fit (not below RPC_STATUS_MAX with the limits
+ * above: a 511-byte message twice and six full metadata entries take about 2.4 KiB) or code
+ * is OK.
  */
 size_t rpc_status_pack(int code, const char *msg, const rpc_error *e, uint8_t *buf, size_t cap);
 

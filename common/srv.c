@@ -290,6 +290,7 @@ static void finish(srv_call *c, int code)
     size_t n = 0;
     memset(ops, 0, sizeof(ops));
     c->kind = TAG_DONE;
+    rpc_utf8_clean(c->msg); /* the same text in grpc-message and in the Status */
     c->status_details = grpc_slice_from_copied_string(c->msg);
     size_t ntrailer = status_trailer(c, code, c->msg, &c->error);
     ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -554,6 +555,7 @@ static void st_want_end(srv_stream *st, int code, const char *msg, const rpc_err
     if (st->end_wanted || st->closed)
         return;
     snprintf(st->end_msg, sizeof(st->end_msg), "%s", msg);
+    rpc_utf8_clean(st->end_msg);
     if (e)
         st->end_error = *e;
     else

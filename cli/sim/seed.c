@@ -305,7 +305,12 @@ static int seed_window(seed_run *run, gc_client *c, world_tenant *t, int64_t end
     }
     int64_t created;
     gen_key(key, sizeof(key), run->seed, 0);
-    if (created_of(c, t, key, &created, &st) == 0) {
+    int found = created_of(c, t, key, &created, &st);
+    if (found != 0 && st.code != TALLY_GRPC_NOT_FOUND) {
+        sim_say("error: tenant %s: looking up the first complaint's key: %s", t->id, st.message);
+        return -1;
+    }
+    if (found == 0) {
         world_set_window(t, run->seed, created + run->o.days * WORLD_DAY_MS, (int)run->o.days);
         if (import_first(run, c, t, &existed, &st) == 0 && existed) {
             sim_say("%s: seeded before with --seed %" PRIu64 "; continuing that history, which "

@@ -55,6 +55,7 @@ Test(clients, python_grpcio_calls_tally_v1, .init = start, .fini = stop, .timeou
     char tenant[32], cmd[64], query[64];
     fx_tenant(tenant, sizeof(tenant));
     fx_seed_tenant(S.cmd, tenant, "UTC");
+    sys_wait_idle(&S, 60000); /* the tenant in the read model: else NOT_FOUND ends a watch */
     snprintf(cmd, sizeof(cmd), "127.0.0.1:%d", S.command.grpc_port);
     snprintf(query, sizeof(query), "127.0.0.1:%d", S.query.grpc_port);
     const char *argv[] = { "/usr/bin/python3",
@@ -78,6 +79,7 @@ Test(clients, node_gateway_balances_follows_a_watch_and_reads_error_details, .in
     proc q2;
     fx_tenant(tenant, sizeof(tenant));
     fx_seed_tenant(S.cmd, tenant, "UTC");
+    sys_wait_idle(&S, 60000);
     sys_query_more(&S, &q2);
     snprintf(cmd, sizeof(cmd), "127.0.0.1:%d", S.command.grpc_port);
     snprintf(query, sizeof(query), "127.0.0.1:%d,127.0.0.1:%d", S.query.grpc_port, q2.grpc_port);

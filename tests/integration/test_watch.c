@@ -29,6 +29,7 @@ static void start(void)
     fx_seed_tenant(S.cmd, T, "UTC");
     fx_tenant(U, sizeof(U));
     fx_seed_tenant(S.cmd, U, "UTC");
+    sys_wait_idle(&S, 60000); /* both tenants in the read model: else NOT_FOUND ends a watch */
 }
 
 static void stop(void)

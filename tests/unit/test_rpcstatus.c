@@ -120,3 +120,15 @@ Test(rpcstatus, the_wire_form_is_the_published_one)
                  "0 when it does not fit");
     cr_assert_neq(rpc_status_read((const uint8_t *)"\xff\xff", 2, &(rpc_status_view){ 0 }), 0);
 }
+
+/* A message cut inside a character, or quoting a client's bytes, is made valid UTF-8: a proto3
+   string that is not would make grpc-go and Python refuse the whole Status. */
+Test(rpcstatus, messages_are_made_valid_utf8)
+{
+    char cut[] = "name: caf\xc3"; /* "café" cut after the first byte of "é" */
+    rpc_utf8_clean(cut);
+    cr_assert_str_eq(cut, "name: caf?");
+    char mixed[] = "t\xffx \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \x80";
+    rpc_utf8_clean(mixed);
+    cr_assert_str_eq(mixed, "t?x \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 ?", "%s", mixed);
+}
