@@ -296,8 +296,13 @@ int reflect_answer(const reflect_index *x, const char *const *services, size_t n
     int rc = TALLY_ENOMEM;
     if (!svc || !psvc || !fds || !in)
         goto out_free;
+    /* The request echoed without the fields protobuf-c kept unknown: a hostile client's junk
+       (a field number 0, say) would make the whole answer undecodable. */
+    Grpc__Reflection__V1__ServerReflectionRequest echo = *req;
+    echo.base.n_unknown_fields = 0;
+    echo.base.unknown_fields = NULL;
     resp.valid_host = req->host;
-    resp.original_request = (Grpc__Reflection__V1__ServerReflectionRequest *)req;
+    resp.original_request = &echo;
     switch (req->message_request_case) {
     case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES:
         for (size_t i = 0; i < n; i++) {

@@ -5,6 +5,7 @@
  * zoneinfo files (scripts/fuzz adds the host's). Run: build-fuzz/fuzz/make_seeds fuzz/corpus
  */
 #include "auth.h"
+#include "grpc/reflection/v1/reflection.pb-c.h"
 #include "panels.h"
 #include "read.h"
 #include "tally/v1/commands.pb-c.h"
@@ -202,6 +203,26 @@ static void tokens(void)
     }
 }
 
+/* Reflection requests as grpcurl sends them: list, a service's file, a file by name. */
+static void reflections(void)
+{
+    Grpc__Reflection__V1__ServerReflectionRequest r =
+        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__INIT;
+    uint8_t buf[512];
+    r.message_request_case =
+        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES;
+    r.list_services = "";
+    put("reflect", "list", buf, protobuf_c_message_pack(&r.base, buf));
+    r.message_request_case =
+        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_SYMBOL;
+    r.file_containing_symbol = "tally.v1.Dashboard.WatchDashboard";
+    put("reflect", "symbol", buf, protobuf_c_message_pack(&r.base, buf));
+    r.message_request_case =
+        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_BY_FILENAME;
+    r.file_by_filename = "tally/v1/types.proto";
+    put("reflect", "file", buf, protobuf_c_message_pack(&r.base, buf));
+}
+
 static void page_tokens(void)
 {
     arena ar = { 0 };
@@ -227,5 +248,6 @@ int main(int argc, char **argv)
     events();
     tokens();
     page_tokens();
+    reflections();
     return 0;
 }
