@@ -306,6 +306,20 @@ static int start(gc_client *c, pending *p, const char *method, const void *data,
     return -1;
 }
 
+/* The grpc-status-details-bin trailer (a google.rpc.Status), when there is one, into out. */
+static void status_bin(const grpc_metadata_array *trailing, gc_result *out)
+{
+    for (size_t i = 0; i < trailing->count; i++) {
+        const grpc_metadata *m = &trailing->metadata[i];
+        size_t n = GRPC_SLICE_LENGTH(m->value);
+        if (grpc_slice_str_cmp(m->key, "grpc-status-details-bin") == 0 &&
+            n <= sizeof(out->status_bin)) {
+            memcpy(out->status_bin, GRPC_SLICE_START_PTR(m->value), n);
+            out->status_bin_len = n;
+        }
+    }
+}
+
 static void complete(pending *p)
 {
     gc_result *out = p->out;
@@ -316,15 +330,7 @@ static void complete(pending *p)
     out->seconds = (double)(t1.tv_sec - p->t0.tv_sec) + (double)(t1.tv_nsec - p->t0.tv_nsec) / 1e9;
     snprintf(out->details, sizeof(out->details), "%.*s", (int)GRPC_SLICE_LENGTH(p->details),
              (const char *)GRPC_SLICE_START_PTR(p->details));
-    for (size_t i = 0; i < p->trailing.count; i++) {
-        const grpc_metadata *m = &p->trailing.metadata[i];
-        size_t n = GRPC_SLICE_LENGTH(m->value);
-        if (grpc_slice_str_cmp(m->key, "grpc-status-details-bin") == 0 &&
-            n <= sizeof(out->status_bin)) {
-            memcpy(out->status_bin, GRPC_SLICE_START_PTR(m->value), n);
-            out->status_bin_len = n;
-        }
-    }
+    status_bin(&p->trailing, out);
     if (p->recv) {
         grpc_byte_buffer_reader r;
         grpc_byte_buffer_reader_init(&r, p->recv);
@@ -566,15 +572,7 @@ static void stream_status(gc_stream *s, gc_status *st)
     r.code = (int)s->p.status;
     snprintf(r.details, sizeof(r.details), "%.*s", (int)GRPC_SLICE_LENGTH(s->p.details),
              (const char *)GRPC_SLICE_START_PTR(s->p.details));
-    for (size_t i = 0; i < s->p.trailing.count; i++) {
-        const grpc_metadata *m = &s->p.trailing.metadata[i];
-        size_t n = GRPC_SLICE_LENGTH(m->value);
-        if (grpc_slice_str_cmp(m->key, "grpc-status-details-bin") == 0 &&
-            n <= sizeof(r.status_bin)) {
-            memcpy(r.status_bin, GRPC_SLICE_START_PTR(m->value), n);
-            r.status_bin_len = n;
-        }
-    }
+    status_bin(&s->p.trailing, &r);
     gc_status_of(&r, st);
 }
 

@@ -82,16 +82,6 @@ static bool field(wire *w, uint32_t *num, const uint8_t **data, size_t *len)
     }
 }
 
-static char *str(const uint8_t *data, size_t len)
-{
-    char *s = malloc(len + 1);
-    if (s) {
-        memcpy(s, data, len);
-        s[len] = '\0';
-    }
-    return s;
-}
-
 static void add_sym(reflect_index *x, const char *prefix, const uint8_t *name, size_t len,
                     size_t file, char *out, size_t outlen)
 {
@@ -171,10 +161,10 @@ static bool index_file(reflect_index *x, rfile *f, size_t i)
         if (!d)
             continue;
         if (num == 1 && !f->name)
-            f->name = str(d, l);
+            f->name = strndup((const char *)d, l);
         else if (num == 3) {
             char **deps = realloc(f->deps, (f->ndeps + 1) * sizeof(*deps));
-            if (!deps || !(deps[f->ndeps] = str(d, l))) {
+            if (!deps || !(deps[f->ndeps] = strndup((const char *)d, l))) {
                 if (deps)
                     f->deps = deps;
                 return false;

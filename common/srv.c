@@ -322,6 +322,19 @@ static double mono_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* msg packed into a byte buffer; NULL with *size its size when that is over max. */
+static grpc_byte_buffer *pack(const ProtobufCMessage *msg, long long max, size_t *size)
+{
+    *size = protobuf_c_message_get_packed_size(msg);
+    if ((long long)*size > max)
+        return NULL;
+    grpc_slice slice = grpc_slice_malloc(*size);
+    protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    return bb;
+}
+
 /* Reads the payload and decodes it with the method's descriptor; NULL with c->msg set. */
 static ProtobufCMessage *decode(srv_call *c)
 {
@@ -837,14 +850,9 @@ static int st_send(srv_stream *st, grpc_byte_buffer *bb)
 
 int srv_stream_send(srv_stream *st, const ProtobufCMessage *msg)
 {
-    size_t size = protobuf_c_message_get_packed_size(msg);
-    if ((long long)size > st->c->srv->max_message)
-        return TALLY_ETOOBIG;
-    grpc_slice slice = grpc_slice_malloc(size);
-    protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
-    grpc_slice_unref(slice);
-    return st_send(st, bb);
+    size_t size;
+    grpc_byte_buffer *bb = pack(msg, st->c->srv->max_message, &size);
+    return bb ? st_send(st, bb) : TALLY_ETOOBIG;
 }
 
 int srv_stream_send_reply(srv_stream *st, const srv_call *call)
@@ -1117,16 +1125,14 @@ int srv_worker_index(const srv_call *c)
 
 int srv_reply(srv_call *c, const ProtobufCMessage *msg)
 {
-    size_t size = protobuf_c_message_get_packed_size(msg);
-    if ((long long)size > c->srv->max_message)
+    size_t size;
+    grpc_byte_buffer *bb = pack(msg, c->srv->max_message, &size);
+    if (!bb)
         return srv_fail(c, TALLY_ETOOBIG, "reply of %zu bytes is over the limit of %lld", size,
                         c->srv->max_message);
-    grpc_slice slice = grpc_slice_malloc(size);
-    protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
     if (c->reply)
         grpc_byte_buffer_destroy(c->reply);
-    c->reply = grpc_raw_byte_buffer_create(&slice, 1);
-    grpc_slice_unref(slice);
+    c->reply = bb;
     return 0;
 }
 

@@ -6,6 +6,7 @@
  * seeds a tenant of each client's own, runs the client and asserts that it passed every check;
  * for Node, also that both query-svc replicas served its GetDashboard calls.
  */
+#include "ev_wait.h"
 #include "fixture.h"
 #include "proc.h"
 #include "system.h"
@@ -43,11 +44,10 @@ static void run_client(const char *const *argv)
 /* The GetDashboard calls a query-svc counted as OK. */
 static double dashboards_served(int http_port)
 {
-    static char text[1 << 20];
-    cr_assert_eq(proc_http_get(http_port, "/metrics", text, sizeof(text)), 200);
-    const char *key = "grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"GetDashboard\"";
-    const char *at = strstr(text, key);
-    return at && (at = strchr(at, '}')) ? atof(at + 1) : 0;
+    double v = ev_metric(http_port, "grpc_server_handled_total{grpc_code=\"OK\",grpc_method="
+                                    "\"GetDashboard\",grpc_service=\"tally.v1.Dashboard\","
+                                    "grpc_type=\"unary\"}");
+    return v < 0 ? 0 : v;
 }
 
 Test(clients, python_grpcio_calls_tally_v1, .init = start, .fini = stop, .timeout = 180)

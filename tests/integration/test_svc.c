@@ -3,6 +3,7 @@
  * dependencies, and a clean drain on SIGTERM.
  */
 #include "echo.pb-c.h"
+#include "ev_wait.h"
 #include "fixture.h"
 #include "gclient.h"
 #include "grpc/health/v1/health.pb-c.h"
@@ -33,21 +34,9 @@ static void *run_batch(void *arg)
     return NULL;
 }
 
-/* A gauge without labels, read from /metrics; -1 when it is not there. */
-static long gauge(int http_port, const char *name)
-{
-    static char text[1 << 20];
-    char key[128];
-    if (proc_http_get(http_port, "/metrics", text, sizeof(text)) != 200)
-        return -1;
-    snprintf(key, sizeof(key), "\n%s ", name);
-    const char *at = strstr(text, key);
-    return at ? atol(at + strlen(key)) : -1;
-}
-
 static long in_flight(int http_port)
 {
-    return gauge(http_port, "grpc_server_calls_in_flight");
+    return (long)ev_metric(http_port, "grpc_server_calls_in_flight");
 }
 
 static void wait_in_flight(int http_port, long n)
@@ -192,7 +181,7 @@ Test(svc, health_watch_follows_the_drain_and_ends_unavailable)
 
 static long streams_open(int http_port)
 {
-    return gauge(http_port, "tally_grpc_streams_open");
+    return (long)ev_metric(http_port, "tally_grpc_streams_open");
 }
 
 /*

@@ -6,6 +6,7 @@
  * a client that goes away is forgotten.
  */
 #include "calls.h"
+#include "ev_wait.h"
 #include "fixture.h"
 #include "now.h"
 #include "system.h"
@@ -77,12 +78,7 @@ static Tally__V1__GetDashboardReply *settle(gc_stream *w)
 
 static double metric(const char *name)
 {
-    static char text[1 << 20];
-    char key[128];
-    cr_assert_eq(proc_http_get(S.query.http_port, "/metrics", text, sizeof(text)), 200);
-    snprintf(key, sizeof(key), "\n%s ", name);
-    const char *at = strstr(text, key);
-    return at ? atof(at + strlen(key)) : -1;
+    return ev_metric(S.query.http_port, name);
 }
 
 Test(watch, a_change_is_pushed_as_a_new_page_once_per_request, .init = start, .fini = stop,
