@@ -289,8 +289,17 @@ int reflect_answer(const reflect_index *x, const char *const *services, size_t n
     /* The request echoed without the fields protobuf-c kept unknown: a hostile client's junk
        (a field number 0, say) would make the whole answer undecodable. */
     Grpc__Reflection__V1__ServerReflectionRequest echo = *req;
+    Grpc__Reflection__V1__ExtensionRequest ext_echo;
     echo.base.n_unknown_fields = 0;
     echo.base.unknown_fields = NULL;
+    if (req->message_request_case ==
+            GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_EXTENSION &&
+        req->file_containing_extension) { /* the one message inside: the same */
+        ext_echo = *req->file_containing_extension;
+        ext_echo.base.n_unknown_fields = 0;
+        ext_echo.base.unknown_fields = NULL;
+        echo.file_containing_extension = &ext_echo;
+    }
     resp.valid_host = req->host;
     resp.original_request = &echo;
     switch (req->message_request_case) {

@@ -121,6 +121,14 @@ Test(reflect, unknown_fields_are_not_echoed)
     cr_assert_not_null(r->original_request);
     grpc__reflection__v1__server_reflection_response__free_unpacked(r, NULL);
     grpc__reflection__v1__server_reflection_request__free_unpacked(q, NULL);
+    /* and inside the request's one message (file_containing_extension): fuzz_reflect again */
+    static const uint8_t nested[] = { 0x2a, 0x03, 0x80, 0x00, 0x00 };
+    q = grpc__reflection__v1__server_reflection_request__unpack(NULL, sizeof(nested), nested);
+    cr_assert_not_null(q);
+    r = ask(q);
+    cr_assert_not_null(r->error_response);
+    grpc__reflection__v1__server_reflection_response__free_unpacked(r, NULL);
+    grpc__reflection__v1__server_reflection_request__free_unpacked(q, NULL);
 }
 
 Test(reflect, bytes_that_are_not_a_descriptor_set_are_refused)
